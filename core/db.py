@@ -1,0 +1,138 @@
+"""The database: SQLAlchemy 2 engine, sessions and Alembic migrations.
+
+SQLite (a file in the data dir, WAL mode, ``synchronous=FULL``) is the default;
+any SQLAlchemy URL works, PostgreSQL is tested. Each package owns its tables and
+its migration branch (``<package>/migrations/versions``, branch label = package
+name); :func:`migrate` upgrades every branch it is given to its head.
+
+Transactions are explicit: :meth:`Database.write` starts a transaction that
+holds the write lock from its first statement (``BEGIN IMMEDIATE`` on SQLite),
+so a read-then-write inside it can never fail with a stale snapshot;
+:meth:`Database.read` starts an ordinary one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from core.errors import ConfigurationError
+
+__all__ = ["MIGRATIONS", "Base", "Database", "migrate"]
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+"""core's own migration branch (signing keys)."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every package's tables."""
+
+
+class Database:
+    """An engine plus session factories with explicit read and write transactions."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        """Connect lazily to ``url``.
+
+        Raises:
+            ConfigurationError: the URL cannot be parsed or its driver is missing.
+        """
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy raises ArgumentError for bad URLs
+            raise ConfigurationError(f"database URL cannot be parsed: {exc}") from exc
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            if parsed.database in (None, "", ":memory:"):
+                raise ConfigurationError("an in-memory SQLite database cannot be shared; use a file")
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except Exception as exc:
+            raise ConfigurationError(f"cannot create database engine: {exc}") from exc
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose transaction holds the write lock; commits on success.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the transaction failed and was rolled back.
+        """
+        with self._sessions() as session, session.begin():
+            if self.is_sqlite:
+                session.connection(execution_options={"ibx_begin": "BEGIN IMMEDIATE"})
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads (one consistent snapshot); rolled back at the end."""
+        with self._sessions() as session:
+            yield session
+            session.rollback()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, durable commits, a busy timeout, and transactions that SQLAlchemy controls.
+
+    pysqlite's own transaction handling starts transactions lazily and never for
+    SELECT; the recipe from SQLAlchemy's documentation turns it off and emits
+    BEGIN ourselves, so a write transaction can take the lock first.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        begin = conn.get_execution_options().get("ibx_begin", "BEGIN")
+        conn.exec_driver_sql(begin)
+
+
+def migrate(db: Database, version_locations: Sequence[Path]) -> None:
+    """Upgrade every migration branch found in ``version_locations`` to its head.
+
+    Raises:
+        ConfigurationError: a location does not exist.
+    """
+    for location in version_locations:
+        if not (location / "versions").is_dir():
+            raise ConfigurationError(f"no migrations at {location / 'versions'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option(
+        "version_locations", " ".join(str(loc / "versions") for loc in version_locations)
+    )
+    config.set_main_option("path_separator", "space")
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "heads")
+    logger.debug("database migrated (%d branches)", len(version_locations))

@@ -1,0 +1,68 @@
+"""Append-only verifiable log: RFC 9162 Merkle tree, C2SP signed checkpoints.
+
+The ledger stores opaque canonical bytes; the packages that write entries
+(``consent``, ``policies``, ``mpc``, ``edge_tls`` through the event recorder)
+define their payload schemas.
+"""
+
+from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
+from ledger._entry import MAX_PAYLOAD_BYTES, LedgerEntry
+from ledger._integrity import IntegrityReport
+from ledger._ledger import ConsistencyProof, InclusionProof, Ledger, LedgerConfig
+from ledger._merkle import (
+    EMPTY_ROOT,
+    leaf_hash,
+    node_hash,
+    root_from_inclusion_proof,
+    verify_consistency,
+    verify_inclusion,
+)
+from ledger.backends.base import LedgerBackend, StoredEntry, TreeHead
+from ledger.backends.memory import MemoryLedgerBackend
+from ledger.backends.sql import MIGRATIONS, SqlLedgerBackend
+from ledger.errors import (
+    CheckpointError,
+    ConsistencyProofError,
+    EntryTooLargeError,
+    InclusionProofError,
+    InvalidEntryError,
+    LedgerError,
+    LedgerIntegrityError,
+    ProofError,
+    TreeSizeError,
+)
+
+__all__ = [
+    "EMPTY_ROOT",
+    "MAX_PAYLOAD_BYTES",
+    "MIGRATIONS",
+    "Checkpoint",
+    "CheckpointError",
+    "ConsistencyProof",
+    "ConsistencyProofError",
+    "EntryTooLargeError",
+    "InclusionProof",
+    "InclusionProofError",
+    "IntegrityReport",
+    "InvalidEntryError",
+    "Ledger",
+    "LedgerBackend",
+    "LedgerConfig",
+    "LedgerEntry",
+    "LedgerError",
+    "LedgerIntegrityError",
+    "MemoryLedgerBackend",
+    "NoteVerifier",
+    "ProofError",
+    "SignedNote",
+    "SqlLedgerBackend",
+    "StoredEntry",
+    "TreeHead",
+    "TreeSizeError",
+    "leaf_hash",
+    "node_hash",
+    "root_from_inclusion_proof",
+    "sign_note",
+    "verify_consistency",
+    "verify_inclusion",
+]
