@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias, cast
 
 import rfc8785
 
@@ -14,7 +14,7 @@ from core.errors import CanonicalJsonError
 __all__ = ["JsonValue", "canonical_bytes", "canonical_sha256", "parse_json_object"]
 
 JsonValue: TypeAlias = (
-    None | bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
+    bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
 )
 
 
@@ -26,7 +26,7 @@ def canonical_bytes(value: object) -> bytes:
             integers beyond IEEE 754 double precision, non-string keys, other types).
     """
     try:
-        return bytes(rfc8785.dumps(value))
+        return bytes(rfc8785.dumps(cast(Any, value)))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise CanonicalJsonError(f"cannot encode as RFC 8785 canonical JSON: {exc}") from exc
 
@@ -60,7 +60,9 @@ def parse_json_object(text: str | bytes, *, what: str = "input") -> dict[str, Js
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
-        raise CanonicalJsonError(f"{what}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+        raise CanonicalJsonError(
+            f"{what}: not valid JSON ({exc.msg} at column {exc.colno})"
+        ) from exc
     except RecursionError as exc:
         raise CanonicalJsonError(f"{what}: nested too deeply") from exc
     if not isinstance(value, dict):

@@ -58,7 +58,9 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
             if parsed.database in (None, "", ":memory:"):
-                raise ConfigurationError("an in-memory SQLite database cannot be shared; use a file")
+                raise ConfigurationError(
+                    "an in-memory SQLite database cannot be shared; use a file"
+                )
         else:
             kwargs["pool_pre_ping"] = True
         try:

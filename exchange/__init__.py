@@ -1,1 +1,7 @@
-"""exchange"""
+"""The exchange: composition root, HTTP service and CLI. Nothing imports it."""
+
+from exchange.app import create_app
+from exchange.runtime import Runtime
+from exchange.settings import Settings
+
+__all__ = ["Runtime", "Settings", "create_app"]

@@ -99,7 +99,12 @@ class Checkpoint:
 
     def to_text(self) -> str:
         """The body: ``origin\\nsize\\nbase64(root)\\n`` followed by extension lines."""
-        lines = [self.origin, str(self.size), base64.b64encode(self.root).decode(), *self.extensions]
+        lines = [
+            self.origin,
+            str(self.size),
+            base64.b64encode(self.root).decode(),
+            *self.extensions,
+        ]
         return "".join(line + "\n" for line in lines)
 
     @classmethod

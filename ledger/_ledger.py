@@ -198,7 +198,9 @@ class Ledger:
         if start >= size:
             raise TreeSizeError(f"start {start} is beyond the log of size {size}", tree_size=size)
         stop = min(size, start + min(limit, MAX_ENTRIES_PER_READ))
-        return [LedgerEntry.from_leaf_input(e.leaf_input) for e in self._backend.entries(start, stop)]
+        return [
+            LedgerEntry.from_leaf_input(e.leaf_input) for e in self._backend.entries(start, stop)
+        ]
 
     def entry(self, index: int) -> LedgerEntry:
         """The entry at ``index``.

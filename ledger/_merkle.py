@@ -20,13 +20,13 @@ __all__ = [
     "NodeKey",
     "append_nodes",
     "consistency_ranges",
+    "fold",
     "frontier",
     "hash_range",
     "inclusion_ranges",
     "leaf_hash",
     "node_hash",
     "nodes_for_ranges",
-    "fold",
     "perfect_cover",
     "root_from_inclusion_proof",
     "root_from_nodes",
@@ -165,13 +165,13 @@ def append_nodes(
     def lookup(key: NodeKey) -> bytes:
         return new[key] if key in new else known[key]
 
-    for offset, h in enumerate(leaf_hashes):
-        level, idx = 0, size + offset
-        new[(0, idx)] = h
+    for offset, leaf in enumerate(leaf_hashes):
+        level, idx, acc = 0, size + offset, leaf
+        new[(0, idx)] = acc
         while idx & 1:
-            h = node_hash(lookup((level, idx - 1)), h)
+            acc = node_hash(lookup((level, idx - 1)), acc)
             level, idx = level + 1, idx >> 1
-            new[(level, idx)] = h
+            new[(level, idx)] = acc
     return new
 
 
@@ -187,9 +187,7 @@ def _check_hashes(hashes: Iterable[bytes], error: type[Exception], what: str) ->
             raise error(f"{what} has length {len(h)}, not {HASH_SIZE}")
 
 
-def root_from_inclusion_proof(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root implied by an inclusion proof (RFC 9162 §2.1.3.2).
 
     Raises:
@@ -290,4 +288,3 @@ def verify_consistency(
         raise ConsistencyProofError("calculated first root differs from the given first root")
     if sr != second_root:
         raise ConsistencyProofError("calculated second root differs from the given second root")
-

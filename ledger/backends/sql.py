@@ -95,8 +95,13 @@ class _SqlWriter:
             s.execute(
                 insert(LedgerEntryRow),
                 [
-                    {"idx": e.index, "type": e.type, "actor": e.actor, "time": e.time,
-                     "leaf_input": e.leaf_input}
+                    {
+                        "idx": e.index,
+                        "type": e.type,
+                        "actor": e.actor,
+                        "time": e.time,
+                        "leaf_input": e.leaf_input,
+                    }
                     for e in entries
                 ],
             )
@@ -171,8 +176,7 @@ class SqlLedgerBackend:
                     .order_by(LedgerEntryRow.idx)
                     .limit(_SCAN_BATCH)
                 ).all()
-                for idx, leaf in batch:
-                    yield idx, leaf
+                yield from ((idx, leaf) for idx, leaf in batch)
                 if len(batch) < _SCAN_BATCH:
                     return
                 pos = batch[-1][0] + 1
@@ -189,8 +193,7 @@ class SqlLedgerBackend:
                     .order_by(LedgerNodeRow.id)
                     .limit(_SCAN_BATCH)
                 ).all()
-                for node_id, h in batch:
-                    yield node_id - base, h
+                yield from ((node_id - base, h) for node_id, h in batch)
                 if len(batch) < _SCAN_BATCH:
                     return
                 pos = batch[-1][0] + 1

@@ -21,8 +21,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "ledger_entries",
-        sa.Column("idx", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=False),
+        sa.Column(
+            "idx",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("type", sa.String(100), nullable=False),
         sa.Column("actor", sa.String(200), nullable=False),
         sa.Column("time", sa.String(40), nullable=False),
@@ -32,8 +36,12 @@ def upgrade() -> None:
     op.create_index("ix_ledger_entries_actor", "ledger_entries", ["actor"])
     op.create_table(
         "ledger_nodes",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("hash", sa.LargeBinary, nullable=False),
     )
     head = op.create_table(
@@ -46,7 +54,15 @@ def upgrade() -> None:
     )
     op.bulk_insert(
         head,
-        [{"id": 1, "size": 0, "root": hashlib.sha256(b"").digest(), "checkpoint": "", "version": 0}],
+        [
+            {
+                "id": 1,
+                "size": 0,
+                "root": hashlib.sha256(b"").digest(),
+                "checkpoint": "",
+                "version": 0,
+            }
+        ],
     )
 
 

@@ -1,0 +1,64 @@
+"""Who is calling: bearer tokens over HTTP, ``--token``/``IBX_TOKEN`` on the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+
+from exchange.errors import AuthError, ForbiddenError
+from exchange.identities import Identity, Role
+from exchange.runtime import Runtime
+
+__all__ = ["authenticate_token", "caller", "get_runtime", "require_role"]
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime that ``create_app`` attached to the application."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def authenticate_token(runtime: Runtime, token: str | None) -> Identity:
+    """The identity of ``token``.
+
+    Raises:
+        AuthError: no token, or an unknown, expired or revoked one (one opaque message).
+    """
+    if not token:
+        raise AuthError("a bearer token is required (--token or IBX_TOKEN)")
+    identity = runtime.identities.authenticate(token.strip())
+    if identity is None:
+        raise AuthError("the token is unknown, expired or revoked")
+    return identity
+
+
+def caller(request: Request) -> Identity:
+    """FastAPI dependency: the identity behind ``Authorization: Bearer``.
+
+    Raises:
+        AuthError: missing or invalid credentials.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthError("send Authorization: Bearer <token>")
+    return authenticate_token(get_runtime(request), token)
+
+
+def require_role(*roles: Role) -> Callable[[Identity], Identity]:
+    """FastAPI dependency factory: the caller, if it holds one of ``roles``.
+
+    Raises:
+        ForbiddenError: the caller has another role.
+    """
+
+    def _check(identity: Identity = Depends(caller)) -> Identity:  # noqa: B008
+        if identity.role not in roles:
+            wanted = ", ".join(r.value for r in roles)
+            raise ForbiddenError(
+                f"this needs the role {wanted}; {identity.name} is {identity.role}"
+            )
+        return identity
+
+    return _check

@@ -1,0 +1,80 @@
+"""The ``ibx`` command line.
+
+Server-side administration on the data dir: ``serve``, ``identity``, ``ledger``
+(later ``pki``). Commands a user runs on their own behalf take ``--token``
+(or ``IBX_TOKEN``) and act as that identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from core.errors import IbxError
+from exchange.cli import identity as identity_cli
+from exchange.cli import ledger as ledger_cli
+from exchange.cli import serve as serve_cli
+from exchange.cli._context import CliContext
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ibx",
+    help="ibx: authorize-before-use data exchange and privacy compute.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--data-dir",
+        envvar="IBX_DATA_DIR",
+        help="where the database, keys and party dirs live [default: ./.ibx]",
+        show_default=False,
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log to stderr"),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = CliContext(data_dir=data_dir)
+
+
+app.add_typer(identity_cli.app, name="identity")
+app.add_typer(ledger_cli.app, name="ledger")
+app.command("serve")(serve_cli.serve)
+
+
+def main() -> None:
+    """Entry point of the ``ibx`` console script: one-line errors, non-zero exits."""
+    try:
+        app(standalone_mode=False)
+    except IbxError as exc:
+        typer.echo(f"ibx: {exc.title}: {exc}", err=True)
+        sys.exit(1)
+    except ValueError as exc:  # e.g. settings validation
+        first = str(exc).strip().splitlines()
+        typer.echo(f"ibx: invalid input: {' '.join(first[:3])}", err=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("ibx: aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors carry their own exit code
+        code = getattr(exc, "exit_code", None)
+        show = getattr(exc, "show", None)
+        if code is not None and callable(show):
+            show()
+            sys.exit(code)
+        raise

@@ -1,0 +1,66 @@
+"""State shared by CLI commands: settings from the root options, a lazily built runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import typer
+
+from exchange.auth import authenticate_token
+from exchange.identities import Identity
+from exchange.runtime import Runtime
+from exchange.settings import Settings
+
+__all__ = ["EXCHANGE_OPTION", "TOKEN_OPTION", "CliContext", "cli_context"]
+
+TOKEN_OPTION = typer.Option(
+    None,
+    "--token",
+    envvar="IBX_TOKEN",
+    help="act as the identity of this bearer token",
+    show_default=False,
+)
+EXCHANGE_OPTION = typer.Option(
+    None,
+    "--exchange",
+    envvar="IBX_EXCHANGE",
+    help="URL of a running exchange (default: local data dir)",
+    show_default=False,
+)
+
+
+@dataclass
+class CliContext:
+    """Built once per invocation by the root callback."""
+
+    data_dir: Path | None
+    _overrides: dict[str, object] = field(default_factory=dict)
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Settings from IBX_* variables, with --data-dir taking precedence."""
+        if self.data_dir is not None:
+            return Settings(data_dir=self.data_dir)
+        return Settings()
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        """The runtime on the data dir (opens the database, runs migrations)."""
+        return Runtime(self.settings)
+
+    def acting_as(self, token: str | None) -> Identity:
+        """The identity of ``--token``/``IBX_TOKEN``.
+
+        Raises:
+            AuthError: missing, unknown, expired or revoked token.
+        """
+        return authenticate_token(self.runtime, token)
+
+
+def cli_context(ctx: typer.Context) -> CliContext:
+    """The :class:`CliContext` of the running command."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliContext)
+    return obj

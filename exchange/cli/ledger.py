@@ -1,0 +1,65 @@
+"""``ibx ledger``: append, checkpoint, vkey and verify on the server's data dir."""
+
+from __future__ import annotations
+
+import base64
+import sys
+
+import typer
+
+from core.canonical import parse_json_object
+from core.errors import CanonicalJsonError
+from core.events import Event
+from exchange.cli._context import cli_context
+from ledger import InvalidEntryError, LedgerIntegrityError
+
+__all__ = ["app"]
+
+app = typer.Typer(help="The verifiable ledger (on the server's data dir).")
+
+
+@app.command("append")
+def append(
+    ctx: typer.Context,
+    type_: str = typer.Option(..., "--type", help="entry type, e.g. demo.reading"),
+    actor: str = typer.Option("sysadmin", "--actor", help="who the entries are recorded for"),
+) -> None:
+    """Append one JSON object per stdin line as one atomic batch; print each new index."""
+    events: list[Event] = []
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            payload = parse_json_object(line, what=f"line {number}")
+            events.append(Event(type_, actor, payload))
+        except CanonicalJsonError as exc:
+            raise InvalidEntryError(str(exc)) from exc
+        except ValueError as exc:
+            raise InvalidEntryError(str(exc), line=number) from exc
+    if not events:
+        raise InvalidEntryError("no JSON objects on standard input; nothing appended")
+    for recorded in cli_context(ctx).runtime.ledger.append(events):
+        typer.echo(recorded.index)
+
+
+@app.command("checkpoint")
+def checkpoint(ctx: typer.Context) -> None:
+    """Print the current signed checkpoint (C2SP signed note)."""
+    typer.echo(cli_context(ctx).runtime.ledger.checkpoint().to_text(), nl=False)
+
+
+@app.command("vkey")
+def vkey(ctx: typer.Context) -> None:
+    """Print the checkpoint verifier key (C2SP vkey)."""
+    typer.echo(cli_context(ctx).runtime.ledger.vkey())
+
+
+@app.command("verify")
+def verify(ctx: typer.Context) -> None:
+    """Recompute the whole log and check the latest checkpoint."""
+    try:
+        report = cli_context(ctx).runtime.ledger.verify()
+    except LedgerIntegrityError as exc:
+        typer.echo(f"ibx: ledger verify failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"ok size {report.size} root {base64.b64encode(report.root).decode()}")

@@ -1,0 +1,253 @@
+"""The identity registry: every actor, its role, its public key and its bearer token.
+
+Tokens are 256 random bits (``ibx_`` + base64url), shown once and stored only
+as SHA-256 hashes. Lookup is by the hash; the final comparison is constant
+time. A token stops working the moment its identity is revoked or it expires.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import LargeBinary, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.clock import format_rfc3339, parse_rfc3339, utcnow
+from core.db import Base, Database
+from core.errors import IbxError
+from core.events import Event, EventRecorder
+from core.keys import Ed25519PublicKey
+
+__all__ = ["Identity", "IdentityError", "IdentityRegistry", "IssuedIdentity", "Role", "Status"]
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+TOKEN_PREFIX = "ibx_"  # noqa: S105 -- a public prefix, not a secret
+
+
+class IdentityError(IbxError):
+    """A registry operation that cannot be done as asked."""
+
+    title = "identity error"
+
+
+class Role(enum.StrEnum):
+    """The roles of DESIGN.md."""
+
+    ENTERPRISE = "enterprise"
+    SUBBRAIN = "subbrain"
+    AUDITOR = "auditor"
+    SECURITY_OFFICER = "security_officer"
+    SYSADMIN = "sysadmin"
+    EDGE_DEVICE = "edge_device"
+    COMPUTE_NODE = "compute_node"
+    WITNESS = "witness"
+
+
+class Status(enum.StrEnum):
+    """An identity is active until revoked; revocation is final."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A registered actor (never carries the token)."""
+
+    name: str
+    role: Role
+    status: Status
+    public_key: Ed25519PublicKey | None
+    created_at: datetime
+    token_expires_at: datetime
+
+
+@dataclass(frozen=True, repr=False)
+class IssuedIdentity:
+    """A new identity and its bearer token, which exists only here, once."""
+
+    identity: Identity
+    token: str
+
+    def __repr__(self) -> str:
+        return f"IssuedIdentity(identity={self.identity!r}, token=<redacted>)"
+
+
+class _IdentityRow(Base):
+    __tablename__ = "exchange_identities"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    token_expires_at: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[str] = mapped_column(String(40))
+
+    def to_identity(self) -> Identity:
+        return Identity(
+            name=self.name,
+            role=Role(self.role),
+            status=Status(self.status),
+            public_key=Ed25519PublicKey(self.public_key) if self.public_key else None,
+            created_at=parse_rfc3339(self.created_at),
+            token_expires_at=parse_rfc3339(self.token_expires_at),
+        )
+
+
+def hash_token(token: str) -> bytes:
+    """SHA-256 of a bearer token (tokens are 256-bit random, so no slow hash is needed)."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+class IdentityRegistry:
+    """Create, list, revoke and authenticate identities; records changes on the ledger."""
+
+    def __init__(self, db: Database, recorder: EventRecorder, *, token_ttl: timedelta) -> None:
+        self._db = db
+        self._recorder = recorder
+        self._ttl = token_ttl
+
+    def create(
+        self,
+        name: str,
+        role: Role,
+        *,
+        public_key: Ed25519PublicKey | None = None,
+        actor: str = "sysadmin",
+        now: datetime | None = None,
+    ) -> IssuedIdentity:
+        """Register ``name`` with ``role`` and issue its bearer token.
+
+        Raises:
+            IdentityError: the name is malformed or already taken.
+        """
+        if not _NAME.fullmatch(name):
+            raise IdentityError(
+                f"identity name {name!r} must be 1-128 letters, digits or . _ @ -, "
+                "starting with a letter or digit"
+            )
+        when = now or utcnow()
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires = when + self._ttl
+        with self._db.write() as session:
+            if session.get(_IdentityRow, name) is not None:
+                raise IdentityError(f"identity {name!r} already exists")
+            row = _IdentityRow(
+                name=name,
+                role=role.value,
+                status=Status.ACTIVE.value,
+                public_key=public_key.raw if public_key else None,
+                token_hash=hash_token(token),
+                token_expires_at=format_rfc3339(expires),
+                created_at=format_rfc3339(when),
+            )
+            session.add(row)
+            session.flush()
+            self._recorder.record(
+                Event(
+                    "identity.create",
+                    actor,
+                    {
+                        "name": name,
+                        "role": role.value,
+                        "public_key": public_key.to_base64() if public_key else None,
+                        "token_expires_at": format_rfc3339(expires),
+                    },
+                ),
+                session=session,
+            )
+            identity = row.to_identity()
+        logger.info("created identity %s (%s)", name, role.value)
+        return IssuedIdentity(identity, token)
+
+    def get(self, name: str) -> Identity:
+        """The identity called ``name``.
+
+        Raises:
+            IdentityError: no such identity.
+        """
+        with self._db.read() as session:
+            row = session.get(_IdentityRow, name)
+            if row is None:
+                raise IdentityError(f"no identity named {name!r}")
+            return row.to_identity()
+
+    def list(self, *, role: Role | None = None) -> list[Identity]:
+        """Every identity, by name."""
+        with self._db.read() as session:
+            query = select(_IdentityRow).order_by(_IdentityRow.name)
+            if role is not None:
+                query = query.where(_IdentityRow.role == role.value)
+            return [row.to_identity() for row in session.execute(query).scalars()]
+
+    def revoke(self, name: str, *, actor: str = "sysadmin") -> Identity:
+        """Revoke ``name``: its token stops working at once.
+
+        Raises:
+            IdentityError: no such identity, or already revoked.
+        """
+        with self._db.write() as session:
+            row = session.get(_IdentityRow, name)
+            if row is None:
+                raise IdentityError(f"no identity named {name!r}")
+            if row.status == Status.REVOKED.value:
+                raise IdentityError(f"identity {name!r} is already revoked")
+            row.status = Status.REVOKED.value
+            session.flush()
+            self._recorder.record(
+                Event("identity.revoke", actor, {"name": name, "role": row.role}),
+                session=session,
+            )
+            identity = row.to_identity()
+        logger.info("revoked identity %s", name)
+        return identity
+
+    def set_public_key(self, name: str, public_key: Ed25519PublicKey, *, actor: str) -> Identity:
+        """Register (or rotate) the Ed25519 public key of ``name``.
+
+        Raises:
+            IdentityError: no such identity, or it is revoked.
+        """
+        with self._db.write() as session:
+            row = session.get(_IdentityRow, name)
+            if row is None or row.status != Status.ACTIVE.value:
+                raise IdentityError(f"no active identity named {name!r}")
+            row.public_key = public_key.raw
+            session.flush()
+            self._recorder.record(
+                Event(
+                    "identity.public_key",
+                    actor,
+                    {"name": name, "public_key": public_key.to_base64()},
+                ),
+                session=session,
+            )
+            return row.to_identity()
+
+    def authenticate(self, token: str, *, now: datetime | None = None) -> Identity | None:
+        """The active identity holding ``token``, or None (unknown, expired or revoked)."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        digest = hash_token(token)
+        with self._db.read() as session:
+            row = session.execute(
+                select(_IdentityRow).where(_IdentityRow.token_hash == digest)
+            ).scalar_one_or_none()
+            if row is None or not hmac.compare_digest(row.token_hash, digest):
+                return None
+            identity = row.to_identity()
+        if identity.status is not Status.ACTIVE:
+            return None
+        if (now or utcnow()) >= identity.token_expires_at:
+            return None
+        return identity

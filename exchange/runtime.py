@@ -1,0 +1,71 @@
+"""The composition root: builds every component from :class:`Settings`.
+
+One ``Runtime`` per process (the server builds it in ``create_app``, each CLI
+command builds its own). Components that are heavy to build are created on
+first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+import core
+import ledger
+from core.db import Database, migrate
+from core.keys import KeyRing, MasterKey
+from exchange.identities import IdentityRegistry
+from exchange.settings import Settings
+
+__all__ = ["MIGRATION_BRANCHES", "Runtime"]
+
+logger = logging.getLogger(__name__)
+
+MIGRATION_BRANCHES: list[Path] = [
+    core.MIGRATIONS,
+    ledger.MIGRATIONS,
+    Path(__file__).parent / "migrations",
+]
+"""Every package's Alembic branch; a package with tables adds its own here."""
+
+
+class Runtime:
+    """Database, keys, ledger and the package services, wired together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.name == "posix":
+            self.data_dir.chmod(0o700)
+        self.db = Database(settings.resolved_database_url())
+        migrate(self.db, MIGRATION_BRANCHES)
+        if settings.master_key is not None:
+            master = MasterKey.from_text(settings.master_key.get_secret_value())
+        else:
+            master = MasterKey.load_or_create(self.data_dir / "master.key")
+        self.keyring = KeyRing(self.db, master)
+        self.master_key = master
+
+    @cached_property
+    def ledger(self) -> ledger.Ledger:
+        """The ledger (SQL backend on the project database)."""
+        return ledger.Ledger(
+            ledger.SqlLedgerBackend(self.db),
+            self.keyring.get_or_create("ledger"),
+            ledger.LedgerConfig(origin=self.settings.ledger_origin),
+        )
+
+    @cached_property
+    def identities(self) -> IdentityRegistry:
+        """The identity registry."""
+        return IdentityRegistry(
+            self.db, self.ledger, token_ttl=timedelta(days=self.settings.token_ttl_days)
+        )
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.dispose()

@@ -1,0 +1,63 @@
+"""Settings: the only place ibx reads the environment (``IBX_*`` variables).
+
+Built in ``create_app(settings)`` or by the CLI's root callback, never at
+import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx", "test", "dev"}
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with safe defaults for the one-machine deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="IBX_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "prod"] = Field(
+        "dev", description="'prod' refuses generated or placeholder secrets"
+    )
+    data_dir: Path = Field(Path(".ibx"), description="SQLite file, key file, party dirs")
+    database_url: str | None = Field(
+        None, description="any SQLAlchemy URL; default sqlite:///<data_dir>/ibx.db"
+    )
+    master_key: SecretStr | None = Field(
+        None, description="32 bytes (hex or base64); default: <data_dir>/master.key, mode 0600"
+    )
+    ledger_origin: str = Field("ibx.localhost/ledger", description="checkpoint origin line")
+    token_ttl_days: int = Field(90, ge=1, le=3650, description="bearer token lifetime")
+    opa_url: str | None = Field(None, description="a real OPA server to evaluate Rego on")
+    trust_domain: str = Field("ibx.localhost", description="SPIFFE trust domain of the edge PKI")
+
+    @field_validator("ledger_origin")
+    @classmethod
+    def _origin_is_one_token(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value) or "+" in value:
+            raise ValueError("ledger origin must be non-empty with no spaces or '+'")
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholders_in_prod(self) -> Settings:
+        if self.master_key is not None:
+            secret = self.master_key.get_secret_value().strip().lower()
+            if secret in _PLACEHOLDERS:
+                raise ValueError("IBX_MASTER_KEY is a placeholder; generate 32 random bytes")
+        if self.env == "prod" and self.master_key is None:
+            raise ValueError(
+                "IBX_ENV=prod requires IBX_MASTER_KEY (a generated key file is dev-only)"
+            )
+        return self
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ibx.db').resolve()}"
