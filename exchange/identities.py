@@ -69,6 +69,7 @@ class Identity:
     public_key: Ed25519PublicKey | None
     created_at: datetime
     token_expires_at: datetime
+    industry: str | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -89,6 +90,7 @@ class _IdentityRow(Base):
     role: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    industry: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
     token_expires_at: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[str] = mapped_column(String(40))
@@ -101,6 +103,7 @@ class _IdentityRow(Base):
             public_key=Ed25519PublicKey(self.public_key) if self.public_key else None,
             created_at=parse_rfc3339(self.created_at),
             token_expires_at=parse_rfc3339(self.token_expires_at),
+            industry=self.industry,
         )
 
 
@@ -123,6 +126,7 @@ class IdentityRegistry:
         role: Role,
         *,
         public_key: Ed25519PublicKey | None = None,
+        industry: str | None = None,
         actor: str = "sysadmin",
         now: datetime | None = None,
     ) -> IssuedIdentity:
@@ -136,6 +140,8 @@ class IdentityRegistry:
                 f"identity name {name!r} must be 1-128 letters, digits or . _ @ -, "
                 "starting with a letter or digit"
             )
+        if industry is not None and not _NAME.fullmatch(industry):
+            raise IdentityError(f"industry {industry!r} must be a short slug, e.g. lithium-battery")
         when = now or utcnow()
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires = when + self._ttl
@@ -147,6 +153,7 @@ class IdentityRegistry:
                 role=role.value,
                 status=Status.ACTIVE.value,
                 public_key=public_key.raw if public_key else None,
+                industry=industry,
                 token_hash=hash_token(token),
                 token_expires_at=format_rfc3339(expires),
                 created_at=format_rfc3339(when),
@@ -160,6 +167,7 @@ class IdentityRegistry:
                     {
                         "name": name,
                         "role": role.value,
+                        "industry": industry,
                         "public_key": public_key.to_base64() if public_key else None,
                         "token_expires_at": format_rfc3339(expires),
                     },

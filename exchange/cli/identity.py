@@ -21,6 +21,9 @@ def create(
     public_key: str | None = typer.Option(
         None, "--public-key", help="base64 Ed25519 public key (enterprises)"
     ),
+    industry: str | None = typer.Option(
+        None, "--industry", help="industry slug, e.g. lithium-battery (sub-brains, enterprises)"
+    ),
 ) -> None:
     """Create an identity; its bearer token is printed once, as the last line."""
     key = None
@@ -29,7 +32,9 @@ def create(
             key = Ed25519PublicKey.from_base64(public_key)
         except ValueError as exc:
             raise IdentityError(f"--public-key: {exc}") from exc
-    issued = cli_context(ctx).runtime.identities.create(name, role, public_key=key)
+    issued = cli_context(ctx).runtime.identities.create(
+        name, role, public_key=key, industry=industry
+    )
     ident = issued.identity
     typer.echo(
         f"created {ident.name} ({ident.role}), token expires {ident.token_expires_at:%Y-%m-%d}"
@@ -43,7 +48,8 @@ def list_(ctx: typer.Context) -> None:
     for ident in cli_context(ctx).runtime.identities.list():
         fp = ident.public_key.fingerprint()[:16] if ident.public_key else "-"
         typer.echo(
-            f"{ident.name}\t{ident.role}\t{ident.status}\t{fp}\t{ident.token_expires_at:%Y-%m-%d}"
+            f"{ident.name}\t{ident.role}\t{ident.industry or '-'}\t{ident.status}\t{fp}\t"
+            f"{ident.token_expires_at:%Y-%m-%d}"
         )
 
 

@@ -23,10 +23,12 @@ def upgrade() -> None:
         sa.Column("role", sa.String(32), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("public_key", sa.LargeBinary, nullable=True),
+        sa.Column("industry", sa.String(64), nullable=True),
         sa.Column("token_hash", sa.LargeBinary, nullable=False, unique=True),
         sa.Column("token_expires_at", sa.String(40), nullable=False),
         sa.Column("created_at", sa.String(40), nullable=False),
     )
+    op.create_index("ix_exchange_identities_industry", "exchange_identities", ["industry"])
 
 
 def downgrade() -> None:
