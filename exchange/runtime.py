@@ -15,6 +15,7 @@ from pathlib import Path
 
 import core
 import ledger
+import mpc
 from core.db import Database, migrate
 from core.keys import KeyRing, MasterKey
 from exchange.identities import IdentityRegistry
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 MIGRATION_BRANCHES: list[Path] = [
     core.MIGRATIONS,
     ledger.MIGRATIONS,
+    mpc.MIGRATIONS,
     Path(__file__).parent / "migrations",
 ]
 """Every package's Alembic branch; a package with tables adds its own here."""
@@ -65,6 +67,16 @@ class Runtime:
         return IdentityRegistry(
             self.db, self.ledger, token_ttl=timedelta(days=self.settings.token_ttl_days)
         )
+
+    @cached_property
+    def release_guard(self) -> mpc.ReleaseGuard:
+        """The privacy-compute release guard (cohorts, differencing, DP budgets)."""
+        return mpc.ReleaseGuard(self.db)
+
+    @cached_property
+    def key_custodian(self) -> mpc.KeyCustodian:
+        """The HE key custodian: per-job keys, recorded on the ledger."""
+        return mpc.KeyCustodian(self.db, self.master_key, self.ledger, self.release_guard)
 
     def close(self) -> None:
         """Release database connections."""

@@ -1,0 +1,445 @@
+"""Homomorphic-encryption recipes: job specs, enterprise-side encryption, the aggregator.
+
+An enterprise encrypts on its own side with the job's *public* context
+(:class:`HeContributor`); the aggregator (:class:`HeAggregator`) checks each
+contribution and collects it, holding only public material; the key custodian
+(:mod:`mpc.custodian`) sums the collected ciphertexts itself and decrypts only
+that sum, once the release guard approved the cohort.
+
+Every contribution's vector carries one extra *check slot* holding 1 (times
+the contributor's weight for weighted sums): after summation it must equal the
+cohort size (or the sum of weights), so a ciphertext made under another job's
+key cannot slip into a result unnoticed.
+
+Precision (tested against numpy in ``tests/mpc/test_he.py``): BFV results are
+exact; CKKS sums, means and variances of values with ``|x| <= 1e6`` over up to
+1,000 contributors are within ``1e-6 * n`` absolute (plus ``1e-9`` relative)
+of the float64 result; weighted sums within ``1e-6`` relative to
+``sum(|w·x|)``; regression coefficients within ``1e-6`` relative when XᵀX is
+well conditioned (condition number below 1e4).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mpc.errors import (
+    InvalidContributionError,
+    NonNumericValueError,
+    ReplayedContributionError,
+    ValueOutOfRangeError,
+    VectorLengthError,
+    WrongJobKeyError,
+)
+from mpc.hazmat import he as raw
+from mpc.hazmat.he import HeScheme
+
+__all__ = [
+    "EncryptedAggregate",
+    "HeAggregator",
+    "HeContribution",
+    "HeContributor",
+    "HeJobPublic",
+    "HeJobSpec",
+    "HeOperation",
+    "HeResult",
+    "RegressionInput",
+    "finalize",
+]
+
+logger = logging.getLogger(__name__)
+
+_BFV_HALF = raw.BFV_PLAIN_MODULUS // 2
+
+
+class HeOperation(enum.Enum):
+    """What the job computes across contributors."""
+
+    COUNT = "count"
+    SUM = "sum"
+    MEAN = "mean"
+    VARIANCE = "variance"
+    HISTOGRAM = "histogram"
+    WEIGHTED_SUM = "weighted_sum"
+    LINEAR_REGRESSION = "linear_regression"
+
+    @property
+    def scheme(self) -> HeScheme:
+        """BFV for exact integer results, CKKS for real ones."""
+        if self in (HeOperation.COUNT, HeOperation.HISTOGRAM):
+            return HeScheme.BFV
+        return HeScheme.CKKS
+
+
+@dataclass(frozen=True)
+class RegressionInput:
+    """One enterprise's rows for a linear regression: ``x`` is rows × features."""
+
+    x: tuple[tuple[float, ...], ...]
+    y: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class HeJobSpec:
+    """What every party agrees on before a job starts.
+
+    ``length`` is the vector length per contributor (features, for a
+    regression); ``bins`` are histogram edges; ``weights`` (contributor →
+    weight) are public; ``bound`` is the largest magnitude a CKKS value may
+    have; ``max_contributors`` sizes the BFV range check against wrap-around.
+    """
+
+    job_id: str
+    operation: HeOperation
+    length: int = 1
+    bins: tuple[float, ...] = ()
+    weights: tuple[tuple[str, float], ...] = ()
+    bound: float = 1e6
+    max_contributors: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not self.job_id or len(self.job_id) > 200:
+            raise ValueError("job_id must be a non-empty name of at most 200 characters")
+        if self.length < 1:
+            raise ValueError("length must be at least 1")
+        if self.operation is HeOperation.HISTOGRAM and (
+            len(self.bins) < 2 or list(self.bins) != sorted(set(self.bins))
+        ):
+            raise ValueError("a histogram needs at least two strictly increasing bin edges")
+        if self.operation is HeOperation.WEIGHTED_SUM and not self.weights:
+            raise ValueError("a weighted sum needs public weights")
+        if not (0 < self.bound <= 1e12) or self.max_contributors < 2:
+            raise ValueError("bound must be in (0, 1e12] and max_contributors at least 2")
+
+    @property
+    def scheme(self) -> HeScheme:
+        """The scheme the operation needs."""
+        return self.operation.scheme
+
+    @property
+    def payload_length(self) -> int:
+        """Slots before the check slot."""
+        op = self.operation
+        if op is HeOperation.VARIANCE:
+            return 2 * self.length
+        if op is HeOperation.HISTOGRAM:
+            return len(self.bins) - 1
+        if op is HeOperation.LINEAR_REGRESSION:
+            d = self.length + 1  # with an intercept column
+            return d * d + d
+        return self.length
+
+    @property
+    def chunk_count(self) -> int:
+        """Ciphertexts per contribution."""
+        return math.ceil((self.payload_length + 1) / raw.slots(self.scheme))
+
+    def weight_of(self, contributor: str) -> float:
+        """The public weight of ``contributor`` (1 unless it is a weighted sum).
+
+        Raises:
+            InvalidContributionError: a weighted sum without a weight for this contributor.
+        """
+        if self.operation is not HeOperation.WEIGHTED_SUM:
+            return 1.0
+        for name, weight in self.weights:
+            if name == contributor:
+                return weight
+        raise InvalidContributionError("has no public weight in this job", contributor=contributor)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (stored by the custodian)."""
+        return {
+            "job_id": self.job_id,
+            "operation": self.operation.value,
+            "length": self.length,
+            "bins": list(self.bins),
+            "weights": [[n, w] for n, w in self.weights],
+            "bound": self.bound,
+            "max_contributors": self.max_contributors,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> HeJobSpec:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: a malformed spec.
+        """
+        try:
+            weights = data["weights"]
+            bins = data["bins"]
+            assert isinstance(weights, list) and isinstance(bins, list)
+            return cls(
+                job_id=str(data["job_id"]),
+                operation=HeOperation(data["operation"]),
+                length=int(str(data["length"])),
+                bins=tuple(float(b) for b in bins),
+                weights=tuple((str(n), float(w)) for n, w in weights),
+                bound=float(str(data["bound"])),
+                max_contributors=int(str(data["max_contributors"])),
+            )
+        except (KeyError, TypeError, AssertionError) as exc:
+            raise ValueError(f"malformed HE job spec: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class HeJobPublic:
+    """A job's spec and public context: all an enterprise or the aggregator gets."""
+
+    spec: HeJobSpec
+    public_context: bytes = field(repr=False)
+
+    @property
+    def key_fingerprint(self) -> str:
+        """Hex SHA-256 of the public context."""
+        return raw.context_fingerprint(self.public_context)
+
+
+@dataclass(frozen=True)
+class HeContribution:
+    """One enterprise's encrypted vector for one job."""
+
+    job_id: str
+    contributor: str
+    key_fingerprint: str
+    chunks: tuple[bytes, ...] = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        """Hex SHA-256 over the ciphertext chunks (detects replays)."""
+        h = hashlib.sha256()
+        for chunk in self.chunks:
+            h.update(len(chunk).to_bytes(8, "big"))
+            h.update(chunk)
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class EncryptedAggregate:
+    """The checked contributions of one job, ready for the custodian to sum."""
+
+    job_id: str
+    contributions: tuple[HeContribution, ...]
+
+    @property
+    def contributors(self) -> frozenset[str]:
+        """Who contributed."""
+        return frozenset(c.contributor for c in self.contributions)
+
+    @property
+    def digest(self) -> str:
+        """Hex SHA-256 over the contribution digests, in order."""
+        return hashlib.sha256(
+            "\n".join(f"{c.contributor}:{c.digest}" for c in self.contributions).encode()
+        ).hexdigest()
+
+
+@dataclass(frozen=True)
+class HeResult:
+    """A released result: aggregate values only, with the cohort size."""
+
+    job_id: str
+    operation: HeOperation
+    values: tuple[float, ...]
+    cohort: int
+
+
+def _finite(value: object, contributor: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise NonNumericValueError(f"{value!r} is not a number", contributor=contributor)
+    number = float(value)
+    if not math.isfinite(number):
+        raise NonNumericValueError(f"{number!r} is not finite", contributor=contributor)
+    return number
+
+
+class HeContributor:
+    """The enterprise side: validates and encrypts its own values with the public context."""
+
+    def __init__(self, job: HeJobPublic) -> None:
+        self._job = job
+        self._ctx = raw.load_context(job.public_context)
+
+    def encrypt(
+        self, contributor: str, values: Sequence[float] | RegressionInput
+    ) -> HeContribution:
+        """Encode ``values`` for the job's operation and encrypt them.
+
+        Raises:
+            NonNumericValueError: a value that is not a finite number.
+            ValueOutOfRangeError: a value beyond the job's bound (or the BFV range).
+            VectorLengthError: a vector of the wrong length.
+            InvalidContributionError: input of the wrong shape for the operation.
+        """
+        spec = self._job.spec
+        payload = self._encode(spec, contributor, values)
+        spec.weight_of(contributor)
+        payload.append(1.0)
+        chunks = raw.encrypt_chunks(self._ctx, spec.scheme, payload)
+        return HeContribution(spec.job_id, contributor, self._job.key_fingerprint, tuple(chunks))
+
+    def _encode(
+        self, spec: HeJobSpec, who: str, values: Sequence[float] | RegressionInput
+    ) -> list[float]:
+        op = spec.operation
+        if op is HeOperation.LINEAR_REGRESSION:
+            if not isinstance(values, RegressionInput):
+                raise InvalidContributionError(
+                    "a regression needs RegressionInput", contributor=who
+                )
+            return self._regression(spec, who, values)
+        if isinstance(values, RegressionInput):
+            raise InvalidContributionError("expected a vector of numbers", contributor=who)
+        numbers = [_finite(v, who) for v in values]
+        if op is HeOperation.HISTOGRAM:
+            counts, _ = np.histogram(np.asarray(numbers, dtype=float), bins=np.asarray(spec.bins))
+            self._check_bfv(spec, who, counts.tolist())
+            return [float(c) for c in counts]
+        if len(numbers) != spec.length:
+            raise VectorLengthError(
+                f"has {len(numbers)} values, the job expects {spec.length}", contributor=who
+            )
+        if op is HeOperation.COUNT:
+            if any(not n.is_integer() or n < 0 for n in numbers):
+                raise ValueOutOfRangeError("counts must be non-negative integers", contributor=who)
+            self._check_bfv(spec, who, numbers)
+            return numbers
+        if any(abs(n) > spec.bound for n in numbers):
+            raise ValueOutOfRangeError(f"a value exceeds the bound {spec.bound:g}", contributor=who)
+        if op is HeOperation.VARIANCE:
+            return numbers + [n * n for n in numbers]
+        return numbers
+
+    @staticmethod
+    def _check_bfv(spec: HeJobSpec, who: str, numbers: Sequence[float]) -> None:
+        limit = _BFV_HALF // spec.max_contributors
+        if any(n > limit for n in numbers):
+            raise ValueOutOfRangeError(
+                f"a count exceeds {limit}, which could wrap the BFV sum", contributor=who
+            )
+
+    @staticmethod
+    def _regression(spec: HeJobSpec, who: str, data: RegressionInput) -> list[float]:
+        if len(data.x) != len(data.y) or not data.y:
+            raise VectorLengthError(
+                "x and y need the same, non-zero number of rows", contributor=who
+            )
+        if any(len(row) != spec.length for row in data.x):
+            raise VectorLengthError(f"each row needs {spec.length} features", contributor=who)
+        x = np.array([[_finite(v, who) for v in row] for row in data.x], dtype=float)
+        y = np.array([_finite(v, who) for v in data.y], dtype=float)
+        if np.abs(x).max() > spec.bound or np.abs(y).max() > spec.bound:
+            raise ValueOutOfRangeError(f"a value exceeds the bound {spec.bound:g}", contributor=who)
+        design = np.hstack([np.ones((x.shape[0], 1)), x])
+        xtx = design.T @ design
+        xty = design.T @ y
+        return [float(v) for v in (*xtx.ravel(), *xty)]
+
+
+class HeAggregator:
+    """Collects contributions for one job, checking each; holds only public material."""
+
+    def __init__(self, job: HeJobPublic) -> None:
+        self._job = job
+        self._ctx = raw.load_context(job.public_context)
+        self._by_contributor: dict[str, HeContribution] = {}
+        self._digests: set[str] = set()
+
+    def add(self, contribution: HeContribution) -> None:
+        """Check one contribution and keep it.
+
+        Raises:
+            WrongJobKeyError: made for another job or under another public key.
+            ReplayedContributionError: the contributor or the same ciphertext came before.
+            VectorLengthError: the wrong number or size of ciphertexts.
+            InvalidContributionError: bytes that are not ciphertexts of this scheme.
+        """
+        spec = self._job.spec
+        who = contribution.contributor
+        if contribution.job_id != spec.job_id:
+            raise WrongJobKeyError(
+                f"was made for job {contribution.job_id!r}, not {spec.job_id!r}", contributor=who
+            )
+        if contribution.key_fingerprint != self._job.key_fingerprint:
+            raise WrongJobKeyError("was encrypted under another public key", contributor=who)
+        if who in self._by_contributor:
+            raise ReplayedContributionError("already contributed to this job", contributor=who)
+        digest = contribution.digest
+        if digest in self._digests:
+            raise ReplayedContributionError(
+                "sent a ciphertext another contributor already sent", contributor=who
+            )
+        if len(contribution.chunks) != spec.chunk_count:
+            raise VectorLengthError(
+                f"sent {len(contribution.chunks)} ciphertexts, the job expects {spec.chunk_count}",
+                contributor=who,
+            )
+        spec.weight_of(who)
+        total = spec.payload_length + 1
+        width = raw.slots(spec.scheme)
+        for index, chunk in enumerate(contribution.chunks):
+            try:
+                vector = raw.load_vector(self._ctx, spec.scheme, chunk)
+            except ValueError as exc:
+                raise InvalidContributionError(
+                    f"ciphertext {index} is not a {spec.scheme.value} ciphertext", contributor=who
+                ) from exc
+            expected = min(width, total - index * width)
+            if vector.size() != expected:
+                raise VectorLengthError(
+                    f"ciphertext {index} holds {vector.size()} values, expected {expected}",
+                    contributor=who,
+                )
+        self._by_contributor[who] = contribution
+        self._digests.add(digest)
+        logger.debug("job %s: accepted a contribution from %s", spec.job_id, who)
+
+    @property
+    def contributors(self) -> frozenset[str]:
+        """Who has contributed so far."""
+        return frozenset(self._by_contributor)
+
+    def aggregate(self) -> EncryptedAggregate:
+        """Everything collected so far, in a stable order."""
+        ordered = tuple(self._by_contributor[name] for name in sorted(self._by_contributor))
+        return EncryptedAggregate(self._job.spec.job_id, ordered)
+
+
+def finalize(spec: HeJobSpec, plain: Sequence[float], cohort: int) -> HeResult:
+    """Turn a decrypted sum (without its check slot) into the released values.
+
+    Raises:
+        ValueError: a regression whose summed XᵀX is singular.
+    """
+    op = spec.operation
+    values: list[float]
+    if op in (HeOperation.COUNT, HeOperation.HISTOGRAM):
+        values = [float(round(v)) for v in plain]
+    elif op in (HeOperation.SUM, HeOperation.WEIGHTED_SUM):
+        values = list(plain)
+    elif op is HeOperation.MEAN:
+        values = [v / cohort for v in plain]
+    elif op is HeOperation.VARIANCE:
+        n = spec.length
+        means = [s / cohort for s in plain[:n]]
+        values = [
+            *means,
+            *(max(q / cohort - m * m, 0.0) for q, m in zip(plain[n:], means, strict=True)),
+        ]
+    else:
+        d = spec.length + 1
+        xtx = np.array(plain[: d * d]).reshape(d, d)
+        xty = np.array(plain[d * d : d * d + d])
+        try:
+            values = [float(v) for v in np.linalg.solve(xtx, xty)]
+        except np.linalg.LinAlgError as exc:
+            raise ValueError("the summed XᵀX is singular; no unique regression") from exc
+    return HeResult(spec.job_id, op, tuple(values), cohort)
