@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from exchange.errors import install_problem_handlers
+from exchange.routes import edge as edge_routes
 from exchange.routes import ledger as ledger_routes
+from exchange.routes import pki as pki_routes
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 
@@ -35,6 +37,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.runtime = rt
     install_problem_handlers(app)
     app.include_router(ledger_routes.router)
+    app.include_router(pki_routes.router)
+    app.include_router(edge_routes.enterprise_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

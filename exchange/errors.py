@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import edge_tls
 import ledger
 from core.errors import CanonicalJsonError, ConfigurationError, IbxError
 
@@ -59,6 +60,16 @@ _TABLE: tuple[_Rule, ...] = (
     _Rule(ledger.LedgerIntegrityError, 500),
     _Rule(ledger.ProofError, 400),
     _Rule(ledger.CheckpointError, 400),
+    _Rule(edge_tls.BootstrapTokenError, 401),
+    _Rule(edge_tls.IdentityMismatchError, 403),
+    _Rule(edge_tls.CertificateRejectedError, 401),
+    _Rule(edge_tls.CsrError, 400),
+    _Rule(edge_tls.CaNotInitializedError, 503),
+    _Rule(edge_tls.CaAlreadyInitializedError, 409),
+    _Rule(edge_tls.SerialNotFoundError, 404),
+    _Rule(edge_tls.AlreadyRevokedError, 409),
+    _Rule(edge_tls.SealingKeyMissingError, 409),
+    _Rule(edge_tls.EnrollmentError, 400),
     _Rule(CanonicalJsonError, 400),
     _Rule(ConfigurationError, 500),
     _Rule(IbxError, 400),

@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 import core
+import edge_tls
 import ledger
 import mpc
 from core.db import Database, migrate
@@ -29,6 +30,7 @@ MIGRATION_BRANCHES: list[Path] = [
     core.MIGRATIONS,
     ledger.MIGRATIONS,
     mpc.MIGRATIONS,
+    edge_tls.MIGRATIONS,
     Path(__file__).parent / "migrations",
 ]
 """Every package's Alembic branch; a package with tables adds its own here."""
@@ -66,6 +68,26 @@ class Runtime:
         """The identity registry."""
         return IdentityRegistry(
             self.db, self.ledger, token_ttl=timedelta(days=self.settings.token_ttl_days)
+        )
+
+    @cached_property
+    def edge_pki(self) -> edge_tls.EdgePki:
+        """The edge certificate authority, EST enrolment and revocation."""
+        return edge_tls.EdgePki(
+            self.db,
+            self.master_key,
+            self.ledger,
+            edge_tls.PkiConfig(
+                trust_domain=self.settings.trust_domain,
+                device_lifetime=timedelta(hours=self.settings.edge_device_cert_hours),
+            ),
+        )
+
+    @cached_property
+    def edge_readings(self) -> edge_tls.ReadingStore:
+        """Sealed reading batches uploaded by edge devices."""
+        return edge_tls.ReadingStore(
+            self.db, self.ledger, max_batch_bytes=self.edge_pki.config.max_batch_bytes
         )
 
     @cached_property

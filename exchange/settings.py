@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     token_ttl_days: int = Field(90, ge=1, le=3650, description="bearer token lifetime")
     opa_url: str | None = Field(None, description="a real OPA server to evaluate Rego on")
     trust_domain: str = Field("ibx.localhost", description="SPIFFE trust domain of the edge PKI")
+    edge_device_cert_hours: int = Field(
+        168, ge=1, le=8784, description="lifetime of edge device certificates (default 7 days)"
+    )
 
     @field_validator("ledger_origin")
     @classmethod

@@ -14,8 +14,10 @@ from pathlib import Path
 import typer
 
 from core.errors import IbxError
+from exchange.cli import edge as edge_cli
 from exchange.cli import identity as identity_cli
 from exchange.cli import ledger as ledger_cli
+from exchange.cli import pki as pki_cli
 from exchange.cli import serve as serve_cli
 from exchange.cli._context import CliContext
 
@@ -52,6 +54,8 @@ def _root(
 
 app.add_typer(identity_cli.app, name="identity")
 app.add_typer(ledger_cli.app, name="ledger")
+app.add_typer(pki_cli.app, name="pki")
+app.add_typer(edge_cli.app, name="edge")
 app.command("serve")(serve_cli.serve)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import typer
 import uvicorn
 
 from exchange.app import create_app
 from exchange.cli._context import cli_context
+from exchange.edge_server import edge_server_config, serve_together
 
 __all__ = ["serve"]
 
@@ -15,8 +18,22 @@ def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="HTTP port"),
+    edge_port: int | None = typer.Option(
+        None,
+        "--edge-port",
+        min=0,
+        max=65535,
+        help="also listen with mutual TLS for edge devices (EST, readings) on this port",
+    ),
 ) -> None:
-    """Run the exchange's HTTP API."""
+    """Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener)."""
     context = cli_context(ctx)
     app = create_app(runtime=context.runtime)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    if edge_port is None:
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+        return
+    main_server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
+    )
+    edge_server = uvicorn.Server(edge_server_config(context.runtime, host=host, port=edge_port))
+    asyncio.run(serve_together([main_server, edge_server]))

@@ -1,0 +1,500 @@
+"""The edge PKI service: CA keys at rest, enrolment, re-enrolment, authentication, revocation.
+
+Every issuance, renewal and revocation is written with its ledger event in
+one transaction, through the injected :class:`~core.events.EventRecorder`,
+with the serial and the SHA-256 fingerprint of the certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.clock import format_rfc3339, parse_rfc3339, require_aware
+from core.db import Database
+from core.events import Event, EventRecorder
+from core.keys import MasterKey
+from edge_tls._ca import (
+    CertificateAuthority,
+    certs_only,
+    load_private_key_der,
+    private_key_der,
+)
+from edge_tls._csr import validate_csr
+from edge_tls._profiles import CertificateKind, DeviceId, PkiConfig, fingerprint
+from edge_tls._revocation import (
+    CertificateState,
+    RevocationReason,
+    RevokedCertificate,
+    SerialStatus,
+    build_crl,
+    build_ocsp_response,
+)
+from edge_tls._tables import AuthorityRow, CertificateRow
+from edge_tls._tokens import BootstrapToken, consume_token, new_token_row
+from edge_tls.errors import (
+    AlreadyRevokedError,
+    CaAlreadyInitializedError,
+    CaNotInitializedError,
+    CertificateExpiredError,
+    CertificateRevokedError,
+    ClientCertificateMissingError,
+    SerialNotFoundError,
+    UnknownCertificateError,
+)
+
+__all__ = ["DeviceCertificate", "EdgePki", "IssuedCertificate", "ServerCredentials"]
+
+logger = logging.getLogger(__name__)
+
+
+def _aad(name: str) -> bytes:
+    return b"ibx/edge-tls/ca-key/" + name.encode()
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate the issuing CA just signed."""
+
+    certificate: x509.Certificate
+    device: DeviceId
+
+    @property
+    def serial(self) -> int:
+        """The certificate's serial number."""
+        return self.certificate.serial_number
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex SHA-256 of the DER certificate."""
+        return fingerprint(self.certificate)
+
+    def certs_only(self) -> bytes:
+        """The EST response payload: certs-only PKCS#7 DER holding the new certificate."""
+        return certs_only([self.certificate])
+
+
+@dataclass(frozen=True)
+class DeviceCertificate:
+    """A device authenticated by a currently valid, unrevoked client certificate."""
+
+    device: DeviceId
+    serial: int
+    fingerprint: str
+    not_after: datetime
+
+
+@dataclass(frozen=True, repr=False)
+class ServerCredentials:
+    """The edge listener's certificate chain and private key, both PEM."""
+
+    chain_pem: bytes
+    key_pem: bytes
+
+    def __repr__(self) -> str:
+        return "ServerCredentials(<chain>, key=<redacted>)"
+
+
+class EdgePki:
+    """The CA and its records on one database."""
+
+    def __init__(
+        self, db: Database, master: MasterKey, recorder: EventRecorder, config: PkiConfig
+    ) -> None:
+        self._db = db
+        self._master = master
+        self._recorder = recorder
+        self.config = config
+        self._authority: CertificateAuthority | None = None
+        self._lock = threading.Lock()
+
+    # -- the CA itself -------------------------------------------------------------------
+
+    def init(self, *, actor: str, now: datetime) -> CertificateAuthority:
+        """Create the root and issuing CA (ECDSA P-256), keys encrypted under the master key.
+
+        Raises:
+            CaAlreadyInitializedError: a CA exists already on this database.
+        """
+        generated = CertificateAuthority.generate(now=now, config=self.config)
+        ca = generated.authority
+        stamp = format_rfc3339(require_aware(now, what="now"))
+        with self._db.write() as session:
+            if session.get(AuthorityRow, "issuing") is not None:
+                raise CaAlreadyInitializedError(
+                    "the edge CA already exists on this data dir; it is never replaced"
+                )
+            for name, cert, key in (
+                ("root", ca.root, generated.root_key),
+                ("issuing", ca.issuing, ca.issuing_key),
+            ):
+                session.add(
+                    AuthorityRow(
+                        name=name,
+                        certificate_der=cert.public_bytes(Encoding.DER),
+                        encrypted_key=self._master.encrypt(private_key_der(key), aad=_aad(name)),
+                        created_at=stamp,
+                    )
+                )
+            self._recorder.record(
+                Event(
+                    "edge.ca.init",
+                    actor,
+                    {
+                        "root_fingerprint": fingerprint(ca.root),
+                        "issuing_fingerprint": fingerprint(ca.issuing),
+                        "issuing_serial": format(ca.issuing.serial_number, "x"),
+                        "trust_domain": self.config.trust_domain,
+                    },
+                ),
+                session=session,
+            )
+        logger.info("edge CA created (issuing %s)", fingerprint(ca.issuing)[:16])
+        with self._lock:
+            self._authority = ca
+        return ca
+
+    def is_initialized(self) -> bool:
+        """Whether ``init`` has run on this database."""
+        with self._db.read() as session:
+            return session.get(AuthorityRow, "issuing") is not None
+
+    def authority(self) -> CertificateAuthority:
+        """The CA, loaded (and its issuing key decrypted) once.
+
+        Raises:
+            CaNotInitializedError: ``ibx pki init`` has not run.
+            KeyDecryptionError: the stored key does not open under this master key.
+        """
+        with self._lock:
+            if self._authority is not None:
+                return self._authority
+            with self._db.read() as session:
+                rows = {row.name: row for row in session.execute(select(AuthorityRow)).scalars()}
+            if "issuing" not in rows or "root" not in rows:
+                raise CaNotInitializedError("no edge CA on this data dir; run `ibx pki init`")
+            issuing_row = rows["issuing"]
+            key = load_private_key_der(
+                self._master.decrypt(issuing_row.encrypted_key, aad=_aad("issuing"))
+            )
+            self._authority = CertificateAuthority(
+                root=x509.load_der_x509_certificate(rows["root"].certificate_der),
+                issuing=x509.load_der_x509_certificate(issuing_row.certificate_der),
+                issuing_key=key,
+                config=self.config,
+            )
+            return self._authority
+
+    # -- enrolment -----------------------------------------------------------------------
+
+    def create_token(
+        self,
+        device: DeviceId,
+        *,
+        actor: str,
+        now: datetime,
+        ttl: timedelta | None = None,
+    ) -> BootstrapToken:
+        """A one-time bootstrap token for ``device`` (shown once, stored hashed).
+
+        Raises:
+            ValueError: a ttl that is not positive or beyond the configured maximum.
+        """
+        lifetime = ttl or self.config.token_ttl
+        if not timedelta(0) < lifetime <= self.config.max_token_ttl:
+            raise ValueError(f"token ttl must be positive and at most {self.config.max_token_ttl}")
+        when = require_aware(now, what="now")
+        token, row = new_token_row(device, now=when, expires_at=when + lifetime)
+        with self._db.write() as session:
+            session.add(row)
+            self._recorder.record(
+                Event(
+                    "edge.token.create",
+                    actor,
+                    {
+                        "enterprise": device.enterprise,
+                        "device": device.device,
+                        "expires_at": format_rfc3339(token.expires_at),
+                    },
+                ),
+                session=session,
+            )
+        return token
+
+    def enroll(
+        self, device_name: str, token: str, csr_body: bytes, *, now: datetime
+    ) -> IssuedCertificate:
+        """EST simpleenroll: spend ``token`` and certify the CSR's key for its device.
+
+        Raises:
+            CaNotInitializedError: no CA.
+            TokenUnknownError, TokenUsedError, TokenExpiredError: the token cannot enrol.
+            CsrError: the CSR is refused (see :func:`validate_csr`).
+        """
+        ca = self.authority()
+        with self._db.write() as session:
+            device, spent = consume_token(session, device_name, token, now=now)
+            request = validate_csr(csr_body, device, trust_domain=self.config.trust_domain)
+            cert = ca.issue_device(request.public_key, device, now=now)
+            self._store(session, cert, CertificateKind.DEVICE, device)
+            spent.used_serial_hex = format(cert.serial_number, "x")
+            issued = IssuedCertificate(cert, device)
+            self._record_issue(session, "edge.certificate.issue", issued, actor=device.device)
+        logger.info("enrolled %s/%s serial %x", device.enterprise, device.device, issued.serial)
+        return issued
+
+    def reenroll(
+        self, peer: DeviceCertificate, csr_body: bytes, *, now: datetime
+    ) -> IssuedCertificate:
+        """EST simplereenroll: a new certificate for the same identity (new key allowed).
+
+        Raises:
+            CaNotInitializedError: no CA.
+            CsrError: the CSR is refused, including one naming another identity.
+        """
+        ca = self.authority()
+        request = validate_csr(csr_body, peer.device, trust_domain=self.config.trust_domain)
+        cert = ca.issue_device(request.public_key, peer.device, now=now)
+        issued = IssuedCertificate(cert, peer.device)
+        with self._db.write() as session:
+            self._store(session, cert, CertificateKind.DEVICE, peer.device)
+            self._record_issue(
+                session,
+                "edge.certificate.renew",
+                issued,
+                actor=peer.device.device,
+                previous_serial=format(peer.serial, "x"),
+            )
+        logger.info("renewed %s serial %x -> %x", peer.device.device, peer.serial, issued.serial)
+        return issued
+
+    def issue_server_certificate(
+        self, hosts: tuple[str, ...], *, now: datetime
+    ) -> ServerCredentials:
+        """A fresh key and certificate for the edge TLS listener (recorded like any issuance).
+
+        Raises:
+            CaNotInitializedError: no CA.
+        """
+        ca = self.authority()
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = ca.issue_server(key.public_key(), hosts, now=now)
+        with self._db.write() as session:
+            self._store(session, cert, CertificateKind.SERVER, None)
+            self._recorder.record(
+                Event(
+                    "edge.certificate.issue",
+                    "exchange",
+                    {
+                        "kind": CertificateKind.SERVER.value,
+                        "serial": format(cert.serial_number, "x"),
+                        "fingerprint": fingerprint(cert),
+                        "hosts": list(hosts),
+                        "not_after": format_rfc3339(cert.not_valid_after_utc),
+                    },
+                ),
+                session=session,
+            )
+        chain = b"".join(c.public_bytes(Encoding.PEM) for c in (cert, ca.issuing))
+        key_pem = key.private_bytes(
+            Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return ServerCredentials(chain, key_pem)
+
+    def _store(
+        self,
+        session: Session,
+        cert: x509.Certificate,
+        kind: CertificateKind,
+        device: DeviceId | None,
+    ) -> None:
+        session.add(
+            CertificateRow(
+                serial_hex=format(cert.serial_number, "x"),
+                fingerprint=fingerprint(cert),
+                kind=kind.value,
+                enterprise=device.enterprise if device else None,
+                device=device.device if device else None,
+                subject_uri=device.spiffe_id(self.config.trust_domain) if device else None,
+                not_before=format_rfc3339(cert.not_valid_before_utc),
+                not_after=format_rfc3339(cert.not_valid_after_utc),
+                certificate_der=cert.public_bytes(Encoding.DER),
+            )
+        )
+
+    def _record_issue(
+        self,
+        session: Session,
+        event_type: str,
+        issued: IssuedCertificate,
+        *,
+        actor: str,
+        previous_serial: str | None = None,
+    ) -> None:
+        payload: dict[str, str | None] = {
+            "kind": CertificateKind.DEVICE.value,
+            "serial": format(issued.serial, "x"),
+            "fingerprint": issued.fingerprint,
+            "enterprise": issued.device.enterprise,
+            "device": issued.device.device,
+            "spiffe_id": issued.device.spiffe_id(self.config.trust_domain),
+            "not_after": format_rfc3339(issued.certificate.not_valid_after_utc),
+        }
+        if previous_serial is not None:
+            payload["previous_serial"] = previous_serial
+        self._recorder.record(Event(event_type, actor, payload), session=session)
+
+    # -- authentication and revocation ---------------------------------------------------
+
+    def authenticate(self, peer_der: bytes | None, *, now: datetime) -> DeviceCertificate:
+        """The device behind a TLS peer certificate, checked against the registry *now*.
+
+        The TLS layer already verified the chain at handshake time; this check
+        runs on every request, so a revocation or expiry takes effect at once.
+
+        Raises:
+            ClientCertificateMissingError: no client certificate.
+            UnknownCertificateError: not a device certificate this CA issued.
+            CertificateRevokedError: revoked.
+            CertificateExpiredError: outside its validity period at ``now``.
+        """
+        if not peer_der:
+            raise ClientCertificateMissingError(
+                "this route needs a device client certificate (mutual TLS)"
+            )
+        when = require_aware(now, what="now")
+        try:
+            cert = x509.load_der_x509_certificate(peer_der)
+            self.authority().verify_issued(cert)
+        except ValueError as exc:
+            raise UnknownCertificateError(
+                "the client certificate was not issued by this CA"
+            ) from exc
+        with self._db.read() as session:
+            row = session.get(CertificateRow, format(cert.serial_number, "x"))
+        if (
+            row is None
+            or row.fingerprint != fingerprint(cert)
+            or row.kind != CertificateKind.DEVICE
+        ):
+            raise UnknownCertificateError(
+                "the client certificate is not a device certificate of this CA"
+            )
+        if row.revoked_at is not None:
+            raise CertificateRevokedError(
+                f"certificate {row.serial_hex} was revoked at {row.revoked_at}",
+                serial=cert.serial_number,
+            )
+        if not cert.not_valid_before_utc <= when < cert.not_valid_after_utc:
+            raise CertificateExpiredError(
+                f"certificate {row.serial_hex} is valid only from {row.not_before} "
+                f"until {row.not_after}",
+                serial=cert.serial_number,
+            )
+        assert row.enterprise is not None and row.device is not None
+        return DeviceCertificate(
+            DeviceId(row.enterprise, row.device),
+            cert.serial_number,
+            row.fingerprint,
+            cert.not_valid_after_utc,
+        )
+
+    def revoke(
+        self, serial: int, reason: RevocationReason, *, actor: str, now: datetime
+    ) -> RevokedCertificate:
+        """Revoke the certificate with ``serial``; refused on its very next request.
+
+        Raises:
+            SerialNotFoundError: no certificate with that serial.
+            AlreadyRevokedError: revoked before.
+        """
+        when = require_aware(now, what="now").replace(microsecond=0)
+        serial_hex = format(serial, "x")
+        with self._db.write() as session:
+            row = session.get(CertificateRow, serial_hex)
+            if row is None:
+                raise SerialNotFoundError(f"no certificate with serial {serial_hex}", serial=serial)
+            if row.revoked_at is not None:
+                raise AlreadyRevokedError(
+                    f"certificate {serial_hex} was already revoked at {row.revoked_at}",
+                    serial=serial,
+                )
+            row.revoked_at = format_rfc3339(when)
+            row.revocation_reason = reason.value
+            self._recorder.record(
+                Event(
+                    "edge.certificate.revoke",
+                    actor,
+                    {
+                        "serial": serial_hex,
+                        "fingerprint": row.fingerprint,
+                        "reason": reason.value,
+                        "enterprise": row.enterprise,
+                        "device": row.device,
+                        "revoked_at": row.revoked_at,
+                    },
+                ),
+                session=session,
+            )
+        logger.info("revoked certificate %s (%s)", serial_hex, reason.value)
+        return RevokedCertificate(serial, when, reason)
+
+    def _revoked(self, session: Session) -> list[RevokedCertificate]:
+        rows = session.execute(
+            select(CertificateRow).where(CertificateRow.revoked_at.is_not(None))
+        ).scalars()
+        return [
+            RevokedCertificate(
+                int(row.serial_hex, 16),
+                parse_rfc3339(row.revoked_at or ""),
+                RevocationReason(row.revocation_reason or "unspecified"),
+            )
+            for row in rows
+        ]
+
+    def crl(self, *, now: datetime) -> bytes:
+        """DER of a freshly signed CRL of every revoked certificate.
+
+        Raises:
+            CaNotInitializedError: no CA.
+        """
+        ca = self.authority()
+        when = require_aware(now, what="now").replace(microsecond=0)
+        with self._db.read() as session:
+            revoked = self._revoked(session)
+        crl = build_crl(ca, revoked, number=int(when.timestamp()), now=when)
+        return crl.public_bytes(Encoding.DER)
+
+    def ocsp(self, request_der: bytes, *, now: datetime) -> bytes:
+        """DER of the OCSP response to an RFC 6960 request.
+
+        Raises:
+            CaNotInitializedError: no CA.
+        """
+        ca = self.authority()
+
+        def lookup(serial: int) -> SerialStatus | None:
+            with self._db.read() as session:
+                row = session.get(CertificateRow, format(serial, "x"))
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                return SerialStatus(CertificateState.GOOD)
+            entry = RevokedCertificate(
+                serial,
+                parse_rfc3339(row.revoked_at),
+                RevocationReason(row.revocation_reason or "unspecified"),
+            )
+            return SerialStatus(CertificateState.REVOKED, entry)
+
+        when = require_aware(now, what="now").replace(microsecond=0)
+        return build_ocsp_response(ca, request_der, lookup, now=when)

@@ -1,0 +1,163 @@
+"""Sealed reading batches: the device seals, the exchange stores ciphertext, the enterprise opens.
+
+A batch is sealed with libsodium's ``crypto_box_seal`` (PyNaCl ``SealedBox``)
+to the enterprise's X25519 key. The enterprise keeps one Ed25519 key (the one
+it signs consents with); its X25519 sealing key is the birationally
+equivalent Curve25519 key (``crypto_sign_ed25519_pk_to_curve25519``), so one
+key file opens batches and signs consents. The exchange never holds the
+private half, stores only ciphertext, and records each batch's SHA-256 on the
+ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
+from nacl.signing import SigningKey, VerifyKey
+from sqlalchemy import select
+
+from core.clock import format_rfc3339, parse_rfc3339, require_aware
+from core.db import Database
+from core.events import Event, EventRecorder
+from edge_tls._pki import DeviceCertificate
+from edge_tls._tables import ReadingBatchRow
+from edge_tls.errors import SealedBatchError
+
+__all__ = [
+    "ReadingBatch",
+    "ReadingStore",
+    "open_batch",
+    "seal_batch",
+    "sealing_public_key",
+]
+
+logger = logging.getLogger(__name__)
+
+_SEAL_OVERHEAD = 48  # ephemeral public key (32) + Poly1305 tag (16)
+
+
+def sealing_public_key(ed25519_public: bytes) -> bytes:
+    """The X25519 public key that belongs to an enterprise's Ed25519 public key.
+
+    Raises:
+        ValueError: not a valid 32-byte Ed25519 public key.
+    """
+    try:
+        return bytes(VerifyKey(ed25519_public).to_curve25519_public_key())
+    except (CryptoError, TypeError) as exc:
+        raise ValueError("not a valid Ed25519 public key") from exc
+
+
+def seal_batch(plaintext: bytes, x25519_public: bytes) -> bytes:
+    """Seal ``plaintext`` so that only the holder of the matching private key can open it.
+
+    Raises:
+        SealedBatchError: empty plaintext.
+        ValueError: not a 32-byte X25519 public key.
+    """
+    if not plaintext:
+        raise SealedBatchError("refusing to seal an empty batch")
+    return bytes(SealedBox(PublicKey(x25519_public)).encrypt(plaintext))
+
+
+def open_batch(ciphertext: bytes, ed25519_seed: bytes) -> bytes:
+    """Open a sealed batch with the enterprise's Ed25519 private seed.
+
+    Raises:
+        SealedBatchError: the batch does not open under this key (one opaque error).
+    """
+    private = PrivateKey(bytes(SigningKey(ed25519_seed).to_curve25519_private_key()))
+    try:
+        return bytes(SealedBox(private).decrypt(ciphertext))
+    except CryptoError as exc:
+        raise SealedBatchError("the batch does not open under this key") from exc
+
+
+@dataclass(frozen=True)
+class ReadingBatch:
+    """One stored batch, as the enterprise pulls it."""
+
+    id: int
+    enterprise: str
+    device: str
+    sha256: str
+    ciphertext: bytes
+    received_at: datetime
+
+
+class ReadingStore:
+    """Sealed batches on the database, with their hashes on the ledger."""
+
+    def __init__(self, db: Database, recorder: EventRecorder, *, max_batch_bytes: int) -> None:
+        self._db = db
+        self._recorder = recorder
+        self._max = max_batch_bytes
+
+    def store(self, peer: DeviceCertificate, ciphertext: bytes, *, now: datetime) -> ReadingBatch:
+        """Keep a sealed batch from an authenticated device and record its hash.
+
+        Raises:
+            SealedBatchError: empty, shorter than a sealed box, or over the size limit.
+        """
+        if len(ciphertext) <= _SEAL_OVERHEAD:
+            raise SealedBatchError("the body is not a sealed box (too short)")
+        if len(ciphertext) > self._max:
+            raise SealedBatchError(f"a batch may be at most {self._max} bytes")
+        when = require_aware(now, what="now")
+        digest = hashlib.sha256(ciphertext).hexdigest()
+        with self._db.write() as session:
+            row = ReadingBatchRow(
+                enterprise=peer.device.enterprise,
+                device=peer.device.device,
+                certificate_serial_hex=format(peer.serial, "x"),
+                sha256=digest,
+                ciphertext=ciphertext,
+                received_at=format_rfc3339(when),
+            )
+            session.add(row)
+            session.flush()
+            self._recorder.record(
+                Event(
+                    "edge.readings.upload",
+                    peer.device.device,
+                    {
+                        "batch": row.id,
+                        "enterprise": peer.device.enterprise,
+                        "device": peer.device.device,
+                        "certificate_serial": format(peer.serial, "x"),
+                        "sha256": digest,
+                        "bytes": len(ciphertext),
+                    },
+                ),
+                session=session,
+            )
+            batch = _to_batch(row)
+        logger.info("stored batch %d from %s (%d bytes)", batch.id, batch.device, len(ciphertext))
+        return batch
+
+    def batches(self, enterprise: str, *, after: int = 0, limit: int = 1000) -> list[ReadingBatch]:
+        """The batches sealed to ``enterprise`` with an id above ``after``, oldest first."""
+        with self._db.read() as session:
+            rows = session.execute(
+                select(ReadingBatchRow)
+                .where(ReadingBatchRow.enterprise == enterprise, ReadingBatchRow.id > after)
+                .order_by(ReadingBatchRow.id)
+                .limit(limit)
+            ).scalars()
+            return [_to_batch(row) for row in rows]
+
+
+def _to_batch(row: ReadingBatchRow) -> ReadingBatch:
+    return ReadingBatch(
+        id=row.id,
+        enterprise=row.enterprise,
+        device=row.device,
+        sha256=row.sha256,
+        ciphertext=row.ciphertext,
+        received_at=parse_rfc3339(row.received_at),
+    )

@@ -1,0 +1,214 @@
+"""Errors of the edge PKI: one root, precise leaves.
+
+::
+
+    EnrollmentError                     (core.errors.IbxError)
+    ├── CaError                         the CA is missing, or already set up
+    │   ├── CaNotInitializedError       run ``ibx pki init`` first
+    │   └── CaAlreadyInitializedError   ``ibx pki init`` ran before
+    ├── BootstrapTokenError             a bootstrap token that cannot enrol (RFC 7030: 401)
+    │   ├── TokenUnknownError           not a token we issued, or for another device
+    │   ├── TokenUsedError              already spent on an enrolment
+    │   └── TokenExpiredError           past its expiry
+    ├── CsrError                        a PKCS#10 request we refuse (400)
+    │   ├── CsrMalformedError           not base64 DER PKCS#10
+    │   ├── CsrSignatureError           proof of possession fails
+    │   ├── WeakKeyError                not P-256, P-384 or Ed25519
+    │   ├── CsrNameError                asks for a name other than the device's
+    │   └── CsrCaRequestError           asks for CA rights (basicConstraints CA, keyCertSign)
+    ├── CertificateRejectedError        a client certificate that may not be used (401)
+    │   ├── ClientCertificateMissingError
+    │   ├── UnknownCertificateError     not issued by this CA
+    │   ├── CertificateRevokedError
+    │   ├── CertificateExpiredError
+    │   └── IdentityMismatchError       valid, but for another identity (403)
+    ├── RevocationError
+    │   ├── SerialNotFoundError         no certificate with that serial (404)
+    │   └── AlreadyRevokedError         revoked before (409)
+    └── ReadingsError
+        ├── SealingKeyMissingError      the enterprise registered no public key (409)
+        └── SealedBatchError            a batch that is empty, too large or does not open
+"""
+
+from __future__ import annotations
+
+from core.errors import IbxError
+
+__all__ = [
+    "AlreadyRevokedError",
+    "BootstrapTokenError",
+    "CaAlreadyInitializedError",
+    "CaError",
+    "CaNotInitializedError",
+    "CertificateExpiredError",
+    "CertificateRejectedError",
+    "CertificateRevokedError",
+    "ClientCertificateMissingError",
+    "CsrCaRequestError",
+    "CsrError",
+    "CsrMalformedError",
+    "CsrNameError",
+    "CsrSignatureError",
+    "EnrollmentError",
+    "IdentityMismatchError",
+    "ReadingsError",
+    "RevocationError",
+    "SealedBatchError",
+    "SealingKeyMissingError",
+    "SerialNotFoundError",
+    "TokenExpiredError",
+    "TokenUnknownError",
+    "TokenUsedError",
+    "UnknownCertificateError",
+    "WeakKeyError",
+]
+
+
+class EnrollmentError(IbxError):
+    """Root of every edge PKI error."""
+
+    title = "edge enrolment error"
+
+
+class CaError(EnrollmentError):
+    """The certificate authority is not in the state the operation needs."""
+
+    title = "certificate authority error"
+
+
+class CaNotInitializedError(CaError):
+    """No CA yet: ``ibx pki init`` has not run on this data dir."""
+
+    title = "certificate authority not initialised"
+
+
+class CaAlreadyInitializedError(CaError):
+    """``ibx pki init`` already created the CA; it is never replaced silently."""
+
+    title = "certificate authority already initialised"
+
+
+class BootstrapTokenError(EnrollmentError):
+    """A bootstrap token that cannot be used to enrol."""
+
+    title = "bootstrap token refused"
+
+
+class TokenUnknownError(BootstrapTokenError):
+    """Unknown token, or one created for another device (indistinguishable on purpose)."""
+
+
+class TokenUsedError(BootstrapTokenError):
+    """A one-time token that already enrolled a certificate."""
+
+
+class TokenExpiredError(BootstrapTokenError):
+    """A token past its expiry."""
+
+
+class CsrError(EnrollmentError):
+    """A certificate signing request the CA refuses."""
+
+    title = "certificate request refused"
+
+
+class CsrMalformedError(CsrError):
+    """The body is not a base64 (or DER) PKCS#10 request."""
+
+
+class CsrSignatureError(CsrError):
+    """The CSR's signature does not verify: no proof of possession of the key."""
+
+
+class WeakKeyError(CsrError):
+    """A key type or size outside P-256, P-384 and Ed25519."""
+
+    def __init__(self, message: str, *, key_type: str) -> None:
+        super().__init__(message)
+        self.key_type = key_type
+
+
+class CsrNameError(CsrError):
+    """The CSR asks for a subject or SAN other than the enrolling device's own."""
+
+    def __init__(self, message: str, *, requested: str) -> None:
+        super().__init__(message)
+        self.requested = requested
+
+
+class CsrCaRequestError(CsrError):
+    """The CSR asks for CA rights (basicConstraints cA, keyCertSign or cRLSign)."""
+
+
+class CertificateRejectedError(EnrollmentError):
+    """A client certificate that does not authenticate anyone right now."""
+
+    title = "client certificate refused"
+
+
+class ClientCertificateMissingError(CertificateRejectedError):
+    """No client certificate on the TLS connection."""
+
+
+class UnknownCertificateError(CertificateRejectedError):
+    """A certificate this CA did not issue (or no longer knows)."""
+
+
+class CertificateRevokedError(CertificateRejectedError):
+    """A revoked certificate."""
+
+    def __init__(self, message: str, *, serial: int) -> None:
+        super().__init__(message)
+        self.serial = serial
+
+
+class CertificateExpiredError(CertificateRejectedError):
+    """A certificate outside its validity period."""
+
+    def __init__(self, message: str, *, serial: int) -> None:
+        super().__init__(message)
+        self.serial = serial
+
+
+class IdentityMismatchError(CertificateRejectedError):
+    """A valid certificate presented for another identity's operation."""
+
+    title = "forbidden"
+
+
+class RevocationError(EnrollmentError):
+    """A revocation that cannot be done as asked."""
+
+    title = "revocation refused"
+
+
+class SerialNotFoundError(RevocationError):
+    """No certificate with that serial number."""
+
+    title = "certificate not found"
+
+    def __init__(self, message: str, *, serial: int) -> None:
+        super().__init__(message)
+        self.serial = serial
+
+
+class AlreadyRevokedError(RevocationError):
+    """The certificate is already revoked."""
+
+    def __init__(self, message: str, *, serial: int) -> None:
+        super().__init__(message)
+        self.serial = serial
+
+
+class ReadingsError(EnrollmentError):
+    """A sealed readings batch that cannot be stored or opened."""
+
+    title = "readings refused"
+
+
+class SealingKeyMissingError(ReadingsError):
+    """The device's enterprise has no public key registered to seal to."""
+
+
+class SealedBatchError(ReadingsError):
+    """A batch that is empty, too large, or does not open under the given key."""

@@ -1,0 +1,66 @@
+"""``ibx pki``: the edge certificate authority (on the server's data dir)."""
+
+from __future__ import annotations
+
+import typer
+
+from core.clock import utcnow
+from edge_tls import RevocationReason, fingerprint
+from exchange.cli._context import TOKEN_OPTION, cli_context
+from exchange.errors import ForbiddenError
+from exchange.identities import Role
+
+__all__ = ["app"]
+
+app = typer.Typer(help="The edge certificate authority (on the server's data dir).")
+
+
+@app.command("init")
+def init(ctx: typer.Context) -> None:
+    """Create the root and issuing CA (ECDSA P-256), keys encrypted under the master key."""
+    ca = cli_context(ctx).runtime.edge_pki.init(actor="sysadmin", now=utcnow())
+    typer.echo(f"root CA     {ca.root.subject.rfc4514_string()}  sha256 {fingerprint(ca.root)}")
+    typer.echo(
+        f"issuing CA  {ca.issuing.subject.rfc4514_string()}  sha256 {fingerprint(ca.issuing)}"
+    )
+
+
+@app.command("ca-bundle")
+def ca_bundle(ctx: typer.Context) -> None:
+    """Print the CA chain in PEM (issuing CA, then root): the devices' trust bundle."""
+    typer.echo(cli_context(ctx).runtime.edge_pki.authority().chain_pem(), nl=False)
+
+
+def _serial(text: str) -> int:
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        value = int(cleaned, 16)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a hexadecimal serial number") from exc
+    if value <= 0:
+        raise typer.BadParameter("a serial number is positive")
+    return value
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    serial: str = typer.Argument(..., help="certificate serial number (hex, as printed)"),
+    reason: RevocationReason = typer.Option(  # noqa: B008
+        RevocationReason.UNSPECIFIED, "--reason", help="RFC 5280 reason"
+    ),
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Revoke a certificate (security officer); it is refused on its next request."""
+    context = cli_context(ctx)
+    officer = context.acting_as(token)
+    if officer.role is not Role.SECURITY_OFFICER:
+        raise ForbiddenError(
+            f"revoking needs the role security_officer; {officer.name} is {officer.role}"
+        )
+    revoked = context.runtime.edge_pki.revoke(
+        _serial(serial), reason, actor=officer.name, now=utcnow()
+    )
+    typer.echo(
+        f"revoked {revoked.serial:x} ({revoked.reason}) at {revoked.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
+    )

@@ -1,0 +1,126 @@
+"""The edge TLS listener: mutual TLS for devices on its own port and its own app.
+
+The listener runs uvicorn with :class:`exchange.tls_bridge.PeerCertificateProtocol`,
+which hands the verified client certificate to the application.
+
+The listener speaks TLS 1.2 and 1.3 only, with ECDHE + AEAD suites, no
+compression and no renegotiation; its server certificate is issued by the
+edge issuing CA at start-up and its key exists only in memory and in a
+temporary file deleted right after loading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from core.clock import utcnow
+from edge_tls import ServerCredentials
+from exchange.errors import install_problem_handlers
+from exchange.routes import edge as edge_routes
+from exchange.routes import est as est_routes
+from exchange.routes import pki as pki_routes
+from exchange.runtime import Runtime
+from exchange.tls_bridge import PeerCertificateProtocol
+
+__all__ = [
+    "create_edge_app",
+    "edge_server_config",
+    "edge_ssl_context",
+    "serve_together",
+]
+
+logger = logging.getLogger(__name__)
+
+# TLS 1.2 suites: forward secret, AEAD only. TLS 1.3 suites are all AEAD (OpenSSL defaults).
+_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!DSS:!PSK:!SRP"
+
+
+def edge_ssl_context(credentials: ServerCredentials, trust_pem: str) -> ssl.SSLContext:
+    """A server context: TLS 1.2-1.3, strong suites, optional client certs from ``trust_pem``.
+
+    Client certificates are optional at the TLS layer (simpleenroll authenticates
+    with a bootstrap token instead); every device route requires one.
+
+    Raises:
+        ssl.SSLError: the credentials do not load.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.set_ciphers(_TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_SINGLE_ECDH_USE
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cadata=trust_pem)
+    with tempfile.TemporaryDirectory(prefix="ibx-edge-") as tmp:
+        chain = Path(tmp) / "chain.pem"
+        key = Path(tmp) / "key.pem"
+        chain.write_bytes(credentials.chain_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(credentials.key_pem)
+        context.load_cert_chain(chain, key)
+    return context
+
+
+def create_edge_app(runtime: Runtime) -> FastAPI:
+    """The application behind the edge listener: EST, CRL/OCSP and the device routes only."""
+    app = FastAPI(title="ibx edge", version="0.1.0", docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(est_routes.router)
+    app.include_router(pki_routes.router)
+    app.include_router(edge_routes.device_router)
+    return app
+
+
+def edge_server_config(
+    runtime: Runtime,
+    *,
+    host: str,
+    port: int,
+    hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+    log_level: str = "info",
+) -> uvicorn.Config:
+    """A uvicorn config for the edge listener with a fresh server certificate.
+
+    Raises:
+        CaNotInitializedError: ``ibx pki init`` has not run.
+    """
+    names = tuple(dict.fromkeys([*hosts, *([host] if host not in ("0.0.0.0", "::") else [])]))  # noqa: S104
+    credentials = runtime.edge_pki.issue_server_certificate(names, now=utcnow())
+    context = edge_ssl_context(credentials, runtime.edge_pki.authority().chain_pem())
+
+    def factory(_config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return context
+
+    return uvicorn.Config(
+        create_edge_app(runtime),
+        host=host,
+        port=port,
+        http=PeerCertificateProtocol,
+        ssl_context_factory=factory,
+        log_level=log_level,
+        server_header=False,
+        lifespan="off",
+    )
+
+
+async def serve_together(servers: Sequence[uvicorn.Server]) -> None:
+    """Run several uvicorn servers on one event loop; when one stops, stop them all."""
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)

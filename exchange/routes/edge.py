@@ -1,0 +1,110 @@
+"""``/v1/edge``: device routes (mutual TLS only) and the enterprise's pull of its batches.
+
+A device reaches nothing but its own routes: the edge listener serves only
+EST, the CRL/OCSP and :data:`device_router`, and every device route
+authenticates the peer certificate against the registry on each request.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from core.clock import format_rfc3339, utcnow
+from edge_tls import DeviceCertificate, SealingKeyMissingError, sealing_public_key
+from exchange.auth import get_runtime, require_role
+from exchange.identities import Identity, Role
+from exchange.runtime import Runtime
+from exchange.tls_bridge import peer_certificate_der
+
+__all__ = ["device_router", "enterprise_router"]
+
+device_router = APIRouter(prefix="/v1/edge", tags=["edge devices"])
+enterprise_router = APIRouter(prefix="/v1/edge", tags=["edge enterprises"])
+
+_MAX_BATCH = 1 << 20
+
+
+def current_device(request: Request) -> DeviceCertificate:
+    """FastAPI dependency: the device behind the verified client certificate, checked now.
+
+    Raises:
+        CertificateRejectedError: no certificate, or an unknown, revoked or expired one.
+    """
+    return get_runtime(request).edge_pki.authenticate(
+        peer_certificate_der(request.scope), now=utcnow()
+    )
+
+
+def _sealing_key(runtime: Runtime, enterprise: str) -> bytes:
+    identity = runtime.identities.get(enterprise)
+    if identity.role is not Role.ENTERPRISE or identity.public_key is None:
+        raise SealingKeyMissingError(
+            f"enterprise {enterprise!r} has no registered public key to seal readings to"
+        )
+    return sealing_public_key(identity.public_key.raw)
+
+
+@device_router.get("/whoami")
+def whoami(device: DeviceCertificate = Depends(current_device)) -> dict[str, str]:  # noqa: B008
+    """The device's identity as the exchange sees it."""
+    return {
+        "enterprise": device.device.enterprise,
+        "device": device.device.device,
+        "serial": format(device.serial, "x"),
+        "not_after": format_rfc3339(device.not_after),
+    }
+
+
+@device_router.get("/sealing-key")
+def sealing_key(
+    request: Request,
+    device: DeviceCertificate = Depends(current_device),  # noqa: B008
+) -> dict[str, str]:
+    """The X25519 key of the device's own enterprise, to seal batches to (base64)."""
+    key = _sealing_key(get_runtime(request), device.device.enterprise)
+    return {
+        "enterprise": device.device.enterprise,
+        "x25519_public_key": base64.b64encode(key).decode(),
+    }
+
+
+@device_router.post("/readings", status_code=201)
+async def upload_readings(
+    request: Request,
+    device: DeviceCertificate = Depends(current_device),  # noqa: B008
+) -> dict[str, object]:
+    """Store one sealed batch (``application/octet-stream``, a SealedBox) and record its hash."""
+    runtime = get_runtime(request)
+    _sealing_key(runtime, device.device.enterprise)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BATCH + 1:
+            break
+    batch = runtime.edge_readings.store(device, body, now=utcnow())
+    return {"batch": batch.id, "sha256": batch.sha256}
+
+
+@enterprise_router.get("/readings")
+def pull_readings(
+    after: int = Query(0, ge=0, le=(1 << 53) - 1),
+    limit: int = Query(100, ge=1, le=1000),
+    caller: Identity = Depends(require_role(Role.ENTERPRISE)),  # noqa: B008
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+) -> dict[str, object]:
+    """The caller's own sealed batches after ``after``, ciphertext in base64."""
+    batches = runtime.edge_readings.batches(caller.name, after=after, limit=limit)
+    return {
+        "batches": [
+            {
+                "id": b.id,
+                "device": b.device,
+                "sha256": b.sha256,
+                "received_at": format_rfc3339(b.received_at),
+                "ciphertext": base64.b64encode(b.ciphertext).decode(),
+            }
+            for b in batches
+        ]
+    }
