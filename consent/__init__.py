@@ -1,1 +1,113 @@
-"""consent"""
+"""Consent: enterprise-signed grants, revocation and the checks before every use.
+
+An enterprise signs a :class:`ConsentReceipt` with its own Ed25519 key (the
+exchange stores only the public key); :class:`ConsentService` verifies and
+accepts it, records it on the ledger, answers ``covering_consents`` for a
+:class:`ConsentRequest`, counts uses transactionally, honours signed
+revocations and reports who used an enterprise's data.
+"""
+
+from pathlib import Path
+
+from consent._catalog import Dataset, DatasetCatalog
+from consent._check import ConsentRecord, ConsentRequest, CoverageReport, Refusal, evaluate
+from consent._directory import KeyDirectory, RequesterDirectory, RequesterProfile, StaticDirectory
+from consent._keyfile import EnterpriseKey
+from consent._receipt import (
+    RECEIPT_VERSION,
+    ConsentReceipt,
+    DatasetScope,
+    Requester,
+    Revocation,
+    SignedReceipt,
+    SignedRevocation,
+    new_consent_id,
+    new_nonce,
+)
+from consent._service import ConsentConfig, ConsentService, ConsentUsage, ConsentUse, UsageEntry
+from consent._vocab import Classification, Engine, Operation, Purpose
+from consent.errors import (
+    BadConsentSignatureError,
+    ConsentAccessError,
+    ConsentError,
+    ConsentExpiredError,
+    ConsentKeyError,
+    ConsentNotFoundError,
+    ConsentNotYetValidError,
+    ConsentRefusedError,
+    ConsentRevokedError,
+    DatasetError,
+    DatasetExistsError,
+    DatasetNotOwnedError,
+    ForeignKeyError,
+    InvalidConsentError,
+    NoConsentError,
+    NoRegisteredKeyError,
+    ReplayedNonceError,
+    ScopeMismatchError,
+    UnknownDatasetError,
+    UseLimitReachedError,
+    WrongOriginError,
+)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+"""consent's Alembic branch (label ``consent``)."""
+
+SCHEMAS = Path(__file__).resolve().parent / "schema"
+"""JSON Schemas of the signed receipt and revocation (draft 2020-12)."""
+
+__all__ = [
+    "MIGRATIONS",
+    "RECEIPT_VERSION",
+    "SCHEMAS",
+    "BadConsentSignatureError",
+    "Classification",
+    "ConsentAccessError",
+    "ConsentConfig",
+    "ConsentError",
+    "ConsentExpiredError",
+    "ConsentKeyError",
+    "ConsentNotFoundError",
+    "ConsentNotYetValidError",
+    "ConsentReceipt",
+    "ConsentRecord",
+    "ConsentRefusedError",
+    "ConsentRequest",
+    "ConsentRevokedError",
+    "ConsentService",
+    "ConsentUsage",
+    "ConsentUse",
+    "CoverageReport",
+    "Dataset",
+    "DatasetCatalog",
+    "DatasetError",
+    "DatasetExistsError",
+    "DatasetNotOwnedError",
+    "DatasetScope",
+    "Engine",
+    "EnterpriseKey",
+    "ForeignKeyError",
+    "InvalidConsentError",
+    "KeyDirectory",
+    "NoConsentError",
+    "NoRegisteredKeyError",
+    "Operation",
+    "Purpose",
+    "Refusal",
+    "ReplayedNonceError",
+    "Requester",
+    "RequesterDirectory",
+    "RequesterProfile",
+    "Revocation",
+    "ScopeMismatchError",
+    "SignedReceipt",
+    "SignedRevocation",
+    "StaticDirectory",
+    "UnknownDatasetError",
+    "UsageEntry",
+    "UseLimitReachedError",
+    "WrongOriginError",
+    "evaluate",
+    "new_consent_id",
+    "new_nonce",
+]

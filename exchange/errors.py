@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import consent
 import edge_tls
 import ledger
 from core.errors import CanonicalJsonError, ConfigurationError, IbxError
@@ -70,6 +71,13 @@ _TABLE: tuple[_Rule, ...] = (
     _Rule(edge_tls.AlreadyRevokedError, 409),
     _Rule(edge_tls.SealingKeyMissingError, 409),
     _Rule(edge_tls.EnrollmentError, 400),
+    _Rule(consent.ConsentAccessError, 403),
+    _Rule(consent.ConsentNotFoundError, 404),
+    _Rule(consent.UnknownDatasetError, 404),
+    _Rule(consent.DatasetExistsError, 409),
+    _Rule(consent.ReplayedNonceError, 409),
+    _Rule(consent.ConsentRefusedError, 422),
+    _Rule(consent.ConsentError, 400),
     _Rule(CanonicalJsonError, 400),
     _Rule(ConfigurationError, 500),
     _Rule(IbxError, 400),

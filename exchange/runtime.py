@@ -13,12 +13,14 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
+import consent
 import core
 import edge_tls
 import ledger
 import mpc
 from core.db import Database, migrate
 from core.keys import KeyRing, MasterKey
+from exchange.consent_directory import IdentityDirectory
 from exchange.identities import IdentityRegistry
 from exchange.settings import Settings
 
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 MIGRATION_BRANCHES: list[Path] = [
     core.MIGRATIONS,
     ledger.MIGRATIONS,
+    consent.MIGRATIONS,
     mpc.MIGRATIONS,
     edge_tls.MIGRATIONS,
     Path(__file__).parent / "migrations",
@@ -68,6 +71,18 @@ class Runtime:
         """The identity registry."""
         return IdentityRegistry(
             self.db, self.ledger, token_ttl=timedelta(days=self.settings.token_ttl_days)
+        )
+
+    @cached_property
+    def consents(self) -> consent.ConsentService:
+        """Consent receipts, revocations and checks (keys and requesters from identities)."""
+        directory = IdentityDirectory(self.identities)
+        return consent.ConsentService(
+            self.db,
+            self.ledger,
+            directory,
+            directory,
+            consent.ConsentConfig(origin=self.settings.ledger_origin),
         )
 
     @cached_property

@@ -14,6 +14,8 @@ from pathlib import Path
 import typer
 
 from core.errors import IbxError
+from exchange.cli import consent as consent_cli
+from exchange.cli import dataset as dataset_cli
 from exchange.cli import edge as edge_cli
 from exchange.cli import identity as identity_cli
 from exchange.cli import ledger as ledger_cli
@@ -54,6 +56,8 @@ def _root(
 
 app.add_typer(identity_cli.app, name="identity")
 app.add_typer(ledger_cli.app, name="ledger")
+app.add_typer(consent_cli.app, name="consent")
+app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(pki_cli.app, name="pki")
 app.add_typer(edge_cli.app, name="edge")
 app.command("serve")(serve_cli.serve)

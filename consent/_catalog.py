@@ -1,0 +1,173 @@
+"""The dataset catalog: which enterprise owns which dataset, its fields and classification.
+
+Metadata only — the data stays on the enterprise's data agent. A consent may
+name only datasets its signer owns, so the catalog lives with consent (see
+``docs/adr/0003-consent-receipts.md``). Registrations are recorded on the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent._tables import DatasetRow
+from consent._vocab import Classification
+from consent.errors import DatasetExistsError, InvalidConsentError, UnknownDatasetError
+from core.canonical import JsonValue
+from core.clock import format_rfc3339, parse_rfc3339, require_aware
+from core.db import Database
+from core.events import Event, EventRecorder
+
+__all__ = ["Dataset", "DatasetCatalog"]
+
+logger = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset (metadata only)."""
+
+    dataset_id: str
+    owner: str
+    fields: tuple[str, ...]
+    classification: Classification
+    created_at: datetime
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _ID.fullmatch(self.dataset_id):
+            raise InvalidConsentError(
+                f"dataset id {self.dataset_id!r} must be 1-128 letters, digits or . _ @ -"
+            )
+        if not self.fields or len(set(self.fields)) != len(self.fields):
+            raise InvalidConsentError("a dataset needs at least one field, each named once")
+        for name in self.fields:
+            if not _FIELD.fullmatch(name):
+                raise InvalidConsentError(f"field {name!r} must be an identifier")
+        object.__setattr__(self, "fields", tuple(sorted(self.fields)))
+        try:
+            object.__setattr__(self, "created_at", require_aware(self.created_at))
+        except ValueError as exc:
+            raise InvalidConsentError(str(exc)) from exc
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """The dataset as recorded on the ledger and printed by the CLI."""
+        return {
+            "dataset_id": self.dataset_id,
+            "owner": self.owner,
+            "fields": list(self.fields),
+            "classification": self.classification.value,
+            "description": self.description,
+            "created_at": format_rfc3339(self.created_at),
+        }
+
+
+def _to_dataset(row: DatasetRow) -> Dataset:
+    return Dataset(
+        dataset_id=row.dataset_id,
+        owner=row.owner,
+        fields=tuple(json.loads(row.fields)),
+        classification=Classification(row.classification),
+        created_at=parse_rfc3339(row.created_at),
+        description=row.description,
+    )
+
+
+class DatasetCatalog:
+    """Register and look up datasets; registrations go on the ledger."""
+
+    def __init__(self, db: Database, recorder: EventRecorder) -> None:
+        self._db = db
+        self._recorder = recorder
+
+    def register(
+        self,
+        dataset_id: str,
+        *,
+        owner: str,
+        fields: Sequence[str],
+        classification: Classification,
+        now: datetime,
+        description: str | None = None,
+    ) -> Dataset:
+        """Register ``dataset_id`` as owned by the enterprise ``owner``.
+
+        Raises:
+            InvalidConsentError: a malformed id or field list, or a naive ``now``.
+            DatasetExistsError: the id is taken.
+            ledger.LedgerError: the registration could not be recorded (nothing was stored).
+        """
+        dataset = Dataset(dataset_id, owner, tuple(fields), classification, now, description)
+        with self._db.write() as session:
+            if session.get(DatasetRow, dataset_id) is not None:
+                raise DatasetExistsError(f"dataset {dataset_id!r} is already registered")
+            session.add(
+                DatasetRow(
+                    dataset_id=dataset.dataset_id,
+                    owner=dataset.owner,
+                    fields=json.dumps(list(dataset.fields)),
+                    classification=dataset.classification.value,
+                    description=dataset.description,
+                    created_at=format_rfc3339(dataset.created_at),
+                )
+            )
+            session.flush()
+            self._recorder.record(
+                Event("dataset.register", owner, dataset.to_dict()), session=session
+            )
+        logger.info("registered dataset %s of %s", dataset_id, owner)
+        return dataset
+
+    def get(self, dataset_id: str) -> Dataset:
+        """The dataset ``dataset_id``.
+
+        Raises:
+            UnknownDatasetError: not registered.
+        """
+        with self._db.read() as session:
+            return self.get_in(session, dataset_id)
+
+    @staticmethod
+    def get_in(session: Session, dataset_id: str) -> Dataset:
+        """As :meth:`get`, inside the caller's session.
+
+        Raises:
+            UnknownDatasetError: not registered.
+        """
+        row = session.get(DatasetRow, dataset_id)
+        if row is None:
+            raise UnknownDatasetError(dataset_id)
+        return _to_dataset(row)
+
+    @staticmethod
+    def many_in(session: Session, dataset_ids: Iterable[str]) -> dict[str, Dataset]:
+        """Every dataset in ``dataset_ids``, by id, in one indexed query.
+
+        Raises:
+            UnknownDatasetError: one of them is not registered.
+        """
+        wanted = sorted(set(dataset_ids))
+        rows = session.execute(select(DatasetRow).where(DatasetRow.dataset_id.in_(wanted)))
+        found = {row.dataset_id: _to_dataset(row) for row in rows.scalars()}
+        for dataset_id in wanted:
+            if dataset_id not in found:
+                raise UnknownDatasetError(dataset_id)
+        return found
+
+    def list(self, *, owner: str | None = None) -> list[Dataset]:
+        """Every dataset (of ``owner`` when given), by id."""
+        with self._db.read() as session:
+            query = select(DatasetRow).order_by(DatasetRow.dataset_id)
+            if owner is not None:
+                query = query.where(DatasetRow.owner == owner)
+            return [_to_dataset(row) for row in session.execute(query).scalars()]

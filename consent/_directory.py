@@ -1,0 +1,84 @@
+"""What consent needs to know about identities, as protocols the composition root fills in.
+
+``consent`` never imports ``exchange``: the identity registry lives there, so
+``exchange`` passes an adapter implementing :class:`KeyDirectory` (whose public
+key is registered to which enterprise) and :class:`RequesterDirectory` (an
+identity's role and industry, for group consents). :class:`StaticDirectory` is
+the in-memory implementation for tests, benchmarks and dry runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.keys import Ed25519PublicKey
+
+__all__ = ["KeyDirectory", "RequesterDirectory", "RequesterProfile", "StaticDirectory"]
+
+
+@dataclass(frozen=True)
+class RequesterProfile:
+    """An active identity as a consent sees it: its name, role and industry."""
+
+    name: str
+    role: str
+    industry: str | None = None
+
+
+class KeyDirectory(Protocol):
+    """The enterprises' registered Ed25519 public keys."""
+
+    def enterprise_key(self, enterprise: str) -> Ed25519PublicKey | None:
+        """The key registered to the active enterprise ``enterprise``, or None."""
+        ...
+
+    def key_owner(self, key: Ed25519PublicKey) -> str | None:
+        """The identity this key is registered to, or None (used to explain refusals)."""
+        ...
+
+
+class RequesterDirectory(Protocol):
+    """Role and industry of requesters."""
+
+    def requester_profile(self, name: str) -> RequesterProfile | None:
+        """The active identity ``name``, or None."""
+        ...
+
+
+class StaticDirectory:
+    """Both directories over dictionaries: a real in-memory implementation, not a mock."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, Ed25519PublicKey] | None = None,
+        profiles: Mapping[str, RequesterProfile] | None = None,
+    ) -> None:
+        self._keys: dict[str, Ed25519PublicKey] = dict(keys or {})
+        self._owners = {k.raw: name for name, k in self._keys.items()}
+        self._profiles: dict[str, RequesterProfile] = dict(profiles or {})
+
+    def add_enterprise(self, name: str, key: Ed25519PublicKey) -> None:
+        """Register (or replace) ``name``'s key."""
+        old = self._keys.get(name)
+        if old is not None:
+            self._owners.pop(old.raw, None)
+        self._keys[name] = key
+        self._owners[key.raw] = name
+
+    def add_requester(self, profile: RequesterProfile) -> None:
+        """Register (or replace) a requester."""
+        self._profiles[profile.name] = profile
+
+    def enterprise_key(self, enterprise: str) -> Ed25519PublicKey | None:
+        """The registered key, or None."""
+        return self._keys.get(enterprise)
+
+    def key_owner(self, key: Ed25519PublicKey) -> str | None:
+        """Who holds ``key``, or None."""
+        return self._owners.get(key.raw)
+
+    def requester_profile(self, name: str) -> RequesterProfile | None:
+        """The requester's profile, or None."""
+        return self._profiles.get(name)

@@ -1,0 +1,694 @@
+"""The consent service: accept signed grants and revocations, check and use consents.
+
+Every state change happens in one write transaction together with its ledger
+entry (the recorder joins the caller's session), so a row never exists without
+its entry. :meth:`ConsentService.use` checks and counts in that same locked
+transaction: a revocation either committed before it (and is seen) or waits
+for it, so no decision made after a revocation is accepted can use the consent.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from consent._catalog import DatasetCatalog
+from consent._check import ConsentRecord, ConsentRequest, CoverageReport, Refusal, evaluate
+from consent._directory import KeyDirectory, RequesterDirectory
+from consent._receipt import ConsentReceipt, Requester, SignedReceipt, SignedRevocation
+from consent._tables import GrantRow, NonceRow, ScopeRow, UseRow
+from consent.errors import (
+    BadConsentSignatureError,
+    ConsentAccessError,
+    ConsentExpiredError,
+    ConsentNotFoundError,
+    ConsentRefusedError,
+    ConsentRevokedError,
+    DatasetNotOwnedError,
+    ForeignKeyError,
+    InvalidConsentError,
+    NoConsentError,
+    NoRegisteredKeyError,
+    ReplayedNonceError,
+    WrongOriginError,
+)
+from core.canonical import JsonValue
+from core.clock import format_rfc3339, parse_rfc3339, require_aware
+from core.db import Database
+from core.events import Event
+from core.keys import Ed25519PublicKey
+from ledger import Ledger
+
+__all__ = ["ConsentConfig", "ConsentService", "ConsentUsage", "ConsentUse", "UsageEntry"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    """How the consent service checks.
+
+    Attributes:
+        origin: this deployment's origin; receipts naming another are refused
+            (the exchange passes ``settings.ledger_origin``).
+        clock_skew: how far in the future a ``signed_at`` may be.
+        verify_on_check: re-verify each candidate's signature on every check, so
+            a receipt altered in the database is refused (about 60 µs each).
+    """
+
+    origin: str
+    clock_skew: timedelta = timedelta(minutes=5)
+    verify_on_check: bool = True
+
+
+@dataclass(frozen=True)
+class ConsentUse:
+    """A decision's use of consents: one chosen consent per included owner."""
+
+    decision_id: str
+    report: CoverageReport
+    used: dict[str, ConsentRecord]
+    ledger_index: int | None
+
+    def consent_ids(self) -> tuple[str, ...]:
+        """The consents used, sorted by owner."""
+        return tuple(self.used[o].consent_id for o in sorted(self.used))
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """One decision or job that relied on a consent, as recorded on the ledger."""
+
+    kind: str  # "decision" or "job"
+    decision_id: str
+    job_id: str | None
+    requester: str
+    purpose: str
+    operation: str
+    engine: str
+    time: datetime
+    ledger_index: int
+    status: str  # "used", "released" or "stopped"
+
+
+@dataclass(frozen=True)
+class ConsentUsage:
+    """A consent of an enterprise and everything that relied on it."""
+
+    record: ConsentRecord
+    entries: tuple[UsageEntry, ...]
+
+
+def _to_record(row: GrantRow) -> ConsentRecord:
+    receipt = ConsentReceipt.from_dict(json.loads(row.receipt))
+    return ConsentRecord(
+        signed=SignedReceipt(receipt, row.signature),
+        accepted_at=parse_rfc3339(row.accepted_at),
+        ledger_index=row.ledger_index,
+        use_count=row.use_count,
+        revoked_at=parse_rfc3339(row.revoked_at) if row.revoked_at else None,
+        revocation_ledger_index=row.revocation_ledger_index,
+    )
+
+
+def _aware(now: datetime) -> datetime:
+    try:
+        return require_aware(now, what="now")
+    except ValueError as exc:
+        raise InvalidConsentError(str(exc)) from exc
+
+
+class ConsentService:
+    """Accept, revoke, list, check and use consents; report who used an enterprise's data."""
+
+    def __init__(
+        self,
+        db: Database,
+        ledger: Ledger,
+        keys: KeyDirectory,
+        requesters: RequesterDirectory,
+        config: ConsentConfig,
+    ) -> None:
+        self._db = db
+        self._ledger = ledger
+        self._keys = keys
+        self._requesters = requesters
+        self.config = config
+        self.catalog = DatasetCatalog(db, ledger)
+
+    # -- accepting statements ------------------------------------------------------------
+
+    def _authenticate(
+        self,
+        *,
+        enterprise: str,
+        origin: str,
+        public_key: Ed25519PublicKey,
+        signed: SignedReceipt | SignedRevocation,
+        signed_at: datetime,
+        consent_id: str,
+        now: datetime,
+    ) -> None:
+        if origin != self.config.origin:
+            raise WrongOriginError(
+                f"made for {origin!r}; this deployment is {self.config.origin!r}",
+                consent_id=consent_id,
+            )
+        registered = self._keys.enterprise_key(enterprise)
+        if registered is None:
+            raise NoRegisteredKeyError(
+                f"{enterprise} is not an active enterprise with a registered consent key",
+                consent_id=consent_id,
+            )
+        if public_key != registered:
+            holder = self._keys.key_owner(public_key)
+            whose = f"the key of {holder}" if holder else "an unregistered key"
+            raise ForeignKeyError(
+                f"signed with {whose}, not {enterprise}'s registered key", consent_id=consent_id
+            )
+        try:
+            signed.verify(registered)
+        except BadConsentSignatureError as exc:
+            raise BadConsentSignatureError(
+                f"the signature does not verify under {enterprise}'s key", consent_id=consent_id
+            ) from exc
+        if signed_at > now + self.config.clock_skew:
+            raise InvalidConsentError(f"signed_at {format_rfc3339(signed_at)} is in the future")
+
+    @staticmethod
+    def _claim_nonce(
+        session: Session, enterprise: str, nonce: str, *, consent_id: str, kind: str, now: datetime
+    ) -> None:
+        if session.get(NonceRow, (enterprise, nonce)) is not None:
+            raise ReplayedNonceError(
+                f"nonce {nonce} of {enterprise} was already used", consent_id=consent_id
+            )
+        session.add(
+            NonceRow(
+                enterprise=enterprise,
+                nonce=nonce,
+                consent_id=consent_id,
+                kind=kind,
+                accepted_at=format_rfc3339(now),
+            )
+        )
+
+    def grant(self, signed: SignedReceipt, *, actor: str, now: datetime) -> ConsentRecord:
+        """Verify and accept a signed consent receipt, and record it on the ledger.
+
+        Raises:
+            InvalidConsentError: malformed, signed in the future, unknown requester or field.
+            WrongOriginError: made for another deployment.
+            NoRegisteredKeyError: the enterprise has no registered key.
+            ForeignKeyError: signed with a key other than the enterprise's.
+            BadConsentSignatureError: the signature does not verify.
+            ConsentExpiredError: its validity window has already ended.
+            UnknownDatasetError: a dataset is not registered.
+            DatasetNotOwnedError: a dataset belongs to another enterprise.
+            ReplayedNonceError: the nonce or consent id was seen before.
+            ledger.LedgerError: recording failed; nothing was stored.
+        """
+        now = _aware(now)
+        receipt = signed.receipt
+        cid = receipt.consent_id
+        self._authenticate(
+            enterprise=receipt.enterprise,
+            origin=receipt.origin,
+            public_key=receipt.public_key,
+            signed=signed,
+            signed_at=receipt.signed_at,
+            consent_id=cid,
+            now=now,
+        )
+        if now >= receipt.valid_until:
+            raise ConsentExpiredError(
+                f"{cid} already expired at {format_rfc3339(receipt.valid_until)}", consent_id=cid
+            )
+        one = receipt.requester.identity
+        if one is not None and self._requesters.requester_profile(one) is None:
+            raise InvalidConsentError(f"requester {one!r} is not an active identity")
+        with self._db.write() as session:
+            datasets = DatasetCatalog.many_in(session, receipt.datasets())
+            for scope in receipt.scope:
+                dataset = datasets[scope.dataset]
+                if dataset.owner != receipt.enterprise:
+                    raise DatasetNotOwnedError(
+                        scope.dataset, owner=dataset.owner, signer=receipt.enterprise
+                    )
+                unknown = sorted(set(scope.fields) - set(dataset.fields))
+                if unknown:
+                    raise InvalidConsentError(
+                        f"dataset {scope.dataset} has no field(s) {', '.join(unknown)}"
+                    )
+            if session.get(GrantRow, cid) is not None:
+                raise ReplayedNonceError(f"consent {cid} was already accepted", consent_id=cid)
+            self._claim_nonce(
+                session, receipt.enterprise, receipt.nonce, consent_id=cid, kind="grant", now=now
+            )
+            recorded = self._ledger.record(
+                Event(
+                    "consent.grant",
+                    actor,
+                    {
+                        "consent_id": cid,
+                        "enterprise": receipt.enterprise,
+                        "receipt": receipt.to_dict(),
+                        "receipt_hash": signed.receipt_hash(),
+                        "signature": base64.b64encode(signed.signature).decode(),
+                    },
+                ),
+                session=session,
+            )
+            key = receipt.requester.key
+            session.add(
+                GrantRow(
+                    consent_id=cid,
+                    enterprise=receipt.enterprise,
+                    requester_key=key,
+                    receipt=signed.canonical(),
+                    signature=signed.signature,
+                    receipt_hash=signed.receipt_hash(),
+                    valid_from=format_rfc3339(receipt.valid_from),
+                    valid_until=format_rfc3339(receipt.valid_until),
+                    use_limit=receipt.use_limit,
+                    use_count=0,
+                    accepted_at=format_rfc3339(now),
+                    ledger_index=recorded.index,
+                )
+            )
+            session.flush()
+            session.execute(
+                insert(ScopeRow),
+                [
+                    {"consent_id": cid, "dataset": s.dataset, "field": f, "requester_key": key}
+                    for s in receipt.scope
+                    for f in s.fields
+                ],
+            )
+        logger.info("accepted consent %s of %s", cid, receipt.enterprise)
+        return ConsentRecord(signed, now, recorded.index, 0)
+
+    def revoke(self, signed: SignedRevocation, *, actor: str, now: datetime) -> ConsentRecord:
+        """Verify and accept a signed revocation; it binds every later decision.
+
+        Raises:
+            InvalidConsentError: malformed or signed in the future.
+            WrongOriginError, NoRegisteredKeyError, ForeignKeyError, BadConsentSignatureError:
+                as for :meth:`grant`.
+            ConsentNotFoundError: no such consent.
+            ConsentAccessError: the consent belongs to another enterprise.
+            ConsentRevokedError: already revoked.
+            ReplayedNonceError: the nonce was seen before.
+            ledger.LedgerError: recording failed; nothing changed.
+        """
+        now = _aware(now)
+        revocation = signed.revocation
+        cid = revocation.consent_id
+        self._authenticate(
+            enterprise=revocation.enterprise,
+            origin=revocation.origin,
+            public_key=revocation.public_key,
+            signed=signed,
+            signed_at=revocation.signed_at,
+            consent_id=cid,
+            now=now,
+        )
+        with self._db.write() as session:
+            row = session.get(GrantRow, cid)
+            if row is None:
+                raise ConsentNotFoundError(cid)
+            if row.enterprise != revocation.enterprise:
+                raise ConsentAccessError(
+                    f"{cid} was granted by {row.enterprise}, not by {revocation.enterprise}"
+                )
+            if row.revoked_at is not None:
+                raise ConsentRevokedError(
+                    f"{cid} was already revoked at {row.revoked_at}", consent_id=cid
+                )
+            self._claim_nonce(
+                session,
+                revocation.enterprise,
+                revocation.nonce,
+                consent_id=cid,
+                kind="revoke",
+                now=now,
+            )
+            recorded = self._ledger.record(
+                Event(
+                    "consent.revoke",
+                    actor,
+                    {
+                        "consent_id": cid,
+                        "enterprise": revocation.enterprise,
+                        "revocation": revocation.to_dict(),
+                        "receipt_hash": signed.receipt_hash(),
+                        "signature": base64.b64encode(signed.signature).decode(),
+                    },
+                ),
+                session=session,
+            )
+            row.revoked_at = format_rfc3339(now)
+            row.revocation = signed.canonical()
+            row.revocation_signature = signed.signature
+            row.revocation_ledger_index = recorded.index
+            session.flush()
+            record = _to_record(row)
+        logger.info("revoked consent %s of %s", cid, revocation.enterprise)
+        return record
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, consent_id: str) -> ConsentRecord:
+        """The consent ``consent_id``.
+
+        Raises:
+            ConsentNotFoundError: no such consent.
+        """
+        with self._db.read() as session:
+            row = session.get(GrantRow, consent_id)
+            if row is None:
+                raise ConsentNotFoundError(consent_id)
+            return _to_record(row)
+
+    def list(self, *, enterprise: str | None = None) -> list[ConsentRecord]:
+        """Every consent (of ``enterprise`` when given), in order of acceptance."""
+        with self._db.read() as session:
+            query = select(GrantRow).order_by(GrantRow.ledger_index)
+            if enterprise is not None:
+                query = query.where(GrantRow.enterprise == enterprise)
+            return [_to_record(row) for row in session.execute(query).scalars()]
+
+    # -- checking ------------------------------------------------------------------------
+
+    def covering_consents(self, request: ConsentRequest) -> CoverageReport:
+        """Per owner of the requested datasets, the consents that cover ``request``.
+
+        Candidates come from the (dataset, requester) index; each is checked in
+        full (signature, origin, revocation, validity, scope, use limit) and
+        refusals are explained per owner.
+
+        Raises:
+            UnknownDatasetError: a requested dataset is not registered.
+        """
+        with self._db.read() as session:
+            return self._check(session, request)
+
+    def _check(self, session: Session, request: ConsentRequest) -> CoverageReport:
+        datasets = DatasetCatalog.many_in(session, request.datasets)
+        by_owner: dict[str, list[str]] = defaultdict(list)
+        for dataset in datasets.values():
+            by_owner[dataset.owner].append(dataset.dataset_id)
+        owners = tuple(sorted(by_owner))
+        profile = self._requesters.requester_profile(request.requester)
+        keys = (
+            Requester.keys_for(profile.name, profile.role, profile.industry)
+            if profile is not None
+            else ()
+        )
+        rows: Sequence[GrantRow] = ()
+        if keys:
+            ids = (
+                session.execute(
+                    select(ScopeRow.consent_id)
+                    .where(
+                        ScopeRow.dataset.in_(request.datasets),
+                        ScopeRow.requester_key.in_(keys),
+                    )
+                    .distinct()
+                )
+                .scalars()
+                .all()
+            )
+            if ids:
+                rows = (
+                    session.execute(select(GrantRow).where(GrantRow.consent_id.in_(ids)))
+                    .scalars()
+                    .all()
+                )
+        covering: dict[str, list[ConsentRecord]] = defaultdict(list)
+        refusals: dict[str, list[Refusal]] = defaultdict(list)
+        key_cache: dict[str, Ed25519PublicKey | None] = {}
+        for row in sorted(rows, key=lambda r: r.ledger_index):
+            owner = row.enterprise
+            if owner not in by_owner:
+                continue
+            if owner not in key_cache:
+                key_cache[owner] = self._keys.enterprise_key(owner)
+            try:
+                record = _to_record(row)
+            except (InvalidConsentError, ValueError):
+                refusals[owner].append(
+                    Refusal(
+                        owner,
+                        BadConsentSignatureError(
+                            f"{row.consent_id}: the stored receipt is corrupt",
+                            consent_id=row.consent_id,
+                        ),
+                    )
+                )
+                continue
+            error = evaluate(
+                record,
+                request,
+                owner_datasets=tuple(by_owner[owner]),
+                requester_keys=keys,
+                registered_key=key_cache[owner],
+                origin=self.config.origin,
+                verify_signature=self.config.verify_on_check,
+            )
+            if error is None and record.enterprise != owner:
+                error = ForeignKeyError(
+                    "consent row names another owner", consent_id=row.consent_id
+                )
+            if error is None:
+                covering[owner].append(record)
+            else:
+                refusals[owner].append(Refusal(owner, error))
+        for owner in owners:
+            if not covering.get(owner) and not refusals.get(owner):
+                who = (
+                    request.requester
+                    if profile is not None
+                    else (f"{request.requester} (not an active identity)")
+                )
+                refusals[owner].append(
+                    Refusal(
+                        owner,
+                        NoConsentError(
+                            f"{owner} has granted {who} no consent for {', '.join(by_owner[owner])}"
+                        ),
+                    )
+                )
+        return CoverageReport(
+            request=request,
+            owners=owners,
+            covering={o: tuple(v) for o, v in covering.items()},
+            refusals={o: tuple(v) for o, v in refusals.items()},
+        )
+
+    # -- using ---------------------------------------------------------------------------
+
+    def use(self, request: ConsentRequest, *, decision_id: str, now: datetime) -> ConsentUse:
+        """Check ``request`` and count one use of each chosen consent, atomically.
+
+        The check, the use counts and the ``consent.use`` ledger entry share one
+        write transaction, so a revocation accepted before this call is always
+        seen, and use limits cannot be overrun by concurrent decisions.
+
+        Raises:
+            InvalidConsentError: an empty decision id or a naive ``now``.
+            UnknownDatasetError: a requested dataset is not registered.
+            ledger.LedgerError: recording failed; no use was counted.
+        """
+        now = _aware(now)
+        if not decision_id or len(decision_id) > 128:
+            raise InvalidConsentError("decision_id must be 1-128 characters")
+        with self._db.write() as session:
+            report = self._check(session, request)
+            chosen = report.chosen()
+            if not chosen:
+                return ConsentUse(decision_id, report, {}, None)
+            for record in chosen.values():
+                session.execute(
+                    update(GrantRow)
+                    .where(GrantRow.consent_id == record.consent_id)
+                    .values(use_count=GrantRow.use_count + 1)
+                )
+            recorded = self._ledger.record(
+                Event(
+                    "consent.use",
+                    request.requester,
+                    {
+                        "decision_id": decision_id,
+                        "request": request.to_dict(),
+                        "consents": _consent_refs(chosen.values()),
+                    },
+                ),
+                session=session,
+            )
+            session.execute(
+                insert(UseRow),
+                [
+                    {
+                        "consent_id": r.consent_id,
+                        "enterprise": r.enterprise,
+                        "decision_id": decision_id,
+                        "job_id": None,
+                        "kind": "decision",
+                        "time": format_rfc3339(now),
+                        "ledger_index": recorded.index,
+                    }
+                    for r in chosen.values()
+                ],
+            )
+        return ConsentUse(decision_id, report, chosen, recorded.index)
+
+    def confirm_release(self, decision_id: str, *, job_id: str, now: datetime) -> tuple[str, ...]:
+        """Before a job releases its result: are the decision's consents all still valid?
+
+        Records a ``consent.job`` entry either way (``released`` or ``stopped``).
+
+        Raises:
+            ConsentNotFoundError: the decision used no consent.
+            ConsentRevokedError: a consent was revoked since the decision (the job stops).
+            ConsentExpiredError: a consent expired since the decision (the job stops).
+            ledger.LedgerError: recording failed.
+        """
+        now = _aware(now)
+        stopped: ConsentRefusedError | None = None
+        with self._db.write() as session:
+            uses = (
+                session.execute(
+                    select(UseRow).where(
+                        UseRow.decision_id == decision_id, UseRow.kind == "decision"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not uses:
+                raise ConsentNotFoundError(f"decision {decision_id}")
+            records = []
+            for use in uses:
+                row = session.get(GrantRow, use.consent_id)
+                if row is None:
+                    raise ConsentNotFoundError(use.consent_id)
+                record = _to_record(row)
+                records.append(record)
+                if stopped is None and record.revoked_at is not None:
+                    stopped = ConsentRevokedError(
+                        f"job {job_id} must stop: {record.consent_id} was revoked at "
+                        f"{format_rfc3339(record.revoked_at)}",
+                        consent_id=record.consent_id,
+                    )
+                elif stopped is None and now >= record.signed.receipt.valid_until:
+                    stopped = ConsentExpiredError(
+                        f"job {job_id} must stop: {record.consent_id} expired",
+                        consent_id=record.consent_id,
+                    )
+            status = "released" if stopped is None else "stopped"
+            recorded = self._ledger.record(
+                Event(
+                    "consent.job",
+                    "exchange",
+                    {
+                        "decision_id": decision_id,
+                        "job_id": job_id,
+                        "status": status,
+                        "reason": None if stopped is None else stopped.reason,
+                        "consents": _consent_refs(records),
+                    },
+                ),
+                session=session,
+            )
+            session.execute(
+                insert(UseRow),
+                [
+                    {
+                        "consent_id": r.consent_id,
+                        "enterprise": r.enterprise,
+                        "decision_id": decision_id,
+                        "job_id": job_id,
+                        "kind": "job",
+                        "time": format_rfc3339(now),
+                        "ledger_index": recorded.index,
+                    }
+                    for r in records
+                ],
+            )
+        if stopped is not None:
+            raise stopped
+        return tuple(r.consent_id for r in records)
+
+    def usage(self, enterprise: str) -> builtins.list[ConsentUsage]:
+        """Who used ``enterprise``'s data: each of its consents and every decision and job
+        that relied on it, read back from the ledger entries that recorded them.
+
+        Raises:
+            ledger.LedgerError: a recorded entry could not be read.
+            InvalidConsentError: a ledger entry does not match the use it should record.
+        """
+        records = self.list(enterprise=enterprise)
+        with self._db.read() as session:
+            uses = (
+                session.execute(
+                    select(UseRow).where(UseRow.enterprise == enterprise).order_by(UseRow.id)
+                )
+                .scalars()
+                .all()
+            )
+        per_consent: dict[str, list[UsageEntry]] = defaultdict(list)
+        decisions: dict[str, dict[str, JsonValue]] = {}
+        for use in uses:
+            entry = self._ledger.entry(use.ledger_index)
+            payload = entry.payload
+            refs = payload.get("consents")
+            if not isinstance(refs, list) or not any(
+                isinstance(r, dict) and r.get("consent_id") == use.consent_id for r in refs
+            ):
+                raise InvalidConsentError(
+                    f"ledger entry {use.ledger_index} does not record {use.consent_id}"
+                )
+            if entry.type == "consent.use":
+                request = payload.get("request")
+                assert isinstance(request, dict)
+                decisions[use.decision_id] = request
+                status = "used"
+            else:
+                request = decisions.get(use.decision_id) or {}
+                status = str(payload.get("status"))
+            per_consent[use.consent_id].append(
+                UsageEntry(
+                    kind=use.kind,
+                    decision_id=use.decision_id,
+                    job_id=use.job_id,
+                    requester=str(request.get("requester", entry.actor)),
+                    purpose=str(request.get("purpose", "")),
+                    operation=str(request.get("operation", "")),
+                    engine=str(request.get("engine", "")),
+                    time=entry.time,
+                    ledger_index=entry.index,
+                    status=status,
+                )
+            )
+        return [ConsentUsage(r, tuple(per_consent.get(r.consent_id, ()))) for r in records]
+
+
+def _consent_refs(records: Iterable[ConsentRecord]) -> list[JsonValue]:
+    return [
+        {
+            "consent_id": r.consent_id,
+            "enterprise": r.enterprise,
+            "receipt_hash": r.signed.receipt_hash(),
+        }
+        for r in sorted(records, key=lambda r: r.enterprise)
+    ]

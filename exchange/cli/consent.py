@@ -1,0 +1,319 @@
+"""``ibx consent``: keys, signed grants and revocations, listings, checks and usage.
+
+The private key stays in the enterprise's key file: ``grant`` and ``revoke``
+sign locally and hand the exchange only the signed statement, which it
+verifies against the public key registered to the enterprise identity.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import typer
+
+from consent import (
+    ConsentAccessError,
+    ConsentKeyError,
+    ConsentReceipt,
+    ConsentRecord,
+    ConsentRequest,
+    DatasetScope,
+    Engine,
+    EnterpriseKey,
+    InvalidConsentError,
+    Operation,
+    Purpose,
+    Requester,
+    Revocation,
+    new_consent_id,
+)
+from core.canonical import parse_json_object
+from core.clock import format_rfc3339, parse_rfc3339, utcnow
+from core.errors import CanonicalJsonError
+from exchange.cli._context import TOKEN_OPTION, cli_context
+from exchange.identities import Identity, IdentityError, Role
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Enterprise-signed consents: keys, grants, revocations, checks, usage.")
+
+_OVERSEERS = frozenset({Role.AUDITOR, Role.SECURITY_OFFICER})
+
+
+def _enterprise(identity: Identity) -> Identity:
+    if identity.role is not Role.ENTERPRISE:
+        raise ConsentAccessError(
+            f"only an enterprise may do this; {identity.name} is {identity.role}"
+        )
+    return identity
+
+
+def _may_see(identity: Identity, enterprise: str) -> None:
+    if identity.name == enterprise or identity.role in _OVERSEERS:
+        return
+    raise ConsentAccessError(
+        f"{identity.name} ({identity.role}) may not see the consents of {enterprise}"
+    )
+
+
+def _time(text: str | None, default: datetime, what: str) -> datetime:
+    if text is None:
+        return default
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise InvalidConsentError(f"{what}: {exc}") from exc
+
+
+def _scope(specs: list[str]) -> tuple[DatasetScope, ...]:
+    scopes = []
+    for spec in specs:
+        dataset, sep, fields = spec.partition(":")
+        if not sep or not fields:
+            raise InvalidConsentError(f"--dataset {spec!r}: use DATASET:field1,field2")
+        scopes.append(DatasetScope(dataset, tuple(f.strip() for f in fields.split(","))))
+    return tuple(scopes)
+
+
+def _requester(one: str | None, group: str | None) -> Requester:
+    if (one is None) == (group is None):
+        raise InvalidConsentError("give exactly one of --requester NAME or --requester-group ROLE")
+    if one is not None:
+        return Requester.one(one)
+    assert group is not None
+    role, _, industry = group.partition(":")
+    return Requester.group(role, industry or None)
+
+
+def _line(record: ConsentRecord, now: datetime) -> str:
+    r = record.signed.receipt
+    limit = "-" if r.use_limit is None else str(r.use_limit)
+    return (
+        f"{r.consent_id}\t{r.enterprise}\t{r.requester.describe()}\t"
+        f"{','.join(s.dataset + ':' + '+'.join(s.fields) for s in r.scope)}\t"
+        f"{','.join(p.value for p in r.purposes)}\t{','.join(o.value for o in r.operations)}\t"
+        f"{','.join(e.value for e in r.engines)}\tcohort>={r.min_cohort}\t"
+        f"until {format_rfc3339(r.valid_until)}\tuses {record.use_count}/{limit}\t"
+        f"{record.status(now)}"
+    )
+
+
+@app.command("keygen")
+def keygen(
+    out: Path = typer.Option(..., "--out", help="where to write the private key (mode 0600)"),  # noqa: B008
+) -> None:
+    """Generate the enterprise's consent key pair locally; print the public key."""
+    key = EnterpriseKey.generate(out)
+    typer.echo(f"wrote {out} (keep it private; the exchange never sees it)")
+    typer.echo(key.signer.public_key.to_base64())
+
+
+@app.command("register-key")
+def register_key(
+    ctx: typer.Context,
+    key_file: Path = typer.Option(..., "--key", help="the enterprise key file"),  # noqa: B008
+    rotate: bool = typer.Option(False, "--rotate", help="replace an already registered key"),
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Register the key file's public key to the calling enterprise identity.
+
+    Rotating the key invalidates consents signed with the old one.
+    """
+    context = cli_context(ctx)
+    me = _enterprise(context.acting_as(token))
+    public = EnterpriseKey.load(key_file).signer.public_key
+    if me.public_key is not None and me.public_key != public and not rotate:
+        raise ConsentKeyError(
+            f"{me.name} already has key {me.public_key.fingerprint()[:16]}; pass --rotate "
+            "to replace it (consents signed with the old key stop verifying)"
+        )
+    try:
+        context.runtime.identities.set_public_key(me.name, public, actor=me.name)
+    except IdentityError as exc:
+        raise ConsentKeyError(str(exc)) from exc
+    typer.echo(f"registered key {public.fingerprint()[:16]} to {me.name}")
+
+
+@app.command("grant")
+def grant(  # noqa: PLR0917 -- one parameter per CLI option
+    ctx: typer.Context,
+    key_file: Path = typer.Option(..., "--key", help="the enterprise key file (signs locally)"),  # noqa: B008
+    dataset: list[str] = typer.Option(  # noqa: B008
+        ..., "--dataset", help="DATASET:field1,field2 (repeat for more datasets)"
+    ),
+    requester: str | None = typer.Option(None, "--requester", help="one identity"),
+    requester_group: str | None = typer.Option(
+        None, "--requester-group", help="ROLE or ROLE:INDUSTRY, e.g. subbrain:lithium-battery"
+    ),
+    purpose: list[Purpose] = typer.Option(..., "--purpose", help="repeatable"),  # noqa: B008
+    operation: list[Operation] = typer.Option(..., "--operation", help="repeatable"),  # noqa: B008
+    engine: list[Engine] = typer.Option(  # noqa: B008
+        [Engine.HE, Engine.MPC], "--engine", help="repeatable [default: he and mpc]"
+    ),
+    min_cohort: int = typer.Option(3, "--min-cohort", help="smallest cohort accepted"),
+    valid_from: str | None = typer.Option(None, "--valid-from", help="RFC 3339 [default: now]"),
+    valid_until: str | None = typer.Option(None, "--valid-until", help="RFC 3339"),
+    days: int = typer.Option(365, "--days", help="validity from --valid-from if no --valid-until"),
+    use_limit: int | None = typer.Option(None, "--use-limit", help="most decisions it may serve"),
+    notice: str | None = typer.Option(None, "--notice", help="notice text or policy URL"),
+    out: Path | None = typer.Option(None, "--out", help="also save the signed receipt here"),  # noqa: B008
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Sign a consent receipt with the local key and submit it to the exchange."""
+    context = cli_context(ctx)
+    me = _enterprise(context.acting_as(token))
+    key = EnterpriseKey.load(key_file)
+    now = utcnow()
+    start = _time(valid_from, now, "--valid-from")
+    end = _time(valid_until, start + timedelta(days=days), "--valid-until")
+    receipt = ConsentReceipt(
+        consent_id=new_consent_id(),
+        origin=context.settings.ledger_origin,
+        enterprise=me.name,
+        public_key=key.signer.public_key,
+        scope=_scope(dataset),
+        requester=_requester(requester, requester_group),
+        purposes=tuple(purpose),
+        operations=tuple(operation),
+        engines=tuple(engine),
+        min_cohort=min_cohort,
+        valid_from=start,
+        valid_until=end,
+        use_limit=use_limit,
+        notice=notice,
+        signed_at=now,
+    )
+    signed = receipt.sign(key.signer)
+    if out is not None:
+        out.write_text(json.dumps(signed.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    record = context.runtime.consents.grant(signed, actor=me.name, now=utcnow())
+    typer.echo(
+        f"granted {record.consent_id} (receipt sha256 {signed.receipt_hash()}, "
+        f"ledger index {record.ledger_index})"
+    )
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    consent_id: str = typer.Argument(..., help="the consent to revoke"),
+    key_file: Path = typer.Option(..., "--key", help="the enterprise key file (signs locally)"),  # noqa: B008
+    reason: str | None = typer.Option(None, "--reason", help="recorded with the revocation"),
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Sign a revocation locally and submit it; it binds every later decision."""
+    context = cli_context(ctx)
+    me = _enterprise(context.acting_as(token))
+    key = EnterpriseKey.load(key_file)
+    revocation = Revocation(
+        consent_id=consent_id,
+        origin=context.settings.ledger_origin,
+        enterprise=me.name,
+        public_key=key.signer.public_key,
+        reason=reason,
+        signed_at=utcnow(),
+    )
+    record = context.runtime.consents.revoke(
+        revocation.sign(key.signer), actor=me.name, now=utcnow()
+    )
+    typer.echo(
+        f"revoked {record.consent_id} at {format_rfc3339(record.revoked_at or utcnow())} "
+        f"(ledger index {record.revocation_ledger_index})"
+    )
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    enterprise: str | None = typer.Option(None, "--enterprise", help="whose consents"),
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """List consents: id, enterprise, requester, scope, purposes, operations, state."""
+    context = cli_context(ctx)
+    me = context.acting_as(token)
+    if enterprise is None:
+        if me.role not in _OVERSEERS:
+            enterprise = me.name
+    else:
+        _may_see(me, enterprise)
+    now = utcnow()
+    for record in context.runtime.consents.list(enterprise=enterprise):
+        typer.echo(_line(record, now))
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    consent_id: str = typer.Argument(..., help="the consent"),
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Print the signed receipt (RFC 8785 receipt + base64 signature) for offline checks."""
+    context = cli_context(ctx)
+    me = context.acting_as(token)
+    record = context.runtime.consents.get(consent_id)
+    _may_see(me, record.enterprise)
+    typer.echo(json.dumps(record.signed.to_dict(), indent=2, ensure_ascii=False))
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    request: str = typer.Option(
+        ...,
+        "--request",
+        help="JSON object, or @FILE: requester, purpose, operation, engine, "
+        "datasets, fields, [time]",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Which consents cover a request, per data owner, and why the others do not."""
+    context = cli_context(ctx)
+    me = context.acting_as(token)
+    text = Path(request[1:]).read_text() if request.startswith("@") else request
+    try:
+        obj = parse_json_object(text, what="--request")
+    except CanonicalJsonError as exc:
+        raise InvalidConsentError(str(exc)) from exc
+    obj.setdefault("requester", me.name)
+    if obj["requester"] != me.name and me.role not in _OVERSEERS:
+        raise ConsentAccessError(f"{me.name} may check only its own requests")
+    report = context.runtime.consents.covering_consents(ConsentRequest.from_dict(obj, now=utcnow()))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return
+    included = report.chosen()
+    for owner in report.owners:
+        covering = report.covering.get(owner, ())
+        if covering:
+            mark = "included" if owner in included else "left out (min cohort)"
+            typer.echo(f"{owner}: covered by {', '.join(r.consent_id for r in covering)} [{mark}]")
+        for refusal in report.refusals.get(owner, ()):
+            typer.echo(f"{owner}: refused ({refusal.reason}): {refusal.error}")
+    typer.echo(f"included owners: {len(included)} of {len(report.owners)}")
+
+
+@app.command("usage")
+def usage(
+    ctx: typer.Context,
+    enterprise: str = typer.Option(..., "--enterprise", help="whose data"),
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Who used an enterprise's data: every decision and job behind each of its consents."""
+    context = cli_context(ctx)
+    me = context.acting_as(token)
+    _may_see(me, enterprise)
+    for item in context.runtime.consents.usage(enterprise):
+        r = item.record.signed.receipt
+        typer.echo(
+            f"{r.consent_id} ({r.requester.describe()}; {item.record.status(utcnow())}): "
+            f"{len([e for e in item.entries if e.kind == 'decision'])} decision(s)"
+        )
+        for e in item.entries:
+            job = f" job {e.job_id} {e.status}" if e.kind == "job" else ""
+            typer.echo(
+                f"    {format_rfc3339(e.time)} {e.kind} {e.decision_id}{job}: {e.requester} "
+                f"{e.purpose}/{e.operation}/{e.engine} (ledger index {e.ledger_index})"
+            )
