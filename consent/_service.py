@@ -639,13 +639,12 @@ class ConsentService:
         """
         records = self.list(enterprise=enterprise)
         with self._db.read() as session:
-            uses = (
-                session.execute(
+            uses = [
+                _UseView(r.consent_id, r.decision_id, r.job_id, r.kind, r.ledger_index)
+                for r in session.execute(
                     select(UseRow).where(UseRow.enterprise == enterprise).order_by(UseRow.id)
-                )
-                .scalars()
-                .all()
-            )
+                ).scalars()
+            ]
         per_consent: dict[str, list[UsageEntry]] = defaultdict(list)
         decisions: dict[str, dict[str, JsonValue]] = {}
         for use in uses:
@@ -681,6 +680,15 @@ class ConsentService:
                 )
             )
         return [ConsentUsage(r, tuple(per_consent.get(r.consent_id, ()))) for r in records]
+
+
+@dataclass(frozen=True)
+class _UseView:
+    consent_id: str
+    decision_id: str
+    job_id: str | None
+    kind: str
+    ledger_index: int
 
 
 def _consent_refs(records: Iterable[ConsentRecord]) -> list[JsonValue]:
