@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -171,8 +172,8 @@ CHECK_REFUSALS: list[tuple[str, dict[str, object], dict[str, object], type[Conse
 )
 def test_check_refuses(
     world: World,
-    grant: dict[str, object],
-    ask: dict[str, object],
+    grant: dict[str, Any],
+    ask: dict[str, Any],
     error: type[ConsentError],
     dimension: str,
 ) -> None:
