@@ -57,7 +57,7 @@ class NoteVerifier:
         Raises:
             CheckpointError: malformed, not Ed25519, or the key id does not match.
         """
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)
         if len(parts) != 3:
             raise CheckpointError("a verifier key is <name>+<hex key id>+<base64 key>")
         name, hex_id, blob = parts

@@ -89,7 +89,7 @@ def check_integrity(backend: LedgerBackend, verifier: NoteVerifier, origin: str)
     while True:
         count = len(level_hashes)
         seen = 0
-        for idx, stored in backend.scan_level(level, _BEYOND >> 13):
+        for idx, stored in backend.scan_level(level):
             if idx >= count:
                 raise LedgerIntegrityError(
                     f"a stored tree node at level {level} lies beyond the log", index=idx << level

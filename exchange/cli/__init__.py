@@ -66,7 +66,7 @@ app.command("serve")(serve_cli.serve)
 def main() -> None:
     """Entry point of the ``ibx`` console script: one-line errors, non-zero exits."""
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
     except IbxError as exc:
         typer.echo(f"ibx: {exc.title}: {exc}", err=True)
         sys.exit(1)
@@ -86,3 +86,4 @@ def main() -> None:
             show()
             sys.exit(code)
         raise
+    sys.exit(result if isinstance(result, int) else 0)

@@ -90,6 +90,6 @@ class LedgerBackend(Protocol):
         """Raw ``(index, leaf_input)`` rows in index order, as stored (for verify)."""
         ...
 
-    def scan_level(self, level: int, count: int) -> Iterator[tuple[int, bytes]]:
-        """Raw ``(index, hash)`` rows of one tree level with index < count (for verify)."""
+    def scan_level(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """Raw ``(index, hash)`` rows of one tree level, in index order (for verify)."""
         ...

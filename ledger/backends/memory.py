@@ -70,11 +70,11 @@ class MemoryLedgerBackend:
         for entry in self._entries[start:stop]:
             yield entry.index, entry.leaf_input
 
-    def scan_level(self, level: int, count: int) -> Iterator[tuple[int, bytes]]:
-        """``(index, hash)`` rows of one level."""
-        for index in range(count):
-            if (level, index) in self._nodes:
-                yield index, self._nodes[(level, index)]
+    def scan_level(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """``(index, hash)`` rows of one level, in index order."""
+        keys = sorted(k for k in self._nodes if k[0] == level)
+        for key in keys:
+            yield key[1], self._nodes[key]
 
     # Test hooks to simulate tampering with storage (used by the contract suite).
     def tamper_entry(self, index: int, leaf_input: bytes) -> None:

@@ -181,9 +181,10 @@ class SqlLedgerBackend:
                     return
                 pos = batch[-1][0] + 1
 
-    def scan_level(self, level: int, count: int) -> Iterator[tuple[int, bytes]]:
-        """``(index, hash)`` rows of one level with index < count."""
+    def scan_level(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """``(index, hash)`` rows of one level, in index order."""
         base = level << _LEVEL_SHIFT
+        count = 1 << _LEVEL_SHIFT
         with self._db.read() as s:
             pos = base
             while True:

@@ -1,0 +1,139 @@
+"""The ledger's HTTP contract, through a real uvicorn, checked as an outside verifier would."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import rfc8785
+
+from ledger import Checkpoint, NoteVerifier, SignedNote, verify_consistency, verify_inclusion
+from tests.server import running_exchange
+
+N = 23
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("http") / "data"
+    lines = [json.dumps({"k": i, "名": "值", "f": i / 3}) + "\n" for i in range(N)]
+    for chunk in ("".join(lines[: N // 2]), "".join(lines[N // 2 :])):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exchange.cli",
+                "--data-dir",
+                str(data),
+                "ledger",
+                "append",
+                "--type",
+                "http.test",
+                "--actor",
+                "tester",
+            ],
+            input=chunk,
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+    with running_exchange(data) as url:
+        yield url
+
+
+def _b64(values: list[str]) -> list[bytes]:
+    return [base64.b64decode(v) for v in values]
+
+
+def test_checkpoint_and_vkey_verify_and_are_plain_text(base: str) -> None:
+    note_resp = httpx.get(f"{base}/v1/ledger/checkpoint")
+    vkey_resp = httpx.get(f"{base}/v1/ledger/vkey")
+    assert note_resp.headers["content-type"] == "text/plain; charset=utf-8"
+    assert vkey_resp.headers["content-type"] == "text/plain; charset=utf-8"
+    note = SignedNote.from_text(note_resp.text)
+    note.verify(NoteVerifier.from_vkey(vkey_resp.text.strip()))
+    assert Checkpoint.from_text(note.text).size == N
+
+
+def test_entries_hash_to_leaves_that_prove_into_the_checkpoint(base: str) -> None:
+    checkpoint = Checkpoint.from_text(
+        SignedNote.from_text(httpx.get(f"{base}/v1/ledger/checkpoint").text).text
+    )
+    got = httpx.get(f"{base}/v1/ledger/entries", params={"start": 0, "limit": 1000})
+    assert got.headers["content-type"] == "application/json"
+    entries = got.json()["entries"]
+    assert [e["index"] for e in entries] == list(range(N))
+    for item in entries:
+        leaf = bytes(rfc8785.dumps(item["entry"]))  # an outside verifier re-canonicalises
+        assert item["entry"]["index"] == item["index"]
+        proof = httpx.get(
+            f"{base}/v1/ledger/proof/inclusion", params={"index": item["index"], "tree_size": N}
+        ).json()
+        assert (proof["index"], proof["tree_size"]) == (item["index"], N)
+        leaf_hash = hashlib.sha256(b"\x00" + leaf).digest()
+        verify_inclusion(item["index"], N, leaf_hash, _b64(proof["hashes"]), checkpoint.root)
+
+
+def test_consistency_proofs_link_every_earlier_size(base: str) -> None:
+    entries = httpx.get(f"{base}/v1/ledger/entries", params={"start": 0, "limit": N}).json()[
+        "entries"
+    ]
+    leaves = [bytes(rfc8785.dumps(e["entry"])) for e in entries]
+    from tests.ledger.reference import mth
+
+    for first in range(1, N + 1):
+        body = httpx.get(
+            f"{base}/v1/ledger/proof/consistency", params={"first": first, "second": N}
+        ).json()
+        assert (body["first"], body["second"]) == (first, N)
+        verify_consistency(first, N, mth(leaves[:first]), mth(leaves), _b64(body["hashes"]))
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/v1/ledger/proof/inclusion", {"index": N, "tree_size": N}, 400),
+        ("/v1/ledger/proof/inclusion", {"index": 0, "tree_size": N + 1}, 400),
+        ("/v1/ledger/proof/inclusion", {"index": -1, "tree_size": N}, 400),
+        ("/v1/ledger/proof/inclusion", {"index": "x", "tree_size": N}, 400),
+        ("/v1/ledger/proof/inclusion", {"tree_size": N}, 400),
+        ("/v1/ledger/proof/inclusion", {"index": 0, "tree_size": 10**30}, 400),
+        ("/v1/ledger/proof/consistency", {"first": 0, "second": N}, 400),
+        ("/v1/ledger/proof/consistency", {"first": 5, "second": 4}, 400),
+        ("/v1/ledger/proof/consistency", {"first": 1, "second": N + 1}, 400),
+        ("/v1/ledger/entries", {"start": N}, 400),
+        ("/v1/ledger/entries", {"start": 0, "limit": 0}, 400),
+        ("/v1/ledger/entries", {"start": 0, "limit": 5000}, 400),
+        ("/v1/ledger/nothing-here", {}, 404),
+    ],
+    ids=[
+        "index-at-size",
+        "tree-beyond-log",
+        "negative-index",
+        "non-integer",
+        "missing-index",
+        "huge-tree-size",
+        "consistency-from-zero",
+        "consistency-shrinking",
+        "consistency-beyond-log",
+        "entries-beyond",
+        "zero-limit",
+        "limit-too-large",
+        "unknown-route",
+    ],
+)
+def test_bad_parameters_get_problem_json_never_500(
+    base: str, path: str, params: dict[str, object], status: int
+) -> None:
+    got = httpx.get(f"{base}{path}", params=params)  # type: ignore[arg-type]
+    assert got.status_code == status
+    assert got.headers["content-type"] == "application/problem+json"
+    problem = got.json()
+    assert problem["status"] == status
+    assert problem["title"]
