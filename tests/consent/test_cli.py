@@ -1,0 +1,121 @@
+"""``ibx consent`` and ``ibx dataset`` end to end on a real data dir."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from consent import ConsentAccessError, ConsentKeyError, ConsentRevokedError, ForeignKeyError
+from exchange.cli import app, main
+
+runner = CliRunner()
+
+
+class Cli:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def run(self, *args: str) -> str:
+        result = runner.invoke(app, ["--data-dir", str(self.data_dir), *args])
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def token(self, *args: str) -> str:
+        return self.run("identity", "create", *args).strip().splitlines()[-1]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setenv("IBX_LEDGER_ORIGIN", "cli.ibx.localhost/ledger")
+    monkeypatch.delenv("IBX_TOKEN", raising=False)
+    return Cli(tmp_path / "data")
+
+
+def test_consent_lifecycle(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "ent-a.key"
+    public = cli.run("consent", "keygen", "--out", str(key)).strip().splitlines()[-1]
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "seed" in key.read_text()
+    with pytest.raises(ConsentKeyError):
+        cli.run("consent", "keygen", "--out", str(key))
+    ent = cli.token("--role", "enterprise", "--name", "ent-a", "--industry", "battery")
+    assert len(public) == 44
+    sb = cli.token("--role", "subbrain", "--name", "sb-1", "--industry", "battery")
+    auditor = cli.token("--role", "auditor", "--name", "aud")
+    cli.run("consent", "register-key", "--key", str(key), "--token", ent)
+    assert "ent-a.energy" in cli.run(
+        "dataset", "register", "--id", "ent-a.energy", "--field", "energy_kwh",
+        "--field", "output_units", "--classification", "important", "--token", ent,
+    )  # fmt: skip
+    assert "ent-a.energy\tent-a\timportant" in cli.run("dataset", "list", "--token", sb)
+    with pytest.raises(ConsentAccessError):
+        cli.run("dataset", "register", "--id", "x", "--field", "f", "--token", sb)
+
+    grant = [
+        "consent", "grant", "--key", str(key), "--dataset", "ent-a.energy:energy_kwh",
+        "--requester-group", "subbrain:battery", "--purpose", "benchmarking",
+        "--operation", "mean", "--min-cohort", "1",
+    ]  # fmt: skip
+    receipt_file = tmp_path / "receipt.json"
+    out = cli.run(*grant, "--out", str(receipt_file), "--token", ent)
+    consent_id = out.split()[1]
+    assert json.loads(receipt_file.read_text())["receipt"]["consent_id"] == consent_id
+    # Only an enterprise grants.
+    with pytest.raises(ConsentAccessError):
+        cli.run(*grant, "--token", sb)
+
+    listing = cli.run("consent", "list", "--token", ent)
+    assert consent_id in listing and "active" in listing
+    with pytest.raises(ConsentAccessError):
+        cli.run("consent", "list", "--enterprise", "ent-a", "--token", sb)
+    assert consent_id in cli.run("consent", "list", "--token", auditor)
+    shown = json.loads(cli.run("consent", "show", consent_id, "--token", ent))
+    assert shown["receipt"]["enterprise"] == "ent-a"
+
+    request = json.dumps(
+        {
+            "purpose": "benchmarking",
+            "operation": "mean",
+            "engine": "he",
+            "datasets": ["ent-a.energy"],
+            "fields": ["energy_kwh"],
+        }
+    )
+    assert f"covered by {consent_id}" in cli.run(
+        "consent", "check", "--request", request, "--token", sb
+    )
+    report = json.loads(cli.run("consent", "check", "--request", request, "--json", "--token", sb))
+    assert report["included"] == ["ent-a"]
+
+    cli.run("consent", "revoke", consent_id, "--key", str(key), "--token", ent)
+    after = cli.run("consent", "check", "--request", request, "--token", sb)
+    assert "refused (revoked)" in after
+    with pytest.raises(ConsentRevokedError):
+        cli.run("consent", "revoke", consent_id, "--key", str(key), "--token", ent)
+    usage = cli.run("consent", "usage", "--enterprise", "ent-a", "--token", ent)
+    assert consent_id in usage and "revoked" in usage
+
+    # A new key file for ent-a that is not registered: the exchange refuses what it signs.
+    stray = tmp_path / "stray.key"
+    cli.run("consent", "keygen", "--out", str(stray))
+    with pytest.raises(ForeignKeyError):
+        cli.run(*grant, "--key", str(stray), "--token", ent)
+
+    # The console entry point: one line on stderr and a non-zero exit.
+    argv = ["ibx", "--data-dir", str(cli.data_dir), "consent", "revoke", consent_id,
+            "--key", str(key), "--token", ent]  # fmt: skip
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ibx: consent revoked:")
