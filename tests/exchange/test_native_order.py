@@ -18,7 +18,9 @@ import pytest
     ],
 )
 def test_entry_points_load_both_native_libraries(code: str) -> None:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -26,6 +28,7 @@ def test_the_trap_is_real_without_the_ordering() -> None:
     """Documents why exchange/_native_order.py exists; if this starts passing, drop the hack."""
     done = subprocess.run(
         [sys.executable, "-c", "import regopy, tenseal"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
