@@ -179,16 +179,17 @@ class EdgePki:
             if self._authority is not None:
                 return self._authority
             with self._db.read() as session:
-                rows = {row.name: row for row in session.execute(select(AuthorityRow)).scalars()}
+                rows = {
+                    row.name: (row.certificate_der, row.encrypted_key)
+                    for row in session.execute(select(AuthorityRow)).scalars()
+                }
             if "issuing" not in rows or "root" not in rows:
                 raise CaNotInitializedError("no edge CA on this data dir; run `ibx pki init`")
-            issuing_row = rows["issuing"]
-            key = load_private_key_der(
-                self._master.decrypt(issuing_row.encrypted_key, aad=_aad("issuing"))
-            )
+            issuing_der, issuing_blob = rows["issuing"]
+            key = load_private_key_der(self._master.decrypt(issuing_blob, aad=_aad("issuing")))
             self._authority = CertificateAuthority(
-                root=x509.load_der_x509_certificate(rows["root"].certificate_der),
-                issuing=x509.load_der_x509_certificate(issuing_row.certificate_der),
+                root=x509.load_der_x509_certificate(rows["root"][0]),
+                issuing=x509.load_der_x509_certificate(issuing_der),
                 issuing_key=key,
                 config=self.config,
             )
@@ -379,8 +380,7 @@ class EdgePki:
             raise UnknownCertificateError(
                 "the client certificate was not issued by this CA"
             ) from exc
-        with self._db.read() as session:
-            row = session.get(CertificateRow, format(cert.serial_number, "x"))
+        row = self._row(cert.serial_number)
         if (
             row is None
             or row.fingerprint != fingerprint(cert)
@@ -448,6 +448,13 @@ class EdgePki:
         logger.info("revoked certificate %s (%s)", serial_hex, reason.value)
         return RevokedCertificate(serial, when, reason)
 
+    def _row(self, serial: int) -> CertificateRow | None:
+        with self._db.read() as session:
+            row = session.get(CertificateRow, format(serial, "x"))
+            if row is not None:
+                session.expunge(row)
+            return row
+
     def _revoked(self, session: Session) -> list[RevokedCertificate]:
         rows = session.execute(
             select(CertificateRow).where(CertificateRow.revoked_at.is_not(None))
@@ -483,8 +490,7 @@ class EdgePki:
         ca = self.authority()
 
         def lookup(serial: int) -> SerialStatus | None:
-            with self._db.read() as session:
-                row = session.get(CertificateRow, format(serial, "x"))
+            row = self._row(serial)
             if row is None:
                 return None
             if row.revoked_at is None:

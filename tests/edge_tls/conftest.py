@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,11 +42,12 @@ class Pki:
     officer_token: str
     ca_bundle: Path
 
-    def token(self, device: str, **kwargs: object) -> str:
-        now = kwargs.pop("now", utcnow())
+    def token(
+        self, device: str, *, now: datetime | None = None, ttl: timedelta | None = None
+    ) -> str:
         return self.runtime.edge_pki.create_token(
-            DeviceId(self.enterprise, device), actor=self.enterprise, now=now, **kwargs
-        ).token  # type: ignore[arg-type]
+            DeviceId(self.enterprise, device), actor=self.enterprise, now=now or utcnow(), ttl=ttl
+        ).token
 
     def device_files(
         self, issued: IssuedCertificate, key: ec.EllipticCurvePrivateKey, name: str
