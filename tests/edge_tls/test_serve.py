@@ -1,0 +1,61 @@
+"""``ibx serve --edge-port``: both listeners in one process, stopped together by one signal."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.edge_tls.conftest import Pki, client_context
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_runs_http_and_edge_tls_together(pki: Pki) -> None:
+    port, edge_port = _free_port(), _free_port()
+    data_dir = str(pki.runtime.settings.data_dir)
+    ibx = Path(sys.executable).parent / "ibx"
+    process = subprocess.Popen(
+        [str(ibx), "--data-dir", data_dir, "serve", "--port", str(port),
+         "--edge-port", str(edge_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                cacerts = httpx.get(
+                    f"https://127.0.0.1:{edge_port}/.well-known/est/cacerts",
+                    verify=client_context(pki),
+                    timeout=2,
+                )
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "ibx serve did not come up"
+                time.sleep(0.2)
+        assert health.status_code == 200
+        assert cacerts.status_code == 200
+        plain = httpx.get(f"http://127.0.0.1:{port}/.well-known/est/cacerts", timeout=2)
+        assert plain.status_code == 404  # EST lives only on the TLS listener
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+            raise
+    assert process.returncode is not None
+    assert "Traceback" not in output, output
