@@ -25,10 +25,33 @@ def canonical_bytes(value: object) -> bytes:
         CanonicalJsonError: the value has no canonical form (NaN or infinity,
             integers beyond IEEE 754 double precision, non-string keys, other types).
     """
+    _refuse_ambiguous_floats(value)
     try:
         return bytes(rfc8785.dumps(cast(Any, value)))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise CanonicalJsonError(f"cannot encode as RFC 8785 canonical JSON: {exc}") from exc
+
+
+_SAFE_INT = 2**53
+_EXPONENT_FORM = 1e21
+
+
+def _refuse_ambiguous_floats(value: object) -> None:
+    """Refuse integral floats in [2**53, 1e21): RFC 8785 writes them as bare digits,
+    which parse back as integers beyond the I-JSON safe range, so a verifier that
+    re-canonicalises the parsed value would fail or disagree."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if item.is_integer() and _SAFE_INT <= abs(item) < _EXPONENT_FORM:
+                raise CanonicalJsonError(
+                    f"{item!r} would be written as an integer beyond 2**53; send it as a string"
+                )
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def canonical_sha256(value: object) -> bytes:

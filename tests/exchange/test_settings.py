@@ -1,0 +1,62 @@
+"""Settings refuse unsafe values; nothing reads the environment at import time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from exchange.settings import Settings
+
+
+def test_prod_requires_an_explicit_master_key(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="IBX_MASTER_KEY"):
+        Settings(env="prod", data_dir=tmp_path)
+
+
+def test_placeholder_master_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(master_key="changeme", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("origin", ["", "has space", "a+b"], ids=["empty", "space", "plus"])
+def test_bad_ledger_origins_are_refused(origin: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(ledger_origin=origin)
+
+
+def test_database_url_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    url = Settings(data_dir=tmp_path).resolved_database_url()
+    assert url == f"sqlite:///{(tmp_path / 'ibx.db').resolve()}"
+
+
+def test_importing_everything_reads_no_environment(tmp_path: Path) -> None:
+    """A broken IBX_ variable must not matter until settings are built."""
+    code = "import exchange, exchange.cli, exchange.app; print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"IBX_TOKEN_TTL_DAYS": "not-a-number", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_cli_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "--data-dir", str(tmp_path), "ledger", "vkey"],
+        env={**os.environ, "IBX_TOKEN_TTL_DAYS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
