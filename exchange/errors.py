@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import consent
 import edge_tls
 import ledger
+import policies
 from core.errors import CanonicalJsonError, ConfigurationError, IbxError
 
 __all__ = ["AuthError", "ForbiddenError", "NotFoundError", "install_problem_handlers", "status_for"]
@@ -78,6 +79,14 @@ _TABLE: tuple[_Rule, ...] = (
     _Rule(consent.ReplayedNonceError, 409),
     _Rule(consent.ConsentRefusedError, 422),
     _Rule(consent.ConsentError, 400),
+    _Rule(policies.OfficerRequiredError, 403),
+    _Rule(policies.FourEyesError, 403),
+    _Rule(policies.PolicyNotFoundError, 404),
+    _Rule(policies.PolicyLifecycleError, 409),
+    _Rule(policies.PolicySandboxError, 422),
+    _Rule(policies.OpaServerError, 502),
+    _Rule(policies.PolicyInputError, 422),
+    _Rule(policies.PolicyError, 400),
     _Rule(CanonicalJsonError, 400),
     _Rule(ConfigurationError, 500),
     _Rule(IbxError, 400),

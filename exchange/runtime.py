@@ -18,6 +18,7 @@ import core
 import edge_tls
 import ledger
 import mpc
+import policies
 from core.db import Database, migrate
 from core.keys import KeyRing, MasterKey
 from exchange.consent_directory import IdentityDirectory
@@ -34,6 +35,7 @@ MIGRATION_BRANCHES: list[Path] = [
     consent.MIGRATIONS,
     mpc.MIGRATIONS,
     edge_tls.MIGRATIONS,
+    policies.MIGRATIONS,
     Path(__file__).parent / "migrations",
 ]
 """Every package's Alembic branch; a package with tables adds its own here."""
@@ -114,6 +116,13 @@ class Runtime:
     def key_custodian(self) -> mpc.KeyCustodian:
         """The HE key custodian: per-job keys, recorded on the ledger."""
         return mpc.KeyCustodian(self.db, self.master_key, self.ledger, self.release_guard)
+
+    @cached_property
+    def policy(self) -> policies.PolicyDecisionPoint:
+        """The policy decision point (embedded Rego, or the OPA server of IBX_OPA_URL)."""
+        return policies.PolicyDecisionPoint(
+            self.db, self.ledger, policies.PolicyConfig(opa_url=self.settings.opa_url)
+        )
 
     def close(self) -> None:
         """Release database connections."""

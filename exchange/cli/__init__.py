@@ -20,6 +20,7 @@ from exchange.cli import edge as edge_cli
 from exchange.cli import identity as identity_cli
 from exchange.cli import ledger as ledger_cli
 from exchange.cli import pki as pki_cli
+from exchange.cli import policy as policy_cli
 from exchange.cli import serve as serve_cli
 from exchange.cli._context import CliContext
 
@@ -59,6 +60,7 @@ app.add_typer(ledger_cli.app, name="ledger")
 app.add_typer(consent_cli.app, name="consent")
 app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(pki_cli.app, name="pki")
+app.add_typer(policy_cli.app, name="policy")
 app.add_typer(edge_cli.app, name="edge")
 app.command("serve")(serve_cli.serve)
 

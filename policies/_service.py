@@ -1,0 +1,467 @@
+"""The policy decision point and the four-eyes workflow that changes it.
+
+Lifecycle of a version: ``proposed`` → ``tested`` → ``approved`` → ``active``.
+Every officer command names the acting identity; only security officers may
+act, the proposer may neither approve nor activate their own version, and
+every transition is recorded through the event recorder in the same
+transaction as the state change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from core.canonical import JsonValue, canonical_bytes
+from core.clock import format_rfc3339, utcnow
+from core.db import Database
+from core.events import Event, EventRecorder
+from policies._engine import CompiledPolicy
+from policies._model import (
+    OFFICER_ROLE,
+    Decision,
+    DecisionRequest,
+    DiffRow,
+    Officer,
+    PolicyVersion,
+    Subject,
+    TestReport,
+    VersionHash,
+    VersionState,
+)
+from policies._opa import OpaEvaluator
+from policies._sandbox import DEFAULT_TIMEOUT, check_in_sandbox, run_sandbox, run_tests_in_sandbox
+from policies._source import PolicySource
+from policies._store import (
+    ActiveRow,
+    CasbinRuleRow,
+    VersionedCasbinAdapter,
+    VersionRow,
+    store_lines,
+)
+from policies.errors import (
+    FourEyesError,
+    OfficerRequiredError,
+    PolicyInputError,
+    PolicyLifecycleError,
+    PolicyNotFoundError,
+    PolicySandboxError,
+    PolicyTestsFailedError,
+)
+
+__all__ = ["PolicyConfig", "PolicyDecisionPoint"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Settings of the decision point.
+
+    ``sandbox_timeout``: seconds a proposal check, test run or dry run may take
+    in its subprocess (default 60). ``opa_url``: a real OPA server on which the
+    active version's Rego is evaluated instead of embedded regopy (default none).
+    """
+
+    sandbox_timeout: float = DEFAULT_TIMEOUT
+    opa_url: str | None = None
+
+
+class PolicyDecisionPoint:
+    """Decide requests under the active version; propose, test, approve and activate versions."""
+
+    def __init__(
+        self, db: Database, recorder: EventRecorder, config: PolicyConfig | None = None
+    ) -> None:
+        self._db = db
+        self._recorder = recorder
+        self._config = config or PolicyConfig()
+        self._compiled: dict[VersionHash, CompiledPolicy] = {}
+        self._compile_lock = threading.Lock()
+        self._opa = OpaEvaluator(self._config.opa_url) if self._config.opa_url else None
+
+    # --- decisions ------------------------------------------------------------------------
+
+    def decide(
+        self,
+        subject: Subject,
+        action: str,
+        resource: str,
+        context: Mapping[str, JsonValue],
+        *,
+        at: datetime | None = None,
+    ) -> Decision:
+        """Decide under the active version. Never raises: any failure is a reasoned deny."""
+        try:
+            request = DecisionRequest(subject, action, resource, dict(context), at or utcnow())
+        except (ValueError, TypeError) as exc:
+            return Decision(False, (f"request: {exc}",), None)
+        return self.decide_request(request)
+
+    def decide_request(self, request: DecisionRequest) -> Decision:
+        """:meth:`decide` for a built request. Never raises."""
+        try:
+            version = self.active_version()
+        except SQLAlchemyError as exc:
+            logger.error("policy store unreadable: %s", type(exc).__name__)
+            return Decision(False, ("the policy store could not be read; denied",), None)
+        if version is None:
+            return Decision(False, ("no policy version is active; denied by default",), None)
+        try:
+            compiled = self.compiled(version)
+        except Exception as exc:  # any compile failure must deny, never allow
+            logger.error("active policy %s does not compile: %s", version[:12], exc)
+            return Decision(False, (f"the active policy does not compile: {exc}",), version)
+        if self._opa is not None:
+            return self._opa.decide(compiled, request)
+        return compiled.decide(request)
+
+    def active_version(self) -> VersionHash | None:
+        """The active version's hash (one primary-key read), or None."""
+        with self._db.read() as session:
+            value = session.execute(select(ActiveRow.version).where(ActiveRow.id == 1)).scalar()
+        return VersionHash(value) if value else None
+
+    def compiled(self, version: VersionHash) -> CompiledPolicy:
+        """The compiled form of a stored version, built once and cached by hash.
+
+        Raises:
+            PolicyNotFoundError: no such version.
+            PolicyInputError: it does not compile.
+        """
+        cached = self._compiled.get(version)
+        if cached is not None:
+            return cached
+        with self._compile_lock:
+            cached = self._compiled.get(version)
+            if cached is None:
+                source = self.source(version)
+                adapter = VersionedCasbinAdapter(self._db.engine, version)
+                cached = CompiledPolicy.compile(source, adapter=adapter)
+                if cached.version != version:
+                    raise PolicyInputError(f"stored version {version[:12]} does not hash to itself")
+                self._compiled[version] = cached
+                logger.info("compiled policy version %s", version[:12])
+        return cached
+
+    # --- reading the store ----------------------------------------------------------------
+
+    def versions(self) -> list[PolicyVersion]:
+        """Every stored version, oldest proposal first."""
+        with self._db.read() as session:
+            rows = session.execute(select(VersionRow).order_by(VersionRow.proposed_at)).scalars()
+            return [row.to_version() for row in rows]
+
+    def get(self, ref: str) -> PolicyVersion:
+        """The version whose hash is ``ref`` or starts with it (at least 8 hex digits).
+
+        Raises:
+            PolicyNotFoundError: no version, or the prefix is ambiguous or too short.
+        """
+        return self._resolve(ref).to_version()
+
+    def source(self, ref: str) -> PolicySource:
+        """A stored version's full content, its Casbin lines read back from their table.
+
+        Raises:
+            PolicyNotFoundError: no such version.
+        """
+        row = self._resolve(ref)
+        content = json.loads(row.content)
+        with self._db.read() as session:
+            lines = session.execute(
+                select(CasbinRuleRow)
+                .where(CasbinRuleRow.version == row.hash)
+                .order_by(CasbinRuleRow.id)
+            ).scalars()
+            content["lines"] = [str(line).split(", ") for line in lines]
+        return PolicySource.from_dict(content)
+
+    def _resolve(self, ref: str) -> VersionRow:
+        ref = ref.strip().lower()
+        if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref):
+            raise PolicyNotFoundError(f"{ref!r} is not a version hash or a prefix of 8+ hex digits")
+        with self._db.read() as session:
+            rows = list(
+                session.execute(
+                    select(VersionRow).where(VersionRow.hash.startswith(ref, autoescape=True))
+                ).scalars()
+            )
+            for row in rows:
+                session.expunge(row)  # a detached snapshot, not expired by the rollback
+        if not rows:
+            raise PolicyNotFoundError(f"no policy version {ref}")
+        if len(rows) > 1:
+            raise PolicyNotFoundError(f"{ref} is ambiguous ({len(rows)} versions)")
+        return rows[0]
+
+    # --- the four-eyes workflow -----------------------------------------------------------
+
+    def propose(
+        self, source: PolicySource | Path, *, officer: Officer, now: datetime | None = None
+    ) -> PolicyVersion:
+        """Check a policy (statically here, its Rego in the sandbox) and store it as proposed.
+
+        Raises:
+            OfficerRequiredError: ``officer`` is not a security officer.
+            PolicyInputError: the content is invalid (``RegoSourceError`` and
+                ``CasbinLineError`` locate the problem).
+            PolicySandboxError: the check crashed or timed out.
+            PolicyLifecycleError: the same content was proposed before.
+        """
+        _require_officer(officer)
+        if isinstance(source, Path):
+            source = PolicySource.from_dir(source)
+        else:
+            source.check()
+        check_in_sandbox(source, timeout=self._config.sandbox_timeout)
+        version = source.hash
+        content = source.to_dict()
+        del content["lines"]
+        when = format_rfc3339(now or utcnow())
+        with self._db.write() as session:
+            if session.get(VersionRow, version) is not None:
+                raise PolicyLifecycleError(f"version {version[:12]} was already proposed")
+            session.add(
+                VersionRow(
+                    hash=version,
+                    state=VersionState.PROPOSED.value,
+                    content=canonical_bytes(content).decode(),
+                    summary=json.dumps(source.summary()),
+                    proposed_by=officer.name,
+                    proposed_at=when,
+                )
+            )
+            store_lines(session, version, source.lines)
+            session.flush()
+            self._record(
+                session, "policy.propose", officer, version, {"summary": dict(source.summary())}
+            )
+        logger.info("policy %s proposed by %s", version[:12], officer.name)
+        return self.get(version)
+
+    def test(self, ref: str, *, officer: Officer, now: datetime | None = None) -> TestReport:
+        """Run the version's ``test_`` rules and sample requests in the sandbox.
+
+        Passing moves a proposed version to ``tested``; failing moves a tested
+        one back to ``proposed``. The report is stored and summarised on the ledger.
+
+        Raises:
+            OfficerRequiredError: ``officer`` is not a security officer.
+            PolicyNotFoundError: no such version.
+            PolicyLifecycleError: the version is already approved or active.
+        """
+        _require_officer(officer)
+        row = self._resolve(ref)
+        if row.state not in (VersionState.PROPOSED, VersionState.TESTED):
+            raise PolicyLifecycleError(
+                f"version {row.hash[:12]} is {row.state}; "
+                "only proposed or tested versions are tested"
+            )
+        report = run_tests_in_sandbox(self.source(row.hash), timeout=self._config.sandbox_timeout)
+        with self._db.write() as session:
+            current = session.get(VersionRow, row.hash)
+            assert current is not None
+            if current.state not in (VersionState.PROPOSED, VersionState.TESTED):
+                raise PolicyLifecycleError(f"version {row.hash[:12]} changed state during the test")
+            current.tests_passed = report.passed
+            current.test_report = json.dumps(report.to_dict())
+            current.tested_by = officer.name
+            current.tested_at = format_rfc3339(now or utcnow())
+            current.state = (VersionState.TESTED if report.passed else VersionState.PROPOSED).value
+            session.flush()
+            failed: list[JsonValue] = [r.name for r in report.results if not r.passed]
+            self._record(
+                session,
+                "policy.test",
+                officer,
+                VersionHash(row.hash),
+                {
+                    "passed": report.passed,
+                    "results": len(report.results),
+                    "failed": failed,
+                    "error": report.error,
+                },
+            )
+        return report
+
+    def approve(self, ref: str, *, officer: Officer, now: datetime | None = None) -> PolicyVersion:
+        """Approve a tested version: needs a security officer other than its proposer.
+
+        Raises:
+            OfficerRequiredError: ``officer`` is not a security officer.
+            PolicyNotFoundError: no such version.
+            FourEyesError: ``officer`` proposed this version.
+            PolicyTestsFailedError: its tests have not been run or did not pass.
+            PolicyLifecycleError: it is already approved or active.
+        """
+        _require_officer(officer)
+        with self._db.write() as session:
+            row = session.get(VersionRow, self._resolve(ref).hash)
+            assert row is not None
+            if row.proposed_by == officer.name:
+                raise FourEyesError(
+                    f"{officer.name} proposed version {row.hash[:12]} and cannot approve it; "
+                    "a second security officer must"
+                )
+            if row.state == VersionState.PROPOSED:
+                why = "were not run" if row.tests_passed is None else "failed"
+                raise PolicyTestsFailedError(
+                    f"version {row.hash[:12]} cannot be approved: its tests {why}"
+                )
+            if row.state != VersionState.TESTED or row.tests_passed is not True:
+                raise PolicyLifecycleError(f"version {row.hash[:12]} is already {row.state}")
+            row.state = VersionState.APPROVED.value
+            row.approved_by = officer.name
+            row.approved_at = format_rfc3339(now or utcnow())
+            session.flush()
+            self._record(
+                session,
+                "policy.approve",
+                officer,
+                VersionHash(row.hash),
+                {"proposer": row.proposed_by, "approver": officer.name},
+            )
+            version = row.to_version()
+        logger.info("policy %s approved by %s", version.hash[:12], officer.name)
+        return version
+
+    def activate(self, ref: str, *, officer: Officer, now: datetime | None = None) -> PolicyVersion:
+        """Make an approved version the active one (rollback = activating an earlier one).
+
+        The activating officer may not be the version's proposer. The version
+        is compiled before it is switched on, so a version that cannot decide
+        never becomes active.
+
+        Raises:
+            OfficerRequiredError: ``officer`` is not a security officer.
+            PolicyNotFoundError: no such version.
+            FourEyesError: ``officer`` proposed this version.
+            PolicyLifecycleError: it has not been approved, or it is already active.
+            PolicyInputError: it does not compile.
+        """
+        _require_officer(officer)
+        target = self._resolve(ref)
+        if target.proposed_by == officer.name:
+            raise FourEyesError(
+                f"{officer.name} proposed version {target.hash[:12]} and cannot activate it"
+            )
+        if target.state == VersionState.ACTIVE:
+            raise PolicyLifecycleError(f"version {target.hash[:12]} is already active")
+        if target.state != VersionState.APPROVED or not target.approved_by:
+            raise PolicyLifecycleError(
+                f"version {target.hash[:12]} is {target.state}; "
+                "only approved versions can be activated"
+            )
+        version = VersionHash(target.hash)
+        self.compiled(version)  # compile before switching on; cached for decisions
+        if self._opa is not None:
+            self._opa.publish(self.source(version))
+        when = format_rfc3339(now or utcnow())
+        with self._db.write() as session:
+            row = session.get(VersionRow, version)
+            assert row is not None
+            if row.state != VersionState.APPROVED:
+                raise PolicyLifecycleError(f"version {version[:12]} changed state; try again")
+            active = session.get(ActiveRow, 1)
+            previous = active.version if active is not None else None
+            if previous is not None:
+                old = session.get(VersionRow, previous)
+                if old is not None:
+                    old.state = VersionState.APPROVED.value
+            if active is None:
+                session.add(ActiveRow(id=1, version=version, activated_at=when))
+            else:
+                active.version = version
+                active.activated_at = when
+            row.state = VersionState.ACTIVE.value
+            row.activated_by = officer.name
+            row.activated_at = when
+            session.flush()
+            self._record(
+                session,
+                "policy.activate",
+                officer,
+                version,
+                {
+                    "previous": previous,
+                    "rollback": target.activated_at is not None,
+                    "proposer": row.proposed_by,
+                    "approver": row.approved_by,
+                    "activator": officer.name,
+                },
+            )
+            result = row.to_version()
+        logger.info("policy %s activated by %s", version[:12], officer.name)
+        return result
+
+    def diff(
+        self,
+        ref: str,
+        *,
+        officer: Officer,
+        requests: Sequence[DecisionRequest] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[DiffRow]:
+        """Dry run: decide sample requests under a candidate and under the active version.
+
+        The candidate is evaluated in the sandbox (it may not have been tested
+        yet); the default requests are the candidate's own sample requests.
+
+        Raises:
+            OfficerRequiredError: ``officer`` is not a security officer.
+            PolicyNotFoundError: no such version.
+            PolicySandboxError: the candidate crashed or timed out.
+        """
+        _require_officer(officer)
+        source = self.source(ref)
+        if requests is None:
+            requests = [s.request for s in source.requests]
+            names = [s.name for s in source.requests]
+        labels = list(names) if names is not None else [str(i) for i in range(len(requests))]
+        run = run_sandbox(
+            "evaluate", source, requests=requests, timeout=self._config.sandbox_timeout
+        )
+        if run.error is not None:
+            raise PolicySandboxError(f"dry run failed: {run.error}")
+        candidate = {int(s["index"]): s["decision"] for s in run.steps if "decision" in s}
+        rows = []
+        active = self.active_version()
+        for index, request in enumerate(requests):
+            raw = candidate.get(index)
+            if not isinstance(raw, dict):
+                raise PolicySandboxError(f"dry run gave no decision for request {labels[index]}")
+            decision = Decision(
+                raw["effect"] == "allow", tuple(raw["reasons"]), VersionHash(source.hash)
+            )
+            current = self.decide_request(request) if active is not None else None
+            rows.append(DiffRow(labels[index], current, decision))
+        return rows
+
+    def _record(
+        self,
+        session: Session,
+        kind: str,
+        officer: Officer,
+        version: VersionHash,
+        extra: Mapping[str, JsonValue],
+    ) -> None:
+        payload: dict[str, JsonValue] = {"version": version, "officer": officer.name}
+        payload.update(extra)
+        self._recorder.record(Event(kind, officer.name, payload), session=session)
+
+
+def _require_officer(officer: Officer) -> None:
+    if officer.role != OFFICER_ROLE:
+        raise OfficerRequiredError(
+            f"{officer.name} is {officer.role}; only a security officer may change policy"
+        )

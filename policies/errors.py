@@ -1,0 +1,117 @@
+"""Policy errors.
+
+::
+
+    PolicyError
+    ├── PolicyInputError          a policy dir, file or request that cannot be used
+    │   ├── RegoSourceError       a Rego syntax/type error (file, line, column)
+    │   └── CasbinLineError       a Casbin line that is malformed or names an unknown role/action
+    ├── PolicyNotFoundError       no policy version with that hash (or prefix)
+    ├── PolicyLifecycleError      a transition the version's state does not allow
+    │   └── PolicyTestsFailedError  approving a version whose tests did not pass
+    ├── FourEyesError             the proposer tried to approve or activate their own version
+    ├── OfficerRequiredError      the acting identity is not a security officer
+    ├── PolicySandboxError        the test subprocess crashed, timed out or spoke nonsense
+    └── OpaServerError            the configured OPA server refused or failed
+
+Evaluation errors never escape :meth:`policies.PolicyDecisionPoint.decide`:
+they become a deny whose reasons say why (fail closed).
+"""
+
+from __future__ import annotations
+
+from core.errors import IbxError
+
+__all__ = [
+    "CasbinLineError",
+    "FourEyesError",
+    "OfficerRequiredError",
+    "OpaServerError",
+    "PolicyError",
+    "PolicyInputError",
+    "PolicyLifecycleError",
+    "PolicyNotFoundError",
+    "PolicySandboxError",
+    "PolicyTestsFailedError",
+    "RegoSourceError",
+]
+
+
+class PolicyError(IbxError):
+    """Root of every error raised by :mod:`policies`."""
+
+    title = "policy error"
+
+
+class PolicyInputError(PolicyError):
+    """A policy directory, file or request that cannot be used as given."""
+
+    title = "invalid policy input"
+
+
+class RegoSourceError(PolicyInputError):
+    """A Rego module that does not parse or type-check.
+
+    ``file``, ``line`` and ``column`` (1-based) locate the first error.
+    """
+
+    title = "invalid Rego"
+
+    def __init__(self, message: str, *, file: str, line: int, column: int) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.file = file
+        self.line = line
+        self.column = column
+
+
+class CasbinLineError(PolicyInputError):
+    """A Casbin policy line that is malformed or names an unknown role, action or domain."""
+
+    title = "invalid Casbin policy line"
+
+    def __init__(self, message: str, *, file: str, line: int) -> None:
+        super().__init__(f"{file}:{line}: {message}")
+        self.file = file
+        self.line = line
+
+
+class PolicyNotFoundError(PolicyError):
+    """No stored policy version matches."""
+
+    title = "policy version not found"
+
+
+class PolicyLifecycleError(PolicyError):
+    """A lifecycle transition that the version's current state does not allow."""
+
+    title = "policy lifecycle violation"
+
+
+class PolicyTestsFailedError(PolicyLifecycleError):
+    """Approval of a version whose own tests have not passed."""
+
+    title = "policy tests have not passed"
+
+
+class FourEyesError(PolicyError):
+    """The officer who proposed a version tried to approve or activate it."""
+
+    title = "four-eyes rule violated"
+
+
+class OfficerRequiredError(PolicyError):
+    """Only a security officer may change policy."""
+
+    title = "security officer required"
+
+
+class PolicySandboxError(PolicyError):
+    """The separate process that checks and tests officer-supplied Rego failed."""
+
+    title = "policy sandbox failed"
+
+
+class OpaServerError(PolicyError):
+    """The configured OPA server refused a module or could not evaluate a query."""
+
+    title = "OPA server error"
