@@ -14,6 +14,7 @@ Vetted recipes live here; raw primitives are in :mod:`mpc.hazmat`.
 from pathlib import Path
 
 from mpc.custodian import CustodianConfig, KeyCustodian
+from mpc.deployment import MpcDeployment, party_name
 from mpc.guard import (
     ConsentTerms,
     DominanceRule,
@@ -39,6 +40,9 @@ from mpc.he import (
     HeResult,
     RegressionInput,
 )
+from mpc.mpc_spec import MpcJobSpec, MpcResult, MpcStatistic
+from mpc.runner import MpcRunner, RunnerConfig
+from mpc.sharing import DealtInput, RankKey, SealedShare, ShareDealer
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 """mpc's Alembic branch (``branch_labels=("mpc",)``)."""
@@ -47,6 +51,7 @@ __all__ = [
     "MIGRATIONS",
     "ConsentTerms",
     "CustodianConfig",
+    "DealtInput",
     "DominanceRule",
     "DominanceVerdict",
     "DpMechanism",
@@ -62,10 +67,20 @@ __all__ = [
     "HeResult",
     "HeScheme",
     "KeyCustodian",
+    "MpcDeployment",
+    "MpcJobSpec",
+    "MpcResult",
+    "MpcRunner",
+    "MpcStatistic",
+    "RankKey",
     "RegressionInput",
     "ReleaseApproval",
     "ReleaseGuard",
     "ReleasePolicy",
     "ReleaseRequest",
+    "RunnerConfig",
+    "SealedShare",
+    "ShareDealer",
     "choose_engine",
+    "party_name",
 ]

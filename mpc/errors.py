@@ -204,6 +204,10 @@ class PartyTimeoutError(PartyError):
 
     title = "compute party timed out"
 
+    def __init__(self, message: str, *, parties: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.parties = parties
+
 
 class DeploymentError(MpcError):
     """Party directories, certificates or keys that cannot be used."""

@@ -1,0 +1,79 @@
+"""The MPC program in a one-party MPyC runtime (fast): statistics, dominance and ranks vs numpy."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from nacl.public import PrivateKey
+
+from mpc import DealtInput, DominanceRule, MpcJobSpec, MpcStatistic, ShareDealer
+from mpc._program import run_single_process
+from mpc.sharing import OpenedInput, open_envelopes
+
+KEY = PrivateKey.generate()
+
+
+def _inputs(
+    values: Sequence[float], *, ranks: bool = False, job: str = "job-1p"
+) -> tuple[list[DealtInput], list[OpenedInput]]:
+    dealer = ShareDealer(job, [bytes(KEY.public_key)], threshold=0)
+    dealt = [
+        dealer.deal(f"ent-{i:02d}", float(v), with_rank_key=ranks) for i, v in enumerate(values)
+    ]
+    opened, refused = open_envelopes(
+        job, 0, bytes(KEY), [d.envelopes[0] for d in dealt], with_rank_keys=ranks
+    )
+    assert not refused
+    return dealt, opened
+
+
+@pytest.mark.parametrize("n", [7, 12], ids=["odd", "even"])
+def test_statistics_match_numpy(n) -> None:
+    values = np.random.default_rng(n).uniform(-500, 5000, n)
+    _, opened = _inputs(values)
+    spec = MpcJobSpec("job-1p", statistics=tuple(MpcStatistic))
+    outcome = run_single_process(spec, opened)
+    got = outcome["statistics"]
+    assert got["count"] == [n]
+    assert got["sum"][0] == pytest.approx(values.sum(), abs=n * 2**-17 + 1e-9)
+    assert got["mean"][0] == pytest.approx(values.mean(), rel=2**-15, abs=2**-14)
+    assert got["variance"][0] == pytest.approx(values.var(), rel=1e-3)
+    assert got["min"][0] == pytest.approx(values.min(), abs=2**-16)
+    assert got["max"][0] == pytest.approx(values.max(), abs=2**-16)
+    assert got["median"][0] == pytest.approx(np.median(values), abs=2**-14)
+    quartiles = statistics.quantiles(values.tolist(), n=4)
+    assert got["quartiles"] == pytest.approx(quartiles, abs=2**-13)
+
+
+def test_dominance_is_decided_on_hidden_values() -> None:
+    rules = (DominanceRule(1, 85), DominanceRule(2, 90))
+    spec = MpcJobSpec("job-1p", statistics=(), dominance=rules)
+    _, spread = _inputs([10, 12, 9, 11, 14])
+    assert run_single_process(spec, spread)["dominated"] == [False, False]
+    _, one_giant = _inputs([1000, 12, 9, 11, 14])  # 1000/1046 > 85%
+    assert run_single_process(spec, one_giant)["dominated"] == [True, True]
+    _, two_big = _inputs([500, 480, 30, 20, 10])  # top1 48% ; top2 94% > 90%
+    assert run_single_process(spec, two_big)["dominated"] == [False, True]
+
+
+def test_each_contributor_finds_only_its_own_rank() -> None:
+    values = [40.0, 10.0, 30.0, 20.0, 50.0]
+    dealt, opened = _inputs(values, ranks=True)
+    spec = MpcJobSpec("job-1p", statistics=(MpcStatistic.MEDIAN,), percentile_ranks=True)
+    outcome = run_single_process(spec, opened)
+    tags = [int(t) for t in outcome["rank_tags"]]
+    ranks = [d.rank_key.percentile(tags) for d in dealt if d.rank_key]
+    assert ranks == [75.0, 0.0, 50.0, 25.0, 100.0]
+    assert "ent-00" not in str(outcome["rank_tags"])
+
+
+def test_too_few_valid_contributions_fail_the_job() -> None:
+    _, opened = _inputs([1.0, 2.0, 3.0])
+    spec = MpcJobSpec("job-1p", min_cohort=3)
+    outcome = run_single_process(spec, opened[:2], {"ent-02": "contributor 'ent-02': malformed"})
+    assert "fewer than the minimum cohort 3" in outcome["error"]
+    assert outcome["dropped"] == {"ent-02": "contributor 'ent-02': malformed"}
+    assert "statistics" not in outcome
