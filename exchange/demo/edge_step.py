@@ -1,0 +1,126 @@
+"""Demo step: a device enrols over EST, uploads sealed readings, is revoked and refused.
+
+Runs the real edge TLS listener (uvicorn, mutual TLS) on a free local port in
+a background thread and talks to it the way ``ibx edge`` does.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import uvicorn
+from cryptography import x509
+
+from core.clock import utcnow
+from core.keys import Ed25519Signer
+from edge_tls import (
+    DeviceCredentials,
+    DeviceId,
+    RevocationReason,
+    build_csr,
+    fingerprint,
+    open_batch,
+    parse_est_response,
+    seal_batch,
+)
+from exchange.edge_server import edge_server_config
+from exchange.identities import Role
+
+if TYPE_CHECKING:
+    from exchange.demo import Scene
+
+ENTERPRISE = "anode-plant"
+DEVICE = "kiln-3"
+READINGS = "line,energy_kwh,output_units\nkiln-3,412.5,120\nkiln-3,398.0,118\n"
+
+
+def _start(config: uvicorn.Config) -> tuple[uvicorn.Server, threading.Thread, int]:
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the edge listener did not start")
+        time.sleep(0.05)
+    return server, thread, server.servers[0].sockets[0].getsockname()[1]
+
+
+def _enrol(scene: Scene, url: str, bundle: Path, token: str) -> DeviceCredentials:
+    device_dir = DeviceCredentials(scene.work_dir / "edge-device")
+    key = device_dir.new_key()
+    body = build_csr(key, DEVICE)
+    headers = {"Content-Type": "application/pkcs10"}
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(bundle))) as client:
+        url_enrol = url + "/.well-known/est/simpleenroll"
+        response = client.post(url_enrol, content=body, headers=headers, auth=(DEVICE, token))
+        response.raise_for_status()
+        again = client.post(url_enrol, content=body, headers=headers, auth=(DEVICE, token))
+    cert = parse_est_response(response.content)
+    device_dir.save(key, cert, server=url, device=DEVICE, ca_pem=bundle.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    scene.say(f"{DEVICE} enrolled over EST, key made on the device: serial {cert.serial_number:x}")
+    scene.say(f"    identity {san.get_values_for_type(x509.UniformResourceIdentifier)[0]}")
+    scene.say(f"    the same token again: HTTP {again.status_code} {again.text.strip()}")
+    return device_dir
+
+
+def run(scene: Scene) -> None:
+    """CA, bootstrap token, EST enrolment, sealed upload, enterprise opens it, revocation."""
+    runtime = scene.runtime
+    pki = runtime.edge_pki
+    if not pki.is_initialized():
+        pki.init(actor="sysadmin", now=utcnow())
+    ca = pki.authority()
+    scene.say(f"edge CA ready: issuing CA sha256 {fingerprint(ca.issuing)[:16]}...")
+    enterprise_key = Ed25519Signer.generate(ENTERPRISE)
+    scene.identities[ENTERPRISE] = runtime.identities.create(
+        ENTERPRISE, Role.ENTERPRISE, public_key=enterprise_key.public_key
+    )
+    officer = runtime.identities.create("edge-officer", Role.SECURITY_OFFICER)
+    scene.identities["edge-officer"] = officer
+    token = pki.create_token(DeviceId(ENTERPRISE, DEVICE), actor=ENTERPRISE, now=utcnow())
+    scene.say(f"{ENTERPRISE} created a one-time bootstrap token for {DEVICE}")
+
+    bundle = scene.work_dir / "edge-ca.pem"
+    bundle.write_text(ca.chain_pem())
+    config = edge_server_config(runtime, host="127.0.0.1", port=0, log_level="warning")
+    server, thread, port = _start(config)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        device_dir = _enrol(scene, url, bundle, token.token)
+        cert = device_dir.certificate()
+        mtls = ssl.create_default_context(cafile=str(bundle))
+        mtls.load_cert_chain(device_dir.cert_path, device_dir.key_path)
+        with httpx.Client(verify=mtls) as device:
+            key_info = device.get(url + "/v1/edge/sealing-key").json()
+            sealed = seal_batch(READINGS.encode(), base64.b64decode(key_info["x25519_public_key"]))
+            uploaded = device.post(url + "/v1/edge/readings", content=sealed)
+            uploaded.raise_for_status()
+            scene.say(f"{DEVICE} uploaded a sealed batch over mutual TLS: {uploaded.json()}")
+            batch = runtime.edge_readings.batches(ENTERPRISE)[-1]
+            scene.say(f"    the exchange stores {len(batch.ciphertext)} bytes of ciphertext only")
+            opened = open_batch(batch.ciphertext, enterprise_key.seed()).decode()
+            rows = list(csv.reader(io.StringIO(opened)))[1:]
+            scene.say(f"{ENTERPRISE}'s agent opened it with its own key: {rows}")
+            pki.revoke(
+                cert.serial_number,
+                RevocationReason.KEY_COMPROMISE,
+                actor=officer.identity.name,
+                now=utcnow(),
+            )
+            scene.say(f"the security officer revoked {cert.serial_number:x} (key-compromise)")
+            refused = device.get(url + "/v1/edge/whoami")
+            detail = refused.json()["detail"]
+            scene.say(f"    next request, same connection: HTTP {refused.status_code} {detail}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
