@@ -91,19 +91,22 @@ class DeviceCredentials:
         """The CA bundle the device trusts (PEM)."""
         return self.directory / _CA
 
+    def _meta(self) -> dict[str, str]:
+        try:
+            meta = json.loads((self.directory / _META).read_text())
+            return {str(k): str(v) for k, v in meta.items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise EnrollmentError(
+                f"{self.directory} holds no enrolment; run `ibx edge enroll` first"
+            ) from exc
+
     def server(self) -> str:
         """The exchange's edge URL recorded at enrolment.
 
         Raises:
             EnrollmentError: the directory holds no enrolment.
         """
-        try:
-            meta = json.loads((self.directory / _META).read_text())
-            return str(meta["server"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise EnrollmentError(
-                f"{self.directory} holds no enrolment; run `ibx edge enroll` first"
-            ) from exc
+        return self._meta()["server"]
 
     def device(self) -> str:
         """The device name recorded at enrolment.
@@ -111,10 +114,15 @@ class DeviceCredentials:
         Raises:
             EnrollmentError: the directory holds no enrolment.
         """
-        try:
-            return str(json.loads((self.directory / _META).read_text())["device"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise EnrollmentError(f"{self.directory} holds no enrolment") from exc
+        return self._meta()["device"]
+
+    def pinned_enterprise_key(self) -> str | None:
+        """The enterprise's Ed25519 public key (base64) pinned at enrolment, if any.
+
+        Raises:
+            EnrollmentError: the directory holds no enrolment.
+        """
+        return self._meta().get("enterprise_key")
 
     @staticmethod
     def new_key() -> ec.EllipticCurvePrivateKey:
@@ -129,8 +137,22 @@ class DeviceCredentials:
         server: str,
         device: str,
         ca_pem: bytes | None = None,
+        enterprise_key: str | None = None,
     ) -> None:
-        """Write key, certificate (and CA bundle, metadata), replacing the old ones."""
+        """Write key, certificate (and CA bundle, metadata), replacing the old ones.
+
+        A pinned ``enterprise_key`` from an earlier enrolment is kept unless a new one is given.
+
+        Raises:
+            OSError: the directory cannot be written.
+        """
+        meta: dict[str, str] = {"server": server, "device": device}
+        if (self.directory / _META).exists():
+            pinned = self._meta().get("enterprise_key")
+            if pinned:
+                meta["enterprise_key"] = pinned
+        if enterprise_key is not None:
+            meta["enterprise_key"] = enterprise_key
         self.directory.mkdir(parents=True, exist_ok=True)
         if os.name == "posix":
             self.directory.chmod(0o700)
@@ -143,8 +165,7 @@ class DeviceCredentials:
         _write_private(self.cert_path, certificate.public_bytes(serialization.Encoding.PEM))
         if ca_pem is not None:
             _write_private(self.ca_path, ca_pem)
-        meta = json.dumps({"server": server, "device": device}, indent=2).encode() + b"\n"
-        _write_private(self.directory / _META, meta)
+        _write_private(self.directory / _META, json.dumps(meta, indent=2).encode() + b"\n")
 
     def certificate(self) -> x509.Certificate:
         """The current certificate.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -25,11 +24,11 @@ from core.events import Event, EventRecorder
 from core.keys import MasterKey
 from edge_tls._ca import (
     CertificateAuthority,
-    certs_only,
     load_private_key_der,
     private_key_der,
 )
 from edge_tls._csr import validate_csr
+from edge_tls._issued import DeviceCertificate, IssuedCertificate, ServerCredentials
 from edge_tls._profiles import CertificateKind, DeviceId, PkiConfig, fingerprint
 from edge_tls._revocation import (
     CertificateState,
@@ -52,56 +51,13 @@ from edge_tls.errors import (
     UnknownCertificateError,
 )
 
-__all__ = ["DeviceCertificate", "EdgePki", "IssuedCertificate", "ServerCredentials"]
+__all__ = ["EdgePki"]
 
 logger = logging.getLogger(__name__)
 
 
 def _aad(name: str) -> bytes:
     return b"ibx/edge-tls/ca-key/" + name.encode()
-
-
-@dataclass(frozen=True)
-class IssuedCertificate:
-    """A certificate the issuing CA just signed."""
-
-    certificate: x509.Certificate
-    device: DeviceId
-
-    @property
-    def serial(self) -> int:
-        """The certificate's serial number."""
-        return self.certificate.serial_number
-
-    @property
-    def fingerprint(self) -> str:
-        """Hex SHA-256 of the DER certificate."""
-        return fingerprint(self.certificate)
-
-    def certs_only(self) -> bytes:
-        """The EST response payload: certs-only PKCS#7 DER holding the new certificate."""
-        return certs_only([self.certificate])
-
-
-@dataclass(frozen=True)
-class DeviceCertificate:
-    """A device authenticated by a currently valid, unrevoked client certificate."""
-
-    device: DeviceId
-    serial: int
-    fingerprint: str
-    not_after: datetime
-
-
-@dataclass(frozen=True, repr=False)
-class ServerCredentials:
-    """The edge listener's certificate chain and private key, both PEM."""
-
-    chain_pem: bytes
-    key_pem: bytes
-
-    def __repr__(self) -> str:
-        return "ServerCredentials(<chain>, key=<redacted>)"
 
 
 class EdgePki:

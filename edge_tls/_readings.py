@@ -24,7 +24,7 @@ from sqlalchemy import select
 from core.clock import format_rfc3339, parse_rfc3339, require_aware
 from core.db import Database
 from core.events import Event, EventRecorder
-from edge_tls._pki import DeviceCertificate
+from edge_tls._issued import DeviceCertificate
 from edge_tls._tables import ReadingBatchRow
 from edge_tls.errors import SealedBatchError
 

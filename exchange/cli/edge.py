@@ -33,6 +33,7 @@ from edge_tls import (
     open_batch,
     parse_est_response,
     seal_batch,
+    sealing_public_key,
 )
 from exchange.cli._context import EXCHANGE_OPTION, TOKEN_OPTION, cli_context
 from exchange.errors import AuthError, ForbiddenError
@@ -112,13 +113,24 @@ def _est_headers() -> dict[str, str]:
 
 @app.command("enroll")
 def enroll(
+    *,
     server: str = typer.Option(..., "--server", help="the exchange's edge URL, https://host:port"),
     ca_bundle: Path = typer.Option(..., "--ca-bundle", help="CA bundle (ibx pki ca-bundle)"),  # noqa: B008
     device: str = typer.Option(..., "--device", help="this device's name"),
     bootstrap: str = typer.Option(..., "--token", help="the one-time bootstrap token"),
     out: Path = typer.Option(..., "--out", help="directory for the key and certificate"),  # noqa: B008
+    enterprise_key: str | None = typer.Option(
+        None,
+        "--enterprise-key",
+        help="pin the enterprise's Ed25519 public key (base64): uploads refuse any other",
+    ),
 ) -> None:
     """Generate a key here, enrol it over EST with the bootstrap token, save the certificate."""
+    if enterprise_key is not None:
+        try:
+            sealing_public_key(base64.b64decode(enterprise_key, validate=True))
+        except (ValueError, binascii.Error) as exc:
+            raise typer.BadParameter(f"--enterprise-key: {exc}") from exc
     credentials = DeviceCredentials(out)
     key = credentials.new_key()
     with httpx.Client(verify=_tls(ca_bundle), timeout=_TIMEOUT) as client:
@@ -132,7 +144,12 @@ def enroll(
         raise _refused(response, "enrolment")
     cert = parse_est_response(response.content)
     credentials.save(
-        key, cert, server=server.rstrip("/"), device=device, ca_pem=ca_bundle.read_bytes()
+        key,
+        cert,
+        server=server.rstrip("/"),
+        device=device,
+        ca_pem=ca_bundle.read_bytes(),
+        enterprise_key=enterprise_key,
     )
     typer.echo(f"enrolled {device}: serial {cert.serial_number:x}")
     typer.echo(f"valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}; files in {out}")
@@ -172,6 +189,12 @@ def upload(
         if key_response.status_code != 200:
             raise _refused(key_response, "sealing key")
         sealing_key = base64.b64decode(key_response.json()["x25519_public_key"])
+        pinned = credentials.pinned_enterprise_key()
+        if pinned is not None and sealing_public_key(base64.b64decode(pinned)) != sealing_key:
+            raise SealedBatchError(
+                "the exchange offered a sealing key that is not the pinned enterprise key; "
+                "nothing was uploaded"
+            )
         response = client.post(
             server + "/v1/edge/readings",
             content=seal_batch(plaintext, sealing_key),

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from core.clock import format_rfc3339, utcnow
 from edge_tls import DeviceCertificate, SealingKeyMissingError, sealing_public_key
 from exchange.auth import get_runtime, require_role
-from exchange.identities import Identity, Role
+from exchange.identities import Identity, Role, Status
 from exchange.runtime import Runtime
 from exchange.tls_bridge import peer_certificate_der
 
@@ -39,9 +39,13 @@ def current_device(request: Request) -> DeviceCertificate:
 
 def _sealing_key(runtime: Runtime, enterprise: str) -> bytes:
     identity = runtime.identities.get(enterprise)
-    if identity.role is not Role.ENTERPRISE or identity.public_key is None:
+    if (
+        identity.role is not Role.ENTERPRISE
+        or identity.status is not Status.ACTIVE
+        or identity.public_key is None
+    ):
         raise SealingKeyMissingError(
-            f"enterprise {enterprise!r} has no registered public key to seal readings to"
+            f"enterprise {enterprise!r} has no active registered public key to seal readings to"
         )
     return sealing_public_key(identity.public_key.raw)
 

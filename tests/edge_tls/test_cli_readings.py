@@ -49,6 +49,7 @@ def device_dir(pki: Pki, edge_url: str, tmp_path_factory: pytest.TempPathFactory
     enrolled = ibx(
         pki, "edge", "enroll", "--server", edge_url, "--ca-bundle", str(pki.ca_bundle),
         "--device", "press-1", "--token", token, "--out", str(out),
+        "--enterprise-key", pki.enterprise_signer.public_key.to_base64(),
     )  # fmt: skip
     assert "enrolled press-1" in enrolled
     assert (out / "device.key").stat().st_mode & 0o077 == 0
@@ -150,3 +151,19 @@ def test_revoke_is_a_security_officers_act(pki: Pki, device_dir: Path, tmp_path:
     refused = ibx_fails(pki, "edge", "upload", str(readings), "--dir", str(device_dir))
     assert "401" in str(refused)
     assert "revoked" in str(refused)
+
+
+def test_upload_refuses_a_sealing_key_other_than_the_pinned_one(
+    pki: Pki, edge_url: str, tmp_path: Path
+) -> None:
+    token = pki.token("pinned-1")
+    wrong = Ed25519Signer.generate("not-the-enterprise").public_key.to_base64()
+    out = tmp_path / "pinned-1"
+    ibx(
+        pki, "edge", "enroll", "--server", edge_url, "--ca-bundle", str(pki.ca_bundle),
+        "--device", "pinned-1", "--token", token, "--out", str(out), "--enterprise-key", wrong,
+    )  # fmt: skip
+    readings = tmp_path / "r.csv"
+    readings.write_text(READINGS)
+    exc = ibx_fails(pki, "edge", "upload", str(readings), "--dir", str(out))
+    assert "pinned" in str(exc)
