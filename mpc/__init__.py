@@ -41,6 +41,7 @@ from mpc.he import (
     RegressionInput,
 )
 from mpc.mpc_spec import MpcJobSpec, MpcResult, MpcStatistic
+from mpc.psi import BlindedSet, PsiMode, PsiOutcome, PsiParty
 from mpc.runner import MpcRunner, RunnerConfig
 from mpc.sharing import DealtInput, RankKey, SealedShare, ShareDealer
 
@@ -49,6 +50,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 __all__ = [
     "MIGRATIONS",
+    "BlindedSet",
     "ConsentTerms",
     "CustodianConfig",
     "DealtInput",
@@ -72,6 +74,9 @@ __all__ = [
     "MpcResult",
     "MpcRunner",
     "MpcStatistic",
+    "PsiMode",
+    "PsiOutcome",
+    "PsiParty",
     "RankKey",
     "RegressionInput",
     "ReleaseApproval",

@@ -1,0 +1,142 @@
+"""Private set intersection between two enterprises (ECDH-PSI on the Ed25519 group).
+
+Each side blinds its hashed items with its own secret scalar and sends them
+(sorted, so their order says nothing) through the relay; each side blinds the
+other's points a second time and sends them back; equal doubly-blinded points
+are common items. The relay sees only blinded points.
+
+* :attr:`PsiMode.CARDINALITY` — the doubly-blinded points of the other side's
+  set come back sorted, so each side learns only the size of the overlap.
+* :attr:`PsiMode.INTERSECTION` — used only when both consents allow it: they
+  come back in the order sent, so each side also learns which of its own items
+  are common.
+
+Items are compared as UTF-8 bytes after stripping surrounding whitespace;
+normalise names (e.g. unified social credit codes, 统一社会信用代码) before.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from mpc.errors import PsiError
+from mpc.hazmat import ecgroup
+
+__all__ = ["BlindedSet", "PsiMode", "PsiOutcome", "PsiParty"]
+
+logger = logging.getLogger(__name__)
+
+MAX_ITEMS = 1_000_000
+
+
+class PsiMode(enum.Enum):
+    """What each side learns."""
+
+    CARDINALITY = "cardinality"
+    INTERSECTION = "intersection"
+
+
+@dataclass(frozen=True)
+class BlindedSet:
+    """Points as they cross the relay, with the session they belong to."""
+
+    session: str
+    points: tuple[bytes, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.points) > MAX_ITEMS:
+            raise PsiError(f"more than {MAX_ITEMS} points")
+
+
+@dataclass(frozen=True)
+class PsiOutcome:
+    """The overlap size, and the common items of this side when the mode allows it."""
+
+    size: int
+    items: tuple[str, ...] | None = None
+
+
+class PsiParty:
+    """One enterprise's side of a PSI session."""
+
+    def __init__(self, session: str, items: Iterable[str], mode: PsiMode) -> None:
+        """Hash this side's items into the group and draw its secret scalar.
+
+        Raises:
+            PsiError: no items, or more than the limit.
+        """
+        unique = sorted({item.strip() for item in items if item.strip()})
+        if not unique or len(unique) > MAX_ITEMS:
+            raise PsiError(f"a PSI set needs 1 to {MAX_ITEMS} non-empty items")
+        self.session = session
+        self.mode = mode
+        self._items = unique
+        self._scalar = ecgroup.random_scalar()
+        self._mine = [
+            ecgroup.blind(self._scalar, ecgroup.hash_to_group(i.encode())) for i in unique
+        ]
+        self._order = sorted(range(len(unique)), key=lambda k: self._mine[k])
+        self._their_doubled: frozenset[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"PsiParty(session={self.session!r}, items={len(self._items)}, scalar=<redacted>)"
+
+    def blinded(self) -> BlindedSet:
+        """This side's items blinded once, sorted (what goes to the other side)."""
+        return BlindedSet(self.session, tuple(self._mine[k] for k in self._order))
+
+    def reblind(self, theirs: BlindedSet) -> BlindedSet:
+        """Blind the other side's points with this side's scalar and send them back.
+
+        Raises:
+            PsiError: another session, duplicate points, or a point that is not in the group.
+        """
+        points = self._check(theirs)
+        doubled = [ecgroup.blind(self._scalar, p) for p in points]
+        self._their_doubled = frozenset(doubled)
+        if self.mode is PsiMode.CARDINALITY:
+            doubled.sort()
+        return BlindedSet(self.session, tuple(doubled))
+
+    def finish(self, mine_reblinded: BlindedSet) -> PsiOutcome:
+        """Compare this side's doubly-blinded points with the other side's.
+
+        ``mine_reblinded`` is the other side's :meth:`reblind` of this side's
+        :meth:`blinded`; this side must have reblinded the other's set first.
+
+        Raises:
+            PsiError: called before :meth:`reblind`, another session, malformed
+                points, or a reblinded set of the wrong size.
+        """
+        their_doubled = self._their_doubled
+        if their_doubled is None:
+            raise PsiError("reblind the other side's set before finishing")
+        doubled_mine = mine_reblinded.points
+        if mine_reblinded.session != self.session or len(doubled_mine) != len(self._items):
+            raise PsiError("the reblinded set does not match this side's set")
+        if any(not ecgroup.is_valid_point(p) for p in doubled_mine):
+            raise PsiError("the reblinded set holds a point outside the group")
+        if self.mode is PsiMode.CARDINALITY:
+            size = sum(1 for p in doubled_mine if p in their_doubled)
+            logger.info("PSI %s: overlap size computed", self.session)
+            return PsiOutcome(size)
+        common = tuple(
+            sorted(
+                self._items[k]
+                for k, p in zip(self._order, doubled_mine, strict=True)
+                if p in their_doubled
+            )
+        )
+        return PsiOutcome(len(common), common)
+
+    def _check(self, theirs: BlindedSet) -> Sequence[bytes]:
+        if theirs.session != self.session:
+            raise PsiError(f"points of session {theirs.session!r}, not {self.session!r}")
+        if len(set(theirs.points)) != len(theirs.points):
+            raise PsiError("the other side sent duplicate points")
+        if any(not ecgroup.is_valid_point(p) for p in theirs.points):
+            raise PsiError("the other side sent a point outside the group")
+        return theirs.points
