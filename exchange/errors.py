@@ -19,6 +19,7 @@ import edge_tls
 import ledger
 import policies
 from core.errors import CanonicalJsonError, ConfigurationError, IbxError
+from mpc import errors as mpc_errors
 
 __all__ = ["AuthError", "ForbiddenError", "NotFoundError", "install_problem_handlers", "status_for"]
 
@@ -87,6 +88,12 @@ _TABLE: tuple[_Rule, ...] = (
     _Rule(policies.OpaServerError, 502),
     _Rule(policies.PolicyInputError, 422),
     _Rule(policies.PolicyError, 400),
+    _Rule(mpc_errors.PartyTimeoutError, 504),
+    _Rule(mpc_errors.PartyError, 502),
+    _Rule(mpc_errors.DeploymentError, 500),
+    _Rule(mpc_errors.ReleaseRefusedError, 403),
+    _Rule(mpc_errors.CustodianError, 403),
+    _Rule(mpc_errors.InvalidContributionError, 422),
     _Rule(CanonicalJsonError, 400),
     _Rule(ConfigurationError, 500),
     _Rule(IbxError, 400),

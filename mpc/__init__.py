@@ -13,6 +13,7 @@ Vetted recipes live here; raw primitives are in :mod:`mpc.hazmat`.
 
 from pathlib import Path
 
+from mpc._party_main import main as run_party
 from mpc.custodian import CustodianConfig, KeyCustodian
 from mpc.deployment import MpcDeployment, party_name
 from mpc.guard import (
@@ -88,4 +89,5 @@ __all__ = [
     "ShareDealer",
     "choose_engine",
     "party_name",
+    "run_party",
 ]

@@ -19,6 +19,7 @@ from exchange.cli import dataset as dataset_cli
 from exchange.cli import edge as edge_cli
 from exchange.cli import identity as identity_cli
 from exchange.cli import ledger as ledger_cli
+from exchange.cli import mpc as mpc_cli
 from exchange.cli import pki as pki_cli
 from exchange.cli import policy as policy_cli
 from exchange.cli import serve as serve_cli
@@ -57,6 +58,7 @@ def _root(
 
 app.add_typer(identity_cli.app, name="identity")
 app.add_typer(ledger_cli.app, name="ledger")
+app.add_typer(mpc_cli.app, name="mpc")
 app.add_typer(consent_cli.app, name="consent")
 app.add_typer(dataset_cli.app, name="dataset")
 app.add_typer(pki_cli.app, name="pki")

@@ -1,0 +1,48 @@
+"""``ibx mpc``: HE, MPC and PSI jobs from the command line; mpyc.runtime stays out of the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from exchange.cli import app
+
+
+def test_cli_and_server_import_graphs_do_not_load_mpyc_runtime() -> None:
+    code = (
+        "import sys; sys.argv = ['x', '-M', '3', '--ssl']; "
+        "import exchange.cli, exchange.app, mpc; "
+        "assert 'mpyc.runtime' not in sys.modules, 'mpyc.runtime imported'; "
+        "assert sys.argv == ['x', '-M', '3', '--ssl']"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_he_mpc_and_psi_commands(tmp_path: Path) -> None:
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"a": 12.0, "b": 30.5, "c": 22.0, "d": 18.0, "e": 25.0}))
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path / "data"), "mpc"]
+    he = runner.invoke(app, [*base, "he", "--input", str(values), "--operation", "mean"])
+    assert he.exit_code == 0, he.output
+    released = json.loads(he.output)
+    assert released["cohort"] == 5 and abs(released["values"][0] - 21.5) < 1e-6
+
+    mpc_run = runner.invoke(
+        app, [*base, "run", "--input", str(values), "--stat", "median", "--ranks"]
+    )
+    assert mpc_run.exit_code == 0, mpc_run.output
+    lines = mpc_run.output.splitlines()
+    assert json.loads(lines[0])["statistics"]["median"] == [22.0]
+    assert "b sees: 100.0% of the others are below it" in lines
+
+    left, right = tmp_path / "l.txt", tmp_path / "r.txt"
+    left.write_text("acme\nglobex\ninitech\n")
+    right.write_text("globex\ninitech\numbrella\n")
+    psi = runner.invoke(app, ["mpc", "psi", "--left", str(left), "--right", str(right)])
+    assert psi.exit_code == 0, psi.output
+    assert "left learns overlap size 2" in psi.output and "globex" not in psi.output
