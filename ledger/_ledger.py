@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from core.canonical import canonical_bytes
 from core.clock import format_rfc3339, require_aware, utcnow
 from core.events import Event, RecordedEvent
 from core.keys import Ed25519Signer
@@ -20,6 +21,7 @@ from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import LedgerEntry, PreparedEntry, prepare
 from ledger._integrity import IntegrityReport, check_integrity
 from ledger._merkle import (
+    NodeKey,
     append_nodes,
     consistency_ranges,
     frontier,
@@ -153,10 +155,11 @@ class Ledger:
         self, prepared: Sequence[PreparedEntry], start: int, when: datetime
     ) -> tuple[list[StoredEntry], list[bytes]]:
         stamp = format_rfc3339(when)
+        stamp_json = canonical_bytes(stamp)
         rows: list[StoredEntry] = []
         hashes: list[bytes] = []
         for offset, entry in enumerate(prepared):
-            leaf = entry.leaf_input(start + offset, when)
+            leaf = entry.leaf_input_at(start + offset, stamp_json)
             rows.append(StoredEntry(start + offset, entry.type, entry.actor, stamp, leaf))
             hashes.append(leaf_hash(leaf))
         return rows, hashes
@@ -210,12 +213,15 @@ class Ledger:
         """
         return self.entries(index, 1)[0]
 
-    def _check_size(self, tree_size: int) -> None:
-        size = self.size()
+    def _nodes_within(self, tree_size: int, keys: set[NodeKey]) -> dict[NodeKey, bytes]:
+        size, nodes = self._backend.nodes_with_size(keys)
         if tree_size > size:
             raise TreeSizeError(
                 f"tree size {tree_size} is beyond the log of size {size}", tree_size=size
             )
+        if len(nodes) != len(keys):
+            raise LedgerError("stored tree nodes are missing; run `ibx ledger verify`")
+        return nodes
 
     def inclusion_proof(self, index: int, tree_size: int) -> InclusionProof:
         """The RFC 9162 inclusion proof of ``index`` in the tree of ``tree_size``.
@@ -223,9 +229,8 @@ class Ledger:
         Raises:
             TreeSizeError: ``tree_size`` is beyond the log or ``index`` not below it.
         """
-        self._check_size(tree_size)
         ranges = inclusion_ranges(index, tree_size)
-        nodes = self._backend.nodes(nodes_for_ranges(ranges))
+        nodes = self._nodes_within(tree_size, nodes_for_ranges(ranges))
         return InclusionProof(index, tree_size, tuple(hash_range(a, b, nodes) for a, b in ranges))
 
     def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
@@ -234,9 +239,8 @@ class Ledger:
         Raises:
             TreeSizeError: unless ``0 < first <= second <= size``.
         """
-        self._check_size(second)
         ranges = consistency_ranges(first, second)
-        nodes = self._backend.nodes(nodes_for_ranges(ranges))
+        nodes = self._nodes_within(second, nodes_for_ranges(ranges))
         return ConsistencyProof(first, second, tuple(hash_range(a, b, nodes) for a, b in ranges))
 
     def root_at(self, tree_size: int) -> bytes:
@@ -247,8 +251,7 @@ class Ledger:
         """
         if tree_size < 0:
             raise TreeSizeError("tree size must not be negative")
-        self._check_size(tree_size)
-        return root_from_nodes(tree_size, self._backend.nodes(frontier(tree_size)))
+        return root_from_nodes(tree_size, self._nodes_within(tree_size, set(frontier(tree_size))))
 
     def verify(self) -> IntegrityReport:
         """Recompute everything from the stored entries and check the latest checkpoint.

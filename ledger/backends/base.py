@@ -82,6 +82,10 @@ class LedgerBackend(Protocol):
         """Stored perfect-subtree hashes for ``keys``, in one read."""
         ...
 
+    def nodes_with_size(self, keys: Iterable[NodeKey]) -> tuple[int, dict[NodeKey, bytes]]:
+        """The committed size and the hashes for ``keys``, from one snapshot."""
+        ...
+
     def entries(self, start: int, stop: int) -> list[StoredEntry]:
         """Entries with ``start <= index < stop``, in index order."""
         ...

@@ -61,6 +61,11 @@ class MemoryLedgerBackend:
         """Stored hashes for the keys that exist."""
         return {k: self._nodes[k] for k in keys if k in self._nodes}
 
+    def nodes_with_size(self, keys: Iterable[NodeKey]) -> tuple[int, dict[NodeKey, bytes]]:
+        """The size and the hashes for ``keys``, under the lock."""
+        with self._lock:
+            return self._head.size, self.nodes(keys)
+
     def entries(self, start: int, stop: int) -> list[StoredEntry]:
         """Entries in ``[start, stop)``."""
         return self._entries[start:stop]

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, insert, select, update
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Table, Text, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, Database
@@ -68,6 +69,10 @@ class LedgerHeadRow(Base):
     version: Mapped[int] = mapped_column(BigInteger)
 
 
+_ENTRIES = cast(Table, LedgerEntryRow.__table__)
+_NODES = cast(Table, LedgerNodeRow.__table__)
+
+
 class _SqlWriter:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -92,8 +97,8 @@ class _SqlWriter:
     ) -> None:
         s = self._session
         if entries:
-            s.execute(
-                insert(LedgerEntryRow),
+            s.connection().execute(
+                insert(_ENTRIES),
                 [
                     {
                         "idx": e.index,
@@ -106,8 +111,8 @@ class _SqlWriter:
                 ],
             )
         if nodes:
-            s.execute(
-                insert(LedgerNodeRow),
+            s.connection().execute(
+                insert(_NODES),
                 [{"id": _node_id(k), "hash": h} for k, h in nodes.items()],
             )
         s.execute(
@@ -121,8 +126,8 @@ def _read_nodes(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, byte
     wanted = {_node_id(k): k for k in keys}
     if not wanted:
         return {}
-    rows = session.execute(
-        select(LedgerNodeRow.id, LedgerNodeRow.hash).where(LedgerNodeRow.id.in_(list(wanted)))
+    rows = session.connection().execute(
+        select(_NODES.c.id, _NODES.c.hash).where(_NODES.c.id.in_(list(wanted)))
     )
     return {wanted[node_id]: h for node_id, h in rows}
 
@@ -155,6 +160,32 @@ class SqlLedgerBackend:
         with self._db.read() as s:
             return _read_nodes(s, keys)
 
+    def nodes_with_size(self, keys: Iterable[NodeKey]) -> tuple[int, dict[NodeKey, bytes]]:
+        """The committed size and the hashes for ``keys`` in one read transaction.
+
+        A proof's hot path: raw DB-API statements, one round trip each.
+        """
+        wanted = {_node_id(k): k for k in keys}
+        placeholder = "?" if self._db.engine.dialect.paramstyle == "qmark" else "%s"
+        with self._db.read() as s:
+            cursor = s.connection().connection.cursor()
+            try:
+                cursor.execute("SELECT size FROM ledger_head WHERE id = 1")
+                row = cursor.fetchone()
+                if row is None:
+                    raise LedgerError("ledger tables are not initialised; run the migrations")
+                found: dict[NodeKey, bytes] = {}
+                if wanted:
+                    marks = ",".join([placeholder] * len(wanted))
+                    cursor.execute(
+                        f"SELECT id, hash FROM ledger_nodes WHERE id IN ({marks})",  # noqa: S608 -- only placeholders are interpolated
+                        tuple(wanted),
+                    )
+                    found = {wanted[node_id]: bytes(h) for node_id, h in cursor.fetchall()}
+                return int(row[0]), found
+            finally:
+                cursor.close()
+
     def entries(self, start: int, stop: int) -> list[StoredEntry]:
         """Entries in ``[start, stop)``."""
         with self._db.read() as s:
@@ -167,34 +198,39 @@ class SqlLedgerBackend:
 
     def scan_entries(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
         """``(index, leaf_input)`` rows in index order, read in large batches."""
-        with self._db.read() as s:
-            pos = start
-            while True:
-                batch = s.execute(
-                    select(LedgerEntryRow.idx, LedgerEntryRow.leaf_input)
-                    .where(LedgerEntryRow.idx >= pos, LedgerEntryRow.idx < stop)
-                    .order_by(LedgerEntryRow.idx)
-                    .limit(_SCAN_BATCH)
-                ).all()
-                yield from ((idx, leaf) for idx, leaf in batch)
-                if len(batch) < _SCAN_BATCH:
-                    return
-                pos = batch[-1][0] + 1
+        yield from self._scan(
+            "SELECT idx, leaf_input FROM ledger_entries WHERE idx >= {p} AND idx < {p} "
+            "ORDER BY idx LIMIT {p}",
+            start,
+            stop,
+            0,
+        )
 
     def scan_level(self, level: int) -> Iterator[tuple[int, bytes]]:
         """``(index, hash)`` rows of one level, in index order."""
         base = level << _LEVEL_SHIFT
-        count = 1 << _LEVEL_SHIFT
+        yield from self._scan(
+            "SELECT id, hash FROM ledger_nodes WHERE id >= {p} AND id < {p} ORDER BY id LIMIT {p}",
+            base,
+            base + (1 << _LEVEL_SHIFT),
+            base,
+        )
+
+    def _scan(self, template: str, lo: int, hi: int, offset: int) -> Iterator[tuple[int, bytes]]:
+        """Keyset-paginated scan on the raw DB-API cursor (verify reads millions of rows;
+        SQLAlchemy row objects would cost more than the hashing)."""
+        placeholder = "?" if self._db.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = template.format(p=placeholder)
         with self._db.read() as s:
-            pos = base
-            while True:
-                batch = s.execute(
-                    select(LedgerNodeRow.id, LedgerNodeRow.hash)
-                    .where(LedgerNodeRow.id >= pos, LedgerNodeRow.id < base + count)
-                    .order_by(LedgerNodeRow.id)
-                    .limit(_SCAN_BATCH)
-                ).all()
-                yield from ((node_id - base, h) for node_id, h in batch)
-                if len(batch) < _SCAN_BATCH:
-                    return
-                pos = batch[-1][0] + 1
+            cursor = s.connection().connection.cursor()
+            try:
+                pos = lo
+                while True:
+                    cursor.execute(sql, (pos, hi, _SCAN_BATCH))
+                    batch = cursor.fetchall()
+                    yield from ((key - offset, bytes(value)) for key, value in batch)
+                    if len(batch) < _SCAN_BATCH:
+                        return
+                    pos = batch[-1][0] + 1
+            finally:
+                cursor.close()
