@@ -145,7 +145,8 @@ def run(sizes: list[int], proofs: int, peer_proofs: int) -> None:
     )
     print(
         "| entries | ibx inclusion ms (median / p99) | pymerkle inclusion ms | "
-        "ibx consistency ms | pymerkle consistency ms | ibx full verify s | pymerkle root recompute s |"
+        "ibx consistency ms | pymerkle consistency ms | ibx full verify s | "
+        "pymerkle root recompute s |"
     )
     print("|---|---|---|---|---|---|---|")
     for size, inc, con, p_inc, p_con, verify_s, peer_root_s in rows:
