@@ -49,3 +49,97 @@ def db(tmp_path: Path) -> Iterator[Database]:
     migrate(database, MIGRATION_BRANCHES)
     yield database
     database.dispose()
+
+
+def _postgres_binary(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real, throwaway PostgreSQL cluster on a free port; yields a server URL prefix.
+
+    Skips where the server binaries are absent (fails under CI=true, whose
+    .ci/run installs Debian's postgresql package when they are missing).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    initdb, postgres = _postgres_binary("initdb"), _postgres_binary("postgres")
+    if not initdb or not postgres:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL server binaries are missing under CI=true")
+        pytest.skip("PostgreSQL server binaries (initdb, postgres) are not installed")
+    import psycopg
+
+    from tests.server import free_port
+
+    base = Path(tempfile.mkdtemp(prefix="ibx-pg-", dir="/tmp"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(base, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = base / "data"
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "ibx", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *as_user,
+            postgres,
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(base),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            psycopg.connect(f"host=127.0.0.1 port={port} user=ibx dbname=postgres").close()
+            break
+        except psycopg.OperationalError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("PostgreSQL did not start") from None
+            time.sleep(0.2)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the throwaway server (SQLAlchemy URL)."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    host, port = postgres_server.split(":")
+    with psycopg.connect(
+        f"host={host} port={port} user=ibx dbname=postgres", autocommit=True
+    ) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://ibx@{postgres_server}/{name}"

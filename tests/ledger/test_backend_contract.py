@@ -37,12 +37,16 @@ from tests.ledger import reference
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerBackend]:
     if request.param == "memory":
         yield MemoryLedgerBackend()
         return
-    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    db = Database(url)
     migrate(db, [MIGRATIONS])
     yield SqlLedgerBackend(db)
     db.dispose()
