@@ -52,11 +52,10 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def _postgres_binary(name: str) -> str | None:
-    import glob
     import shutil
 
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(found[-1]) if found else shutil.which(name)
 
 
 @pytest.fixture(scope="session")
