@@ -9,7 +9,12 @@ one still counts lives here.
 from edge_tls._ca import CertificateAuthority, certs_only, parse_certs_only
 from edge_tls._client import DeviceCredentials, build_csr, parse_est_response
 from edge_tls._csr import EnrollmentRequest, decode_csr, validate_csr
-from edge_tls._issued import DeviceCertificate, IssuedCertificate, ServerCredentials
+from edge_tls._issued import (
+    CertificateRecord,
+    DeviceCertificate,
+    IssuedCertificate,
+    ServerCredentials,
+)
 from edge_tls._pki import EdgePki
 from edge_tls._profiles import CertificateKind, DeviceId, PkiConfig, fingerprint
 from edge_tls._readings import (
@@ -63,6 +68,7 @@ __all__ = [
     "CertificateAuthority",
     "CertificateExpiredError",
     "CertificateKind",
+    "CertificateRecord",
     "CertificateRejectedError",
     "CertificateRevokedError",
     "ClientCertificateMissingError",

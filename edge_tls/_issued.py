@@ -8,9 +8,9 @@ from datetime import datetime
 from cryptography import x509
 
 from edge_tls._ca import certs_only
-from edge_tls._profiles import DeviceId, fingerprint
+from edge_tls._profiles import CertificateKind, DeviceId, fingerprint
 
-__all__ = ["DeviceCertificate", "IssuedCertificate", "ServerCredentials"]
+__all__ = ["CertificateRecord", "DeviceCertificate", "IssuedCertificate", "ServerCredentials"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,15 @@ class ServerCredentials:
 
     def __repr__(self) -> str:
         return "ServerCredentials(<chain>, key=<redacted>)"
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    """One row of the CA's register, for listings."""
+
+    serial: int
+    fingerprint: str
+    kind: CertificateKind
+    subject: str | None
+    not_after: datetime
+    revoked_at: datetime | None

@@ -28,7 +28,12 @@ from edge_tls._ca import (
     private_key_der,
 )
 from edge_tls._csr import validate_csr
-from edge_tls._issued import DeviceCertificate, IssuedCertificate, ServerCredentials
+from edge_tls._issued import (
+    CertificateRecord,
+    DeviceCertificate,
+    IssuedCertificate,
+    ServerCredentials,
+)
 from edge_tls._profiles import CertificateKind, DeviceId, PkiConfig, fingerprint
 from edge_tls._revocation import (
     CertificateState,
@@ -403,6 +408,24 @@ class EdgePki:
             )
         logger.info("revoked certificate %s (%s)", serial_hex, reason.value)
         return RevokedCertificate(serial, when, reason)
+
+    def certificates(self, *, enterprise: str | None = None) -> list[CertificateRecord]:
+        """Every certificate issued (optionally for one enterprise), oldest first."""
+        with self._db.read() as session:
+            query = select(CertificateRow).order_by(CertificateRow.not_before)
+            if enterprise is not None:
+                query = query.where(CertificateRow.enterprise == enterprise)
+            return [
+                CertificateRecord(
+                    serial=int(row.serial_hex, 16),
+                    fingerprint=row.fingerprint,
+                    kind=CertificateKind(row.kind),
+                    subject=row.subject_uri,
+                    not_after=parse_rfc3339(row.not_after),
+                    revoked_at=parse_rfc3339(row.revoked_at) if row.revoked_at else None,
+                )
+                for row in session.execute(query).scalars()
+            ]
 
     def _row(self, serial: int) -> CertificateRow | None:
         with self._db.read() as session:

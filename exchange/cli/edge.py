@@ -47,7 +47,12 @@ readings_app = typer.Typer(help="Sealed readings uploaded by devices.")
 app.add_typer(token_app, name="token")
 app.add_typer(readings_app, name="readings")
 
-_DIR_OPTION = typer.Option(Path(".ibx-edge"), "--dir", help="the device's credential directory")
+_DIR_OPTION = typer.Option(
+    Path(".ibx-edge"),
+    "--dir",
+    envvar="IBX_EDGE_DIR",
+    help="the device's credential directory (from `ibx edge enroll --out`)",
+)
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIMEOUT = 30.0

@@ -31,6 +31,26 @@ def ca_bundle(ctx: typer.Context) -> None:
     typer.echo(cli_context(ctx).runtime.edge_pki.authority().chain_pem(), nl=False)
 
 
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    enterprise: str | None = typer.Option(None, "--enterprise", help="only this enterprise's"),
+) -> None:
+    """List issued certificates: serial, kind, status, expiry, identity."""
+    now = utcnow()
+    for record in cli_context(ctx).runtime.edge_pki.certificates(enterprise=enterprise):
+        if record.revoked_at is not None:
+            status = "revoked"
+        elif record.not_after <= now:
+            status = "expired"
+        else:
+            status = "valid"
+        typer.echo(
+            f"{record.serial:x}\t{record.kind}\t{status}\t"
+            f"{record.not_after:%Y-%m-%dT%H:%M:%SZ}\t{record.subject or '-'}"
+        )
+
+
 def _serial(text: str) -> int:
     cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
     try:

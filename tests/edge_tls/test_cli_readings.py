@@ -167,3 +167,12 @@ def test_upload_refuses_a_sealing_key_other_than_the_pinned_one(
     readings.write_text(READINGS)
     exc = ibx_fails(pki, "edge", "upload", str(readings), "--dir", str(out))
     assert "pinned" in str(exc)
+
+
+def test_pki_list_shows_status(pki: Pki, device_dir: Path) -> None:
+    listing = ibx(pki, "pki", "list", "--enterprise", "factory-a")
+    lines = [line.split("\t") for line in listing.strip().splitlines()]
+    assert lines
+    assert {line[1] for line in lines} == {"device"}
+    assert {line[2] for line in lines} <= {"valid", "revoked", "expired"}
+    assert any(line[4].endswith("/device/press-1") for line in lines)
