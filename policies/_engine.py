@@ -199,7 +199,8 @@ class CompiledPolicy:
         try:
             builder.add_data_json(json.dumps(dict(source.data)))
             for module in source.modules:
-                builder.add_module(module.name, module.source)
+                if not module.is_test:  # tests run only in the sandbox
+                    builder.add_module(module.name, module.source)
             bundle = builder.build(REGO_QUERY, [])
         except regopy.RegoError as exc:
             raise PolicyInputError(f"Rego does not compile: {exc}") from exc

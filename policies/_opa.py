@@ -55,7 +55,7 @@ class OpaEvaluator:
                 if isinstance(value, Mapping):
                     self._client.update_or_create_data(dict(value), key)
             for module in source.modules:
-                if module.package is None or module.package.endswith("_test"):
+                if module.is_test:
                     continue
                 endpoint = "ibx-" + module.name.removesuffix(".rego")
                 self._client.update_policy_from_string(module.source, endpoint)

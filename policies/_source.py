@@ -20,7 +20,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from casbin.model import Model
@@ -56,6 +56,8 @@ class CasbinLine:
 
     ptype: str
     values: tuple[str, ...]
+    number: int = field(default=0, compare=False)
+    """Line number in ``policy.csv`` (for error messages; not part of the content)."""
 
     def to_list(self) -> list[str]:
         """``[ptype, *values]``."""
@@ -77,6 +79,11 @@ class RegoModule:
         """The module's package path, or None when it declares none."""
         match = _PACKAGE.search(self.source)
         return match.group(1) if match else None
+
+    @property
+    def is_test(self) -> bool:
+        """A test module: its package ends in ``_test``; never part of a decision."""
+        return (self.package or "").endswith("_test")
 
 
 @dataclass(frozen=True)
@@ -202,7 +209,8 @@ class PolicySource:
         if isinstance(owners, Mapping):
             for action, owner in owners.items():
                 duty_actions.setdefault(str(owner), set()).add(str(action))
-        for number, line in enumerate(self.lines, start=1):
+        for index, line in enumerate(self.lines, start=1):
+            number = line.number or index
             _check_line(number, line, roles=roles, actions=actions, domains=domains)
             if line.ptype == "p" and line.values[4] == "allow":
                 role, action = line.values[0], line.values[3]
@@ -284,7 +292,7 @@ def _parse_lines(text: str) -> tuple[CasbinLine, ...]:
         tokens = [t.strip() for t in stripped.split(",")]
         if any(not t for t in tokens):
             raise CasbinLineError("empty field", file="policy.csv", line=number)
-        lines.append(CasbinLine(tokens[0], tuple(tokens[1:])))
+        lines.append(CasbinLine(tokens[0], tuple(tokens[1:]), number))
     return tuple(lines)
 
 
@@ -356,6 +364,13 @@ def _check_module(module: RegoModule) -> None:
         head = _RULE_HEAD.match(code)
         if head and head.group(1) not in ("package", "import"):
             rule = head.group(1)
+            if rule.startswith("test_") and not module.is_test:
+                raise RegoSourceError(
+                    "test_ rules belong in a package whose name ends in _test",
+                    file=module.name,
+                    line=number,
+                    column=1,
+                )
         match = _WITH.search(code)
         if match and not rule.startswith("test_"):
             raise RegoSourceError(

@@ -1,0 +1,187 @@
+"""The child side of the policy sandbox: ``python -m policies._sandbox_child``.
+
+Reads one JSON job (``check``, ``test`` or ``evaluate``) on stdin and writes
+one JSON line per step to stdout, flushing each, so that the parent
+(:mod:`policies._sandbox`) can name the step that was running when a crash or
+a timeout ended the process. Never imported by the server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+
+import regopy
+from regopy.rego_shared import rego_output_ok, rego_output_string, rego_query
+
+from core.canonical import JsonValue
+from policies._engine import CompiledPolicy
+from policies._model import DecisionRequest
+from policies._source import PolicySource, RegoModule, location_of
+from policies.errors import PolicyInputError
+
+_ERROR = re.compile(
+    r"\(error \d+:(?P<file>[^|\s]+)\|(?P<offset>\d+)\|\d+\s+\(errormsg \d+:(?P<msg>[^\n]*?)\)"
+)
+_NOT_FOUND = re.compile(r"Function not found: (?P<name>[A-Za-z_][A-Za-z0-9_.]*)")
+_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)
+
+
+def _emit(step: Mapping[str, JsonValue]) -> None:
+    sys.stdout.write(json.dumps(step) + "\n")
+    sys.stdout.flush()
+
+
+def _locate(modules: Sequence[RegoModule], text: str) -> dict[str, JsonValue] | None:
+    by_name = {m.name: m for m in modules}
+    match = _ERROR.search(text)
+    if match and match.group("file") in by_name:
+        line, column = location_of(by_name[match.group("file")].source, int(match.group("offset")))
+        return {
+            "file": match.group("file"),
+            "line": line,
+            "column": column,
+            "message": match.group("msg"),
+        }
+    missing = _NOT_FOUND.search(text)
+    if missing:
+        name = missing.group("name")
+        for module in modules:
+            found = re.search(rf"\b{re.escape(name)}\s*\(", module.source)
+            if found:
+                line, column = location_of(
+                    module.source, len(module.source[: found.start()].encode())
+                )
+                return {
+                    "file": module.name,
+                    "line": line,
+                    "column": column,
+                    "message": f"function not found: {name}",
+                }
+    return None
+
+
+def _child_check(source: PolicySource) -> None:
+    # Policy modules first: parse, then evaluate each package (never a test package,
+    # whose `with` can crash rego-cpp) to surface unknown functions and built-in misuse.
+    policy_modules = [m for m in source.modules if not m.is_test]
+    test_modules = [m for m in source.modules if m.is_test]
+    interpreter = regopy.Interpreter()
+    interpreter.strict_built_in_errors = True
+    interpreter.add_data_json(json.dumps(dict(source.data)))
+    for module in policy_modules:
+        if not _add(interpreter, module, source.modules):
+            return
+    interpreter.set_input_term("{}")
+    for package in sorted({m.package for m in policy_modules if m.package}):
+        _emit({"start": f"evaluate package {package}"})
+        impl = rego_query(interpreter._impl, f"x := data.{package}")
+        text = rego_output_string(impl)
+        if text.startswith("(error") or not rego_output_ok(impl):
+            where = _locate(source.modules, text)
+            if where is not None:
+                _emit({"rego_error": where})
+                return
+            if text.startswith("(error"):
+                _emit({"compile_error": f"package {package} does not evaluate: {text[:300]}"})
+                return
+    try:
+        CompiledPolicy.compile(source)
+    except PolicyInputError as exc:
+        _emit({"compile_error": str(exc)})
+        return
+    # Then the test modules: parsed only (they run in `test`).
+    parser = regopy.Interpreter()
+    for module in test_modules:
+        if not _add(parser, module, source.modules):
+            return
+    _emit({"checked": True})
+
+
+def _add(
+    interpreter: regopy.Interpreter, module: RegoModule, all_modules: Sequence[RegoModule]
+) -> bool:
+    _emit({"start": f"compile {module.name}"})
+    try:
+        interpreter.add_module(module.name, module.source)
+    except regopy.RegoError as exc:
+        located = _locate(all_modules, str(exc)) or {
+            "file": module.name,
+            "line": 1,
+            "column": 1,
+            "message": str(exc).strip()[:300],
+        }
+        _emit({"rego_error": located})
+        return False
+    return True
+
+
+def _child_test(source: PolicySource) -> None:
+    policy_modules = [m for m in source.modules if not m.is_test]
+    for test_module in [m for m in source.modules if m.is_test]:
+        # one interpreter per test module, so that one module's trouble stays its own
+        interpreter = regopy.Interpreter()
+        interpreter.strict_built_in_errors = True
+        interpreter.add_data_json(json.dumps(dict(source.data)))
+        for module in [*policy_modules, test_module]:
+            interpreter.add_module(module.name, module.source)
+        for rule in dict.fromkeys(_TEST_RULE.findall(test_module.source)):
+            name = f"data.{test_module.package}.{rule}"
+            _emit({"start": name})
+            try:
+                output = interpreter.query(f"x := {name}")
+                value = output[0].bindings.get("x") if output.ok() and len(output) else None
+                detail = "" if output.ok() else f": {str(output)[:200]}"
+            except Exception as exc:  # RegoError, or the output parser's JSONDecodeError
+                _emit({"result": False, "name": name, "message": f"error: {exc}"})
+                continue
+            passed = value is True
+            message = "" if passed else f"got {value!r}{detail}"
+            _emit({"result": passed, "name": name, "message": message})
+    compiled = CompiledPolicy.compile(source)
+    for sample in source.requests:
+        name = f"request {sample.name}"
+        _emit({"start": name})
+        decision = compiled.decide(sample.request)
+        passed = decision.effect is sample.expect
+        message = f"expected {sample.expect.value}, got {decision.effect.value}"
+        if passed and sample.reason is not None:
+            passed = any(sample.reason in r for r in decision.reasons)
+            message = f"no reason mentions {sample.reason!r}"
+        _emit(
+            {
+                "result": passed,
+                "name": name,
+                "message": "" if passed else f"{message}: {'; '.join(decision.reasons)}",
+            }
+        )
+
+
+def _child_evaluate(source: PolicySource, requests: Sequence[Mapping[str, JsonValue]]) -> None:
+
+    compiled = CompiledPolicy.compile(source)
+    for index, raw in enumerate(requests):
+        _emit({"start": f"request {index}"})
+        decision = compiled.decide(DecisionRequest.from_dict(raw))
+        _emit({"decision": decision.to_dict(), "index": index})
+
+
+def _main() -> int:
+    job = json.loads(sys.stdin.buffer.read())
+    source = PolicySource.from_dict(job["source"])
+    command = job["command"]
+    if command == "check":
+        _child_check(source)
+    elif command == "test":
+        _child_test(source)
+    elif command == "evaluate":
+        _child_evaluate(source, job.get("requests", []))
+    else:
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
