@@ -251,3 +251,49 @@ def test_tls_versions_and_no_compression(pki: Pki, edge_url: str) -> None:
             cipher = tls.cipher()
             assert cipher is not None
             assert "GCM" in cipher[0] or "CHACHA20" in cipher[0]
+
+
+def test_uploads_stop_when_the_enterprise_is_revoked(pki: Pki, edge_url: str) -> None:
+    from core.keys import Ed25519Signer
+    from edge_tls import IssuedCertificate
+    from exchange.identities import Role
+
+    signer = Ed25519Signer.generate("closing-co")
+    pki.runtime.identities.create("closing-co", Role.ENTERPRISE, public_key=signer.public_key)
+    device = DeviceId("closing-co", "last-1")
+    token = pki.runtime.edge_pki.create_token(device, actor="closing-co", now=utcnow()).token
+    key = new_key()
+    issued = pki.runtime.edge_pki.enroll(
+        "last-1", token, csr_for(key, "last-1").public_bytes(Encoding.DER), now=utcnow()
+    )
+    cert_path, key_path = pki.device_files(IssuedCertificate(issued.certificate, device), key, "l1")
+    with httpx.Client(verify=client_context(pki, cert_path, key_path)) as client:
+        assert client.get(edge_url + "/v1/edge/sealing-key").status_code == 200
+        pki.runtime.identities.revoke("closing-co")
+        refused = client.post(edge_url + "/v1/edge/readings", content=b"x" * 100)
+    assert refused.status_code == 409
+    assert "no active registered public key" in refused.json()["detail"]
+
+
+def test_est_before_pki_init_is_503(tmp_path: Path) -> None:
+    import asyncio
+
+    from exchange.edge_server import create_edge_app
+    from exchange.runtime import Runtime
+    from exchange.settings import Settings
+
+    runtime = Runtime(Settings(data_dir=tmp_path / "data"))
+
+    async def ask() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=create_edge_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="https://edge") as client:
+            return await client.get("/.well-known/est/cacerts"), await client.get("/v1/pki/crl")
+
+    try:
+        cacerts, crl = asyncio.run(ask())
+    finally:
+        runtime.close()
+    assert cacerts.status_code == 503
+    assert "ibx pki init" in cacerts.text
+    assert crl.status_code == 503
+    assert crl.headers["content-type"] == "application/problem+json"
