@@ -53,7 +53,7 @@ from consent import (
 from consent._tables import DatasetRow, GrantRow, ScopeRow
 from core.clock import format_rfc3339
 from core.db import Database, migrate
-from core.keys import Ed25519Signer
+from core.keys import Ed25519Signer, verify_ed25519
 
 ORIGIN = "bench.ibx.localhost/ledger"
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -281,9 +281,10 @@ def time_verification(built: Built, *, n: int) -> dict[str, float]:
 
     started = time.perf_counter()
     for message, signature, owner in stored:
-        receipt = ConsentReceipt.from_dict(json.loads(message))
-        SignedReceipt(receipt, signature).verify(keys[owner])
-    out["decode stored receipt + verify (the check's path)"] = time.perf_counter() - started
+        if not verify_ed25519(keys[owner], message, signature):
+            raise AssertionError("a stored receipt did not verify")
+        ConsentReceipt.from_dict(json.loads(message))
+    out["verify stored bytes + strict decode (the check's path)"] = time.perf_counter() - started
     return out
 
 

@@ -29,7 +29,7 @@ from consent.errors import (
 )
 from core.canonical import JsonValue
 from core.clock import format_rfc3339, parse_rfc3339, require_aware
-from core.keys import Ed25519PublicKey
+from core.keys import Ed25519PublicKey, verify_ed25519
 
 __all__ = ["ConsentRecord", "ConsentRequest", "CoverageReport", "Refusal", "evaluate"]
 
@@ -254,12 +254,15 @@ def evaluate(
     registered_key: Ed25519PublicKey | None,
     origin: str,
     verify_signature: bool = True,
+    signed_bytes: bytes | None = None,
 ) -> ConsentRefusedError | None:
     """None when ``record`` covers ``request`` for ``owner_datasets``, else the refusal.
 
     The checks run in a fixed order (signature, origin, revocation, validity,
     requester, datasets and fields, purpose, operation, engine, use limit), and
-    the first failure is the reason given.
+    the first failure is the reason given. ``signed_bytes``, when given, are
+    the stored bytes the signature is checked over (the receipt was decoded from
+    them); otherwise the receipt is re-encoded.
     """
     receipt = record.signed.receipt
     cid = receipt.consent_id
@@ -273,9 +276,8 @@ def evaluate(
             consent_id=cid,
         )
     if verify_signature:
-        try:
-            record.signed.verify(registered_key)
-        except BadConsentSignatureError:
+        message = signed_bytes if signed_bytes is not None else record.signed.canonical()
+        if not verify_ed25519(registered_key, message, record.signed.signature):
             return BadConsentSignatureError(
                 f"{cid}: the stored receipt's signature does not verify", consent_id=cid
             )

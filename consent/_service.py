@@ -111,7 +111,7 @@ class ConsentUsage:
 def _to_record(row: GrantRow) -> ConsentRecord:
     receipt = ConsentReceipt.from_dict(json.loads(row.receipt))
     return ConsentRecord(
-        signed=SignedReceipt(receipt, row.signature),
+        signed=SignedReceipt(receipt, _as_bytes(row.signature)),
         accepted_at=parse_rfc3339(row.accepted_at),
         ledger_index=row.ledger_index,
         use_count=row.use_count,
@@ -464,6 +464,7 @@ class ConsentService:
                 registered_key=key_cache[owner],
                 origin=self.config.origin,
                 verify_signature=self.config.verify_on_check,
+                signed_bytes=_as_bytes(row.receipt),
             )
             if error is None and record.enterprise != owner:
                 error = ForeignKeyError(
@@ -680,6 +681,13 @@ class ConsentService:
                 )
             )
         return [ConsentUsage(r, tuple(per_consent.get(r.consent_id, ()))) for r in records]
+
+
+def _as_bytes(value: object) -> bytes:
+    """Stored receipt bytes; a database edit can turn the BLOB into TEXT."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
 
 
 @dataclass(frozen=True)
