@@ -22,6 +22,7 @@ well conditioned (condition number below 1e4).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import logging
 import math
@@ -197,7 +198,7 @@ class HeJobPublic:
     spec: HeJobSpec
     public_context: bytes = field(repr=False)
 
-    @property
+    @functools.cached_property
     def key_fingerprint(self) -> str:
         """Hex SHA-256 of the public context."""
         return raw.context_fingerprint(self.public_context)
@@ -212,7 +213,7 @@ class HeContribution:
     key_fingerprint: str
     chunks: tuple[bytes, ...] = field(repr=False)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """Hex SHA-256 over the ciphertext chunks (detects replays)."""
         h = hashlib.sha256()

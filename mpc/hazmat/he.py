@@ -9,8 +9,9 @@ Parameters (HomomorphicEncryption.org security standard, table for classical
   T = 1,099,511,480,321 (a 40-bit prime = 1 mod 2N, so batching works),
   8,192 slots; results are exact while every sum stays below T/2.
 
-No Galois (rotation) keys are generated: the recipes only add and multiply by
-plaintext scalars, and rotation keys would make a context about 35 MB.
+No Galois (rotation) keys are generated and no relinearisation keys are
+shipped: the recipes only add and multiply by plaintext scalars, and rotation
+keys would make a context about 35 MB.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def public_bytes(ctx: ts.Context) -> bytes:
     """The context without its secret key: safe for enterprises and the aggregator."""
     public = ctx.copy()
     public.make_context_public()
-    return bytes(public.serialize(save_galois_keys=False))
+    return bytes(public.serialize(save_galois_keys=False, save_relin_keys=False))
 
 
 def load_context(data: bytes) -> ts.Context:
