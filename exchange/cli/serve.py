@@ -25,6 +25,12 @@ def serve(
         max=65535,
         help="also listen with mutual TLS for edge devices (EST, readings) on this port",
     ),
+    edge_names: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--edge-name",
+        help="a DNS name or IP devices use to reach the edge port (repeatable; "
+        "localhost and 127.0.0.1 are always included)",
+    ),
 ) -> None:
     """Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener)."""
     context = cli_context(ctx)
@@ -35,5 +41,12 @@ def serve(
     main_server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
     )
-    edge_server = uvicorn.Server(edge_server_config(context.runtime, host=host, port=edge_port))
+    edge_server = uvicorn.Server(
+        edge_server_config(
+            context.runtime,
+            host=host,
+            port=edge_port,
+            hosts=("localhost", "127.0.0.1", *edge_names),
+        )
+    )
     asyncio.run(serve_together([main_server, edge_server]))

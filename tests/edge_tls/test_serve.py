@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from cryptography import x509
 
 from tests.edge_tls.conftest import Pki, client_context
 
@@ -27,7 +29,7 @@ def test_serve_runs_http_and_edge_tls_together(pki: Pki) -> None:
     ibx = Path(sys.executable).parent / "ibx"
     process = subprocess.Popen(
         [str(ibx), "--data-dir", data_dir, "serve", "--port", str(port),
-         "--edge-port", str(edge_port)],
+         "--edge-port", str(edge_port), "--edge-name", "edge.factory.example"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -49,6 +51,10 @@ def test_serve_runs_http_and_edge_tls_together(pki: Pki) -> None:
         assert cacerts.status_code == 200
         plain = httpx.get(f"http://127.0.0.1:{port}/.well-known/est/cacerts", timeout=2)
         assert plain.status_code == 404  # EST lives only on the TLS listener
+        pem = ssl.get_server_certificate(("127.0.0.1", edge_port))
+        server_cert = x509.load_pem_x509_certificate(pem.encode())
+        sans = server_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert "edge.factory.example" in sans.get_values_for_type(x509.DNSName)
     finally:
         process.send_signal(signal.SIGINT)
         try:
