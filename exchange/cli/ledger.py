@@ -11,7 +11,7 @@ from core.canonical import parse_json_object
 from core.errors import CanonicalJsonError
 from core.events import Event
 from exchange.cli._context import cli_context
-from ledger import InvalidEntryError, LedgerIntegrityError
+from ledger import EntryTooLargeError, InvalidEntryError, LedgerIntegrityError
 
 __all__ = ["app"]
 
@@ -26,6 +26,7 @@ def append(
 ) -> None:
     """Append one JSON object per stdin line as one atomic batch; print each new index."""
     events: list[Event] = []
+    source_lines: list[int] = []
     for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
             continue
@@ -36,10 +37,21 @@ def append(
             raise InvalidEntryError(str(exc)) from exc
         except ValueError as exc:
             raise InvalidEntryError(str(exc), line=number) from exc
+        source_lines.append(number)
     if not events:
         raise InvalidEntryError("no JSON objects on standard input; nothing appended")
-    for recorded in cli_context(ctx).runtime.ledger.append(events):
-        typer.echo(recorded.index)
+    try:
+        recorded = cli_context(ctx).runtime.ledger.append(events)
+    except EntryTooLargeError as exc:
+        line = source_lines[exc.line - 1] if exc.line else None
+        raise EntryTooLargeError(exc.size, exc.limit, line=line) from exc
+    except InvalidEntryError as exc:
+        if exc.line is None:
+            raise
+        reason = str(exc).split(": ", 1)[-1]
+        raise InvalidEntryError(reason, line=source_lines[exc.line - 1]) from exc
+    for item in recorded:
+        typer.echo(item.index)
 
 
 @app.command("checkpoint")

@@ -151,3 +151,11 @@ def test_a_bad_stdin_line_appends_nothing_and_names_the_line(data_dir: Path) -> 
     assert done.returncode != 0
     assert "line 2" in done.stderr
     assert _ibx(data_dir, "ledger", "verify").stdout.startswith(f"ok size {N} ")
+
+
+def test_an_oversized_line_is_named_by_its_stdin_line_number(data_dir: Path) -> None:
+    big = '{"blob": "' + "x" * 70_000 + '"}'
+    done = _ibx(data_dir, "ledger", "append", "--type", "demo.big", stdin=f'{{"ok": 1}}\n\n{big}\n')
+    assert done.returncode == 1
+    assert "line 3" in done.stderr and "65536" in done.stderr
+    assert _ibx(data_dir, "ledger", "verify").stdout.startswith(f"ok size {N} ")
