@@ -64,6 +64,8 @@ def combine(verdicts: Sequence[Verdict]) -> tuple[bool, tuple[str, ...]]:
             denials.append(f"{v.engine}: no decision (undefined), denied by default")
         target = grants if v.effect is Effect.ALLOW and v.error is None else denials
         target.extend(f"{v.engine}: {r}" for r in v.reasons)
+        if not v.reasons and v.error is None and v.effect is not None:
+            target.append(f"{v.engine}: {v.effect.value}")
     if not verdicts:
         denials.append("no engine decided; denied by default")
     return allow, tuple(denials + grants) if not allow else tuple(grants)
