@@ -48,6 +48,17 @@ def _write(path: Path, outcome: PartyOutcome) -> None:
     tmp.replace(path)
 
 
+def _peak_rss() -> int:
+    """This process's peak resident set (VmHWM; unlike ru_maxrss, reset by exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def run(args: argparse.Namespace) -> PartyOutcome:
     """Open shares, start MPyC with TLS, compute, and return the outcome."""
     if args.dir is not None:
@@ -81,6 +92,7 @@ def run(args: argparse.Namespace) -> PartyOutcome:
         )
         outcome["bytes_sent"] = int(sent)
         await rt.shutdown()
+        outcome["peak_rss_bytes"] = _peak_rss()
         return outcome
 
     result: PartyOutcome = rt.run(_main())

@@ -91,7 +91,8 @@ class MpcResult:
     three); ``rank_tags`` lists the contributors' secret tags in ascending
     order of their values (each finds its own with its :class:`RankKey`);
     ``dropped`` names contributors whose input was refused, with
-    the reason.
+    the reason. ``bytes_sent`` (all parties) and ``peak_party_rss`` (the
+    largest party's peak resident set, bytes) are operational figures.
     """
 
     job_id: str
@@ -101,6 +102,7 @@ class MpcResult:
     dominance: DominanceVerdict = field(default_factory=lambda: DominanceVerdict((), ()))
     dropped: tuple[tuple[str, str], ...] = ()
     bytes_sent: int = 0
+    peak_party_rss: int = 0
 
     def statistic(self, stat: MpcStatistic) -> tuple[float, ...]:
         """The values of one statistic.

@@ -167,7 +167,8 @@ class MpcRunner:
                 cohort=int(first.get("cohort", 0)),
                 minimum=spec.min_cohort,
             )
-        public = [{k: v for k, v in o.items() if k != "bytes_sent"} for o in outcomes]
+        local = ("bytes_sent", "peak_rss_bytes")
+        public = [{k: v for k, v in o.items() if k not in local} for o in outcomes]
         if any(p != public[0] for p in public[1:]):
             raise PartyError(f"job {spec.job_id!r}: the parties' outcomes disagree")
         stats = first.get("statistics", {})
@@ -181,6 +182,7 @@ class MpcRunner:
             ),
             dropped=tuple(sorted(first.get("dropped", {}).items())),
             bytes_sent=sum(int(o.get("bytes_sent", 0)) for o in outcomes),
+            peak_party_rss=max(int(o.get("peak_rss_bytes", 0)) for o in outcomes),
         )
 
 
