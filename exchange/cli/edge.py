@@ -16,7 +16,7 @@ import os
 import re
 import ssl
 import stat
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -78,26 +78,56 @@ def _enterprise(identity: Identity, enterprise: str | None = None) -> Identity:
 @token_app.command("create")
 def token_create(
     ctx: typer.Context,
+    *,
     enterprise: str = typer.Option(..., "--enterprise", help="the enterprise (you)"),
     device: str = typer.Option(..., "--device", help="the device's name"),
     ttl: str | None = typer.Option(None, "--ttl", help="lifetime, e.g. 30m, 24h [default 24h]"),
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
 ) -> None:
     """Create a one-time bootstrap token for a device; printed once, as the last line."""
-    context = cli_context(ctx)
-    caller = _enterprise(context.acting_as(token), enterprise)
-    try:
-        device_id = DeviceId(caller.name, device)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    issued = context.runtime.edge_pki.create_token(
-        device_id, actor=caller.name, now=utcnow(), ttl=_ttl(ttl)
-    )
+    lifetime = _ttl(ttl)
+    if exchange:
+        secret, expires = _create_remote(exchange, token, enterprise, device, lifetime)
+    else:
+        context = cli_context(ctx)
+        caller = _enterprise(context.acting_as(token), enterprise)
+        try:
+            device_id = DeviceId(caller.name, device)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        issued = context.runtime.edge_pki.create_token(
+            device_id, actor=caller.name, now=utcnow(), ttl=lifetime
+        )
+        secret, expires = issued.token, issued.expires_at
     typer.echo(
-        f"bootstrap token for {device_id.enterprise}/{device_id.device}, one use, "
-        f"expires {issued.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+        f"bootstrap token for {enterprise}/{device}, one use, expires {expires:%Y-%m-%dT%H:%M:%SZ}"
     )
-    typer.echo(issued.token)
+    typer.echo(secret)
+
+
+def _create_remote(
+    exchange: str, token: str | None, enterprise: str, device: str, ttl: timedelta | None
+) -> tuple[str, datetime]:
+    if not token:
+        raise AuthError("a bearer token is required (--token or IBX_TOKEN)")
+    body: dict[str, object] = {"device": device}
+    if ttl is not None:
+        body["ttl_seconds"] = int(ttl.total_seconds())
+    response = httpx.post(
+        exchange.rstrip("/") + "/v1/edge/tokens",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=_TIMEOUT,
+    )
+    if response.status_code != 201:
+        raise EnrollmentError(
+            f"the exchange refused ({response.status_code}): {response.text.strip()}"
+        )
+    answer = response.json()
+    if answer["enterprise"] != enterprise:
+        raise ForbiddenError(f"that token is {answer['enterprise']}'s, not {enterprise}'s")
+    return str(answer["token"]), datetime.fromisoformat(answer["expires_at"])
 
 
 def _tls(ca: Path, credentials: DeviceCredentials | None = None) -> ssl.SSLContext:
@@ -279,6 +309,7 @@ def _append(out: Path, batch: ReadingBatch, plaintext: bytes) -> int:
 @readings_app.command("pull")
 def pull(
     ctx: typer.Context,
+    *,
     key: Path = typer.Option(..., "--key", help="the enterprise's key file (Ed25519 seed)"),  # noqa: B008
     out: Path = typer.Option(..., "--out", help="CSV dataset to append the readings to"),  # noqa: B008
     token: str | None = TOKEN_OPTION,

@@ -8,14 +8,22 @@ authenticates the peer certificate against the registry on each request.
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from core.clock import format_rfc3339, utcnow
-from edge_tls import DeviceCertificate, SealingKeyMissingError, sealing_public_key
+from edge_tls import (
+    DeviceCertificate,
+    DeviceId,
+    EnrollmentError,
+    SealingKeyMissingError,
+    sealing_public_key,
+)
 from exchange.auth import get_runtime, require_role
 from exchange.identities import Identity, Role, Status
 from exchange.runtime import Runtime
+from exchange.schemas.edge import BootstrapTokenCreate, BootstrapTokenPublic
 from exchange.tls_bridge import peer_certificate_der
 
 __all__ = ["device_router", "enterprise_router"]
@@ -89,6 +97,31 @@ async def upload_readings(
             break
     batch = runtime.edge_readings.store(device, body, now=utcnow())
     return {"batch": batch.id, "sha256": batch.sha256}
+
+
+@enterprise_router.post("/tokens", status_code=201)
+def create_token(
+    body: BootstrapTokenCreate,
+    caller: Identity = Depends(require_role(Role.ENTERPRISE)),  # noqa: B008
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+) -> BootstrapTokenPublic:
+    """A one-time bootstrap token for one of the caller's own devices (shown once).
+
+    Raises:
+        EnrollmentError: a malformed device name.
+    """
+    try:
+        device = DeviceId(caller.name, body.device)
+    except ValueError as exc:
+        raise EnrollmentError(str(exc)) from exc
+    ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
+    issued = runtime.edge_pki.create_token(device, actor=caller.name, now=utcnow(), ttl=ttl)
+    return BootstrapTokenPublic(
+        enterprise=device.enterprise,
+        device=device.device,
+        token=issued.token,
+        expires_at=issued.expires_at,
+    )
 
 
 @enterprise_router.get("/readings")

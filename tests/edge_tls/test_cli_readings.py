@@ -176,3 +176,24 @@ def test_pki_list_shows_status(pki: Pki, device_dir: Path) -> None:
     assert {line[1] for line in lines} == {"device"}
     assert {line[2] for line in lines} <= {"valid", "revoked", "expired"}
     assert any(line[4].endswith("/device/press-1") for line in lines)
+
+
+def test_token_create_over_http_then_enrol(
+    pki: Pki, exchange_url: str, edge_url: str, tmp_path: Path
+) -> None:
+    created = ibx(
+        pki, "edge", "token", "create", "--enterprise", "factory-a", "--device", "remote-1",
+        "--ttl", "10m", "--token", pki.enterprise_token, "--exchange", exchange_url,
+    )  # fmt: skip
+    token = created.strip().splitlines()[-1]
+    assert token.startswith("ibxb_")
+    enrolled = ibx(
+        pki, "edge", "enroll", "--server", edge_url, "--ca-bundle", str(pki.ca_bundle),
+        "--device", "remote-1", "--token", token, "--out", str(tmp_path / "remote-1"),
+    )  # fmt: skip
+    assert "enrolled remote-1" in enrolled
+    exc = ibx_fails(
+        pki, "edge", "token", "create", "--enterprise", "factory-a", "--device", "remote-2",
+        "--token", pki.officer_token, "--exchange", exchange_url,
+    )  # fmt: skip
+    assert "403" in str(exc)
