@@ -71,21 +71,37 @@ def combine(verdicts: Sequence[Verdict]) -> tuple[bool, tuple[str, ...]]:
     return allow, tuple(denials + grants) if not allow else tuple(grants)
 
 
+def _names(value: JsonValue | None) -> frozenset[str]:
+    if isinstance(value, Mapping):
+        return frozenset(str(k) for k in value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return frozenset(str(v) for v in value)
+    return frozenset()
+
+
 @dataclass(frozen=True)
 class InputSchema:
-    """The attribute vocabulary of a version: declared types and per-action requirements."""
+    """What a request may say under one version, read from its ``vocab`` data document.
+
+    ``types`` maps each attribute to ``string``, ``integer``, ``boolean``,
+    ``time`` or ``one of <vocab key>``; ``required`` lists the attributes each
+    action needs (``default_required`` for the others); ``actions`` and
+    ``roles`` are the known actions and roles.
+    """
 
     types: Mapping[str, str]
     required: Mapping[str, tuple[str, ...]]
     default_required: tuple[str, ...]
+    actions: frozenset[str]
+    roles: frozenset[str]
+    choices: Mapping[str, frozenset[str]]
 
     @classmethod
     def from_source(cls, source: PolicySource) -> InputSchema:
-        """Read ``vocab.attributes``, ``vocab.required`` and ``vocab.default_required``."""
+        """Read ``vocab.attributes``, ``vocab.required``, ``vocab.actions``, ``vocab.roles``..."""
         vocab = source.vocabulary
         attributes = vocab.get("attributes")
         required = vocab.get("required")
-        default = vocab.get("default_required")
         types = (
             {str(k): str(v) for k, v in attributes.items()}
             if isinstance(attributes, Mapping)
@@ -94,14 +110,20 @@ class InputSchema:
         per_action: dict[str, tuple[str, ...]] = {}
         if isinstance(required, Mapping):
             for action, names in required.items():
-                if isinstance(names, Sequence) and not isinstance(names, str):
-                    per_action[str(action)] = tuple(str(n) for n in names)
-        defaults = (
-            tuple(str(n) for n in default)
-            if isinstance(default, Sequence) and not isinstance(default, str)
-            else ()
+                per_action[str(action)] = tuple(sorted(_names(names)))
+        choices = {
+            name: _names(vocab.get(kind.removeprefix("one of ")))
+            for name, kind in types.items()
+            if kind.startswith("one of ")
+        }
+        return cls(
+            types,
+            per_action,
+            tuple(sorted(_names(vocab.get("default_required")))),
+            _names(vocab.get("actions")),
+            _names(vocab.get("roles")),
+            choices,
         )
-        return cls(types, per_action, defaults)
 
 
 def prepare_input(
@@ -109,18 +131,23 @@ def prepare_input(
 ) -> tuple[dict[str, JsonValue], list[str]]:
     """The Rego input document for ``request``, and why the request is refused (if it is).
 
-    Unknown attributes, missing required ones and values of the wrong type are
-    reported, never passed on. Attributes declared as ``time`` (RFC 3339
-    strings) become integer UNIX seconds, as is ``now``.
+    Unknown actions, roles and attributes, missing required attributes, values
+    of the wrong type or outside their vocabulary, and subjects named like a
+    role are reported, never passed on. Attributes declared as ``time``
+    (RFC 3339 strings) become integer UNIX seconds, as is ``now``.
     """
     errors: list[str] = []
+    if request.action not in schema.actions:
+        errors.append(f"unknown action {request.action}")
+    if request.subject.role not in schema.roles:
+        errors.append(f"unknown role {request.subject.role}")
+    if request.subject.name in schema.roles:
+        errors.append(f"subject name {request.subject.name} is a role name")
     context: dict[str, JsonValue] = {}
     for name, value in request.context.items():
         kind = schema.types.get(name)
         if kind is None:
             errors.append(f"unknown attribute {name}")
-        elif kind == "string" and not isinstance(value, str):
-            errors.append(f"attribute {name} must be a string")
         elif kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
             errors.append(f"attribute {name} must be an integer")
         elif kind == "boolean" and not isinstance(value, bool):
@@ -133,6 +160,10 @@ def prepare_input(
             except ValueError:
                 errors.append(f"attribute {name} must be an RFC 3339 time with an offset")
             continue
+        elif kind not in ("integer", "boolean") and not isinstance(value, str):
+            errors.append(f"attribute {name} must be a string")
+        elif name in schema.choices and value not in schema.choices[name]:
+            errors.append(f"unknown {name} {value}")
         context[name] = value
     for name in schema.required.get(request.action, schema.default_required):
         if name not in request.context:

@@ -209,6 +209,10 @@ class PolicySource:
         if isinstance(owners, Mapping):
             for action, owner in owners.items():
                 duty_actions.setdefault(str(owner), set()).add(str(action))
+            if set(duty_actions) != _names(vocab.get("duty_roles")):
+                raise PolicyInputError(
+                    "data.json: vocab.duty_roles must list exactly the roles of vocab.duty_owner"
+                )
         for index, line in enumerate(self.lines, start=1):
             number = line.number or index
             _check_line(number, line, roles=roles, actions=actions, domains=domains)

@@ -111,9 +111,12 @@ def test_unsupported_builtin_in_a_deny_rule_denies(pack_copy: Path) -> None:
 
 def test_undefined_allow_denies(pack_copy: Path) -> None:
     authz = pack_copy / "authz.rego"
-    authz.write_text(authz.read_text().replace("default allow := false\n", ""))
+    text = authz.read_text().replace("default allow := false\n", "")
+    authz.write_text(
+        text.replace("\tknown_role(input.subject.role)\n", "\tinput.context.cohort < 7\n")
+    )
     compiled = CompiledPolicy.compile(PolicySource.from_dir(pack_copy))
-    decision = compiled.decide(make_request("root", "compute", CORE_COMPUTE))
+    decision = compiled.decide(make_request("subbrain", "compute", {**CORE_COMPUTE, "cohort": 8}))
     assert not decision.allow
     assert "rego: error: allow is undefined" in decision.reasons
     assert compiled.decide(make_request("subbrain", "compute", CORE_COMPUTE)).allow
