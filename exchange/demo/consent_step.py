@@ -135,8 +135,12 @@ def run(scene: Scene) -> None:
     for item in service.usage(quitter):
         scene.say(f"who used {quitter}'s data under {item.record.consent_id}:")
         for entry in item.entries:
-            job = f" {entry.job_id} {entry.status}" if entry.job_id else ""
+            what = (
+                f"job {entry.job_id} of {entry.decision_id}: {entry.status}"
+                if entry.job_id
+                else f"decision {entry.decision_id}"
+            )
             scene.say(
-                f"    {entry.kind} {entry.decision_id}{job} by {entry.requester} "
-                f"for {entry.purpose} (ledger index {entry.ledger_index})"
+                f"    {what} (by {entry.requester} for {entry.purpose}, "
+                f"ledger index {entry.ledger_index})"
             )
