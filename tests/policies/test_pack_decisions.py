@@ -449,7 +449,7 @@ def test_every_deny_rule_is_exercised(pack: CompiledPolicy, pack_source: PolicyS
     module = next(m for m in pack_source.modules if m.name == "authz.rego")
     heads = re.findall(r'^deny contains (?:sprintf\()?"([^"%]*)', module.source, re.MULTILINE)
     assert len(heads) >= 10
-    fired = set()
+    fired: set[str] = set()
     for case in CASES:
         request = make_request(
             case.role, case.action, case.context, name=case.subject, industry=case.industry,
