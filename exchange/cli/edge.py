@@ -285,7 +285,10 @@ def _fetch_remote(exchange: str, token: str | None, after: int) -> list[ReadingB
 
 
 def _append(out: Path, batch: ReadingBatch, plaintext: bytes) -> int:
-    rows = list(csv.reader(io.StringIO(plaintext.decode("utf-8"))))
+    try:
+        rows = list(csv.reader(io.StringIO(plaintext.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SealedBatchError(f"batch {batch.id} from {batch.device} is not UTF-8 CSV") from exc
     if not rows:
         return 0
     header = ["batch", "device", *rows[0]]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from urllib.parse import unquote
+
 from fastapi import APIRouter, Depends, Request, Response
 
 from core.clock import utcnow
@@ -27,6 +31,17 @@ def ca_bundle(runtime: Runtime = Depends(get_runtime)) -> Response:  # noqa: B00
     return Response(
         runtime.edge_pki.authority().chain_pem(), media_type="application/pem-certificate-chain"
     )
+
+
+@router.get("/ocsp/{encoded:path}", response_class=Response)
+def ocsp_get(encoded: str, request: Request) -> Response:
+    """Answer an OCSP request sent by GET: the URL-encoded base64 of its DER (RFC 6960 A.1)."""
+    try:
+        body = base64.b64decode(unquote(encoded), validate=True)
+    except (binascii.Error, ValueError):
+        body = b""
+    answer = get_runtime(request).edge_pki.ocsp(body[:_MAX_OCSP], now=utcnow())
+    return Response(answer, media_type="application/ocsp-response")
 
 
 @router.post("/ocsp", response_class=Response)

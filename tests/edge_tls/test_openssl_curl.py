@@ -156,3 +156,30 @@ def test_tls_1_1_refused_by_the_listener(edge_url: str, work: Path) -> None:
     )  # fmt: skip
     assert "Verify return code: 0 (ok)" in good.stdout
     assert "Compression: NONE" in good.stdout
+
+
+def test_ocsp_by_get(pki: Pki, exchange_url: str) -> None:
+    import base64
+    from urllib.parse import quote
+
+    import httpx
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+
+    from tests.edge_tls.conftest import csr_for, new_key
+
+    ca = pki.runtime.edge_pki.authority()
+    token = pki.token("get-1")
+    issued = pki.runtime.edge_pki.enroll(
+        "get-1", token, csr_for(new_key(), "get-1").public_bytes(Encoding.DER), now=utcnow()
+    )
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        issued.certificate, ca.issuing, hashes.SHA1()
+    )
+    der = request.build().public_bytes(Encoding.DER)
+    url = exchange_url + "/v1/pki/ocsp/" + quote(base64.b64encode(der).decode(), safe="")
+    response = httpx.get(url)
+    assert response.headers["content-type"] == "application/ocsp-response"
+    assert ocsp.load_der_ocsp_response(response.content).certificate_status is (
+        ocsp.OCSPCertStatus.GOOD
+    )
