@@ -18,12 +18,15 @@ import logging
 import ssl
 from typing import Any
 
+from cryptography import x509
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["PeerCertificateProtocol", "peer_certificate_der"]
 
 logger = logging.getLogger(__name__)
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
 class _TlsScope:
@@ -51,14 +54,19 @@ class PeerCertificateProtocol(H11Protocol):
         if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
             return
         der = ssl_object.getpeercert(binary_form=True)
-        cipher = ssl_object.cipher()
+        name = None
+        if der:
+            try:
+                name = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+            except ValueError:
+                name = None
         tls: dict[str, Any] = {
             "server_cert": None,
             "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
-            "client_cert_name": None,
+            "client_cert_name": name,
             "client_cert_error": None,
-            "tls_version": ssl_object.version(),
-            "cipher_suite": cipher[0] if cipher else None,
+            "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""),
+            "cipher_suite": None,  # Python's ssl exposes the name, not the IANA number
         }
         self.app = _TlsScope(self.app, tls)
 
