@@ -62,6 +62,8 @@ __all__ = ["PolicyConfig", "PolicyDecisionPoint"]
 
 logger = logging.getLogger(__name__)
 
+_ACTIVE = select(ActiveRow.version).where(ActiveRow.id == 1)
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
@@ -126,9 +128,13 @@ class PolicyDecisionPoint:
         return compiled.decide(request)
 
     def active_version(self) -> VersionHash | None:
-        """The active version's hash (one primary-key read), or None."""
-        with self._db.read() as session:
-            value = session.execute(select(ActiveRow.version).where(ActiveRow.id == 1)).scalar()
+        """The active version's hash (one primary-key read, no ORM session), or None.
+
+        Read on every decision, so an activation or rollback by any process
+        takes effect at once.
+        """
+        with self._db.engine.connect() as connection:
+            value = connection.execute(_ACTIVE).scalar()
         return VersionHash(value) if value else None
 
     def compiled(self, version: VersionHash) -> CompiledPolicy:
