@@ -12,11 +12,12 @@ cohort size (or the sum of weights), so a ciphertext made under another job's
 key cannot slip into a result unnoticed.
 
 Precision (tested against numpy in ``tests/mpc/test_he.py``): BFV results are
-exact; CKKS sums, means and variances of values with ``|x| <= 1e6`` over up to
-1,000 contributors are within ``1e-6 * n`` absolute (plus ``1e-9`` relative)
-of the float64 result; weighted sums within ``1e-6`` relative to
-``sum(|w·x|)``; regression coefficients within ``1e-6`` relative when XᵀX is
-well conditioned (condition number below 1e4).
+exact; CKKS sums and means of values with ``|x| <= 1e6`` over up to 1,000
+contributors are within ``1e-6 * n`` absolute plus ``1e-9`` relative of the
+float64 result, population variances within ``1e-8`` relative; weighted
+sums within ``1e-6`` relative to ``sum(|w·x|)``; regression coefficients
+within ``1e-6`` relative when XᵀX is well conditioned (condition number
+below 1e4).
 """
 
 from __future__ import annotations
