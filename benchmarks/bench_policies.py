@@ -106,15 +106,23 @@ def build_requests(count: int, seed: int = 7) -> list[DecisionRequest]:
 
 
 def measure(
-    fn: Callable[[DecisionRequest], object], requests: Sequence[DecisionRequest]
-) -> list[float]:
-    for request in requests[:50]:  # warm up
-        fn(request)
-    samples = []
-    for request in requests:
-        start = time.perf_counter_ns()
-        fn(request)
-        samples.append((time.perf_counter_ns() - start) / 1_000)
+    engines: Sequence[Callable[[DecisionRequest], object]], requests: Sequence[DecisionRequest]
+) -> list[list[float]]:
+    """Per-request latencies (µs) of each engine, interleaved request by request.
+
+    Interleaving (with a rotating order) exposes every engine to the same
+    background load, which on a shared machine matters more than anything else.
+    """
+    for request in requests[:20]:  # warm up
+        for engine in engines:
+            engine(request)
+    samples: list[list[float]] = [[] for _ in engines]
+    for n, request in enumerate(requests):
+        for k in range(len(engines)):
+            index = (n + k) % len(engines)
+            start = time.perf_counter_ns()
+            engines[index](request)
+            samples[index].append((time.perf_counter_ns() - start) / 1_000)
     return samples
 
 
@@ -194,17 +202,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         allowed = sum(compiled.decide(r).allow for r in requests)
 
-        rows = [
-            row("ibx PolicyDecisionPoint.decide (service: active-version read + decision)",
-                measure(point.decide_request, requests)),
-            row("ibx CompiledPolicy.decide (Casbin + Rego + combination)",
-                measure(compiled.decide, requests)),
-            row("pycasbin FastEnforcer.enforce() (dom, kind, act index)",
-                measure(lambda r: fast.enforce(*casbin_args(r)), requests)),
-            row("regopy raw bundle query (set input + query)", measure(raw_rego, requests)),
-            row("pycasbin Enforcer.enforce() (default, scans every line)",
-                measure(lambda r: naive.enforce(*casbin_args(r)), requests[: args.naive])),
-        ]  # fmt: skip
+        names = [
+            "ibx PolicyDecisionPoint.decide (service: active-version read + decision)",
+            "ibx CompiledPolicy.decide (Casbin + Rego + combination)",
+            "pycasbin FastEnforcer.enforce() (indexed by dom, kind, act)",
+            "regopy raw bundle query (set input + query the pack's bundle)",
+        ]
+        samples = measure(
+            [
+                point.decide_request,
+                compiled.decide,
+                lambda r: fast.enforce(*casbin_args(r)),
+                raw_rego,
+            ],
+            requests,
+        )
+        rows = [row(name, sample) for name, sample in zip(names, samples, strict=True)]
+        naive_samples = measure([lambda r: naive.enforce(*casbin_args(r))], requests[: args.naive])[
+            0
+        ]
+        rows.append(row("pycasbin Enforcer.enforce() (default, scans every line)", naive_samples))
         db.dispose()
 
     versions = f"casbin {metadata.version('casbin')}, regopy {metadata.version('regopy')}"

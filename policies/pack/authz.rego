@@ -26,60 +26,41 @@ import data.vocab
 default allow := false
 
 allow if {
-	known_action(input.action)
-	known_role(input.subject.role)
+	vocab.actions[input.action]
+	input.subject.role in vocab.roles
 }
 
-# --- functions (also exercised by the test_ rules in authz_test.rego) ---
-
-known_action(action) if vocab.actions[action]
-
-known_role(role) if role in vocab.roles
-
-engine_allowed(classification, engine) if engine in vocab.engines[classification]
-
-operation_allowed(classification, operation) if operation in vocab.operations[classification]
-
-raw_export_allowed(classification) if classification in vocab.raw_export_classifications
-
-core_purpose(purpose) if purpose in vocab.core_purposes
-
-cohort_sufficient(cohort) if cohort >= vocab.min_cohort
-
-# role holds one of the three separated duties and action belongs to another
-other_duty(role, action) if {
-	owner := vocab.duty_owner[action]
-	owner != role
-	role in vocab.duty_roles
-}
-
-industry_bound(role) if role in vocab.industry_roles
+# The rules below read the vocabulary directly instead of calling helper
+# functions: rego-cpp evaluates a function call far more slowly than the same
+# expression inline (about a third of the pack's time). The rules are tested by
+# the sample requests (requests.json), evaluated as plain input documents; the
+# test_ rules in authz_test.rego check the vocabulary they read.
 
 # --- deny rules: each says why ---
 
 deny contains sprintf("raw export of %s data is never allowed", [input.context.classification]) if {
 	input.action == "raw_export"
-	not raw_export_allowed(input.context.classification)
+	not input.context.classification in vocab.raw_export_classifications
 }
 
 deny contains sprintf("engine %s is not allowed for %s data", [input.context.engine, input.context.classification]) if {
 	input.context.engine
-	not engine_allowed(input.context.classification, input.context.engine)
+	not input.context.engine in vocab.engines[input.context.classification]
 }
 
 deny contains sprintf("operation %s is not allowed on %s data", [input.context.operation, input.context.classification]) if {
 	input.context.operation
-	not operation_allowed(input.context.classification, input.context.operation)
+	not input.context.operation in vocab.operations[input.context.classification]
 }
 
 deny contains sprintf("purpose %s is not whitelisted for core data", [input.context.purpose]) if {
 	input.context.classification == "core"
-	not core_purpose(input.context.purpose)
+	not input.context.purpose in vocab.core_purposes
 }
 
 deny contains sprintf("cohort %v is below the minimum of %v for core data", [input.context.cohort, vocab.min_cohort]) if {
 	input.context.classification == "core"
-	not cohort_sufficient(input.context.cohort)
+	input.context.cohort < vocab.min_cohort
 }
 
 deny contains "outside the validity window (not yet valid)" if {
@@ -95,10 +76,13 @@ deny contains "the data owner has not consented" if {
 }
 
 deny contains sprintf("%s of %s may act only in its own industry, not %s", [input.subject.role, input.subject.industry, input.context.domain]) if {
-	industry_bound(input.subject.role)
+	input.subject.role in vocab.industry_roles
 	input.subject.industry != input.context.domain
 }
 
 deny contains sprintf("separation of duties: %s may not %s", [input.subject.role, input.action]) if {
-	other_duty(input.subject.role, input.action)
+	# the subject holds one of the three separated duties; the action is another's
+	owner := vocab.duty_owner[input.action]
+	owner != input.subject.role
+	input.subject.role in vocab.duty_roles
 }

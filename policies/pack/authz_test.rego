@@ -1,59 +1,59 @@
-# Unit tests of the baseline pack's functions, run as `opa test` does (every
-# rule named test_*), in a separate, time-limited process. They call the
-# functions directly: `with input as` is not used (see docs/policies.md).
+# Tests of the vocabulary that the baseline rules read, run as `opa test`
+# does (every rule named test_*) in a separate, time-limited process. They
+# read data documents directly and never use `with input as` (see
+# docs/policies.md); the rules themselves are tested by requests.json.
 package ibx.authz_test
 
 import rego.v1
 
-import data.ibx.authz
+import data.vocab
 
 test_core_needs_he_or_mpc if {
-	authz.engine_allowed("core", "he")
-	authz.engine_allowed("core", "mpc")
-	not authz.engine_allowed("core", "plain")
+	"he" in vocab.engines.core
+	"mpc" in vocab.engines.core
+	not "plain" in vocab.engines.core
+	not "plain" in vocab.engines.important
 }
-
-test_general_may_run_plain if authz.engine_allowed("general", "plain")
 
 test_raw_export_only_general if {
-	authz.raw_export_allowed("general")
-	not authz.raw_export_allowed("important")
-	not authz.raw_export_allowed("core")
+	vocab.raw_export_classifications == ["general"]
 }
 
-test_core_operations if {
-	authz.operation_allowed("core", "mean")
-	not authz.operation_allowed("core", "histogram")
-	not authz.operation_allowed("core", "regression")
-	authz.operation_allowed("general", "regression")
+test_core_operations_are_plain_aggregates if {
+	every operation in vocab.operations.core {
+		operation in {"count", "sum", "mean"}
+	}
 }
 
-test_core_purposes if {
-	authz.core_purpose("risk_warning")
-	not authz.core_purpose("trade_matching")
+test_core_purposes_are_known_purposes if {
+	every purpose in vocab.core_purposes {
+		vocab.purposes[purpose]
+	}
+	not "trade_matching" in vocab.core_purposes
 }
 
-test_min_cohort if {
-	authz.cohort_sufficient(5)
-	not authz.cohort_sufficient(4)
+test_min_cohort_at_least_five if {
+	vocab.min_cohort >= 5
 }
 
-test_separation_of_duties if {
-	authz.other_duty("sysadmin", "policy_approve")
-	authz.other_duty("security_officer", "audit_trace")
-	authz.other_duty("auditor", "identity_manage")
-	not authz.other_duty("security_officer", "policy_approve")
-	not authz.other_duty("subbrain", "policy_approve")
+test_three_duties_are_separate if {
+	{role | some role in vocab.duty_roles} == {"sysadmin", "security_officer", "auditor"}
+	vocab.duty_owner.policy_approve == "security_officer"
+	vocab.duty_owner.identity_manage == "sysadmin"
+	vocab.duty_owner.audit_trace == "auditor"
 }
 
-test_industry_bound_roles if {
-	authz.industry_bound("subbrain")
-	not authz.industry_bound("auditor")
+test_every_classification_has_engines_and_operations if {
+	every classification, _ in vocab.classifications {
+		count(vocab.engines[classification]) > 0
+		count(vocab.operations[classification]) > 0
+	}
 }
 
-test_vocabulary if {
-	authz.known_action("compute")
-	not authz.known_action("delete_everything")
-	authz.known_role("witness")
-	not authz.known_role("root")
+test_required_attributes_are_declared if {
+	every _, names in vocab.required {
+		every name in names {
+			vocab.attributes[name]
+		}
+	}
 }

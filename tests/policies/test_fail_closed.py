@@ -65,7 +65,7 @@ def test_the_crash_is_contained_and_fails_the_version(runtime: Runtime, pack_cop
 def test_a_failing_test_rule_fails_the_report(pack_copy: Path) -> None:
     test_file = pack_copy / "authz_test.rego"
     test_file.write_text(
-        test_file.read_text() + '\ntest_wrong if authz.core_purpose("trade_matching")\n'
+        test_file.read_text() + '\ntest_wrong if "trade_matching" in vocab.core_purposes\n'
     )
     report = run_tests_in_sandbox(PolicySource.from_dir(pack_copy))
     failed = [r for r in report.results if not r.passed]
@@ -113,7 +113,7 @@ def test_undefined_allow_denies(pack_copy: Path) -> None:
     authz = pack_copy / "authz.rego"
     text = authz.read_text().replace("default allow := false\n", "")
     authz.write_text(
-        text.replace("\tknown_role(input.subject.role)\n", "\tinput.context.cohort < 7\n")
+        text.replace("\tinput.subject.role in vocab.roles\n", "\tinput.context.cohort < 7\n")
     )
     compiled = CompiledPolicy.compile(PolicySource.from_dir(pack_copy))
     decision = compiled.decide(make_request("subbrain", "compute", {**CORE_COMPUTE, "cohort": 8}))
