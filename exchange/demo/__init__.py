@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exchange.demo import consent_step, edge_step, ledger_step, mpc_step
+from exchange.demo import consent_step, edge_step, ledger_step, mpc_step, policy_step
 from exchange.identities import IssuedIdentity
 from exchange.runtime import Runtime
 from exchange.settings import Settings
@@ -41,6 +41,7 @@ class Scene:
 
 STEPS: list[tuple[str, Callable[[Scene], None]]] = [
     ("ledger: record events, checkpoint, inclusion proof", ledger_step.run),
+    ("policy: four-eyes activation of the baseline pack, two decisions", policy_step.run),
     ("privacy compute: HE mean, MPC benchmarking round, PSI between suppliers", mpc_step.run),
     ("edge: EST enrolment, sealed upload over mutual TLS, revocation", edge_step.run),
     ("consent: enterprise-signed grants, a revocation, checks before and after", consent_step.run),
