@@ -9,6 +9,7 @@ a timeout ended the process. Never imported by the server.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,8 @@ from policies._engine import CompiledPolicy
 from policies._model import DecisionRequest
 from policies._source import PolicySource, RegoModule, location_of
 from policies.errors import PolicyInputError
+
+logger = logging.getLogger(__name__)
 
 _ERROR = re.compile(
     r"\(error \d+:(?P<file>[^|\s]+)\|(?P<offset>\d+)\|\d+\s+\(errormsg \d+:(?P<msg>[^\n]*?)\)"
