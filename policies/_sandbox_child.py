@@ -171,7 +171,21 @@ def _child_evaluate(source: PolicySource, requests: Sequence[Mapping[str, JsonVa
         _emit({"decision": decision.to_dict(), "index": index})
 
 
+MEMORY_LIMIT = 2 * 1024**3
+"""Address-space cap of the child (bytes): a runaway policy fails here, not in the server."""
+
+
+def _limit_memory() -> None:
+    try:
+        import resource  # noqa: PLC0415 -- POSIX only
+
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    except (ImportError, ValueError, OSError) as exc:  # not POSIX, or a lower hard limit
+        logger.warning("policy sandbox runs without a memory limit: %s", exc)
+
+
 def _main() -> int:
+    _limit_memory()
     job = json.loads(sys.stdin.buffer.read())
     source = PolicySource.from_dict(job["source"])
     command = job["command"]
