@@ -122,3 +122,16 @@ def test_refuses_a_second_key_for_the_same_job(custodian) -> None:
     custodian.create_job(HeJobSpec("job-dup", HeOperation.SUM))
     with pytest.raises(DecryptionRefusedError, match="already has a key"):
         custodian.create_job(HeJobSpec("job-dup", HeOperation.SUM))
+
+
+def test_a_secret_blob_moved_to_another_job_does_not_open(runtime, custodian, guard) -> None:
+    first = _collect(custodian, "job-aad-1", 3)
+    _collect(custodian, "job-aad-2", 3)
+    with runtime.db.write() as session:
+        one = session.get(HeKeyRow, "job-aad-1")
+        two = session.get(HeKeyRow, "job-aad-2")
+        assert one is not None and two is not None
+        one.encrypted_secret = two.encrypted_secret  # aad binds the blob to its job id
+    _approve(guard, "job-aad-1", first.contributors)
+    with pytest.raises(DecryptionRefusedError, match="does not open"):
+        custodian.release(first)

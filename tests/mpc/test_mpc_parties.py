@@ -110,3 +110,13 @@ def test_a_silent_party_fails_the_job_and_leaves_no_process(deployment) -> None:
     for pid in runner.last_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_parties_started_as_ibx_mpc_party(deployment) -> None:
+    ibx = str(Path(sys.executable).parent / "ibx")
+    runner = MpcRunner(deployment, RunnerConfig(deadline=120, party_command=(ibx, "mpc", "party")))
+    spec = MpcJobSpec("job-cli", statistics=(MpcStatistic.SUM, MpcStatistic.MAX))
+    dealer = ShareDealer(spec.job_id, deployment.box_public_keys, deployment.threshold)
+    result = runner.run(spec, [dealer.deal(f"ent-{i}", float(i)) for i in range(5)])
+    assert result.statistic(MpcStatistic.SUM) == pytest.approx((10.0,), abs=1e-3)
+    assert result.statistic(MpcStatistic.MAX) == pytest.approx((4.0,), abs=1e-3)
