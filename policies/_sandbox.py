@@ -129,6 +129,9 @@ def run_tests_in_sandbox(source: PolicySource, *, timeout: float = DEFAULT_TIMEO
     """Run ``source``'s ``test_`` rules and sample requests in the sandbox.
 
     A crash or timeout fails the step that was running and the report.
+
+    Raises:
+        PolicySandboxError: the child could not be started.
     """
     run = run_sandbox("test", source, timeout=timeout)
     results = [
