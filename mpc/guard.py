@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import opendp.prelude as dp
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.clock import format_rfc3339, utcnow
 from core.db import Database
@@ -260,6 +261,17 @@ class ReleaseGuard:
                     f"the {rule.n} largest contributors make up more than {rule.k:g}% of the total"
                 )
 
+    def check_budget(self, request: ReleaseRequest) -> None:
+        """Refuse early (before anything is decrypted) when a budget cannot cover the release.
+
+        Raises:
+            PrivacyBudgetExhaustedError: a consent's budget would be exceeded.
+        """
+        if request.policy.dp is None:
+            return
+        with self._db.read() as session:
+            _check_budgets(session, request, request.policy.dp.epsilon)
+
     def add_noise(
         self, request: ReleaseRequest, values: Sequence[float], *, sensitivity: float
     ) -> tuple[float, ...]:
@@ -279,17 +291,7 @@ class ReleaseGuard:
             raise ValueError("sensitivity must be a positive finite number")
         measurement = _measurement(terms, sensitivity, len(values))
         with self._db.write() as session:
-            for consent in request.consents:
-                if consent.epsilon_budget is None:
-                    continue
-                row = session.get(DpSpendRow, consent.consent_id)
-                spent = 0.0 if row is None else row.spent
-                if spent + terms.epsilon > consent.epsilon_budget + 1e-12:
-                    raise PrivacyBudgetExhaustedError(
-                        f"consent {consent.consent_id!r} has {consent.epsilon_budget - spent:g} "
-                        f"of its epsilon budget left, the release needs {terms.epsilon:g}",
-                        consent_id=consent.consent_id,
-                    )
+            _check_budgets(session, request, terms.epsilon)
             for consent in request.consents:
                 if consent.epsilon_budget is None:
                     continue
@@ -300,6 +302,20 @@ class ReleaseGuard:
                     row.spent += terms.epsilon
             noisy = measurement([float(v) for v in values])
         return tuple(float(v) for v in noisy)
+
+
+def _check_budgets(session: Session, request: ReleaseRequest, epsilon: float) -> None:
+    for consent in request.consents:
+        if consent.epsilon_budget is None:
+            continue
+        row = session.get(DpSpendRow, consent.consent_id)
+        spent = 0.0 if row is None else row.spent
+        if spent + epsilon > consent.epsilon_budget + 1e-12:
+            raise PrivacyBudgetExhaustedError(
+                f"consent {consent.consent_id!r} has {consent.epsilon_budget - spent:g} "
+                f"of its epsilon budget left, the release needs {epsilon:g}",
+                consent_id=consent.consent_id,
+            )
 
 
 def _measurement(terms: DpPolicy, sensitivity: float, size: int) -> dp.Measurement:

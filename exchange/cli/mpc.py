@@ -27,6 +27,7 @@ import typer
 import mpc
 from core.clock import utcnow
 from exchange.cli._context import cli_context
+from mpc.errors import InvalidContributionError
 
 __all__ = ["app"]
 
@@ -73,40 +74,73 @@ def deploy(
 
 
 @app.command("he")
-def he(
+def he(  # noqa: PLR0917 - one parameter per command-line option
     ctx: typer.Context,
     operation: mpc.HeOperation = typer.Option(mpc.HeOperation.MEAN, help="what to compute"),  # noqa: B008
     input_file: Path = _INPUT,
     min_cohort: int = typer.Option(5, help="the policy's minimum cohort"),
     question: str = typer.Option("", help="question key for differencing [default: operation]"),
+    epsilon: float | None = typer.Option(
+        None, help="add Laplace noise (OpenDP) with this epsilon (sum and mean only)"
+    ),
+    bound: float = typer.Option(1e6, help="largest magnitude of a value (sets the sensitivity)"),
+    budget: float | None = typer.Option(
+        None, help="each contributor's total epsilon budget, charged across runs"
+    ),
 ) -> None:
-    """Run an HE job over the contributors in --input and print the released values."""
+    """Run an HE job over the contributors in --input and print the released values.
+
+    A contributor whose input is refused is reported and left out; the job
+    goes on if the cohort stays at or above the minimum.
+    """
     runtime = cli_context(ctx).runtime
     data = _load(input_file)
     vectors = {who: v if isinstance(v, list) else [v] for who, v in data.items()}
     length = len(next(iter(vectors.values())))
+    if epsilon is not None and operation not in (mpc.HeOperation.SUM, mpc.HeOperation.MEAN):
+        raise typer.BadParameter("--epsilon applies to sum and mean")
     job_id = f"he-{uuid.uuid4().hex[:12]}"
     custodian = runtime.key_custodian
-    job = custodian.create_job(mpc.HeJobSpec(job_id, operation, length=length))
+    job = custodian.create_job(mpc.HeJobSpec(job_id, operation, length=length, bound=bound))
+    dp = None if epsilon is None else mpc.DpPolicy(mpc.DpMechanism.LAPLACE, epsilon)
     try:
         aggregator = mpc.HeAggregator(job)
         encryptor = mpc.HeContributor(job)
         for who, values in vectors.items():
-            aggregator.add(encryptor.encrypt(who, values))
-        request = mpc.ReleaseRequest(
-            job_id, "cli", question or operation.value, mpc.ReleasePolicy(min_cohort=min_cohort)
+            try:
+                aggregator.add(encryptor.encrypt(who, values))
+            except InvalidContributionError as exc:
+                typer.echo(f"dropped: {exc}", err=True)
+        consents = tuple(
+            mpc.ConsentTerms(f"cli/{who}", who, epsilon_budget=budget)
+            for who in sorted(aggregator.contributors)
         )
+        request = mpc.ReleaseRequest(
+            job_id,
+            "cli",
+            question or operation.value,
+            mpc.ReleasePolicy(min_cohort=min_cohort, dp=dp),
+            consents,
+        )
+        runtime.release_guard.check_budget(request)
         runtime.release_guard.approve(request, aggregator.contributors)
         result = custodian.release(aggregator.aggregate())
     finally:
         custodian.end_job(job_id)
+    values = list(result.values)
+    if dp is not None:
+        # one contributor moves each value by at most 2·bound (over n for a mean)
+        per_value = 2 * bound / (result.cohort if operation is mpc.HeOperation.MEAN else 1)
+        noisy = runtime.release_guard.add_noise(request, values, sensitivity=per_value * length)
+        values = list(noisy)
     typer.echo(
         json.dumps(
             {
                 "job_id": job_id,
                 "operation": result.operation.value,
                 "cohort": result.cohort,
-                "values": list(result.values),
+                "values": values,
+                "epsilon": epsilon,
             }
         )
     )

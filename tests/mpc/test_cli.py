@@ -46,3 +46,21 @@ def test_he_mpc_and_psi_commands(tmp_path: Path) -> None:
     psi = runner.invoke(app, ["mpc", "psi", "--left", str(left), "--right", str(right)])
     assert psi.exit_code == 0, psi.output
     assert "left learns overlap size 2" in psi.output and "globex" not in psi.output
+
+
+def test_he_drops_bad_contributors_and_charges_dp_budgets(tmp_path: Path) -> None:
+    from mpc.errors import PrivacyBudgetExhaustedError
+
+    values = tmp_path / "values.json"
+    good = {f"e{i}": 10.0 + i for i in range(5)}
+    values.write_text(json.dumps({**good, "e-bad": "lots"}))
+    runner = CliRunner()
+    args = ["--data-dir", str(tmp_path / "data"), "mpc", "he", "--input", str(values)]
+    args += ["--epsilon", "1", "--bound", "100", "--budget", "1.5"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "dropped: contributor 'e-bad'" in first.output
+    released = json.loads(first.output.splitlines()[-1])
+    assert released["cohort"] == 5 and released["epsilon"] == 1.0
+    second = runner.invoke(app, args)
+    assert isinstance(second.exception, PrivacyBudgetExhaustedError)

@@ -103,6 +103,8 @@ def test_dp_noise_charges_every_consent_and_refuses_when_spent(guard, mechanism)
     first = guard.add_noise(request, [100.0, 200.0], sensitivity=1.0)
     second = guard.add_noise(request, [100.0, 200.0], sensitivity=1.0)
     assert first != second and len(first) == 2
+    with pytest.raises(PrivacyBudgetExhaustedError, match="c-a"):
+        guard.check_budget(request)  # before anything is decrypted
     with pytest.raises(PrivacyBudgetExhaustedError, match="c-a") as info:
         guard.add_noise(request, [100.0, 200.0], sensitivity=1.0)
     assert info.value.consent_id == "c-a"
