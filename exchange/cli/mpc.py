@@ -158,6 +158,7 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
         [], "--dominance", help="n:k rule, e.g. 1:85 (repeatable)"
     ),
     min_cohort: int = typer.Option(3, help="the policy's minimum cohort"),
+    question: str = typer.Option("", help="question key for differencing [default: the stats]"),
     deadline: float = typer.Option(120.0, help="seconds before a silent party fails the job"),
 ) -> None:
     """Run an MPC job on three local party processes and print what each side learns."""
@@ -176,7 +177,12 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
     dealer = mpc.ShareDealer(job_id, dep.box_public_keys, dep.threshold)
     dealt = [dealer.deal(who, value, with_rank_key=ranks) for who, value in data.items()]
     result = mpc.MpcRunner(dep, mpc.RunnerConfig(deadline=deadline)).run(spec, dealt)
-    mpc.ReleaseGuard.check_dominance(mpc.ReleasePolicy(min_cohort, rules), result.dominance)
+    policy = mpc.ReleasePolicy(min_cohort=min_cohort, dominance=rules)
+    guard = cli_context(ctx).runtime.release_guard
+    guard.check_dominance(policy, result.dominance)
+    kept = frozenset(d.contributor for d in dealt) - {who for who, _ in result.dropped}
+    topic = question or "+".join(s.value for s in stat)
+    guard.approve(mpc.ReleaseRequest(job_id, "cli", topic, policy), kept)
     for who, reason in result.dropped:
         typer.echo(f"dropped {who}: {reason}", err=True)
     summary = {name: list(values) for name, values in result.statistics}
