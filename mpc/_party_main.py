@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> PartyOutcome:
     mpyc_argv = [sys.argv[0] if sys.argv else "ibx-mpc-party", "-I", str(args.index)]
     for address in args.parties.split(","):
         mpyc_argv += ["-P", address]
-    if not args.unsafe_no_tls:
+    if args.unsafe_no_tls:
+        logger.warning("party %d runs WITHOUT TLS between parties (--unsafe-no-tls)", args.index)
+    else:
         mpyc_argv.append("--ssl")
     mpyc_argv += ["--log-level", "warning"]
     sys.argv = mpyc_argv

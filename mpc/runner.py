@@ -42,7 +42,8 @@ class RunnerConfig:
 
     deadline: float = 60.0
     host: str = "127.0.0.1"
-    tls: bool = True
+    unsafe_no_tls: bool = False
+    """Plain TCP between the parties (tests on one host only; a warning is logged)."""
     party_command: tuple[str, ...] = field(
         default_factory=lambda: (sys.executable, "-m", "mpc._party_main")
     )
@@ -112,7 +113,8 @@ class MpcRunner:
                     "--dir",
                     str(work),
                 ]
-                if not cfg.tls:
+                if cfg.unsafe_no_tls:
+                    logger.warning("job %s: party %d runs without TLS", spec.job_id, index)
                     command.append("--unsafe-no-tls")
                 with (jobs / f"{spec.job_id}.log").open("wb") as log:
                     procs.append(
