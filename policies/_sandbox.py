@@ -70,8 +70,9 @@ def run_sandbox(
             check=False,
         )
         stdout, returncode, error = proc.stdout, proc.returncode, None
+        stderr = proc.stderr
     except subprocess.TimeoutExpired as exc:
-        stdout, returncode = exc.stdout or b"", None
+        stdout, returncode, stderr = exc.stdout or b"", None, b""
         error = f"timed out after {timeout:g} s"
     except OSError as exc:
         raise PolicySandboxError(f"cannot start the policy sandbox: {exc}") from exc
@@ -85,10 +86,16 @@ def run_sandbox(
             steps.append(step)
     if error is None and returncode is not None and returncode != 0:
         if returncode < 0:
-            name = signal.Signals(-returncode).name
+            try:
+                name = signal.Signals(-returncode).name
+            except ValueError:
+                name = f"signal {-returncode}"
             error = f"the Rego evaluator crashed ({name})"
         else:
-            error = f"the sandbox exited with status {returncode}"
+            last = stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:]
+            error = f"the sandbox exited with status {returncode}" + (
+                f" ({last[0][:200]})" if last else ""
+            )
     if error is not None:
         started = [s["start"] for s in steps if "start" in s]
         done = {s.get("name") for s in steps if "result" in s}

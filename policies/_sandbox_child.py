@@ -171,21 +171,12 @@ def _child_evaluate(source: PolicySource, requests: Sequence[Mapping[str, JsonVa
         _emit({"decision": decision.to_dict(), "index": index})
 
 
-MEMORY_LIMIT = 2 * 1024**3
-"""Address-space cap of the child (bytes): a runaway policy fails here, not in the server."""
-
-
-def _limit_memory() -> None:
-    try:
-        import resource  # noqa: PLC0415 -- POSIX only
-
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    except (ImportError, ValueError, OSError) as exc:  # not POSIX, or a lower hard limit
-        logger.warning("policy sandbox runs without a memory limit: %s", exc)
+# No memory rlimit: importing regopy 1.5.2 reserves about 256 GiB of virtual
+# address space (VmData), so RLIMIT_AS / RLIMIT_DATA caps make ordinary
+# allocations fail at random. The parent's timeout bounds a runaway policy.
 
 
 def _main() -> int:
-    _limit_memory()
     job = json.loads(sys.stdin.buffer.read())
     source = PolicySource.from_dict(job["source"])
     command = job["command"]
