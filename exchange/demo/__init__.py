@@ -42,9 +42,9 @@ class Scene:
 STEPS: list[tuple[str, Callable[[Scene], None]]] = [
     ("ledger: record events, checkpoint, inclusion proof", ledger_step.run),
     ("policy: four-eyes activation of the baseline pack, two decisions", policy_step.run),
+    ("consent: enterprise-signed grants, a revocation, checks before and after", consent_step.run),
     ("privacy compute: HE mean, MPC benchmarking round, PSI between suppliers", mpc_step.run),
     ("edge: EST enrolment, sealed upload over mutual TLS, revocation", edge_step.run),
-    ("consent: enterprise-signed grants, a revocation, checks before and after", consent_step.run),
 ]
 
 
