@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         168, ge=1, le=8784, description="lifetime of edge device certificates (default 7 days)"
     )
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Resolved once here: components that run child processes in their own
+        # working directories (MPC parties) must not inherit a relative path.
+        return value.expanduser().resolve()
+
     @field_validator("ledger_origin")
     @classmethod
     def _origin_is_one_token(cls, value: str) -> str:

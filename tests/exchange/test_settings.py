@@ -60,3 +60,37 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_data_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings(data_dir=Path("rel/dir")).data_dir == tmp_path.resolve() / "rel" / "dir"
+
+
+def test_mpc_run_works_with_a_relative_data_dir(tmp_path: Path) -> None:
+    import json
+    import os
+
+    (tmp_path / "values.json").write_text(json.dumps({f"p{i}": 40.0 + i for i in range(5)}))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exchange.cli",
+            "mpc",
+            "run",
+            "--input",
+            "values.json",
+            "--stat",
+            "mean",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "IBX_DATA_DIR": ".ibx"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[0])
+    assert abs(result["statistics"]["mean"][0] - 42.0) < 1e-3
