@@ -541,19 +541,22 @@ def _envelope(obj: object, what: str) -> tuple[Mapping[str, Any], bytes]:
     return data, signature
 
 
-@dataclass(frozen=True)
-class SignedReceipt:
-    """A receipt and the enterprise's Ed25519 signature over its canonical bytes."""
+class _SignedEnvelope:
+    """What a signed receipt and a signed revocation share: the enterprise's Ed25519
+    signature over the document's RFC 8785 bytes, and the ``{"receipt", "signature"}``
+    wire form."""
 
-    receipt: ConsentReceipt
     signature: bytes
+
+    def _document(self) -> ConsentReceipt | Revocation:
+        raise TypeError("subclasses name their signed document")
 
     def canonical(self) -> bytes:
         """The signed bytes."""
-        return self.receipt.canonical()
+        return self._document().canonical()
 
     def receipt_hash(self) -> str:
-        """Hex SHA-256 of the signed bytes: the receipt's identity on the ledger."""
+        """Hex SHA-256 of the signed bytes: the document's identity on the ledger."""
         return hashlib.sha256(self.canonical()).hexdigest()
 
     def verify(self, public_key: Ed25519PublicKey) -> None:
@@ -567,9 +570,20 @@ class SignedReceipt:
     def to_dict(self) -> dict[str, JsonValue]:
         """``{"receipt": {...}, "signature": base64}``: the wire and file form."""
         return {
-            "receipt": self.receipt.to_dict(),
+            "receipt": self._document().to_dict(),
             "signature": base64.b64encode(self.signature).decode(),
         }
+
+
+@dataclass(frozen=True)
+class SignedReceipt(_SignedEnvelope):
+    """A receipt and the enterprise's Ed25519 signature over its canonical bytes."""
+
+    receipt: ConsentReceipt
+    signature: bytes
+
+    def _document(self) -> ConsentReceipt:
+        return self.receipt
 
     @classmethod
     def from_dict(cls, obj: object) -> SignedReceipt:
@@ -583,34 +597,14 @@ class SignedReceipt:
 
 
 @dataclass(frozen=True)
-class SignedRevocation:
+class SignedRevocation(_SignedEnvelope):
     """A revocation and the enterprise's Ed25519 signature over its canonical bytes."""
 
     revocation: Revocation
     signature: bytes
 
-    def canonical(self) -> bytes:
-        """The signed bytes."""
-        return self.revocation.canonical()
-
-    def receipt_hash(self) -> str:
-        """Hex SHA-256 of the signed bytes."""
-        return hashlib.sha256(self.canonical()).hexdigest()
-
-    def verify(self, public_key: Ed25519PublicKey) -> None:
-        """Check the signature under ``public_key``.
-
-        Raises:
-            BadConsentSignatureError: it does not verify (one opaque error).
-        """
-        _verify(public_key, self.canonical(), self.signature)
-
-    def to_dict(self) -> dict[str, JsonValue]:
-        """``{"receipt": {...}, "signature": base64}``."""
-        return {
-            "receipt": self.revocation.to_dict(),
-            "signature": base64.b64encode(self.signature).decode(),
-        }
+    def _document(self) -> Revocation:
+        return self.revocation
 
     @classmethod
     def from_dict(cls, obj: object) -> SignedRevocation:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from exchange.cli import app, main
+from exchange.cli import app
 from policies import (
     BASELINE_PACK,
     FourEyesError,
@@ -36,6 +38,18 @@ class Cli:
         assert code == 0, output
         return output
 
+    def process(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The real ``ibx`` in its own process, as a user runs it."""
+        env = {k: v for k, v in os.environ.items() if k not in ("IBX_TOKEN", "IBX_OPA_URL")}
+        return subprocess.run(
+            [sys.executable, "-m", "exchange.cli", "--data-dir", str(self.data_dir), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     def token(self, role: str, name: str, *extra: str) -> str:
         out = self.run("identity", "create", "--role", role, "--name", name, *extra)
         return out.strip().splitlines()[-1]
@@ -60,9 +74,7 @@ CONTEXT = json.dumps(
 )
 
 
-def test_officers_change_policy_and_decisions_follow(
-    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_officers_change_policy_and_decisions_follow(cli: Cli, tmp_path: Path) -> None:
     a = cli.token("security_officer", "officer-a")
     b = cli.token("security_officer", "officer-b")
     ops = cli.token("sysadmin", "ops")
@@ -108,34 +120,23 @@ def test_officers_change_policy_and_decisions_follow(
     assert diff.strip().endswith("0 of 2 decisions differ from the active version")
 
     # a CLI error is one line and a non-zero exit
-    argv = ["ibx", "--data-dir", str(cli.data_dir), "policy", "approve", short, "--token", a]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip()
+    done = cli.process("policy", "approve", short, "--token", a)
+    assert done.returncode == 1
+    err = done.stderr.strip()
     assert err.count("\n") == 0
     assert err.startswith("ibx: four-eyes rule violated: officer-a proposed version")
 
 
-def test_bad_directory_and_bad_context(
-    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_directory_and_bad_context(cli: Cli, tmp_path: Path) -> None:
     a = cli.token("security_officer", "officer-a")
     bad = tmp_path / "bad"
     bad.mkdir()
     for name in ("model.conf", "policy.csv", "data.json", "authz.rego"):
         (bad / name).write_text((BASELINE_PACK / name).read_text())
     (bad / "policy.csv").write_text("p, root, lithium-battery, dataset, compute, allow\n")
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["ibx", "--data-dir", str(cli.data_dir), "policy", "propose", str(bad), "--token", a],
-    )
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip()
+    done = cli.process("policy", "propose", str(bad), "--token", a)
+    assert done.returncode == 1
+    err = done.stderr.strip()
     assert err == (
         "ibx: invalid Casbin policy line: policy.csv:1: unknown role 'root' in "
         "'p, root, lithium-battery, dataset, compute, allow'"
