@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -193,18 +194,32 @@ class EdgePki:
         return token
 
     def enroll(
-        self, device_name: str, token: str, csr_body: bytes, *, now: datetime
+        self,
+        device_name: str,
+        token: str,
+        csr_body: bytes,
+        *,
+        now: datetime,
+        admit: Callable[[DeviceId], None] | None = None,
     ) -> IssuedCertificate:
         """EST simpleenroll: spend ``token`` and certify the CSR's key for its device.
+
+        ``admit`` (if given) is called with the token's device inside the
+        transaction, before anything is issued; if it raises, the token stays
+        unspent and nothing is issued (the exchange refuses tokens of revoked
+        enterprises this way).
 
         Raises:
             CaNotInitializedError: no CA.
             TokenUnknownError, TokenUsedError, TokenExpiredError: the token cannot enrol.
             CsrError: the CSR is refused (see :func:`validate_csr`).
+            EnrollmentError: whatever ``admit`` raises.
         """
         ca = self.authority()
         with self._db.write() as session:
             device, spent = consume_token(session, device_name, token, now=now)
+            if admit is not None:
+                admit(device)
             request = validate_csr(csr_body, device, trust_domain=self.config.trust_domain)
             cert = ca.issue_device(request.public_key, device, now=now)
             self._store(session, cert, CertificateKind.DEVICE, device)

@@ -7,10 +7,16 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 
 from exchange.errors import AuthError, ForbiddenError
-from exchange.identities import Identity, Role
+from exchange.identities import Identity, IdentityError, Role, Status
 from exchange.runtime import Runtime
 
-__all__ = ["authenticate_token", "caller", "get_runtime", "require_role"]
+__all__ = [
+    "authenticate_token",
+    "caller",
+    "enterprise_is_active",
+    "get_runtime",
+    "require_role",
+]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -31,6 +37,19 @@ def authenticate_token(runtime: Runtime, token: str | None) -> Identity:
     if identity is None:
         raise AuthError("the token is unknown, expired or revoked")
     return identity
+
+
+def enterprise_is_active(runtime: Runtime, name: str) -> bool:
+    """Whether ``name`` is a registered, unrevoked enterprise.
+
+    Edge devices act for their enterprise: once it is revoked, its devices'
+    certificates and pending bootstrap tokens must stop working too.
+    """
+    try:
+        identity = runtime.identities.get(name)
+    except IdentityError:
+        return False
+    return identity.role is Role.ENTERPRISE and identity.status is Status.ACTIVE
 
 
 def caller(request: Request) -> Identity:

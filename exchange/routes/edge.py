@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from core.clock import format_rfc3339, utcnow
 from edge_tls import (
+    CertificateRejectedError,
     DeviceCertificate,
     DeviceId,
     EnrollmentError,
     SealingKeyMissingError,
     sealing_public_key,
 )
-from exchange.auth import get_runtime, require_role
+from exchange.auth import enterprise_is_active, get_runtime, require_role
 from exchange.identities import Identity, Role, Status
 from exchange.runtime import Runtime
 from exchange.schemas.edge import BootstrapTokenCreate, BootstrapTokenPublic
@@ -38,11 +39,25 @@ def current_device(request: Request) -> DeviceCertificate:
     """FastAPI dependency: the device behind the verified client certificate, checked now.
 
     Raises:
-        CertificateRejectedError: no certificate, or an unknown, revoked or expired one.
+        CertificateRejectedError: no certificate, or an unknown, revoked or expired one,
+            or one of a device whose enterprise is no longer an active identity.
     """
-    return get_runtime(request).edge_pki.authenticate(
-        peer_certificate_der(request.scope), now=utcnow()
-    )
+    runtime = get_runtime(request)
+    device = runtime.edge_pki.authenticate(peer_certificate_der(request.scope), now=utcnow())
+    require_active_enterprise(runtime, device)
+    return device
+
+
+def require_active_enterprise(runtime: Runtime, device: DeviceCertificate) -> None:
+    """Refuse a device whose enterprise identity was revoked (or never existed).
+
+    Raises:
+        CertificateRejectedError: the device's enterprise is not an active identity.
+    """
+    if not enterprise_is_active(runtime, device.device.enterprise):
+        raise CertificateRejectedError(
+            f"the enterprise {device.device.enterprise!r} of this device is not an active identity"
+        )
 
 
 def _sealing_key(runtime: Runtime, enterprise: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -19,10 +20,13 @@ from core.clock import utcnow
 from edge_tls import (
     BootstrapTokenError,
     CertificateRejectedError,
+    DeviceId,
     EnrollmentError,
 )
-from exchange.auth import get_runtime
+from exchange.auth import enterprise_is_active, get_runtime
 from exchange.errors import status_for
+from exchange.routes.edge import require_active_enterprise
+from exchange.runtime import Runtime
 from exchange.tls_bridge import peer_certificate_der
 
 __all__ = ["router"]
@@ -70,6 +74,16 @@ async def _body(request: Request) -> bytes:
     return body
 
 
+def _admit(runtime: Runtime) -> Callable[[DeviceId], None]:
+    def admit(device: DeviceId) -> None:
+        if not enterprise_is_active(runtime, device.enterprise):
+            raise BootstrapTokenError(
+                f"the enterprise {device.enterprise!r} of this token is not an active identity"
+            )
+
+    return admit
+
+
 @router.get("/cacerts")
 def cacerts(request: Request) -> Response:
     """The CA chain as base64 certs-only PKCS#7 (RFC 7030 §4.1)."""
@@ -91,7 +105,9 @@ async def simpleenroll(request: Request) -> Response:
     body = await _body(request)
     runtime = get_runtime(request)
     try:
-        issued = runtime.edge_pki.enroll(credentials[0], credentials[1], body, now=utcnow())
+        issued = runtime.edge_pki.enroll(
+            credentials[0], credentials[1], body, now=utcnow(), admit=_admit(runtime)
+        )
     except EnrollmentError as exc:
         logger.info("simpleenroll refused for %r: %s", credentials[0], type(exc).__name__)
         return _refusal(exc)
@@ -110,6 +126,7 @@ async def simplereenroll(request: Request) -> Response:
     try:
         now = utcnow()
         peer = runtime.edge_pki.authenticate(peer_certificate_der(request.scope), now=now)
+        require_active_enterprise(runtime, peer)
         issued = runtime.edge_pki.reenroll(peer, body, now=now)
     except CertificateRejectedError as exc:
         logger.info("simplereenroll refused: %s", type(exc).__name__)

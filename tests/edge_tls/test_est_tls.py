@@ -271,8 +271,8 @@ def test_uploads_stop_when_the_enterprise_is_revoked(pki: Pki, edge_url: str) ->
         assert client.get(edge_url + "/v1/edge/sealing-key").status_code == 200
         pki.runtime.identities.revoke("closing-co")
         refused = client.post(edge_url + "/v1/edge/readings", content=b"x" * 100)
-    assert refused.status_code == 409
-    assert "no active registered public key" in refused.json()["detail"]
+    assert refused.status_code == 401
+    assert "not an active identity" in refused.json()["detail"]
 
 
 def test_est_before_pki_init_is_503(tmp_path: Path) -> None:

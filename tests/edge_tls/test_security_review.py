@@ -1,0 +1,56 @@
+"""Security review: attacks on the edge listener that must be refused, through real TLS."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from core.clock import utcnow
+from core.keys import Ed25519Signer
+from edge_tls import DeviceId, IssuedCertificate
+from exchange.identities import Role
+from tests.edge_tls.conftest import Pki, client_context, csr_for, new_key
+
+
+def test_devices_and_tokens_of_a_revoked_enterprise_are_refused(pki: Pki, edge_url: str) -> None:
+    """Revoking an enterprise identity ends its devices' access: no route, no renewal,
+    and a bootstrap token it created before the revocation no longer enrols."""
+    signer = Ed25519Signer.generate("gone-co")
+    pki.runtime.identities.create("gone-co", Role.ENTERPRISE, public_key=signer.public_key)
+    device = DeviceId("gone-co", "dev-1")
+    token = pki.runtime.edge_pki.create_token(device, actor="gone-co", now=utcnow()).token
+    pending = pki.runtime.edge_pki.create_token(
+        DeviceId("gone-co", "dev-2"), actor="gone-co", now=utcnow()
+    ).token
+    key = new_key()
+    issued = pki.runtime.edge_pki.enroll(
+        "dev-1", token, csr_for(key, "dev-1").public_bytes(Encoding.DER), now=utcnow()
+    )
+    cert_path, key_path = pki.device_files(IssuedCertificate(issued.certificate, device), key, "g1")
+    renew_csr = base64.encodebytes(csr_for(new_key(), "dev-1").public_bytes(Encoding.DER))
+    with httpx.Client(verify=client_context(pki, cert_path, key_path)) as client:
+        assert client.get(edge_url + "/v1/edge/whoami").status_code == 200
+        pki.runtime.identities.revoke("gone-co")
+        whoami = client.get(edge_url + "/v1/edge/whoami")
+        sealing = client.get(edge_url + "/v1/edge/sealing-key")
+        upload = client.post(edge_url + "/v1/edge/readings", content=b"x" * 100)
+        renew = client.post(edge_url + "/.well-known/est/simplereenroll", content=renew_csr)
+    for refused in (whoami, sealing, upload):
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "not an active identity" in refused.json()["detail"]
+    assert renew.status_code == 401, renew.text
+    assert "not an active identity" in renew.text
+    before = len(pki.runtime.edge_pki.certificates(enterprise="gone-co"))
+    enrol = httpx.post(
+        edge_url + "/.well-known/est/simpleenroll",
+        content=base64.encodebytes(csr_for(new_key(), "dev-2").public_bytes(Encoding.DER)),
+        headers={"Content-Type": "application/pkcs10"},
+        auth=("dev-2", pending),
+        verify=client_context(pki),
+    )
+    assert enrol.status_code == 401, enrol.text
+    assert "not an active identity" in enrol.text
+    assert len(pki.runtime.edge_pki.certificates(enterprise="gone-co")) == before
