@@ -78,6 +78,13 @@ def main() -> None:
         first = str(exc).strip().splitlines()
         typer.echo(f"ibx: invalid input: {' '.join(first[:3])}", err=True)
         sys.exit(2)
+    except OverflowError:  # e.g. --days or --ttl beyond what a date or duration holds
+        typer.echo("ibx: invalid input: a number or date is out of range", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a file that cannot be read or written, a refused connection
+        where = f" {exc.filename}" if exc.filename else ""
+        typer.echo(f"ibx: cannot use{where}: {exc.strerror or type(exc).__name__}", err=True)
+        sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("ibx: aborted", err=True)
         sys.exit(130)

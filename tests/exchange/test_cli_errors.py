@@ -1,0 +1,87 @@
+"""Security review: bad CLI input gives one line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _ibx(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
+    return subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "--data-dir", str(data_dir), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def enterprise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    data = tmp_path_factory.mktemp("cli") / "data"
+    created = _ibx(data, "identity", "create", "--role", "enterprise", "--name", "ent-a")
+    assert created.returncode == 0, created.stderr
+    return data, created.stdout.strip().splitlines()[-1]
+
+
+CASES = {
+    "consent-check-missing-request-file": (
+        ("consent", "check", "--request", "@/nonexistent/request.json"),
+        1,
+        "/nonexistent/request.json",
+    ),
+    "consent-grant-days-overflow": (
+        (
+            "consent",
+            "grant",
+            "--key",
+            "{key}",
+            "--dataset",
+            "d:f",
+            "--purpose",
+            "benchmarking",
+            "--operation",
+            "mean",
+            "--requester",
+            "ent-a",
+            "--days",
+            "99999999999",
+        ),
+        2,
+        "out of range",
+    ),
+    "edge-token-ttl-overflow": (
+        ("edge", "token", "create", "--enterprise", "ent-a", "--device", "d1", "--ttl", "9" * 25),
+        2,
+        "out of range",
+    ),
+    "mpc-psi-missing-file": (
+        ("mpc", "psi", "--left", "/nonexistent/a.txt", "--right", "/nonexistent/b.txt"),
+        1,
+        "/nonexistent/a.txt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_bad_input_is_one_line_without_traceback(
+    enterprise: tuple[Path, str], tmp_path: Path, case: tuple[tuple[str, ...], int, str]
+) -> None:
+    data, token = enterprise
+    args, code, needle = case
+    key = tmp_path / "k"
+    assert _ibx(data, "consent", "keygen", "--out", str(key)).returncode == 0
+    args = tuple(a.replace("{key}", str(key)) for a in args)
+    result = _ibx(data, *args, *(("--token", token) if args[0] != "mpc" else ()))
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ibx: ")
+    assert needle in lines[0]
