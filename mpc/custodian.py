@@ -22,7 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
+import tenseal as ts
+from sqlalchemy.orm import Session
 
 from core.clock import format_rfc3339, utcnow
 from core.db import Database
@@ -33,13 +38,22 @@ from mpc._tables import HeKeyRow
 from mpc.errors import (
     AggregateIntegrityError,
     DecryptionRefusedError,
+    InvalidContributionError,
     KeyDestroyedError,
     UnknownJobError,
 )
-from mpc.guard import HARD_MIN_COHORT, ReleaseGuard
+from mpc.guard import HARD_MIN_COHORT, ReleaseApproval, ReleaseGuard, ReleaseRequest
 from mpc.hazmat import he as raw
 from mpc.hazmat.he import HeScheme
-from mpc.he import EncryptedAggregate, HeJobPublic, HeJobSpec, HeResult, finalize
+from mpc.he import (
+    EncryptedAggregate,
+    HeJobPublic,
+    HeJobSpec,
+    HeOperation,
+    HeResult,
+    HeVector,
+    finalize,
+)
 
 __all__ = ["CustodianConfig", "KeyCustodian"]
 
@@ -73,6 +87,9 @@ class KeyCustodian:
         self._recorder = recorder
         self._guard = guard
         self._config = config or CustodianConfig()
+        self._jobs: dict[str, HeJobPublic] = {}
+        """Public halves of the jobs this custodian created and has not finished:
+        their contexts stay deserialised for the aggregator and the enterprises."""
 
     @staticmethod
     def _aad(job_id: str) -> bytes:
@@ -86,9 +103,10 @@ class KeyCustodian:
             ledger.LedgerError: the generation could not be recorded (nothing stored).
         """
         ctx = raw.new_secret_context(spec.scheme)
-        public = raw.public_bytes(ctx)
+        job = HeJobPublic.from_context(spec, raw.public_context(ctx))
+        public = job.public_context
         blob = self._master.encrypt(raw.secret_bytes(ctx), aad=self._aad(spec.job_id))
-        job = HeJobPublic(spec, public)
+        del ctx
         with self._db.write() as session:
             if session.get(HeKeyRow, spec.job_id) is not None:
                 raise DecryptionRefusedError(f"job {spec.job_id!r} already has a key")
@@ -118,6 +136,7 @@ class KeyCustodian:
                 ),
                 session=session,
             )
+        self._jobs[spec.job_id] = job
         logger.info("job %s: generated a %s key", spec.job_id, spec.scheme.value)
         return job
 
@@ -127,6 +146,9 @@ class KeyCustodian:
         Raises:
             UnknownJobError: no such job.
         """
+        cached = self._jobs.get(job_id)
+        if cached is not None:
+            return cached
         with self._db.read() as session:
             row = session.get(HeKeyRow, job_id)
             if row is None:
@@ -136,96 +158,143 @@ class KeyCustodian:
     def release(self, aggregate: EncryptedAggregate) -> HeResult:
         """Sum the aggregate's contributions, decrypt the sum once, and finish the result.
 
+        Needs the release guard's stored approval (:meth:`ReleaseGuard.approve`)
+        for exactly the aggregate's contributors. :meth:`finish_job` does the
+        approval, this and :meth:`end_job` in a single transaction.
+
         Raises:
             UnknownJobError: no such job.
             KeyDestroyedError: the job ended.
             DecryptionRefusedError: no approval for this job, an approval for another
                 cohort, fewer than two contributions, or the job was already released.
-            AggregateIntegrityError: the sum's check slot is wrong (a contribution
-                was made under another key); nothing is released.
+            AggregateIntegrityError: a decrypted slot is out of range or the check
+                slot is wrong (a contribution was made under another key); nothing
+                is released.
+            InvalidContributionError: an aggregate assembled from bytes holds one
+                that is not a ciphertext of the job's shape.
             ledger.LedgerError: the decryption could not be recorded; nothing is released.
         """
         job_id = aggregate.job_id
-        approval = self._guard.approval(job_id)
         with self._db.write() as session:
-            row = session.get(HeKeyRow, job_id)
-            if row is None:
-                raise UnknownJobError(f"no key for job {job_id!r}")
-            if row.state == _DESTROYED or row.encrypted_secret is None:
-                raise KeyDestroyedError(f"the key of job {job_id!r} was destroyed")
-            if row.state == _RELEASED:
-                raise DecryptionRefusedError(f"job {job_id!r} was already released once")
-            contributors = aggregate.contributors
-            if len(aggregate.contributions) < HARD_MIN_COHORT or len(contributors) != len(
-                aggregate.contributions
-            ):
-                raise DecryptionRefusedError(
-                    "only a sum over at least two distinct contributors is ever decrypted"
-                )
+            row = self._usable_row(session, job_id)
+            self._check_cohort(aggregate)
+            approval = self._guard.approval(job_id, session=session)
             if approval is None:
                 raise DecryptionRefusedError(f"the release of job {job_id!r} was not approved")
-            if approval.contributors != contributors:
-                raise DecryptionRefusedError(
-                    "the aggregate's contributors are not the approved cohort"
-                )
-            if len(contributors) < approval.min_cohort:
-                raise DecryptionRefusedError("the aggregate is below the approved minimum cohort")
-            if any(c.job_id != job_id for c in aggregate.contributions):
-                raise DecryptionRefusedError("the aggregate mixes contributions of other jobs")
-            spec = HeJobSpec.from_dict(json.loads(row.spec_json))
-            try:
-                secret = self._master.decrypt(row.encrypted_secret, aad=self._aad(job_id))
-            except KeyDecryptionError as exc:
-                raise DecryptionRefusedError("the job key does not open") from exc
-            plain = self._sum_and_decrypt(spec, secret, aggregate)
-            del secret
-            expected = sum(spec.weight_of(name) for name in contributors)
-            check = plain[spec.payload_length]
-            tolerance = 0.0 if spec.scheme is HeScheme.BFV else 1e-3 * max(1.0, abs(expected))
-            if abs(check - expected) > tolerance:
-                raise AggregateIntegrityError(
-                    f"job {job_id!r}: the check slot is not the cohort total; some "
-                    "contribution was made under another key, nothing released"
-                )
-            if spec.scheme is HeScheme.BFV:
-                half = raw.BFV_PLAIN_MODULUS // 2
-                if any(v < 0 or v > half for v in plain):
-                    raise AggregateIntegrityError("a BFV sum wrapped around the plaintext modulus")
-            result = finalize(spec, plain[: spec.payload_length], len(contributors))
+            result = self._decrypt(row, aggregate, approval)
             row.state = _RELEASED
-            self._recorder.record(
-                Event(
-                    "mpc.key.decrypt",
-                    self._config.actor,
-                    {
-                        "job_id": job_id,
-                        "key_fingerprint": row.key_fingerprint,
-                        "aggregate_sha256": aggregate.digest,
-                        "contributors": len(contributors),
-                    },
-                ),
-                session=session,
-            )
+            self._recorder.record(self._decrypt_event(row, aggregate), session=session)
+        self._jobs.pop(job_id, None)
         logger.info("job %s: decrypted the approved aggregate", job_id)
         return result
 
+    def finish_job(self, request: ReleaseRequest, aggregate: EncryptedAggregate) -> HeResult:
+        """Approve the release, decrypt the aggregate and destroy the key, in one transaction.
+
+        The guard's approval, the key's state change and the two ledger
+        entries (``mpc.key.decrypt``, ``mpc.key.destroy``) commit together in
+        one durable commit, or not at all: a refused or failed decryption
+        leaves no approval behind.
+
+        Raises:
+            UnknownJobError: no such job.
+            KeyDestroyedError: the job ended.
+            DecryptionRefusedError: the request is for another job, fewer than two
+                contributions, or the job was already released.
+            CohortTooSmallError: fewer contributors than the strictest minimum.
+            DifferencingError: too close to an earlier cohort of the same question.
+            AggregateIntegrityError: a decrypted slot is out of range or the check
+                slot is wrong (a contribution was made under another key); nothing
+                is released or approved, and the key is kept.
+            InvalidContributionError: an aggregate assembled from bytes holds one
+                that is not a ciphertext of the job's shape.
+            ledger.LedgerError: the key operations could not be recorded; nothing is
+                released.
+        """
+        job_id = aggregate.job_id
+        if request.job_id != job_id:
+            raise DecryptionRefusedError(
+                f"the release request is for job {request.job_id!r}, not {job_id!r}"
+            )
+        with self._db.write() as session:
+            row = self._usable_row(session, job_id)
+            self._check_cohort(aggregate)
+            approval = self._guard.approve(request, aggregate.contributors, session=session)
+            result = self._decrypt(row, aggregate, approval)
+            decrypted = self._decrypt_event(row, aggregate)
+            self._erase(row)
+            self._recorder.record_batch([decrypted, self._destroy_event(row)], session=session)
+        self._jobs.pop(job_id, None)
+        logger.info("job %s: decrypted the approved aggregate and destroyed the key", job_id)
+        return result
+
     @staticmethod
-    def _sum_and_decrypt(
-        spec: HeJobSpec, secret: bytes, aggregate: EncryptedAggregate
-    ) -> list[float]:
-        ctx = raw.load_context(secret)
-        totals: list[object] = []
-        for contribution in aggregate.contributions:
-            weight = spec.weight_of(contribution.contributor)
-            for index, chunk in enumerate(contribution.chunks):
-                vector = raw.load_vector(ctx, spec.scheme, chunk)
-                if spec.operation.value == "weighted_sum":
-                    vector = vector * weight
-                if index == len(totals):
-                    totals.append(vector)
-                else:
-                    totals[index] = totals[index] + vector
-        return raw.decrypt_chunks(totals)
+    def _usable_row(session: Session, job_id: str) -> HeKeyRow:
+        row = session.get(HeKeyRow, job_id)
+        if row is None:
+            raise UnknownJobError(f"no key for job {job_id!r}")
+        if row.state == _DESTROYED or row.encrypted_secret is None:
+            raise KeyDestroyedError(f"the key of job {job_id!r} was destroyed")
+        if row.state == _RELEASED:
+            raise DecryptionRefusedError(f"job {job_id!r} was already released once")
+        return row
+
+    @staticmethod
+    def _check_cohort(aggregate: EncryptedAggregate) -> None:
+        contributions = aggregate.contributions
+        if len(contributions) < HARD_MIN_COHORT or len(aggregate.contributors) != len(
+            contributions
+        ):
+            raise DecryptionRefusedError(
+                "only a sum over at least two distinct contributors is ever decrypted"
+            )
+        if any(c.job_id != aggregate.job_id for c in contributions):
+            raise DecryptionRefusedError("the aggregate mixes contributions of other jobs")
+
+    def _decrypt(
+        self, row: HeKeyRow, aggregate: EncryptedAggregate, approval: ReleaseApproval
+    ) -> HeResult:
+        job_id = aggregate.job_id
+        contributors = aggregate.contributors
+        if approval.contributors != contributors:
+            raise DecryptionRefusedError("the aggregate's contributors are not the approved cohort")
+        if len(contributors) < approval.min_cohort:
+            raise DecryptionRefusedError("the aggregate is below the approved minimum cohort")
+        spec = HeJobSpec.from_dict(json.loads(row.spec_json))
+        assert row.encrypted_secret is not None  # checked by _usable_row
+        try:
+            secret = self._master.decrypt(row.encrypted_secret, aad=self._aad(job_id))
+        except KeyDecryptionError as exc:
+            raise DecryptionRefusedError("the job key does not open") from exc
+        plain = _sum_and_decrypt(spec, raw.load_context(secret), aggregate)
+        del secret
+        _check_integrity(spec, job_id, contributors, plain)
+        return finalize(spec, plain[: spec.payload_length], len(contributors))
+
+    def _decrypt_event(self, row: HeKeyRow, aggregate: EncryptedAggregate) -> Event:
+        return Event(
+            "mpc.key.decrypt",
+            self._config.actor,
+            {
+                "job_id": row.job_id,
+                "key_fingerprint": row.key_fingerprint,
+                "aggregate_sha256": aggregate.digest,
+                "contributors": len(aggregate.contributors),
+            },
+        )
+
+    def _destroy_event(self, row: HeKeyRow) -> Event:
+        return Event(
+            "mpc.key.destroy",
+            self._config.actor,
+            {"job_id": row.job_id, "key_fingerprint": row.key_fingerprint},
+        )
+
+    @staticmethod
+    def _erase(row: HeKeyRow) -> None:
+        row.encrypted_secret = None
+        row.state = _DESTROYED
+        row.destroyed_at = format_rfc3339(utcnow())
 
     def end_job(self, job_id: str) -> None:
         """Destroy the job's secret key (idempotent).
@@ -240,15 +309,93 @@ class KeyCustodian:
                 raise UnknownJobError(f"no key for job {job_id!r}")
             if row.state == _DESTROYED:
                 return
-            row.encrypted_secret = None
-            row.state = _DESTROYED
-            row.destroyed_at = format_rfc3339(utcnow())
-            self._recorder.record(
-                Event(
-                    "mpc.key.destroy",
-                    self._config.actor,
-                    {"job_id": job_id, "key_fingerprint": row.key_fingerprint},
-                ),
-                session=session,
-            )
+            self._erase(row)
+            self._recorder.record(self._destroy_event(row), session=session)
+        self._jobs.pop(job_id, None)
         logger.info("job %s: key destroyed", job_id)
+
+
+def _vector_rows(
+    spec: HeJobSpec, secret: ts.Context, aggregate: EncryptedAggregate
+) -> Iterator[tuple[HeVector, ...]]:
+    """The aggregator's deserialised vectors, or the bytes loaded here (checked alike)."""
+    if aggregate.vectors:
+        if len(aggregate.vectors) != len(aggregate.contributions) or any(
+            len(row) != spec.chunk_count for row in aggregate.vectors
+        ):
+            raise DecryptionRefusedError("the aggregate's vectors do not match its contributions")
+        yield from aggregate.vectors
+        return
+    width = raw.slots(spec.scheme)
+    for contribution in aggregate.contributions:
+        who = contribution.contributor
+        if len(contribution.chunks) != spec.chunk_count:
+            raise InvalidContributionError("has the wrong number of ciphertexts", contributor=who)
+        row: list[HeVector] = []
+        for index, chunk in enumerate(contribution.chunks):
+            try:
+                vector = raw.load_vector(secret, spec.scheme, chunk)
+            except ValueError as exc:
+                raise InvalidContributionError(
+                    f"ciphertext {index} is not a {spec.scheme.value} ciphertext", contributor=who
+                ) from exc
+            if vector.size() != min(width, spec.slot_count - index * width):
+                raise InvalidContributionError(
+                    f"ciphertext {index} has the wrong size", contributor=who
+                )
+            row.append(vector)
+        yield tuple(row)
+
+
+def _sum_and_decrypt(
+    spec: HeJobSpec, secret: ts.Context, aggregate: EncryptedAggregate
+) -> list[float]:
+    """The custodian's own sum over every contribution, decrypted once.
+
+    The first contribution's vectors are never modified (they may be the
+    aggregator's); the running totals are new objects added to in place.
+    """
+    weighted = spec.operation is HeOperation.WEIGHTED_SUM
+    totals: list[HeVector] = []
+    owned: list[bool] = []
+    rows = _vector_rows(spec, secret, aggregate)
+    for contribution, vectors in zip(aggregate.contributions, rows, strict=True):
+        weight = spec.weight_of(contribution.contributor)
+        for index, vector in enumerate(vectors):
+            term = vector * weight if weighted else vector
+            if index == len(totals):
+                totals.append(term)
+                owned.append(weighted)
+            elif owned[index]:
+                totals[index] += term
+            else:
+                totals[index] = totals[index] + term
+                owned[index] = True
+    return raw.decrypt_chunks(totals, secret)
+
+
+def _check_integrity(
+    spec: HeJobSpec, job_id: str, contributors: frozenset[str], plain: list[float]
+) -> None:
+    """Refuse a sum that a ciphertext under another key (or a wrap-around) turned to noise."""
+    if len(plain) != spec.slot_count:
+        raise AggregateIntegrityError(f"job {job_id!r}: the sum has the wrong number of slots")
+    values = np.asarray(plain[: spec.payload_length], dtype=float)
+    if spec.has_check_slot:
+        expected = sum(spec.weight_of(name) for name in contributors)
+        tolerance = 0.0 if spec.scheme is HeScheme.BFV else 1e-3 * max(1.0, abs(expected))
+        if not abs(plain[spec.payload_length] - expected) <= tolerance:
+            raise AggregateIntegrityError(
+                f"job {job_id!r}: the check slot is not the cohort total; some "
+                "contribution was made under another key, nothing released"
+            )
+    if spec.scheme is HeScheme.BFV:
+        if not bool(np.all((values >= 0) & (values <= raw.BFV_PLAIN_MODULUS // 2))):
+            raise AggregateIntegrityError("a BFV sum wrapped around the plaintext modulus")
+        return
+    ceiling = spec.slot_ceiling(sum(abs(spec.weight_of(name)) for name in contributors))
+    if ceiling is not None and not bool(np.all(np.abs(values) <= ceiling * (1 + 1e-6) + 1.0)):
+        raise AggregateIntegrityError(
+            f"job {job_id!r}: a summed slot exceeds what the job's bounds allow; some "
+            "contribution was made under another key, nothing released"
+        )

@@ -186,8 +186,13 @@ class ReleaseGuard:
         *,
         result_labels: Sequence[str] = (),
         per_contributor: bool = False,
+        session: Session | None = None,
     ) -> ReleaseApproval:
         """Approve releasing a result over ``contributors`` and remember the cohort.
+
+        With ``session`` the approval is written inside the caller's
+        transaction (the key custodian's, so approval and decryption commit
+        together); otherwise in a transaction of its own.
 
         Raises:
             IndividualValueError: a per-enterprise result, or a label naming a contributor.
@@ -206,45 +211,57 @@ class ReleaseGuard:
                 cohort=len(contributors),
                 minimum=minimum,
             )
-        with self._db.write() as session:
-            earlier = session.execute(
-                select(ReleaseRow).where(
-                    ReleaseRow.requester == request.requester,
-                    ReleaseRow.question == request.question,
-                )
-            ).scalars()
-            for row in earlier:
-                if row.job_id == request.job_id:
-                    raise DifferencingError(f"job {request.job_id!r} was already released")
-                cohort = frozenset(json.loads(row.cohort_json))
-                differ = len(cohort ^ contributors)
-                if 0 < differ < minimum:
-                    raise DifferencingError(
-                        f"the cohort differs from release {row.job_id!r} by {differ} "
-                        f"contributors, fewer than the minimum {minimum}"
-                    )
-            session.add(
-                ReleaseRow(
-                    job_id=request.job_id,
-                    requester=request.requester,
-                    question=request.question,
-                    cohort_json=json.dumps(sorted(contributors)),
-                    min_cohort=minimum,
-                    approved_at=format_rfc3339(utcnow()),
-                )
+        if session is None:
+            with self._db.write() as own:
+                return self._remember(own, request, contributors, minimum)
+        return self._remember(session, request, contributors, minimum)
+
+    @staticmethod
+    def _remember(
+        session: Session, request: ReleaseRequest, contributors: frozenset[str], minimum: int
+    ) -> ReleaseApproval:
+        earlier = session.execute(
+            select(ReleaseRow).where(
+                ReleaseRow.requester == request.requester,
+                ReleaseRow.question == request.question,
             )
+        ).scalars()
+        for row in earlier:
+            if row.job_id == request.job_id:
+                raise DifferencingError(f"job {request.job_id!r} was already released")
+            cohort = frozenset(json.loads(row.cohort_json))
+            differ = len(cohort ^ contributors)
+            if 0 < differ < minimum:
+                raise DifferencingError(
+                    f"the cohort differs from release {row.job_id!r} by {differ} "
+                    f"contributors, fewer than the minimum {minimum}"
+                )
+        session.add(
+            ReleaseRow(
+                job_id=request.job_id,
+                requester=request.requester,
+                question=request.question,
+                cohort_json=json.dumps(sorted(contributors)),
+                min_cohort=minimum,
+                approved_at=format_rfc3339(utcnow()),
+            )
+        )
         logger.info("release of job %s approved (cohort %d)", request.job_id, len(contributors))
         return ReleaseApproval(request.job_id, contributors, minimum)
 
-    def approval(self, job_id: str) -> ReleaseApproval | None:
-        """The stored approval of ``job_id``, if any."""
-        with self._db.read() as session:
-            row = session.get(ReleaseRow, job_id)
-            if row is None:
-                return None
-            return ReleaseApproval(
-                row.job_id, frozenset(json.loads(row.cohort_json)), row.min_cohort
-            )
+    def approval(self, job_id: str, *, session: Session | None = None) -> ReleaseApproval | None:
+        """The stored approval of ``job_id``, if any (read in ``session`` when given)."""
+        if session is None:
+            with self._db.read() as own:
+                return self._stored(own, job_id)
+        return self._stored(session, job_id)
+
+    @staticmethod
+    def _stored(session: Session, job_id: str) -> ReleaseApproval | None:
+        row = session.get(ReleaseRow, job_id)
+        if row is None:
+            return None
+        return ReleaseApproval(row.job_id, frozenset(json.loads(row.cohort_json)), row.min_cohort)
 
     @staticmethod
     def check_dominance(policy: ReleasePolicy, verdict: DominanceVerdict) -> None:

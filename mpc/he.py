@@ -6,10 +6,18 @@ contribution and collects it, holding only public material; the key custodian
 (:mod:`mpc.custodian`) sums the collected ciphertexts itself and decrypts only
 that sum, once the release guard approved the cohort.
 
-Every contribution's vector carries one extra *check slot* holding 1 (times
-the contributor's weight for weighted sums): after summation it must equal the
-cohort size (or the sum of weights), so a ciphertext made under another job's
-key cannot slip into a result unnoticed.
+A ciphertext made under another job's key cannot slip into a result
+unnoticed, and detecting it never costs an extra ciphertext. Decrypted under
+this job's key, a sum containing a foreign ciphertext is noise of magnitude
+about ``q / scale`` (above 1e14 in every slot, measured: see
+``docs/mpc.md``), far beyond any honest sum. So the custodian checks every
+decrypted slot against the largest sum the job's bounds allow
+(:meth:`HeJobSpec.slot_ceiling`), and when the last ciphertext has a spare
+slot the contributor also puts a *check slot* there holding 1 (the custodian
+weights it like the values): after summation it must equal the cohort size
+(or the sum of weights). A payload that fills its ciphertexts exactly (4,096
+CKKS values) has no check slot and relies on the range check over all its
+4,096 slots.
 
 Precision (tested against numpy in ``tests/mpc/test_he.py``): BFV results are
 exact; CKKS sums and means of values with ``|x| <= 1e6`` over up to 1,000
@@ -29,8 +37,10 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
+import tenseal as ts
 
 from mpc.errors import (
     InvalidContributionError,
@@ -52,6 +62,7 @@ __all__ = [
     "HeJobSpec",
     "HeOperation",
     "HeResult",
+    "HeVector",
     "RegressionInput",
     "finalize",
 ]
@@ -119,6 +130,8 @@ class HeJobSpec:
             raise ValueError("a weighted sum needs public weights")
         if not (0 < self.bound <= 1e12) or self.max_contributors < 2:
             raise ValueError("bound must be in (0, 1e12] and max_contributors at least 2")
+        if self.operation is HeOperation.LINEAR_REGRESSION and not self.has_check_slot:
+            raise ValueError("a regression of this width leaves no room for the check slot")
 
     @property
     def scheme(self) -> HeScheme:
@@ -127,7 +140,7 @@ class HeJobSpec:
 
     @property
     def payload_length(self) -> int:
-        """Slots before the check slot."""
+        """Slots holding values (without the check slot)."""
         op = self.operation
         if op is HeOperation.VARIANCE:
             return 2 * self.length
@@ -139,9 +152,36 @@ class HeJobSpec:
         return self.length
 
     @property
+    def has_check_slot(self) -> bool:
+        """Whether the last ciphertext has room for the check slot (it never gets its own)."""
+        return self.payload_length % raw.slots(self.scheme) != 0
+
+    @property
+    def slot_count(self) -> int:
+        """Slots per contribution: the payload, and the check slot where it fits."""
+        return self.payload_length + int(self.has_check_slot)
+
+    @property
     def chunk_count(self) -> int:
         """Ciphertexts per contribution."""
-        return math.ceil((self.payload_length + 1) / raw.slots(self.scheme))
+        return math.ceil(self.payload_length / raw.slots(self.scheme))
+
+    def slot_ceiling(self, total_weight: float) -> float | None:
+        """The largest magnitude any slot of an honest CKKS sum can have.
+
+        ``total_weight`` is the cohort size, or the sum of the absolute
+        weights of a weighted sum. None for BFV (its range is checked
+        against the plaintext modulus) and for a regression, whose XᵀX grows
+        with an enterprise's row count (its payload always leaves room for
+        the check slot: see ``__post_init__``).
+        """
+        op = self.operation
+        if self.scheme is HeScheme.BFV or op is HeOperation.LINEAR_REGRESSION:
+            return None
+        per_contributor = (
+            max(self.bound, self.bound**2) if op is HeOperation.VARIANCE else self.bound
+        )
+        return per_contributor * total_weight
 
     def weight_of(self, contributor: str) -> float:
         """The public weight of ``contributor`` (1 unless it is a weighted sum).
@@ -199,10 +239,32 @@ class HeJobPublic:
     spec: HeJobSpec
     public_context: bytes = field(repr=False)
 
+    @classmethod
+    def from_context(cls, spec: HeJobSpec, context: ts.Context) -> HeJobPublic:
+        """The job of a public context already in memory (saves loading it again).
+
+        Raises:
+            ValueError: ``context`` holds a secret key.
+        """
+        if context.is_private():
+            raise ValueError("a job's public half must not hold the secret key")
+        job = cls(spec, raw.public_bytes(context))
+        job.__dict__["context"] = context  # seeds the cached property below
+        return job
+
     @functools.cached_property
     def key_fingerprint(self) -> str:
         """Hex SHA-256 of the public context."""
         return raw.context_fingerprint(self.public_context)
+
+    @functools.cached_property
+    def context(self) -> ts.Context:
+        """The public context, deserialized once per :class:`HeJobPublic`.
+
+        Raises:
+            ValueError: the bytes are not a TenSEAL context.
+        """
+        return raw.load_context(self.public_context)
 
 
 @dataclass(frozen=True)
@@ -224,12 +286,22 @@ class HeContribution:
         return h.hexdigest()
 
 
+HeVector: TypeAlias = ts.CKKSVector | ts.BFVVector
+
+
 @dataclass(frozen=True)
 class EncryptedAggregate:
-    """The checked contributions of one job, ready for the custodian to sum."""
+    """The checked contributions of one job, ready for the custodian to sum.
+
+    ``vectors`` are the aggregator's deserialisation of each contribution's
+    chunks (same order), so the custodian does not deserialise every
+    ciphertext a second time; empty when the aggregate was assembled from
+    the bytes alone, and then the custodian loads the bytes itself.
+    """
 
     job_id: str
     contributions: tuple[HeContribution, ...]
+    vectors: tuple[tuple[HeVector, ...], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def contributors(self) -> frozenset[str]:
@@ -268,7 +340,7 @@ class HeContributor:
 
     def __init__(self, job: HeJobPublic) -> None:
         self._job = job
-        self._ctx = raw.load_context(job.public_context)
+        self._ctx = job.context
 
     def encrypt(
         self, contributor: str, values: Sequence[float] | RegressionInput
@@ -284,7 +356,8 @@ class HeContributor:
         spec = self._job.spec
         payload = self._encode(spec, contributor, values)
         spec.weight_of(contributor)
-        payload.append(1.0)
+        if spec.has_check_slot:
+            payload.append(1.0)
         chunks = raw.encrypt_chunks(self._ctx, spec.scheme, payload)
         return HeContribution(spec.job_id, contributor, self._job.key_fingerprint, tuple(chunks))
 
@@ -351,8 +424,9 @@ class HeAggregator:
 
     def __init__(self, job: HeJobPublic) -> None:
         self._job = job
-        self._ctx = raw.load_context(job.public_context)
+        self._ctx = job.context
         self._by_contributor: dict[str, HeContribution] = {}
+        self._vectors: dict[str, tuple[HeVector, ...]] = {}
         self._digests: set[str] = set()
 
     def add(self, contribution: HeContribution) -> None:
@@ -385,8 +459,9 @@ class HeAggregator:
                 contributor=who,
             )
         spec.weight_of(who)
-        total = spec.payload_length + 1
+        total = spec.slot_count
         width = raw.slots(spec.scheme)
+        vectors: list[HeVector] = []
         for index, chunk in enumerate(contribution.chunks):
             try:
                 vector = raw.load_vector(self._ctx, spec.scheme, chunk)
@@ -400,7 +475,9 @@ class HeAggregator:
                     f"ciphertext {index} holds {vector.size()} values, expected {expected}",
                     contributor=who,
                 )
+            vectors.append(vector)
         self._by_contributor[who] = contribution
+        self._vectors[who] = tuple(vectors)
         self._digests.add(digest)
         logger.debug("job %s: accepted a contribution from %s", spec.job_id, who)
 
@@ -411,12 +488,16 @@ class HeAggregator:
 
     def aggregate(self) -> EncryptedAggregate:
         """Everything collected so far, in a stable order."""
-        ordered = tuple(self._by_contributor[name] for name in sorted(self._by_contributor))
-        return EncryptedAggregate(self._job.spec.job_id, ordered)
+        names = sorted(self._by_contributor)
+        return EncryptedAggregate(
+            self._job.spec.job_id,
+            tuple(self._by_contributor[name] for name in names),
+            tuple(self._vectors[name] for name in names),
+        )
 
 
 def finalize(spec: HeJobSpec, plain: Sequence[float], cohort: int) -> HeResult:
-    """Turn a decrypted sum (without its check slot) into the released values.
+    """Turn a decrypted sum (without any check slot) into the released values.
 
     Raises:
         ValueError: a regression whose summed XᵀX is singular.

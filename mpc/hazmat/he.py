@@ -35,6 +35,7 @@ __all__ = [
     "load_vector",
     "new_secret_context",
     "public_bytes",
+    "public_context",
     "secret_bytes",
     "slots",
 ]
@@ -93,15 +94,34 @@ def new_secret_context(scheme: HeScheme) -> ts.Context:
 
 
 def secret_bytes(ctx: ts.Context) -> bytes:
-    """The context with its secret key, serialized (encrypt before storing!)."""
-    return bytes(ctx.serialize(save_secret_key=True, save_galois_keys=False))
+    """The parameters and the secret key alone, serialized (encrypt before storing!).
+
+    The public key is left out: decryption needs only the secret key, and the
+    public half is stored and handed out separately. Loading the smaller blob
+    takes about two thirds of the time of a full context.
+    """
+    return bytes(
+        ctx.serialize(
+            save_public_key=False,
+            save_secret_key=True,
+            save_galois_keys=False,
+            save_relin_keys=False,
+        )
+    )
+
+
+def public_context(ctx: ts.Context) -> ts.Context:
+    """A copy of ``ctx`` without its secret key: safe for enterprises and the aggregator."""
+    public = ctx.copy()
+    public.make_context_public()
+    return public
 
 
 def public_bytes(ctx: ts.Context) -> bytes:
-    """The context without its secret key: safe for enterprises and the aggregator."""
-    public = ctx.copy()
-    public.make_context_public()
-    return bytes(public.serialize(save_galois_keys=False, save_relin_keys=False))
+    """A public context (see :func:`public_context`), serialized without relinearisation keys."""
+    if ctx.is_private():
+        ctx = public_context(ctx)
+    return bytes(ctx.serialize(save_galois_keys=False, save_relin_keys=False))
 
 
 def load_context(data: bytes) -> ts.Context:
@@ -149,9 +169,16 @@ def load_vector(ctx: ts.Context, scheme: HeScheme, data: bytes) -> ts.CKKSVector
         raise ValueError("not a ciphertext of this scheme") from exc
 
 
-def decrypt_chunks(vectors: Sequence[ts.CKKSVector | ts.BFVVector]) -> list[float]:
-    """Decrypt and concatenate (the context must hold the secret key)."""
+def decrypt_chunks(
+    vectors: Sequence[ts.CKKSVector | ts.BFVVector], secret: ts.Context
+) -> list[float]:
+    """Decrypt with ``secret``'s key and concatenate.
+
+    The vectors may be linked to a public context with the same parameters
+    (the aggregator's): decryption takes the secret key explicitly.
+    """
+    key = secret.secret_key()
     out: list[float] = []
     for vec in vectors:
-        out.extend(float(v) for v in vec.decrypt())
+        out.extend(float(v) for v in vec.decrypt(key))
     return out

@@ -18,7 +18,12 @@ from mpc import (
     ReleaseRequest,
 )
 from mpc._tables import HeKeyRow
-from mpc.errors import DecryptionRefusedError, KeyDestroyedError, UnknownJobError
+from mpc.errors import (
+    CohortTooSmallError,
+    DecryptionRefusedError,
+    KeyDestroyedError,
+    UnknownJobError,
+)
 
 
 def _collect(custodian: KeyCustodian, job_id: str, n: int) -> EncryptedAggregate:
@@ -135,3 +140,46 @@ def test_a_secret_blob_moved_to_another_job_does_not_open(runtime, custodian, gu
     _approve(guard, "job-aad-1", first.contributors)
     with pytest.raises(DecryptionRefusedError, match="does not open"):
         custodian.release(first)
+
+
+def test_finish_job_approves_decrypts_and_destroys_in_one_transaction(
+    runtime, custodian, guard
+) -> None:
+    aggregate = _collect(custodian, "job-finish", 4)
+    request = ReleaseRequest("job-finish", "sub-brain", "q", ReleasePolicy(min_cohort=3))
+    result = custodian.finish_job(request, aggregate)
+    assert result.values == pytest.approx((10.0,), abs=1e-6)
+    approval = guard.approval("job-finish")
+    assert approval is not None and approval.contributors == aggregate.contributors
+    assert _ledger_types(runtime) == [
+        ("mpc.key.generate", "job-finish"),
+        ("mpc.key.decrypt", "job-finish"),
+        ("mpc.key.destroy", "job-finish"),
+    ]
+    with runtime.db.read() as session:
+        row = session.get(HeKeyRow, "job-finish")
+        assert row is not None and row.encrypted_secret is None and row.state == "destroyed"
+    with pytest.raises(KeyDestroyedError):
+        custodian.finish_job(request, aggregate)
+
+
+def test_finish_job_refuses_a_request_for_another_job_or_a_small_cohort(custodian, guard) -> None:
+    aggregate = _collect(custodian, "job-fin-2", 3)
+    other = ReleaseRequest("job-other", "sub-brain", "q", ReleasePolicy(min_cohort=3))
+    with pytest.raises(DecryptionRefusedError, match="job-other"):
+        custodian.finish_job(other, aggregate)
+    strict = ReleaseRequest("job-fin-2", "sub-brain", "q", ReleasePolicy(min_cohort=5))
+    with pytest.raises(CohortTooSmallError):
+        custodian.finish_job(strict, aggregate)
+    assert guard.approval("job-fin-2") is None
+    request = ReleaseRequest("job-fin-2", "sub-brain", "q", ReleasePolicy(min_cohort=3))
+    assert custodian.finish_job(request, aggregate).values == pytest.approx((6.0,), abs=1e-6)
+
+
+def test_public_halves_stay_loaded_until_the_job_ends(custodian) -> None:
+    job = custodian.create_job(HeJobSpec("job-cache", HeOperation.SUM))
+    assert custodian.public("job-cache") is job
+    assert not job.context.is_private()
+    custodian.end_job("job-cache")
+    reloaded = custodian.public("job-cache")
+    assert reloaded is not job and reloaded.key_fingerprint == job.key_fingerprint

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from mpc import (
+    EncryptedAggregate,
     HeAggregator,
+    HeContribution,
     HeContributor,
     HeJobSpec,
     HeOperation,
@@ -85,11 +87,22 @@ def test_ckks_statistics_match_numpy(custodian, guard, operation, length) -> Non
     assert result.cohort == 8
 
 
-def test_long_vectors_span_several_ciphertexts(custodian, guard) -> None:
+LONG_VECTORS = [
+    # (length, ciphertexts per contribution, whether the check slot fits)
+    (4095, 1, True),
+    (4096, 1, False),  # fills its ciphertext: no check slot, never a second ciphertext
+    (5000, 2, True),
+]
+
+
+@pytest.mark.parametrize(("length", "chunks", "check_slot"), LONG_VECTORS, ids=str)
+def test_long_vectors_never_need_an_extra_ciphertext(
+    custodian, guard, length: int, chunks: int, check_slot: bool
+) -> None:
     rng = np.random.default_rng(1)
-    data = rng.uniform(0, 1e3, size=(3, 4096))
-    spec = HeJobSpec("job-long", HeOperation.SUM, length=4096)
-    assert spec.chunk_count == 2  # 4,096 values + the check slot
+    data = rng.uniform(0, 1e3, size=(3, length))
+    spec = HeJobSpec(f"job-long-{length}", HeOperation.SUM, length=length)
+    assert (spec.chunk_count, spec.has_check_slot) == (chunks, check_slot)
     result = _run(custodian, guard, spec, dict(zip(_names(3), data.tolist(), strict=True)))
     assert np.max(np.abs(np.array(result.values) - data.sum(axis=0))) < 1e-5
 
@@ -189,14 +202,64 @@ def test_aggregator_refuses_other_jobs_replays_and_garbage(custodian) -> None:
         agg.add(garbage)
 
 
-def test_ciphertext_under_another_key_fails_the_integrity_check(custodian, guard) -> None:
-    job_a = custodian.create_job(HeJobSpec("job-ka", HeOperation.SUM, length=2))
-    job_b = custodian.create_job(HeJobSpec("job-kb", HeOperation.SUM, length=2))
+FOREIGN_KEY_CASES = [
+    # (operation, length, which of the forged contribution's ciphertexts are foreign)
+    (HeOperation.SUM, 2, (0,)),  # caught by the check slot
+    (HeOperation.MEAN, 4096, (0,)),  # no check slot: caught by the range check
+    (HeOperation.SUM, 5000, (0,)),  # a full first ciphertext, honest last one
+    (HeOperation.SUM, 5000, (1,)),  # the last ciphertext, holding the check slot
+    (HeOperation.WEIGHTED_SUM, 4096, (0,)),  # rescaled by the weight, still noise
+    (HeOperation.VARIANCE, 2048, (0,)),  # squares: the ceiling is bound²·n
+]
+
+
+@pytest.mark.parametrize(
+    ("operation", "length", "foreign"),
+    FOREIGN_KEY_CASES,
+    ids=[f"{op.value}-{n}-{f}" for op, n, f in FOREIGN_KEY_CASES],
+)
+def test_ciphertext_under_another_key_fails_the_integrity_check(
+    custodian, guard, operation: HeOperation, length: int, foreign: tuple[int, ...]
+) -> None:
+    weights = tuple((name, 2.5) for name in [*_names(2), "ent-evil"])
+    tag = f"{operation.value}-{length}-{foreign[0]}"
+    spec_b = HeJobSpec(f"job-kb-{tag}", operation, length=length, weights=weights)
+    spec_a = HeJobSpec(f"job-ka-{tag}", operation, length=length, weights=weights)
+    job_a, job_b = custodian.create_job(spec_a), custodian.create_job(spec_b)
+    values = np.random.default_rng(4).uniform(-1e3, 1e3, length).tolist()
     agg = HeAggregator(job_b)
     for name in _names(2):
-        agg.add(HeContributor(job_b).encrypt(name, [1.0, 2.0]))
-    forged = HeContributor(job_a).encrypt("ent-evil", [1.0, 2.0])
-    agg.add(type(forged)("job-kb", "ent-evil", job_b.key_fingerprint, forged.chunks))
-    guard.approve(ReleaseRequest("job-kb", "r", "q", ReleasePolicy(min_cohort=3)), agg.contributors)
+        agg.add(HeContributor(job_b).encrypt(name, values))
+    honest = HeContributor(job_b).encrypt("ent-evil", values).chunks
+    other = HeContributor(job_a).encrypt("ent-evil", values).chunks
+    chunks = tuple(other[i] if i in foreign else honest[i] for i in range(len(honest)))
+    agg.add(HeContribution(spec_b.job_id, "ent-evil", job_b.key_fingerprint, chunks))
+    request = ReleaseRequest(spec_b.job_id, "r", "q", ReleasePolicy(min_cohort=3))
     with pytest.raises(AggregateIntegrityError, match="another key"):
-        custodian.release(agg.aggregate())
+        custodian.finish_job(request, agg.aggregate())
+    assert guard.approval(spec_b.job_id) is None  # rolled back with the refusal
+
+
+def test_custodian_loads_the_bytes_itself_when_given_no_vectors(custodian, guard) -> None:
+    spec = HeJobSpec("job-bytes", HeOperation.MEAN, length=3)
+    job = custodian.create_job(spec)
+    agg = HeAggregator(job)
+    for i, name in enumerate(_names(3)):
+        agg.add(HeContributor(job).encrypt(name, [float(i), 2.0 * i, -1.0]))
+    from_bytes = EncryptedAggregate(spec.job_id, agg.aggregate().contributions)
+    assert from_bytes.vectors == ()
+    guard.approve(
+        ReleaseRequest(spec.job_id, "r", "q", ReleasePolicy(min_cohort=3)), agg.contributors
+    )
+    assert custodian.release(from_bytes).values == pytest.approx((1.0, 2.0, -1.0), abs=1e-6)
+
+
+def test_custodian_refuses_garbage_bytes_naming_the_contributor(custodian, guard) -> None:
+    spec = HeJobSpec("job-garbage", HeOperation.SUM, length=1)
+    job = custodian.create_job(spec)
+    good = [HeContributor(job).encrypt(name, [1.0]) for name in _names(2)]
+    garbage = HeContribution(spec.job_id, "ent-g", job.key_fingerprint, (b"not a ciphertext",))
+    aggregate = EncryptedAggregate(spec.job_id, (*good, garbage))
+    request = ReleaseRequest(spec.job_id, "r", "q", ReleasePolicy(min_cohort=3))
+    with pytest.raises(InvalidContributionError, match="ent-g"):
+        custodian.finish_job(request, aggregate)
