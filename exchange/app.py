@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exchange.errors import install_problem_handlers
+from exchange.errors import install_problem_handlers, problem
 from exchange.routes import edge as edge_routes
 from exchange.routes import ledger as ledger_routes
 from exchange.routes import pki as pki_routes
@@ -18,6 +19,72 @@ from exchange.settings import Settings
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+"""Largest request body the HTTP API reads (JSON requests are small; ledger payloads are
+bounded at 64 KiB too)."""
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413 before any route parses them.
+
+    The body is read (at most ``limit`` + one chunk) and replayed to the application, so
+    a declared ``Content-Length`` and a chunked upload are bounded alike.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413, "payload too large", f"a request body may be at most {self._limit} bytes"
+        )
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name != b"content-length":
+                continue
+            if not value.isdigit():
+                await problem(400, "invalid request", "malformed Content-Length")(
+                    scope, receive, send
+                )
+                return
+            if len(value) > 12 or int(value) > self._limit:
+                await self._too_large(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self._app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self._app(scope, _replay([body], receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -35,6 +102,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app = FastAPI(title="ibx exchange", version="0.1.0", lifespan=lifespan)
     app.state.runtime = rt
+    app.add_middleware(_BodyLimit, limit=MAX_BODY)
     install_problem_handlers(app)
     app.include_router(ledger_routes.router)
     app.include_router(pki_routes.router)
