@@ -17,6 +17,10 @@ __all__ = ["app"]
 
 app = typer.Typer(help="The verifiable ledger (on the server's data dir).")
 
+RESERVED_TYPES = ("identity.", "dataset.", "consent.", "policy.", "edge.", "mpc.")
+"""Entry types that only the owning package writes: an operator must not be able to
+append a policy approval, a consent, a certificate revocation or a key operation."""
+
 
 @app.command("append")
 def append(
@@ -25,6 +29,11 @@ def append(
     actor: str = typer.Option("sysadmin", "--actor", help="who the entries are recorded for"),
 ) -> None:
     """Append one JSON object per stdin line as one atomic batch; print each new index."""
+    if type_.strip().lower().startswith(RESERVED_TYPES):
+        raise InvalidEntryError(
+            f"entry type {type_!r} is reserved for the records the packages write themselves "
+            f"({', '.join(t + '*' for t in RESERVED_TYPES)}); use another type for operator notes"
+        )
     events: list[Event] = []
     source_lines: list[int] = []
     for number, line in enumerate(sys.stdin, start=1):

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 
-def _ibx(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
     return subprocess.run(
         [sys.executable, "-m", "exchange.cli", "--data-dir", str(data_dir), *args],
+        input=stdin,
         env=env,
         capture_output=True,
         text=True,
@@ -85,3 +86,24 @@ def test_bad_input_is_one_line_without_traceback(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("ibx: ")
     assert needle in lines[0]
+
+
+@pytest.mark.parametrize(
+    "entry_type",
+    ["policy.approve", "consent.grant", "identity.create", "edge.certificate.revoke", "mpc.key.x"],
+)
+def test_operator_cannot_append_records_owned_by_the_packages(
+    enterprise: tuple[Path, str], entry_type: str
+) -> None:
+    """Separation of duties: the sysadmin's ``ledger append`` cannot forge a policy
+    approval, a consent, an identity change, a revocation or a key operation."""
+    data, _token = enterprise
+    forged = '{"version": "0123456789abcdef", "officer": "officer-b"}\n'
+    before = _ibx(data, "ledger", "checkpoint").stdout
+    args = ("ledger", "append", "--type", entry_type, "--actor", "officer-b")
+    result = _ibx(data, *args, stdin=forged)
+    assert result.returncode == 1, result.stdout
+    assert "reserved" in result.stderr
+    assert _ibx(data, "ledger", "checkpoint").stdout == before
+    note = _ibx(data, "ledger", "append", "--type", "ops.note", stdin='{"k": 1}\n')
+    assert note.returncode == 0, note.stderr
