@@ -300,6 +300,8 @@ def _append(out: Path, batch: ReadingBatch, plaintext: bytes) -> int:
             raise SealedBatchError(
                 f"batch {batch.id} has columns {rows[0]}, but {out} has {current[2:]}"
             )
+    if not exists:  # opened plaintext: readable by the enterprise's user only
+        os.close(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     with out.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if not exists:

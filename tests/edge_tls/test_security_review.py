@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import stat
+from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
+from typer.testing import CliRunner
 
 from core.clock import utcnow
 from core.keys import Ed25519Signer
-from edge_tls import DeviceId, IssuedCertificate
+from edge_tls import DeviceId, IssuedCertificate, seal_batch, sealing_public_key
+from exchange.cli import app
 from exchange.identities import Role
 from tests.edge_tls.conftest import Pki, client_context, csr_for, new_key
 
@@ -54,3 +58,40 @@ def test_devices_and_tokens_of_a_revoked_enterprise_are_refused(pki: Pki, edge_u
     assert enrol.status_code == 401, enrol.text
     assert "not an active identity" in enrol.text
     assert len(pki.runtime.edge_pki.certificates(enterprise="gone-co")) == before
+
+
+def test_pulled_plaintext_readings_are_private_to_the_user(pki: Pki, tmp_path: Path) -> None:
+    """The enterprise's opened readings are plaintext business data: the CSV that
+    ``ibx edge readings pull`` creates is mode 0600, like the key files."""
+    token = pki.token("private-1")
+    key = new_key()
+    issued = pki.runtime.edge_pki.enroll(
+        "private-1", token, csr_for(key, "private-1").public_bytes(Encoding.DER), now=utcnow()
+    )
+    peer = pki.runtime.edge_pki.authenticate(
+        issued.certificate.public_bytes(Encoding.DER), now=utcnow()
+    )
+    sealed = seal_batch(
+        b"line,kwh\ncathode,980\n", sealing_public_key(pki.enterprise_signer.public_key.raw)
+    )
+    pki.runtime.edge_readings.store(peer, sealed, now=utcnow())
+    out = tmp_path / "opened.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "--data-dir",
+            str(pki.runtime.settings.data_dir),
+            "edge",
+            "readings",
+            "pull",
+            "--token",
+            pki.enterprise_token,
+            "--key",
+            str(pki.enterprise_key_file),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "cathode" in out.read_text()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
