@@ -115,20 +115,33 @@ def register_key(
     ctx: typer.Context,
     key_file: Path = typer.Option(..., "--key", help="the enterprise key file"),  # noqa: B008
     rotate: bool = typer.Option(False, "--rotate", help="replace an already registered key"),
+    old_key_file: Path | None = typer.Option(  # noqa: B008
+        None, "--old-key", help="with --rotate: the key file of the key registered now"
+    ),
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Register the key file's public key to the calling enterprise identity.
 
-    Rotating the key invalidates consents signed with the old one.
+    Rotating the key invalidates consents signed with the old one, and needs the
+    old key file too: a bearer token alone must not replace the key that consents
+    are verified with (its holder could then sign consents as the enterprise).
     """
     context = cli_context(ctx)
     me = _enterprise(context.acting_as(token))
     public = EnterpriseKey.load(key_file).signer.public_key
-    if me.public_key is not None and me.public_key != public and not rotate:
-        raise ConsentKeyError(
-            f"{me.name} already has key {me.public_key.fingerprint()[:16]}; pass --rotate "
-            "to replace it (consents signed with the old key stop verifying)"
-        )
+    if me.public_key is not None and me.public_key != public:
+        registered = me.public_key.fingerprint()[:16]
+        if not rotate:
+            raise ConsentKeyError(
+                f"{me.name} already has key {registered}; pass --rotate "
+                "to replace it (consents signed with the old key stop verifying)"
+            )
+        if old_key_file is None:
+            raise ConsentKeyError(
+                f"rotating needs --old-key, the key file of the registered key {registered}"
+            )
+        if EnterpriseKey.load(old_key_file).signer.public_key != me.public_key:
+            raise ConsentKeyError(f"--old-key is not {me.name}'s registered key {registered}")
     try:
         context.runtime.identities.set_public_key(me.name, public, actor=me.name)
     except IdentityError as exc:
