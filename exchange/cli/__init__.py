@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+import httpx
 import typer
 
 from core.errors import IbxError
@@ -81,6 +82,9 @@ def main() -> None:
     except OverflowError:  # e.g. --days or --ttl beyond what a date or duration holds
         typer.echo("ibx: invalid input: a number or date is out of range", err=True)
         sys.exit(2)
+    except httpx.HTTPError as exc:  # --exchange/--server unreachable, bad URL, TLS failure
+        typer.echo(f"ibx: cannot reach the server: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
     except OSError as exc:  # a file that cannot be read or written, a refused connection
         where = f" {exc.filename}" if exc.filename else ""
         typer.echo(f"ibx: cannot use{where}: {exc.strerror or type(exc).__name__}", err=True)

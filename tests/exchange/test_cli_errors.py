@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from core.clock import utcnow
 
 
 def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -29,6 +37,24 @@ def enterprise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     created = _ibx(data, "identity", "create", "--role", "enterprise", "--name", "ent-a")
     assert created.returncode == 0, created.stderr
     return data, created.stdout.strip().splitlines()[-1]
+
+
+def _self_signed_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = utcnow()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.PEM)
 
 
 CASES = {
@@ -62,6 +88,39 @@ CASES = {
         2,
         "out of range",
     ),
+    "edge-token-create-exchange-unreachable": (
+        (
+            "edge",
+            "token",
+            "create",
+            "--enterprise",
+            "ent-a",
+            "--device",
+            "d1",
+            "--exchange",
+            "http://127.0.0.1:1",
+        ),
+        1,
+        "cannot reach the server",
+    ),
+    "edge-enroll-bad-url": (
+        (
+            "edge",
+            "enroll",
+            "--server",
+            "not-a-url",
+            "--ca-bundle",
+            "{ca}",
+            "--device",
+            "d1",
+            "--token",
+            "ibxb_x",
+            "--out",
+            "{out}",
+        ),
+        1,
+        "cannot reach the server",
+    ),
     "mpc-psi-missing-file": (
         ("mpc", "psi", "--left", "/nonexistent/a.txt", "--right", "/nonexistent/b.txt"),
         1,
@@ -78,8 +137,14 @@ def test_bad_input_is_one_line_without_traceback(
     args, code, needle = case
     key = tmp_path / "k"
     assert _ibx(data, "consent", "keygen", "--out", str(key)).returncode == 0
-    args = tuple(a.replace("{key}", str(key)) for a in args)
-    result = _ibx(data, *args, *(("--token", token) if args[0] != "mpc" else ()))
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(_self_signed_pem())
+    args = tuple(
+        a.replace("{key}", str(key)).replace("{ca}", str(ca)).replace("{out}", str(tmp_path / "o"))
+        for a in args
+    )
+    with_token = args[0] not in ("mpc",) and args[:2] != ("edge", "enroll")
+    result = _ibx(data, *args, *(("--token", token) if with_token else ()))
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
