@@ -1,4 +1,4 @@
-"""The tables mpc owns (created by ``mpc/migrations/versions/mpc_0001_*``)."""
+"""The tables mpc owns (created by ``mpc/migrations/versions/mpc_000*``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
 
-__all__ = ["DpSpendRow", "HeKeyRow", "ReleaseRow"]
+__all__ = ["DpSpendRow", "HeKeyRow", "HePublicRow", "ReleaseRow"]
 
 
 class HeKeyRow(Base):
@@ -19,11 +19,19 @@ class HeKeyRow(Base):
     scheme: Mapped[str] = mapped_column(String(10))
     spec_json: Mapped[str] = mapped_column(Text)
     key_fingerprint: Mapped[str] = mapped_column(String(64))
-    public_context: Mapped[bytes] = mapped_column(LargeBinary)
     encrypted_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     state: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[str] = mapped_column(String(40))
     destroyed_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class HePublicRow(Base):
+    """One HE job's public context, apart from the key row whose state changes."""
+
+    __tablename__ = "mpc_he_public"
+
+    job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    public_context: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ReleaseRow(Base):

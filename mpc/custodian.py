@@ -34,7 +34,7 @@ from core.db import Database
 from core.errors import KeyDecryptionError
 from core.events import Event, EventRecorder
 from core.keys import MasterKey
-from mpc._tables import HeKeyRow
+from mpc._tables import HeKeyRow, HePublicRow
 from mpc.errors import (
     AggregateIntegrityError,
     DecryptionRefusedError,
@@ -116,12 +116,12 @@ class KeyCustodian:
                     scheme=spec.scheme.value,
                     spec_json=json.dumps(spec.to_dict()),
                     key_fingerprint=job.key_fingerprint,
-                    public_context=public,
                     encrypted_secret=blob,
                     state=_ACTIVE,
                     created_at=format_rfc3339(utcnow()),
                 )
             )
+            session.add(HePublicRow(job_id=spec.job_id, public_context=public))
             session.flush()
             self._recorder.record(
                 Event(
@@ -151,9 +151,12 @@ class KeyCustodian:
             return cached
         with self._db.read() as session:
             row = session.get(HeKeyRow, job_id)
-            if row is None:
+            public = session.get(HePublicRow, job_id)
+            if row is None or public is None:
                 raise UnknownJobError(f"no key for job {job_id!r}")
-            return HeJobPublic(HeJobSpec.from_dict(json.loads(row.spec_json)), row.public_context)
+            return HeJobPublic(
+                HeJobSpec.from_dict(json.loads(row.spec_json)), public.public_context
+            )
 
     def release(self, aggregate: EncryptedAggregate) -> HeResult:
         """Sum the aggregate's contributions, decrypt the sum once, and finish the result.
@@ -272,13 +275,14 @@ class KeyCustodian:
         return finalize(spec, plain[: spec.payload_length], len(contributors))
 
     def _decrypt_event(self, row: HeKeyRow, aggregate: EncryptedAggregate) -> Event:
+        """``cohort_sha256`` names the encryptions summed: contributor and fingerprint."""
         return Event(
             "mpc.key.decrypt",
             self._config.actor,
             {
                 "job_id": row.job_id,
                 "key_fingerprint": row.key_fingerprint,
-                "aggregate_sha256": aggregate.digest,
+                "cohort_sha256": aggregate.cohort_digest,
                 "contributors": len(aggregate.contributors),
             },
         )

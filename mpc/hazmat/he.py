@@ -180,5 +180,5 @@ def decrypt_chunks(
     key = secret.secret_key()
     out: list[float] = []
     for vec in vectors:
-        out.extend(float(v) for v in vec.decrypt(key))
+        out.extend(vec.decrypt(key))  # floats (CKKS) or ints (BFV)
     return out

@@ -17,7 +17,7 @@ from mpc import (
     ReleasePolicy,
     ReleaseRequest,
 )
-from mpc._tables import HeKeyRow
+from mpc._tables import HeKeyRow, HePublicRow
 from mpc.errors import (
     CohortTooSmallError,
     DecryptionRefusedError,
@@ -52,7 +52,8 @@ def test_lifecycle_is_recorded_and_secret_is_encrypted_at_rest(runtime, custodia
         row = session.execute(select(HeKeyRow)).scalar_one()
         assert row.encrypted_secret is not None
         assert b"SEAL" not in row.encrypted_secret[:64]
-        assert len(row.public_context) > 0
+        public = session.get(HePublicRow, "job-life")
+        assert public is not None and len(public.public_context) > 0
     _approve(guard, "job-life", aggregate.contributors)
     result = custodian.release(aggregate)
     assert result.values == pytest.approx((10.0,), abs=1e-6)
@@ -156,6 +157,9 @@ def test_finish_job_approves_decrypts_and_destroys_in_one_transaction(
         ("mpc.key.decrypt", "job-finish"),
         ("mpc.key.destroy", "job-finish"),
     ]
+    decrypt = next(e for e in runtime.ledger.entries(0, 1000) if e.type == "mpc.key.decrypt")
+    assert decrypt.payload["cohort_sha256"] == aggregate.cohort_digest
+    assert decrypt.payload["contributors"] == 4
     with runtime.db.read() as session:
         row = session.get(HeKeyRow, "job-finish")
         assert row is not None and row.encrypted_secret is None and row.state == "destroyed"
