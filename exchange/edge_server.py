@@ -74,7 +74,9 @@ def edge_ssl_context(credentials: ServerCredentials, trust_pem: str) -> ssl.SSLC
 
 def create_edge_app(runtime: Runtime) -> FastAPI:
     """The application behind the edge listener: EST, CRL/OCSP and the device routes only."""
-    app = FastAPI(title="ibx edge", version="0.1.0", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="ibx edge", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.runtime = runtime
     install_problem_handlers(app)
     app.include_router(est_routes.router)

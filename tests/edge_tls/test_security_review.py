@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from typer.testing import CliRunner
 
@@ -95,3 +96,13 @@ def test_pulled_plaintext_readings_are_private_to_the_user(pki: Pki, tmp_path: P
     assert result.exit_code == 0, result.output
     assert "cathode" in out.read_text()
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "path", ["/openapi.json", "/docs", "/healthz", "/v1/ledger/entries", "/v1/edge/tokens"]
+)
+def test_the_edge_port_serves_nothing_but_est_pki_and_device_routes(
+    pki: Pki, edge_url: str, path: str
+) -> None:
+    response = httpx.get(edge_url + path, verify=client_context(pki))
+    assert response.status_code in (404, 405), response.text
