@@ -1,0 +1,49 @@
+"""mpc_0002 moves public contexts out of the key rows, keeping existing jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+import core
+import ledger
+import mpc
+from core.db import MIGRATIONS, Database
+
+
+def _config(db: Database, connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    locations = (core.MIGRATIONS, ledger.MIGRATIONS, mpc.MIGRATIONS)
+    config.set_main_option("version_locations", " ".join(str(p / "versions") for p in locations))
+    config.set_main_option("path_separator", "space")
+    config.attributes["connection"] = connection
+    return config
+
+
+def test_public_contexts_move_to_their_own_table_and_back(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    with db.engine.begin() as connection:
+        command.upgrade(_config(db, connection), "mpc_0001")
+        connection.execute(
+            sa.text(
+                "INSERT INTO mpc_he_keys (job_id, scheme, spec_json, key_fingerprint, "
+                "public_context, encrypted_secret, state, created_at) VALUES "
+                "('job-old', 'ckks', '{}', 'f', :public, :secret, 'active', 't')"
+            ),
+            {"public": b"public-context", "secret": b"sealed"},
+        )
+    with db.engine.begin() as connection:
+        command.upgrade(_config(db, connection), "mpc_0002")
+        moved = connection.execute(sa.text("SELECT job_id, public_context FROM mpc_he_public"))
+        assert moved.all() == [("job-old", b"public-context")]
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("mpc_he_keys")}
+        assert "public_context" not in columns and "encrypted_secret" in columns
+    with db.engine.begin() as connection:
+        command.downgrade(_config(db, connection), "mpc_0001")
+        back = connection.execute(sa.text("SELECT public_context FROM mpc_he_keys"))
+        assert back.scalar_one() == b"public-context"
+    db.dispose()
