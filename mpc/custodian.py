@@ -5,10 +5,12 @@ Life of a job key:
 1. :meth:`KeyCustodian.create_job` generates a secret context, stores it
    encrypted under the master key (aad binds the blob to the job id) and
    hands out only the public context. Recorded as ``mpc.key.generate``.
-2. :meth:`KeyCustodian.release` takes the aggregator's checked contributions,
+2. :meth:`KeyCustodian.release` takes the aggregator's checked contributions
+   (with the vectors the aggregator deserialised, or bytes it loads itself),
    sums them *itself* (so what it decrypts is always a sum over the approved
-   cohort, never one enterprise's ciphertext), decrypts once, checks the
-   check slot, and returns only the finished result. Recorded as
+   cohort, never one enterprise's ciphertext), decrypts once with the secret
+   key, checks every slot against the job's bounds and the check slot where
+   there is one, and returns only the finished result. Recorded as
    ``mpc.key.decrypt``. The release guard's stored approval for the job must
    name exactly the aggregate's contributors.
 3. :meth:`KeyCustodian.end_job` erases the secret. Recorded as
@@ -16,6 +18,8 @@ Life of a job key:
 
 Each event is written in the same database transaction as the custodian's
 own row change, so a key operation and its ledger entry commit together.
+:meth:`KeyCustodian.finish_job` does the guard's approval, step 2 and step 3
+in one transaction: one durable commit per release.
 """
 
 from __future__ import annotations

@@ -137,7 +137,10 @@ class DecryptionRefusedError(CustodianError):
 
 
 class AggregateIntegrityError(CustodianError):
-    """The aggregate's check slot is wrong: some contribution used another key."""
+    """A decrypted slot is beyond the job's bounds or the check slot is wrong.
+
+    Some contribution was made under another key (its share of the sum is noise).
+    """
 
     title = "aggregate failed its integrity check"
 

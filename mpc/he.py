@@ -295,8 +295,9 @@ class HeContribution:
         the same fingerprint. It catches every replay :attr:`digest` catches
         (a copy changed anywhere, or re-randomised by adding an encryption
         of zero with the public key, escapes both), at a fixed cost instead
-        of hashing 331 kB per ciphertext; :attr:`digest` remains the
-        commitment the custodian records.
+        of hashing 331 kB per ciphertext. The custodian's ledger entry names
+        the cohort by fingerprints (:attr:`EncryptedAggregate.cohort_digest`);
+        :attr:`digest` hashes every byte for callers who want that.
         """
         h = hashlib.sha256()
         for chunk in self.chunks:
