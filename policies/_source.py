@@ -47,6 +47,9 @@ _VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/*-]{0,199}$")
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_.]*)\s*$", re.MULTILINE)
 _RULE_HEAD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)")
 _WITH = re.compile(r"\bwith\b")
+# opa.runtime() hands Rego the process environment (IBX_MASTER_KEY among it) and the
+# build; a rule could copy it into a decision reason that any caller reads.
+_RUNTIME = re.compile(r"\bopa\s*(?:\.\s*runtime\b|\[)")
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`')
 
 
@@ -363,8 +366,18 @@ def _check_module(module: RegoModule) -> None:
     if not module.package:
         raise RegoSourceError("module declares no package", file=module.name, line=1, column=1)
     rule = ""
+    codes: list[str] = []
     for number, raw in enumerate(module.source.splitlines(), start=1):
         code = _STRING.sub(lambda m: " " * len(m.group(0)), raw.split("#", 1)[0])
+        codes.append(code)
+        runtime = _RUNTIME.search(code)
+        if runtime:
+            raise RegoSourceError(
+                "opa.runtime is refused: it exposes the server's environment and secrets",
+                file=module.name,
+                line=number,
+                column=runtime.start() + 1,
+            )
         head = _RULE_HEAD.match(code)
         if head and head.group(1) not in ("package", "import"):
             rule = head.group(1)
@@ -383,6 +396,14 @@ def _check_module(module: RegoModule) -> None:
                 line=number,
                 column=match.start() + 1,
             )
+    joined = _RUNTIME.search(re.sub(r"\s+", "", "".join(codes)))
+    if joined:  # split over lines: 'opa.' on one, 'runtime' on the next
+        raise RegoSourceError(
+            "opa.runtime is refused: it exposes the server's environment and secrets",
+            file=module.name,
+            line=1,
+            column=1,
+        )
 
 
 def location_of(source: str, offset: int) -> tuple[int, int]:
