@@ -40,6 +40,8 @@ __all__ = ["app"]
 app = typer.Typer(help="Enterprise-signed consents: keys, grants, revocations, checks, usage.")
 
 _OVERSEERS = frozenset({Role.AUDITOR, Role.SECURITY_OFFICER})
+_AUDITORS = frozenset({Role.AUDITOR})
+"""Who used whose data is audit detail (``audit_trace``): the auditor's duty alone."""
 
 
 def _enterprise(identity: Identity) -> Identity:
@@ -50,8 +52,8 @@ def _enterprise(identity: Identity) -> Identity:
     return identity
 
 
-def _may_see(identity: Identity, enterprise: str) -> None:
-    if identity.name == enterprise or identity.role in _OVERSEERS:
+def _may_see(identity: Identity, enterprise: str, overseers: frozenset[Role] = _OVERSEERS) -> None:
+    if identity.name == enterprise or identity.role in overseers:
         return
     raise ConsentAccessError(
         f"{identity.name} ({identity.role}) may not see the consents of {enterprise}"
@@ -317,7 +319,7 @@ def usage(
     """Who used an enterprise's data: every decision and job behind each of its consents."""
     context = cli_context(ctx)
     me = context.acting_as(token)
-    _may_see(me, enterprise)
+    _may_see(me, enterprise, _AUDITORS)
     for item in context.runtime.consents.usage(enterprise):
         r = item.record.signed.receipt
         typer.echo(

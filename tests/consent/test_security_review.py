@@ -59,3 +59,34 @@ def test_a_bearer_token_alone_cannot_rotate_the_consent_key(tmp_path: Path) -> N
         assert runtime.identities.get("ent-a").public_key != registered
     finally:
         runtime.close()
+
+
+def test_only_the_owner_and_auditors_read_who_used_the_data(tmp_path: Path) -> None:
+    """Separation of duties: usage is audit detail. The security officer, the sysadmin
+    and another enterprise are refused; the owner and an auditor are not."""
+    data = tmp_path / "data"
+    runtime = Runtime(Settings(data_dir=data))
+    tokens = {
+        name: runtime.identities.create(name, role).token
+        for name, role in [
+            ("ent-a", Role.ENTERPRISE),
+            ("ent-b", Role.ENTERPRISE),
+            ("officer", Role.SECURITY_OFFICER),
+            ("ops", Role.SYSADMIN),
+            ("audit", Role.AUDITOR),
+        ]
+    }
+    runtime.close()
+    for name in ("officer", "ops", "ent-b"):
+        code, output = _ibx(
+            data, "consent", "usage", "--enterprise", "ent-a", "--token", tokens[name]
+        )
+        assert code == 1, (name, output)
+        assert "may not see" in output
+    for name in ("ent-a", "audit"):
+        code, output = _ibx(
+            data, "consent", "usage", "--enterprise", "ent-a", "--token", tokens[name]
+        )
+        assert code == 0, (name, output)
+    code, output = _ibx(data, "consent", "list", "--token", tokens["officer"])
+    assert code == 0, output
