@@ -20,7 +20,9 @@ _PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx", "test"
 class Settings(BaseSettings):
     """Everything configurable, with safe defaults for the one-machine deployment."""
 
-    model_config = SettingsConfigDict(env_prefix="IBX_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="IBX_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     env: Literal["dev", "prod"] = Field(
         "dev", description="'prod' refuses generated or placeholder secrets"

@@ -123,10 +123,9 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
             consents,
         )
         runtime.release_guard.check_budget(request)
-        runtime.release_guard.approve(request, aggregator.contributors)
-        result = custodian.release(aggregator.aggregate())
+        result = custodian.finish_job(request, aggregator.aggregate())
     finally:
-        custodian.end_job(job_id)
+        custodian.end_job(job_id)  # idempotent: destroys the key if finish_job did not
     values = list(result.values)
     if dp is not None:
         # one contributor moves each value by at most 2·bound (over n for a mean)

@@ -47,9 +47,7 @@ def _he_mean(scene: Scene) -> None:
     request = mpc.ReleaseRequest(
         job_id, "battery-sub-brain", "mean energy intensity", mpc.ReleasePolicy(min_cohort=5)
     )
-    runtime.release_guard.approve(request, aggregator.contributors)
-    result = runtime.key_custodian.release(aggregator.aggregate())
-    runtime.key_custodian.end_job(job_id)
+    result = runtime.key_custodian.finish_job(request, aggregator.aggregate())
     plain = sum(INTENSITY.values()) / len(INTENSITY)
     scene.say(
         f"    released mean energy intensity {result.values[0]:.4f} kWh/unit over "

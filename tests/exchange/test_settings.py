@@ -94,3 +94,9 @@ def test_mpc_run_works_with_a_relative_data_dir(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[0])
     assert abs(result["statistics"]["mean"][0] - 42.0) < 1e-3
+
+
+def test_a_refused_secret_is_not_echoed_in_the_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(master_key="changeme", data_dir=tmp_path)
+    assert "changeme" not in str(caught.value)

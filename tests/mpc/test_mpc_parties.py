@@ -120,3 +120,11 @@ def test_parties_started_as_ibx_mpc_party(deployment) -> None:
     result = runner.run(spec, [dealer.deal(f"ent-{i}", float(i)) for i in range(5)])
     assert result.statistic(MpcStatistic.SUM) == pytest.approx((10.0,), abs=1e-3)
     assert result.statistic(MpcStatistic.MAX) == pytest.approx((4.0,), abs=1e-3)
+
+
+def test_recreating_a_deployment_never_keeps_a_wider_mode_on_a_private_key(tmp_path) -> None:
+    first = MpcDeployment.create(tmp_path / "mpc", now=dt.datetime.now(dt.UTC))
+    key = first.party_dir(0) / ".config" / "party_0.key"
+    key.chmod(0o644)  # an operator's mistake, or a file left by another tool
+    MpcDeployment.create(tmp_path / "mpc", now=dt.datetime.now(dt.UTC))
+    assert key.stat().st_mode & 0o077 == 0
