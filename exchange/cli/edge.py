@@ -11,17 +11,16 @@ import base64
 import binascii
 import csv
 import io
-import json
 import os
 import re
 import ssl
-import stat
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import typer
 
+from consent import EnterpriseKey
 from core.clock import utcnow
 from edge_tls import (
     DeviceCredentials,
@@ -241,25 +240,6 @@ def upload(
     typer.echo(f"uploaded sealed batch {body['batch']} sha256 {body['sha256']}")
 
 
-def _load_seed(path: Path) -> bytes:
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        text = path.read_text()
-    except OSError as exc:
-        raise SealedBatchError(f"cannot read key file {path}: {exc.strerror}") from exc
-    if os.name == "posix" and mode & 0o077:
-        raise SealedBatchError(f"key file {path} has mode {mode:o}; it must be 0600")
-    try:
-        stripped = text.strip()
-        encoded = json.loads(stripped)["seed"] if stripped.startswith("{") else stripped
-        seed = base64.b64decode(encoded, validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise SealedBatchError(f"key file {path} holds no Ed25519 seed") from exc
-    if len(seed) != 32:
-        raise SealedBatchError(f"key file {path}: the seed is not 32 bytes")
-    return seed
-
-
 def _fetch_remote(exchange: str, token: str | None, after: int) -> list[ReadingBatch]:
     if not token:
         raise AuthError("a bearer token is required (--token or IBX_TOKEN)")
@@ -315,13 +295,15 @@ def _append(out: Path, batch: ReadingBatch, plaintext: bytes) -> int:
 def pull(
     ctx: typer.Context,
     *,
-    key: Path = typer.Option(..., "--key", help="the enterprise's key file (Ed25519 seed)"),  # noqa: B008
+    key: Path = typer.Option(  # noqa: B008
+        ..., "--key", help="the enterprise key file written by `ibx consent keygen`"
+    ),
     out: Path = typer.Option(..., "--out", help="CSV dataset to append the readings to"),  # noqa: B008
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
 ) -> None:
     """Fetch this enterprise's new sealed batches, open them locally, append to a CSV."""
-    seed = _load_seed(key)
+    seed = EnterpriseKey.load(key).signer.seed()  # the file `ibx consent keygen` wrote
     cursor_path = out.with_name(out.name + ".cursor")
     after = int(cursor_path.read_text()) if cursor_path.exists() else 0
     if exchange:
