@@ -14,15 +14,15 @@ so a read-then-write inside it can never fail with a stale snapshot;
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core.errors import ConfigurationError
@@ -122,12 +122,21 @@ def _configure_sqlite(engine: Engine) -> None:
 def migrate(db: Database, version_locations: Sequence[Path]) -> None:
     """Upgrade every migration branch found in ``version_locations`` to its head.
 
+    When the database already stands at every head (the common case: each CLI
+    command opens it), this costs one query and Alembic is not even imported.
+
     Raises:
         ConfigurationError: a location does not exist.
     """
     for location in version_locations:
         if not (location / "versions").is_dir():
             raise ConfigurationError(f"no migrations at {location / 'versions'}")
+    heads = _declared_heads(version_locations)
+    if heads is not None and heads == _applied_revisions(db):
+        return
+    from alembic import command  # noqa: PLC0415 - only when there is something to upgrade
+    from alembic.config import Config  # noqa: PLC0415
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option(
@@ -138,3 +147,33 @@ def migrate(db: Database, version_locations: Sequence[Path]) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
     logger.debug("database migrated (%d branches)", len(version_locations))
+
+
+_REVISION = re.compile(r"^revision\s*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN = re.compile(r"^down_revision\s*=\s*(.+)$", re.MULTILINE)
+_QUOTED = re.compile(r"[\"']([^\"']+)[\"']")
+
+
+def _declared_heads(version_locations: Sequence[Path]) -> frozenset[str] | None:
+    """The head revisions the migration files declare, read as text (None: not sure)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for location in version_locations:
+        for script in sorted((location / "versions").glob("*.py")):
+            source = script.read_text(encoding="utf-8")
+            revision, down = _REVISION.search(source), _DOWN.search(source)
+            if revision is None or down is None:
+                return None  # not a form we parse: let Alembic decide
+            revisions.add(revision.group(1))
+            parents.update(_QUOTED.findall(down.group(1)))
+    return frozenset(revisions - parents)
+
+
+def _applied_revisions(db: Database) -> frozenset[str] | None:
+    """The revisions recorded in ``alembic_version`` (None: no such table yet)."""
+    try:
+        with db.engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return frozenset(str(row[0]) for row in rows)
+    except SQLAlchemyError:  # a fresh database has no such table: migrate it
+        return None

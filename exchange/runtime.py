@@ -7,38 +7,52 @@ first use.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import consent
-import core
-import edge_tls
-import ledger
-import mpc
-import policies
 from core.db import Database, migrate
 from core.keys import KeyRing, MasterKey
-from exchange.consent_directory import IdentityDirectory
-from exchange.identities import IdentityRegistry
 from exchange.settings import Settings
+
+if TYPE_CHECKING:
+    import consent
+    import edge_tls
+    import ledger
+    import mpc
+    import policies
+    from exchange.identities import IdentityRegistry
 
 __all__ = ["MIGRATION_BRANCHES", "Runtime"]
 
 logger = logging.getLogger(__name__)
 
+
+def _migrations_of(package: str) -> Path:
+    """``<package>/migrations``, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin is not None, package
+    return Path(spec.origin).resolve().parent / "migrations"
+
+
 MIGRATION_BRANCHES: list[Path] = [
-    core.MIGRATIONS,
-    ledger.MIGRATIONS,
-    consent.MIGRATIONS,
-    mpc.MIGRATIONS,
-    edge_tls.MIGRATIONS,
-    policies.MIGRATIONS,
-    Path(__file__).parent / "migrations",
+    _migrations_of("core"),
+    _migrations_of("ledger"),
+    _migrations_of("consent"),
+    _migrations_of("mpc"),
+    _migrations_of("edge_tls"),
+    _migrations_of("policies"),
+    _migrations_of("exchange"),
 ]
-"""Every package's Alembic branch; a package with tables adds its own here."""
+"""Every package's Alembic branch; a package with tables adds its own here.
+
+Paths only: a command that needs the ledger alone does not import TenSEAL or
+the policy engine to learn where their migrations are.
+"""
 
 
 class Runtime:
@@ -62,6 +76,8 @@ class Runtime:
     @cached_property
     def ledger(self) -> ledger.Ledger:
         """The ledger (SQL backend on the project database)."""
+        import ledger
+
         return ledger.Ledger(
             ledger.SqlLedgerBackend(self.db),
             self.keyring.get_or_create("ledger"),
@@ -71,6 +87,8 @@ class Runtime:
     @cached_property
     def identities(self) -> IdentityRegistry:
         """The identity registry."""
+        from exchange.identities import IdentityRegistry
+
         return IdentityRegistry(
             self.db, self.ledger, token_ttl=timedelta(days=self.settings.token_ttl_days)
         )
@@ -78,6 +96,9 @@ class Runtime:
     @cached_property
     def consents(self) -> consent.ConsentService:
         """Consent receipts, revocations and checks (keys and requesters from identities)."""
+        import consent
+        from exchange.consent_directory import IdentityDirectory
+
         directory = IdentityDirectory(self.identities)
         return consent.ConsentService(
             self.db,
@@ -90,6 +111,8 @@ class Runtime:
     @cached_property
     def edge_pki(self) -> edge_tls.EdgePki:
         """The edge certificate authority, EST enrolment and revocation."""
+        import edge_tls
+
         return edge_tls.EdgePki(
             self.db,
             self.master_key,
@@ -103,23 +126,36 @@ class Runtime:
     @cached_property
     def edge_readings(self) -> edge_tls.ReadingStore:
         """Sealed reading batches uploaded by edge devices."""
+        import edge_tls
+
         return edge_tls.ReadingStore(
-            self.db, self.ledger, max_batch_bytes=self.edge_pki.config.max_batch_bytes
+            self.db,
+            self.ledger,
+            edge_tls.UploadQuota(
+                max_batch_bytes=self.settings.edge_max_batch_bytes,
+                bytes_per_hour=self.settings.edge_upload_bytes_per_hour,
+            ),
         )
 
     @cached_property
     def release_guard(self) -> mpc.ReleaseGuard:
         """The privacy-compute release guard (cohorts, differencing, DP budgets)."""
+        import mpc
+
         return mpc.ReleaseGuard(self.db)
 
     @cached_property
     def key_custodian(self) -> mpc.KeyCustodian:
         """The HE key custodian: per-job keys, recorded on the ledger."""
+        import mpc
+
         return mpc.KeyCustodian(self.db, self.master_key, self.ledger, self.release_guard)
 
     @cached_property
     def policy(self) -> policies.PolicyDecisionPoint:
         """The policy decision point (embedded Rego, or the OPA server of IBX_OPA_URL)."""
+        import policies
+
         return policies.PolicyDecisionPoint(
             self.db, self.ledger, policies.PolicyConfig(opa_url=self.settings.opa_url)
         )

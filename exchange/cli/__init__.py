@@ -11,20 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
-import httpx
 import typer
 
 from core.errors import IbxError
-from exchange.cli import consent as consent_cli
-from exchange.cli import dataset as dataset_cli
-from exchange.cli import edge as edge_cli
-from exchange.cli import identity as identity_cli
-from exchange.cli import ledger as ledger_cli
-from exchange.cli import mpc as mpc_cli
-from exchange.cli import pki as pki_cli
-from exchange.cli import policy as policy_cli
-from exchange.cli import serve as serve_cli
 from exchange.cli._context import CliContext
+from exchange.cli._lazy import LazyGroup
 
 __all__ = ["app", "main"]
 
@@ -34,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=LazyGroup,
 )
 
 
@@ -57,17 +49,6 @@ def _root(
     ctx.obj = CliContext(data_dir=data_dir)
 
 
-app.add_typer(identity_cli.app, name="identity")
-app.add_typer(ledger_cli.app, name="ledger")
-app.add_typer(mpc_cli.app, name="mpc")
-app.add_typer(consent_cli.app, name="consent")
-app.add_typer(dataset_cli.app, name="dataset")
-app.add_typer(pki_cli.app, name="pki")
-app.add_typer(policy_cli.app, name="policy")
-app.add_typer(edge_cli.app, name="edge")
-app.command("serve")(serve_cli.serve)
-
-
 def main() -> None:
     """Entry point of the ``ibx`` console script: one-line errors, non-zero exits."""
     try:
@@ -82,9 +63,6 @@ def main() -> None:
     except OverflowError:  # e.g. --days or --ttl beyond what a date or duration holds
         typer.echo("ibx: invalid input: a number or date is out of range", err=True)
         sys.exit(2)
-    except httpx.HTTPError as exc:  # --exchange/--server unreachable, bad URL, TLS failure
-        typer.echo(f"ibx: cannot reach the server: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
     except OSError as exc:  # a file that cannot be read or written, a refused connection
         where = f" {exc.filename}" if exc.filename else ""
         typer.echo(f"ibx: cannot use{where}: {exc.strerror or type(exc).__name__}", err=True)
@@ -95,6 +73,9 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors carry their own exit code
+        if _is_http_error(exc):  # --exchange/--server unreachable, bad URL, TLS failure
+            typer.echo(f"ibx: cannot reach the server: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
         code = getattr(exc, "exit_code", None)
         show = getattr(exc, "show", None)
         if code is not None and callable(show):
@@ -102,3 +83,9 @@ def main() -> None:
             sys.exit(code)
         raise
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _is_http_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an httpx transport or status error (without importing httpx)."""
+    httpx = sys.modules.get("httpx")
+    return httpx is not None and isinstance(exc, httpx.HTTPError)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from exchange.auth import authenticate_token
-from exchange.identities import Identity
-from exchange.runtime import Runtime
-from exchange.settings import Settings
+if TYPE_CHECKING:
+    from exchange.identities import Identity
+    from exchange.runtime import Runtime
+    from exchange.settings import Settings
 
 __all__ = ["EXCHANGE_OPTION", "TOKEN_OPTION", "CliContext", "cli_context"]
 
@@ -41,6 +42,8 @@ class CliContext:
     @cached_property
     def settings(self) -> Settings:
         """Settings from IBX_* variables, with --data-dir taking precedence."""
+        from exchange.settings import Settings
+
         if self.data_dir is not None:
             return Settings(data_dir=self.data_dir)
         return Settings()
@@ -48,6 +51,8 @@ class CliContext:
     @cached_property
     def runtime(self) -> Runtime:
         """The runtime on the data dir (opens the database, runs migrations)."""
+        from exchange.runtime import Runtime
+
         return Runtime(self.settings)
 
     def acting_as(self, token: str | None) -> Identity:
@@ -56,6 +61,8 @@ class CliContext:
         Raises:
             AuthError: missing, unknown, expired or revoked token.
         """
+        from exchange.auth import authenticate_token
+
         return authenticate_token(self.runtime, token)
 
 

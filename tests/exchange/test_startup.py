@@ -1,0 +1,84 @@
+"""The command line starts at once: ``--help`` and simple commands import only what they use."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from exchange.cli._lazy import SUBCOMMANDS
+
+HEAVY = ("tenseal", "mpyc", "numpy", "fastapi", "sqlalchemy", "regopy", "alembic", "opendp")
+
+_PROBE = """
+import sys
+sys.argv = ["ibx", *{args!r}]
+from exchange.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print("LOADED", " ".join(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def _loaded(args: list[str]) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(args=args, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    line = [x for x in done.stdout.splitlines() if x.startswith("LOADED")]
+    assert line, done.stdout + done.stderr
+    return set(line[-1].split()[1:])
+
+
+@pytest.mark.parametrize("args", [["--help"], []], ids=["help", "bare"])
+def test_help_imports_no_heavy_library(args: list[str]) -> None:
+    assert _loaded(args) == set()
+
+
+def test_a_group_help_loads_only_its_own_module() -> None:
+    assert not _loaded(["ledger", "--help"]) & {"tenseal", "mpyc", "numpy", "fastapi", "regopy"}
+
+
+def test_a_ledger_command_loads_neither_compute_nor_policy_nor_http(tmp_path: Path) -> None:
+    loaded = _loaded(["--data-dir", str(tmp_path / "d"), "ledger", "checkpoint"])
+    assert "sqlalchemy" in loaded  # it did open the database
+    assert not loaded & {"tenseal", "mpyc", "numpy", "fastapi", "regopy", "opendp"}
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS, ids=[s.name for s in SUBCOMMANDS])
+def test_the_lazy_table_matches_each_command(sub) -> None:
+    target = getattr(importlib.import_module(sub.module), sub.attr)
+    if isinstance(target, typer.Typer):
+        assert target.info.help == sub.help
+    else:
+        assert (target.__doc__ or "").strip().splitlines()[0] == sub.help
+    assert sub.load().name == sub.name
+
+
+def test_every_subcommand_is_listed_and_runs_its_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    for sub in SUBCOMMANDS:
+        assert sub.name in done.stdout
+    policy = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "policy", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert "propose" in policy.stdout
