@@ -4,7 +4,9 @@ An enterprise signs a :class:`ConsentReceipt` with its own Ed25519 key (the
 exchange stores only the public key); :class:`ConsentService` verifies and
 accepts it, records it on the ledger, answers ``covering_consents`` for a
 :class:`ConsentRequest`, counts uses transactionally, honours signed
-revocations and reports who used an enterprise's data.
+revocations and reports who used an enterprise's data. Validity is judged at
+the service's own clock (a constructor dependency), never at a time the
+requester states.
 """
 
 from pathlib import Path
@@ -29,6 +31,7 @@ from consent._vocab import Classification, Engine, Operation, Purpose
 from consent.errors import (
     BadConsentSignatureError,
     ConsentAccessError,
+    ConsentConfigError,
     ConsentError,
     ConsentExpiredError,
     ConsentKeyError,
@@ -44,6 +47,7 @@ from consent.errors import (
     NoConsentError,
     NoRegisteredKeyError,
     ReplayedNonceError,
+    RequestTimeSkewError,
     ScopeMismatchError,
     UnknownDatasetError,
     UseLimitReachedError,
@@ -64,6 +68,7 @@ __all__ = [
     "Classification",
     "ConsentAccessError",
     "ConsentConfig",
+    "ConsentConfigError",
     "ConsentError",
     "ConsentExpiredError",
     "ConsentKeyError",
@@ -95,6 +100,7 @@ __all__ = [
     "Purpose",
     "Refusal",
     "ReplayedNonceError",
+    "RequestTimeSkewError",
     "Requester",
     "RequesterDirectory",
     "RequesterProfile",

@@ -1,8 +1,10 @@
 """Requests, stored consents and the pure check of one consent against one request.
 
-No I/O here: :mod:`consent._service` loads candidates through indexes and
-calls :func:`evaluate` on each; the result says which consents cover the
-request for each owner and, for the rest, why not.
+No I/O and no clock here: :mod:`consent._service` loads candidates through
+indexes and calls :func:`evaluate` on each, passing the exchange's time as
+``at``; the result says which consents cover the request for each owner and,
+for the rest, why not. :func:`authenticity_refusal` and
+:func:`validity_refusal` are the parts a release re-checks.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from core.canonical import JsonValue
 from core.clock import format_rfc3339, parse_rfc3339, require_aware
 from core.keys import Ed25519PublicKey, verify_ed25519
 
-__all__ = ["ConsentRecord", "ConsentRequest", "CoverageReport", "Refusal", "evaluate"]
+__all__ = [
+    "ConsentRecord",
+    "ConsentRequest",
+    "CoverageReport",
+    "Refusal",
+    "authenticity_refusal",
+    "evaluate",
+    "validity_refusal",
+]
 
 
 def _str_tuple(value: object, what: str) -> tuple[str, ...]:
@@ -42,7 +52,13 @@ def _str_tuple(value: object, what: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ConsentRequest:
-    """What a requester wants to do with whose data, and when (the check's input)."""
+    """What a requester wants to do with whose data (the check's input).
+
+    ``time`` is the time the requester *says* it asks at, and is optional. It
+    never decides whether a consent is valid: the service judges validity at
+    its own clock and refuses a stated time further from that clock than
+    ``ConsentConfig.request_skew`` (:class:`~consent.errors.RequestTimeSkewError`).
+    """
 
     requester: str
     purpose: Purpose
@@ -50,7 +66,7 @@ class ConsentRequest:
     engine: Engine
     datasets: tuple[str, ...]
     fields: tuple[str, ...]
-    time: datetime
+    time: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.requester:
@@ -63,7 +79,8 @@ class ConsentRequest:
             object.__setattr__(self, "purpose", Purpose(self.purpose))
             object.__setattr__(self, "operation", Operation(self.operation))
             object.__setattr__(self, "engine", Engine(self.engine))
-            object.__setattr__(self, "time", require_aware(self.time, what="request time"))
+            if self.time is not None:
+                object.__setattr__(self, "time", require_aware(self.time, what="request time"))
         except ValueError as exc:
             raise InvalidConsentError(f"request: {exc}") from exc
 
@@ -76,12 +93,12 @@ class ConsentRequest:
             "engine": self.engine.value,
             "datasets": list(self.datasets),
             "fields": list(self.fields),
-            "time": format_rfc3339(self.time),
+            "time": None if self.time is None else format_rfc3339(self.time),
         }
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, JsonValue], *, now: datetime) -> ConsentRequest:
-        """Decode a request; ``time`` defaults to ``now``.
+    def from_dict(cls, obj: Mapping[str, JsonValue]) -> ConsentRequest:
+        """Decode a request; ``time`` (optional, RFC 3339) is the requester's stated time.
 
         Raises:
             InvalidConsentError: missing or malformed members.
@@ -95,12 +112,12 @@ class ConsentRequest:
             if not isinstance(obj[name], str):
                 raise InvalidConsentError(f"request {name} must be a string")
         time_text = obj.get("time")
-        try:
-            when = parse_rfc3339(time_text) if isinstance(time_text, str) else now
-        except ValueError as exc:
-            raise InvalidConsentError(f"request time: {exc}") from exc
         if time_text is not None and not isinstance(time_text, str):
             raise InvalidConsentError("request time must be an RFC 3339 string")
+        try:
+            stated = parse_rfc3339(time_text) if time_text is not None else None
+        except ValueError as exc:
+            raise InvalidConsentError(f"request time: {exc}") from exc
         try:
             return cls(
                 requester=str(obj["requester"]),
@@ -109,7 +126,7 @@ class ConsentRequest:
                 engine=Engine(str(obj["engine"])),
                 datasets=_str_tuple(obj["datasets"], "datasets"),
                 fields=_str_tuple(obj["fields"], "fields"),
-                time=when,
+                time=stated,
             )
         except ValueError as exc:
             raise InvalidConsentError(f"request: {exc}") from exc
@@ -182,11 +199,13 @@ class CoverageReport:
     """Per owner of the requested datasets: the consents that cover the request, or why none.
 
     ``covering`` and ``refusals`` are keyed by owner; an owner with no covering
-    consent appears in ``refusals`` only.
+    consent appears in ``refusals`` only. ``at`` is the exchange's time the
+    consents were judged at.
     """
 
     request: ConsentRequest
     owners: tuple[str, ...]
+    at: datetime
     covering: Mapping[str, tuple[ConsentRecord, ...]] = field(default_factory=dict)
     refusals: Mapping[str, tuple[Refusal, ...]] = field(default_factory=dict)
 
@@ -234,6 +253,7 @@ class CoverageReport:
         """The report as JSON (what ``ibx consent check --json`` prints)."""
         return {
             "request": self.request.to_dict(),
+            "checked_at": format_rfc3339(self.at),
             "owners": {
                 owner: {
                     "covered_by": [r.consent_id for r in self.covering.get(owner, ())],
@@ -245,24 +265,20 @@ class CoverageReport:
         }
 
 
-def evaluate(
+def authenticity_refusal(
     record: ConsentRecord,
-    request: ConsentRequest,
     *,
-    owner_datasets: tuple[str, ...],
-    requester_keys: tuple[str, ...],
     registered_key: Ed25519PublicKey | None,
     origin: str,
     verify_signature: bool = True,
     signed_bytes: bytes | None = None,
 ) -> ConsentRefusedError | None:
-    """None when ``record`` covers ``request`` for ``owner_datasets``, else the refusal.
+    """None when ``record`` is signed by its enterprise's current key for this deployment.
 
-    The checks run in a fixed order (signature, origin, revocation, validity,
-    requester, datasets and fields, purpose, operation, engine, use limit), and
-    the first failure is the reason given. ``signed_bytes``, when given, are
-    the stored bytes the signature is checked over (the receipt was decoded from
-    them); otherwise the receipt is re-encoded.
+    Run before any other check, so that the dates and scope judged afterwards
+    are the ones the enterprise signed, not a database edit. ``signed_bytes``,
+    when given, are the stored bytes the signature is checked over (the receipt
+    was decoded from them); otherwise the receipt is re-encoded.
     """
     receipt = record.signed.receipt
     cid = receipt.consent_id
@@ -285,18 +301,64 @@ def evaluate(
         return WrongOriginError(
             f"{cid} was made for {receipt.origin!r}, not {origin!r}", consent_id=cid
         )
+    return None
+
+
+def validity_refusal(record: ConsentRecord, *, at: datetime) -> ConsentRefusedError | None:
+    """None when ``record`` is unrevoked and inside its validity window at ``at``.
+
+    ``at`` is the exchange's own time (its clock), never a time a requester
+    stated. The window is half-open: ``valid_from <= at < valid_until``.
+    """
+    receipt = record.signed.receipt
+    cid = receipt.consent_id
     if record.revoked_at is not None:
         return ConsentRevokedError(
             f"{cid} was revoked at {format_rfc3339(record.revoked_at)}", consent_id=cid
         )
-    if request.time < receipt.valid_from:
+    if at < receipt.valid_from:
         return ConsentNotYetValidError(
             f"{cid} is valid from {format_rfc3339(receipt.valid_from)}", consent_id=cid
         )
-    if request.time >= receipt.valid_until:
+    if at >= receipt.valid_until:
         return ConsentExpiredError(
             f"{cid} expired at {format_rfc3339(receipt.valid_until)}", consent_id=cid
         )
+    return None
+
+
+def evaluate(
+    record: ConsentRecord,
+    request: ConsentRequest,
+    *,
+    at: datetime,
+    owner_datasets: tuple[str, ...],
+    requester_keys: tuple[str, ...],
+    registered_key: Ed25519PublicKey | None,
+    origin: str,
+    verify_signature: bool = True,
+    signed_bytes: bytes | None = None,
+) -> ConsentRefusedError | None:
+    """None when ``record`` covers ``request`` for ``owner_datasets`` at ``at``, else the refusal.
+
+    The checks run in a fixed order (key and signature, origin, revocation,
+    validity at ``at``, requester, datasets and fields, purpose, operation,
+    engine, use limit), and the first failure is the reason given. ``at`` is
+    the exchange's time; ``request.time`` plays no part here.
+    """
+    refusal = authenticity_refusal(
+        record,
+        registered_key=registered_key,
+        origin=origin,
+        verify_signature=verify_signature,
+        signed_bytes=signed_bytes,
+    )
+    if refusal is None:
+        refusal = validity_refusal(record, at=at)
+    if refusal is not None:
+        return refusal
+    receipt = record.signed.receipt
+    cid = receipt.consent_id
     if receipt.requester.key not in requester_keys:
         return ScopeMismatchError(
             f"{cid} is for {receipt.requester.describe()}, not {request.requester}",

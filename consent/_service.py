@@ -1,5 +1,11 @@
 """The consent service: accept signed grants and revocations, check and use consents.
 
+The service reads time from its own clock (a constructor dependency,
+:func:`core.clock.utcnow` by default): every validity judgement -- acceptance,
+check, use, release -- is made at the exchange's time. A request may state a
+time, but one further from that clock than ``ConsentConfig.request_skew`` is
+refused, and it never decides anything.
+
 Every state change happens in one write transaction together with its ledger
 entry (the recorder joins the caller's session), so a row never exists without
 its entry. :meth:`ConsentService.use` checks and counts in that same locked
@@ -14,7 +20,7 @@ import builtins
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,13 +28,22 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from consent._catalog import DatasetCatalog
-from consent._check import ConsentRecord, ConsentRequest, CoverageReport, Refusal, evaluate
+from consent._check import (
+    ConsentRecord,
+    ConsentRequest,
+    CoverageReport,
+    Refusal,
+    authenticity_refusal,
+    evaluate,
+    validity_refusal,
+)
 from consent._directory import KeyDirectory, RequesterDirectory
 from consent._receipt import ConsentReceipt, Requester, SignedReceipt, SignedRevocation
 from consent._tables import GrantRow, NonceRow, ScopeRow, UseRow
 from consent.errors import (
     BadConsentSignatureError,
     ConsentAccessError,
+    ConsentConfigError,
     ConsentExpiredError,
     ConsentNotFoundError,
     ConsentRefusedError,
@@ -39,10 +54,11 @@ from consent.errors import (
     NoConsentError,
     NoRegisteredKeyError,
     ReplayedNonceError,
+    RequestTimeSkewError,
     WrongOriginError,
 )
 from core.canonical import JsonValue
-from core.clock import format_rfc3339, parse_rfc3339, require_aware
+from core.clock import format_rfc3339, parse_rfc3339, require_aware, utcnow
 from core.db import Database
 from core.events import Event
 from core.keys import Ed25519PublicKey
@@ -61,13 +77,25 @@ class ConsentConfig:
         origin: this deployment's origin; receipts naming another are refused
             (the exchange passes ``settings.ledger_origin``).
         clock_skew: how far in the future a ``signed_at`` may be.
+        request_skew: how far a request's stated ``time`` may be from the
+            exchange's clock (either way) before the request is refused with
+            :class:`~consent.errors.RequestTimeSkewError`; validity is judged
+            at the exchange's clock regardless (``IBX_CONSENT_REQUEST_SKEW_SECONDS``).
         verify_on_check: re-verify each candidate's signature on every check, so
             a receipt altered in the database is refused (about 60 µs each).
     """
 
     origin: str
     clock_skew: timedelta = timedelta(minutes=5)
+    request_skew: timedelta = timedelta(minutes=5)
     verify_on_check: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            raise ConsentConfigError("origin must not be empty")
+        for name in ("clock_skew", "request_skew"):
+            if getattr(self, name) < timedelta(0):
+                raise ConsentConfigError(f"{name} must not be negative")
 
 
 @dataclass(frozen=True)
@@ -120,15 +148,13 @@ def _to_record(row: GrantRow) -> ConsentRecord:
     )
 
 
-def _aware(now: datetime) -> datetime:
-    try:
-        return require_aware(now, what="now")
-    except ValueError as exc:
-        raise InvalidConsentError(str(exc)) from exc
-
-
 class ConsentService:
-    """Accept, revoke, list, check and use consents; report who used an enterprise's data."""
+    """Accept, revoke, list, check and use consents; report who used an enterprise's data.
+
+    ``clock`` is the exchange's clock: every "now" the service judges at comes
+    from it (tests pass a controllable one). No method takes a time from its
+    caller, so no route or command can let a requester choose it.
+    """
 
     def __init__(
         self,
@@ -137,13 +163,27 @@ class ConsentService:
         keys: KeyDirectory,
         requesters: RequesterDirectory,
         config: ConsentConfig,
+        *,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
         self._ledger = ledger
         self._keys = keys
         self._requesters = requesters
         self.config = config
+        self._clock = clock
         self.catalog = DatasetCatalog(db, ledger)
+
+    def now(self) -> datetime:
+        """The exchange's time, from the service's clock (UTC).
+
+        Raises:
+            ConsentConfigError: the clock returned a naive datetime.
+        """
+        try:
+            return require_aware(self._clock(), what="the service clock's time")
+        except ValueError as exc:
+            raise ConsentConfigError(str(exc)) from exc
 
     # -- accepting statements ------------------------------------------------------------
 
@@ -202,8 +242,11 @@ class ConsentService:
             )
         )
 
-    def grant(self, signed: SignedReceipt, *, actor: str, now: datetime) -> ConsentRecord:
+    def grant(self, signed: SignedReceipt, *, actor: str) -> ConsentRecord:
         """Verify and accept a signed consent receipt, and record it on the ledger.
+
+        Judged at the service's clock: a receipt signed more than
+        ``clock_skew`` ahead of it, or already expired by it, is refused.
 
         Raises:
             InvalidConsentError: malformed, signed in the future, unknown requester or field.
@@ -217,7 +260,7 @@ class ConsentService:
             ReplayedNonceError: the nonce or consent id was seen before.
             ledger.LedgerError: recording failed; nothing was stored.
         """
-        now = _aware(now)
+        now = self.now()
         receipt = signed.receipt
         cid = receipt.consent_id
         self._authenticate(
@@ -297,8 +340,10 @@ class ConsentService:
         logger.info("accepted consent %s of %s", cid, receipt.enterprise)
         return ConsentRecord(signed, now, recorded.index, 0)
 
-    def revoke(self, signed: SignedRevocation, *, actor: str, now: datetime) -> ConsentRecord:
+    def revoke(self, signed: SignedRevocation, *, actor: str) -> ConsentRecord:
         """Verify and accept a signed revocation; it binds every later decision.
+
+        ``revoked_at`` is the service's clock at acceptance.
 
         Raises:
             InvalidConsentError: malformed or signed in the future.
@@ -310,7 +355,7 @@ class ConsentService:
             ReplayedNonceError: the nonce was seen before.
             ledger.LedgerError: recording failed; nothing changed.
         """
-        now = _aware(now)
+        now = self.now()
         revocation = signed.revocation
         cid = revocation.consent_id
         self._authenticate(
@@ -390,19 +435,30 @@ class ConsentService:
     # -- checking ------------------------------------------------------------------------
 
     def covering_consents(self, request: ConsentRequest) -> CoverageReport:
-        """Per owner of the requested datasets, the consents that cover ``request``.
+        """Per owner of the requested datasets, the consents that cover ``request`` now.
 
         Candidates come from the (dataset, requester) index; each is checked in
-        full (signature, origin, revocation, validity, scope, use limit) and
-        refusals are explained per owner.
+        full (signature, origin, revocation, validity at the service's clock,
+        scope, use limit) and refusals are explained per owner.
 
         Raises:
+            RequestTimeSkewError: the request states a time too far from the clock.
             UnknownDatasetError: a requested dataset is not registered.
+            ConsentConfigError: the service clock is naive.
         """
         with self._db.read() as session:
-            return self._check(session, request)
+            return self._check(session, request, self.now())
 
-    def _check(self, session: Session, request: ConsentRequest) -> CoverageReport:
+    def _refuse_skewed(self, request: ConsentRequest, at: datetime) -> None:
+        """Refuse a stated request time off from the exchange's time ``at``."""
+        if request.time is not None and abs(request.time - at) > self.config.request_skew:
+            logger.info("refused a request time off from the exchange clock")
+            raise RequestTimeSkewError(
+                stated=request.time, exchange_time=at, allowed=self.config.request_skew
+            )
+
+    def _check(self, session: Session, request: ConsentRequest, at: datetime) -> CoverageReport:
+        self._refuse_skewed(request, at)
         datasets = DatasetCatalog.many_in(session, request.datasets)
         by_owner: dict[str, list[str]] = defaultdict(list)
         for dataset in datasets.values():
@@ -459,6 +515,7 @@ class ConsentService:
             error = evaluate(
                 record,
                 request,
+                at=at,
                 owner_datasets=tuple(by_owner[owner]),
                 requester_keys=keys,
                 registered_key=key_cache[owner],
@@ -492,29 +549,34 @@ class ConsentService:
         return CoverageReport(
             request=request,
             owners=owners,
+            at=at,
             covering={o: tuple(v) for o, v in covering.items()},
             refusals={o: tuple(v) for o, v in refusals.items()},
         )
 
     # -- using ---------------------------------------------------------------------------
 
-    def use(self, request: ConsentRequest, *, decision_id: str, now: datetime) -> ConsentUse:
+    def use(self, request: ConsentRequest, *, decision_id: str) -> ConsentUse:
         """Check ``request`` and count one use of each chosen consent, atomically.
 
         The check, the use counts and the ``consent.use`` ledger entry share one
         write transaction, so a revocation accepted before this call is always
-        seen, and use limits cannot be overrun by concurrent decisions.
+        seen, and use limits cannot be overrun by concurrent decisions. The
+        check is judged at the service's clock, read once the transaction holds
+        the write lock; the entry records that time as ``checked_at``.
 
         Raises:
-            InvalidConsentError: an empty decision id or a naive ``now``.
+            InvalidConsentError: an empty decision id.
+            RequestTimeSkewError: the request states a time too far from the clock.
             UnknownDatasetError: a requested dataset is not registered.
+            ConsentConfigError: the service clock is naive.
             ledger.LedgerError: recording failed; no use was counted.
         """
-        now = _aware(now)
         if not decision_id or len(decision_id) > 128:
             raise InvalidConsentError("decision_id must be 1-128 characters")
         with self._db.write() as session:
-            report = self._check(session, request)
+            now = self.now()
+            report = self._check(session, request, now)
             chosen = report.chosen()
             if not chosen:
                 return ConsentUse(decision_id, report, {}, None)
@@ -531,6 +593,7 @@ class ConsentService:
                     {
                         "decision_id": decision_id,
                         "request": request.to_dict(),
+                        "checked_at": format_rfc3339(now),
                         "consents": _consent_refs(chosen.values()),
                     },
                 ),
@@ -553,20 +616,29 @@ class ConsentService:
             )
         return ConsentUse(decision_id, report, chosen, recorded.index)
 
-    def confirm_release(self, decision_id: str, *, job_id: str, now: datetime) -> tuple[str, ...]:
-        """Before a job releases its result: are the decision's consents all still valid?
+    def confirm_release(self, decision_id: str, *, job_id: str) -> tuple[str, ...]:
+        """Before a job releases its result: are the decision's consents all still valid now?
 
-        Records a ``consent.job`` entry either way (``released`` or ``stopped``).
+        Each consent the decision used is re-checked at the service's clock:
+        still signed by its enterprise's current key for this deployment, not
+        revoked, already valid (``valid_from``) and not expired (``valid_until``).
+        Records a ``consent.job`` entry either way (``released`` or ``stopped``,
+        with the reason and ``checked_at``).
 
         Raises:
             ConsentNotFoundError: the decision used no consent.
             ConsentRevokedError: a consent was revoked since the decision (the job stops).
+            ConsentNotYetValidError: a consent's validity has not started (the job stops).
             ConsentExpiredError: a consent expired since the decision (the job stops).
+            ForeignKeyError, NoRegisteredKeyError, BadConsentSignatureError, WrongOriginError:
+                the stored receipt no longer verifies under the enterprise's
+                current key (rotated, or the row was altered); the job stops.
+            ConsentConfigError: the service clock is naive.
             ledger.LedgerError: recording failed.
         """
-        now = _aware(now)
         stopped: ConsentRefusedError | None = None
         with self._db.write() as session:
+            now = self.now()
             uses = (
                 session.execute(
                     select(UseRow).where(
@@ -585,16 +657,20 @@ class ConsentService:
                     raise ConsentNotFoundError(use.consent_id)
                 record = _to_record(row)
                 records.append(record)
-                if stopped is None and record.revoked_at is not None:
-                    stopped = ConsentRevokedError(
-                        f"job {job_id} must stop: {record.consent_id} was revoked at "
-                        f"{format_rfc3339(record.revoked_at)}",
-                        consent_id=record.consent_id,
-                    )
-                elif stopped is None and now >= record.signed.receipt.valid_until:
-                    stopped = ConsentExpiredError(
-                        f"job {job_id} must stop: {record.consent_id} expired",
-                        consent_id=record.consent_id,
+                if stopped is not None:
+                    continue
+                refusal = authenticity_refusal(
+                    record,
+                    registered_key=self._keys.enterprise_key(record.enterprise),
+                    origin=self.config.origin,
+                    signed_bytes=_as_bytes(row.receipt),
+                )
+                if refusal is None:
+                    refusal = validity_refusal(record, at=now)
+                if refusal is not None:
+                    # every leaf these two return takes (message, consent_id=)
+                    stopped = type(refusal)(
+                        f"job {job_id} must stop: {refusal}", consent_id=refusal.consent_id
                     )
             status = "released" if stopped is None else "stopped"
             recorded = self._ledger.record(
@@ -606,6 +682,7 @@ class ConsentService:
                         "job_id": job_id,
                         "status": status,
                         "reason": None if stopped is None else stopped.reason,
+                        "checked_at": format_rfc3339(now),
                         "consents": _consent_refs(records),
                     },
                 ),

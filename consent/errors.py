@@ -4,6 +4,8 @@
 
     ConsentError
     ├── InvalidConsentError           malformed receipt, revocation or request
+    │   └── RequestTimeSkewError      a request's stated time is off from the exchange's clock
+    ├── ConsentConfigError            a ConsentConfig that cannot work
     ├── ConsentKeyError               key files and key registration
     ├── DatasetError                  the dataset catalog
     │   ├── UnknownDatasetError
@@ -30,11 +32,15 @@ that :class:`consent.Refusal` repeats when a check explains itself.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from core.clock import format_rfc3339
 from core.errors import IbxError
 
 __all__ = [
     "BadConsentSignatureError",
     "ConsentAccessError",
+    "ConsentConfigError",
     "ConsentError",
     "ConsentExpiredError",
     "ConsentKeyError",
@@ -50,6 +56,7 @@ __all__ = [
     "NoConsentError",
     "NoRegisteredKeyError",
     "ReplayedNonceError",
+    "RequestTimeSkewError",
     "ScopeMismatchError",
     "UnknownDatasetError",
     "UseLimitReachedError",
@@ -67,6 +74,39 @@ class InvalidConsentError(ConsentError):
     """A receipt, revocation or request that is not well formed."""
 
     title = "invalid consent"
+
+
+class RequestTimeSkewError(InvalidConsentError):
+    """A request states a time further from the exchange's clock than the allowed skew.
+
+    Consent validity is judged at the exchange's own clock, never at a time the
+    requester chooses; a stated time that disagrees is refused rather than
+    silently replaced, so a requester learns its clock is wrong.
+
+    Attributes:
+        stated: the time the request named.
+        exchange_time: the exchange's clock when it checked.
+        allowed: the largest difference accepted (``ConsentConfig.request_skew``).
+    """
+
+    title = "request time off from the exchange's clock"
+
+    def __init__(self, *, stated: datetime, exchange_time: datetime, allowed: timedelta) -> None:
+        off = abs(stated - exchange_time)
+        super().__init__(
+            f"request time {format_rfc3339(stated)} is {off} from the exchange's clock "
+            f"({format_rfc3339(exchange_time)}); consent validity is judged at the "
+            f"exchange's time and at most {allowed} of skew is accepted"
+        )
+        self.stated = stated
+        self.exchange_time = exchange_time
+        self.allowed = allowed
+
+
+class ConsentConfigError(ConsentError):
+    """A consent service configuration that cannot work (e.g. a negative skew)."""
+
+    title = "invalid consent configuration"
 
 
 class ConsentKeyError(ConsentError):

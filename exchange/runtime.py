@@ -105,7 +105,10 @@ class Runtime:
             self.ledger,
             directory,
             directory,
-            consent.ConsentConfig(origin=self.settings.ledger_origin),
+            consent.ConsentConfig(
+                origin=self.settings.ledger_origin,
+                request_skew=timedelta(seconds=self.settings.consent_request_skew_seconds),
+            ),
         )
 
     @cached_property

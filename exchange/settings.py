@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     edge_device_cert_hours: int = Field(
         168, ge=1, le=8784, description="lifetime of edge device certificates (default 7 days)"
     )
+    consent_request_skew_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description="how far a consent request's stated time may be from the exchange's clock",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -203,7 +203,7 @@ def grant(  # noqa: PLR0917 -- one parameter per CLI option
     signed = receipt.sign(key.signer)
     if out is not None:
         out.write_text(json.dumps(signed.to_dict(), indent=2, ensure_ascii=False) + "\n")
-    record = context.runtime.consents.grant(signed, actor=me.name, now=utcnow())
+    record = context.runtime.consents.grant(signed, actor=me.name)
     typer.echo(
         f"granted {record.consent_id} (receipt sha256 {signed.receipt_hash()}, "
         f"ledger index {record.ledger_index})"
@@ -222,19 +222,18 @@ def revoke(
     context = cli_context(ctx)
     me = _enterprise(context.acting_as(token))
     key = EnterpriseKey.load(key_file)
+    signed_at = utcnow()  # the enterprise's own clock: when it signs, not when it counts
     revocation = Revocation(
         consent_id=consent_id,
         origin=context.settings.ledger_origin,
         enterprise=me.name,
         public_key=key.signer.public_key,
         reason=reason,
-        signed_at=utcnow(),
+        signed_at=signed_at,
     )
-    record = context.runtime.consents.revoke(
-        revocation.sign(key.signer), actor=me.name, now=utcnow()
-    )
+    record = context.runtime.consents.revoke(revocation.sign(key.signer), actor=me.name)
     typer.echo(
-        f"revoked {record.consent_id} at {format_rfc3339(record.revoked_at or utcnow())} "
+        f"revoked {record.consent_id} at {format_rfc3339(record.revoked_at or signed_at)} "
         f"(ledger index {record.revocation_ledger_index})"
     )
 
@@ -253,7 +252,7 @@ def list_(
             enterprise = me.name
     else:
         _may_see(me, enterprise)
-    now = utcnow()
+    now = context.runtime.consents.now()  # states at the exchange's clock
     for record in context.runtime.consents.list(enterprise=enterprise):
         typer.echo(_line(record, now))
 
@@ -279,12 +278,16 @@ def check(
         ...,
         "--request",
         help="JSON object, or @FILE: requester, purpose, operation, engine, "
-        "datasets, fields, [time]",
+        "datasets, fields, [time: checked against the exchange's clock, never used]",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Which consents cover a request, per data owner, and why the others do not."""
+    """Which consents cover a request now, per data owner, and why the others do not.
+
+    Validity is judged at the exchange's clock; a stated ``time`` further from
+    it than the allowed skew (``IBX_CONSENT_REQUEST_SKEW_SECONDS``) is refused.
+    """
     context = cli_context(ctx)
     me = context.acting_as(token)
     text = Path(request[1:]).read_text() if request.startswith("@") else request
@@ -295,7 +298,7 @@ def check(
     obj.setdefault("requester", me.name)
     if obj["requester"] != me.name and me.role not in _OVERSEERS:
         raise ConsentAccessError(f"{me.name} may check only its own requests")
-    report = context.runtime.consents.covering_consents(ConsentRequest.from_dict(obj, now=utcnow()))
+    report = context.runtime.consents.covering_consents(ConsentRequest.from_dict(obj))
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -320,10 +323,11 @@ def usage(
     context = cli_context(ctx)
     me = context.acting_as(token)
     _may_see(me, enterprise, _AUDITORS)
+    now = context.runtime.consents.now()
     for item in context.runtime.consents.usage(enterprise):
         r = item.record.signed.receipt
         typer.echo(
-            f"{r.consent_id} ({r.requester.describe()}; {item.record.status(utcnow())}): "
+            f"{r.consent_id} ({r.requester.describe()}; {item.record.status(now)}): "
             f"{len([e for e in item.entries if e.kind == 'decision'])} decision(s)"
         )
         for e in item.entries:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -88,7 +87,7 @@ def run(scene: Scene) -> None:
             signed_at=now,
         )
         signed = receipt.sign(key.signer)  # on the enterprise's side
-        record = service.grant(signed, actor=name, now=utcnow())
+        record = service.grant(signed, actor=name)
         consents[name] = record
         scene.say(
             f"{name}: key {key.signer.public_key.fingerprint()[:16]} (private half in "
@@ -103,11 +102,10 @@ def run(scene: Scene) -> None:
         engine=Engine.HE,
         datasets=tuple(f"{name}.energy" for name in ENTERPRISES),
         fields=("energy_kwh", "output_units"),
-        time=utcnow(),
-    )
+    )  # no time: the exchange judges validity at its own clock
     scene.say(f"check before the revocation ({SUBBRAIN}: mean energy per unit, HE):")
     _show(scene, service.covering_consents(request))
-    use = service.use(request, decision_id="demo-decision-1", now=utcnow())
+    use = service.use(request, decision_id="demo-decision-1")
     scene.say(
         f"decision demo-decision-1 used {len(use.used)} consents (ledger index {use.ledger_index})"
     )
@@ -121,17 +119,17 @@ def run(scene: Scene) -> None:
         reason="no longer shares energy data",
         signed_at=utcnow(),
     )
-    revoked = service.revoke(revocation.sign(keys[quitter].signer), actor=quitter, now=utcnow())
+    revoked = service.revoke(revocation.sign(keys[quitter].signer), actor=quitter)
     scene.say(
         f"{quitter} revoked {revoked.consent_id} (ledger index {revoked.revocation_ledger_index})"
     )
     try:
-        service.confirm_release("demo-decision-1", job_id="demo-job-1", now=utcnow())
+        service.confirm_release("demo-decision-1", job_id="demo-job-1")
     except ConsentRevokedError as exc:  # the job must stop: shown, not fatal
         scene.say(f"job demo-job-1 stops before release: {exc}")
 
     scene.say("check after the revocation:")
-    _show(scene, service.covering_consents(replace(request, time=utcnow())))
+    _show(scene, service.covering_consents(request))
     for item in service.usage(quitter):
         scene.say(f"who used {quitter}'s data under {item.record.consent_id}:")
         for entry in item.entries:

@@ -39,6 +39,19 @@ T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
 @dataclass
+class ExchangeClock:
+    """The exchange's clock in tests: a real clock the test sets and advances (no mock)."""
+
+    time: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.time
+
+    def set(self, when: datetime) -> None:
+        self.time = when
+
+
+@dataclass
 class World:
     """A consent service with enterprises ``ent-0..`` (dataset ``ent-N.energy``) and requesters."""
 
@@ -46,6 +59,7 @@ class World:
     ledger: ledger.Ledger
     directory: StaticDirectory
     service: ConsentService
+    clock: ExchangeClock
     keys: dict[str, Ed25519Signer] = field(default_factory=dict)
 
     def add_enterprise(self, name: str, *, industry: str = "battery") -> Ed25519Signer:
@@ -84,9 +98,9 @@ class World:
         key = signer or self.keys[receipt.enterprise]
         return SignedReceipt(receipt, key.sign(receipt.canonical()))
 
-    def grant(self, enterprise: str, *, now: datetime = T0, **overrides: Any) -> ConsentRecord:
+    def grant(self, enterprise: str, **overrides: Any) -> ConsentRecord:
         signed = self.sign(self.receipt(enterprise, **overrides))
-        return self.service.grant(signed, actor=enterprise, now=now)
+        return self.service.grant(signed, actor=enterprise)
 
     def revocation(self, record: ConsentRecord, **overrides: Any) -> SignedRevocation:
         enterprise = record.enterprise
@@ -110,7 +124,6 @@ class World:
             engine=Engine.HE,
             datasets=tuple(f"{e}.energy" for e in enterprises),
             fields=("energy_kwh",),
-            time=T0,
         )
         return replace(base, **overrides)
 
@@ -127,8 +140,11 @@ def world(tmp_path: Path) -> Iterator[World]:
     directory = StaticDirectory()
     directory.add_requester(RequesterProfile("sb-battery", "subbrain", "battery"))
     directory.add_requester(RequesterProfile("sb-steel", "subbrain", "steel"))
-    service = ConsentService(db, led, directory, directory, ConsentConfig(origin=ORIGIN))
-    w = World(db, led, directory, service)
+    clock = ExchangeClock()
+    service = ConsentService(
+        db, led, directory, directory, ConsentConfig(origin=ORIGIN), clock=clock
+    )
+    w = World(db, led, directory, service, clock)
     for i in range(3):
         w.add_enterprise(f"ent-{i}")
     yield w

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import stat
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from consent import ConsentAccessError, ConsentKeyError, ConsentRevokedError, ForeignKeyError
+from consent import (
+    ConsentAccessError,
+    ConsentKeyError,
+    ConsentRevokedError,
+    ForeignKeyError,
+    RequestTimeSkewError,
+)
+from core.clock import format_rfc3339, utcnow
 from exchange.cli import app, main
 
 runner = CliRunner()
@@ -119,3 +127,52 @@ def test_consent_lifecycle(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ibx: consent revoked:")
+
+
+def test_check_judges_at_the_exchange_clock_not_the_stated_time(
+    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A consent valid only from tomorrow cannot be reached by stating tomorrow's time."""
+    key = tmp_path / "ent-a.key"
+    cli.run("consent", "keygen", "--out", str(key))
+    ent = cli.token("--role", "enterprise", "--name", "ent-a", "--industry", "battery")
+    sb = cli.token("--role", "subbrain", "--name", "sb-1", "--industry", "battery")
+    cli.run("consent", "register-key", "--key", str(key), "--token", ent)
+    cli.run("dataset", "register", "--id", "ent-a.energy", "--field", "energy_kwh", "--token", ent)
+    now = utcnow()
+    cli.run(
+        "consent", "grant", "--key", str(key), "--dataset", "ent-a.energy:energy_kwh",
+        "--requester-group", "subbrain:battery", "--purpose", "benchmarking",
+        "--operation", "mean", "--min-cohort", "1",
+        "--valid-from", format_rfc3339(now + timedelta(days=1)),
+        "--valid-until", format_rfc3339(now + timedelta(days=10)),
+        "--token", ent,
+    )  # fmt: skip
+    ask = {
+        "purpose": "benchmarking",
+        "operation": "mean",
+        "engine": "he",
+        "datasets": ["ent-a.energy"],
+        "fields": ["energy_kwh"],
+    }
+    postdated = json.dumps({**ask, "time": format_rfc3339(now + timedelta(days=2))})
+    with pytest.raises(RequestTimeSkewError):
+        cli.run("consent", "check", "--request", postdated, "--token", sb)
+    argv = ["ibx", "--data-dir", str(cli.data_dir), "consent", "check",
+            "--request", postdated, "--token", sb]  # fmt: skip
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exchange's clock" in err[0]
+    # Within the skew the stated time is accepted, and the consent is judged not yet valid.
+    honest = json.dumps({**ask, "time": format_rfc3339(utcnow())})
+    assert "refused (not_yet_valid)" in cli.run(
+        "consent", "check", "--request", honest, "--token", sb
+    )
+    assert "refused (not_yet_valid)" in cli.run(
+        "consent", "check", "--request", json.dumps(ask), "--token", sb
+    )

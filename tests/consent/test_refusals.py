@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from sqlalchemy import text
 from consent import (
     BadConsentSignatureError,
     ConsentAccessError,
+    ConsentConfigError,
     ConsentError,
     ConsentExpiredError,
     ConsentNotYetValidError,
@@ -118,67 +119,71 @@ def test_grant_refused(
 ) -> None:
     size = world.ledger.size()
     with pytest.raises(error):
-        world.service.grant(make(world), actor="ent-0", now=T0)
+        world.service.grant(make(world), actor="ent-0")
     assert world.service.list() == []
     assert world.ledger.size() == size  # nothing recorded
 
 
 def test_replayed_receipt_is_refused(world: World) -> None:
     signed = world.sign(world.receipt("ent-0"))
-    world.service.grant(signed, actor="ent-0", now=T0)
+    world.service.grant(signed, actor="ent-0")
     with pytest.raises(ReplayedNonceError):
-        world.service.grant(signed, actor="ent-0", now=T0)
+        world.service.grant(signed, actor="ent-0")
 
 
 def test_replayed_nonce_under_a_new_id_is_refused(world: World) -> None:
     first = world.receipt("ent-0")
-    world.service.grant(world.sign(first), actor="ent-0", now=T0)
+    world.service.grant(world.sign(first), actor="ent-0")
     again = world.receipt("ent-0", nonce=first.nonce)
     with pytest.raises(ReplayedNonceError):
-        world.service.grant(world.sign(again), actor="ent-0", now=T0)
+        world.service.grant(world.sign(again), actor="ent-0")
 
 
-def test_naive_now_is_refused(world: World) -> None:
-    with pytest.raises(InvalidConsentError):
-        world.service.grant(
-            world.sign(world.receipt("ent-0")), actor="x", now=T0.replace(tzinfo=None)
-        )
+def test_a_naive_service_clock_is_refused(world: World) -> None:
+    world.clock.set(T0.replace(tzinfo=None))
+    with pytest.raises(ConsentConfigError):
+        world.service.grant(world.sign(world.receipt("ent-0")), actor="x")
+    assert world.service.list() == []
 
 
 # -- refused at check time -------------------------------------------------------------
 
 
-CHECK_REFUSALS: list[tuple[str, dict[str, object], dict[str, object], type[ConsentError], str]] = [
-    ("expired", {}, {"time": T0 + timedelta(days=31)}, ConsentExpiredError, ""),
-    (
-        "not-yet-valid",
-        {"valid_from": T0 + timedelta(days=2), "valid_until": T0 + timedelta(days=9)},
-        {},
-        ConsentNotYetValidError,
-        "",
-    ),
-    ("field", {}, {"fields": ("emissions_t",)}, ScopeMismatchError, "field"),
-    ("purpose", {}, {"purpose": Purpose.TRADE_MATCHING}, ScopeMismatchError, "purpose"),
-    ("operation", {}, {"operation": Operation.REGRESSION}, ScopeMismatchError, "operation"),
-    ("engine", {"engines": (Engine.HE,)}, {"engine": Engine.MPC}, ScopeMismatchError, "engine"),
-    ("other-requester", {}, {"requester": "sb-steel"}, NoConsentError, ""),
+_LATER: dict[str, object] = {
+    "valid_from": T0 + timedelta(days=2),
+    "valid_until": T0 + timedelta(days=9),
+}
+# (id, grant overrides, request overrides, the exchange's clock, error, dimension)
+CHECK_REFUSALS: list[
+    tuple[str, dict[str, object], dict[str, object], datetime, type[ConsentError], str]
+] = [
+    ("expired", {}, {}, T0 + timedelta(days=31), ConsentExpiredError, ""),
+    ("not-yet-valid", _LATER, {}, T0, ConsentNotYetValidError, ""),
+    ("field", {}, {"fields": ("emissions_t",)}, T0, ScopeMismatchError, "field"),
+    ("purpose", {}, {"purpose": Purpose.TRADE_MATCHING}, T0, ScopeMismatchError, "purpose"),
+    ("operation", {}, {"operation": Operation.REGRESSION}, T0, ScopeMismatchError, "operation"),
+    ("engine", {"engines": (Engine.HE,)}, {"engine": Engine.MPC}, T0, ScopeMismatchError, "engine"),
+    ("other-requester", {}, {"requester": "sb-steel"}, T0, NoConsentError, ""),
 ]
 
 
 @pytest.mark.parametrize(
-    ("grant", "ask", "error", "dimension"),
-    [(g, a, e, d) for _, g, a, e, d in CHECK_REFUSALS],
+    ("grant", "ask", "at", "error", "dimension"),
+    [(g, a, t, e, d) for _, g, a, t, e, d in CHECK_REFUSALS],
     ids=[i for i, *_ in CHECK_REFUSALS],
 )
 def test_check_refuses(
     world: World,
     grant: dict[str, Any],
     ask: dict[str, Any],
+    at: datetime,
     error: type[ConsentError],
     dimension: str,
 ) -> None:
     record = world.grant("ent-0", **grant)
-    assert world.service.covering_consents(world.request("ent-0", time=T0 + timedelta(days=3)))
+    world.clock.set(T0 + timedelta(days=3))  # control: the plain request is covered then
+    assert world.service.covering_consents(world.request("ent-0")).covered_owners() == ("ent-0",)
+    world.clock.set(at)
     report = world.service.covering_consents(world.request("ent-0", **ask))
     assert report.covering == {}
     assert report.chosen() == {}
@@ -194,7 +199,7 @@ def test_covering_then_revoked(world: World) -> None:
     record = world.grant("ent-0")
     report = world.service.covering_consents(world.request("ent-0"))
     assert [r.consent_id for r in report.covering["ent-0"]] == [record.consent_id]
-    world.service.revoke(world.revocation(record), actor="ent-0", now=T0)
+    world.service.revoke(world.revocation(record), actor="ent-0")
     report = world.service.covering_consents(world.request("ent-0"))
     with pytest.raises(ConsentRevokedError):
         report.raise_for("ent-0")
@@ -204,9 +209,9 @@ def test_covering_then_revoked(world: World) -> None:
 def test_use_limit_reached(world: World) -> None:
     world.grant("ent-0", use_limit=2)
     for n in range(2):
-        use = world.service.use(world.request("ent-0"), decision_id=f"d{n}", now=T0)
+        use = world.service.use(world.request("ent-0"), decision_id=f"d{n}")
         assert list(use.used) == ["ent-0"]
-    use = world.service.use(world.request("ent-0"), decision_id="d3", now=T0)
+    use = world.service.use(world.request("ent-0"), decision_id="d3")
     assert use.used == {}
     with pytest.raises(UseLimitReachedError):
         use.report.raise_for("ent-0")
@@ -240,20 +245,16 @@ def test_revocation_refusals(world: World) -> None:
     other = world.grant("ent-1")
     good = world.revocation(record)
     with pytest.raises(BadConsentSignatureError):
-        world.service.revoke(replace(good, signature=bytes(64)), actor="ent-0", now=T0)
+        world.service.revoke(replace(good, signature=bytes(64)), actor="ent-0")
     with pytest.raises(WrongOriginError):
-        world.service.revoke(world.revocation(record, origin="elsewhere"), actor="x", now=T0)
+        world.service.revoke(world.revocation(record, origin="elsewhere"), actor="x")
     # ent-1 cannot revoke ent-0's consent, even signing correctly with its own key.
     with pytest.raises(ConsentAccessError):
-        world.service.revoke(
-            world.revocation(other, consent_id=record.consent_id), actor="ent-1", now=T0
-        )
-    world.service.revoke(good, actor="ent-0", now=T0)
+        world.service.revoke(world.revocation(other, consent_id=record.consent_id), actor="ent-1")
+    world.service.revoke(good, actor="ent-0")
     with pytest.raises(ConsentRevokedError):
-        world.service.revoke(world.revocation(record), actor="ent-0", now=T0)
+        world.service.revoke(world.revocation(record), actor="ent-0")
     second = world.grant("ent-0")
     with pytest.raises(ReplayedNonceError):
-        world.service.revoke(
-            world.revocation(second, nonce=good.revocation.nonce), actor="ent-0", now=T0
-        )
-    world.service.revoke(world.revocation(second), actor="ent-0", now=T0)
+        world.service.revoke(world.revocation(second, nonce=good.revocation.nonce), actor="ent-0")
+    world.service.revoke(world.revocation(second), actor="ent-0")

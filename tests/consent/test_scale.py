@@ -31,6 +31,7 @@ def _run(tmp_path: Path, *, enterprises: int, consents: int, checks: int) -> Non
                     evaluate(
                         record,
                         request,
+                        at=report.at,
                         owner_datasets=(f"{owner}.energy",),
                         requester_keys=tuple(
                             k

@@ -58,13 +58,13 @@ def test_min_cohort_drops_owners_until_stable(world: World) -> None:
 def test_use_records_and_usage_reads_the_ledger(world: World) -> None:
     record = world.grant("ent-0")
     world.grant("ent-1")
-    use = world.service.use(world.request("ent-0", "ent-1"), decision_id="dec-1", now=T0)
+    use = world.service.use(world.request("ent-0", "ent-1"), decision_id="dec-1")
     assert sorted(use.used) == ["ent-0", "ent-1"]
     assert use.ledger_index is not None
     entry = world.ledger.entry(use.ledger_index)
     assert entry.type == "consent.use"
     assert entry.actor == "sb-battery"
-    assert world.service.confirm_release("dec-1", job_id="job-1", now=T0) == use.consent_ids()
+    assert world.service.confirm_release("dec-1", job_id="job-1") == use.consent_ids()
     usage = world.service.usage("ent-0")
     assert [u.record.consent_id for u in usage] == [record.consent_id]
     kinds = [(e.kind, e.decision_id, e.job_id, e.status) for e in usage[0].entries]
@@ -77,21 +77,22 @@ def test_use_records_and_usage_reads_the_ledger(world: World) -> None:
 
 def test_job_stops_when_consent_revoked_before_release(world: World) -> None:
     record = world.grant("ent-0")
-    world.service.use(world.request("ent-0"), decision_id="dec-1", now=T0)
-    world.service.revoke(world.revocation(record), actor="ent-0", now=T0)
+    world.service.use(world.request("ent-0"), decision_id="dec-1")
+    world.service.revoke(world.revocation(record), actor="ent-0")
     with pytest.raises(ConsentRevokedError):
-        world.service.confirm_release("dec-1", job_id="job-1", now=T0)
+        world.service.confirm_release("dec-1", job_id="job-1")
     entries = world.service.usage("ent-0")[0].entries
     assert [(e.kind, e.status) for e in entries] == [("decision", "used"), ("job", "stopped")]
 
 
 def test_job_stops_when_consent_expired_before_release(world: World) -> None:
     world.grant("ent-0")
-    world.service.use(world.request("ent-0"), decision_id="dec-1", now=T0)
+    world.service.use(world.request("ent-0"), decision_id="dec-1")
+    world.clock.set(T0 + timedelta(days=60))
     with pytest.raises(ConsentExpiredError):
-        world.service.confirm_release("dec-1", job_id="j", now=T0 + timedelta(days=60))
+        world.service.confirm_release("dec-1", job_id="j")
     with pytest.raises(ConsentNotFoundError):
-        world.service.confirm_release("no-such-decision", job_id="j", now=T0)
+        world.service.confirm_release("no-such-decision", job_id="j")
 
 
 def test_auditor_verifies_grant_from_the_ledger_alone(world: World) -> None:
@@ -128,7 +129,7 @@ def test_receipts_validate_against_the_json_schemas(world: World) -> None:
         validator.validate(
             json.loads(json.dumps(world.service.get(record.consent_id).signed.to_dict()))
         )
-    revoked = world.service.revoke(world.revocation(records[0]), actor="ent-0", now=T0)
+    revoked = world.service.revoke(world.revocation(records[0]), actor="ent-0")
     assert revoked.revocation_ledger_index is not None
     payload = world.ledger.entry(revoked.revocation_ledger_index).payload
     jsonschema.Draft202012Validator(revoke_schema).validate(
@@ -153,9 +154,7 @@ def test_revocation_racing_decisions(world: World) -> None:
     def decide(worker: int) -> None:
         try:
             for n in range(12):
-                world.service.use(
-                    world.request("ent-0", "ent-1"), decision_id=f"w{worker}-{n}", now=T0
-                )
+                world.service.use(world.request("ent-0", "ent-1"), decision_id=f"w{worker}-{n}")
                 if n == 3:
                     some_decided.set()
                 if worker == 0 and n == 8:
@@ -166,7 +165,7 @@ def test_revocation_racing_decisions(world: World) -> None:
     def revoke() -> None:
         try:
             some_decided.wait(timeout=60)
-            done = world.service.revoke(world.revocation(record), actor="ent-0", now=T0)
+            done = world.service.revoke(world.revocation(record), actor="ent-0")
             assert done.revocation_ledger_index is not None
             revoked_at.append(done.revocation_ledger_index)
             revoked.set()
@@ -201,7 +200,7 @@ def test_use_limit_holds_under_concurrent_decisions(world: World) -> None:
 
     def decide(worker: int) -> None:
         for n in range(6):
-            use = world.service.use(world.request("ent-0"), decision_id=f"{worker}-{n}", now=T0)
+            use = world.service.use(world.request("ent-0"), decision_id=f"{worker}-{n}")
             with lock:
                 used.append(len(use.used))
 
