@@ -9,14 +9,24 @@ one still counts lives here.
 from edge_tls._ca import CertificateAuthority, certs_only, parse_certs_only
 from edge_tls._client import DeviceCredentials, build_csr, parse_est_response
 from edge_tls._csr import EnrollmentRequest, decode_csr, validate_csr
+from edge_tls._envelope import (
+    BATCH_FORMAT,
+    BatchHeader,
+    DevicePrivateKey,
+    SignedBatch,
+    device_of,
+    sign_batch,
+)
 from edge_tls._issued import (
     CertificateRecord,
     DeviceCertificate,
     IssuedCertificate,
     ServerCredentials,
 )
+from edge_tls._opening import BatchOpener, VerifiedBatch
 from edge_tls._pki import EdgePki
 from edge_tls._profiles import CertificateKind, DeviceId, PkiConfig, fingerprint
+from edge_tls._quota import UploadQuota, check_sealed_box
 from edge_tls._readings import (
     ReadingBatch,
     ReadingStore,
@@ -24,11 +34,14 @@ from edge_tls._readings import (
     seal_batch,
     sealing_public_key,
 )
-from edge_tls._revocation import RevocationReason, RevokedCertificate
+from edge_tls._revocation import LineRevocation, RevocationReason, RevokedCertificate
 from edge_tls._tables import MIGRATIONS
 from edge_tls._tokens import TOKEN_PREFIX, BootstrapToken
 from edge_tls.errors import (
     AlreadyRevokedError,
+    BatchFormatError,
+    BatchTooLargeError,
+    BatchVerificationError,
     BootstrapTokenError,
     CaAlreadyInitializedError,
     CaError,
@@ -44,6 +57,7 @@ from edge_tls.errors import (
     CsrSignatureError,
     EnrollmentError,
     IdentityMismatchError,
+    MalformedBatchError,
     ReadingsError,
     RevocationError,
     SealedBatchError,
@@ -53,13 +67,20 @@ from edge_tls.errors import (
     TokenUnknownError,
     TokenUsedError,
     UnknownCertificateError,
+    UploadQuotaError,
     WeakKeyError,
 )
 
 __all__ = [
+    "BATCH_FORMAT",
     "MIGRATIONS",
     "TOKEN_PREFIX",
     "AlreadyRevokedError",
+    "BatchFormatError",
+    "BatchHeader",
+    "BatchOpener",
+    "BatchTooLargeError",
+    "BatchVerificationError",
     "BootstrapToken",
     "BootstrapTokenError",
     "CaAlreadyInitializedError",
@@ -80,11 +101,14 @@ __all__ = [
     "DeviceCertificate",
     "DeviceCredentials",
     "DeviceId",
+    "DevicePrivateKey",
     "EdgePki",
     "EnrollmentError",
     "EnrollmentRequest",
     "IdentityMismatchError",
     "IssuedCertificate",
+    "LineRevocation",
+    "MalformedBatchError",
     "PkiConfig",
     "ReadingBatch",
     "ReadingStore",
@@ -96,19 +120,26 @@ __all__ = [
     "SealingKeyMissingError",
     "SerialNotFoundError",
     "ServerCredentials",
+    "SignedBatch",
     "TokenExpiredError",
     "TokenUnknownError",
     "TokenUsedError",
     "UnknownCertificateError",
+    "UploadQuota",
+    "UploadQuotaError",
+    "VerifiedBatch",
     "WeakKeyError",
     "build_csr",
     "certs_only",
+    "check_sealed_box",
     "decode_csr",
+    "device_of",
     "fingerprint",
     "open_batch",
     "parse_certs_only",
     "parse_est_response",
     "seal_batch",
     "sealing_public_key",
+    "sign_batch",
     "validate_csr",
 ]

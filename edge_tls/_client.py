@@ -17,10 +17,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from edge_tls._ca import parse_certs_only
+from edge_tls._envelope import DevicePrivateKey
 from edge_tls.errors import EnrollmentError
 
 __all__ = ["DeviceCredentials", "build_csr", "parse_est_response"]
@@ -166,6 +167,20 @@ class DeviceCredentials:
         if ca_pem is not None:
             _write_private(self.ca_path, ca_pem)
         _write_private(self.directory / _META, json.dumps(meta, indent=2).encode() + b"\n")
+
+    def private_key(self) -> DevicePrivateKey:
+        """The device's private key (it signs batches and the TLS handshake).
+
+        Raises:
+            EnrollmentError: missing, unreadable, or not an EC or Ed25519 key.
+        """
+        try:
+            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise EnrollmentError(f"no readable device key at {self.key_path}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            raise EnrollmentError(f"{self.key_path} is not an EC or Ed25519 key")
+        return key
 
     def certificate(self) -> x509.Certificate:
         """The current certificate.

@@ -3,6 +3,13 @@
 Every issuance, renewal and revocation is written with its ledger event in
 one transaction, through the injected :class:`~core.events.EventRecorder`,
 with the serial and the SHA-256 fingerprint of the certificate.
+
+A device identity (enterprise + device name) has one *line* of certificates:
+every certificate ever issued for it. At most one of them is valid: an
+enrolment or renewal supersedes (revokes, reason ``superseded``) every other
+valid certificate of the line in the transaction that issues the new one, and
+revoking any certificate of the line revokes every one still valid (ancestors
+and descendants alike). The CRL and OCSP read the same rows.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from edge_tls._issued import (
 from edge_tls._profiles import CertificateKind, DeviceId, PkiConfig, fingerprint
 from edge_tls._revocation import (
     CertificateState,
+    LineRevocation,
     RevocationReason,
     RevokedCertificate,
     SerialStatus,
@@ -222,10 +230,17 @@ class EdgePki:
                 admit(device)
             request = validate_csr(csr_body, device, trust_domain=self.config.trust_domain)
             cert = ca.issue_device(request.public_key, device, now=now)
+            superseded = self._supersede(session, device, now=now)
             self._store(session, cert, CertificateKind.DEVICE, device)
             spent.used_serial_hex = format(cert.serial_number, "x")
             issued = IssuedCertificate(cert, device)
-            self._record_issue(session, "edge.certificate.issue", issued, actor=device.device)
+            self._record_issue(
+                session,
+                "edge.certificate.issue",
+                issued,
+                actor=device.device,
+                superseded=superseded,
+            )
         logger.info("enrolled %s/%s serial %x", device.enterprise, device.device, issued.serial)
         return issued
 
@@ -234,15 +249,33 @@ class EdgePki:
     ) -> IssuedCertificate:
         """EST simplereenroll: a new certificate for the same identity (new key allowed).
 
+        The new certificate supersedes the one presented (and any other valid
+        certificate of the device's line): they are revoked, reason
+        ``superseded``, in the same transaction, so only the newest is valid.
+        The presented certificate is re-checked inside that transaction, so a
+        revocation that lands between authentication and renewal wins.
+
         Raises:
             CaNotInitializedError: no CA.
             CsrError: the CSR is refused, including one naming another identity.
+            CertificateRevokedError: the presented certificate was revoked meanwhile.
         """
         ca = self.authority()
         request = validate_csr(csr_body, peer.device, trust_domain=self.config.trust_domain)
         cert = ca.issue_device(request.public_key, peer.device, now=now)
         issued = IssuedCertificate(cert, peer.device)
         with self._db.write() as session:
+            current = session.execute(
+                select(CertificateRow)
+                .where(CertificateRow.serial_hex == format(peer.serial, "x"))
+                .with_for_update()
+            ).scalar_one_or_none()
+            if current is None or current.revoked_at is not None:
+                raise CertificateRevokedError(
+                    f"certificate {peer.serial:x} was revoked; it cannot renew",
+                    serial=peer.serial,
+                )
+            superseded = self._supersede(session, peer.device, now=now)
             self._store(session, cert, CertificateKind.DEVICE, peer.device)
             self._record_issue(
                 session,
@@ -250,6 +283,7 @@ class EdgePki:
                 issued,
                 actor=peer.device.device,
                 previous_serial=format(peer.serial, "x"),
+                superseded=superseded,
             )
         logger.info("renewed %s serial %x -> %x", peer.device.device, peer.serial, issued.serial)
         return issued
@@ -308,6 +342,31 @@ class EdgePki:
             )
         )
 
+    def _line(self, session: Session, device: DeviceId) -> list[CertificateRow]:
+        return list(
+            session.execute(
+                select(CertificateRow)
+                .where(
+                    CertificateRow.enterprise == device.enterprise,
+                    CertificateRow.device == device.device,
+                    CertificateRow.kind == CertificateKind.DEVICE.value,
+                )
+                .order_by(CertificateRow.not_before)
+                .with_for_update()
+            ).scalars()
+        )
+
+    def _supersede(self, session: Session, device: DeviceId, *, now: datetime) -> list[str]:
+        """Revoke (``superseded``) every still-valid certificate of ``device``'s line."""
+        stamp = format_rfc3339(require_aware(now, what="now").replace(microsecond=0))
+        superseded = []
+        for row in self._line(session, device):
+            if row.revoked_at is None:
+                row.revoked_at = stamp
+                row.revocation_reason = RevocationReason.SUPERSEDED.value
+                superseded.append(row.serial_hex)
+        return superseded
+
     def _record_issue(
         self,
         session: Session,
@@ -316,8 +375,9 @@ class EdgePki:
         *,
         actor: str,
         previous_serial: str | None = None,
+        superseded: list[str] | None = None,
     ) -> None:
-        payload: dict[str, str | None] = {
+        payload: dict[str, str | list[str] | None] = {
             "kind": CertificateKind.DEVICE.value,
             "serial": format(issued.serial, "x"),
             "fingerprint": issued.fingerprint,
@@ -328,6 +388,8 @@ class EdgePki:
         }
         if previous_serial is not None:
             payload["previous_serial"] = previous_serial
+        if superseded:
+            payload["superseded"] = superseded
         self._recorder.record(Event(event_type, actor, payload), session=session)
 
     # -- authentication and revocation ---------------------------------------------------
@@ -386,26 +448,49 @@ class EdgePki:
 
     def revoke(
         self, serial: int, reason: RevocationReason, *, actor: str, now: datetime
-    ) -> RevokedCertificate:
-        """Revoke the certificate with ``serial``; refused on its very next request.
+    ) -> LineRevocation:
+        """Revoke the certificate with ``serial`` and the rest of its device's line.
+
+        Every still-valid certificate of the same device identity (those it was
+        renewed from and those renewed from it) is revoked with ``reason``; with
+        ``key-compromise``, certificates of the line already revoked for another
+        reason (e.g. superseded) have their reason raised to key-compromise,
+        keeping their revocation time. A server certificate is revoked alone.
+        All of them are refused on their very next request.
 
         Raises:
             SerialNotFoundError: no certificate with that serial.
-            AlreadyRevokedError: revoked before.
+            AlreadyRevokedError: nothing left to change (the whole line is revoked already).
         """
         when = require_aware(now, what="now").replace(microsecond=0)
+        stamp = format_rfc3339(when)
         serial_hex = format(serial, "x")
         with self._db.write() as session:
             row = session.get(CertificateRow, serial_hex)
             if row is None:
                 raise SerialNotFoundError(f"no certificate with serial {serial_hex}", serial=serial)
-            if row.revoked_at is not None:
+            if row.kind == CertificateKind.DEVICE.value and row.enterprise and row.device:
+                line = self._line(session, DeviceId(row.enterprise, row.device))
+            else:
+                line = [row]
+            changed: list[CertificateRow] = []
+            for member in line:
+                if member.revoked_at is None:
+                    member.revoked_at = stamp
+                    member.revocation_reason = reason.value
+                    changed.append(member)
+                elif (
+                    reason is RevocationReason.KEY_COMPROMISE
+                    and member.revocation_reason != reason.value
+                ):
+                    member.revocation_reason = reason.value
+                    changed.append(member)
+            if not changed:
                 raise AlreadyRevokedError(
-                    f"certificate {serial_hex} was already revoked at {row.revoked_at}",
+                    f"certificate {serial_hex} was already revoked at {row.revoked_at}, "
+                    "and so is the rest of its device's line",
                     serial=serial,
                 )
-            row.revoked_at = format_rfc3339(when)
-            row.revocation_reason = reason.value
             self._recorder.record(
                 Event(
                     "edge.certificate.revoke",
@@ -416,13 +501,20 @@ class EdgePki:
                         "reason": reason.value,
                         "enterprise": row.enterprise,
                         "device": row.device,
-                        "revoked_at": row.revoked_at,
+                        "revoked_at": stamp,
+                        "line": [
+                            {"serial": m.serial_hex, "fingerprint": m.fingerprint} for m in changed
+                        ],
                     },
                 ),
                 session=session,
             )
-        logger.info("revoked certificate %s (%s)", serial_hex, reason.value)
-        return RevokedCertificate(serial, when, reason)
+            requested = _entry(row)
+            revoked = tuple(_entry(m) for m in changed)
+        logger.info(
+            "revoked certificate %s (%s) and %d of its line", serial_hex, reason.value, len(revoked)
+        )
+        return LineRevocation(requested, revoked)
 
     def certificates(self, *, enterprise: str | None = None) -> list[CertificateRecord]:
         """Every certificate issued (optionally for one enterprise), oldest first."""
@@ -449,18 +541,18 @@ class EdgePki:
                 session.expunge(row)
             return row
 
-    def _revoked(self, session: Session) -> list[RevokedCertificate]:
+    def _revoked(self, session: Session, *, now: datetime) -> list[RevokedCertificate]:
+        # Superseded certificates leave the CRL once expired (RFC 5280 §3.3 allows it), so
+        # weekly renewals do not grow it forever; every other reason stays listed.
+        expired_superseded = (
+            CertificateRow.revocation_reason == RevocationReason.SUPERSEDED.value
+        ) & (CertificateRow.not_after <= format_rfc3339(now))
         rows = session.execute(
-            select(CertificateRow).where(CertificateRow.revoked_at.is_not(None))
-        ).scalars()
-        return [
-            RevokedCertificate(
-                int(row.serial_hex, 16),
-                parse_rfc3339(row.revoked_at or ""),
-                RevocationReason(row.revocation_reason or "unspecified"),
+            select(CertificateRow).where(
+                CertificateRow.revoked_at.is_not(None), ~expired_superseded
             )
-            for row in rows
-        ]
+        ).scalars()
+        return [_entry(row) for row in rows]
 
     def crl(self, *, now: datetime) -> bytes:
         """DER of a freshly signed CRL of every revoked certificate.
@@ -471,7 +563,7 @@ class EdgePki:
         ca = self.authority()
         when = require_aware(now, what="now").replace(microsecond=0)
         with self._db.read() as session:
-            revoked = self._revoked(session)
+            revoked = self._revoked(session, now=when)
         crl = build_crl(ca, revoked, number=int(when.timestamp()), now=when)
         return crl.public_bytes(Encoding.DER)
 
@@ -489,12 +581,16 @@ class EdgePki:
                 return None
             if row.revoked_at is None:
                 return SerialStatus(CertificateState.GOOD)
-            entry = RevokedCertificate(
-                serial,
-                parse_rfc3339(row.revoked_at),
-                RevocationReason(row.revocation_reason or "unspecified"),
-            )
-            return SerialStatus(CertificateState.REVOKED, entry)
+            return SerialStatus(CertificateState.REVOKED, _entry(row))
 
         when = require_aware(now, what="now").replace(microsecond=0)
         return build_ocsp_response(ca, request_der, lookup, now=when)
+
+
+def _entry(row: CertificateRow) -> RevokedCertificate:
+    """The CRL/OCSP view of a revoked row (one place, so the CRL and OCSP agree)."""
+    return RevokedCertificate(
+        int(row.serial_hex, 16),
+        parse_rfc3339(row.revoked_at or ""),
+        RevocationReason(row.revocation_reason or "unspecified"),
+    )

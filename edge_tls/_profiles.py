@@ -65,7 +65,6 @@ class PkiConfig:
     token_ttl: timedelta = timedelta(hours=24)
     max_token_ttl: timedelta = timedelta(days=30)
     crl_lifetime: timedelta = timedelta(days=1)
-    max_batch_bytes: int = 1 << 20
     backdate: timedelta = timedelta(minutes=5)
 
     def __post_init__(self) -> None:

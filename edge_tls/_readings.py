@@ -1,12 +1,14 @@
 """Sealed reading batches: the device seals, the exchange stores ciphertext, the enterprise opens.
 
-A batch is sealed with libsodium's ``crypto_box_seal`` (PyNaCl ``SealedBox``)
+A batch (a signed envelope, see :mod:`edge_tls._envelope`) is sealed with
+libsodium's ``crypto_box_seal`` (PyNaCl ``SealedBox``)
 to the enterprise's X25519 key. The enterprise keeps one Ed25519 key (the one
 it signs consents with); its X25519 sealing key is the birationally
 equivalent Curve25519 key (``crypto_sign_ed25519_pk_to_curve25519``), so one
 key file opens batches and signs consents. The exchange never holds the
 private half, stores only ciphertext, and records each batch's SHA-256 on the
-ledger.
+ledger. Uploads are checked when they arrive (:mod:`edge_tls._quota`): size,
+sealed-box structure and the device's hourly quota; nothing is stored otherwise.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from datetime import datetime
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 from nacl.signing import SigningKey, VerifyKey
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core.clock import format_rfc3339, parse_rfc3339, require_aware
 from core.db import Database
 from core.events import Event, EventRecorder
 from edge_tls._issued import DeviceCertificate
+from edge_tls._quota import UploadQuota, check_sealed_box, retry_after
 from edge_tls._tables import ReadingBatchRow
-from edge_tls.errors import SealedBatchError
+from edge_tls.errors import SealedBatchError, UploadQuotaError
 
 __all__ = [
     "ReadingBatch",
@@ -37,8 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_SEAL_OVERHEAD = 48  # ephemeral public key (32) + Poly1305 tag (16)
 
 
 def sealing_public_key(ed25519_public: bytes) -> bytes:
@@ -93,24 +95,38 @@ class ReadingBatch:
 class ReadingStore:
     """Sealed batches on the database, with their hashes on the ledger."""
 
-    def __init__(self, db: Database, recorder: EventRecorder, *, max_batch_bytes: int) -> None:
+    def __init__(self, db: Database, recorder: EventRecorder, quota: UploadQuota) -> None:
         self._db = db
         self._recorder = recorder
-        self._max = max_batch_bytes
+        self.quota = quota
 
     def store(self, peer: DeviceCertificate, ciphertext: bytes, *, now: datetime) -> ReadingBatch:
         """Keep a sealed batch from an authenticated device and record its hash.
 
+        The size, structure and quota checks run before anything is written;
+        the quota check runs inside the write transaction, so concurrent
+        uploads of one device cannot both slip under it.
+
         Raises:
-            SealedBatchError: empty, shorter than a sealed box, or over the size limit.
+            BatchTooLargeError: over the per-batch size limit.
+            MalformedBatchError: not a sealed box.
+            UploadQuotaError: past the device's bytes-per-hour quota (with ``retry_after``).
         """
-        if len(ciphertext) <= _SEAL_OVERHEAD:
-            raise SealedBatchError("the body is not a sealed box (too short)")
-        if len(ciphertext) > self._max:
-            raise SealedBatchError(f"a batch may be at most {self._max} bytes")
+        check_sealed_box(ciphertext, self.quota)
         when = require_aware(now, what="now")
         digest = hashlib.sha256(ciphertext).hexdigest()
         with self._db.write() as session:
+            wait = retry_after(
+                self._recent(session, peer, when), len(ciphertext), self.quota, now=when
+            )
+            if wait is not None:
+                raise UploadQuotaError(
+                    f"device {peer.device.device} is past its quota of "
+                    f"{self.quota.bytes_per_hour} bytes per "
+                    f"{int(self.quota.window.total_seconds())} s; retry in {wait} s",
+                    device=peer.device.device,
+                    retry_after=wait,
+                )
             row = ReadingBatchRow(
                 enterprise=peer.device.enterprise,
                 device=peer.device.device,
@@ -139,6 +155,21 @@ class ReadingStore:
             batch = _to_batch(row)
         logger.info("stored batch %d from %s (%d bytes)", batch.id, batch.device, len(ciphertext))
         return batch
+
+    def _recent(
+        self, session: Session, peer: DeviceCertificate, now: datetime
+    ) -> list[tuple[datetime, int]]:
+        since = format_rfc3339(now - self.quota.window)
+        rows = session.execute(
+            select(ReadingBatchRow.received_at, func.length(ReadingBatchRow.ciphertext))
+            .where(
+                ReadingBatchRow.enterprise == peer.device.enterprise,
+                ReadingBatchRow.device == peer.device.device,
+                ReadingBatchRow.received_at > since,
+            )
+            .order_by(ReadingBatchRow.received_at)
+        ).all()
+        return [(parse_rfc3339(at), int(size)) for at, size in rows]
 
     def batches(self, enterprise: str, *, after: int = 0, limit: int = 1000) -> list[ReadingBatch]:
         """The batches sealed to ``enterprise`` with an id above ``after``, oldest first."""

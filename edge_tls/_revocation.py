@@ -22,6 +22,7 @@ from edge_tls._ca import CertificateAuthority
 
 __all__ = [
     "CertificateState",
+    "LineRevocation",
     "RevocationReason",
     "RevokedCertificate",
     "SerialStatus",
@@ -69,6 +70,37 @@ class RevokedCertificate:
     serial: int
     revoked_at: datetime
     reason: RevocationReason
+
+
+@dataclass(frozen=True)
+class LineRevocation:
+    """A revocation as applied: the certificate named, and every certificate of its line changed.
+
+    ``revoked`` lists the certificates newly revoked (or whose reason was
+    raised to key-compromise), the named one included when it was still valid.
+    """
+
+    requested: RevokedCertificate
+    revoked: tuple[RevokedCertificate, ...]
+
+    def __post_init__(self) -> None:
+        if not self.revoked:
+            raise ValueError("a revocation changes at least one certificate")
+
+    @property
+    def serial(self) -> int:
+        """The serial the officer named."""
+        return self.requested.serial
+
+    @property
+    def reason(self) -> RevocationReason:
+        """The reason the officer gave."""
+        return self.requested.reason
+
+    @property
+    def revoked_at(self) -> datetime:
+        """When the named certificate was (or had been) revoked."""
+        return self.requested.revoked_at
 
 
 class CertificateState(enum.Enum):

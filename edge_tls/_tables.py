@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Integer, LargeBinary, String
+from sqlalchemy import Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -40,6 +40,7 @@ class CertificateRow(Base):
     """Every certificate the issuing CA signed, and its revocation state."""
 
     __tablename__ = "edge_tls_certificates"
+    __table_args__ = (Index("ix_edge_tls_certificates_identity", "enterprise", "device"),)
 
     serial_hex: Mapped[str] = mapped_column(String(42), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
@@ -72,6 +73,9 @@ class ReadingBatchRow(Base):
     """One sealed batch: ciphertext only, plus its SHA-256 (also on the ledger)."""
 
     __tablename__ = "edge_tls_reading_batches"
+    __table_args__ = (
+        Index("ix_edge_tls_reading_batches_device_time", "enterprise", "device", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     enterprise: Mapped[str] = mapped_column(String(128), index=True)

@@ -27,7 +27,12 @@
     │   └── AlreadyRevokedError         revoked before (409)
     └── ReadingsError
         ├── SealingKeyMissingError      the enterprise registered no public key (409)
-        └── SealedBatchError            a batch that is empty, too large or does not open
+        ├── SealedBatchError            a batch that is empty, too large or does not open
+        │   ├── MalformedBatchError     not a sealed box (too short, unopenable key) (400)
+        │   └── BatchTooLargeError      over the per-batch size limit (413)
+        ├── UploadQuotaError            over the device's bytes-per-hour quota (429)
+        └── BatchVerificationError      opened, but not a batch its device signed
+            └── BatchFormatError        opened, but not a signed batch envelope at all
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from core.errors import IbxError
 
 __all__ = [
     "AlreadyRevokedError",
+    "BatchFormatError",
+    "BatchTooLargeError",
+    "BatchVerificationError",
     "BootstrapTokenError",
     "CaAlreadyInitializedError",
     "CaError",
@@ -51,6 +59,7 @@ __all__ = [
     "CsrSignatureError",
     "EnrollmentError",
     "IdentityMismatchError",
+    "MalformedBatchError",
     "ReadingsError",
     "RevocationError",
     "SealedBatchError",
@@ -60,6 +69,7 @@ __all__ = [
     "TokenUnknownError",
     "TokenUsedError",
     "UnknownCertificateError",
+    "UploadQuotaError",
     "WeakKeyError",
 ]
 
@@ -212,3 +222,47 @@ class SealingKeyMissingError(ReadingsError):
 
 class SealedBatchError(ReadingsError):
     """A batch that is empty, too large, or does not open under the given key."""
+
+
+class MalformedBatchError(SealedBatchError):
+    """An upload that cannot be a sealed box: too short, or an ephemeral key no box opens under."""
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class BatchTooLargeError(SealedBatchError):
+    """An upload over the per-batch size limit (retrying the same batch never helps)."""
+
+    title = "batch too large"
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class UploadQuotaError(ReadingsError):
+    """A device past its bytes-per-hour upload quota; ``retry_after`` seconds until it fits."""
+
+    title = "upload quota exceeded"
+
+    def __init__(self, message: str, *, device: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.device = device
+        self.retry_after = retry_after
+
+
+class BatchVerificationError(ReadingsError):
+    """An opened batch that its named device did not sign, or that names a foreign signer."""
+
+    title = "batch does not verify"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BatchFormatError(BatchVerificationError):
+    """An opened batch that is not a signed batch envelope (e.g. sealed without a signature)."""

@@ -72,6 +72,8 @@ _TABLE: tuple[_Rule, ...] = (
     _Rule(edge_tls.SerialNotFoundError, 404),
     _Rule(edge_tls.AlreadyRevokedError, 409),
     _Rule(edge_tls.SealingKeyMissingError, 409),
+    _Rule(edge_tls.BatchTooLargeError, 413),
+    _Rule(edge_tls.UploadQuotaError, 429),
     _Rule(edge_tls.EnrollmentError, 400),
     _Rule(consent.ConsentAccessError, 403),
     _Rule(consent.ConsentNotFoundError, 404),

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     edge_device_cert_hours: int = Field(
         168, ge=1, le=8784, description="lifetime of edge device certificates (default 7 days)"
     )
+    edge_max_batch_bytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="largest sealed batch a device may upload"
+    )
+    edge_upload_bytes_per_hour: int = Field(
+        16 << 20, ge=1024, le=1 << 40, description="bytes one edge device may upload per hour"
+    )
     consent_request_skew_seconds: int = Field(
         300,
         ge=0,

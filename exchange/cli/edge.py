@@ -2,7 +2,13 @@
 
 ``token create`` and ``readings pull`` act as the identity of ``--token``/
 ``IBX_TOKEN`` (an enterprise). ``enroll``, ``renew`` and ``upload`` run on the
-device: its key is generated there and never leaves it.
+device: its key is generated there and never leaves it; ``upload`` signs each
+batch with it inside the sealed box, and ``readings pull`` verifies that
+signature against the CA bundle the enterprise pinned.
+
+``readings pull`` never stops at a batch it cannot use: it names each one it
+skips (one line on stderr, and in ``<out>.skipped``), carries on, and exits
+with :data:`EXIT_SKIPPED` (3) when it skipped any, 0 when it skipped none.
 """
 
 from __future__ import annotations
@@ -19,26 +25,33 @@ from pathlib import Path
 
 import httpx
 import typer
+from cryptography import x509
 
 from consent import EnterpriseKey
 from core.clock import utcnow
 from edge_tls import (
+    BatchOpener,
     DeviceCredentials,
     DeviceId,
     EnrollmentError,
     ReadingBatch,
+    ReadingsError,
     SealedBatchError,
+    VerifiedBatch,
     build_csr,
-    open_batch,
     parse_est_response,
     seal_batch,
     sealing_public_key,
+    sign_batch,
 )
 from exchange.cli._context import EXCHANGE_OPTION, TOKEN_OPTION, cli_context
 from exchange.errors import AuthError, ForbiddenError
 from exchange.identities import Identity, Role
 
-__all__ = ["app"]
+__all__ = ["EXIT_SKIPPED", "app"]
+
+EXIT_SKIPPED = 3
+"""``readings pull`` exit status when it skipped at least one batch (the rest were appended)."""
 
 app = typer.Typer(help="Edge terminals: bootstrap tokens, enrolment, renewal, sealed readings.")
 token_app = typer.Typer(help="One-time bootstrap tokens (an enterprise, for its devices).")
@@ -70,7 +83,7 @@ def _enterprise(identity: Identity, enterprise: str | None = None) -> Identity:
     if identity.role is not Role.ENTERPRISE:
         raise ForbiddenError(f"this needs the role enterprise; {identity.name} is {identity.role}")
     if enterprise is not None and identity.name != enterprise:
-        raise ForbiddenError(f"{identity.name} may create tokens only for its own devices")
+        raise ForbiddenError(f"{identity.name} acts for its own devices only, not {enterprise}'s")
     return identity
 
 
@@ -214,10 +227,16 @@ def upload(
     file: Path = typer.Argument(..., help="a CSV file of readings"),  # noqa: B008
     directory: Path = _DIR_OPTION,
 ) -> None:
-    """Seal a CSV batch to this device's enterprise and upload it over mutual TLS."""
+    """Sign a CSV batch with this device's key, seal it to its enterprise, upload over mTLS."""
     credentials = DeviceCredentials(directory)
     server = credentials.server()
-    plaintext = file.read_bytes()
+    readings = file.read_bytes()
+    if not readings:
+        raise typer.BadParameter(f"{file} is empty")
+    signed = sign_batch(
+        readings, credentials.private_key(), credentials.certificate(), now=utcnow()
+    )
+    plaintext = signed.to_bytes()
     with httpx.Client(verify=_tls(credentials.ca_path, credentials), timeout=_TIMEOUT) as client:
         key_response = client.get(server + "/v1/edge/sealing-key")
         if key_response.status_code != 200:
@@ -234,6 +253,9 @@ def upload(
             content=seal_batch(plaintext, sealing_key),
             headers={"Content-Type": "application/octet-stream"},
         )
+    if response.status_code == 429:
+        wait = response.headers.get("retry-after", "?")
+        raise SealedBatchError(f"upload refused (429): over this device's quota; retry in {wait} s")
     if response.status_code != 201:
         raise _refused(response, "upload")
     body = response.json()
@@ -264,11 +286,15 @@ def _fetch_remote(exchange: str, token: str | None, after: int) -> list[ReadingB
     ]
 
 
-def _append(out: Path, batch: ReadingBatch, plaintext: bytes) -> int:
+def _rows(batch: VerifiedBatch) -> list[list[str]]:
     try:
-        rows = list(csv.reader(io.StringIO(plaintext.decode("utf-8"))))
+        return list(csv.reader(io.StringIO(batch.readings.decode("utf-8"))))
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise SealedBatchError(f"batch {batch.id} from {batch.device} is not UTF-8 CSV") from exc
+        raise SealedBatchError(f"batch {batch.batch_id} is not UTF-8 CSV") from exc
+
+
+def _append(out: Path, batch: VerifiedBatch) -> int:
+    rows = _rows(batch)
     if not rows:
         return 0
     header = ["batch", "device", *rows[0]]
@@ -277,9 +303,7 @@ def _append(out: Path, batch: ReadingBatch, plaintext: bytes) -> int:
         with out.open(newline="") as handle:
             current = next(csv.reader(handle), [])
         if current != header:
-            raise SealedBatchError(
-                f"batch {batch.id} has columns {rows[0]}, but {out} has {current[2:]}"
-            )
+            raise SealedBatchError(f"it has columns {rows[0]}, but {out} has {current[2:]}")
     if not exists:  # opened plaintext: readable by the enterprise's user only
         os.close(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     with out.open("a", newline="") as handle:
@@ -287,8 +311,38 @@ def _append(out: Path, batch: ReadingBatch, plaintext: bytes) -> int:
         if not exists:
             writer.writerow(header)
         for row in rows[1:]:
-            writer.writerow([batch.id, batch.device, *row])
+            writer.writerow([batch.batch_id, batch.device.device, *row])
     return len(rows) - 1
+
+
+def _trust(ca_bundle: Path | None, local_chain: str | None) -> list[x509.Certificate]:
+    if ca_bundle is None and local_chain is None:
+        raise typer.BadParameter(
+            "--ca-bundle is required with --exchange: pin the deployment's CA bundle "
+            "(`ibx pki ca-bundle` on the exchange, handed over out of band)"
+        )
+    try:
+        pem = ca_bundle.read_bytes() if ca_bundle is not None else (local_chain or "").encode()
+        return x509.load_pem_x509_certificates(pem)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"--ca-bundle: no PEM certificates ({exc})") from exc
+
+
+def _remote_crl(exchange: str) -> bytes:
+    response = httpx.get(exchange.rstrip("/") + "/v1/pki/crl", timeout=_TIMEOUT)
+    if response.status_code != 200:
+        raise AuthError(f"the exchange gave no CRL ({response.status_code})")
+    return response.content
+
+
+def _skip(out: Path, batch: ReadingBatch, reason: str) -> str:
+    line = f"skipped batch {batch.id} from {batch.device or '?'}: {reason}"
+    log = out.with_name(out.name + ".skipped")
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write(f"{batch.id}\t{batch.device}\t{reason}\n")
+    typer.echo(line, err=True)
+    return line
 
 
 @readings_app.command("pull")
@@ -299,21 +353,61 @@ def pull(
         ..., "--key", help="the enterprise key file written by `ibx consent keygen`"
     ),
     out: Path = typer.Option(..., "--out", help="CSV dataset to append the readings to"),  # noqa: B008
+    ca_bundle: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--ca-bundle",
+        help="the deployment's CA bundle, pinned (required with --exchange; "
+        "default on the data dir: its own CA)",
+    ),
+    after: int | None = typer.Option(
+        None, "--after", min=0, help="re-read from this batch id on (default: <out>.cursor)"
+    ),
+    enterprise: str | None = typer.Option(
+        None, "--enterprise", help="you: only its own devices' signatures count (needed remotely)"
+    ),
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
 ) -> None:
-    """Fetch this enterprise's new sealed batches, open them locally, append to a CSV."""
+    """Fetch this enterprise's new batches, open and verify each, append the rows to a CSV.
+
+    A batch that does not open, is not signed by one of the enterprise's own
+    devices under the pinned CA, or does not fit the CSV is skipped and named
+    (stderr and <out>.skipped); the others are appended. Exit 0: nothing
+    skipped; exit 3: some skipped.
+    """
     seed = EnterpriseKey.load(key).signer.seed()  # the file `ibx consent keygen` wrote
     cursor_path = out.with_name(out.name + ".cursor")
-    after = int(cursor_path.read_text()) if cursor_path.exists() else 0
+    if after is None:
+        after = int(cursor_path.read_text()) if cursor_path.exists() else 0
     if exchange:
+        trust = _trust(ca_bundle, None)
+        if enterprise is None:
+            raise typer.BadParameter(
+                "--enterprise is required with --exchange: the name batches must be signed for "
+                "comes from you, not from the exchange"
+            )
+        crl = _remote_crl(exchange)
         batches = _fetch_remote(exchange, token, after)
     else:
         context = cli_context(ctx)
-        caller = _enterprise(context.acting_as(token))
+        caller = _enterprise(context.acting_as(token), enterprise)
+        enterprise = caller.name
+        pki = context.runtime.edge_pki
+        trust = _trust(ca_bundle, pki.authority().chain_pem())
+        crl = pki.crl(now=utcnow())
         batches = context.runtime.edge_readings.batches(caller.name, after=after)
+    opener = BatchOpener(enterprise, seed, trust=trust, crl=crl)
     rows = 0
+    skipped: list[str] = []
     for batch in batches:
-        rows += _append(out, batch, open_batch(batch.ciphertext, seed))
+        try:
+            rows += _append(out, opener.open(batch))
+        except ReadingsError as exc:
+            skipped.append(_skip(out, batch, str(exc)))
         cursor_path.write_text(f"{batch.id}\n")
-    typer.echo(f"opened {len(batches)} batches, appended {rows} rows to {out}")
+    opened = len(batches) - len(skipped)
+    summary = f"opened {opened} batches, appended {rows} rows to {out}"
+    if skipped:
+        typer.echo(f"{summary}; skipped {len(skipped)} (listed in {out.name}.skipped)")
+        raise typer.Exit(EXIT_SKIPPED)
+    typer.echo(summary)

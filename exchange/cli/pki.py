@@ -71,7 +71,12 @@ def revoke(
     ),
     token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Revoke a certificate (security officer); it is refused on its next request."""
+    """Revoke a certificate and its device's whole line (security officer).
+
+    Every certificate of the same device still valid (those it was renewed
+    from and those renewed from it) is revoked too; all are refused on their
+    next request and listed by the CRL and OCSP.
+    """
     context = cli_context(ctx)
     officer = context.acting_as(token)
     if officer.role is not Role.SECURITY_OFFICER:
@@ -84,3 +89,6 @@ def revoke(
     typer.echo(
         f"revoked {revoked.serial:x} ({revoked.reason}) at {revoked.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
     )
+    others = [entry for entry in revoked.revoked if entry.serial != revoked.serial]
+    for entry in others:
+        typer.echo(f"  and {entry.serial:x} of the same device ({entry.reason})")

@@ -1,4 +1,4 @@
-"""Demo step: a device enrols over EST, uploads sealed readings, is revoked and refused.
+"""Demo step: a device enrols over EST, uploads signed sealed readings, is revoked and refused.
 
 Runs the real edge TLS listener (uvicorn, mutual TLS) on a free local port in
 a background thread and talks to it the way ``ibx edge`` does.
@@ -22,14 +22,17 @@ from cryptography import x509
 from core.clock import utcnow
 from core.keys import Ed25519Signer
 from edge_tls import (
+    BatchOpener,
+    BatchVerificationError,
     DeviceCredentials,
     DeviceId,
+    ReadingBatch,
     RevocationReason,
     build_csr,
     fingerprint,
-    open_batch,
     parse_est_response,
     seal_batch,
+    sign_batch,
 )
 from exchange.edge_server import edge_server_config
 from exchange.identities import Role
@@ -73,6 +76,42 @@ def _enrol(scene: Scene, url: str, bundle: Path, token: str) -> DeviceCredential
     return device_dir
 
 
+def _upload_and_open(
+    scene: Scene,
+    device: httpx.Client,
+    url: str,
+    device_dir: DeviceCredentials,
+    enterprise_key: Ed25519Signer,
+) -> None:
+    """The device signs and seals a batch; the enterprise verifies it and refuses a forgery."""
+    runtime = scene.runtime
+    pki = runtime.edge_pki
+    ca = pki.authority()
+    cert = device_dir.certificate()
+    key_info = device.get(url + "/v1/edge/sealing-key").json()
+    sealing_key = base64.b64decode(key_info["x25519_public_key"])
+    signed = sign_batch(READINGS.encode(), device_dir.private_key(), cert, now=utcnow())
+    sealed = seal_batch(signed.to_bytes(), sealing_key)
+    octets = {"Content-Type": "application/octet-stream"}
+    uploaded = device.post(url + "/v1/edge/readings", content=sealed, headers=octets)
+    uploaded.raise_for_status()
+    scene.say(f"{DEVICE} signed and sealed a batch, uploaded over mTLS: {uploaded.json()}")
+    batch = runtime.edge_readings.batches(ENTERPRISE)[-1]
+    scene.say(f"    the exchange stores {len(batch.ciphertext)} bytes of ciphertext only")
+    opener = BatchOpener(
+        ENTERPRISE, enterprise_key.seed(), trust=ca.chain, crl=pki.crl(now=utcnow())
+    )
+    opened = opener.open(batch)
+    rows = list(csv.reader(io.StringIO(opened.readings.decode())))[1:]
+    scene.say(f"{ENTERPRISE}'s agent opened it with its own key: {rows}")
+    scene.say(f"    signed by {opened.device.device} (serial {opened.serial:x}), verified")
+    forged = seal_batch(READINGS.encode(), sealing_key)  # anyone can seal, only kiln-3 signs
+    try:
+        opener.open(ReadingBatch(0, ENTERPRISE, DEVICE, "", forged, utcnow()))
+    except BatchVerificationError as exc:
+        scene.say(f"    a batch sealed by someone else (unsigned) is refused: {exc}")
+
+
 def run(scene: Scene) -> None:
     """CA, bootstrap token, EST enrolment, sealed upload, enterprise opens it, revocation."""
     runtime = scene.runtime
@@ -101,16 +140,7 @@ def run(scene: Scene) -> None:
         mtls = ssl.create_default_context(cafile=str(bundle))
         mtls.load_cert_chain(device_dir.cert_path, device_dir.key_path)
         with httpx.Client(verify=mtls) as device:
-            key_info = device.get(url + "/v1/edge/sealing-key").json()
-            sealed = seal_batch(READINGS.encode(), base64.b64decode(key_info["x25519_public_key"]))
-            uploaded = device.post(url + "/v1/edge/readings", content=sealed)
-            uploaded.raise_for_status()
-            scene.say(f"{DEVICE} uploaded a sealed batch over mutual TLS: {uploaded.json()}")
-            batch = runtime.edge_readings.batches(ENTERPRISE)[-1]
-            scene.say(f"    the exchange stores {len(batch.ciphertext)} bytes of ciphertext only")
-            opened = open_batch(batch.ciphertext, enterprise_key.seed()).decode()
-            rows = list(csv.reader(io.StringIO(opened)))[1:]
-            scene.say(f"{ENTERPRISE}'s agent opened it with its own key: {rows}")
+            _upload_and_open(scene, device, url, device_dir, enterprise_key)
             pki.revoke(
                 cert.serial_number,
                 RevocationReason.KEY_COMPROMISE,

@@ -11,6 +11,7 @@ import base64
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from core.clock import format_rfc3339, utcnow
 from edge_tls import (
@@ -19,9 +20,11 @@ from edge_tls import (
     DeviceId,
     EnrollmentError,
     SealingKeyMissingError,
+    UploadQuotaError,
     sealing_public_key,
 )
 from exchange.auth import enterprise_is_active, get_runtime, require_role
+from exchange.errors import problem, status_for
 from exchange.identities import Identity, Role, Status
 from exchange.runtime import Runtime
 from exchange.schemas.edge import BootstrapTokenCreate, BootstrapTokenPublic
@@ -32,7 +35,7 @@ __all__ = ["device_router", "enterprise_router"]
 device_router = APIRouter(prefix="/v1/edge", tags=["edge devices"])
 enterprise_router = APIRouter(prefix="/v1/edge", tags=["edge enterprises"])
 
-_MAX_BATCH = 1 << 20
+_SEALED_TYPES = ("application/octet-stream", "")
 
 
 def current_device(request: Request) -> DeviceCertificate:
@@ -97,20 +100,38 @@ def sealing_key(
     }
 
 
-@device_router.post("/readings", status_code=201)
+@device_router.post("/readings", status_code=201, response_model=None)
 async def upload_readings(
     request: Request,
     device: DeviceCertificate = Depends(current_device),  # noqa: B008
-) -> dict[str, object]:
-    """Store one sealed batch (``application/octet-stream``, a SealedBox) and record its hash."""
+) -> dict[str, object] | JSONResponse:
+    """Store one sealed batch (``application/octet-stream``, a SealedBox) and record its hash.
+
+    Checked before anything is stored: the media type (415), the size (413),
+    the sealed-box structure (400) and the device's hourly quota (429 with
+    ``Retry-After``); all as problem+json.
+    """
     runtime = get_runtime(request)
     _sealing_key(runtime, device.device.enterprise)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in _SEALED_TYPES:
+        return problem(
+            415,
+            "unsupported media type",
+            f"a batch is one sealed box sent as application/octet-stream, not {media_type}",
+        )
+    store = runtime.edge_readings
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > _MAX_BATCH + 1:
+        if len(body) > store.quota.max_batch_bytes:
             break
-    batch = runtime.edge_readings.store(device, body, now=utcnow())
+    try:
+        batch = store.store(device, body, now=utcnow())
+    except UploadQuotaError as exc:
+        refused = problem(status_for(exc), exc.title, str(exc), retry_after=exc.retry_after)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     return {"batch": batch.id, "sha256": batch.sha256}
 
 

@@ -78,9 +78,15 @@ def write_key_file(path: Path, signer: Ed25519Signer) -> None:
         handle.write(json.dumps(body))
 
 
-def make_pki(work: Path) -> Pki:
+def make_pki(work: Path, **settings: object) -> Pki:
     work.mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(Settings(data_dir=work / "data", ledger_origin="test.ibx.localhost/ledger"))
+    runtime = Runtime(
+        Settings(
+            data_dir=work / "data",
+            ledger_origin="test.ibx.localhost/ledger",
+            **settings,  # type: ignore[arg-type]
+        )
+    )
     runtime.edge_pki.init(actor="sysadmin", now=utcnow())
     signer = Ed25519Signer.generate("factory-a")
     issued = runtime.identities.create("factory-a", Role.ENTERPRISE, public_key=signer.public_key)

@@ -107,6 +107,7 @@ def test_renew_then_upload_then_pull(pki: Pki, device_dir: Path, exchange_url: s
     over_http = ibx(
         pki, "edge", "readings", "pull", "--token", pki.enterprise_token,
         "--key", str(pki.enterprise_key_file), "--out", str(remote), "--exchange", exchange_url,
+        "--ca-bundle", str(pki.ca_bundle), "--enterprise", "factory-a",
     )  # fmt: skip
     assert "appended 2 rows" in over_http
 

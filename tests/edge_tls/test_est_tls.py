@@ -17,7 +17,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from core.clock import utcnow
-from edge_tls import DeviceId, RevocationReason, fingerprint, parse_certs_only
+from edge_tls import (
+    DeviceId,
+    IssuedCertificate,
+    RevocationReason,
+    fingerprint,
+    parse_certs_only,
+)
 from tests.edge_tls.conftest import Pki, client_context, csr_for, new_key
 
 CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
@@ -150,6 +156,15 @@ def test_simplereenroll_over_mutual_tls(pki: Pki, edge_url: str) -> None:
         (cert,) = parse_certs_only(base64.b64decode(response.content))
         assert cert.subject == old.subject
         assert cert.serial_number != old.serial_number
+        superseded = client.post(
+            edge_url + "/.well-known/est/simplereenroll", content=_b64_csr(new, "renewing-1")
+        )
+        assert superseded.status_code == 401  # the renewal revoked the old certificate
+        assert "revoked" in superseded.text
+    new_path, new_key_path = pki.device_files(
+        IssuedCertificate(cert, DeviceId(pki.enterprise, "renewing-1")), new, "renewing-1b"
+    )
+    with httpx.Client(verify=client_context(pki, new_path, new_key_path)) as client:
         other = client.post(
             edge_url + "/.well-known/est/simplereenroll", content=_b64_csr(new, "renewing-2")
         )

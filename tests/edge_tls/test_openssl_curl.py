@@ -136,7 +136,7 @@ def test_enrol_reenrol_and_revoke_with_openssl_and_curl(
         )  # fmt: skip
         assert "Response verify OK" in ocsp.stderr + ocsp.stdout, ocsp.stderr
         answers[name] = ocsp.stdout
-    assert "first.pem: good" in answers["first"]
+    assert "first.pem: revoked" in answers["first"]  # superseded by the renewal, then the line
     assert "second.pem: revoked" in answers["second"]
     assert "keyCompromise" in answers["second"]
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from core.clock import utcnow
 from core.keys import Ed25519Signer
-from edge_tls import DeviceId, IssuedCertificate, seal_batch, sealing_public_key
+from edge_tls import DeviceId, IssuedCertificate, seal_batch, sealing_public_key, sign_batch
 from exchange.cli import app
 from exchange.identities import Role
 from tests.edge_tls.conftest import Pki, client_context, csr_for, new_key
@@ -72,9 +72,8 @@ def test_pulled_plaintext_readings_are_private_to_the_user(pki: Pki, tmp_path: P
     peer = pki.runtime.edge_pki.authenticate(
         issued.certificate.public_bytes(Encoding.DER), now=utcnow()
     )
-    sealed = seal_batch(
-        b"line,kwh\ncathode,980\n", sealing_public_key(pki.enterprise_signer.public_key.raw)
-    )
+    signed = sign_batch(b"line,kwh\ncathode,980\n", key, issued.certificate, now=utcnow())
+    sealed = seal_batch(signed.to_bytes(), sealing_public_key(pki.enterprise_signer.public_key.raw))
     pki.runtime.edge_readings.store(peer, sealed, now=utcnow())
     out = tmp_path / "opened.csv"
     result = CliRunner().invoke(
