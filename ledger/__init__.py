@@ -8,6 +8,7 @@ define their payload schemas.
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import MAX_PAYLOAD_BYTES, LedgerEntry
 from ledger._integrity import IntegrityReport
+from ledger._kept import KeptCheckpoint, check_kept_checkpoint
 from ledger._ledger import ConsistencyProof, InclusionProof, Ledger, LedgerConfig
 from ledger._merkle import (
     EMPTY_ROOT,
@@ -45,6 +46,7 @@ __all__ = [
     "InclusionProofError",
     "IntegrityReport",
     "InvalidEntryError",
+    "KeptCheckpoint",
     "Ledger",
     "LedgerBackend",
     "LedgerConfig",
@@ -59,6 +61,7 @@ __all__ = [
     "StoredEntry",
     "TreeHead",
     "TreeSizeError",
+    "check_kept_checkpoint",
     "leaf_hash",
     "node_hash",
     "root_from_inclusion_proof",

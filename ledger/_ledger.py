@@ -20,6 +20,7 @@ from core.keys import Ed25519Signer
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import LedgerEntry, PreparedEntry, prepare
 from ledger._integrity import IntegrityReport, check_integrity
+from ledger._kept import KeptCheckpoint, check_kept_checkpoint
 from ledger._merkle import (
     NodeKey,
     append_nodes,
@@ -252,6 +253,22 @@ class Ledger:
         if tree_size < 0:
             raise TreeSizeError("tree size must not be negative")
         return root_from_nodes(tree_size, self._nodes_within(tree_size, set(frontier(tree_size))))
+
+    def verify_kept_checkpoint(self, note: str) -> KeptCheckpoint:
+        """Check a signed checkpoint kept earlier against the log as it stands now.
+
+        Raises:
+            CheckpointError: ``note`` is malformed, not signed by this log, or of another origin.
+            LedgerIntegrityError: the log was rolled back or its history rewritten since.
+        """
+        kept = KeptCheckpoint.parse(note, self.verifier, self.config.origin)
+        head = self.head()
+        first = kept.checkpoint.size
+        proof: tuple[bytes, ...] = ()
+        if 0 < first < head.size:
+            proof = self.consistency_proof(first, head.size).hashes
+        check_kept_checkpoint(kept, head.size, head.root, proof)
+        return kept
 
     def verify(self) -> IntegrityReport:
         """Recompute everything from the stored entries and check the latest checkpoint.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sys
+from pathlib import Path
 
 import typer
 
@@ -11,7 +12,12 @@ from core.canonical import parse_json_object
 from core.errors import CanonicalJsonError
 from core.events import Event
 from exchange.cli._context import cli_context
-from ledger import EntryTooLargeError, InvalidEntryError, LedgerIntegrityError
+from ledger import (
+    CheckpointError,
+    EntryTooLargeError,
+    InvalidEntryError,
+    LedgerIntegrityError,
+)
 
 __all__ = ["app"]
 
@@ -76,11 +82,25 @@ def vkey(ctx: typer.Context) -> None:
 
 
 @app.command("verify")
-def verify(ctx: typer.Context) -> None:
-    """Recompute the whole log and check the latest checkpoint."""
+def verify(
+    ctx: typer.Context,
+    kept: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--checkpoint",
+        help="also prove that this signed checkpoint, kept from earlier, is a prefix of the log",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+) -> None:
+    """Recompute the whole log and check the latest checkpoint (and a kept one)."""
+    log = cli_context(ctx).runtime.ledger
     try:
-        report = cli_context(ctx).runtime.ledger.verify()
-    except LedgerIntegrityError as exc:
+        report = log.verify()
+        earlier = None if kept is None else log.verify_kept_checkpoint(kept.read_text())
+    except (LedgerIntegrityError, CheckpointError) as exc:
         typer.echo(f"ibx: ledger verify failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"ok size {report.size} root {base64.b64encode(report.root).decode()}")
+    if earlier is not None:
+        typer.echo(f"consistent with kept checkpoint size {earlier.checkpoint.size}")
