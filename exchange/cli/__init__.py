@@ -8,6 +8,7 @@ Server-side administration on the data dir: ``serve``, ``identity``, ``ledger``
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import typer
 from core.errors import IbxError
 from exchange.cli._context import CliContext
 from exchange.cli._lazy import LazyGroup
+from exchange.cli.completion import COMPLETE_VAR
 
 __all__ = ["app", "main"]
 
@@ -29,6 +31,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"ibx {version('ibx')}")
+        raise typer.Exit
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -40,6 +50,13 @@ def _root(
         show_default=False,
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log to stderr"),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="print the version and exit",
+    ),
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -51,8 +68,12 @@ def _root(
 
 def main() -> None:
     """Entry point of the ``ibx`` console script: one-line errors, non-zero exits."""
+    if os.environ.get(COMPLETE_VAR):  # a completion script asking for candidates
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
-        result = app(standalone_mode=False)
+        result = app(prog_name="ibx", complete_var=COMPLETE_VAR, standalone_mode=False)
     except IbxError as exc:
         typer.echo(f"ibx: {exc.title}: {exc}", err=True)
         sys.exit(1)

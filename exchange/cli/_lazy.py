@@ -84,6 +84,12 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Edge terminals: bootstrap tokens, enrolment, renewal, sealed readings.",
     ),
     LazySubcommand(
+        "completion",
+        "exchange.cli.completion",
+        "completion",
+        "Print the shell completion script for bash, zsh or fish.",
+    ),
+    LazySubcommand(
         "serve",
         "exchange.cli.serve",
         "serve",
