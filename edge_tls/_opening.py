@@ -10,6 +10,7 @@ never believed on their own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,6 +45,9 @@ class BatchOpener:
     ``crl`` the current CRL (DER), refused unless its issuer is in ``trust``
     and its signature verifies. Batches signed by a certificate the CRL lists
     for key compromise are refused (a stolen key can sign anything, backdated).
+    ``seen`` holds the signed nonces of batches already pulled: a copy of a
+    genuine batch stored again (a replay) is refused, as is a second copy
+    within one pull.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class BatchOpener:
         *,
         trust: list[x509.Certificate],
         crl: bytes | None,
+        seen: Iterable[str] = (),
     ) -> None:
         """Build an opener.
 
@@ -67,6 +72,7 @@ class BatchOpener:
         if not self._roots:
             raise BatchVerificationError("the CA bundle holds no root certificate", reason="trust")
         self._compromised = _compromised_serials(crl, trust) if crl is not None else frozenset()
+        self._seen = set(seen)
 
     def open(self, batch: ReadingBatch) -> VerifiedBatch:
         """Open ``batch`` and verify its device's signature.
@@ -76,8 +82,8 @@ class BatchOpener:
             BatchFormatError: it opens, but is not a signed envelope.
             BatchVerificationError: the signer is not a device of this enterprise
                 certified by the pinned CA, is another device than the one the
-                exchange stored it under, was revoked for key compromise, or the
-                signature does not verify.
+                exchange stored it under, was revoked for key compromise, the
+                signature does not verify, or its nonce was seen before (a replay).
         """
         signed = SignedBatch.from_bytes(open_batch(batch.ciphertext, self._seed))
         device = signed.verify(
@@ -95,8 +101,15 @@ class BatchOpener:
                 f"but {device.device!r} signed it",
                 reason="mislabelled",
             )
+        nonce = signed.header.nonce
+        if nonce in self._seen:
+            raise BatchVerificationError(
+                f"a batch with nonce {nonce} was pulled before: this is a replayed copy",
+                reason="replay",
+            )
+        self._seen.add(nonce)
         return VerifiedBatch(
-            batch.id, device, serial, signed.header.sealed_at, signed.header.nonce, signed.readings
+            batch.id, device, serial, signed.header.sealed_at, nonce, signed.readings
         )
 
 

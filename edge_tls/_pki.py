@@ -4,12 +4,10 @@ Every issuance, renewal and revocation is written with its ledger event in
 one transaction, through the injected :class:`~core.events.EventRecorder`,
 with the serial and the SHA-256 fingerprint of the certificate.
 
-A device identity (enterprise + device name) has one *line* of certificates:
-every certificate ever issued for it. At most one of them is valid: an
-enrolment or renewal supersedes (revokes, reason ``superseded``) every other
-valid certificate of the line in the transaction that issues the new one, and
-revoking any certificate of the line revokes every one still valid (ancestors
-and descendants alike). The CRL and OCSP read the same rows.
+A device identity (enterprise + device name) has one *line* of certificates
+(:mod:`edge_tls._lines`): an enrolment or renewal supersedes the rest of the
+line in the transaction that issues the new certificate, and revoking any
+certificate revokes the whole line. The CRL and OCSP read the same rows.
 """
 
 from __future__ import annotations
@@ -42,12 +40,12 @@ from edge_tls._issued import (
     IssuedCertificate,
     ServerCredentials,
 )
+from edge_tls._lines import entry, revoke_line, revoked_entries, supersede
 from edge_tls._profiles import CertificateKind, DeviceId, PkiConfig, fingerprint
 from edge_tls._revocation import (
     CertificateState,
     LineRevocation,
     RevocationReason,
-    RevokedCertificate,
     SerialStatus,
     build_crl,
     build_ocsp_response,
@@ -230,7 +228,7 @@ class EdgePki:
                 admit(device)
             request = validate_csr(csr_body, device, trust_domain=self.config.trust_domain)
             cert = ca.issue_device(request.public_key, device, now=now)
-            superseded = self._supersede(session, device, now=now)
+            superseded = supersede(session, device, now=now)
             self._store(session, cert, CertificateKind.DEVICE, device)
             spent.used_serial_hex = format(cert.serial_number, "x")
             issued = IssuedCertificate(cert, device)
@@ -275,7 +273,7 @@ class EdgePki:
                     f"certificate {peer.serial:x} was revoked; it cannot renew",
                     serial=peer.serial,
                 )
-            superseded = self._supersede(session, peer.device, now=now)
+            superseded = supersede(session, peer.device, now=now)
             self._store(session, cert, CertificateKind.DEVICE, peer.device)
             self._record_issue(
                 session,
@@ -341,31 +339,6 @@ class EdgePki:
                 certificate_der=cert.public_bytes(Encoding.DER),
             )
         )
-
-    def _line(self, session: Session, device: DeviceId) -> list[CertificateRow]:
-        return list(
-            session.execute(
-                select(CertificateRow)
-                .where(
-                    CertificateRow.enterprise == device.enterprise,
-                    CertificateRow.device == device.device,
-                    CertificateRow.kind == CertificateKind.DEVICE.value,
-                )
-                .order_by(CertificateRow.not_before)
-                .with_for_update()
-            ).scalars()
-        )
-
-    def _supersede(self, session: Session, device: DeviceId, *, now: datetime) -> list[str]:
-        """Revoke (``superseded``) every still-valid certificate of ``device``'s line."""
-        stamp = format_rfc3339(require_aware(now, what="now").replace(microsecond=0))
-        superseded = []
-        for row in self._line(session, device):
-            if row.revoked_at is None:
-                row.revoked_at = stamp
-                row.revocation_reason = RevocationReason.SUPERSEDED.value
-                superseded.append(row.serial_hex)
-        return superseded
 
     def _record_issue(
         self,
@@ -469,22 +442,7 @@ class EdgePki:
             row = session.get(CertificateRow, serial_hex)
             if row is None:
                 raise SerialNotFoundError(f"no certificate with serial {serial_hex}", serial=serial)
-            if row.kind == CertificateKind.DEVICE.value and row.enterprise and row.device:
-                line = self._line(session, DeviceId(row.enterprise, row.device))
-            else:
-                line = [row]
-            changed: list[CertificateRow] = []
-            for member in line:
-                if member.revoked_at is None:
-                    member.revoked_at = stamp
-                    member.revocation_reason = reason.value
-                    changed.append(member)
-                elif (
-                    reason is RevocationReason.KEY_COMPROMISE
-                    and member.revocation_reason != reason.value
-                ):
-                    member.revocation_reason = reason.value
-                    changed.append(member)
+            changed = revoke_line(session, row, reason, stamp=stamp)
             if not changed:
                 raise AlreadyRevokedError(
                     f"certificate {serial_hex} was already revoked at {row.revoked_at}, "
@@ -509,8 +467,8 @@ class EdgePki:
                 ),
                 session=session,
             )
-            requested = _entry(row)
-            revoked = tuple(_entry(m) for m in changed)
+            requested = entry(row)
+            revoked = tuple(entry(m) for m in changed)
         logger.info(
             "revoked certificate %s (%s) and %d of its line", serial_hex, reason.value, len(revoked)
         )
@@ -541,19 +499,6 @@ class EdgePki:
                 session.expunge(row)
             return row
 
-    def _revoked(self, session: Session, *, now: datetime) -> list[RevokedCertificate]:
-        # Superseded certificates leave the CRL once expired (RFC 5280 §3.3 allows it), so
-        # weekly renewals do not grow it forever; every other reason stays listed.
-        expired_superseded = (
-            CertificateRow.revocation_reason == RevocationReason.SUPERSEDED.value
-        ) & (CertificateRow.not_after <= format_rfc3339(now))
-        rows = session.execute(
-            select(CertificateRow).where(
-                CertificateRow.revoked_at.is_not(None), ~expired_superseded
-            )
-        ).scalars()
-        return [_entry(row) for row in rows]
-
     def crl(self, *, now: datetime) -> bytes:
         """DER of a freshly signed CRL of every revoked certificate.
 
@@ -563,7 +508,7 @@ class EdgePki:
         ca = self.authority()
         when = require_aware(now, what="now").replace(microsecond=0)
         with self._db.read() as session:
-            revoked = self._revoked(session, now=when)
+            revoked = revoked_entries(session, now=when)
         crl = build_crl(ca, revoked, number=int(when.timestamp()), now=when)
         return crl.public_bytes(Encoding.DER)
 
@@ -581,16 +526,7 @@ class EdgePki:
                 return None
             if row.revoked_at is None:
                 return SerialStatus(CertificateState.GOOD)
-            return SerialStatus(CertificateState.REVOKED, _entry(row))
+            return SerialStatus(CertificateState.REVOKED, entry(row))
 
         when = require_aware(now, what="now").replace(microsecond=0)
         return build_ocsp_response(ca, request_der, lookup, now=when)
-
-
-def _entry(row: CertificateRow) -> RevokedCertificate:
-    """The CRL/OCSP view of a revoked row (one place, so the CRL and OCSP agree)."""
-    return RevokedCertificate(
-        int(row.serial_hex, 16),
-        parse_rfc3339(row.revoked_at or ""),
-        RevocationReason(row.revocation_reason or "unspecified"),
-    )

@@ -345,6 +345,12 @@ def _skip(out: Path, batch: ReadingBatch, reason: str) -> str:
     return line
 
 
+def _remember(path: Path, nonce: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write(nonce + "\n")
+
+
 @readings_app.command("pull")
 def pull(
     ctx: typer.Context,
@@ -371,9 +377,9 @@ def pull(
     """Fetch this enterprise's new batches, open and verify each, append the rows to a CSV.
 
     A batch that does not open, is not signed by one of the enterprise's own
-    devices under the pinned CA, or does not fit the CSV is skipped and named
-    (stderr and <out>.skipped); the others are appended. Exit 0: nothing
-    skipped; exit 3: some skipped.
+    devices under the pinned CA, repeats one already pulled (<out>.nonces), or
+    does not fit the CSV is skipped and named (stderr and <out>.skipped); the
+    others are appended. Exit 0: nothing skipped; exit 3: some skipped.
     """
     seed = EnterpriseKey.load(key).signer.seed()  # the file `ibx consent keygen` wrote
     cursor_path = out.with_name(out.name + ".cursor")
@@ -396,14 +402,19 @@ def pull(
         trust = _trust(ca_bundle, pki.authority().chain_pem())
         crl = pki.crl(now=utcnow())
         batches = context.runtime.edge_readings.batches(caller.name, after=after)
-    opener = BatchOpener(enterprise, seed, trust=trust, crl=crl)
+    nonces_path = out.with_name(out.name + ".nonces")
+    seen = nonces_path.read_text().split() if nonces_path.exists() else []
+    opener = BatchOpener(enterprise, seed, trust=trust, crl=crl, seen=seen)
     rows = 0
     skipped: list[str] = []
     for batch in batches:
         try:
-            rows += _append(out, opener.open(batch))
+            verified = opener.open(batch)
+            rows += _append(out, verified)
         except ReadingsError as exc:
             skipped.append(_skip(out, batch, str(exc)))
+        else:
+            _remember(nonces_path, verified.nonce)
         cursor_path.write_text(f"{batch.id}\n")
     opened = len(batches) - len(skipped)
     summary = f"opened {opened} batches, appended {rows} rows to {out}"

@@ -297,3 +297,27 @@ def test_remote_pull_needs_a_pinned_ca_and_the_enterprise_name(
     no_name = CliRunner().invoke(app, [*base, "--ca-bundle", str(pki.ca_bundle)])
     assert no_name.exit_code != 0
     assert "--enterprise" in no_name.output
+
+
+def test_a_replayed_copy_of_a_genuine_batch_is_refused(world: World, tmp_path: Path) -> None:
+    """The operator cannot open a batch, but it can store its ciphertext again: the signed
+    nonce (kept in <out>.nonces) makes pull skip the copy, in a later pull or the same one."""
+    before = world.pki.runtime.edge_readings.batches("factory-a", limit=100_000)
+    start = before[-1].id if before else 0
+    genuine = _genuine(world)
+    first = _store(world, genuine, world.press)
+    out = tmp_path / "dataset.csv"
+    code, output = _pull(world, out, start)
+    assert code == 0, output
+    replay = _store(world, genuine, world.press)
+    fresh = _genuine(world)
+    later = _store(world, fresh, world.press)
+    again = _store(world, fresh, world.press)  # a copy inside one pull
+    code, output = _pull(world, out, first)
+    assert code == 3, output
+    assert f"skipped batch {replay} from press-s1" in output
+    assert f"skipped batch {again} from press-s1" in output
+    assert "replayed copy" in output
+    with out.open(newline="") as handle:
+        ids = [row[0] for row in list(csv.reader(handle))[1:]]
+    assert ids == [str(first), str(later)]
