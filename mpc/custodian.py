@@ -53,7 +53,6 @@ from mpc.he import (
     EncryptedAggregate,
     HeJobPublic,
     HeJobSpec,
-    HeOperation,
     HeResult,
     HeVector,
     finalize,
@@ -275,8 +274,8 @@ class KeyCustodian:
             raise DecryptionRefusedError("the job key does not open") from exc
         plain = _sum_and_decrypt(spec, raw.load_context(secret), aggregate)
         del secret
-        _check_integrity(spec, job_id, contributors, plain)
-        return finalize(spec, plain[: spec.payload_length], len(contributors))
+        payload = _check_integrity(spec, job_id, contributors, plain)
+        return finalize(spec, payload, len(contributors))
 
     def _decrypt_event(self, row: HeKeyRow, aggregate: EncryptedAggregate) -> Event:
         """``cohort_sha256`` names the encryptions summed: contributor and fingerprint."""
@@ -334,7 +333,7 @@ def _vector_rows(
             raise DecryptionRefusedError("the aggregate's vectors do not match its contributions")
         yield from aggregate.vectors
         return
-    width = raw.slots(spec.scheme)
+    sizes = spec.chunk_sizes
     for contribution in aggregate.contributions:
         who = contribution.contributor
         if len(contribution.chunks) != spec.chunk_count:
@@ -347,7 +346,7 @@ def _vector_rows(
                 raise InvalidContributionError(
                     f"ciphertext {index} is not a {spec.scheme.value} ciphertext", contributor=who
                 ) from exc
-            if vector.size() != min(width, spec.slot_count - index * width):
+            if vector.size() != sizes[index]:
                 raise InvalidContributionError(
                     f"ciphertext {index} has the wrong size", contributor=who
                 )
@@ -361,49 +360,71 @@ def _sum_and_decrypt(
     """The custodian's own sum over every contribution, decrypted once.
 
     The first contribution's vectors are never modified (they may be the
-    aggregator's); the running totals are new objects added to in place.
+    aggregator's); the running totals are new objects added to in place. A
+    weighted sum needs no multiplication here: each contributor encrypted its
+    values times its public weight (see :class:`mpc.he.HeContributor`).
     """
-    weighted = spec.operation is HeOperation.WEIGHTED_SUM
     totals: list[HeVector] = []
     owned: list[bool] = []
     rows = _vector_rows(spec, secret, aggregate)
-    for contribution, vectors in zip(aggregate.contributions, rows, strict=True):
-        weight = spec.weight_of(contribution.contributor)
+    for vectors in rows:
         for index, vector in enumerate(vectors):
-            term = vector * weight if weighted else vector
             if index == len(totals):
-                totals.append(term)
-                owned.append(weighted)
+                totals.append(vector)
+                owned.append(False)
             elif owned[index]:
-                totals[index] += term
+                totals[index] += vector
             else:
-                totals[index] = totals[index] + term
+                totals[index] = totals[index] + vector
                 owned[index] = True
+    if len(totals) != spec.chunk_count:
+        raise DecryptionRefusedError("the aggregate holds no contributions")
     return raw.decrypt_chunks(totals, secret)
 
 
 def _check_integrity(
     spec: HeJobSpec, job_id: str, contributors: frozenset[str], plain: list[float]
-) -> None:
-    """Refuse a sum that a ciphertext under another key (or a wrap-around) turned to noise."""
+) -> list[float]:
+    """Refuse a sum that a ciphertext under another key (or a wrap-around) turned to noise.
+
+    Returns the payload slots (the check slots removed). An honest sum never
+    fails: the check slots' tolerance and the ranges follow from the job's
+    public bounds, whatever their size (docs/mpc.md, *Another job's key*).
+    """
     if len(plain) != spec.slot_count:
         raise AggregateIntegrityError(f"job {job_id!r}: the sum has the wrong number of slots")
-    values = np.asarray(plain[: spec.payload_length], dtype=float)
-    if spec.has_check_slot:
-        expected = sum(spec.weight_of(name) for name in contributors)
-        tolerance = 0.0 if spec.scheme is HeScheme.BFV else 1e-3 * max(1.0, abs(expected))
-        if not abs(plain[spec.payload_length] - expected) <= tolerance:
-            raise AggregateIntegrityError(
-                f"job {job_id!r}: the check slot is not the cohort total; some "
-                "contribution was made under another key, nothing released"
-            )
+    if len(contributors) > spec.max_contributors:
+        raise AggregateIntegrityError(
+            f"job {job_id!r}: more contributors than the job's max_contributors, "
+            "whose sums BFV could wrap; nothing released"
+        )
+    payload, checks = spec.unpack(plain)
+    values = np.asarray(payload, dtype=float)
+    total_weight = sum(abs(spec.weight_of(name)) for name in contributors)
+    ceiling = spec.slot_ceiling(total_weight)
+    expected = sum(spec.weight_of(name) for name in contributors)
     if spec.scheme is HeScheme.BFV:
-        if not bool(np.all((values >= 0) & (values <= raw.BFV_PLAIN_MODULUS // 2))):
-            raise AggregateIntegrityError("a BFV sum wrapped around the plaintext modulus")
-        return
-    ceiling = spec.slot_ceiling(sum(abs(spec.weight_of(name)) for name in contributors))
-    if ceiling is not None and not bool(np.all(np.abs(values) <= ceiling * (1 + 1e-6) + 1.0)):
+        tolerance = 0.0
+    else:
+        assert ceiling is not None  # CKKS
+        # CKKS keeps ~2^-50 of the largest magnitude in a ciphertext, in every slot
+        tolerance = 1e-3 * max(1.0, abs(expected)) + ceiling * 2.0**-40
+    if any(not abs(check - expected) <= tolerance for check in checks):
+        raise AggregateIntegrityError(
+            f"job {job_id!r}: a check slot is not the cohort total; some "
+            "contribution was made under another key, nothing released"
+        )
+    if spec.operation.exact:
+        limits = np.asarray(spec.layout.slot_limits(len(contributors)), dtype=float)
+        in_range = bool(np.all(np.abs(values) <= limits))
+    elif spec.scheme is HeScheme.BFV:
+        in_range = bool(np.all((values >= 0) & (values <= raw.BFV_PLAIN_MODULUS // 2)))
+    else:
+        assert ceiling is not None  # CKKS
+        in_range = bool(np.all(np.abs(values) <= ceiling * (1 + 1e-6) + 1.0))
+    if not in_range:
         raise AggregateIntegrityError(
             f"job {job_id!r}: a summed slot exceeds what the job's bounds allow; some "
             "contribution was made under another key, nothing released"
         )
+    return payload
