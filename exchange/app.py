@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.errors import install_problem_handlers, problem
@@ -15,6 +16,7 @@ from exchange.routes import ledger as ledger_routes
 from exchange.routes import pki as pki_routes
 from exchange.runtime import Runtime
 from exchange.settings import Settings
+from exchange.status import readiness
 
 __all__ = ["create_app"]
 
@@ -110,6 +112,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        """Liveness: the process answers (no I/O)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False, response_model=None)
+    def readyz() -> dict[str, object] | JSONResponse:
+        """Readiness: the database answers and the ledger head verifies (503 otherwise)."""
+        checks = readiness(rt)
+        failed = [check for check in checks if not check.ok]
+        if not failed:
+            return {"status": "ready"}
+        for check in failed:  # details are for operators' logs, not for anonymous callers
+            logger.error("not ready: %s: %s", check.name, check.detail)
+        return problem(503, "not ready", "failing: " + ", ".join(c.name for c in failed))
 
     return app

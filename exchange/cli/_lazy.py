@@ -84,6 +84,12 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Edge terminals: bootstrap tokens, enrolment, renewal, sealed readings.",
     ),
     LazySubcommand(
+        "status",
+        "exchange.cli.status",
+        "status",
+        "Show the deployment (origin, ledger, policy, CA, parties); exit 1 if a check fails.",
+    ),
+    LazySubcommand(
         "completion",
         "exchange.cli.completion",
         "completion",
@@ -94,6 +100,18 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "exchange.cli.serve",
         "serve",
         "Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener).",
+    ),
+    LazySubcommand(
+        "backup",
+        "exchange.cli.backup",
+        "app",
+        "Back up the deployment online: database, wrapped keys, configuration.",
+    ),
+    LazySubcommand(
+        "restore",
+        "exchange.cli.backup",
+        "restore",
+        "Restore a backup into an empty data dir; needs the master key it was taken under.",
     ),
 )
 
