@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from core.clock import utcnow
+from core.errors import ConfigurationError
 from edge_tls import ServerCredentials
 from exchange.errors import install_problem_handlers
 from exchange.routes import edge as edge_routes
@@ -97,7 +98,12 @@ def edge_server_config(
 
     Raises:
         CaNotInitializedError: ``ibx pki init`` has not run.
+        ConfigurationError: upload limits that cannot hold (an hourly quota below one batch).
     """
+    try:
+        runtime.edge_readings  # noqa: B018 - build the upload quota now, not at the first upload
+    except ValueError as exc:
+        raise ConfigurationError(f"edge upload limits: {exc}") from exc
     names = tuple(dict.fromkeys([*hosts, *([host] if host not in ("0.0.0.0", "::") else [])]))  # noqa: S104
     credentials = runtime.edge_pki.issue_server_certificate(names, now=utcnow())
     context = edge_ssl_context(credentials, runtime.edge_pki.authority().chain_pem())

@@ -162,3 +162,14 @@ def test_retry_after_is_when_enough_bytes_leave_the_window() -> None:
     assert retry_after(heavy, 4096, quota, now=now) == 1800
     with pytest.raises(ValueError, match="at least one batch"):
         UploadQuota(max_batch_bytes=8192, bytes_per_hour=4096)
+
+
+def test_an_hourly_quota_below_one_batch_stops_the_listener_at_start(tmp_path: Path) -> None:
+    from core.errors import ConfigurationError
+
+    built = make_pki(tmp_path, edge_max_batch_bytes=8192, edge_upload_bytes_per_hour=4096)
+    try:
+        with pytest.raises(ConfigurationError, match="at least one batch"):
+            edge_server_config(built.runtime, host="127.0.0.1", port=0)
+    finally:
+        built.runtime.close()
