@@ -10,9 +10,11 @@ own sealed shares, computes, and writes public outputs to ``--out``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +41,29 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--unsafe-no-tls", action="store_true", help="plain TCP between parties (tests only)"
     )
+    parser.add_argument(
+        "--runner-pid", type=int, default=None, help="die when this parent process dies"
+    )
     return parser
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_runner(runner_pid: int | None) -> None:
+    """Take the signals the runner held while starting us; die when it dies (Linux).
+
+    Raises:
+        SystemExit: the runner is already gone.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    if runner_pid is None:
+        return
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != runner_pid:  # it died before the request took effect
+        raise SystemExit(1)
 
 
 def _write(path: Path, outcome: PartyOutcome) -> None:
@@ -67,13 +91,7 @@ def run(args: argparse.Namespace) -> PartyOutcome:
     spec = MpcJobSpec.from_dict(job["spec"])
     envelopes = [SealedShare.from_dict(e) for e in job["envelopes"]]
     private_key = (Path(".config") / f"party_{args.index}.box").read_bytes()
-    inputs, refused = open_envelopes(
-        spec.job_id,
-        args.index,
-        private_key,
-        envelopes,
-        with_rank_keys=spec.percentile_ranks,
-    )
+    inputs, refused = open_envelopes(spec, args.index, private_key, envelopes)
     del private_key
     mpyc_argv = [sys.argv[0] if sys.argv else "ibx-mpc-party", "-I", str(args.index)]
     for address in args.parties.split(","):
@@ -104,6 +122,7 @@ def run(args: argparse.Namespace) -> PartyOutcome:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one party; exit 0 with the outcome written, 1 with an error written."""
     args = _parser().parse_args(argv)
+    _die_with_runner(args.runner_pid)
     try:
         outcome = run(args)
     except Exception as exc:

@@ -9,7 +9,8 @@
     │   ├── VectorLengthError         a vector of the wrong length
     │   ├── WrongJobKeyError          a ciphertext made for another job's key
     │   ├── MalformedShareError       a sealed share that does not open or parse
-    │   └── ReplayedContributionError a contribution or share seen before
+    │   ├── ReplayedContributionError a contribution or share seen before
+    │   └── DuplicateContributorError the same contributor named twice in one input
     ├── CustodianError                the key custodian refused
     │   ├── UnknownJobError           no key for this job
     │   ├── KeyDestroyedError         the job ended and its key was destroyed
@@ -23,7 +24,8 @@
     │   ├── PrivacyBudgetExhaustedError  a consent's epsilon budget is spent
     │   └── EngineChoiceError         the policy demands another engine
     ├── PartyError                    an MPC compute party failed
-    │   └── PartyTimeoutError         a party did not answer before the deadline
+    │   ├── PartyTimeoutError         a party did not answer before the deadline
+    │   └── JobInterruptedError       SIGTERM/SIGHUP stopped the job (every party killed)
     ├── DeploymentError               party directories, certificates or keys unusable
     └── PsiError                      a PSI message that is malformed
 """
@@ -40,9 +42,11 @@ __all__ = [
     "DeploymentError",
     "DifferencingError",
     "DominanceError",
+    "DuplicateContributorError",
     "EngineChoiceError",
     "IndividualValueError",
     "InvalidContributionError",
+    "JobInterruptedError",
     "KeyDestroyedError",
     "MalformedShareError",
     "MpcError",
@@ -110,6 +114,12 @@ class ReplayedContributionError(InvalidContributionError):
     """A contribution or share that was already used."""
 
     title = "replayed contribution"
+
+
+class DuplicateContributorError(InvalidContributionError):
+    """The same contributor appears twice in one input (JSON would keep only the last)."""
+
+    title = "duplicate contributor"
 
 
 class CustodianError(MpcError):
@@ -210,6 +220,16 @@ class PartyTimeoutError(PartyError):
     def __init__(self, message: str, *, parties: tuple[int, ...]) -> None:
         super().__init__(message)
         self.parties = parties
+
+
+class JobInterruptedError(PartyError):
+    """A signal stopped the job; every party process it started was killed and reaped."""
+
+    title = "MPC job interrupted"
+
+    def __init__(self, message: str, *, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
 
 
 class DeploymentError(MpcError):

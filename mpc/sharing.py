@@ -1,14 +1,16 @@
 """Enterprise-side sharing and party-side opening of sealed Shamir shares.
 
-An enterprise (:class:`ShareDealer`) checks its value, splits it into Shamir
-shares, and seals each share to its party's X25519 key (PyNaCl ``SealedBox``):
-the relay that forwards the envelopes sees only ciphertext. For percentile
+An enterprise (:class:`ShareDealer`) checks its value, rounds it to the job's
+resolution (:class:`mpc.mpc_spec.MpcEncoding`), splits the exact integer into
+Shamir shares, and seals each share to its party's X25519 key (PyNaCl
+``SealedBox``): the relay that forwards the envelopes sees only ciphertext. For percentile
 ranks it also shares a random tag it keeps (:class:`RankKey`), so it alone
 can find its rank in the list of tags the parties open.
 
 A party (:func:`open_envelopes`) opens its envelopes and refuses, naming the
 contributor, any that do not open, do not parse, belong to another job or
-party, repeat a nonce or a contributor, or carry the wrong number of shares.
+party, were dealt at another resolution, repeat a nonce or a contributor, or
+carry the wrong number of shares.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
@@ -31,6 +35,7 @@ from mpc.errors import (
     ValueOutOfRangeError,
 )
 from mpc.hazmat import shamir
+from mpc.mpc_spec import DEFAULT_BOUND, MpcEncoding, MpcJobSpec
 
 __all__ = [
     "DealtInput",
@@ -41,10 +46,8 @@ __all__ = [
     "open_envelopes",
 ]
 
-_VERSION = 1
+_VERSION = 2
 _TAG_BITS = 46
-_TAG_SLACK = 2
-"""Opened tags may differ by a rounding unit after fixed-point swaps."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class RankKey:
             ValueError: this contributor's tag is not in the list.
         """
         for position, tag in enumerate(ranked_tags):
-            if abs(tag - self.tag) <= _TAG_SLACK:
+            if tag == self.tag:
                 return 100.0 * position / (len(ranked_tags) - 1)
         raise ValueError("this contributor's tag is not among the ranked tags")
 
@@ -118,31 +121,57 @@ class DealtInput:
 
 
 class ShareDealer:
-    """The enterprise side: validate a value, share it, seal each share."""
+    """The enterprise side: validate a value, quantise it, share it, seal each share."""
 
-    def __init__(self, job_id: str, box_public_keys: Sequence[bytes], threshold: int) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        box_public_keys: Sequence[bytes],
+        threshold: int,
+        *,
+        bound: float = DEFAULT_BOUND,
+    ) -> None:
+        """A dealer for job ``job_id`` whose inputs are at most ``bound`` in magnitude.
+
+        Raises:
+            ValueError: a bound outside what a job may declare.
+        """
         self._job_id = job_id
         self._keys = [PublicKey(k) for k in box_public_keys]
         self._threshold = threshold
+        self._encoding = MpcEncoding(bound)
+
+    @classmethod
+    def for_job(
+        cls, spec: MpcJobSpec, box_public_keys: Sequence[bytes], threshold: int
+    ) -> ShareDealer:
+        """A dealer for ``spec`` (its job id and bound).
+
+        Raises:
+            ValueError: never for a valid spec.
+        """
+        return cls(spec.job_id, box_public_keys, threshold, bound=spec.bound)
 
     def deal(self, contributor: str, value: object, *, with_rank_key: bool = False) -> DealtInput:
         """Share ``value`` among the parties.
 
         Raises:
-            NonNumericValueError: not a finite number.
-            ValueOutOfRangeError: beyond the fixed-point range (about ±2.1e9).
+            NonNumericValueError: not a finite real number.
+            ValueOutOfRangeError: beyond the job's bound.
         """
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float | Fraction | Decimal):
             raise NonNumericValueError(f"{value!r} is not a number", contributor=contributor)
-        if not math.isfinite(float(value)):
+        if isinstance(value, Decimal):
+            finite = value.is_finite()
+        else:
+            finite = not isinstance(value, float) or math.isfinite(value)
+        if not finite:
             raise NonNumericValueError(f"{value!r} is not finite", contributor=contributor)
         try:
-            encoded = shamir.encode_fixed(float(value))
+            encoded = self._encoding.quantise(Fraction(value))
         except ValueError as exc:
-            raise ValueOutOfRangeError(
-                f"exceeds ±{shamir.MAX_MAGNITUDE:g}", contributor=contributor
-            ) from exc
-        secrets_to_share = [encoded]
+            raise ValueOutOfRangeError(str(exc), contributor=contributor) from exc
+        secrets_to_share = [shamir.encode_signed(encoded)]
         rank_key = None
         if with_rank_key:
             rank_key = RankKey(contributor, secrets.randbits(_TAG_BITS))
@@ -155,6 +184,7 @@ class ShareDealer:
                 "job_id": self._job_id,
                 "party": party,
                 "contributor": contributor,
+                "exponent": self._encoding.resolution_exponent,
                 "nonce": secrets.token_hex(16),
                 "shares": [str(s) for s in row],
             }
@@ -177,8 +207,10 @@ class OpenedInput:
 
 
 def _open_one(
-    job_id: str, party: int, box: SealedBox[PrivateKey], envelope: SealedShare, shares_expected: int
+    spec: MpcJobSpec, party: int, box: SealedBox[PrivateKey], envelope: SealedShare
 ) -> tuple[OpenedInput, str]:
+    job_id = spec.job_id
+    shares_expected = 2 if spec.percentile_ranks else 1
     who = envelope.contributor
     if envelope.party != party:
         raise MalformedShareError(f"envelope is for party {envelope.party}", contributor=who)
@@ -194,6 +226,12 @@ def _open_one(
         )
     if payload.get("party") != party or payload.get("contributor") != who:
         raise MalformedShareError("share names another party or contributor", contributor=who)
+    exponent = spec.encoding.resolution_exponent
+    if payload.get("exponent") != exponent:
+        raise MalformedShareError(
+            f"share was dealt at resolution 1e{payload.get('exponent')}, the job's is 1e{exponent}",
+            contributor=who,
+        )
     raw_shares = payload.get("shares")
     if not isinstance(raw_shares, list) or len(raw_shares) != shares_expected:
         raise MalformedShareError(
@@ -203,7 +241,7 @@ def _open_one(
         numbers = [int(s) for s in raw_shares]
     except (TypeError, ValueError) as exc:
         raise MalformedShareError("a share is not an integer", contributor=who) from exc
-    if any(not 0 <= n < shamir.PRIME for n in numbers):
+    if any(not 0 <= n < shamir.SUM_PRIME for n in numbers):
         raise MalformedShareError("a share is outside the field", contributor=who)
     nonce = payload.get("nonce")
     if not isinstance(nonce, str) or len(nonce) != 32:
@@ -213,20 +251,18 @@ def _open_one(
 
 
 def open_envelopes(
-    job_id: str,
-    party: int,
-    private_key: bytes,
-    envelopes: Sequence[SealedShare],
-    *,
-    with_rank_keys: bool,
+    spec: MpcJobSpec, party: int, private_key: bytes, envelopes: Sequence[SealedShare]
 ) -> tuple[list[OpenedInput], dict[str, str]]:
-    """Open this party's envelopes; return accepted inputs and refused contributors.
+    """Open this party's envelopes of job ``spec``; return accepted inputs and refusals.
 
     A refused contributor maps to the reason (the message of the
-    :class:`mpc.errors.InvalidContributionError` that refused it).
+    :class:`mpc.errors.InvalidContributionError` that refused it). A share
+    carries a rank tag exactly when the job computes ranks.
+
+    Raises:
+        nacl.exceptions.CryptoError: ``private_key`` is not an X25519 key.
     """
     box = SealedBox(PrivateKey(private_key))
-    expected = 2 if with_rank_keys else 1
     accepted: dict[str, OpenedInput] = {}
     refused: dict[str, str] = {}
     nonces: set[str] = set()
@@ -235,7 +271,7 @@ def open_envelopes(
         try:
             if who in accepted or who in refused:
                 raise ReplayedContributionError("sent more than one share", contributor=who)
-            opened, nonce = _open_one(job_id, party, box, envelope, expected)
+            opened, nonce = _open_one(spec, party, box, envelope)
             if nonce in nonces:
                 raise ReplayedContributionError("replayed another envelope", contributor=who)
             nonces.add(nonce)

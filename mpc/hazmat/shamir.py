@@ -1,58 +1,87 @@
-"""Shamir secret sharing over the prime field MPyC's secure fixed-point type uses.
+"""Shamir secret sharing of exact integers over the prime fields the MPC program uses.
 
-Values are fixed-point: ``round(v * 2^FRAC_BITS)`` mod :data:`PRIME`, with
-``BIT_LENGTH`` bits in all, so magnitudes up to ``2^(BIT_LENGTH-FRAC_BITS-1)``
-(about 2.1e9) with a resolution of 2^-16. Party ``i`` (0-based) holds the
-polynomial's value at ``x = i + 1``, exactly as MPyC's ``thresha`` does, so a
-share dealt here is a valid MPyC share of ``SecFxp(BIT_LENGTH, FRAC_BITS, PRIME)``.
+A contributor's value enters MPC as an exact integer (the job quantises it:
+:meth:`mpc.mpc_spec.MpcJobSpec.quantise`), of magnitude below
+``2^VALUE_MAGNITUDE_BITS``. It is shared in :data:`SUM_PRIME`, a 192-bit field
+large enough that the sums the program opens never wrap:
+
+* ``Σx`` over up to :data:`MAX_CONTRIBUTORS` values: below ``2^80``;
+* ``n·Σx² − (Σx)²`` (``n²`` times the variance): below ``2^160``;
+* the dominance comparisons run on ``SecInt(SUM_BITS)`` in this field, and
+  MPyC requires ``SUM_PRIME`` to exceed ``SUM_BITS + k + 1`` bits (k = 30).
+
+Sorting (order statistics, dominance, ranks) runs on ``SecInt(ORDER_BITS)``
+over the 96-bit :data:`ORDER_PRIME`, after a secure conversion: comparisons
+in the smaller field cost about a third of those in the 192-bit one.
+
+Party ``i`` (0-based) holds the polynomial's value at ``x = i + 1``, exactly
+as MPyC's ``thresha`` does, so a share dealt here is a valid MPyC share of
+``SecInt(SUM_BITS, SUM_PRIME)``.
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Sequence
 
 __all__ = [
-    "BIT_LENGTH",
-    "FRAC_BITS",
-    "MAX_MAGNITUDE",
-    "PRIME",
-    "decode_fixed",
-    "encode_fixed",
+    "MAX_CONTRIBUTORS",
+    "ORDER_BITS",
+    "ORDER_PRIME",
+    "SEC_PARAM",
+    "SUM_BITS",
+    "SUM_PRIME",
+    "VALUE_MAGNITUDE_BITS",
+    "decode_signed",
+    "encode_signed",
     "reconstruct",
     "split",
 ]
 
-BIT_LENGTH = 48
-FRAC_BITS = 16
 SEC_PARAM = 30
-PRIME = 79228162514264337593543950319
+"""MPyC's default statistical security parameter k (masks in comparisons and conversions)."""
+
+VALUE_MAGNITUDE_BITS = 60
+"""Every quantised input ``v`` satisfies ``|v| < 2^60`` (the job picks its resolution so)."""
+
+MAX_CONTRIBUTORS = 1 << 20
+"""The most contributions one job sums (the field capacity below is computed for it)."""
+
+ORDER_BITS = 62
+"""Bit length of the secure integers sorted: inputs (|v| < 2^60) and rank tags (46 bits) fit."""
+
+ORDER_PRIME = 79228162514264337593543950319
 """A 96-bit prime (``mpyc.finfields.find_prime_root(96, n=2)``), above MPyC's
-``l + f + k + 1 = 95``-bit floor for ``SecFxp(48, 16)`` at its default k = 30."""
-MAX_MAGNITUDE = float(2 ** (BIT_LENGTH - FRAC_BITS - 1))
+``ORDER_BITS + k + 1 = 93``-bit floor for ``SecInt(62)`` at k = 30."""
+
+SUM_BITS = 160
+"""Bit length of the secure integers of the sums and dominance comparisons."""
+
+SUM_PRIME = 6277101735386680763835789423207666416102355444464034512659
+"""A 192-bit prime (``mpyc.finfields.find_prime_root(192, n=2)``), above MPyC's
+``SUM_BITS + k + 1 = 191``-bit floor for ``SecInt(160)`` at k = 30."""
 
 
-def encode_fixed(value: float) -> int:
-    """The field element for fixed-point ``value``.
+def encode_signed(value: int, prime: int = SUM_PRIME) -> int:
+    """The field element of the integer ``value`` (negative values wrap to the top half).
 
     Raises:
-        ValueError: not finite, or beyond :data:`MAX_MAGNITUDE`.
+        ValueError: ``|value|`` is not below half the field.
     """
-    if not math.isfinite(value) or abs(value) >= MAX_MAGNITUDE:
-        raise ValueError("value is not finite or exceeds the fixed-point range")
-    return round(value * (1 << FRAC_BITS)) % PRIME
+    if not -(prime // 2) <= value <= prime // 2:
+        raise ValueError("integer does not fit the field")
+    return value % prime
 
 
-def decode_fixed(element: int) -> float:
-    """Inverse of :func:`encode_fixed` (elements above PRIME/2 are negative)."""
-    element %= PRIME
-    if element > PRIME // 2:
-        element -= PRIME
-    return element / (1 << FRAC_BITS)
+def decode_signed(element: int, prime: int = SUM_PRIME) -> int:
+    """Inverse of :func:`encode_signed` (elements above ``prime/2`` are negative)."""
+    element %= prime
+    return element - prime if element > prime // 2 else element
 
 
-def split(values: Sequence[int], parties: int, threshold: int) -> list[list[int]]:
+def split(
+    values: Sequence[int], parties: int, threshold: int, prime: int = SUM_PRIME
+) -> list[list[int]]:
     """Shares of each field element in ``values``: one row per party.
 
     Raises:
@@ -62,24 +91,24 @@ def split(values: Sequence[int], parties: int, threshold: int) -> list[list[int]
         raise ValueError("need 0 <= threshold < parties")
     rows: list[list[int]] = [[0] * len(values) for _ in range(parties)]
     for h, secret in enumerate(values):
-        coefficients = [secrets.randbelow(PRIME) for _ in range(threshold)]
+        coefficients = [secrets.randbelow(prime) for _ in range(threshold)]
         for i in range(parties):
             x = i + 1
             y = 0
             for c in coefficients:
                 y = (y + c) * x
-            rows[i][h] = (y + secret) % PRIME
+            rows[i][h] = (y + secret) % prime
     return rows
 
 
-def reconstruct(points: Sequence[tuple[int, int]]) -> int:
+def reconstruct(points: Sequence[tuple[int, int]], prime: int = SUM_PRIME) -> int:
     """Lagrange interpolation at 0 of ``(x, share)`` points."""
     total = 0
     for j, (xj, yj) in enumerate(points):
         num, den = 1, 1
         for m, (xm, _) in enumerate(points):
             if m != j:
-                num = num * -xm % PRIME
-                den = den * (xj - xm) % PRIME
-        total = (total + yj * num * pow(den, -1, PRIME)) % PRIME
+                num = num * -xm % prime
+                den = den * (xj - xm) % prime
+        total = (total + yj * num * pow(den, -1, prime)) % prime
     return total

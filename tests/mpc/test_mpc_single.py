@@ -17,15 +17,14 @@ KEY = PrivateKey.generate()
 
 
 def _inputs(
-    values: Sequence[float], *, ranks: bool = False, job: str = "job-1p"
+    values: Sequence[float], *, ranks: bool = False, job: str = "job-1p", bound: float = 1e12
 ) -> tuple[list[DealtInput], list[OpenedInput]]:
-    dealer = ShareDealer(job, [bytes(KEY.public_key)], threshold=0)
+    spec = MpcJobSpec(job, percentile_ranks=ranks, bound=bound)
+    dealer = ShareDealer.for_job(spec, [bytes(KEY.public_key)], threshold=0)
     dealt = [
         dealer.deal(f"ent-{i:02d}", float(v), with_rank_key=ranks) for i, v in enumerate(values)
     ]
-    opened, refused = open_envelopes(
-        job, 0, bytes(KEY), [d.envelopes[0] for d in dealt], with_rank_keys=ranks
-    )
+    opened, refused = open_envelopes(spec, 0, bytes(KEY), [d.envelopes[0] for d in dealt])
     assert not refused
     return dealt, opened
 
@@ -33,19 +32,19 @@ def _inputs(
 @pytest.mark.parametrize("n", [7, 12], ids=["odd", "even"])
 def test_statistics_match_numpy(n) -> None:
     values = np.random.default_rng(n).uniform(-500, 5000, n)
-    _, opened = _inputs(values)
-    spec = MpcJobSpec("job-1p", statistics=tuple(MpcStatistic))
+    _, opened = _inputs(values, bound=1e4)
+    spec = MpcJobSpec("job-1p", statistics=tuple(MpcStatistic), bound=1e4)  # resolution 1e-14
     outcome = run_single_process(spec, opened)
     got = outcome["statistics"]
     assert got["count"] == [n]
-    assert got["sum"][0] == pytest.approx(values.sum(), abs=n * 2**-17 + 1e-9)
-    assert got["mean"][0] == pytest.approx(values.mean(), rel=2**-15, abs=2**-14)
-    assert got["variance"][0] == pytest.approx(values.var(), rel=1e-3)
-    assert got["min"][0] == pytest.approx(values.min(), abs=2**-16)
-    assert got["max"][0] == pytest.approx(values.max(), abs=2**-16)
-    assert got["median"][0] == pytest.approx(np.median(values), abs=2**-14)
+    assert got["sum"][0] == pytest.approx(values.sum(), rel=1e-12)
+    assert got["mean"][0] == pytest.approx(values.mean(), rel=1e-12)
+    assert got["variance"][0] == pytest.approx(values.var(), rel=1e-12)
+    assert got["min"][0] == values.min()
+    assert got["max"][0] == values.max()
+    assert got["median"][0] == pytest.approx(np.median(values), rel=1e-15)
     quartiles = statistics.quantiles(values.tolist(), n=4)
-    assert got["quartiles"] == pytest.approx(quartiles, abs=2**-13)
+    assert got["quartiles"] == pytest.approx(quartiles, rel=1e-12)
 
 
 def test_dominance_is_decided_on_hidden_values() -> None:

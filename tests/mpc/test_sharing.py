@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from fractions import Fraction
+
 import pytest
 from nacl.public import PrivateKey
 
 from mpc.errors import NonNumericValueError, ValueOutOfRangeError
+from mpc.mpc_spec import MpcJobSpec
 from mpc.sharing import OpenedInput, SealedShare, ShareDealer, open_envelopes
 
 KEYS = [PrivateKey.generate() for _ in range(3)]
@@ -13,9 +17,15 @@ PUBLIC = [bytes(k.public_key) for k in KEYS]
 
 
 def _open(
-    envelopes: list[SealedShare], *, job: str = "job-s", party: int = 0, ranks: bool = False
+    envelopes: list[SealedShare],
+    *,
+    job: str = "job-s",
+    party: int = 0,
+    ranks: bool = False,
+    bound: float = 1e12,
 ) -> tuple[list[OpenedInput], dict[str, str]]:
-    return open_envelopes(job, party, bytes(KEYS[party]), envelopes, with_rank_keys=ranks)
+    spec = MpcJobSpec(job, percentile_ranks=ranks, bound=bound)
+    return open_envelopes(spec, party, bytes(KEYS[party]), envelopes)
 
 
 @pytest.mark.parametrize(
@@ -23,14 +33,48 @@ def _open(
     [
         ("12", NonNumericValueError),
         (float("inf"), NonNumericValueError),
+        (float("nan"), NonNumericValueError),
+        (Decimal("NaN"), NonNumericValueError),
         (None, NonNumericValueError),
-        (3e9, ValueOutOfRangeError),
+        (True, NonNumericValueError),
+        ([1.0], NonNumericValueError),
+        ({"v": 1.0}, NonNumericValueError),
+        (1001.0, ValueOutOfRangeError),
+        (-1000.5, ValueOutOfRangeError),
+        (10**400, ValueOutOfRangeError),
     ],
-    ids=["string", "inf", "none", "out-of-range"],
+    ids=[
+        "string",
+        "inf",
+        "nan",
+        "decimal-nan",
+        "none",
+        "bool",
+        "list",
+        "object",
+        "above",
+        "below",
+        "huge-int",
+    ],
 )
 def test_dealer_refuses_bad_values(value, error) -> None:
     with pytest.raises(error, match="ent-bad"):
-        ShareDealer("job-s", PUBLIC, 1).deal("ent-bad", value)
+        ShareDealer("job-s", PUBLIC, 1, bound=1000.0).deal("ent-bad", value)
+
+
+@pytest.mark.parametrize("value", [1000.0, -1000, Fraction(1, 3), Decimal("0.1"), 0], ids=str)
+def test_dealer_takes_every_real_number_within_the_bound(value) -> None:
+    dealt = ShareDealer("job-s", PUBLIC, 1, bound=1000.0).deal("ent-ok", value)
+    assert len(dealt.envelopes) == 3
+
+
+def test_a_share_dealt_at_another_resolution_is_refused_by_name() -> None:
+    """A dealer whose bound differs from the job's would be decoded at the wrong scale."""
+    fine = ShareDealer("job-s", PUBLIC, 1, bound=1.0).deal("ent-fine", 0.5).envelopes[0]
+    right = ShareDealer("job-s", PUBLIC, 1, bound=1e12).deal("ent-right", 0.5).envelopes[0]
+    opened, refused = _open([fine, right], bound=1e12)
+    assert [o.contributor for o in opened] == ["ent-right"]
+    assert "resolution 1e-18, the job's is 1e-6" in refused["ent-fine"]
 
 
 def test_good_envelopes_open() -> None:
