@@ -15,6 +15,12 @@ One run, one machine, same CSRs for every issuer:
 Then mutual-TLS handshakes per second against the edge listener: a Python
 client doing full handshakes with a device certificate (TLS 1.3 and 1.2), and
 ``openssl s_time`` (the peer client) doing new handshakes for the same time.
+
+Then signed batches (issue 9), 64 KiB of CSV each: sealing alone (what a device
+did before batches were signed) against signing + sealing, opening alone
+against opening + verifying (``BatchOpener``: path validation, signature,
+CRL, nonce), and HTTPS uploads through the listener (structure and quota
+check, row, ledger entry).
 """
 
 from __future__ import annotations
@@ -42,7 +48,15 @@ from cryptography.x509.oid import NameOID
 
 from core.clock import utcnow
 from core.keys import Ed25519Signer
-from edge_tls import DeviceId
+from edge_tls import (
+    BatchOpener,
+    DeviceId,
+    ReadingBatch,
+    open_batch,
+    seal_batch,
+    sealing_public_key,
+    sign_batch,
+)
 from exchange.edge_server import edge_server_config
 from exchange.identities import Role
 from exchange.runtime import Runtime
@@ -88,10 +102,17 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--certs", type=int, default=200)
     parser.add_argument("--handshakes", type=int, default=300)
+    parser.add_argument("--batches", type=int, default=200)
     args = parser.parse_args()
     n = args.certs
     work = Path(tempfile.mkdtemp(prefix="ibx-bench-edge-"))
-    runtime = Runtime(Settings(data_dir=work / "data", ledger_origin="bench.ibx.localhost/log"))
+    runtime = Runtime(
+        Settings(
+            data_dir=work / "data",
+            ledger_origin="bench.ibx.localhost/log",
+            edge_upload_bytes_per_hour=1 << 40,
+        )
+    )
     pki = runtime.edge_pki
     pki.init(actor="sysadmin", now=utcnow())
     signer = Ed25519Signer.generate("factory-a")
@@ -220,8 +241,59 @@ def main() -> int:
                 print(f"{label:<36}{_rate(count, seconds)}")
             else:
                 print(f"openssl s_time {flag}: no figure ({result.stdout[-200:]!r})")
+        _bench_batches(runtime, signer, cert_path, key_path, bundle, url, args.batches)
     runtime.close()
     return 0
+
+
+def _bench_batches(
+    runtime: Runtime,
+    enterprise: Ed25519Signer,
+    cert_path: Path,
+    key_path: Path,
+    bundle: Path,
+    url: str,
+    count: int,
+) -> None:
+    """Signed batches: device cost, enterprise cost, HTTPS uploads (64 KiB of CSV each)."""
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    rows = "".join(f"line-{i % 7},{i * 1.5:.1f},{i % 500}\n" for i in range(3000))
+    readings = ("line,energy_kwh,output_units\n" + rows).encode()[: 64 * 1024]
+    sealing = sealing_public_key(enterprise.public_key.raw)
+    started = time.perf_counter()
+    plain = [seal_batch(readings, sealing) for _ in range(count)]
+    print(
+        f"{'seal only, 64 KiB (before issue 9)':<36}{_rate(count, time.perf_counter() - started)}"
+    )
+    started = time.perf_counter()
+    sealed = [
+        seal_batch(sign_batch(readings, key, cert, now=utcnow()).to_bytes(), sealing)
+        for _ in range(count)
+    ]
+    print(f"{'sign + seal, 64 KiB':<36}{_rate(count, time.perf_counter() - started)}")
+    seed = enterprise.seed()
+    started = time.perf_counter()
+    for blob in plain:
+        open_batch(blob, seed)
+    print(f"{'open only, 64 KiB':<36}{_rate(count, time.perf_counter() - started)}")
+    pki = runtime.edge_pki
+    opener = BatchOpener("factory-a", seed, trust=pki.authority().chain, crl=pki.crl(now=utcnow()))
+    started = time.perf_counter()
+    for i, blob in enumerate(sealed):
+        opener.open(ReadingBatch(i, "factory-a", "", "", blob, utcnow()))
+    print(f"{'open + verify (BatchOpener)':<36}{_rate(count, time.perf_counter() - started)}")
+    context = ssl.create_default_context(cafile=str(bundle))
+    context.load_cert_chain(cert_path, key_path)
+    headers = {"Content-Type": "application/octet-stream"}
+    with httpx.Client(verify=context) as client:
+        started = time.perf_counter()
+        for blob in sealed:
+            response = client.post(url + "/v1/edge/readings", content=blob, headers=headers)
+            assert response.status_code == 201, response.text
+        elapsed = time.perf_counter() - started
+    print(f"{'HTTPS upload (checks, row, ledger)':<36}{_rate(count, elapsed)}")
 
 
 if __name__ == "__main__":
