@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -108,6 +109,13 @@ class MasterKey:
                 f"master key file {path} has mode {mode:o}; it must be 0600 (chmod 600 {path})"
             )
         return cls.from_text(path.read_text())
+
+    def fingerprint(self) -> str:
+        """Hex HMAC-SHA256 of a fixed label under the key: names the key, never reveals it.
+
+        Backups record it so a restore can say which key it needs.
+        """
+        return hmac.new(self._key, b"ibx/master-key/fingerprint/v1", hashlib.sha256).hexdigest()
 
     def encrypt(self, plaintext: bytes, *, aad: bytes) -> bytes:
         """``nonce || AES-256-GCM(plaintext)`` bound to ``aad``."""
