@@ -132,7 +132,10 @@ def _he_round(
     encrypt_s = (time.perf_counter() - t) / n
     assert all(len(c.chunks) == 1 for c in contributions)  # one ciphertext per enterprise
 
-    request = mpc.ReleaseRequest(job_id, "bench", job_id, mpc.ReleasePolicy(min_cohort=2))
+    subject = mpc.ReleaseSubject("bench", ("values",))
+    request = mpc.ReleaseRequest(
+        job_id, "bench", f"bench-{job_id}", subject, mpc.ReleasePolicy(min_cohort=2)
+    )
     t = time.perf_counter()
     aggregator = mpc.HeAggregator(job)
     for c in contributions:

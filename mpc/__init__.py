@@ -8,11 +8,14 @@ Vetted recipes live here; raw primitives are in :mod:`mpc.hazmat`.
 * MPC (MPyC, one OS process per party, TLS between them): :class:`MpcDeployment`,
   :class:`ShareDealer`, :class:`MpcRunner`.
 * PSI (ECDH on the Ed25519 group): :class:`PsiParty`.
-* Release guard: :class:`ReleaseGuard`, :class:`ReleasePolicy`, :func:`choose_engine`.
+* Release guard: :class:`ReleaseGuard`, :class:`ReleasePolicy`, :func:`choose_engine`;
+  releases are described by :class:`ReleaseQuery` (:func:`he_query`, :func:`mpc_query`)
+  and judged against everything released to the requester's group.
 """
 
 from pathlib import Path
 
+from mpc._engine_queries import he_query, mpc_query
 from mpc._party_main import main as run_party
 from mpc.custodian import CustodianConfig, KeyCustodian
 from mpc.deployment import MpcDeployment, party_name
@@ -23,11 +26,13 @@ from mpc.guard import (
     DpMechanism,
     DpPolicy,
     Engine,
+    OrderRelease,
     ReleaseApproval,
     ReleaseGuard,
     ReleasePolicy,
     ReleaseRequest,
     choose_engine,
+    industry_group,
 )
 from mpc.hazmat.he import HeScheme
 from mpc.he import (
@@ -43,6 +48,7 @@ from mpc.he import (
 )
 from mpc.mpc_spec import MpcJobSpec, MpcResult, MpcStatistic
 from mpc.psi import BlindedSet, PsiMode, PsiOutcome, PsiParty
+from mpc.release_query import ReleaseQuery, ReleaseSubject, StatisticKind
 from mpc.runner import MpcRunner, RunnerConfig
 from mpc.sharing import DealtInput, RankKey, SealedShare, ShareDealer
 
@@ -75,6 +81,7 @@ __all__ = [
     "MpcResult",
     "MpcRunner",
     "MpcStatistic",
+    "OrderRelease",
     "PsiMode",
     "PsiOutcome",
     "PsiParty",
@@ -83,11 +90,17 @@ __all__ = [
     "ReleaseApproval",
     "ReleaseGuard",
     "ReleasePolicy",
+    "ReleaseQuery",
     "ReleaseRequest",
+    "ReleaseSubject",
     "RunnerConfig",
     "SealedShare",
     "ShareDealer",
+    "StatisticKind",
     "choose_engine",
+    "he_query",
+    "industry_group",
+    "mpc_query",
     "party_name",
     "run_party",
 ]

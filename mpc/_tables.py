@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Float, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
 
-__all__ = ["DpSpendRow", "HeKeyRow", "HePublicRow", "ReleaseRow"]
+__all__ = [
+    "DpSpendRow",
+    "GroupSpendRow",
+    "HeKeyRow",
+    "HePublicRow",
+    "ReleaseRow",
+    "ReleasedAnswerRow",
+    "TrackerRow",
+]
 
 
 class HeKeyRow(Base):
@@ -35,16 +43,70 @@ class HePublicRow(Base):
 
 
 class ReleaseRow(Base):
-    """A release the guard approved: the cohort of one result of one question."""
+    """A release the guard approved: what it was computed over, for whom, who was left out.
+
+    ``query_json`` is the release's canonical description (subject, statistics,
+    contributors and weights) and ``left_out_json`` who was left out and why:
+    the enterprise and auditors read them; the requester only gets counts.
+    """
 
     __tablename__ = "mpc_releases"
 
     job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     requester: Mapped[str] = mapped_column(String(200), index=True)
-    question: Mapped[str] = mapped_column(String(500))
+    adversary: Mapped[str] = mapped_column(String(200), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    query_json: Mapped[str] = mapped_column(Text)
     cohort_json: Mapped[str] = mapped_column(Text)
+    left_out_json: Mapped[str] = mapped_column(Text)
     min_cohort: Mapped[int] = mapped_column(Integer)
     approved_at: Mapped[str] = mapped_column(String(40))
+
+
+class TrackerRow(Base):
+    """The reduced form of every weight vector released to one group about one field.
+
+    ``matrix`` holds ``len(pivots) × len(columns)`` little-endian uint32 entries
+    of the field modulo ``prime``; ``stamp`` changes on every write, so a cached
+    copy is used only while it is still the stored one.
+    """
+
+    __tablename__ = "mpc_disclosure_trackers"
+
+    tracker_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    adversary: Mapped[str] = mapped_column(String(200), index=True)
+    dataset: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str] = mapped_column(String(200))
+    prime: Mapped[int] = mapped_column(BigInteger)
+    columns_json: Mapped[str] = mapped_column(Text)
+    pivots_json: Mapped[str] = mapped_column(Text)
+    matrix: Mapped[bytes] = mapped_column(LargeBinary)
+    releases: Mapped[int] = mapped_column(Integer)
+    stamp: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(40))
+
+
+class ReleasedAnswerRow(Base):
+    """A noisy answer already given to a group: the same question gets it again."""
+
+    __tablename__ = "mpc_released_answers"
+
+    answer_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    adversary: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[str] = mapped_column(String(200))
+    values_json: Mapped[str] = mapped_column(Text)
+    released_at: Mapped[str] = mapped_column(String(40))
+
+
+class GroupSpendRow(Base):
+    """Epsilon a requester group has spent on one dataset."""
+
+    __tablename__ = "mpc_group_spend"
+
+    budget_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    adversary: Mapped[str] = mapped_column(String(200), index=True)
+    dataset: Mapped[str] = mapped_column(String(200))
+    spent: Mapped[float] = mapped_column(Float)
 
 
 class DpSpendRow(Base):

@@ -24,9 +24,11 @@ in one transaction: one durable commit per release.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +40,7 @@ from core.db import Database
 from core.errors import KeyDecryptionError
 from core.events import Event, EventRecorder
 from core.keys import MasterKey
+from mpc._engine_queries import he_query
 from mpc._tables import HeKeyRow, HePublicRow
 from mpc.errors import (
     AggregateIntegrityError,
@@ -46,13 +49,21 @@ from mpc.errors import (
     KeyDestroyedError,
     UnknownJobError,
 )
-from mpc.guard import HARD_MIN_COHORT, ReleaseApproval, ReleaseGuard, ReleaseRequest
+from mpc.guard import (
+    HARD_MIN_COHORT,
+    Engine,
+    ReleaseApproval,
+    ReleaseGuard,
+    ReleaseRequest,
+    choose_engine,
+)
 from mpc.hazmat import he as raw
 from mpc.hazmat.he import HeScheme
 from mpc.he import (
     EncryptedAggregate,
     HeJobPublic,
     HeJobSpec,
+    HeOperation,
     HeResult,
     HeVector,
     finalize,
@@ -194,21 +205,36 @@ class KeyCustodian:
         logger.info("job %s: decrypted the approved aggregate", job_id)
         return result
 
-    def finish_job(self, request: ReleaseRequest, aggregate: EncryptedAggregate) -> HeResult:
+    def finish_job(
+        self,
+        request: ReleaseRequest,
+        aggregate: EncryptedAggregate,
+        *,
+        left_out: Mapping[str, str] | None = None,
+    ) -> HeResult:
         """Approve the release, decrypt the aggregate and destroy the key, in one transaction.
 
-        The guard's approval, the key's state change and the two ledger
-        entries (``mpc.key.decrypt``, ``mpc.key.destroy``) commit together in
-        one durable commit, or not at all: a refused or failed decryption
-        leaves no approval behind.
+        The guard judges the release by what the job computes (its operation,
+        public weights and bin edges, over exactly the aggregate's
+        contributors; ``left_out`` says who was left out and why, kept for
+        the enterprise and auditors). The guard's approval, its reduced
+        forms, the key's state change and the two ledger entries
+        (``mpc.key.decrypt``, ``mpc.key.destroy``) commit together in one
+        durable commit, or not at all: a refused or failed decryption leaves
+        no approval behind. Histogram bins under the minimum cohort come
+        back as NaN (suppressed).
 
         Raises:
             UnknownJobError: no such job.
             KeyDestroyedError: the job ended.
             DecryptionRefusedError: the request is for another job, fewer than two
                 contributions, or the job was already released.
+            EngineChoiceError: the policy applies a dominance rule, which HE cannot check.
+            ReleaseRefusedError: the release guard refused (cohort, weights, or what the
+                requester's group could solve with its earlier releases).
             CohortTooSmallError: fewer contributors than the strictest minimum.
-            DifferencingError: too close to an earlier cohort of the same question.
+            DifferencingError: the job was already released, or (LinearDisclosureError)
+                with the group's earlier releases one value would be solvable.
             AggregateIntegrityError: a decrypted slot is out of range or the check
                 slot is wrong (a contribution was made under another key); nothing
                 is released or approved, and the key is kept.
@@ -222,11 +248,18 @@ class KeyCustodian:
             raise DecryptionRefusedError(
                 f"the release request is for job {request.job_id!r}, not {job_id!r}"
             )
+        choose_engine(request.policy, Engine.HE)  # dominance needs MPC: refused here
         with self._db.write() as session:
             row = self._usable_row(session, job_id)
             self._check_cohort(aggregate)
-            approval = self._guard.approve(request, aggregate.contributors, session=session)
+            spec = HeJobSpec.from_dict(json.loads(row.spec_json))
+            query = he_query(request.subject, spec, aggregate.contributors)
+            approval = self._guard.approve(request, query, left_out=left_out, session=session)
             result = self._decrypt(row, aggregate, approval)
+            if spec.operation is HeOperation.HISTOGRAM:
+                kept = self._guard.suppress_small_bins(request, result.values)
+                values = tuple(math.nan if v is None else v for v in kept)
+                result = dataclasses.replace(result, values=values)
             decrypted = self._decrypt_event(row, aggregate)
             self._erase(row)
             self._recorder.record_batch([decrypted, self._destroy_event(row)], session=session)

@@ -20,9 +20,13 @@
     │   ├── CohortTooSmallError       fewer contributors than the minimum cohort
     │   ├── IndividualValueError      a per-enterprise value
     │   ├── DifferencingError         isolates contributors against an earlier result
+    │   │   └── LinearDisclosureError with everything released to the group, solves a value
     │   ├── DominanceError            the (n, k) dominance rule suppresses the total
     │   ├── PrivacyBudgetExhaustedError  a consent's epsilon budget is spent
-    │   └── EngineChoiceError         the policy demands another engine
+    │   ├── EngineChoiceError         the policy demands another engine
+    │   ├── ReleaseDescriptionError   the release's description does not fit the request
+    │   ├── WeightShareError          one contributor's weight dominates a weighted release
+    │   └── OrderStatisticError       an exact min, max, median or quantile
     ├── PartyError                    an MPC compute party failed
     │   ├── PartyTimeoutError         a party did not answer before the deadline
     │   └── JobInterruptedError       SIGTERM/SIGHUP stopped the job (every party killed)
@@ -48,18 +52,22 @@ __all__ = [
     "InvalidContributionError",
     "JobInterruptedError",
     "KeyDestroyedError",
+    "LinearDisclosureError",
     "MalformedShareError",
     "MpcError",
     "NonNumericValueError",
+    "OrderStatisticError",
     "PartyError",
     "PartyTimeoutError",
     "PrivacyBudgetExhaustedError",
     "PsiError",
+    "ReleaseDescriptionError",
     "ReleaseRefusedError",
     "ReplayedContributionError",
     "UnknownJobError",
     "ValueOutOfRangeError",
     "VectorLengthError",
+    "WeightShareError",
     "WrongJobKeyError",
 ]
 
@@ -204,6 +212,43 @@ class EngineChoiceError(ReleaseRefusedError):
     """The requested engine cannot satisfy the policy (e.g. dominance needs MPC)."""
 
     title = "engine cannot satisfy the policy"
+
+
+class LinearDisclosureError(DifferencingError):
+    """With everything already released to the group, one value (or a difference) is solvable.
+
+    ``releases`` is how many earlier releases to the group about the field took
+    part; who would be exposed is never said to the requester.
+    """
+
+    title = "release would disclose a contributor's value"
+
+    def __init__(self, message: str, *, releases: int) -> None:
+        super().__init__(message)
+        self.releases = releases
+
+
+class ReleaseDescriptionError(ReleaseRefusedError):
+    """A release whose description (subject, contributors) does not fit its request."""
+
+    title = "release description refused"
+
+
+class WeightShareError(ReleaseRefusedError):
+    """One contributor's weight is too large a share of a weighted release."""
+
+    title = "weight dominates the release"
+
+    def __init__(self, message: str, *, share: float, limit: float) -> None:
+        super().__init__(message)
+        self.share = share
+        self.limit = limit
+
+
+class OrderStatisticError(ReleaseRefusedError):
+    """An exact order statistic (one contributor's value) the policy does not allow."""
+
+    title = "exact order statistic refused"
 
 
 class PartyError(MpcError):

@@ -1,14 +1,35 @@
 """The release guard: what may leave a computation.
 
-It refuses a result over fewer contributors than the strictest minimum cohort
-(the policy's and every consent's), any per-enterprise value, a cohort that
-differs from an earlier cohort of the same requester on the same question by
-fewer than that minimum (differencing), and a total that the (n, k) dominance
-rule suppresses — that verdict is computed inside MPC (see
-:mod:`mpc.mpc_jobs`), so a policy that demands it makes ``auto`` choose MPC.
-Optional differential privacy adds Laplace or Gaussian noise from OpenDP's
-samplers and charges the epsilon to every consent involved, refusing once a
-consent's budget would be exceeded.
+The adversary is the requester's *group* (``ReleaseRequest.adversary``: by
+default every sub-brain of one industry, :func:`industry_group`): whatever
+was released to one member is known to all. Every release is described by
+what it is computed over (:class:`~mpc.release_query.ReleaseQuery`), never
+by a label, and the guard refuses:
+
+* a result over fewer contributors than the strictest minimum cohort (the
+  policy's and every consent's), and any per-enterprise value;
+* a weighted release where one contributor's weight is more than the
+  policy's share of the total (by default twice an equal share at the
+  minimum cohort);
+* a linear release (count, sum, mean, weighted sum, histogram, variance,
+  regression) that, with everything already released to the group about
+  the same field, lets one contributor's value, a difference of two, or an
+  aggregate over fewer than the minimum cohort be solved exactly, whatever
+  the chain of releases (:mod:`mpc._disclosure`; the reduced form is stored
+  in the approval's transaction);
+* an exact order statistic (min, max, median, quartiles: each is one
+  contributor's value) unless the policy coarsens it or allows it exactly
+  for the data's classification;
+* a total that the (n, k) dominance rule suppresses — computed inside MPC;
+  an engine that cannot check dominance (HE) is never used for such a
+  policy (:func:`choose_engine`, and the key custodian refuses it).
+
+Differential privacy adds OpenDP noise and always charges a budget: every
+consent's (its own, or the policy's default) and the group's per dataset.
+The same question asked again returns the stored noisy answer and charges
+nothing, so averaging repeated answers gains nothing. Histogram bins with
+fewer than the minimum cohort are suppressed. The requester learns how many
+contributors were left out; who and why stay in the approval row.
 """
 
 from __future__ import annotations
@@ -17,15 +38,17 @@ import enum
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import opendp.prelude as dp
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.canonical import canonical_bytes
 from core.clock import format_rfc3339, utcnow
 from core.db import Database
+from mpc._disclosure import LinearTracker
+from mpc._release_history import ReleaseHistory, TrackerSlot
 from mpc._tables import DpSpendRow, ReleaseRow
 from mpc.errors import (
     CohortTooSmallError,
@@ -33,21 +56,29 @@ from mpc.errors import (
     DominanceError,
     EngineChoiceError,
     IndividualValueError,
+    LinearDisclosureError,
+    OrderStatisticError,
     PrivacyBudgetExhaustedError,
+    ReleaseDescriptionError,
+    WeightShareError,
 )
+from mpc.release_query import ReleaseQuery, ReleaseSubject
 
 __all__ = [
+    "HARD_MIN_COHORT",
     "ConsentTerms",
     "DominanceRule",
     "DominanceVerdict",
     "DpMechanism",
     "DpPolicy",
     "Engine",
+    "OrderRelease",
     "ReleaseApproval",
     "ReleaseGuard",
     "ReleasePolicy",
     "ReleaseRequest",
     "choose_engine",
+    "industry_group",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,6 +102,17 @@ class DpMechanism(enum.Enum):
     GAUSSIAN = "gaussian"
 
 
+class OrderRelease(enum.Enum):
+    """How a policy lets order statistics (min, max, median, quartiles) out."""
+
+    REFUSE = "refuse"
+    """Never (the default): each is one contributor's value."""
+    COARSEN = "coarsen"
+    """Rounded to the policy's ``coarsen_step``."""
+    EXACT = "exact"
+    """Exactly, for the classifications in ``exact_order_classifications`` only."""
+
+
 @dataclass(frozen=True)
 class DominanceRule:
     """Suppress a total when its ``n`` largest contributors exceed ``k`` percent of it."""
@@ -85,28 +127,68 @@ class DominanceRule:
 
 @dataclass(frozen=True)
 class DpPolicy:
-    """Noise for every released value: ``epsilon`` per release, ``delta`` for Gaussian."""
+    """Noise for every released value: ``epsilon`` per release, ``delta`` for Gaussian.
+
+    A release with noise always charges a budget: each consent's own, or
+    ``consent_budget`` for a consent that sets none, and the requester
+    group's ``group_budget`` per dataset.
+    """
 
     mechanism: DpMechanism
     epsilon: float
     delta: float = 1e-6
+    consent_budget: float = 5.0
+    group_budget: float = 20.0
 
     def __post_init__(self) -> None:
         if not (0 < self.epsilon <= 10) or not (0 < self.delta < 1e-3):
             raise ValueError("epsilon must be in (0, 10] and delta in (0, 1e-3)")
+        if not (self.consent_budget >= self.epsilon and self.group_budget >= self.epsilon):
+            raise ValueError("the default budgets must cover at least one release")
+
+    def terms(self) -> str:
+        """The noise terms as canonical text (part of a repeated question's key)."""
+        return canonical_bytes(
+            {"mechanism": self.mechanism.value, "epsilon": self.epsilon, "delta": self.delta}
+        ).decode()
 
 
 @dataclass(frozen=True)
 class ReleasePolicy:
-    """The policy's release terms."""
+    """The policy's release terms.
+
+    ``max_weight_share`` bounds one contributor's share of a weighted
+    release's total absolute weight (default: twice an equal share at the
+    minimum cohort, ``2 / min_cohort``).
+    """
 
     min_cohort: int = 5
     dominance: tuple[DominanceRule, ...] = ()
     dp: DpPolicy | None = None
+    max_weight_share: float | None = None
+    order_statistics: OrderRelease = OrderRelease.REFUSE
+    coarsen_step: float | None = None
+    exact_order_classifications: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.min_cohort < HARD_MIN_COHORT:
             raise ValueError(f"min_cohort must be at least {HARD_MIN_COHORT}")
+        if self.max_weight_share is not None and not (0 < self.max_weight_share <= 1):
+            raise ValueError("max_weight_share must be in (0, 1]")
+        step = self.coarsen_step
+        if self.order_statistics is OrderRelease.COARSEN and not (
+            step is not None and math.isfinite(step) and step > 0
+        ):
+            raise ValueError("coarsened order statistics need a positive coarsen_step")
+        if self.order_statistics is OrderRelease.EXACT and not self.exact_order_classifications:
+            raise ValueError("exact order statistics need the classifications that allow them")
+
+    @property
+    def weight_share_limit(self) -> float:
+        """The largest share of the total weight one contributor may have."""
+        if self.max_weight_share is not None:
+            return self.max_weight_share
+        return min(1.0, 2 / self.min_cohort)
 
 
 @dataclass(frozen=True)
@@ -119,15 +201,41 @@ class ConsentTerms:
     epsilon_budget: float | None = None
 
 
+def industry_group(industry: str) -> str:
+    """The default adversary group: every sub-brain of ``industry`` (they share results).
+
+    Raises:
+        ValueError: an empty industry name.
+    """
+    if not industry:
+        raise ValueError("an industry group needs the industry's name")
+    return f"industry:{industry}"
+
+
 @dataclass(frozen=True)
 class ReleaseRequest:
-    """One result a requester asks for, with the terms that govern it."""
+    """One result a requester asks for, with the terms that govern it.
+
+    ``adversary`` is the group the requester belongs to, computed by the
+    caller from a documented rule (:func:`industry_group` by default): the
+    guard treats every release to the group as known to each member.
+    ``subject`` is what the result reads (dataset, fields, filters).
+    """
 
     job_id: str
     requester: str
-    question: str
+    adversary: str
+    subject: ReleaseSubject
     policy: ReleasePolicy
     consents: tuple[ConsentTerms, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.job_id or not self.requester or not self.adversary:
+            raise ValueError("a release request names its job, requester and requester group")
+        if not isinstance(self.subject, ReleaseSubject):
+            raise ValueError("a release is described by a ReleaseSubject, not a label")
+        if not isinstance(self.policy, ReleasePolicy):
+            raise ValueError("a release request carries its ReleasePolicy")
 
     @property
     def min_cohort(self) -> int:
@@ -137,11 +245,18 @@ class ReleaseRequest:
 
 @dataclass(frozen=True)
 class ReleaseApproval:
-    """The guard's approval of one job's cohort (also stored, for the custodian)."""
+    """The guard's approval of one job's cohort (also stored, for the custodian).
+
+    ``left_out`` is how many contributors were left out: the requester may
+    learn that count, never who or why (the approval row keeps the detail
+    for the enterprise and auditors).
+    """
 
     job_id: str
     contributors: frozenset[str]
     min_cohort: int
+    left_out: int = 0
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,80 +289,154 @@ def choose_engine(policy: ReleasePolicy, requested: Engine) -> Engine:
 
 
 class ReleaseGuard:
-    """Approves cohorts, checks dominance verdicts, and adds charged DP noise."""
+    """Approves releases against the group's history, checks dominance, adds charged DP noise."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._history = ReleaseHistory()
 
     def approve(
         self,
         request: ReleaseRequest,
-        contributors: frozenset[str],
+        query: ReleaseQuery,
         *,
+        left_out: Mapping[str, str] | None = None,
         result_labels: Sequence[str] = (),
         per_contributor: bool = False,
         session: Session | None = None,
     ) -> ReleaseApproval:
-        """Approve releasing a result over ``contributors`` and remember the cohort.
+        """Approve releasing ``query``'s result to the request's group, and remember it.
 
-        With ``session`` the approval is written inside the caller's
-        transaction (the key custodian's, so approval and decryption commit
-        together); otherwise in a transaction of its own.
+        ``left_out`` maps each contributor left out of the job to the reason
+        (kept in the approval row; the approval carries only the count). With
+        ``session`` the approval, the group's reduced forms and the row are
+        written inside the caller's transaction (the key custodian's, so
+        approval and decryption commit together); otherwise in one of its own.
 
         Raises:
+            ReleaseDescriptionError: the query reads another subject than the request's,
+                or counts a left-out contributor in.
             IndividualValueError: a per-enterprise result, or a label naming a contributor.
             CohortTooSmallError: fewer contributors than the strictest minimum.
-            DifferencingError: too close to an earlier cohort of the same question.
+            WeightShareError: one contributor's weight is too large a share.
+            OrderStatisticError: an exact order statistic the policy does not allow.
+            DifferencingError: the job was already released.
+            LinearDisclosureError: with everything released to the group, the release
+                pins down one contributor's value, a difference of two, or an aggregate
+                over fewer than the minimum cohort.
         """
-        minimum = request.min_cohort
+        left = dict(left_out or {})
+        minimum = self._check(request, query, left, result_labels, per_contributor)
+        if session is None:
+            with self._db.write() as own:
+                return self._remember(own, request, query, left, minimum)
+        return self._remember(session, request, query, left, minimum)
+
+    @staticmethod
+    def _check(
+        request: ReleaseRequest,
+        query: ReleaseQuery,
+        left_out: Mapping[str, str],
+        result_labels: Sequence[str],
+        per_contributor: bool,
+    ) -> int:
+        if query.subject != request.subject:
+            raise ReleaseDescriptionError("the release reads another subject than requested")
+        contributors = query.contributors
+        if contributors & set(left_out):
+            raise ReleaseDescriptionError("a contributor is both counted in and left out")
         if per_contributor:
             raise IndividualValueError("per-enterprise values are never released")
-        named = sorted(label for label in result_labels if label in contributors)
-        if named:
-            raise IndividualValueError(f"the result is labelled with contributors {named}")
+        if any(label in contributors for label in result_labels):
+            raise IndividualValueError("the result is labelled with a contributor's name")
+        minimum = request.min_cohort
         if len(contributors) < minimum:
             raise CohortTooSmallError(
                 f"{len(contributors)} contributors, the minimum cohort is {minimum}",
                 cohort=len(contributors),
                 minimum=minimum,
             )
-        if session is None:
-            with self._db.write() as own:
-                return self._remember(own, request, contributors, minimum)
-        return self._remember(session, request, contributors, minimum)
-
-    @staticmethod
-    def _remember(
-        session: Session, request: ReleaseRequest, contributors: frozenset[str], minimum: int
-    ) -> ReleaseApproval:
-        earlier = session.execute(
-            select(ReleaseRow).where(
-                ReleaseRow.requester == request.requester,
-                ReleaseRow.question == request.question,
+        share, limit = query.weight_share(), request.policy.weight_share_limit
+        if share > limit + 1e-12:
+            raise WeightShareError(
+                f"one contributor carries {share:.0%} of the release's total weight, "
+                f"more than the policy's {limit:.0%}",
+                share=share,
+                limit=limit,
             )
-        ).scalars()
-        for row in earlier:
-            if row.job_id == request.job_id:
-                raise DifferencingError(f"job {request.job_id!r} was already released")
-            cohort = frozenset(json.loads(row.cohort_json))
-            differ = len(cohort ^ contributors)
-            if 0 < differ < minimum:
-                raise DifferencingError(
-                    f"the cohort differs from release {row.job_id!r} by {differ} "
-                    f"contributors, fewer than the minimum {minimum}"
-                )
+        _check_order_statistics(request, query)
+        return minimum
+
+    def _remember(
+        self,
+        session: Session,
+        request: ReleaseRequest,
+        query: ReleaseQuery,
+        left_out: Mapping[str, str],
+        minimum: int,
+    ) -> ReleaseApproval:
+        if session.get(ReleaseRow, request.job_id) is not None:
+            raise DifferencingError(f"job {request.job_id!r} was already released")
+        if query.linear:
+            self._track(session, request, query, minimum)
+        fingerprint = query.fingerprint()
         session.add(
             ReleaseRow(
                 job_id=request.job_id,
                 requester=request.requester,
-                question=request.question,
-                cohort_json=json.dumps(sorted(contributors)),
+                adversary=request.adversary,
+                fingerprint=fingerprint,
+                query_json=json.dumps(query.to_dict()),
+                cohort_json=json.dumps(sorted(query.contributors)),
+                left_out_json=json.dumps(sorted([who, why] for who, why in left_out.items())),
                 min_cohort=minimum,
                 approved_at=format_rfc3339(utcnow()),
             )
         )
-        logger.info("release of job %s approved (cohort %d)", request.job_id, len(contributors))
-        return ReleaseApproval(request.job_id, contributors, minimum)
+        logger.info(
+            "release of job %s to %s approved (cohort %d, %d left out)",
+            request.job_id,
+            request.adversary,
+            len(query.contributors),
+            len(left_out),
+        )
+        return ReleaseApproval(
+            request.job_id, query.contributors, minimum, len(left_out), fingerprint
+        )
+
+    def _track(
+        self, session: Session, request: ReleaseRequest, query: ReleaseQuery, minimum: int
+    ) -> None:
+        """Add the query's weight vector to the group's form for every field it reads."""
+        weights = dict(query.weights)
+        updates: list[tuple[TrackerSlot, LinearTracker]] = []
+        for name in query.subject.fields:
+            slot = self._history.tracker(session, request.adversary, query.subject.dataset, name)
+            after = slot.tracker.with_row(weights)
+            disclosed = after.disclosure()
+            small = after.smallest_support()
+            if disclosed is not None or (small is not None and small < minimum):
+                what = (
+                    disclosed.describe()
+                    if disclosed is not None
+                    else f"an aggregate over {small} contributors, below the minimum {minimum}"
+                )
+                logger.info(
+                    "release of job %s to %s refused: it would disclose %s of %s.%s",
+                    request.job_id,
+                    request.adversary,
+                    what,
+                    query.subject.dataset,
+                    name,
+                )
+                raise LinearDisclosureError(
+                    f"with the {slot.releases} earlier releases to {request.adversary} about "
+                    f"{query.subject.dataset}.{name}, this release would let {what} be solved",
+                    releases=slot.releases,
+                )
+            updates.append((slot, after))
+        for slot, after in updates:
+            self._history.store_tracker(session, slot, after)
 
     def approval(self, job_id: str, *, session: Session | None = None) -> ReleaseApproval | None:
         """The stored approval of ``job_id``, if any (read in ``session`` when given)."""
@@ -261,7 +450,13 @@ class ReleaseGuard:
         row = session.get(ReleaseRow, job_id)
         if row is None:
             return None
-        return ReleaseApproval(row.job_id, frozenset(json.loads(row.cohort_json)), row.min_cohort)
+        return ReleaseApproval(
+            row.job_id,
+            frozenset(json.loads(row.cohort_json)),
+            row.min_cohort,
+            len(json.loads(row.left_out_json)),
+            row.fingerprint,
+        )
 
     @staticmethod
     def check_dominance(policy: ReleasePolicy, verdict: DominanceVerdict) -> None:
@@ -278,27 +473,85 @@ class ReleaseGuard:
                     f"the {rule.n} largest contributors make up more than {rule.k:g}% of the total"
                 )
 
-    def check_budget(self, request: ReleaseRequest) -> None:
+    @staticmethod
+    def release_order_statistics(
+        request: ReleaseRequest, values: Sequence[float]
+    ) -> tuple[float, ...]:
+        """The order statistics ``values`` as the policy lets them out.
+
+        Raises:
+            OrderStatisticError: the policy does not let exact order statistics of this
+                classification out.
+        """
+        policy = request.policy
+        if policy.order_statistics is OrderRelease.COARSEN:
+            assert policy.coarsen_step is not None  # checked by ReleasePolicy
+            step = policy.coarsen_step
+            return tuple(float(round(v / step) * step) for v in values)
+        classification = request.subject.classification
+        if (
+            policy.order_statistics is OrderRelease.EXACT
+            and classification in policy.exact_order_classifications
+        ):
+            return tuple(float(v) for v in values)
+        raise OrderStatisticError(_ORDER_REFUSAL.format(classification=classification))
+
+    @staticmethod
+    def suppress_small_bins(
+        request: ReleaseRequest, counts: Sequence[float]
+    ) -> tuple[float | None, ...]:
+        """Histogram counts with every bin under the minimum cohort suppressed (None).
+
+        A bin of 1 to ``min_cohort - 1`` contributors is suppressed; when only
+        one bin would be, the next smallest non-zero bin is too, so the
+        suppressed count cannot be recovered from the cohort size.
+        """
+        minimum = request.min_cohort
+        out: list[float | None] = [float(c) for c in counts]
+        small = [i for i, c in enumerate(counts) if 0 < c < minimum]
+        if len(small) == 1:
+            rest = [(c, i) for i, c in enumerate(counts) if c > 0 and i not in small]
+            if rest:
+                small.append(min(rest)[1])
+        for i in small:
+            out[i] = None
+        return tuple(out)
+
+    def check_budget(self, request: ReleaseRequest, query: ReleaseQuery) -> None:
         """Refuse early (before anything is decrypted) when a budget cannot cover the release.
 
+        A question already answered with noise costs nothing (its answer is reused).
+
         Raises:
-            PrivacyBudgetExhaustedError: a consent's budget would be exceeded.
+            PrivacyBudgetExhaustedError: a consent's or the group's budget would be exceeded.
         """
-        if request.policy.dp is None:
+        terms = request.policy.dp
+        if terms is None:
             return
         with self._db.read() as session:
-            _check_budgets(session, request, request.policy.dp.epsilon)
+            key = ReleaseHistory.answer_key(request.adversary, query.fingerprint(), terms.terms())
+            if ReleaseHistory.answer(session, key) is None:
+                _check_budgets(session, request, terms)
 
     def add_noise(
-        self, request: ReleaseRequest, values: Sequence[float], *, sensitivity: float
+        self,
+        request: ReleaseRequest,
+        query: ReleaseQuery,
+        values: Sequence[float],
+        *,
+        sensitivity: float,
     ) -> tuple[float, ...]:
-        """Noise ``values`` per the policy's DP terms and charge every consent's budget.
+        """Noise ``values`` per the policy's DP terms and charge the budgets.
 
         ``sensitivity`` is the L1 (Laplace) or L2 (Gaussian) sensitivity of the
-        whole vector. Without DP terms the values come back unchanged.
+        whole vector. The same question (same query fingerprint and noise
+        terms) asked again by the same group returns the answer it got the
+        first time and charges nothing. Without DP terms the values come back
+        unchanged.
 
         Raises:
-            PrivacyBudgetExhaustedError: a consent's budget would be exceeded (nothing charged).
+            PrivacyBudgetExhaustedError: a consent's or the group's budget would be
+                exceeded (nothing charged).
             ValueError: a non-positive sensitivity.
         """
         terms = request.policy.dp
@@ -306,33 +559,68 @@ class ReleaseGuard:
             return tuple(values)
         if not (sensitivity > 0 and math.isfinite(sensitivity)):
             raise ValueError("sensitivity must be a positive finite number")
-        measurement = _measurement(terms, sensitivity, len(values))
+        key = ReleaseHistory.answer_key(request.adversary, query.fingerprint(), terms.terms())
         with self._db.write() as session:
-            _check_budgets(session, request, terms.epsilon)
+            earlier = ReleaseHistory.answer(session, key)
+            if earlier is not None and len(earlier) == len(values):
+                logger.info("job %s: a repeated question, the earlier answer", request.job_id)
+                return earlier
+            _check_budgets(session, request, terms)
             for consent in request.consents:
-                if consent.epsilon_budget is None:
-                    continue
                 row = session.get(DpSpendRow, consent.consent_id)
                 if row is None:
                     session.add(DpSpendRow(consent_id=consent.consent_id, spent=terms.epsilon))
                 else:
                     row.spent += terms.epsilon
-            noisy = measurement([float(v) for v in values])
-        return tuple(float(v) for v in noisy)
+            dataset = query.subject.dataset
+            ReleaseHistory.charge_group(session, request.adversary, dataset, terms.epsilon)
+            measurement = _measurement(terms, sensitivity, len(values))
+            noisy = tuple(float(v) for v in measurement([float(v) for v in values]))
+            ReleaseHistory.store_answer(session, key, request.adversary, request.job_id, noisy)
+        return noisy
 
 
-def _check_budgets(session: Session, request: ReleaseRequest, epsilon: float) -> None:
+_ORDER_REFUSAL = (
+    "an exact minimum, maximum, median or quantile is one contributor's value: the "
+    "policy must coarsen order statistics or allow them exactly for {classification!r} data"
+)
+
+
+def _check_order_statistics(request: ReleaseRequest, query: ReleaseQuery) -> None:
+    if not query.order_statistics:
+        return
+    policy = request.policy
+    if policy.order_statistics is OrderRelease.COARSEN:
+        return
+    if (
+        policy.order_statistics is OrderRelease.EXACT
+        and query.subject.classification in policy.exact_order_classifications
+    ):
+        logger.warning("job %s: exact order statistics released by policy", request.job_id)
+        return
+    raise OrderStatisticError(_ORDER_REFUSAL.format(classification=query.subject.classification))
+
+
+def _check_budgets(session: Session, request: ReleaseRequest, terms: DpPolicy) -> None:
+    epsilon = terms.epsilon
     for consent in request.consents:
-        if consent.epsilon_budget is None:
-            continue
+        budget = terms.consent_budget if consent.epsilon_budget is None else consent.epsilon_budget
         row = session.get(DpSpendRow, consent.consent_id)
         spent = 0.0 if row is None else row.spent
-        if spent + epsilon > consent.epsilon_budget + 1e-12:
+        if spent + epsilon > budget + 1e-12:
             raise PrivacyBudgetExhaustedError(
-                f"consent {consent.consent_id!r} has {consent.epsilon_budget - spent:g} "
+                f"consent {consent.consent_id!r} has {budget - spent:g} "
                 f"of its epsilon budget left, the release needs {epsilon:g}",
                 consent_id=consent.consent_id,
             )
+    dataset = request.subject.dataset
+    spent = ReleaseHistory.group_spent(session, request.adversary, dataset)
+    if spent + epsilon > terms.group_budget + 1e-12:
+        raise PrivacyBudgetExhaustedError(
+            f"{request.adversary} has {terms.group_budget - spent:g} of its epsilon budget "
+            f"for {dataset!r} left, the release needs {epsilon:g}",
+            consent_id="",
+        )
 
 
 def _measurement(terms: DpPolicy, sensitivity: float, size: int) -> dp.Measurement:

@@ -18,6 +18,7 @@ name to a number (or, for ``he``, a list of numbers).
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,32 @@ def deploy(
     typer.echo(f"{dep.parties} parties in {base}")
 
 
+def _subject(dataset: str, fields: str, classification: str) -> mpc.ReleaseSubject:
+    try:
+        return mpc.ReleaseSubject(dataset, tuple(fields.split(",")), (), classification)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+_DATASET = typer.Option("cli-input", help="dataset the values come from (what the guard tracks)")
+_FIELD = typer.Option("value", help="field(s) the values are, comma-separated")
+_INDUSTRY = typer.Option("local", help="requester's industry: its sub-brains are one group")
+_CLASSIFICATION = typer.Option("internal", help="the data's classification")
+
+
 @app.command("he")
 def he(  # noqa: PLR0917 - one parameter per command-line option
     ctx: typer.Context,
     operation: mpc.HeOperation = typer.Option(mpc.HeOperation.MEAN, help="what to compute"),  # noqa: B008
     input_file: Path = _INPUT,
     min_cohort: int = typer.Option(5, help="the policy's minimum cohort"),
-    question: str = typer.Option("", help="question key for differencing [default: operation]"),
+    dataset: str = _DATASET,
+    field: str = _FIELD,
+    industry: str = _INDUSTRY,
+    classification: str = _CLASSIFICATION,
+    dominance: list[str] = typer.Option(  # noqa: B008
+        [], "--dominance", help="n:k rule the policy applies (HE cannot check it: refused)"
+    ),
     epsilon: float | None = typer.Option(
         None, help="add Laplace noise (OpenDP) with this epsilon (sum and mean only)"
     ),
@@ -90,11 +110,19 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
 ) -> None:
     """Run an HE job over the contributors in --input and print the released values.
 
-    A contributor whose input is refused is reported and left out; the job
-    goes on if the cohort stays at or above the minimum.
+    A contributor whose input is refused is left out; the job goes on if the
+    cohort stays at or above the minimum. The requester is told how many
+    were left out, never who or why (the approval row keeps that).
     """
     runtime = cli_context(ctx).runtime
     data = _load(input_file)
+    subject = _subject(dataset, field, classification)
+    policy = mpc.ReleasePolicy(
+        min_cohort=min_cohort,
+        dominance=_rules(dominance),
+        dp=None if epsilon is None else mpc.DpPolicy(mpc.DpMechanism.LAPLACE, epsilon),
+    )
+    mpc.choose_engine(policy, mpc.Engine.HE)
     vectors = {who: v if isinstance(v, list) else [v] for who, v in data.items()}
     length = len(next(iter(vectors.values())))
     if epsilon is not None and operation not in (mpc.HeOperation.SUM, mpc.HeOperation.MEAN):
@@ -102,7 +130,7 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
     job_id = f"he-{uuid.uuid4().hex[:12]}"
     custodian = runtime.key_custodian
     job = custodian.create_job(mpc.HeJobSpec(job_id, operation, length=length, bound=bound))
-    dp = None if epsilon is None else mpc.DpPolicy(mpc.DpMechanism.LAPLACE, epsilon)
+    left_out: dict[str, str] = {}
     try:
         aggregator = mpc.HeAggregator(job)
         encryptor = mpc.HeContributor(job)
@@ -110,27 +138,28 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
             try:
                 aggregator.add(encryptor.encrypt(who, values))
             except InvalidContributionError as exc:
-                typer.echo(f"dropped: {exc}", err=True)
+                left_out[who] = str(exc)
         consents = tuple(
             mpc.ConsentTerms(f"cli/{who}", who, epsilon_budget=budget)
             for who in sorted(aggregator.contributors)
         )
         request = mpc.ReleaseRequest(
-            job_id,
-            "cli",
-            question or operation.value,
-            mpc.ReleasePolicy(min_cohort=min_cohort, dp=dp),
-            consents,
+            job_id, "cli", mpc.industry_group(industry), subject, policy, consents
         )
-        runtime.release_guard.check_budget(request)
-        result = custodian.finish_job(request, aggregator.aggregate())
+        query = mpc.he_query(subject, job.spec, aggregator.contributors)
+        runtime.release_guard.check_budget(request, query)
+        result = custodian.finish_job(request, aggregator.aggregate(), left_out=left_out)
     finally:
         custodian.end_job(job_id)  # idempotent: destroys the key if finish_job did not
+    if left_out:
+        typer.echo(f"left out: {len(left_out)} contributors", err=True)
     values = list(result.values)
-    if dp is not None:
+    if epsilon is not None:
         # one contributor moves each value by at most 2·bound (over n for a mean)
         per_value = 2 * bound / (result.cohort if operation is mpc.HeOperation.MEAN else 1)
-        noisy = runtime.release_guard.add_noise(request, values, sensitivity=per_value * length)
+        noisy = runtime.release_guard.add_noise(
+            request, query, values, sensitivity=per_value * length
+        )
         values = list(noisy)
     typer.echo(
         json.dumps(
@@ -138,11 +167,21 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
                 "job_id": job_id,
                 "operation": result.operation.value,
                 "cohort": result.cohort,
-                "values": values,
+                "left_out": len(left_out),
+                "values": [None if math.isnan(v) else v for v in values],
                 "epsilon": epsilon,
             }
         )
     )
+
+
+def _rules(dominance: list[str]) -> tuple[mpc.DominanceRule, ...]:
+    try:
+        return tuple(
+            mpc.DominanceRule(int(r.split(":")[0]), float(r.split(":")[1])) for r in dominance
+        )
+    except (ValueError, IndexError) as exc:
+        raise typer.BadParameter("--dominance takes n:k, e.g. 1:85") from exc
 
 
 @app.command("run")
@@ -157,40 +196,85 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
         [], "--dominance", help="n:k rule, e.g. 1:85 (repeatable)"
     ),
     min_cohort: int = typer.Option(3, help="the policy's minimum cohort"),
-    question: str = typer.Option("", help="question key for differencing [default: the stats]"),
+    dataset: str = _DATASET,
+    field: str = _FIELD,
+    industry: str = _INDUSTRY,
+    classification: str = _CLASSIFICATION,
+    coarsen_step: float | None = typer.Option(
+        None, help="release min/max/median/quartiles rounded to this step"
+    ),
+    exact_order: bool = typer.Option(
+        False, "--exact-order", help="the policy allows exact order statistics of this class"
+    ),
     deadline: float = typer.Option(120.0, help="seconds before a silent party fails the job"),
 ) -> None:
-    """Run an MPC job on three local party processes and print what each side learns."""
-    data = _load(input_file)
+    """Run an MPC job on three local party processes and print what each side learns.
+
+    Min, max, median and quartiles are refused unless ``--coarsen-step`` or
+    ``--exact-order`` says how the policy lets them out.
+    """
+    rules = _rules(dominance)
+    subject = _subject(dataset, field, classification)
+    order = mpc.OrderRelease.REFUSE
+    if coarsen_step is not None:
+        order = mpc.OrderRelease.COARSEN
+    elif exact_order:
+        order = mpc.OrderRelease.EXACT
     try:
-        rules = tuple(
-            mpc.DominanceRule(int(r.split(":")[0]), float(r.split(":")[1])) for r in dominance
+        policy = mpc.ReleasePolicy(
+            min_cohort=min_cohort,
+            dominance=rules,
+            order_statistics=order,
+            coarsen_step=coarsen_step,
+            exact_order_classifications=frozenset({classification}) if exact_order else frozenset(),
         )
-    except (ValueError, IndexError) as exc:
-        raise typer.BadParameter("--dominance takes n:k, e.g. 1:85") from exc
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    data = _load(input_file)
     dep = _deployment(ctx)
     job_id = f"mpc-{uuid.uuid4().hex[:12]}"
     spec = mpc.MpcJobSpec(
         job_id, tuple(stat), percentile_ranks=ranks, dominance=rules, min_cohort=min_cohort
     )
+    request = mpc.ReleaseRequest(job_id, "cli", mpc.industry_group(industry), subject, policy)
     dealer = mpc.ShareDealer(job_id, dep.box_public_keys, dep.threshold)
     dealt = [dealer.deal(who, value, with_rank_key=ranks) for who, value in data.items()]
     result = mpc.MpcRunner(dep, mpc.RunnerConfig(deadline=deadline)).run(spec, dealt)
-    policy = mpc.ReleasePolicy(min_cohort=min_cohort, dominance=rules)
     guard = cli_context(ctx).runtime.release_guard
     guard.check_dominance(policy, result.dominance)
-    kept = frozenset(d.contributor for d in dealt) - {who for who, _ in result.dropped}
-    topic = question or "+".join(s.value for s in stat)
-    guard.approve(mpc.ReleaseRequest(job_id, "cli", topic, policy), kept)
-    for who, reason in result.dropped:
-        typer.echo(f"dropped {who}: {reason}", err=True)
-    summary = {name: list(values) for name, values in result.statistics}
-    typer.echo(json.dumps({"job_id": job_id, "cohort": result.cohort, "statistics": summary}))
-    dropped = dict(result.dropped)
+    left_out = dict(result.dropped)
+    kept = frozenset(d.contributor for d in dealt) - set(left_out)
+    guard.approve(request, mpc.mpc_query(subject, spec, kept), left_out=left_out)
+    if left_out:
+        typer.echo(f"left out: {len(left_out)} contributors", err=True)
+    summary: dict[str, list[float]] = {}
+    for name, values in result.statistics:
+        ordered = mpc.MpcStatistic(name) in _ORDER_STATS
+        summary[name] = list(guard.release_order_statistics(request, values) if ordered else values)
+    typer.echo(
+        json.dumps(
+            {
+                "job_id": job_id,
+                "cohort": result.cohort,
+                "left_out": len(left_out),
+                "statistics": summary,
+            }
+        )
+    )
     for d in dealt:
-        if d.rank_key is not None and d.contributor not in dropped:
+        if d.rank_key is not None and d.contributor not in left_out:
             pct = d.rank_key.percentile(result.rank_tags)
             typer.echo(f"{d.contributor} sees: {pct:.1f}% of the others are below it")
+
+
+_ORDER_STATS = frozenset(
+    {
+        mpc.MpcStatistic.MIN,
+        mpc.MpcStatistic.MAX,
+        mpc.MpcStatistic.MEDIAN,
+        mpc.MpcStatistic.QUARTILES,
+    }
+)
 
 
 @app.command("psi")

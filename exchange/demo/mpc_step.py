@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import mpc
 from core.clock import utcnow
+from mpc.errors import ReleaseRefusedError
 
 if TYPE_CHECKING:
     from exchange.demo import Scene
@@ -20,6 +21,12 @@ INTENSITY = {
     "cells-huzhou": 52.3,
     "cells-shaoxing": 35.7,
 }
+
+
+SUBJECT = mpc.ReleaseSubject(
+    "battery-cells-energy", ("energy_intensity",), (("period", "2026-Q3"),)
+)
+"""What the demo's releases read: the guard tracks them by this, not by a label."""
 
 
 def run(scene: Scene) -> None:
@@ -45,7 +52,11 @@ def _he_mean(scene: Scene) -> None:
         f"    {len(INTENSITY)} enterprises encrypted on their side ({size / 1e3:.0f} kB each)"
     )
     request = mpc.ReleaseRequest(
-        job_id, "battery-sub-brain", "mean energy intensity", mpc.ReleasePolicy(min_cohort=5)
+        job_id,
+        "battery-sub-brain",
+        mpc.industry_group("battery"),
+        SUBJECT,
+        mpc.ReleasePolicy(min_cohort=5),
     )
     result = runtime.key_custodian.finish_job(request, aggregator.aggregate())
     plain = sum(INTENSITY.values()) / len(INTENSITY)
@@ -77,21 +88,55 @@ def _mpc_benchmarking(scene: Scene) -> None:
         "processes (TLS between them, per-deployment CA)"
     )
     result = mpc.MpcRunner(deployment).run(spec, dealt)
-    policy = mpc.ReleasePolicy(min_cohort=5, dominance=spec.dominance)
+    # order statistics are one enterprise's value: this policy lets them out rounded to 1 kWh
+    policy = mpc.ReleasePolicy(
+        min_cohort=5,
+        dominance=spec.dominance,
+        order_statistics=mpc.OrderRelease.COARSEN,
+        coarsen_step=1.0,
+    )
     guard = scene.runtime.release_guard
     guard.check_dominance(policy, result.dominance)
-    request = mpc.ReleaseRequest(job_id, "battery-sub-brain", "energy intensity benchmark", policy)
-    guard.approve(request, frozenset(INTENSITY) - {who for who, _ in result.dropped})
-    quartiles = ", ".join(f"{q:.2f}" for q in result.statistic(mpc.MpcStatistic.QUARTILES))
+    request = mpc.ReleaseRequest(
+        job_id, "battery-analytics-office", mpc.industry_group("battery"), SUBJECT, policy
+    )
+    left_out = dict(result.dropped)
+    kept = frozenset(INTENSITY) - set(left_out)
+    guard.approve(request, mpc.mpc_query(SUBJECT, spec, kept), left_out=left_out)
+    median = guard.release_order_statistics(request, result.statistic(mpc.MpcStatistic.MEDIAN))
+    coarse = guard.release_order_statistics(request, result.statistic(mpc.MpcStatistic.QUARTILES))
+    quartiles = ", ".join(f"{q:.0f}" for q in coarse)
     scene.say(
         f"    requester sees: mean {result.statistic(mpc.MpcStatistic.MEAN)[0]:.2f}, "
-        f"median {result.statistic(mpc.MpcStatistic.MEDIAN)[0]:.2f}, quartiles {quartiles}; "
-        "no single enterprise dominates"
+        f"median ≈ {median[0]:.0f}, quartiles ≈ {quartiles} (rounded to 1 kWh); "
+        f"{len(left_out)} left out; no single enterprise dominates"
     )
+    _differencing_refused(scene)
     for d in dealt:
         assert d.rank_key is not None
         pct = d.rank_key.percentile(result.rank_tags)
         scene.say(f"    {d.contributor} alone sees: {pct:.0f}% of its peers use less energy")
+
+
+def _differencing_refused(scene: Scene) -> None:
+    """Another sub-brain of the same industry asks for the mean without one enterprise."""
+    request = mpc.ReleaseRequest(
+        f"demo-diff-{uuid.uuid4().hex[:8]}",
+        "battery-sub-brain",
+        mpc.industry_group("battery"),
+        SUBJECT,
+        mpc.ReleasePolicy(min_cohort=5),
+    )
+    cohort = sorted(INTENSITY)[1:]
+    query = mpc.ReleaseQuery.uniform(SUBJECT, (mpc.StatisticKind.MEAN,), cohort)
+    try:
+        scene.runtime.release_guard.approve(request, query)
+    except ReleaseRefusedError as exc:
+        scene.say(
+            f"    the same mean without one enterprise, asked by a peer: refused ({exc.title})"
+        )
+    else:  # pragma: no cover - the guard must refuse it
+        raise AssertionError("the differencing release was approved")
 
 
 def _psi(scene: Scene) -> None:

@@ -32,9 +32,11 @@ def test_he_mpc_and_psi_commands(tmp_path: Path) -> None:
     released = json.loads(he.output)
     assert released["cohort"] == 5 and abs(released["values"][0] - 21.5) < 1e-6
 
-    mpc_run = runner.invoke(
-        app, [*base, "run", "--input", str(values), "--stat", "median", "--ranks"]
-    )
+    exact = runner.invoke(app, [*base, "run", "--input", str(values), "--stat", "median"])
+    assert exact.exit_code != 0  # an exact median is one enterprise's value
+    assert "one contributor's value" in str(exact.exception)
+    coarse = ["--stat", "median", "--ranks", "--coarsen-step", "0.5"]
+    mpc_run = runner.invoke(app, [*base, "run", "--input", str(values), *coarse])
     assert mpc_run.exit_code == 0, mpc_run.output
     lines = mpc_run.output.splitlines()
     assert json.loads(lines[0])["statistics"]["median"] == [22.0]
@@ -59,8 +61,24 @@ def test_he_drops_bad_contributors_and_charges_dp_budgets(tmp_path: Path) -> Non
     args += ["--epsilon", "1", "--bound", "100", "--budget", "1.5"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "dropped: contributor 'e-bad'" in first.output
+    # the requester learns how many were left out, never who or why
+    assert "left out: 1 contributors" in first.output and "e-bad" not in first.output
     released = json.loads(first.output.splitlines()[-1])
     assert released["cohort"] == 5 and released["epsilon"] == 1.0
-    second = runner.invoke(app, args)
+    assert released["left_out"] == 1
+    # the same question again: the same noisy answer, and no budget spent
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output.splitlines()[-1])["values"] == released["values"]
+    second = runner.invoke(app, [*args, "--field", "other"])
     assert isinstance(second.exception, PrivacyBudgetExhaustedError)
+
+
+def test_he_with_a_dominance_policy_is_refused(tmp_path: Path) -> None:
+    from mpc.errors import EngineChoiceError
+
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({f"e{i}": 10.0 + i for i in range(5)}))
+    args = ["--data-dir", str(tmp_path / "data"), "mpc", "he", "--input", str(values)]
+    refused = CliRunner().invoke(app, [*args, "--dominance", "1:85"])
+    assert isinstance(refused.exception, EngineChoiceError)

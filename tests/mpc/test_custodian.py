@@ -15,7 +15,10 @@ from mpc import (
     KeyCustodian,
     ReleaseGuard,
     ReleasePolicy,
+    ReleaseQuery,
     ReleaseRequest,
+    ReleaseSubject,
+    StatisticKind,
 )
 from mpc._tables import HeKeyRow, HePublicRow
 from mpc.errors import (
@@ -34,11 +37,19 @@ def _collect(custodian: KeyCustodian, job_id: str, n: int) -> EncryptedAggregate
     return agg.aggregate()
 
 
-def _approve(
-    guard: ReleaseGuard, job_id: str, cohort: frozenset[str], *, question: str = ""
-) -> None:
-    request = ReleaseRequest(job_id, "sub-brain", question or job_id, ReleasePolicy(min_cohort=3))
-    guard.approve(request, cohort)
+SUBJECT = ReleaseSubject("energy", ("kwh",))
+
+
+def _request(job_id: str, min_cohort: int = 3) -> ReleaseRequest:
+    """A request from a group of its own: these tests are about the custodian, not history."""
+    return ReleaseRequest(
+        job_id, "sub-brain", f"group-{job_id}", SUBJECT, ReleasePolicy(min_cohort=min_cohort)
+    )
+
+
+def _approve(guard: ReleaseGuard, job_id: str, cohort: frozenset[str]) -> None:
+    query = ReleaseQuery.uniform(SUBJECT, (StatisticKind.SUM,), cohort)
+    guard.approve(_request(job_id), query)
 
 
 def _ledger_types(runtime: Runtime) -> list[tuple[str, object]]:
@@ -147,7 +158,7 @@ def test_finish_job_approves_decrypts_and_destroys_in_one_transaction(
     runtime, custodian, guard
 ) -> None:
     aggregate = _collect(custodian, "job-finish", 4)
-    request = ReleaseRequest("job-finish", "sub-brain", "q", ReleasePolicy(min_cohort=3))
+    request = _request("job-finish")
     result = custodian.finish_job(request, aggregate)
     assert result.values == pytest.approx((10.0,), abs=1e-6)
     approval = guard.approval("job-finish")
@@ -169,14 +180,14 @@ def test_finish_job_approves_decrypts_and_destroys_in_one_transaction(
 
 def test_finish_job_refuses_a_request_for_another_job_or_a_small_cohort(custodian, guard) -> None:
     aggregate = _collect(custodian, "job-fin-2", 3)
-    other = ReleaseRequest("job-other", "sub-brain", "q", ReleasePolicy(min_cohort=3))
+    other = _request("job-other")
     with pytest.raises(DecryptionRefusedError, match="job-other"):
         custodian.finish_job(other, aggregate)
-    strict = ReleaseRequest("job-fin-2", "sub-brain", "q", ReleasePolicy(min_cohort=5))
+    strict = _request("job-fin-2", min_cohort=5)
     with pytest.raises(CohortTooSmallError):
         custodian.finish_job(strict, aggregate)
     assert guard.approval("job-fin-2") is None
-    request = ReleaseRequest("job-fin-2", "sub-brain", "q", ReleasePolicy(min_cohort=3))
+    request = _request("job-fin-2")
     assert custodian.finish_job(request, aggregate).values == pytest.approx((6.0,), abs=1e-6)
 
 

@@ -19,6 +19,8 @@ from mpc import (
     ReleaseGuard,
     ReleasePolicy,
     ReleaseRequest,
+    ReleaseSubject,
+    he_query,
 )
 from mpc.errors import (
     AggregateIntegrityError,
@@ -36,13 +38,20 @@ def _names(n: int) -> list[str]:
     return [f"ent-{i:03d}" for i in range(n)]
 
 
+SUBJECT = ReleaseSubject("energy", ("kwh",))
+
+
+def _request(job_id: str) -> ReleaseRequest:
+    """A request from a group of its own: these tests are about HE, not release history."""
+    return ReleaseRequest(job_id, "sub-brain", f"group-{job_id}", SUBJECT, ReleasePolicy(3))
+
+
 def _run(custodian: KeyCustodian, guard: ReleaseGuard, spec: HeJobSpec, inputs: dict[str, Any]):
     job = custodian.create_job(spec)
     agg = HeAggregator(job)
     for who, values in inputs.items():
         agg.add(HeContributor(job).encrypt(who, values))
-    request = ReleaseRequest(spec.job_id, "sub-brain", spec.job_id, ReleasePolicy(min_cohort=3))
-    guard.approve(request, agg.contributors)
+    guard.approve(_request(spec.job_id), he_query(SUBJECT, spec, agg.contributors))
     return custodian.release(agg.aggregate())
 
 
@@ -234,7 +243,7 @@ def test_ciphertext_under_another_key_fails_the_integrity_check(
     other = HeContributor(job_a).encrypt("ent-evil", values).chunks
     chunks = tuple(other[i] if i in foreign else honest[i] for i in range(len(honest)))
     agg.add(HeContribution(spec_b.job_id, "ent-evil", job_b.key_fingerprint, chunks))
-    request = ReleaseRequest(spec_b.job_id, "r", "q", ReleasePolicy(min_cohort=3))
+    request = _request(spec_b.job_id)
     with pytest.raises(AggregateIntegrityError, match="another key"):
         custodian.finish_job(request, agg.aggregate())
     assert guard.approval(spec_b.job_id) is None  # rolled back with the refusal
@@ -248,9 +257,7 @@ def test_custodian_loads_the_bytes_itself_when_given_no_vectors(custodian, guard
         agg.add(HeContributor(job).encrypt(name, [float(i), 2.0 * i, -1.0]))
     from_bytes = EncryptedAggregate(spec.job_id, agg.aggregate().contributions)
     assert from_bytes.vectors == ()
-    guard.approve(
-        ReleaseRequest(spec.job_id, "r", "q", ReleasePolicy(min_cohort=3)), agg.contributors
-    )
+    guard.approve(_request(spec.job_id), he_query(SUBJECT, spec, agg.contributors))
     assert custodian.release(from_bytes).values == pytest.approx((1.0, 2.0, -1.0), abs=1e-6)
 
 
@@ -260,6 +267,6 @@ def test_custodian_refuses_garbage_bytes_naming_the_contributor(custodian, guard
     good = [HeContributor(job).encrypt(name, [1.0]) for name in _names(2)]
     garbage = HeContribution(spec.job_id, "ent-g", job.key_fingerprint, (b"not a ciphertext",))
     aggregate = EncryptedAggregate(spec.job_id, (*good, garbage))
-    request = ReleaseRequest(spec.job_id, "r", "q", ReleasePolicy(min_cohort=3))
+    request = _request(spec.job_id)
     with pytest.raises(InvalidContributionError, match="ent-g"):
         custodian.finish_job(request, aggregate)

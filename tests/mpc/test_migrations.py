@@ -47,3 +47,30 @@ def test_public_contexts_move_to_their_own_table_and_back(tmp_path: Path) -> Non
         back = connection.execute(sa.text("SELECT public_context FROM mpc_he_keys"))
         assert back.scalar_one() == b"public-context"
     db.dispose()
+
+
+def test_mpc_0003_keeps_earlier_releases_and_goes_back(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'm3.db'}")
+    with db.engine.begin() as connection:
+        command.upgrade(_config(db, connection), "mpc_0002")
+        connection.execute(
+            sa.text(
+                "INSERT INTO mpc_releases (job_id, requester, question, cohort_json, min_cohort, "
+                "approved_at) VALUES ('job-old', 'sub-brain', 'mean energy', :cohort, 2, 't')"
+            ),
+            {"cohort": '["a", "b"]'},
+        )
+    with db.engine.begin() as connection:
+        command.upgrade(_config(db, connection), "mpc_0003")
+        row = connection.execute(
+            sa.text("SELECT adversary, cohort_json, query_json, left_out_json FROM mpc_releases")
+        ).one()
+        assert tuple(row) == ("sub-brain", '["a", "b"]', "{}", "[]")
+        tables = set(sa.inspect(connection).get_table_names())
+        assert {"mpc_disclosure_trackers", "mpc_released_answers", "mpc_group_spend"} <= tables
+    with db.engine.begin() as connection:
+        command.downgrade(_config(db, connection), "mpc_0002")
+        back = connection.execute(sa.text("SELECT job_id, cohort_json FROM mpc_releases")).one()
+        assert tuple(back) == ("job-old", '["a", "b"]')
+        assert "mpc_disclosure_trackers" not in sa.inspect(connection).get_table_names()
+    db.dispose()
