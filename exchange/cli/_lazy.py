@@ -84,6 +84,12 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Edge terminals: bootstrap tokens, enrolment, renewal, sealed readings.",
     ),
     LazySubcommand(
+        "login",
+        "exchange.cli.login",
+        "login",
+        "Store a profile (exchange URL, pinned CA, token) for later commands.",
+    ),
+    LazySubcommand(
         "status",
         "exchange.cli.status",
         "status",

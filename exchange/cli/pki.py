@@ -25,6 +25,12 @@ def init(ctx: typer.Context) -> None:
     )
 
 
+@app.command("fingerprint")
+def fingerprint_(ctx: typer.Context) -> None:
+    """Print the root certificate's SHA-256: hand it to users for ``ibx login --ca-fingerprint``."""
+    typer.echo(fingerprint(cli_context(ctx).runtime.edge_pki.authority().root))
+
+
 @app.command("ca-bundle")
 def ca_bundle(ctx: typer.Context) -> None:
     """Print the CA chain in PEM (issuing CA, then root): the devices' trust bundle."""

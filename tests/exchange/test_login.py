@@ -1,0 +1,129 @@
+"""``ibx login``: a profile with a pinned CA and the token, never the token in argv."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server import running_exchange
+
+IBX = [sys.executable, "-m", "exchange.cli"]
+
+
+def _ibx(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*IBX, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("login") / "data"
+    env: dict[str, str] = {}
+    assert _ibx("--data-dir", str(data), "pki", "init", env=env).returncode == 0
+    fingerprint = _ibx("--data-dir", str(data), "pki", "fingerprint", env=env).stdout.strip()
+    with running_exchange(data) as base:
+        yield base, fingerprint
+
+
+def _token_file(tmp_path: Path, mode: int = 0o600) -> Path:
+    path = tmp_path / "token"
+    path.write_text("ibx-test-token-not-real\n")
+    path.chmod(mode)
+    return path
+
+
+def test_login_pins_the_ca_by_fingerprint_and_stores_a_private_profile(
+    exchange: tuple[str, str], tmp_path: Path
+) -> None:
+    base, fingerprint = exchange
+    assert len(fingerprint) == 64
+    env = {"IBX_CONFIG_DIR": str(tmp_path / "config")}
+    done = _ibx(
+        "login",
+        "--exchange",
+        base,
+        "--ca-fingerprint",
+        fingerprint.upper(),
+        "--token-file",
+        str(_token_file(tmp_path)),
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    profile = tmp_path / "config" / "profiles" / "default.json"
+    assert stat.S_IMODE(profile.stat().st_mode) == 0o600
+    assert stat.S_IMODE(profile.parent.stat().st_mode) == 0o700
+    stored = json.loads(profile.read_text())
+    assert stored["exchange"] == base and stored["ca_fingerprint"] == fingerprint
+    assert stored["token"] == "ibx-test-token-not-real"
+    assert "BEGIN CERTIFICATE" in stored["ca_bundle_pem"]
+    assert "ibx-test-token" not in done.stdout + done.stderr
+
+
+def test_login_reads_the_token_from_stdin(exchange: tuple[str, str], tmp_path: Path) -> None:
+    base, fingerprint = exchange
+    env = {"IBX_CONFIG_DIR": str(tmp_path / "c")}
+    done = _ibx(
+        "login",
+        "--exchange",
+        base,
+        "--ca-fingerprint",
+        fingerprint,
+        "--profile",
+        "ops",
+        env=env,
+        stdin="from-stdin\n",
+    )
+    assert done.returncode == 0, done.stderr
+    stored = json.loads((tmp_path / "c" / "profiles" / "ops.json").read_text())
+    assert stored["token"] == "from-stdin"
+
+
+def test_a_wrong_fingerprint_is_refused_and_nothing_is_stored(
+    exchange: tuple[str, str], tmp_path: Path
+) -> None:
+    base, fingerprint = exchange
+    wrong = ("0" if fingerprint[0] != "0" else "1") + fingerprint[1:]
+    env = {"IBX_CONFIG_DIR": str(tmp_path / "config")}
+    done = _ibx(
+        "login",
+        "--exchange",
+        base,
+        "--ca-fingerprint",
+        wrong,
+        "--token-file",
+        str(_token_file(tmp_path)),
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "refusing to trust it" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "config").exists()
+
+
+def test_a_token_file_others_can_read_is_refused(exchange: tuple[str, str], tmp_path: Path) -> None:
+    base, fingerprint = exchange
+    env = {"IBX_CONFIG_DIR": str(tmp_path / "config")}
+    done = _ibx(
+        "login",
+        "--exchange",
+        base,
+        "--ca-fingerprint",
+        fingerprint,
+        "--token-file",
+        str(_token_file(tmp_path, 0o644)),
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "chmod 600" in done.stderr
