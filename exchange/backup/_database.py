@@ -33,7 +33,13 @@ import ledger
 from core.db import Database
 from exchange.backup.errors import BackupError, BackupTargetError, UnsupportedDatabaseError
 
-__all__ = ["DatabaseSnapshot", "database_kind", "restore_database", "snapshot_database"]
+__all__ = [
+    "DatabaseSnapshot",
+    "check_restore_target",
+    "database_kind",
+    "restore_database",
+    "snapshot_database",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +209,36 @@ def _snapshot_postgresql(url: str, dest: Path) -> DatabaseSnapshot:
     return DatabaseSnapshot("postgresql", dest, head)
 
 
+def check_restore_target(kind: str, database_url: str | None) -> None:
+    """Refuse, before anything is extracted, a database target that cannot take the snapshot.
+
+    Raises:
+        BackupTargetError: no PostgreSQL URL given, or that database is not empty.
+        BackupError: the target database cannot be reached.
+    """
+    if kind == "sqlite":
+        return
+    if database_url is None or database_kind(database_url) != "postgresql":
+        raise BackupTargetError(
+            "this backup holds a PostgreSQL dump: give the empty database to restore it into "
+            "in IBX_DATABASE_URL (or --database-url)",
+        )
+    db = Database(database_url)
+    try:
+        with db.engine.connect() as conn:
+            tables = conn.execute(
+                text("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()")
+            ).scalar_one()
+    except SQLAlchemyError as exc:
+        raise BackupError(f"cannot reach the target database: {exc}") from exc
+    finally:
+        db.dispose()
+    if tables:
+        raise BackupTargetError(
+            f"the target database already has {tables} tables; restore into an empty database",
+        )
+
+
 def restore_database(kind: str, member: Path, data_dir: Path, database_url: str | None) -> str:
     """Put a snapshot back; returns the URL of the restored database.
 
@@ -219,29 +255,10 @@ def restore_database(kind: str, member: Path, data_dir: Path, database_url: str 
         member.replace(dest)
         dest.chmod(0o600)
         return f"sqlite:///{dest}"
-    if database_url is None or database_kind(database_url) != "postgresql":
-        raise BackupTargetError(
-            "this backup holds a PostgreSQL dump: give the empty database to restore it into "
-            "with --database-url or IBX_DATABASE_URL",
-            path=data_dir,
-        )
+    check_restore_target(kind, database_url)
+    assert database_url is not None  # checked above
     pg_restore = _tool("pg_restore")
     dbname, env = _libpq(database_url)
-    db = Database(database_url)
-    try:
-        with db.engine.connect() as conn:
-            tables = conn.execute(
-                text("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()")
-            ).scalar_one()
-    except SQLAlchemyError as exc:
-        raise BackupError(f"cannot reach the target database: {exc}") from exc
-    finally:
-        db.dispose()
-    if tables:
-        raise BackupTargetError(
-            f"the target database already has {tables} tables; restore into an empty database",
-            path=data_dir,
-        )
     done = subprocess.run(  # noqa: S603 - a fixed tool and our own arguments
         [
             pg_restore,

@@ -31,7 +31,7 @@ from core.db import Database
 from core.errors import ConfigurationError, KeyDecryptionError
 from core.keys import KeyRing, MasterKey, verify_ed25519
 from exchange.backup._create import BACKUP_KEY
-from exchange.backup._database import restore_database
+from exchange.backup._database import check_restore_target, restore_database
 from exchange.backup._manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -112,6 +112,7 @@ def restore_backup(
         with _open(archive) as tar:
             manifest, signature = _manifest_and_signature(tar)
             given = _given_key(manifest, master_key_text)
+            check_restore_target(manifest.database, database_url)
             incoming = staging / ".incoming"
             incoming.mkdir()
             raw = _extract(tar, manifest, incoming)

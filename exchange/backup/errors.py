@@ -38,11 +38,14 @@ class BackupError(IbxError):
 
 
 class BackupTargetError(BackupError):
-    """A path that must not be written: ``--out`` inside the data dir, a non-empty target."""
+    """A target that must not be written: ``--out`` in the data dir, a non-empty dir or database.
+
+    ``path`` is the file or folder refused (None for a database).
+    """
 
     title = "backup target refused"
 
-    def __init__(self, message: str, *, path: Path) -> None:
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
         super().__init__(message)
         self.path = path
 

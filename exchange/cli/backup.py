@@ -93,8 +93,8 @@ def restore(
     database_url: str | None = typer.Option(
         None,
         "--database-url",
-        envvar="IBX_DATABASE_URL",
-        help="an empty PostgreSQL database, for a backup of a PostgreSQL deployment",
+        help="an empty PostgreSQL database, for a backup of a PostgreSQL deployment "
+        "[default: IBX_DATABASE_URL, which keeps a password out of ps]",
         show_default=False,
     ),
 ) -> None:
@@ -104,7 +104,8 @@ def restore(
     target = data_dir if data_dir is not None else cli_context(ctx).data_dir
     if target is None:
         raise typer.BadParameter("give the data dir to restore into", param_hint="--data-dir")
-    secret = cli_context(ctx).settings.master_key
+    settings = cli_context(ctx).settings
+    secret = settings.master_key
     from_env = None if secret is None else secret.get_secret_value()
     if master_key_file is not None:
         text: str | None = master_key_file.read_text(encoding="ascii")
@@ -115,7 +116,7 @@ def restore(
         target,
         master_key_text=text,
         write_master_key=from_env is None or master_key_file is not None,
-        database_url=database_url,
+        database_url=database_url if database_url is not None else settings.database_url,
     )
     head = report.manifest.ledger
     typer.echo(

@@ -431,3 +431,85 @@ def test_not_a_backup_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"not a tar at all")
     with pytest.raises(ArchiveFormatError):
         read_manifest(junk)
+
+
+# -- PostgreSQL: pg_dump of an exported snapshot, pg_restore into an empty database -----------
+
+
+def _empty_database(server: str) -> str:
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    host, port = server.split(":")
+    with psycopg.connect(
+        f"host={host} port={port} user=ibx dbname=postgres", autocommit=True
+    ) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://ibx@{server}/{name}"
+
+
+@pytest.mark.postgres
+def test_postgresql_backup_under_concurrent_appends_restores_into_an_empty_database(
+    tmp_path: Path, postgres_server: str
+) -> None:
+    source_url, target_url = _empty_database(postgres_server), _empty_database(postgres_server)
+    data = tmp_path / "data"
+    env = _env(IBX_DATABASE_URL=source_url)
+    Runtime(Settings(data_dir=data, ledger_origin=ORIGIN, database_url=source_url)).close()
+    out = tmp_path / "pg.tar.gz"
+    appender = subprocess.Popen(
+        [sys.executable, "-m", "tests.ledger.appender", str(data)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert appender.stdout is not None
+        assert appender.stdout.readline().strip() == "ready"
+        acks = _Acks(appender)
+        acks.wait_for(50)
+        before = acks.now()
+        done = _ibx("--data-dir", str(data), "backup", "--out", str(out), env=env)
+        assert done.returncode == 0, done.stderr
+        acks.wait_for(len(acks.now()) + 20)
+    finally:
+        appender.kill()
+        appender.wait(timeout=30)
+        assert appender.stdout is not None
+        appender.stdout.close()
+    manifest = read_manifest(out)
+    assert manifest.database == "postgresql"
+    assert max(before) < manifest.ledger.tree_size
+
+    restored = tmp_path / "restored"
+    target_env = _env(IBX_DATABASE_URL=target_url)
+    done = _ibx(
+        "restore",
+        "--from",
+        str(out),
+        "--data-dir",
+        str(restored),
+        "--master-key-file",
+        str(data / "master.key"),
+        env=target_env,
+    )
+    assert done.returncode == 0, done.stderr
+    verified = _ibx("--data-dir", str(restored), "ledger", "verify", env=target_env)
+    assert verified.returncode == 0, verified.stderr
+    root = base64.b64encode(manifest.ledger.root_hash).decode()
+    assert verified.stdout.split() == ["ok", "size", str(manifest.ledger.tree_size), "root", root]
+    # A second restore into the now-filled database is refused.
+    again = _ibx(
+        "restore",
+        "--from",
+        str(out),
+        "--data-dir",
+        str(tmp_path / "again"),
+        "--master-key-file",
+        str(data / "master.key"),
+        env=target_env,
+    )
+    assert again.returncode == 1
+    assert "restore into an empty database" in again.stderr
