@@ -46,6 +46,7 @@ from mpc.he import (
     HeResult,
     RegressionInput,
 )
+from mpc.he_input import HeInputs, weights_from_pairs
 from mpc.mpc_spec import MpcJobSpec, MpcResult, MpcStatistic
 from mpc.psi import BlindedSet, PsiMode, PsiOutcome, PsiParty
 from mpc.release_query import ReleaseQuery, ReleaseSubject, StatisticKind
@@ -70,6 +71,7 @@ __all__ = [
     "HeAggregator",
     "HeContribution",
     "HeContributor",
+    "HeInputs",
     "HeJobPublic",
     "HeJobSpec",
     "HeOperation",
@@ -103,4 +105,5 @@ __all__ = [
     "mpc_query",
     "party_name",
     "run_party",
+    "weights_from_pairs",
 ]

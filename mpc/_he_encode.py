@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 _BFV_HALF = raw.BFV_PLAIN_MODULUS // 2
 
 
-def encode(spec: HeJobSpec, who: str, values: Sequence[float] | RegressionInput) -> list[float]:
+def encode(spec: HeJobSpec, who: str, values: Sequence[object] | RegressionInput) -> list[float]:
     """The payload slots of ``who``'s values (check slots are added by :meth:`HeJobSpec.pack`).
 
     Raises:

@@ -196,7 +196,7 @@ class HeContributor:
         self._ctx = job.context
 
     def encrypt(
-        self, contributor: str, values: Sequence[float] | RegressionInput
+        self, contributor: str, values: Sequence[object] | RegressionInput
     ) -> HeContribution:
         """Encode ``values`` for the job's operation and encrypt them.
 

@@ -47,6 +47,44 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def _load_pairs(path: Path, what: str) -> list[tuple[str, Any]]:
+    """A JSON object as ``(name, value)`` pairs in file order: duplicates stay visible.
+
+    Nested objects become lists of pairs too (``object_pairs_hook=list``);
+    arrays stay lists. :class:`mpc.HeInputs` refuses a name given twice.
+    """
+    try:
+        data = json.loads(path.read_text(), object_pairs_hook=list)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, list) or not data or not all(isinstance(p, tuple) for p in data):
+        raise typer.BadParameter(f"{path} must hold a non-empty JSON object ({what})")
+    return data
+
+
+def _he_spec(  # noqa: PLR0917 - the job's parts, each from its own option
+    job_id: str,
+    operation: mpc.HeOperation,
+    inputs: mpc.HeInputs,
+    bound: float,
+    bins: str | None,
+    weights: Path | None,
+) -> mpc.HeJobSpec:
+    """The job spec from the options: bin edges for a histogram, a weights file for weights."""
+    if (bins is not None) != (operation is mpc.HeOperation.HISTOGRAM):
+        raise typer.BadParameter("--bins is needed by, and only by, --operation histogram")
+    if (weights is not None) != (operation is mpc.HeOperation.WEIGHTED_SUM):
+        raise typer.BadParameter("--weights is needed by, and only by, --operation weighted_sum")
+    try:
+        edges = () if bins is None else tuple(float(b) for b in bins.split(","))
+        public = () if weights is None else mpc.weights_from_pairs(_load_pairs(weights, "weights"))
+        return mpc.HeJobSpec(
+            job_id, operation, length=inputs.length, bins=edges, weights=public, bound=bound
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 def _deployment(ctx: typer.Context) -> mpc.MpcDeployment:
     base = cli_context(ctx).settings.data_dir / "mpc"
     if (base / "box_public_keys").is_file():
@@ -91,7 +129,19 @@ _CLASSIFICATION = typer.Option("internal", help="the data's classification")
 def he(  # noqa: PLR0917 - one parameter per command-line option
     ctx: typer.Context,
     operation: mpc.HeOperation = typer.Option(mpc.HeOperation.MEAN, help="what to compute"),  # noqa: B008
-    input_file: Path = _INPUT,
+    input_file: Path = typer.Option(  # noqa: B008
+        ...,
+        "--input",
+        help="JSON object, contributor -> a number or a list of numbers (the same length "
+        "for all); for histogram a list of records; for linear_regression "
+        '{"x": [[features...], ...], "y": [...]}',
+    ),
+    bins: str | None = typer.Option(
+        None, help="histogram bin edges, comma-separated and increasing, e.g. 0,10,50,100"
+    ),
+    weights: Path | None = typer.Option(  # noqa: B008
+        None, help="weighted_sum: JSON object, contributor -> public weight"
+    ),
     min_cohort: int = typer.Option(5, help="the policy's minimum cohort"),
     dataset: str = _DATASET,
     field: str = _FIELD,
@@ -115,7 +165,7 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
     were left out, never who or why (the approval row keeps that).
     """
     runtime = cli_context(ctx).runtime
-    data = _load(input_file)
+    inputs = mpc.HeInputs.from_pairs(operation, _load_pairs(input_file, "contributor -> values"))
     subject = _subject(dataset, field, classification)
     policy = mpc.ReleasePolicy(
         min_cohort=min_cohort,
@@ -123,20 +173,18 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
         dp=None if epsilon is None else mpc.DpPolicy(mpc.DpMechanism.LAPLACE, epsilon),
     )
     mpc.choose_engine(policy, mpc.Engine.HE)
-    vectors = {who: v if isinstance(v, list) else [v] for who, v in data.items()}
-    length = len(next(iter(vectors.values())))
     if epsilon is not None and operation not in (mpc.HeOperation.SUM, mpc.HeOperation.MEAN):
         raise typer.BadParameter("--epsilon applies to sum and mean")
     job_id = f"he-{uuid.uuid4().hex[:12]}"
     custodian = runtime.key_custodian
-    job = custodian.create_job(mpc.HeJobSpec(job_id, operation, length=length, bound=bound))
+    job = custodian.create_job(_he_spec(job_id, operation, inputs, bound, bins, weights))
     left_out: dict[str, str] = {}
     try:
         aggregator = mpc.HeAggregator(job)
         encryptor = mpc.HeContributor(job)
-        for who, values in vectors.items():
+        for who, given in inputs.contributions:
             try:
-                aggregator.add(encryptor.encrypt(who, values))
+                aggregator.add(encryptor.encrypt(who, given))
             except InvalidContributionError as exc:
                 left_out[who] = str(exc)
         consents = tuple(
@@ -158,7 +206,7 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
         # one contributor moves each value by at most 2·bound (over n for a mean)
         per_value = 2 * bound / (result.cohort if operation is mpc.HeOperation.MEAN else 1)
         noisy = runtime.release_guard.add_noise(
-            request, query, values, sensitivity=per_value * length
+            request, query, values, sensitivity=per_value * inputs.length
         )
         values = list(noisy)
     typer.echo(

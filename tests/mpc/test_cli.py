@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from exchange.cli import app
@@ -82,3 +86,118 @@ def test_he_with_a_dominance_policy_is_refused(tmp_path: Path) -> None:
     args = ["--data-dir", str(tmp_path / "data"), "mpc", "he", "--input", str(values)]
     refused = CliRunner().invoke(app, [*args, "--dominance", "1:85"])
     assert isinstance(refused.exception, EngineChoiceError)
+
+
+# -- every HE operation from the command line; malformed input refused (issue 9 §2) ------
+
+
+def _he(tmp_path: Path, *args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path / "data"), "mpc", "he", "--min-cohort", "3", *args]
+    )
+    assert result.exit_code == 0, result.output
+    released: dict[str, Any] = json.loads(result.output.splitlines()[-1])
+    return released
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_every_he_operation_runs_from_the_command_line(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    names = [f"e{i}" for i in range(5)]
+    vectors = rng.uniform(-100, 100, size=(5, 3))
+    values = _write(tmp_path, "v.json", json.dumps(dict(zip(names, vectors.tolist(), strict=True))))
+
+    variance = _he(tmp_path, "--operation", "variance", "--input", values, "--bound", "100")
+    assert np.allclose(variance["values"], [*vectors.mean(axis=0), *vectors.var(axis=0)])
+
+    weights = dict(zip(names, [1.0, 2.0, 0.5, 1.5, 1.0], strict=True))
+    weight_file = _write(tmp_path, "w.json", json.dumps(weights))
+    weighted = _he(
+        tmp_path, "--operation", "weighted_sum", "--input", values, "--weights", weight_file
+    )
+    assert np.allclose(weighted["values"], np.array(list(weights.values())) @ vectors)
+
+    records = {name: rng.uniform(0, 100, size=40).tolist() for name in names}
+    hist_file = _write(tmp_path, "h.json", json.dumps(records))
+    hist = _he(tmp_path, "--operation", "histogram", "--input", hist_file, "--bins", "0,25,50,100")
+    expected, _ = np.histogram(np.concatenate(list(records.values())), bins=[0, 25, 50, 100])
+    assert hist["values"] == expected.tolist()
+
+    parts, xs, ys = {}, [], []
+    for name in names:
+        x = rng.uniform(0, 10, size=(4, 2))
+        y = 1.5 + x @ np.array([2.0, -0.5]) + rng.normal(0, 0.1, size=4)
+        parts[name] = {"x": x.tolist(), "y": y.tolist()}
+        xs.append(x)
+        ys.append(y)
+    reg_file = _write(tmp_path, "r.json", json.dumps(parts))
+    regression = _he(tmp_path, "--operation", "linear_regression", "--input", reg_file)
+    design = np.hstack([np.ones((20, 1)), np.vstack(xs)])
+    lstsq, *_ = np.linalg.lstsq(design, np.concatenate(ys), rcond=None)
+    assert np.allclose(regression["values"], lstsq, rtol=1e-9, atol=1e-9)
+
+    counts = _write(tmp_path, "c.json", json.dumps({n: [i, 2 * i] for i, n in enumerate(names)}))
+    assert _he(tmp_path, "--operation", "count", "--input", counts)["values"] == [10.0, 20.0]
+
+
+def _ibx(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
+    command = [sys.executable, "-m", "exchange.cli", "--data-dir", str(tmp_path / "data")]
+    return subprocess.run(
+        [*command, "mpc", "he", "--min-cohort", "3", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+MALFORMED_INPUTS = {
+    # name: (operation, input file text, extra options, the contributor the error names)
+    "duplicate-name": ("sum", '{"a": 1, "b": 2, "c": 3, "b": 4}', (), "b"),
+    "duplicate-in-regression-object": (
+        "linear_regression",
+        '{"a": {"x": [[1]], "y": [2]}, "b": {"x": [[1]], "y": [2], "y": [3]}}',
+        (),
+        "b",
+    ),
+    "inconsistent-length": ("mean", '{"a": [1, 2], "b": [1, 2], "c": [1, 2, 3]}', (), "c"),
+    "scalar-among-vectors": ("variance", '{"a": [1, 2], "b": 5, "c": [1, 2]}', (), "b"),
+    "inconsistent-features": (
+        "linear_regression",
+        '{"a": {"x": [[1, 2]], "y": [1]}, "b": {"x": [[1, 2], [3]], "y": [1, 2]}}',
+        (),
+        "b",
+    ),
+    "rows-without-targets": ("linear_regression", '{"a": {"x": [[1], [2]], "y": [1]}}', (), "a"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_INPUTS.values(), ids=MALFORMED_INPUTS.keys())
+def test_he_refuses_malformed_input_naming_the_contributor(
+    tmp_path: Path, case: tuple[str, str, tuple[str, ...], str]
+) -> None:
+    operation, text, extra, culprit = case
+    path = _write(tmp_path, "in.json", text)
+    refused = _ibx(tmp_path, "--operation", operation, "--input", path, *extra)
+    assert refused.returncode == 1, refused.stdout
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"contributor {culprit!r}" in lines[0], refused.stderr
+    assert refused.stdout == ""  # no job ran: nothing released
+
+
+def test_he_refuses_a_contributor_weighted_twice(tmp_path: Path) -> None:
+    values = _write(tmp_path, "v.json", '{"a": 1, "b": 2, "c": 3}')
+    weights = _write(tmp_path, "w.json", '{"a": 1, "b": 2, "c": 1, "a": 9}')
+    refused = _ibx(tmp_path, "--operation", "weighted_sum", "--input", values, "--weights", weights)
+    assert refused.returncode == 1
+    assert (
+        refused.stderr.strip()
+        == "ibx: duplicate contributor: contributor 'a': is given twice in the weights"
+    )

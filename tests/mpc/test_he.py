@@ -90,8 +90,8 @@ def test_ckks_statistics_match_numpy(custodian, guard, operation, length) -> Non
         expected = np.concatenate([data.mean(axis=0), data.var(axis=0)])
     got = np.array(result.values)
     tolerance = 1e-6 * 8 + 1e-9 * np.abs(expected)
-    if operation is HeOperation.VARIANCE:  # E[x²] - mean²: relative to the variance
-        tolerance = np.concatenate([tolerance[:length], 1e-8 * expected[length:]])
+    if operation is HeOperation.VARIANCE:  # exact sums: float64 rounding only
+        tolerance = np.concatenate([tolerance[:length], 1e-12 * expected[length:]])
     assert np.all(np.abs(got - expected) <= tolerance), np.abs(got - expected)
     assert result.cohort == 8
 
@@ -218,7 +218,10 @@ FOREIGN_KEY_CASES = [
     (HeOperation.SUM, 5000, (0,)),  # a full first ciphertext, honest last one
     (HeOperation.SUM, 5000, (1,)),  # the last ciphertext, holding the check slot
     (HeOperation.WEIGHTED_SUM, 4096, (0,)),  # rescaled by the weight, still noise
-    (HeOperation.VARIANCE, 2048, (0,)),  # squares: the ceiling is bound²·n
+    (HeOperation.VARIANCE, 2048, (0,)),  # exact limbs under BFV: 4 ciphertexts, each
+    (HeOperation.VARIANCE, 2048, (2,)),  # with its own check slot, all must match exactly
+    (HeOperation.VARIANCE, 1, (0,)),  # a single short ciphertext
+    (HeOperation.LINEAR_REGRESSION, 2, (0,)),
 ]
 
 
@@ -235,7 +238,11 @@ def test_ciphertext_under_another_key_fails_the_integrity_check(
     spec_b = HeJobSpec(f"job-kb-{tag}", operation, length=length, weights=weights)
     spec_a = HeJobSpec(f"job-ka-{tag}", operation, length=length, weights=weights)
     job_a, job_b = custodian.create_job(spec_a), custodian.create_job(spec_b)
-    values = np.random.default_rng(4).uniform(-1e3, 1e3, length).tolist()
+    rng = np.random.default_rng(4)
+    values: Any = rng.uniform(-1e3, 1e3, length).tolist()
+    if operation is HeOperation.LINEAR_REGRESSION:
+        x = rng.uniform(-1e3, 1e3, (5, length))
+        values = RegressionInput(tuple(map(tuple, x.tolist())), tuple(x.sum(axis=1).tolist()))
     agg = HeAggregator(job_b)
     for name in _names(2):
         agg.add(HeContributor(job_b).encrypt(name, values))
@@ -270,3 +277,27 @@ def test_custodian_refuses_garbage_bytes_naming_the_contributor(custodian, guard
     request = _request(spec.job_id)
     with pytest.raises(InvalidContributionError, match="ent-g"):
         custodian.finish_job(request, aggregate)
+
+
+def test_no_more_contributors_than_the_job_sized_its_sums_for(custodian, guard) -> None:
+    """BFV limbs are sized for max_contributors: past it a sum could wrap, so it is refused."""
+    spec = HeJobSpec("job-max", HeOperation.VARIANCE, max_contributors=3)
+    job = custodian.create_job(spec)
+    agg = HeAggregator(job)
+    contributions = [HeContributor(job).encrypt(n, [float(i)]) for i, n in enumerate(_names(4))]
+    for contribution in contributions[:3]:
+        agg.add(contribution)
+    with pytest.raises(InvalidContributionError, match="already has its 3 contributors"):
+        agg.add(contributions[3])
+    # an aggregate assembled without the aggregator is refused by the custodian
+    bypass = EncryptedAggregate(spec.job_id, tuple(contributions))
+    with pytest.raises(AggregateIntegrityError, match="max_contributors"):
+        custodian.finish_job(_request(spec.job_id), bypass)
+    assert guard.approval(spec.job_id) is None
+
+
+def test_a_spec_stored_before_max_rows_still_loads() -> None:
+    spec = HeJobSpec("job-old", HeOperation.MEAN, length=3)
+    stored = spec.to_dict()
+    del stored["max_rows"]
+    assert HeJobSpec.from_dict(stored) == spec
