@@ -15,6 +15,7 @@ from consent._catalog import Dataset, DatasetCatalog
 from consent._check import ConsentRecord, ConsentRequest, CoverageReport, Refusal, evaluate
 from consent._directory import KeyDirectory, RequesterDirectory, RequesterProfile, StaticDirectory
 from consent._keyfile import EnterpriseKey
+from consent._offline import OfflineVerdict, verify_offline
 from consent._receipt import (
     RECEIPT_VERSION,
     ConsentReceipt,
@@ -96,6 +97,7 @@ __all__ = [
     "KeyDirectory",
     "NoConsentError",
     "NoRegisteredKeyError",
+    "OfflineVerdict",
     "Operation",
     "Purpose",
     "Refusal",
@@ -116,4 +118,5 @@ __all__ = [
     "evaluate",
     "new_consent_id",
     "new_nonce",
+    "verify_offline",
 ]

@@ -27,11 +27,14 @@ from consent import (
     Purpose,
     Requester,
     Revocation,
+    SignedReceipt,
     new_consent_id,
+    verify_offline,
 )
 from core.canonical import parse_json_object
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
 from core.errors import CanonicalJsonError
+from core.keys import Ed25519PublicKey
 from exchange.cli._context import TOKEN_OPTION, cli_context
 from exchange.identities import Identity, IdentityError, Role
 
@@ -269,6 +272,35 @@ def show(
     record = context.runtime.consents.get(consent_id)
     _may_see(me, record.enterprise)
     typer.echo(json.dumps(record.signed.to_dict(), indent=2, ensure_ascii=False))
+
+
+@app.command("verify")
+def verify(
+    receipt_file: Path = typer.Argument(  # noqa: B008
+        ..., help="a signed receipt or revocation (consent show, grant --out)", dir_okay=False
+    ),
+    public_key: str | None = typer.Option(
+        None, "--public-key", help="the enterprise's Ed25519 public key (base64) you trust"
+    ),
+    origin: str | None = typer.Option(
+        None, "--origin", help="the deployment the document must be for"
+    ),
+) -> None:
+    """Check a signed receipt or revocation offline: content, signature, and the key you trust."""
+    trusted = None
+    if public_key is not None:
+        try:
+            trusted = Ed25519PublicKey.from_base64(public_key)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--public-key: {exc}") from exc
+    verdict = verify_offline(receipt_file.read_text(), trusted_key=trusted, origin=origin)
+    document = verdict.document
+    inner = document.receipt if isinstance(document, SignedReceipt) else document.revocation
+    trust = "the trusted key" if verdict.key_pinned else "the key it names (not pinned)"
+    typer.echo(
+        f"ok {verdict.kind} {inner.consent_id} by {inner.enterprise} for {inner.origin}, "
+        f"signed by {trust}; sha256 {document.receipt_hash()}"
+    )
 
 
 @app.command("check")
