@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def _verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _write(tmp_path: Path, name: str, document: dict[str, object]) -> Path:
+def _write(tmp_path: Path, name: str, document: Mapping[str, object]) -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(document, indent=2))
     return path
