@@ -15,12 +15,14 @@ The restore is built in a private folder beside the target and renamed onto it.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,10 +141,14 @@ def restore_backup(
     return RestoreReport(manifest, target, url, written)
 
 
+_DAMAGED = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+"""What a truncated or corrupted tar or gzip stream raises while it is read."""
+
+
 def _open(archive: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, mode="r|*")
-    except tarfile.TarError as exc:
+    except _DAMAGED as exc:
         raise ArchiveFormatError(f"{archive} is not a backup archive: {exc}") from exc
 
 
@@ -153,13 +159,16 @@ def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, limit: int) -> byt
         )
     handle = tar.extractfile(info)
     assert handle is not None  # a regular file always has one
-    return handle.read()
+    try:
+        return handle.read()
+    except _DAMAGED as exc:
+        raise ArchiveFormatError(f"the archive is damaged: {exc}", member=info.name) from exc
 
 
 def _next(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
     try:
         return tar.next()
-    except tarfile.TarError as exc:
+    except _DAMAGED as exc:
         raise ArchiveFormatError(f"the archive is damaged: {exc}") from exc
 
 
@@ -243,10 +252,15 @@ def _copy_checked(
     digest, size = hashlib.sha256(), 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        while chunk := source.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
+        try:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if size > member.size:
+                    break  # longer than the manifest says: refuse without reading the rest
+                out.write(chunk)
+        except _DAMAGED as exc:
+            raise ArchiveFormatError(f"the archive is damaged: {exc}", member=member.name) from exc
     if size != member.size or digest.hexdigest() != member.sha256:
         raise ArchiveIntegrityError(
             f"{member.name} does not match the SHA-256 in the manifest", member=member.name

@@ -426,6 +426,32 @@ def test_a_member_the_manifest_does_not_list_is_refused(
     assert not (tmp_path.parent / "escaped").exists()
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.02], ids=["half", "start"])
+def test_a_truncated_archive_is_refused(
+    archive: Path, deployment: Path, tmp_path: Path, keep: float
+) -> None:
+    cut = tmp_path / "cut.tar.gz"
+    body = archive.read_bytes()
+    cut.write_bytes(body[: int(len(body) * keep)])
+    target = tmp_path / "restored"
+    with pytest.raises(ArchiveFormatError):
+        restore_backup(cut, target, master_key_text=_key_text(deployment), write_master_key=True)
+    assert not target.exists()
+    done = _ibx(
+        "restore",
+        "--from",
+        str(cut),
+        "--data-dir",
+        str(target),
+        "--master-key-file",
+        str(deployment / "master.key"),
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("ibx: not an ibx backup:")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not target.exists()
+
+
 def test_not_a_backup_is_refused(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not a tar at all")
