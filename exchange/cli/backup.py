@@ -87,14 +87,14 @@ def restore(
     master_key_file: Path | None = typer.Option(  # noqa: B008
         None,
         "--master-key-file",
-        help="the master key the backup was taken under [default: IBX_MASTER_KEY]",
+        help="the master key the backup was taken under (default: IBX_MASTER_KEY)",
         show_default=False,
     ),
     database_url: str | None = typer.Option(
         None,
         "--database-url",
         help="an empty PostgreSQL database, for a backup of a PostgreSQL deployment "
-        "[default: IBX_DATABASE_URL, which keeps a password out of ps]",
+        "(default: IBX_DATABASE_URL, which keeps a password out of ps)",
         show_default=False,
     ),
 ) -> None:
