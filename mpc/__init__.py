@@ -47,7 +47,8 @@ from mpc.he import (
     RegressionInput,
 )
 from mpc.he_input import HeInputs, weights_from_pairs
-from mpc.mpc_spec import MpcJobSpec, MpcResult, MpcStatistic
+from mpc.mpc_spec import DEFAULT_BOUND as DEFAULT_MPC_BOUND
+from mpc.mpc_spec import MpcEncoding, MpcJobSpec, MpcResult, MpcStatistic
 from mpc.psi import BlindedSet, PsiMode, PsiOutcome, PsiParty
 from mpc.release_query import ReleaseQuery, ReleaseSubject, StatisticKind
 from mpc.runner import MpcRunner, RunnerConfig
@@ -57,6 +58,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 """mpc's Alembic branch (``branch_labels=("mpc",)``)."""
 
 __all__ = [
+    "DEFAULT_MPC_BOUND",
     "MIGRATIONS",
     "BlindedSet",
     "ConsentTerms",
@@ -79,6 +81,7 @@ __all__ = [
     "HeScheme",
     "KeyCustodian",
     "MpcDeployment",
+    "MpcEncoding",
     "MpcJobSpec",
     "MpcResult",
     "MpcRunner",

@@ -29,6 +29,8 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from core.canonical import canonical_bytes
 from mpc.errors import (
+    DuplicateContributorError,
+    InvalidContributionError,
     MalformedShareError,
     NonNumericValueError,
     ReplayedContributionError,
@@ -192,6 +194,31 @@ class ShareDealer:
                 SealedShare(contributor, party, SealedBox(key).encrypt(canonical_bytes(payload)))
             )
         return DealtInput(contributor, tuple(envelopes), rank_key)
+
+    def deal_all(
+        self, pairs: Sequence[tuple[str, object]], *, with_rank_keys: bool = False
+    ) -> list[DealtInput]:
+        """Deal every ``(contributor, value)`` pair, in order, refusing the input by name.
+
+        ``pairs`` keeps duplicates visible (e.g. a JSON object read with
+        ``object_pairs_hook=list``, where a plain dict would keep the last).
+
+        Raises:
+            DuplicateContributorError: a contributor named twice.
+            InvalidContributionError: an empty or non-text contributor name.
+            NonNumericValueError: a value that is not a finite real number.
+            ValueOutOfRangeError: a value beyond the job's bound.
+        """
+        seen: set[str] = set()
+        dealt = []
+        for who, value in pairs:
+            if not isinstance(who, str) or not who.strip():
+                raise InvalidContributionError("a contributor needs a name", contributor=str(who))
+            if who in seen:
+                raise DuplicateContributorError("is named twice in the input", contributor=who)
+            seen.add(who)
+            dealt.append(self.deal(who, value, with_rank_key=with_rank_keys))
+        return dealt
 
 
 @dataclass(frozen=True, repr=False)

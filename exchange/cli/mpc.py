@@ -225,9 +225,8 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
 
 def _rules(dominance: list[str]) -> tuple[mpc.DominanceRule, ...]:
     try:
-        return tuple(
-            mpc.DominanceRule(int(r.split(":")[0]), float(r.split(":")[1])) for r in dominance
-        )
+        pairs = [rule.split(":") for rule in dominance]
+        return tuple(mpc.DominanceRule(int(n), float(k)) for n, k in pairs)
     except (ValueError, IndexError) as exc:
         raise typer.BadParameter("--dominance takes n:k, e.g. 1:85") from exc
 
@@ -255,8 +254,16 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
         False, "--exact-order", help="the policy allows exact order statistics of this class"
     ),
     deadline: float = typer.Option(120.0, help="seconds before a silent party fails the job"),
+    bound: float = typer.Option(
+        mpc.DEFAULT_MPC_BOUND,
+        help="largest magnitude of a value; sets the resolution, bound·1e-18 to bound·1e-17",
+    ),
 ) -> None:
     """Run an MPC job on three local party processes and print what each side learns.
+
+    --input maps each contributor to one number; a name given twice, a value
+    that is not a finite number, or one beyond --bound refuses the whole
+    input, naming the contributor.
 
     Min, max, median and quartiles are refused unless ``--coarsen-step`` or
     ``--exact-order`` says how the policy lets them out.
@@ -278,15 +285,23 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    data = _load(input_file)
-    dep = _deployment(ctx)
+    pairs = _load_pairs(input_file, "contributor -> number")
     job_id = f"mpc-{uuid.uuid4().hex[:12]}"
-    spec = mpc.MpcJobSpec(
-        job_id, tuple(stat), percentile_ranks=ranks, dominance=rules, min_cohort=min_cohort
-    )
+    try:
+        spec = mpc.MpcJobSpec(
+            job_id,
+            tuple(stat),
+            percentile_ranks=ranks,
+            dominance=rules,
+            min_cohort=min_cohort,
+            bound=bound,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    dep = _deployment(ctx)
     request = mpc.ReleaseRequest(job_id, "cli", mpc.industry_group(industry), subject, policy)
-    dealer = mpc.ShareDealer(job_id, dep.box_public_keys, dep.threshold)
-    dealt = [dealer.deal(who, value, with_rank_key=ranks) for who, value in data.items()]
+    dealer = mpc.ShareDealer.for_job(spec, dep.box_public_keys, dep.threshold)
+    dealt = dealer.deal_all(pairs, with_rank_keys=ranks)
     result = mpc.MpcRunner(dep, mpc.RunnerConfig(deadline=deadline)).run(spec, dealt)
     guard = cli_context(ctx).runtime.release_guard
     guard.check_dominance(policy, result.dominance)

@@ -8,7 +8,12 @@ from fractions import Fraction
 import pytest
 from nacl.public import PrivateKey
 
-from mpc.errors import NonNumericValueError, ValueOutOfRangeError
+from mpc.errors import (
+    DuplicateContributorError,
+    InvalidContributionError,
+    NonNumericValueError,
+    ValueOutOfRangeError,
+)
 from mpc.mpc_spec import MpcJobSpec
 from mpc.sharing import OpenedInput, SealedShare, ShareDealer, open_envelopes
 
@@ -135,3 +140,17 @@ def test_rank_key_finds_its_own_tag() -> None:
     assert "tag=<redacted>" in repr(keys[0])
     with pytest.raises(ValueError, match="not among"):
         keys[0].percentile([tags[1], tags[2]]) if keys[0] else None
+
+
+def test_deal_all_refuses_the_whole_input_naming_the_contributor() -> None:
+    dealer = ShareDealer("job-s", PUBLIC, 1, bound=1000.0)
+    assert [d.contributor for d in dealer.deal_all([("a", 1.0), ("b", 2)])] == ["a", "b"]
+    cases = [
+        ([("a", 1.0), ("b", 2.0), ("a", 3.0)], DuplicateContributorError, "'a'"),
+        ([("a", 1.0), ("", 2.0)], InvalidContributionError, "''"),
+        ([("a", 1.0), ("b", [("v", 1.0)])], NonNumericValueError, "'b'"),
+        ([("a", 1.0), ("b", 1e4)], ValueOutOfRangeError, "'b'"),
+    ]
+    for pairs, error, who in cases:
+        with pytest.raises(error, match=f"contributor {who}"):
+            dealer.deal_all(pairs)
