@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import ssl
+import statistics
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,49 @@ def test_benchmarking_round_with_three_processes(deployment) -> None:
         assert d.rank_key is not None
         expected = 100 * np.sum(values < v) / 11
         assert d.rank_key.percentile(result.rank_tags) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("mean", "sigma"),
+    [(1e12, 1e6), (1e-3, 1e-9), (-4e4, 0.04)],
+    ids=["1e12±1e6", "1e-3±1e-9", "-4e4±0.04"],
+)
+def test_exact_statistics_at_extreme_magnitudes_with_three_processes(
+    deployment, mean, sigma
+) -> None:
+    """Every statistic is the exact statistic of the quantised inputs, across real parties."""
+    values = [float(v) for v in np.random.default_rng(3).normal(mean, sigma, 8)]
+    spec = MpcJobSpec(
+        f"job-x{abs(mean):g}",
+        statistics=tuple(MpcStatistic),
+        percentile_ranks=True,
+        dominance=(DominanceRule(2, 50.0),),
+        bound=abs(mean) * 10,
+    )
+    dealer = ShareDealer.for_job(spec, deployment.box_public_keys, deployment.threshold)
+    dealt = dealer.deal_all([(f"ent-{i}", v) for i, v in enumerate(values)], with_rank_keys=True)
+    result = MpcRunner(deployment, RunnerConfig(deadline=120)).run(spec, dealt)
+    q = spec.encoding.resolution
+    quantised = [round(Fraction(v) / q) * q for v in values]
+    expected = {
+        MpcStatistic.COUNT: [8],
+        MpcStatistic.SUM: [sum(quantised)],
+        MpcStatistic.MEAN: [statistics.mean(quantised)],
+        MpcStatistic.VARIANCE: [statistics.pvariance(quantised)],
+        MpcStatistic.MIN: [min(quantised)],
+        MpcStatistic.MAX: [max(quantised)],
+        MpcStatistic.MEDIAN: [statistics.median(quantised)],
+        MpcStatistic.QUARTILES: statistics.quantiles(quantised, n=4),
+    }
+    for stat, want in expected.items():
+        assert result.statistic(stat) == tuple(float(w) for w in want), stat
+    assert result.statistic(MpcStatistic.VARIANCE)[0] == pytest.approx(np.var(values), rel=1e-6)
+    top_two = sum(sorted(quantised)[-2:])
+    assert result.dominance.dominated == (top_two * 100 > sum(quantised) * 50,)
+    for d, v in zip(dealt, quantised, strict=True):
+        assert d.rank_key is not None
+        below = sum(1 for w in quantised if w < v)
+        assert d.rank_key.percentile(result.rank_tags) == pytest.approx(100 * below / 7)
 
 
 def test_bad_shares_are_dropped_by_name_and_small_cohorts_fail(deployment) -> None:
