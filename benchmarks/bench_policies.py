@@ -44,8 +44,10 @@ from core.keys import KeyRing, MasterKey
 from policies import (
     BASELINE_PACK,
     CasbinLine,
+    CoverageThresholds,
     DecisionRequest,
     Officer,
+    PolicyConfig,
     PolicyDecisionPoint,
     PolicySource,
     Subject,
@@ -149,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             KeyRing(db, MasterKey.load_or_create(Path(tmp) / "master.key")).get_or_create("ledger"),
             ledger.LedgerConfig(origin="bench.ibx.localhost/ledger"),
         )
-        point = PolicyDecisionPoint(db, log)
+        # the generated version has no sample requests: it is measured, not covered
+        config = PolicyConfig(coverage=CoverageThresholds(min_deny=0.0))
+        point = PolicyDecisionPoint(db, log, config)
         started = time.perf_counter()
         a, b = Officer("officer-a", "security_officer"), Officer("officer-b", "security_officer")
         version = point.propose(source, officer=a).hash

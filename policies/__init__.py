@@ -7,6 +7,7 @@ approved by a second officer and activated (see ``docs/policies.md``).
 
 from pathlib import Path
 
+from policies._coverage import CoverageReport, CoverageThresholds, RuleCoverage
 from policies._engine import CompiledPolicy, InputSchema, Verdict, combine, prepare_input
 from policies._model import (
     Decision,
@@ -23,7 +24,14 @@ from policies._model import (
     VersionState,
 )
 from policies._opa import OpaEvaluator
-from policies._sandbox import SandboxRun, check_in_sandbox, run_sandbox, run_tests_in_sandbox
+from policies._rego_check import ALLOWED_BUILTINS
+from policies._sandbox import (
+    SandboxLimits,
+    SandboxRun,
+    check_in_sandbox,
+    run_sandbox,
+    run_tests_in_sandbox,
+)
 from policies._service import PolicyConfig, PolicyDecisionPoint
 from policies._source import (
     BASELINE_PACK,
@@ -44,17 +52,22 @@ from policies.errors import (
     PolicySandboxError,
     PolicyTestsFailedError,
     RegoSourceError,
+    SandboxMemoryError,
+    UnsafeRegoError,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 """The policies package's Alembic branch."""
 
 __all__ = [
+    "ALLOWED_BUILTINS",
     "BASELINE_PACK",
     "MIGRATIONS",
     "CasbinLine",
     "CasbinLineError",
     "CompiledPolicy",
+    "CoverageReport",
+    "CoverageThresholds",
     "Decision",
     "DecisionRequest",
     "DiffRow",
@@ -77,11 +90,15 @@ __all__ = [
     "PolicyVersion",
     "RegoModule",
     "RegoSourceError",
+    "RuleCoverage",
     "SampleRequest",
+    "SandboxLimits",
+    "SandboxMemoryError",
     "SandboxRun",
     "Subject",
     "TestReport",
     "TestResult",
+    "UnsafeRegoError",
     "Verdict",
     "VersionHash",
     "VersionState",

@@ -243,7 +243,10 @@ class TestReport:
 
     results: tuple[TestResult, ...]
     error: str | None = None
-    """Set when the run itself failed (crash, timeout): then nothing passed."""
+    """Set when the run itself failed (crash, timeout, memory): then nothing passed."""
+    coverage: Mapping[str, JsonValue] | None = None
+    """The coverage report (``policies.CoverageReport.to_dict()``), when it was measured;
+    its verdicts are among ``results`` (``coverage: deny rules``…)."""
 
     @property
     def passed(self) -> bool:
@@ -256,6 +259,7 @@ class TestReport:
             "passed": self.passed,
             "error": self.error,
             "results": [r.to_dict() for r in self.results],
+            "coverage": dict(self.coverage) if self.coverage is not None else None,
         }
 
 

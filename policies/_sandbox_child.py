@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TextIO
 
 import regopy
 from regopy.rego_shared import rego_output_ok, rego_output_string, rego_query
 
 from core.canonical import JsonValue
+from policies._coverage import measure_coverage
 from policies._engine import CompiledPolicy
 from policies._model import DecisionRequest
+from policies._rego_ast import RegoAstError, parse_module
+from policies._rego_check import check_trees
 from policies._source import PolicySource, RegoModule, location_of
 from policies.errors import PolicyInputError
 
@@ -32,9 +37,15 @@ _NOT_FOUND = re.compile(r"Function not found: (?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
 _TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)
 
 
+_channel: list[TextIO] = []
+"""Where steps go: the original stdout (fd 1 is pointed at stderr, so that what
+rego-cpp prints itself can never run into a step line)."""
+
+
 def _emit(step: Mapping[str, JsonValue]) -> None:
-    sys.stdout.write(json.dumps(step) + "\n")
-    sys.stdout.flush()
+    out = _channel[0] if _channel else sys.stdout
+    out.write(json.dumps(step) + "\n")
+    out.flush()
 
 
 def _locate(modules: Sequence[RegoModule], text: str) -> dict[str, JsonValue] | None:
@@ -66,9 +77,41 @@ def _locate(modules: Sequence[RegoModule], text: str) -> dict[str, JsonValue] | 
     return None
 
 
+def _check_parsed(source: PolicySource) -> bool:
+    """Parse every module and apply the allowlist and `with` rules to its tree."""
+    trees = {}
+    for module in source.modules:
+        _emit({"start": f"parse {module.name}"})
+        try:
+            trees[module.name] = parse_module(module.source)
+        except regopy.RegoError as exc:
+            _emit({"rego_error": _located(exc, module, source.modules)})
+            return False
+        except (RegoAstError, OSError) as exc:
+            message = f"the parse tree could not be analysed ({exc}); refused"
+            _emit({"rego_error": {"file": module.name, "line": 1, "column": 1, "message": message}})
+            return False
+    refused = check_trees(source.modules, trees)
+    if refused is not None:
+        module, first = refused
+        where: dict[str, JsonValue] = {
+            "file": module.name,
+            "line": first.line,
+            "column": first.column,
+            "message": first.message,
+            "refused": first.name,
+        }
+        _emit({"rego_error": where})
+        return False
+    return True
+
+
 def _child_check(source: PolicySource) -> None:
-    # Policy modules first: parse, then evaluate each package (never a test package,
-    # whose `with` can crash rego-cpp) to surface unknown functions and built-in misuse.
+    # The parsed modules first (allowlist of built-ins, `with` only in tests): nothing of
+    # the officer's Rego is evaluated before it passes. Then evaluate each policy package
+    # (never a test package, whose `with` can crash rego-cpp) to surface built-in misuse.
+    if not _check_parsed(source):
+        return
     policy_modules = [m for m in source.modules if not m.is_test]
     test_modules = [m for m in source.modules if m.is_test]
     interpreter = regopy.Interpreter()
@@ -110,15 +153,22 @@ def _add(
     try:
         interpreter.add_module(module.name, module.source)
     except regopy.RegoError as exc:
-        located = _locate(all_modules, str(exc)) or {
-            "file": module.name,
-            "line": 1,
-            "column": 1,
-            "message": str(exc).strip()[:300],
-        }
-        _emit({"rego_error": located})
+        _emit({"rego_error": _located(exc, module, all_modules)})
         return False
     return True
+
+
+def _located(
+    exc: regopy.RegoError, module: RegoModule, all_modules: Sequence[RegoModule]
+) -> dict[str, JsonValue]:
+    # the parser names the module it was given; errors name it, so map it back
+    text = str(exc).replace("module.rego|", f"{module.name}|")
+    return _locate(all_modules, text) or {
+        "file": module.name,
+        "line": 1,
+        "column": 1,
+        "message": str(exc).strip()[:300],
+    }
 
 
 def _child_test(source: PolicySource) -> None:
@@ -160,6 +210,8 @@ def _child_test(source: PolicySource) -> None:
                 "message": "" if passed else f"{message}: {'; '.join(decision.reasons)}",
             }
         )
+    _emit({"start": "coverage"})
+    _emit({"coverage": measure_coverage(source, source.requests).to_dict()})
 
 
 def _child_evaluate(source: PolicySource, requests: Sequence[Mapping[str, JsonValue]]) -> None:
@@ -177,6 +229,8 @@ def _child_evaluate(source: PolicySource, requests: Sequence[Mapping[str, JsonVa
 
 
 def _main() -> int:
+    _channel.append(os.fdopen(os.dup(1), "w", encoding="utf-8"))
+    os.dup2(2, 1)
     job = json.loads(sys.stdin.buffer.read())
     source = PolicySource.from_dict(job["source"])
     command = job["command"]

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from core.canonical import JsonValue, canonical_bytes
 from core.clock import format_rfc3339, utcnow
 from core.db import Database
 from core.events import Event, EventRecorder
+from policies._coverage import CoverageThresholds
 from policies._engine import CompiledPolicy
 from policies._model import (
     OFFICER_ROLE,
@@ -39,7 +40,14 @@ from policies._model import (
     VersionState,
 )
 from policies._opa import OpaEvaluator
-from policies._sandbox import DEFAULT_TIMEOUT, check_in_sandbox, run_sandbox, run_tests_in_sandbox
+from policies._sandbox import (
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TIMEOUT,
+    SandboxLimits,
+    check_in_sandbox,
+    run_sandbox,
+    run_tests_in_sandbox,
+)
 from policies._source import PolicySource
 from policies._store import (
     ActiveRow,
@@ -70,12 +78,20 @@ class PolicyConfig:
     """Settings of the decision point.
 
     ``sandbox_timeout``: seconds a proposal check, test run or dry run may take
-    in its subprocess (default 60). ``opa_url``: a real OPA server on which the
-    active version's Rego is evaluated instead of embedded regopy (default none).
+    in its subprocess (default 60). ``sandbox_memory_limit``: bytes of resident
+    memory it may use before it is killed (default 512 MiB). ``coverage``: what
+    a test run must cover (default: every deny rule of ``ibx.authz`` fires for
+    some sample request). ``opa_url``: a real OPA server on which the active
+    version's Rego is evaluated instead of embedded regopy (default none).
     """
 
     sandbox_timeout: float = DEFAULT_TIMEOUT
+    sandbox_memory_limit: int = DEFAULT_MEMORY_LIMIT
+    coverage: CoverageThresholds = field(default_factory=CoverageThresholds)
     opa_url: str | None = None
+
+    def __post_init__(self) -> None:
+        SandboxLimits(self.sandbox_timeout, self.sandbox_memory_limit)  # raises ValueError
 
 
 class PolicyDecisionPoint:
@@ -229,7 +245,11 @@ class PolicyDecisionPoint:
             source = PolicySource.from_dir(source)
         else:
             source.check()
-        check_in_sandbox(source, timeout=self._config.sandbox_timeout)
+        check_in_sandbox(
+            source,
+            timeout=self._config.sandbox_timeout,
+            memory_limit=self._config.sandbox_memory_limit,
+        )
         version = source.hash
         content = source.to_dict()
         del content["lines"]
@@ -273,7 +293,12 @@ class PolicyDecisionPoint:
                 f"version {row.hash[:12]} is {row.state}; "
                 "only proposed or tested versions are tested"
             )
-        report = run_tests_in_sandbox(self.source(row.hash), timeout=self._config.sandbox_timeout)
+        report = run_tests_in_sandbox(
+            self.source(row.hash),
+            timeout=self._config.sandbox_timeout,
+            memory_limit=self._config.sandbox_memory_limit,
+            coverage=self._config.coverage,
+        )
         with self._db.write() as session:
             current = session.get(VersionRow, row.hash)
             assert current is not None
@@ -435,7 +460,11 @@ class PolicyDecisionPoint:
             names = [s.name for s in source.requests]
         labels = list(names) if names is not None else [str(i) for i in range(len(requests))]
         run = run_sandbox(
-            "evaluate", source, requests=requests, timeout=self._config.sandbox_timeout
+            "evaluate",
+            source,
+            requests=requests,
+            timeout=self._config.sandbox_timeout,
+            memory_limit=self._config.sandbox_memory_limit,
         )
         if run.error is not None:
             raise PolicySandboxError(f"dry run failed: {run.error}")

@@ -45,12 +45,6 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 
 _VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/*-]{0,199}$")
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_.]*)\s*$", re.MULTILINE)
-_RULE_HEAD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)")
-_WITH = re.compile(r"\bwith\b")
-# opa.runtime() hands Rego the process environment (IBX_MASTER_KEY among it) and the
-# build; a rule could copy it into a decision reason that any caller reads.
-_RUNTIME = re.compile(r"\bopa\s*(?:\.\s*runtime\b|\[)")
-_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`')
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,7 @@ class PolicySource:
         Raises:
             PolicyInputError: a file is missing, too large, or not valid.
             CasbinLineError: a line is malformed or names an unknown role, action or domain.
-            RegoSourceError: a module without a package, or ``with`` outside a ``test_`` rule.
+            RegoSourceError: a module without a package.
         """
         if not path.is_dir():
             raise PolicyInputError(f"{path} is not a directory")
@@ -191,12 +185,15 @@ class PolicySource:
         return cls(model, tuple(parsed_lines), parsed_modules, data, tuple(parsed_requests))
 
     def check(self) -> None:
-        """Static checks: model shape, every line against the vocabulary, Rego hygiene.
+        """Static checks: model shape, every line against the vocabulary, a package per module.
+
+        The Rego itself (syntax, allowed built-ins, ``with`` and ``test_`` rules) is
+        checked on its parsed tree in the sandbox (:func:`policies.check_in_sandbox`).
 
         Raises:
             PolicyInputError: the model does not have the decision point's shape.
             CasbinLineError: a line is malformed or names an unknown role, action or domain.
-            RegoSourceError: a module without a package, or ``with`` outside a ``test_`` rule.
+            RegoSourceError: a module without a package.
         """
         _check_model(self.model)
         vocab = self.vocabulary
@@ -363,47 +360,11 @@ def _check_line(
 
 
 def _check_module(module: RegoModule) -> None:
+    # Only what text can tell for sure. What a module may call, and where `with` and
+    # test_ rules may stand, is decided on its parsed tree in the sandbox
+    # (policies._rego_check): text cannot tell code from strings and comments.
     if not module.package:
         raise RegoSourceError("module declares no package", file=module.name, line=1, column=1)
-    rule = ""
-    codes: list[str] = []
-    for number, raw in enumerate(module.source.splitlines(), start=1):
-        code = _STRING.sub(lambda m: " " * len(m.group(0)), raw.split("#", 1)[0])
-        codes.append(code)
-        runtime = _RUNTIME.search(code)
-        if runtime:
-            raise RegoSourceError(
-                "opa.runtime is refused: it exposes the server's environment and secrets",
-                file=module.name,
-                line=number,
-                column=runtime.start() + 1,
-            )
-        head = _RULE_HEAD.match(code)
-        if head and head.group(1) not in ("package", "import"):
-            rule = head.group(1)
-            if rule.startswith("test_") and not module.is_test:
-                raise RegoSourceError(
-                    "test_ rules belong in a package whose name ends in _test",
-                    file=module.name,
-                    line=number,
-                    column=1,
-                )
-        match = _WITH.search(code)
-        if match and not rule.startswith("test_"):
-            raise RegoSourceError(
-                f"'with' is allowed only in test_ rules (found in {rule or 'module head'})",
-                file=module.name,
-                line=number,
-                column=match.start() + 1,
-            )
-    joined = _RUNTIME.search(re.sub(r"\s+", "", "".join(codes)))
-    if joined:  # split over lines: 'opa.' on one, 'runtime' on the next
-        raise RegoSourceError(
-            "opa.runtime is refused: it exposes the server's environment and secrets",
-            file=module.name,
-            line=1,
-            column=1,
-        )
 
 
 def location_of(source: str, offset: int) -> tuple[int, int]:

@@ -5,6 +5,7 @@
     PolicyError
     ├── PolicyInputError          a policy dir, file or request that cannot be used
     │   ├── RegoSourceError       a Rego syntax/type error (file, line, column)
+    │   │   └── UnsafeRegoError   a refused built-in, `with` or test_ rule (parsed tree)
     │   └── CasbinLineError       a Casbin line that is malformed or names an unknown role/action
     ├── PolicyNotFoundError       no policy version with that hash (or prefix)
     ├── PolicyLifecycleError      a transition the version's state does not allow
@@ -12,6 +13,7 @@
     ├── FourEyesError             the proposer tried to approve or activate their own version
     ├── OfficerRequiredError      the acting identity is not a security officer
     ├── PolicySandboxError        the test subprocess crashed, timed out or spoke nonsense
+    │   └── SandboxMemoryError    it passed its resident-memory bound and was killed
     └── OpaServerError            the configured OPA server refused or failed
 
 Evaluation errors never escape :meth:`policies.PolicyDecisionPoint.decide`:
@@ -34,6 +36,8 @@ __all__ = [
     "PolicySandboxError",
     "PolicyTestsFailedError",
     "RegoSourceError",
+    "SandboxMemoryError",
+    "UnsafeRegoError",
 ]
 
 
@@ -62,6 +66,23 @@ class RegoSourceError(PolicyInputError):
         self.file = file
         self.line = line
         self.column = column
+
+
+class UnsafeRegoError(RegoSourceError):
+    """A construct the sandbox rules refuse, found on the module's parsed tree.
+
+    A built-in outside the allowlist, ``with`` outside a ``test_`` rule of a
+    ``_test`` package, a ``test_`` rule elsewhere. ``construct`` names the
+    refused built-in or function when there is one.
+    """
+
+    title = "refused Rego construct"
+
+    def __init__(
+        self, message: str, *, file: str, line: int, column: int, construct: str = ""
+    ) -> None:
+        super().__init__(message, file=file, line=line, column=column)
+        self.construct = construct
 
 
 class CasbinLineError(PolicyInputError):
@@ -109,6 +130,19 @@ class PolicySandboxError(PolicyError):
     """The separate process that checks and tests officer-supplied Rego failed."""
 
     title = "policy sandbox failed"
+
+
+class SandboxMemoryError(PolicySandboxError):
+    """The sandbox child passed its resident-memory bound and was killed.
+
+    ``limit`` is the bound in bytes.
+    """
+
+    title = "policy sandbox out of memory"
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class OpaServerError(PolicyError):

@@ -19,6 +19,7 @@ from core.errors import CanonicalJsonError
 from exchange.cli._context import TOKEN_OPTION, cli_context
 from exchange.identities import Identity, IdentityError, Role
 from policies import (
+    CoverageReport,
     Decision,
     DiffRow,
     Officer,
@@ -69,19 +70,38 @@ def test(
     version: str = typer.Argument(..., help="version hash (or a prefix of 8+ hex digits)"),
     token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Run the version's Rego test_ rules and sample requests (exit 1 if any fails)."""
+    """Run the version's Rego test_ rules and sample requests, report coverage (exit 1 on failure).
+
+    Coverage: every deny rule must fire for some sample request (rules and lines
+    never evaluated are listed).
+    """
     context = cli_context(ctx)
     officer = _officer(context.acting_as(token))
     report = context.runtime.policy.test(version, officer=officer)
     for result in report.results:
         mark = "PASS" if result.passed else "FAIL"
         typer.echo(f"{mark}  {result.name}" + (f"  ({result.message})" if result.message else ""))
+    if report.coverage is not None:
+        for line in _coverage_lines(CoverageReport.from_dict(report.coverage)):
+            typer.echo(line)
     passed = sum(1 for r in report.results if r.passed)
     typer.echo(
         f"{passed}/{len(report.results)} passed" + (f"; {report.error}" if report.error else "")
     )
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _coverage_lines(coverage: CoverageReport) -> list[str]:
+    """Like ``opa test --coverage``: totals, then every rule never fired, located."""
+    fired, total = coverage.deny_rules
+    seen, measured = coverage.lines
+    lines = [
+        f"coverage: deny rules {fired}/{total}, lines {seen}/{measured} "
+        f"({coverage.requests} sample requests reached Rego)"
+    ]
+    lines += [f"NOT COVERED  {rule.describe()}" for rule in coverage.rules if not rule.fired]
+    return lines
 
 
 @app.command("diff")

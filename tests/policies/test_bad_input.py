@@ -54,14 +54,15 @@ def test_with_outside_test_rules_is_refused(pack_copy: Path) -> None:
     line = _append(
         pack_copy / "authz.rego", 'sneaky if {\n\tallow with input as {"action": "x"}\n}\n'
     )
+    source = PolicySource.from_dir(pack_copy)  # decided on the parsed module, in the sandbox
     with pytest.raises(RegoSourceError, match="'with' is allowed only in test_ rules") as caught:
-        PolicySource.from_dir(pack_copy)
+        check_in_sandbox(source)
     assert (caught.value.line, caught.value.column) == (line + 1, 8)
 
 
 def test_with_inside_strings_and_comments_is_fine(pack_copy: Path) -> None:
     _append(pack_copy / "authz.rego", '# with input as x\nnote := "with input as y"\n')
-    PolicySource.from_dir(pack_copy)
+    check_in_sandbox(PolicySource.from_dir(pack_copy))
 
 
 def test_module_without_package(pack_copy: Path) -> None:
@@ -165,5 +166,5 @@ def test_content_hash_is_canonical(pack_source: PolicySource, pack_copy: Path) -
 def test_test_rules_outside_test_packages_are_refused(pack_copy: Path) -> None:
     line = _append(pack_copy / "authz.rego", "\ntest_inline if allow\n")
     with pytest.raises(RegoSourceError, match="package whose name ends in _test") as caught:
-        PolicySource.from_dir(pack_copy)
+        check_in_sandbox(PolicySource.from_dir(pack_copy))
     assert caught.value.line == line + 1

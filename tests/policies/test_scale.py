@@ -57,7 +57,8 @@ def scaled(pack: PolicySource, domains: int) -> PolicySource:
     ]
     data = json.loads(json.dumps(dict(pack.data)))
     data["vocab"]["domains"] += names
-    return dataclasses.replace(pack, lines=tuple(lines), data=data, requests=())
+    # the pack's own lines and sample requests stay: its test must still cover every deny rule
+    return dataclasses.replace(pack, lines=(*pack.lines, *lines), data=data)
 
 
 def requests_for(domains: int, count: int) -> list[DecisionRequest]:
