@@ -15,7 +15,7 @@ from exchange.routes import edge as edge_routes
 from exchange.routes import ledger as ledger_routes
 from exchange.routes import pki as pki_routes
 from exchange.runtime import Runtime
-from exchange.settings import Settings
+from exchange.settings import Settings, take_secret_environment
 from exchange.status import readiness
 
 __all__ = ["create_app"]
@@ -95,7 +95,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     Raises:
         ConfigurationError: the settings cannot be used.
     """
-    rt = runtime or Runtime(settings or Settings())
+    secrets = take_secret_environment()  # before anything runs, whoever built the settings
+    rt = runtime or Runtime(settings or Settings.from_environment(secrets))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -6,15 +6,32 @@ import time.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["SECRET_VARIABLES", "Settings", "take_secret_environment"]
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx", "test", "dev"}
+
+SECRET_VARIABLES = {"IBX_MASTER_KEY": "master_key", "IBX_DATABASE_URL": "database_url"}
+"""Secret-bearing variables and the settings they feed. They are taken out of the
+process environment before anything else runs (the CLI's root command, ``create_app``):
+a process that evaluates officer Rego must hold no secret a built-in could read."""
+
+
+def take_secret_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Remove :data:`SECRET_VARIABLES` from the environment; return them by setting name.
+
+    Once per process: whoever builds the settings gets them from here, and no
+    later reader of the environment (a policy built-in, a child process) does.
+    """
+    env = os.environ if environ is None else environ
+    return {field: env.pop(name) for name, field in SECRET_VARIABLES.items() if name in env}
 
 
 class Settings(BaseSettings):
@@ -79,6 +96,21 @@ class Settings(BaseSettings):
                 "IBX_ENV=prod requires IBX_MASTER_KEY (a generated key file is dev-only)"
             )
         return self
+
+    @classmethod
+    def from_environment(
+        cls, secrets: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Settings from ``IBX_*`` variables, the secret ones taken out of the environment.
+
+        ``secrets`` are values already taken by :func:`take_secret_environment`
+        (default: take them now); ``overrides`` win over both.
+
+        Raises:
+            pydantic.ValidationError: a value is invalid (placeholders refused).
+        """
+        taken = take_secret_environment() if secrets is None else dict(secrets)
+        return cls(**{**taken, **overrides})
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""

@@ -32,12 +32,20 @@ EXCHANGE_OPTION = typer.Option(
 )
 
 
+def _take_secrets() -> dict[str, str]:
+    from exchange.settings import take_secret_environment
+
+    return take_secret_environment()
+
+
 @dataclass
 class CliContext:
     """Built once per invocation by the root callback."""
 
     data_dir: Path | None
     _overrides: dict[str, object] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=_take_secrets, repr=False)
+    """Secret IBX_* variables, taken out of the environment when the root command starts."""
 
     @cached_property
     def settings(self) -> Settings:
@@ -45,8 +53,8 @@ class CliContext:
         from exchange.settings import Settings
 
         if self.data_dir is not None:
-            return Settings(data_dir=self.data_dir)
-        return Settings()
+            return Settings.from_environment(self.secrets, data_dir=self.data_dir)
+        return Settings.from_environment(self.secrets)
 
     @cached_property
     def runtime(self) -> Runtime:
