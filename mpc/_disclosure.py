@@ -24,10 +24,11 @@ column, so a vector ``u`` of the row space equals ``Σ u[pivot_k] · row_k``:
 * ``e_i − e_j`` is in the span iff some row is ``e_i − e_j`` (pivot ``i``,
   ``−1`` at the non-pivot ``j``), or two rows have identical non-pivot parts.
 
-Adding a row reduces it against the form (one matrix-vector product),
-eliminates its pivot column from the other rows (one outer product) and
-checks the result: O(rank × contributors) per release, independent of how
-many releases came before. Nothing here does I/O.
+Only the non-pivot ("free") part of each row is stored: the pivot block is
+the identity. Adding a row reduces it against the form (one matrix-vector
+product), eliminates its pivot column from the other rows (one outer
+product) and checks the result: O(rank × (contributors − rank)) per release,
+independent of how many releases came before. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -113,30 +114,52 @@ def _matvec(coefficients: Matrix, rows: Matrix, p: int) -> Matrix:
 
 
 class LinearTracker:
-    """The span of the weight vectors released to one adversary about one variable set."""
+    """The span of the weight vectors released to one adversary about one variable set.
+
+    Kept in compact reduced form: with the columns split into pivot columns
+    ``pivots`` (one per row) and the remaining ``free`` columns (ascending),
+    row ``k`` is ``e_{pivots[k]} + Σ_j free_part[k, j] · e_{free[j]}``. The
+    identity block is implicit, so storage and work are rank × (contributors −
+    rank): largest at half rank, and small again as the form fills up.
+    """
 
     def __init__(
-        self, prime: int, columns: Sequence[str], rows: Matrix, pivots: Sequence[int]
+        self,
+        prime: int,
+        columns: Sequence[str],
+        pivots: Sequence[int],
+        free_part: Matrix,
     ) -> None:
         if not _is_prime(prime) or prime >= _PRIME_HIGH:
             raise ValueError("the tracker's modulus must be a prime below 2^31")
-        if rows.shape != (len(pivots), len(columns)):
-            raise ValueError("one row per pivot, one column per contributor")
+        pivot_set = set(pivots)
+        if len(pivot_set) != len(pivots) or not pivot_set <= set(range(len(columns))):
+            raise ValueError("pivots are distinct column indices")
         self.prime = prime
         self.columns: tuple[str, ...] = tuple(columns)
         self._index = {name: i for i, name in enumerate(self.columns)}
-        self.rows: Matrix = rows
         self.pivots: tuple[int, ...] = tuple(pivots)
+        self.free: tuple[int, ...] = tuple(i for i in range(len(columns)) if i not in pivot_set)
+        if free_part.shape != (len(self.pivots), len(self.free)):
+            raise ValueError("the free part has one row per pivot, one column per free column")
+        self.free_part: Matrix = free_part
 
     @classmethod
     def empty(cls, prime: int | None = None) -> LinearTracker:
         """A tracker that has seen nothing (a fresh random prime unless one is given)."""
-        return cls(random_prime() if prime is None else prime, (), np.zeros((0, 0), np.int64), ())
+        return cls(random_prime() if prime is None else prime, (), (), np.zeros((0, 0), np.int64))
 
     @property
     def rank(self) -> int:
         """How many independent linear facts were released."""
         return len(self.pivots)
+
+    def dense(self) -> Matrix:
+        """The full reduced row echelon form, rank × contributors (for tests and audits)."""
+        rows = np.zeros((self.rank, len(self.columns)), dtype=np.int64)
+        rows[np.arange(self.rank), list(self.pivots)] = 1
+        rows[:, list(self.free)] = self.free_part
+        return rows
 
     def _element(self, weight: Fraction) -> int:
         p = self.prime
@@ -154,50 +177,53 @@ class LinearTracker:
             raise ValueError("a release is computed over at least one contributor")
         columns = list(self.columns)
         columns.extend(sorted(name for name in weights if name not in self._index))
-        n, r, p = len(columns), self.rank, self.prime
-        rows = self.rows
-        if n > len(self.columns):
-            rows = np.zeros((r, n), dtype=np.int64)
-            rows[:, : len(self.columns)] = self.rows
-        index = {name: i for i, name in enumerate(columns)}
-        vector = np.zeros(n, dtype=np.int64)
+        added = len(columns) - len(self.columns)
+        free_part = self.free_part
+        if added:  # new contributors are free columns, zero in every row so far
+            free_part = np.hstack([free_part, np.zeros((self.rank, added), dtype=np.int64)])
+        free = [*self.free, *range(len(self.columns), len(columns))]
+        p = self.prime
+        vector = np.zeros(len(columns), dtype=np.int64)
+        index = {name: i for i, name in enumerate(columns)} if added else self._index
         for name, weight in weights.items():
             vector[index[name]] = self._element(weight)
-        pivots = list(self.pivots)
-        if pivots:
-            vector = (vector - _matvec(vector[pivots], rows, p)) % p
-        nonzero = np.flatnonzero(vector)
+        # reduce: subtract every row by the vector's entry at its pivot (pivot parts vanish)
+        reduced = vector[free]
+        if self.pivots:
+            reduced = (reduced - _matvec(vector[list(self.pivots)], free_part, p)) % p
+        nonzero = np.flatnonzero(reduced)
         if nonzero.size == 0:
-            return LinearTracker(p, columns, rows, pivots)
-        pivot = int(nonzero[0])
-        vector = vector * pow(int(vector[pivot]), -1, p) % p
-        reduced = np.empty((r + 1, n), dtype=np.int64)
+            return LinearTracker(p, columns, self.pivots, free_part)
+        q = int(nonzero[0])
+        reduced = reduced * pow(int(reduced[q]), -1, p) % p
+        keep = np.ones(len(free), dtype=bool)
+        keep[q] = False
+        r = self.rank
+        out = np.empty((r + 1, len(free) - 1), dtype=np.int64)
         if r:
-            # rows - column ⊗ vector, reduced once: every product is below 2^62
-            body = reduced[:r]
-            np.multiply.outer(rows[:, pivot], vector, out=body)
-            np.subtract(rows, body, out=body)
+            # every row loses its entry in the new pivot column: row -= row[q] · new row
+            body = out[:r]
+            np.multiply.outer(free_part[:, q], reduced[keep], out=body)
+            np.subtract(free_part[:, keep], body, out=body)
             np.remainder(body, p, out=body)
-        reduced[r] = vector
-        pivots.append(pivot)
-        return LinearTracker(p, columns, reduced, pivots)
+        out[r] = reduced[keep]
+        return LinearTracker(p, columns, [*self.pivots, free[q]], out)
 
     def disclosure(self) -> Disclosure | None:
         """A contributor value or pairwise difference the span pins down, if any."""
         if not self.pivots:
             return None
-        rows = self.rows
-        nonzero = np.count_nonzero(rows, axis=1)
-        single = np.flatnonzero(nonzero == 1)
+        part = self.free_part
+        nonzero = np.count_nonzero(part, axis=1)
+        single = np.flatnonzero(nonzero == 0)
         if single.size:
             return Disclosure((self.columns[self.pivots[int(single[0])]],))
-        p = self.prime
-        for k in np.flatnonzero(nonzero == 2):
-            row = rows[int(k)]
-            others = [int(j) for j in np.flatnonzero(row) if int(j) != self.pivots[int(k)]]
-            if len(others) == 1 and int(row[others[0]]) == p - 1:
-                pair = (self.columns[self.pivots[int(k)]], self.columns[others[0]])
-                return Disclosure(pair)
+        minus_one = self.prime - 1
+        for k in np.flatnonzero(nonzero == 1):
+            j = int(np.flatnonzero(part[int(k)])[0])
+            if int(part[int(k), j]) == minus_one:
+                pivot = self.columns[self.pivots[int(k)]]
+                return Disclosure((pivot, self.columns[self.free[j]]))
         return self._identical_free_parts()
 
     def smallest_support(self) -> int | None:
@@ -210,39 +236,34 @@ class LinearTracker:
         """
         if not self.pivots:
             return None
-        return int(np.count_nonzero(self.rows, axis=1).min())
+        return 1 + int(np.count_nonzero(self.free_part, axis=1).min())
 
     def _identical_free_parts(self) -> Disclosure | None:
         """Two rows equal outside the pivot columns: their difference is ``e_i − e_j``.
 
-        Rows are hashed by a random linear form; a row is 1 at its own pivot
-        and 0 at the others, so its free part's hash is its hash minus the
-        form's value at its pivot. Equal hashes are then compared exactly.
+        Rows are hashed by a random linear form of their free parts; equal
+        hashes are then compared exactly.
         """
-        if self.rank < 2:
+        if self.rank < 2 or not self.free:
             return None
         p = self.prime
-        pivots = np.asarray(self.pivots, dtype=np.int64)
         probe = np.random.default_rng(secrets.randbits(64)).integers(
-            0, p, len(self.columns), dtype=np.int64
+            0, p, len(self.free), dtype=np.int64
         )
-        hashes = (_matvec(probe, self.rows.T, p) - probe[pivots]) % p
+        hashes = _matvec(probe, self.free_part.T, p)
         _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
         for group in np.flatnonzero(counts > 1):
             members = [int(k) for k in np.flatnonzero(inverse == group)]
             for a, first in enumerate(members):
                 for second in members[a + 1 :]:
-                    one, two = self.rows[first].copy(), self.rows[second].copy()
-                    one[pivots] = 0
-                    two[pivots] = 0
-                    if np.array_equal(one, two):
+                    if np.array_equal(self.free_part[first], self.free_part[second]):
                         pair = (self.columns[self.pivots[first]], self.columns[self.pivots[second]])
                         return Disclosure(pair)
         return None
 
     def to_bytes(self) -> bytes:
-        """The form's rows as little-endian uint32 (every entry is below 2^31)."""
-        return self.rows.astype("<u4").tobytes()
+        """The free part as little-endian uint32 (every entry is below 2^31)."""
+        return self.free_part.astype("<u4").tobytes()
 
     @classmethod
     def from_parts(
@@ -253,10 +274,11 @@ class LinearTracker:
         Raises:
             ValueError: the parts do not fit together, or an entry is not below the prime.
         """
-        expected = len(pivots) * len(columns) * 4
-        if len(blob) != expected:
+        free = len(columns) - len(pivots)
+        expected = len(pivots) * free * 4
+        if free < 0 or len(blob) != expected:
             raise ValueError(f"a stored form of {len(blob)} bytes, expected {expected}")
-        rows = np.frombuffer(blob, dtype="<u4").astype(np.int64).reshape(len(pivots), len(columns))
-        if rows.size and int(rows.max()) >= prime:
+        part = np.frombuffer(blob, dtype="<u4").astype(np.int64).reshape(len(pivots), free)
+        if part.size and int(part.max()) >= prime:
             raise ValueError("a stored entry is not an element of the tracker's field")
-        return cls(prime, columns, rows, pivots)
+        return cls(prime, columns, pivots, part)

@@ -66,8 +66,9 @@ class ReleaseRow(Base):
 class TrackerRow(Base):
     """The reduced form of every weight vector released to one group about one field.
 
-    ``matrix`` holds ``len(pivots) × len(columns)`` little-endian uint32 entries
-    of the field modulo ``prime``; ``stamp`` changes on every write, so a cached
+    ``matrix`` holds the free part, ``len(pivots) × (len(columns) − len(pivots))``
+    little-endian uint32 entries of the field modulo ``prime`` (loaded only when
+    the process has no current copy); ``stamp`` changes on every write, so a cached
     copy is used only while it is still the stored one.
     """
 
@@ -80,7 +81,7 @@ class TrackerRow(Base):
     prime: Mapped[int] = mapped_column(BigInteger)
     columns_json: Mapped[str] = mapped_column(Text)
     pivots_json: Mapped[str] = mapped_column(Text)
-    matrix: Mapped[bytes] = mapped_column(LargeBinary)
+    matrix: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     releases: Mapped[int] = mapped_column(Integer)
     stamp: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[str] = mapped_column(String(40))

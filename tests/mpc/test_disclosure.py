@@ -82,13 +82,14 @@ def test_the_form_is_reduced_and_round_trips() -> None:
     for _ in range(6):
         cohort = rng.choice(40, size=12, replace=False)
         tracker = tracker.with_row({f"e{i}": Fraction(int(rng.integers(1, 9))) for i in cohort})
-    rows, pivots = tracker.rows, list(tracker.pivots)
+    rows, pivots = tracker.dense(), list(tracker.pivots)
     assert tracker.rank == 6 and all(int(v) == 1 for v in rows[range(6), pivots])
     assert np.count_nonzero(rows[:, pivots]) == 6  # 0 at every other pivot column
+    assert tracker.free_part.shape == (6, len(tracker.columns) - 6)
     back = LinearTracker.from_parts(
         tracker.prime, tracker.columns, tracker.pivots, tracker.to_bytes()
     )
-    assert np.array_equal(back.rows, rows) and back.columns == tracker.columns
+    assert np.array_equal(back.dense(), rows) and back.columns == tracker.columns
     with pytest.raises(ValueError, match="expected"):
         LinearTracker.from_parts(tracker.prime, tracker.columns, tracker.pivots, b"\0" * 8)
 

@@ -16,6 +16,10 @@ from mpc import (
     DpMechanism,
     DpPolicy,
     Engine,
+    HeAggregator,
+    HeContributor,
+    HeJobSpec,
+    HeOperation,
     OrderRelease,
     ReleaseGuard,
     ReleasePolicy,
@@ -315,3 +319,28 @@ def test_the_requester_gets_the_left_out_count_and_the_row_keeps_who_and_why(gua
         assert json.loads(row.left_out_json) == [["ent-9", left["ent-9"]]]
         assert json.loads(row.query_json)["subject"]["dataset"] == "energy"
         assert row.adversary == GROUP
+
+
+def test_the_he_custodian_refuses_a_dominance_policy(custodian) -> None:
+    """HE sums cannot be checked for dominance: the release never reaches decryption."""
+    job = custodian.create_job(HeJobSpec("he-dominance", HeOperation.SUM))
+    aggregator = HeAggregator(job)
+    for name in sorted(COHORT):
+        aggregator.add(HeContributor(job).encrypt(name, [10.0]))
+    policy = ReleasePolicy(dominance=(DominanceRule(1, 85),))
+    with pytest.raises(EngineChoiceError, match="dominance"):
+        custodian.finish_job(_request("he-dominance", policy=policy), aggregator.aggregate())
+    assert custodian._guard.approval("he-dominance") is None
+
+
+def test_the_he_custodian_suppresses_small_histogram_bins(custodian) -> None:
+    spec = HeJobSpec("he-hist", HeOperation.HISTOGRAM, bins=(0.0, 10.0, 20.0, 30.0))
+    job = custodian.create_job(spec)
+    aggregator = HeAggregator(job)
+    values = {f"ent-{i}": [5.0] for i in range(6)} | {"ent-6": [15.0], "ent-7": [25.0] * 9}
+    for name, records in values.items():
+        aggregator.add(HeContributor(job).encrypt(name, records))
+    result = custodian.finish_job(_request("he-hist"), aggregator.aggregate())
+    # one contributor's bin is suppressed, and the next smallest so 16 − 9 cannot restore it
+    assert np.isnan(result.values[0]) and np.isnan(result.values[1])
+    assert result.values[2] == 9.0
