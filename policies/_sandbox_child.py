@@ -77,40 +77,41 @@ def _locate(modules: Sequence[RegoModule], text: str) -> dict[str, JsonValue] | 
     return None
 
 
-def _check_parsed(source: PolicySource) -> bool:
-    """Parse every module and apply the allowlist and `with` rules to its tree."""
+def _refusal(source: PolicySource) -> dict[str, JsonValue] | None:
+    """Parse every module and apply the allowlist and `with` rules to its tree.
+
+    Returns the located problem (``refused`` names a refused construct), or None.
+    """
     trees = {}
     for module in source.modules:
         _emit({"start": f"parse {module.name}"})
         try:
             trees[module.name] = parse_module(module.source)
         except regopy.RegoError as exc:
-            _emit({"rego_error": _located(exc, module, source.modules)})
-            return False
+            return _located(exc, module, source.modules)
         except (RegoAstError, OSError) as exc:
             message = f"the parse tree could not be analysed ({exc}); refused"
-            _emit({"rego_error": {"file": module.name, "line": 1, "column": 1, "message": message}})
-            return False
+            return {"file": module.name, "line": 1, "column": 1, "message": message}
     refused = check_trees(source.modules, trees)
-    if refused is not None:
-        module, first = refused
-        where: dict[str, JsonValue] = {
-            "file": module.name,
-            "line": first.line,
-            "column": first.column,
-            "message": first.message,
-            "refused": first.name,
-        }
-        _emit({"rego_error": where})
-        return False
-    return True
+    if refused is None:
+        return None
+    module, first = refused
+    return {
+        "file": module.name,
+        "line": first.line,
+        "column": first.column,
+        "message": first.message,
+        "refused": first.name,
+    }
 
 
 def _child_check(source: PolicySource) -> None:
     # The parsed modules first (allowlist of built-ins, `with` only in tests): nothing of
     # the officer's Rego is evaluated before it passes. Then evaluate each policy package
     # (never a test package, whose `with` can crash rego-cpp) to surface built-in misuse.
-    if not _check_parsed(source):
+    problem = _refusal(source)
+    if problem is not None:
+        _emit({"rego_error": problem})
         return
     policy_modules = [m for m in source.modules if not m.is_test]
     test_modules = [m for m in source.modules if m.is_test]
@@ -172,6 +173,13 @@ def _located(
 
 
 def _child_test(source: PolicySource) -> None:
+    # The tree check again, so that "tested" means "passes today's allowlist" even for
+    # a version stored before it (nothing of it runs when it fails).
+    problem = _refusal(source)
+    if problem is not None:
+        where = f"{problem['file']}:{problem['line']}:{problem['column']}"
+        _emit({"result": False, "name": "allowlist", "message": f"{where}: {problem['message']}"})
+        return
     policy_modules = [m for m in source.modules if not m.is_test]
     for test_module in [m for m in source.modules if m.is_test]:
         # one interpreter per test module, so that one module's trouble stays its own

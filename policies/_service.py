@@ -25,7 +25,7 @@ from core.canonical import JsonValue, canonical_bytes
 from core.clock import format_rfc3339, utcnow
 from core.db import Database
 from core.events import Event, EventRecorder
-from policies._coverage import CoverageThresholds
+from policies._coverage import CoverageReport, CoverageThresholds
 from policies._engine import CompiledPolicy
 from policies._model import (
     OFFICER_ROLE,
@@ -321,6 +321,7 @@ class PolicyDecisionPoint:
                     "results": len(report.results),
                     "failed": failed,
                     "error": report.error,
+                    "coverage": _coverage_summary(report),
                 },
             )
         return report
@@ -493,6 +494,14 @@ class PolicyDecisionPoint:
         payload: dict[str, JsonValue] = {"version": version, "officer": officer.name}
         payload.update(extra)
         self._recorder.record(Event(kind, officer.name, payload), session=session)
+
+
+def _coverage_summary(report: TestReport) -> JsonValue:
+    if report.coverage is None:
+        return None
+    coverage = CoverageReport.from_dict(report.coverage)
+    (fired, deny), (seen, lines) = coverage.deny_rules, coverage.lines
+    return {"deny_fired": fired, "deny_rules": deny, "lines_evaluated": seen, "lines": lines}
 
 
 def _require_officer(officer: Officer) -> None:

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from exchange.cli import app
+from exchange.runtime import Runtime
 from policies import (
     CoverageReport,
     CoverageThresholds,
@@ -24,6 +25,7 @@ from policies import (
     RuleCoverage,
     run_tests_in_sandbox,
 )
+from tests.policies.conftest import OFFICER_A, OFFICER_B
 
 EMBARGO_RULE = """
 deny contains sprintf("%s data is under embargo", [input.context.classification]) if {
@@ -136,6 +138,20 @@ def test_the_baseline_pack_covers_every_deny_rule_and_line(pack_source: PolicySo
     assert seen == measured > 0
     assert coverage.requests == len(pack_source.requests) - 2  # two are refused by the schema
     assert any(r.name == "coverage: deny rules" and r.passed for r in report.results)
+
+
+def test_the_ledger_records_the_coverage_of_a_test(runtime: Runtime, pack_copy: Path) -> None:
+    point = runtime.policy
+    version = point.propose(pack_copy, officer=OFFICER_A)
+    point.test(version.hash, officer=OFFICER_B)
+    entries = runtime.ledger.entries(0, runtime.ledger.size())
+    tested = [dict(e.payload) for e in entries if e.type == "policy.test"]
+    assert tested[-1]["coverage"] == {
+        "deny_fired": 10,
+        "deny_rules": 10,
+        "lines_evaluated": 31,
+        "lines": 31,
+    }
 
 
 def test_thresholds_are_configurable(pack_copy: Path) -> None:

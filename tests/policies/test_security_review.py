@@ -19,6 +19,7 @@ from policies import (
     RegoSourceError,
     UnsafeRegoError,
     check_in_sandbox,
+    run_tests_in_sandbox,
 )
 
 REFUSED = {
@@ -164,3 +165,12 @@ def test_every_allowed_builtin_is_a_regopy_builtin() -> None:
     assert {name for name in ALLOWED_BUILTINS if not interpreter.is_builtin(name)} == set()
     refused = ("opa.runtime", "time.now_ns", "rand.intn", "uuid.rfc4122", "io.jwt.decode")
     assert not set(refused) & ALLOWED_BUILTINS
+
+
+def test_a_version_is_checked_again_when_tested(pack_copy: Path) -> None:
+    """A version stored before today's allowlist does not pass its test (nothing of it runs)."""
+    _add(pack_copy, "leak := opa.runtime()\n")
+    report = run_tests_in_sandbox(PolicySource.from_dir(pack_copy))
+    assert not report.passed
+    assert [(r.name, r.passed) for r in report.results] == [("allowlist", False)]
+    assert "built-in opa.runtime is not on the allowlist" in report.results[0].message
