@@ -63,6 +63,9 @@ class CoverageThresholds:
     for some sample request (default 1.0: every one). ``min_lines``: share of
     measured lines that must be evaluated (default 0.0: reported only; every
     line of a covered deny rule is evaluated anyway).
+
+    Raises:
+        ValueError: a threshold outside 0…1.
     """
 
     min_deny: float = 1.0
@@ -75,7 +78,11 @@ class CoverageThresholds:
 
 @dataclass(frozen=True)
 class RuleCoverage:
-    """One measured rule: where it is, whether it fired, which lines were evaluated."""
+    """One measured rule: where it is, whether it fired, which lines were evaluated.
+
+    Raises:
+        ValueError: evaluated lines that are not measured lines.
+    """
 
     file: str
     rule: str

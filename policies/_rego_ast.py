@@ -49,7 +49,11 @@ class RegoAstError(ValueError):
 
 @dataclass(frozen=True)
 class AstNode:
-    """One node: its kind (``exprcall``, ``ref``, ``var``…), where it is, its token text."""
+    """One node: its kind (``exprcall``, ``ref``, ``var``…), where it is, its token text.
+
+    Raises:
+        RegoAstError: a node without a kind.
+    """
 
     kind: str
     offset: int | None

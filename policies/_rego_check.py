@@ -106,7 +106,11 @@ REFUSED_BUILTINS: frozenset[str] = frozenset(
 
 @dataclass(frozen=True)
 class Finding:
-    """One refused construct, located in its module."""
+    """One refused construct, located in its module.
+
+    Raises:
+        ValueError: a line or column below 1.
+    """
 
     message: str
     line: int

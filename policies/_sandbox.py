@@ -63,7 +63,11 @@ CHILD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "TMPDIR
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """How long and how much resident memory one sandbox job may take."""
+    """How long and how much resident memory one sandbox job may take.
+
+    Raises:
+        ValueError: a non-positive timeout or a memory limit under 64 MiB.
+    """
 
     timeout: float = DEFAULT_TIMEOUT
     memory_limit: int = DEFAULT_MEMORY_LIMIT

@@ -83,6 +83,9 @@ class PolicyConfig:
     a test run must cover (default: every deny rule of ``ibx.authz`` fires for
     some sample request). ``opa_url``: a real OPA server on which the active
     version's Rego is evaluated instead of embedded regopy (default none).
+
+    Raises:
+        ValueError: a non-positive timeout or a memory limit under 64 MiB.
     """
 
     sandbox_timeout: float = DEFAULT_TIMEOUT
