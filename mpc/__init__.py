@@ -15,7 +15,7 @@ Vetted recipes live here; raw primitives are in :mod:`mpc.hazmat`.
 
 from pathlib import Path
 
-from mpc._engine_queries import he_query, mpc_query
+from mpc._engine_queries import he_query, mpc_query, mpc_statistics
 from mpc._party_main import main as run_party
 from mpc.custodian import CustodianConfig, KeyCustodian
 from mpc.deployment import MpcDeployment, party_name
@@ -106,6 +106,7 @@ __all__ = [
     "he_query",
     "industry_group",
     "mpc_query",
+    "mpc_statistics",
     "party_name",
     "run_party",
     "weights_from_pairs",

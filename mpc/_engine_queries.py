@@ -16,7 +16,7 @@ from mpc.he import HeJobSpec, HeOperation
 from mpc.mpc_spec import MpcJobSpec, MpcStatistic
 from mpc.release_query import ReleaseQuery, ReleaseSubject, StatisticKind
 
-__all__ = ["he_query", "mpc_query"]
+__all__ = ["he_query", "mpc_query", "mpc_statistics"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,5 +67,9 @@ def mpc_query(
     Raises:
         ValueError: no contributors or no statistics.
     """
-    kinds = tuple(_MPC_KINDS[stat] for stat in spec.statistics)
-    return ReleaseQuery.uniform(subject, kinds, sorted(contributors))
+    return ReleaseQuery.uniform(subject, mpc_statistics(spec), sorted(contributors))
+
+
+def mpc_statistics(spec: MpcJobSpec) -> tuple[StatisticKind, ...]:
+    """The kinds of the statistics an MPC job releases (to check a policy before it runs)."""
+    return tuple(_MPC_KINDS[stat] for stat in spec.statistics)

@@ -38,7 +38,7 @@ import enum
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import opendp.prelude as dp
@@ -62,7 +62,7 @@ from mpc.errors import (
     ReleaseDescriptionError,
     WeightShareError,
 )
-from mpc.release_query import ReleaseQuery, ReleaseSubject
+from mpc.release_query import ReleaseQuery, ReleaseSubject, StatisticKind
 
 __all__ = [
     "HARD_MIN_COHORT",
@@ -364,7 +364,7 @@ class ReleaseGuard:
                 share=share,
                 limit=limit,
             )
-        _check_order_statistics(request, query)
+        ReleaseGuard.check_order_statistics(request, query.statistics)
         return minimum
 
     def _remember(
@@ -472,6 +472,30 @@ class ReleaseGuard:
                 raise DominanceError(
                     f"the {rule.n} largest contributors make up more than {rule.k:g}% of the total"
                 )
+
+    @staticmethod
+    def check_order_statistics(
+        request: ReleaseRequest, statistics: Iterable[StatisticKind]
+    ) -> None:
+        """Refuse exact order statistics the policy does not let out (call before computing).
+
+        Raises:
+            OrderStatisticError: an exact min, max, median or quantile, and the policy
+                neither coarsens them nor allows them for the data's classification.
+        """
+        if not any(kind.is_order for kind in statistics):
+            return
+        policy = request.policy
+        classification = request.subject.classification
+        if policy.order_statistics is OrderRelease.COARSEN:
+            return
+        if (
+            policy.order_statistics is OrderRelease.EXACT
+            and classification in policy.exact_order_classifications
+        ):
+            logger.warning("job %s: exact order statistics released by policy", request.job_id)
+            return
+        raise OrderStatisticError(_ORDER_REFUSAL.format(classification=classification))
 
     @staticmethod
     def release_order_statistics(
@@ -584,21 +608,6 @@ _ORDER_REFUSAL = (
     "an exact minimum, maximum, median or quantile is one contributor's value: the "
     "policy must coarsen order statistics or allow them exactly for {classification!r} data"
 )
-
-
-def _check_order_statistics(request: ReleaseRequest, query: ReleaseQuery) -> None:
-    if not query.order_statistics:
-        return
-    policy = request.policy
-    if policy.order_statistics is OrderRelease.COARSEN:
-        return
-    if (
-        policy.order_statistics is OrderRelease.EXACT
-        and query.subject.classification in policy.exact_order_classifications
-    ):
-        logger.warning("job %s: exact order statistics released by policy", request.job_id)
-        return
-    raise OrderStatisticError(_ORDER_REFUSAL.format(classification=query.subject.classification))
 
 
 def _check_budgets(session: Session, request: ReleaseRequest, terms: DpPolicy) -> None:

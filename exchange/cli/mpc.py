@@ -300,6 +300,8 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
         raise typer.BadParameter(str(exc)) from exc
     dep = _deployment(ctx)
     request = mpc.ReleaseRequest(job_id, "cli", mpc.industry_group(industry), subject, policy)
+    # before any share is dealt: a refused exact order statistic never reaches the exchange
+    cli_context(ctx).runtime.release_guard.check_order_statistics(request, mpc.mpc_statistics(spec))
     dealer = mpc.ShareDealer.for_job(spec, dep.box_public_keys, dep.threshold)
     dealt = dealer.deal_all(pairs, with_rank_keys=ranks)
     result = mpc.MpcRunner(dep, mpc.RunnerConfig(deadline=deadline)).run(spec, dealt)

@@ -344,3 +344,17 @@ def test_the_he_custodian_suppresses_small_histogram_bins(custodian) -> None:
     # one contributor's bin is suppressed, and the next smallest so 16 − 9 cannot restore it
     assert np.isnan(result.values[0]) and np.isnan(result.values[1])
     assert result.values[2] == 9.0
+
+
+def test_two_replicas_share_one_history(guard) -> None:
+    """Each replica caches the reduced form; a write by the other is never missed."""
+    replica = ReleaseGuard(guard._db)
+    guard.approve(_request("j1"), _mean(COHORT))
+    replica.approve(_request("j2"), _mean(COHORT | {f"n{i}" for i in range(5)}))
+    # alone with j1 this is safe; with the replica's j2 it exposes ent-0
+    without_ent_0 = (COHORT - {"ent-0"}) | {f"n{i}" for i in range(5)}
+    with pytest.raises(LinearDisclosureError):
+        guard.approve(_request("j3"), _mean(without_ent_0))
+    fresh = ReleaseGuard(guard._db)
+    fresh.approve(_request("j4", group="another"), _mean(COHORT))
+    fresh.approve(_request("j5", group="another"), _mean(without_ent_0))
