@@ -42,6 +42,7 @@ __all__ = [
     "check_module",
     "check_trees",
     "module_facts",
+    "test_rules",
 ]
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,12 @@ def _rules(module: AstNode) -> Iterator[tuple[str | None, AstNode]]:
         ref = rule.first("ruleref")
         inner = ref.first("ref") if ref is not None else None
         yield (dotted(inner) if inner is not None else None), rule
+
+
+def test_rules(module: AstNode) -> list[str]:
+    """Names of the module's ``test_`` rules, in order, each once."""
+    names = (name for name, _rule in _rules(module) if name and name.startswith("test_"))
+    return list(dict.fromkeys(names))
 
 
 def _package(module: AstNode) -> str | None:

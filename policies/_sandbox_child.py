@@ -23,8 +23,8 @@ from core.canonical import JsonValue
 from policies._coverage import measure_coverage
 from policies._engine import CompiledPolicy
 from policies._model import DecisionRequest
-from policies._rego_ast import RegoAstError, parse_module
-from policies._rego_check import check_trees
+from policies._rego_ast import AstNode, RegoAstError, parse_module
+from policies._rego_check import check_trees, test_rules
 from policies._source import PolicySource, RegoModule, location_of
 from policies.errors import PolicyInputError
 
@@ -34,7 +34,6 @@ _ERROR = re.compile(
     r"\(error \d+:(?P<file>[^|\s]+)\|(?P<offset>\d+)\|\d+\s+\(errormsg \d+:(?P<msg>[^\n]*?)\)"
 )
 _NOT_FOUND = re.compile(r"Function not found: (?P<name>[A-Za-z_][A-Za-z0-9_.]*)")
-_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)
 
 
 _channel: list[TextIO] = []
@@ -77,12 +76,14 @@ def _locate(modules: Sequence[RegoModule], text: str) -> dict[str, JsonValue] | 
     return None
 
 
-def _refusal(source: PolicySource) -> dict[str, JsonValue] | None:
-    """Parse every module and apply the allowlist and `with` rules to its tree.
+def _refusal(
+    source: PolicySource, trees: dict[str, AstNode] | None = None
+) -> dict[str, JsonValue] | None:
+    """Parse every module (into ``trees``) and apply the allowlist and `with` rules.
 
     Returns the located problem (``refused`` names a refused construct), or None.
     """
-    trees = {}
+    trees = {} if trees is None else trees
     for module in source.modules:
         _emit({"start": f"parse {module.name}"})
         try:
@@ -175,7 +176,8 @@ def _located(
 def _child_test(source: PolicySource) -> None:
     # The tree check again, so that "tested" means "passes today's allowlist" even for
     # a version stored before it (nothing of it runs when it fails).
-    problem = _refusal(source)
+    trees: dict[str, AstNode] = {}
+    problem = _refusal(source, trees)
     if problem is not None:
         where = f"{problem['file']}:{problem['line']}:{problem['column']}"
         _emit({"result": False, "name": "allowlist", "message": f"{where}: {problem['message']}"})
@@ -188,7 +190,7 @@ def _child_test(source: PolicySource) -> None:
         interpreter.add_data_json(json.dumps(dict(source.data)))
         for module in [*policy_modules, test_module]:
             interpreter.add_module(module.name, module.source)
-        for rule in dict.fromkeys(_TEST_RULE.findall(test_module.source)):
+        for rule in test_rules(trees[test_module.name]):  # from the tree, however indented
             name = f"data.{test_module.package}.{rule}"
             _emit({"start": name})
             try:

@@ -139,3 +139,13 @@ def test_no_active_version_and_bad_requests_deny(runtime: Runtime) -> None:
     assert not decision.allow and decision.version is None
     naive = point.decide(subject, "compute", "dataset:x", CORE_COMPUTE, at=AT.replace(tzinfo=None))
     assert not naive.allow and "timezone-aware" in naive.reasons[0]
+
+
+def test_indented_test_rules_are_run(pack_copy: Path) -> None:
+    """Test rules are found on the parse tree (a column-0 text scan missed indented ones)."""
+    (pack_copy / "indent_test.rego").write_text(
+        "package ibx.indent_test\n\nimport rego.v1\n\n  test_indented if {\n\tfalse\n}\n"
+    )
+    report = run_tests_in_sandbox(PolicySource.from_dir(pack_copy))
+    failed = [r.name for r in report.results if not r.passed]
+    assert failed == ["data.ibx.indent_test.test_indented"]
