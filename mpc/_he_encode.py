@@ -75,8 +75,8 @@ def encode(spec: HeJobSpec, who: str, values: Sequence[object] | RegressionInput
     # would (it moves no trust: a contributor picks its own values anyway), so
     # the custodian only adds: a CKKS multiplication by a plaintext rescales and
     # TenSEAL then misreads the scale by (prime - 2^40)/2^40, about 1.3e-7
-    weight = spec.weight_of(who)
-    return [math.ldexp(n * weight, spec.ckks_shift) for n in numbers]
+    weight, shift = spec.weight_of(who), spec.ckks_shift
+    return [math.ldexp(n * weight, shift) for n in numbers]
 
 
 def _check_bfv(spec: HeJobSpec, who: str, numbers: Sequence[float]) -> None:

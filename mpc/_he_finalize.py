@@ -11,10 +11,11 @@ inputs, at ``2^−99`` of the bound).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+
+import numpy as np
 
 from mpc._he_spec import HeJobSpec, HeOperation
 
@@ -48,10 +49,12 @@ def finalize(spec: HeJobSpec, payload: Sequence[float], cohort: int) -> HeResult
     values: list[float]
     if op in (HeOperation.COUNT, HeOperation.HISTOGRAM):
         values = [float(round(v)) for v in payload]
-    elif op in (HeOperation.SUM, HeOperation.WEIGHTED_SUM):
-        values = [math.ldexp(v, -spec.ckks_shift) for v in payload]
-    elif op is HeOperation.MEAN:
-        values = [math.ldexp(v, -spec.ckks_shift) / cohort for v in payload]
+    elif op in (HeOperation.SUM, HeOperation.MEAN):
+        # undo the exact power-of-two scaling (np.ldexp is exact, like math.ldexp)
+        sums = np.ldexp(np.asarray(payload, dtype=float), -spec.ckks_shift)
+        values = (sums / cohort if op is HeOperation.MEAN else sums).tolist()
+    elif op is HeOperation.WEIGHTED_SUM:
+        values = np.ldexp(np.asarray(payload, dtype=float), -spec.ckks_shift).tolist()
     elif op is HeOperation.VARIANCE:
         values = _variance(spec, [round(v) for v in payload], cohort)
     else:

@@ -127,12 +127,12 @@ class HeJobSpec:
 
     # -- encodings ---------------------------------------------------------
 
-    @property
+    @cached_property
     def quantum_exponent(self) -> int:
         """Exact jobs quantise values to integer multiples of ``2^quantum_exponent``."""
         return quantum_exponent(self.bound)
 
-    @property
+    @cached_property
     def ckks_shift(self) -> int:
         """CKKS jobs encode ``x·2^ckks_shift``, which keeps ``|x| <= bound`` within ``2^30``."""
         return CKKS_TOP_BITS - (self.quantum_exponent + VALUE_BITS)
