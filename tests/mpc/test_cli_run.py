@@ -34,13 +34,11 @@ def _ibx(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("text", "needle"),
     [
         ('{"acme": 1.0, "globex": 2.0, "acme": 3.0}', "duplicate contributor: contributor 'acme'"),
-        ('{"a": 1.0, "b": "12", "c": 3.0}', "non-numeric value: contributor 'b'"),
         ('{"a": 1.0, "b": {"v": 2.0}, "c": 3.0}', "non-numeric value: contributor 'b'"),
         ('{"a": 1.0, "b": NaN, "c": 3.0}', "non-numeric value: contributor 'b'"),
         ('{"a": 1.0, "b": 1e13, "c": 3.0}', "value out of range: contributor 'b'"),
-        ('{"a": 1.0, "": 2.0, "c": 3.0}', "contribution refused: contributor ''"),
     ],
-    ids=["duplicate", "string", "object", "nan", "beyond", "noname"],
+    ids=["duplicate", "object", "nan", "beyond"],
 )
 def test_bad_input_is_refused_naming_the_contributor(tmp_path: Path, text, needle) -> None:
     values = tmp_path / "values.json"
@@ -57,10 +55,9 @@ def test_bad_input_is_refused_naming_the_contributor(tmp_path: Path, text, needl
     ("args", "needle"),
     [
         (["--bound", "inf"], "bound must be between"),
-        (["--stat", "mean", "--stat", "mean"], "a statistic is named twice"),
         (["--dominance", "1:85:3"], "--dominance takes n:k"),
     ],
-    ids=["inf-bound", "twice", "bad-rule"],
+    ids=["inf-bound", "bad-rule"],
 )
 def test_bad_options_are_one_line_errors(tmp_path: Path, args, needle) -> None:
     values = tmp_path / "values.json"

@@ -76,3 +76,27 @@ def test_too_few_valid_contributions_fail_the_job() -> None:
     assert "fewer than the minimum cohort 3" in outcome["error"]
     assert outcome["dropped"] == {"ent-02": "contributor 'ent-02': malformed"}
     assert "statistics" not in outcome
+
+
+def test_job_spec_checks_its_encoding_and_round_trips() -> None:
+    spec = MpcJobSpec(
+        "job-spec",
+        statistics=(MpcStatistic.MEAN, MpcStatistic.QUARTILES),
+        percentile_ranks=True,
+        dominance=(DominanceRule(2, 66.7),),
+        bound=2.5e6,
+    )
+    assert MpcJobSpec.from_dict(spec.to_dict()) == spec
+    assert spec.encoding.resolution_exponent == 7 - 18  # 10^7 is the first power >= 2.5e6
+    assert spec.dominance_fractions()[0].as_integer_ratio() == (667, 10)
+    for bad, match in (
+        ({"statistics": (MpcStatistic.MEAN, MpcStatistic.MEAN)}, "named twice"),
+        ({"bound": 0.0}, "bound must be between"),
+        ({"bound": float("nan")}, "bound must be between"),
+        ({"bound": 1e31}, "bound must be between"),
+        ({"dominance": (DominanceRule(1, 1.2345678901234567e-10),)}, "too many digits"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            MpcJobSpec("job-spec", **bad)
+    with pytest.raises(ValueError, match="malformed MPC job spec"):
+        MpcJobSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "bound"})
