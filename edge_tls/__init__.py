@@ -7,7 +7,7 @@ one still counts lives here.
 """
 
 from edge_tls._ca import CertificateAuthority, certs_only, parse_certs_only
-from edge_tls._client import DeviceCredentials, build_csr, parse_est_response
+from edge_tls._client import DeviceCredentials, build_csr, parse_est_response, reenroll
 from edge_tls._csr import EnrollmentRequest, decode_csr, validate_csr
 from edge_tls._envelope import (
     BATCH_FORMAT,
@@ -34,6 +34,8 @@ from edge_tls._readings import (
     seal_batch,
     sealing_public_key,
 )
+from edge_tls._renewal import CertificateValidity, RenewalSchedule
+from edge_tls._renewer import Renewal, RenewalDaemon, StopSignal
 from edge_tls._revocation import LineRevocation, RevocationReason, RevokedCertificate
 from edge_tls._tables import MIGRATIONS
 from edge_tls._tokens import TOKEN_PREFIX, BootstrapToken
@@ -59,6 +61,9 @@ from edge_tls.errors import (
     IdentityMismatchError,
     MalformedBatchError,
     ReadingsError,
+    RenewalError,
+    RenewalRefusedError,
+    RenewalUnavailableError,
     RevocationError,
     SealedBatchError,
     SealingKeyMissingError,
@@ -92,6 +97,7 @@ __all__ = [
     "CertificateRecord",
     "CertificateRejectedError",
     "CertificateRevokedError",
+    "CertificateValidity",
     "ClientCertificateMissingError",
     "CsrCaRequestError",
     "CsrError",
@@ -113,6 +119,12 @@ __all__ = [
     "ReadingBatch",
     "ReadingStore",
     "ReadingsError",
+    "Renewal",
+    "RenewalDaemon",
+    "RenewalError",
+    "RenewalRefusedError",
+    "RenewalSchedule",
+    "RenewalUnavailableError",
     "RevocationError",
     "RevocationReason",
     "RevokedCertificate",
@@ -121,6 +133,7 @@ __all__ = [
     "SerialNotFoundError",
     "ServerCredentials",
     "SignedBatch",
+    "StopSignal",
     "TokenExpiredError",
     "TokenUnknownError",
     "TokenUsedError",
@@ -138,6 +151,7 @@ __all__ = [
     "open_batch",
     "parse_certs_only",
     "parse_est_response",
+    "reenroll",
     "seal_batch",
     "sealing_public_key",
     "sign_batch",

@@ -25,6 +25,9 @@
     ├── RevocationError
     │   ├── SerialNotFoundError         no certificate with that serial (404)
     │   └── AlreadyRevokedError         revoked before (409)
+    ├── RenewalError                    a device's own renewal did not go through (client side)
+    │   ├── RenewalRefusedError         the exchange said no (4xx): enrol again with a new token
+    │   └── RenewalUnavailableError     unreachable, timed out, 429 or 5xx: try again later
     └── ReadingsError
         ├── SealingKeyMissingError      the enterprise registered no public key (409)
         ├── SealedBatchError            a batch that is empty, too large or does not open
@@ -61,6 +64,9 @@ __all__ = [
     "IdentityMismatchError",
     "MalformedBatchError",
     "ReadingsError",
+    "RenewalError",
+    "RenewalRefusedError",
+    "RenewalUnavailableError",
     "RevocationError",
     "SealedBatchError",
     "SealingKeyMissingError",
@@ -208,6 +214,32 @@ class AlreadyRevokedError(RevocationError):
     def __init__(self, message: str, *, serial: int) -> None:
         super().__init__(message)
         self.serial = serial
+
+
+class RenewalError(EnrollmentError):
+    """A device's renewal (EST simplereenroll, on the device) that did not go through."""
+
+    title = "renewal failed"
+
+    def __init__(self, message: str, *, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RenewalRefusedError(RenewalError):
+    """The exchange refused the renewal (a 4xx answer): revoked, superseded, expired, unknown.
+
+    Trying again cannot help: the device must enrol again with a new bootstrap token.
+    """
+
+    title = "renewal refused"
+
+
+class RenewalUnavailableError(RenewalError):
+    """The exchange could not be reached, timed out, or answered 408, 429 or 5xx (``status``).
+
+    The certificate is unchanged; trying again later may succeed.
+    """
 
 
 class ReadingsError(EnrollmentError):

@@ -4,7 +4,10 @@
 ``IBX_TOKEN`` (an enterprise). ``enroll``, ``renew`` and ``upload`` run on the
 device: its key is generated there and never leaves it; ``upload`` signs each
 batch with it inside the sealed box, and ``readings pull`` verifies that
-signature against the CA bundle the enterprise pinned.
+signature against the CA bundle the enterprise pinned. ``renew --daemon``
+keeps running and renews at two thirds of each certificate's lifetime (the
+timing rules are ``edge_tls.RenewalSchedule``, the loop ``edge_tls.RenewalDaemon``;
+this module only wires signals, ``--exec`` and stderr to them).
 
 ``readings pull`` never stops at a batch it cannot use: it names each one it
 skips (one line on stderr, and in ``<out>.skipped``), carries on, and exits
@@ -19,9 +22,13 @@ import csv
 import io
 import os
 import re
+import shlex
+import signal
 import ssl
+import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 
 import httpx
 import typer
@@ -36,10 +43,15 @@ from edge_tls import (
     EnrollmentError,
     ReadingBatch,
     ReadingsError,
+    Renewal,
+    RenewalDaemon,
+    RenewalSchedule,
     SealedBatchError,
+    StopSignal,
     VerifiedBatch,
     build_csr,
     parse_est_response,
+    reenroll,
     seal_batch,
     sealing_public_key,
     sign_batch,
@@ -68,6 +80,7 @@ _DIR_OPTION = typer.Option(
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIMEOUT = 30.0
+_EXEC_TIMEOUT = 300.0
 
 
 def _ttl(text: str | None) -> timedelta | None:
@@ -203,23 +216,117 @@ def enroll(
 
 
 @app.command("renew")
-def renew(directory: Path = _DIR_OPTION) -> None:
-    """Re-enrol over mutual TLS with the current certificate and a new key."""
+def renew(
+    directory: Path = _DIR_OPTION,
+    daemon: bool = typer.Option(
+        False,
+        "--daemon",
+        help="keep running: renew at two thirds of each certificate's lifetime "
+        "(like step ca renew --daemon); stop with SIGTERM or Ctrl-C",
+    ),
+    renew_period: str | None = typer.Option(
+        None,
+        "--renew-period",
+        help="with --daemon: renew this often instead, e.g. 90s, 30m, 12h "
+        "(never later than the two-thirds point)",
+    ),
+    exec_command: str | None = typer.Option(
+        None,
+        "--exec",
+        help="run this command after each renewal, e.g. to reload a service "
+        "(no shell; IBX_EDGE_CERT, IBX_EDGE_KEY and IBX_EDGE_SERIAL are set)",
+    ),
+) -> None:
+    """Re-enrol over mutual TLS with the current certificate and a new key (EST simplereenroll).
+
+    With --daemon it keeps the certificate renewed: at two thirds of its
+    lifetime, retrying failures with exponential backoff (30 s doubling to
+    10 min, jittered) until the certificate expires. It exits 1 with one line
+    when renewal has become impossible (revoked, superseded, expired: enrol
+    again with a new bootstrap token), and 0 on SIGTERM or SIGINT, never
+    leaving a half-written file.
+    """
+    if renew_period is not None and not daemon:
+        raise typer.BadParameter("--renew-period needs --daemon")
+    period = _ttl(renew_period)
+    if period is not None and period <= timedelta(0):
+        raise typer.BadParameter("--renew-period must be positive")
+    command = _exec_argv(exec_command)
     credentials = DeviceCredentials(directory)
-    server, device = credentials.server(), credentials.device()
-    key = credentials.new_key()
-    with httpx.Client(verify=_tls(credentials.ca_path, credentials), timeout=_TIMEOUT) as client:
-        response = client.post(
-            server + "/.well-known/est/simplereenroll",
-            content=build_csr(key, device),
-            headers=_est_headers(),
-        )
-    if response.status_code != 200:
-        raise _refused(response, "renewal")
-    cert = parse_est_response(response.content)
-    credentials.save(key, cert, server=server, device=device)
+    if daemon:
+        _renew_daemon(credentials, RenewalSchedule(period=period), command)
+        return
+    finished = credentials.finish_pending()
+    if finished is not None:
+        typer.echo(f"{directory}: {finished}", err=True)
+    device = credentials.device()
+    cert = reenroll(credentials, timeout=_TIMEOUT)
     typer.echo(f"renewed {device}: serial {cert.serial_number:x}")
     typer.echo(f"valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+    if command:
+        _run_exec(command, credentials, cert.serial_number)
+
+
+def _exec_argv(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--exec: {exc}") from exc
+    if not argv:
+        raise typer.BadParameter("--exec: an empty command")
+    return argv
+
+
+def _log(line: str) -> None:
+    typer.echo(f"{utcnow():%Y-%m-%dT%H:%M:%SZ} ibx edge renew: {line}", err=True)
+
+
+def _run_exec(argv: list[str], credentials: DeviceCredentials, serial: int) -> None:
+    """Run the --exec command; a failure is reported, never fatal (the renewal is done)."""
+    env = {
+        **os.environ,
+        "IBX_EDGE_CERT": str(credentials.cert_path),
+        "IBX_EDGE_KEY": str(credentials.key_path),
+        "IBX_EDGE_SERIAL": format(serial, "x"),
+    }
+    try:
+        done = subprocess.run(argv, env=env, check=False, timeout=_EXEC_TIMEOUT)  # noqa: S603
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _log(f"error: --exec {argv[0]} did not run: {exc}")
+        return
+    if done.returncode != 0:
+        _log(f"error: --exec {argv[0]} exited with {done.returncode}")
+
+
+def _renew_daemon(
+    credentials: DeviceCredentials, schedule: RenewalSchedule, command: list[str]
+) -> None:
+    """Run the daemon with SIGTERM and SIGINT asking it to stop between steps."""
+
+    def after(renewal: Renewal) -> None:
+        if command:
+            _run_exec(command, credentials, renewal.serial)
+
+    with StopSignal() as stop:
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            RenewalDaemon(
+                credentials,
+                schedule,
+                stop=stop,
+                report=_log,
+                after_renewal=after,
+                timeout=_TIMEOUT,
+            ).run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @app.command("upload")
