@@ -100,9 +100,9 @@ def test_exact_statistics_at_extreme_magnitudes_with_three_processes(
     result = MpcRunner(deployment, RunnerConfig(deadline=120)).run(spec, dealt)
     q = spec.encoding.resolution
     quantised = [round(Fraction(v) / q) * q for v in values]
-    expected = {
-        MpcStatistic.COUNT: [8],
-        MpcStatistic.SUM: [sum(quantised)],
+    expected: dict[MpcStatistic, list[Fraction]] = {
+        MpcStatistic.COUNT: [Fraction(8)],
+        MpcStatistic.SUM: [sum(quantised, Fraction(0))],
         MpcStatistic.MEAN: [statistics.mean(quantised)],
         MpcStatistic.VARIANCE: [statistics.pvariance(quantised)],
         MpcStatistic.MIN: [min(quantised)],

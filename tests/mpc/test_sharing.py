@@ -145,7 +145,7 @@ def test_rank_key_finds_its_own_tag() -> None:
 def test_deal_all_refuses_the_whole_input_naming_the_contributor() -> None:
     dealer = ShareDealer("job-s", PUBLIC, 1, bound=1000.0)
     assert [d.contributor for d in dealer.deal_all([("a", 1.0), ("b", 2)])] == ["a", "b"]
-    cases = [
+    cases: list[tuple[list[tuple[str, object]], type[Exception], str]] = [
         ([("a", 1.0), ("b", 2.0), ("a", 3.0)], DuplicateContributorError, "'a'"),
         ([("a", 1.0), ("", 2.0)], InvalidContributionError, "''"),
         ([("a", 1.0), ("b", [("v", 1.0)])], NonNumericValueError, "'b'"),
