@@ -7,7 +7,10 @@ the epsilon spent per dataset. Every read and write happens in the session
 the guard's approval is written in, so a release, its reduced form and its
 answer commit together or not at all.
 
-A tracker read back is cached in this process under its row's ``stamp``, a
+The form is stored as a snapshot plus a log of the rank-adding releases
+since (:data:`SNAPSHOT_EVERY`), so an approval writes a short row, not the
+whole form. A tracker read back is cached in this process under its row's
+``stamp``, a
 random value each write replaces: the cache is used only while the stamp is
 still the stored one, so a write by another replica, or a rolled-back write
 of this one, is never mistaken for the current form. Rows are read with
@@ -20,23 +23,37 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.canonical import canonical_bytes
 from core.clock import format_rfc3339, utcnow
 from mpc._disclosure import LinearTracker
-from mpc._tables import GroupSpendRow, ReleasedAnswerRow, TrackerRow
+from mpc._tables import GroupSpendRow, ReleasedAnswerRow, TrackerLogRow, TrackerRow
 
 __all__ = ["ReleaseHistory", "TrackerSlot"]
 
 logger = logging.getLogger(__name__)
 
 
+SNAPSHOT_EVERY = 32
+"""Rank-adding releases between two stored snapshots of a reduced form."""
+
+
 def _key(*parts: str) -> str:
     return hashlib.sha256(canonical_bytes(list(parts))).hexdigest()
+
+
+def _weights_to_json(weights: Mapping[str, Fraction]) -> str:
+    return json.dumps([[name, f"{w.numerator}/{w.denominator}"] for name, w in weights.items()])
+
+
+def _weights_from_json(text: str) -> dict[str, Fraction]:
+    return {str(name): Fraction(str(w)) for name, w in json.loads(text)}
 
 
 @dataclass(frozen=True)
@@ -77,13 +94,32 @@ class ReleaseHistory:
         tracker = LinearTracker.from_parts(
             row.prime, json.loads(row.columns_json), json.loads(row.pivots_json), row.matrix
         )
+        logged = session.execute(
+            select(TrackerLogRow.weights_json)
+            .where(TrackerLogRow.tracker_key == key, TrackerLogRow.position >= tracker.rank)
+            .order_by(TrackerLogRow.position)
+        ).scalars()
+        for weights in logged:
+            tracker = tracker.with_row(_weights_from_json(weights))
         self._cache[key] = (stamp, tracker)
         return TrackerSlot(key, adversary, dataset, field, tracker, row.releases)
 
-    def store_tracker(self, session: Session, slot: TrackerSlot, tracker: LinearTracker) -> None:
-        """Write ``tracker`` as the slot's new reduced form (one more release counted)."""
+    def store_tracker(
+        self,
+        session: Session,
+        slot: TrackerSlot,
+        tracker: LinearTracker,
+        weights: Mapping[str, Fraction],
+    ) -> None:
+        """Record ``tracker`` (``slot``'s form plus ``weights``) as the new form.
+
+        A release that adds no rank changes nothing stored but the count. One
+        that does is appended to the form's log; every :data:`SNAPSHOT_EVERY`
+        logged rows the whole form is written as a snapshot and the log
+        before it dropped, so each approval writes about a kilobyte and a
+        cold read replays fewer than :data:`SNAPSHOT_EVERY` rows.
+        """
         stamp = secrets.token_hex(16)
-        now = format_rfc3339(utcnow())
         row = session.get(TrackerRow, slot.key)
         if row is None:
             row = TrackerRow(
@@ -92,16 +128,36 @@ class ReleaseHistory:
                 dataset=slot.dataset,
                 field=slot.field,
                 prime=tracker.prime,
+                columns_json="[]",
+                pivots_json="[]",
+                matrix=b"",
             )
             session.add(row)
-        before = slot.tracker
-        if row.stamp is None or (tracker.rank, tracker.columns) != (before.rank, before.columns):
-            row.columns_json = json.dumps(list(tracker.columns))
-            row.pivots_json = json.dumps(list(tracker.pivots))
-            row.matrix = tracker.to_bytes()
+            snapshot_rank = 0
+        else:
+            snapshot_rank = len(json.loads(row.pivots_json))
+        if tracker.rank > slot.tracker.rank:
+            session.add(
+                TrackerLogRow(
+                    tracker_key=slot.key,
+                    position=slot.tracker.rank,
+                    weights_json=_weights_to_json(weights),
+                )
+            )
+            if tracker.rank - snapshot_rank >= SNAPSHOT_EVERY:
+                row.columns_json = json.dumps(list(tracker.columns))
+                row.pivots_json = json.dumps(list(tracker.pivots))
+                row.matrix = tracker.to_bytes()
+                session.flush()
+                session.execute(
+                    delete(TrackerLogRow).where(
+                        TrackerLogRow.tracker_key == slot.key,
+                        TrackerLogRow.position < tracker.rank,
+                    )
+                )
         row.releases = slot.releases + 1
         row.stamp = stamp
-        row.updated_at = now
+        row.updated_at = format_rfc3339(utcnow())
         self._cache[slot.key] = (stamp, tracker)
 
     @staticmethod

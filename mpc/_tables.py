@@ -14,6 +14,7 @@ __all__ = [
     "HePublicRow",
     "ReleaseRow",
     "ReleasedAnswerRow",
+    "TrackerLogRow",
     "TrackerRow",
 ]
 
@@ -66,9 +67,10 @@ class ReleaseRow(Base):
 class TrackerRow(Base):
     """The reduced form of every weight vector released to one group about one field.
 
-    ``matrix`` holds the free part, ``len(pivots) × (len(columns) − len(pivots))``
-    little-endian uint32 entries of the field modulo ``prime`` (loaded only when
-    the process has no current copy); ``stamp`` changes on every write, so a cached
+    ``matrix`` holds the last snapshot's free part, ``len(pivots) × (len(columns)
+    − len(pivots))`` little-endian uint32 entries of the field modulo ``prime``
+    (loaded only when the process has no current copy); the releases since are
+    in ``mpc_disclosure_log``; ``stamp`` changes on every write, so a cached
     copy is used only while it is still the stored one.
     """
 
@@ -85,6 +87,16 @@ class TrackerRow(Base):
     releases: Mapped[int] = mapped_column(Integer)
     stamp: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[str] = mapped_column(String(40))
+
+
+class TrackerLogRow(Base):
+    """A rank-adding release since the form's last snapshot: its weights, in order."""
+
+    __tablename__ = "mpc_disclosure_log"
+
+    tracker_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weights_json: Mapped[str] = mapped_column(Text)
 
 
 class ReleasedAnswerRow(Base):

@@ -436,7 +436,7 @@ class ReleaseGuard:
                 )
             updates.append((slot, after))
         for slot, after in updates:
-            self._history.store_tracker(session, slot, after)
+            self._history.store_tracker(session, slot, after, weights)
 
     def approval(self, job_id: str, *, session: Session | None = None) -> ReleaseApproval | None:
         """The stored approval of ``job_id``, if any (read in ``session`` when given)."""

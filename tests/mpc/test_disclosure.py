@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from mpc import (
     ReleaseGuard,
@@ -28,6 +29,7 @@ from mpc import (
     StatisticKind,
 )
 from mpc._disclosure import Disclosure, LinearTracker, _is_prime, random_prime
+from mpc._tables import TrackerLogRow
 from mpc.errors import LinearDisclosureError, WeightShareError
 
 SUBJECT = ReleaseSubject("energy", ("kwh",))
@@ -163,3 +165,26 @@ def test_weights_beyond_the_policy_share_never_reach_the_tracker(guard) -> None:
     heavy = {name: (9.0 if name == "e0" else 1.0) for name in NAMES[:5]}
     with pytest.raises(WeightShareError):
         guard.approve(request, ReleaseQuery.weighted(SUBJECT, heavy))
+
+
+def test_a_cold_read_rebuilds_the_form_from_snapshot_and_log(guard: ReleaseGuard) -> None:
+    """40 rank-adding releases: a snapshot at 32, 8 in the log; a new process sees all."""
+    policy = ReleasePolicy(min_cohort=5)
+    for k in range(40):
+        cohort = [f"b{k}-{i}" for i in range(5)]
+        request = ReleaseRequest(f"s{k}", "sb", "g", SUBJECT, policy)
+        guard.approve(request, ReleaseQuery.uniform(SUBJECT, (StatisticKind.SUM,), cohort))
+    with guard._db.read() as session:
+        warm = guard._history.tracker(session, "g", "energy", "kwh").tracker
+        restarted = ReleaseGuard(guard._db)
+        cold = restarted._history.tracker(session, "g", "energy", "kwh").tracker
+        logged = session.execute(select(func.count()).select_from(TrackerLogRow)).scalar()
+    assert logged == 8 and cold.rank == warm.rank == 40
+    assert cold.columns == warm.columns and np.array_equal(cold.dense(), warm.dense())
+    for k in (3, 37):  # one block in the snapshot, one in the log
+        one_more = [f"b{k}-{i}" for i in range(5)] + [f"x{k}"]
+        query = ReleaseQuery.uniform(SUBJECT, (StatisticKind.SUM,), one_more)
+        with pytest.raises(LinearDisclosureError):
+            restarted.approve(ReleaseRequest(f"t{k}", "sb", "g", SUBJECT, policy), query)
+        # the same release is fine for a group that never saw the block
+        restarted.approve(ReleaseRequest(f"u{k}", "sb", "other", SUBJECT, policy), query)

@@ -74,3 +74,37 @@ def test_mpc_0003_keeps_earlier_releases_and_goes_back(tmp_path: Path) -> None:
         assert tuple(back) == ("job-old", '["a", "b"]')
         assert "mpc_disclosure_trackers" not in sa.inspect(connection).get_table_names()
     db.dispose()
+
+
+def test_mpc_0004_folds_the_log_into_the_snapshot_on_the_way_back(tmp_path: Path) -> None:
+    """A form downgraded to mpc_0003 holds every release, not just the last snapshot."""
+    from mpc import (
+        ReleaseGuard,
+        ReleasePolicy,
+        ReleaseQuery,
+        ReleaseRequest,
+        ReleaseSubject,
+        StatisticKind,
+    )
+    from mpc._disclosure import LinearTracker
+
+    db = Database(f"sqlite:///{tmp_path / 'm4.db'}")
+    with db.engine.begin() as connection:
+        command.upgrade(_config(db, connection), "mpc_0004")
+    subject = ReleaseSubject("energy", ("kwh",))
+    guard = ReleaseGuard(db)
+    for k in range(3):  # three rank-adding releases, all still in the log
+        cohort = [f"e{k}-{i}" for i in range(5)]
+        request = ReleaseRequest(f"j{k}", "sb", "g", subject, ReleasePolicy())
+        guard.approve(request, ReleaseQuery.uniform(subject, (StatisticKind.SUM,), cohort))
+    with db.engine.begin() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM mpc_disclosure_log")).scalar() == 3
+        command.downgrade(_config(db, connection), "mpc_0003")
+        prime, columns, pivots, matrix = connection.execute(
+            sa.text("SELECT prime, columns_json, pivots_json, matrix FROM mpc_disclosure_trackers")
+        ).one()
+    import json
+
+    form = LinearTracker.from_parts(prime, json.loads(columns), json.loads(pivots), matrix)
+    assert form.rank == 3 and len(form.columns) == 15
+    db.dispose()
