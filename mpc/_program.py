@@ -91,12 +91,15 @@ async def compute(
     if spec.percentile_ranks or spec.dominance or wanted & _ORDERED:
         ordered = _sort(rt, keep, x, with_tags=spec.percentile_ranks)
     stats: dict[str, list[float]] = {}
+    opened_total: Fraction | None = None  # Σv, opened once for a sum and a mean
     for stat in spec.statistics:
         if stat is MpcStatistic.COUNT:
             stats[stat.value] = [float(n)]
         elif stat in (MpcStatistic.SUM, MpcStatistic.MEAN):
-            opened = Fraction(int(await rt.output(total)))
-            stats[stat.value] = [float(opened * q / (n if stat is MpcStatistic.MEAN else 1))]
+            if opened_total is None:
+                opened_total = Fraction(int(await rt.output(total)))
+            divisor = n if stat is MpcStatistic.MEAN else 1
+            stats[stat.value] = [float(opened_total * q / divisor)]
         elif stat is MpcStatistic.VARIANCE:
             s1 = rt.sum(x)
             scaled = n * rt.in_prod(x, x) - s1 * s1  # n² times the variance, in units of q²
