@@ -9,8 +9,8 @@ tag) pairs and open only the tags, which only their owners can recognise.
 have (as an HE job does). Its resolution is the power of ten
 ``q = 10^(ceil(log10 bound) − 18)``, so ``bound·1e-18 ≤ q < bound·1e-17``;
 each enterprise rounds its value to the nearest multiple of ``q`` and shares
-the integer ``value / q`` (below ``10^18 < 2^60`` in magnitude). The parties
-then compute on exact integers, open only the integer aggregate each
+the integer ``value / q`` (at most about ``10^18 < 2^60`` in magnitude). The
+parties then compute on exact integers, open only the integer aggregate each
 released statistic needs, and turn it into a value with exact fractions.
 The only error is that rounding (see ``docs/mpc.md``, *Accuracy*).
 """
@@ -79,8 +79,13 @@ class MpcEncoding:
 
     @property
     def resolution_exponent(self) -> int:
-        """``e`` with resolution ``10^e``: ``ceil(log10 bound) − 18``."""
-        return _ceil_log10(Fraction(self.bound)) - _DIGITS
+        """``e`` with resolution ``10^e``: ``ceil(log10 bound) − 18``.
+
+        The bound is read as the decimal it is written as (``1e-2`` is 1/100,
+        not the binary float just above it), so a power of ten gets its own
+        exponent; values may still reach the float bound itself.
+        """
+        return _ceil_log10(Fraction(repr(float(self.bound)))) - _DIGITS
 
     @property
     def resolution(self) -> Fraction:
