@@ -576,6 +576,8 @@ class ReleaseGuard:
         Raises:
             PrivacyBudgetExhaustedError: a consent's or the group's budget would be
                 exceeded (nothing charged).
+            ReleaseDescriptionError: the same question was answered with another number
+                of values.
             ValueError: a non-positive sensitivity.
         """
         terms = request.policy.dp
@@ -586,7 +588,11 @@ class ReleaseGuard:
         key = ReleaseHistory.answer_key(request.adversary, query.fingerprint(), terms.terms())
         with self._db.write() as session:
             earlier = ReleaseHistory.answer(session, key)
-            if earlier is not None and len(earlier) == len(values):
+            if earlier is not None:
+                if len(earlier) != len(values):
+                    raise ReleaseDescriptionError(
+                        "this question was answered before with another number of values"
+                    )
                 logger.info("job %s: a repeated question, the earlier answer", request.job_id)
                 return earlier
             _check_budgets(session, request, terms)

@@ -269,6 +269,8 @@ def test_a_repeated_question_gets_the_same_noisy_answer_and_costs_nothing(guard)
         for i in range(20)
     }
     assert len(answers) == 1  # averaging twenty answers gains nothing
+    with pytest.raises(ReleaseDescriptionError, match="another number of values"):
+        guard.add_noise(_request("j", policy=policy), _mean(COHORT), [1.0, 2.0], sensitivity=1.0)
     # one charge so far: a second question is still within every budget
     second = _mean(COHORT | {f"new-{i}" for i in range(5)})
     guard.add_noise(_request("k", policy=policy, consents=consents), second, [1.0], sensitivity=1.0)
