@@ -20,6 +20,11 @@ Paillier (phe, 3,072-bit modulus ≈ 128-bit security): the same aggregation
 for 4,096 values measured in full on 64 of them and scaled by 64 (a full run
 would take hours; the values are independent). numpy: the plaintext floor.
 
+HE variance (exact: values quantised, split into limbs, summed under BFV;
+docs/adr/0007-he-accuracy.md) next to the mean of the same data through the
+same engine in the same run (CKKS), at 1 and 682 values per enterprise (682
+values × 12 limbs fill one BFV ciphertext); checked against exact fractions.
+
 MPC: three party processes over TLS on this machine; sum+mean, and a
 benchmarking round (percentile ranks for every enterprise plus mean and
 median for the requester). Bytes are the parties' total sent; memory is the
@@ -37,6 +42,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +317,76 @@ def bench_psi(size: int) -> None:
     )
 
 
+def _engine_job(
+    custodian: mpc.KeyCustodian, operation: mpc.HeOperation, data: np.ndarray, job_id: str
+) -> tuple[float, float, int, mpc.HeResult]:
+    """Encrypt (per enterprise), aggregate + finish_job, bytes: one job end to end."""
+    n, length = data.shape
+    spec = mpc.HeJobSpec(job_id, operation, length=length, max_contributors=max(n, 2), bound=1e9)
+    job = custodian.create_job(spec)
+    encryptor = mpc.HeContributor(job)
+    t = time.perf_counter()
+    contributions = [encryptor.encrypt(f"e{i:04d}", row.tolist()) for i, row in enumerate(data)]
+    encrypt_s = (time.perf_counter() - t) / n
+    subject = mpc.ReleaseSubject("bench", ("values",))
+    request = mpc.ReleaseRequest(
+        job_id, "bench", f"bench-{job_id}", subject, mpc.ReleasePolicy(min_cohort=2)
+    )
+    t = time.perf_counter()
+    aggregator = mpc.HeAggregator(job)
+    for c in contributions:
+        aggregator.add(c)
+    result = custodian.finish_job(request, aggregator.aggregate())
+    engine_s = time.perf_counter() - t
+    return encrypt_s, engine_s, sum(len(b) for c in contributions for b in c.chunks), result
+
+
+def bench_he_variance(sizes: list[int], work: Path, reps: int) -> None:
+    custodian, _ = _custodian(work)
+    print(
+        "\n| enterprises × values | variance: encrypt (per enterprise) | variance: engine "
+        "| variance bytes | mean: encrypt | mean: engine | mean bytes | engine ratio "
+        "| worst relative error of the variance |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(2)
+    _engine_job(custodian, mpc.HeOperation.VARIANCE, rng.uniform(0, 1, (3, 1)), "var-warm-up")
+    for length in (1, 682):
+        for n in sizes:
+            # large and close together: 4.2e8 ± 420 (spread 1e-6 of the mean)
+            data = 4.2e8 + rng.uniform(-420, 420, (n, length))
+            var_runs, mean_runs = [], []
+            for rep in range(reps):
+                var_runs.append(
+                    _engine_job(custodian, mpc.HeOperation.VARIANCE, data, f"v-{n}-{length}-{rep}")
+                )
+                mean_runs.append(
+                    _engine_job(custodian, mpc.HeOperation.MEAN, data, f"m-{n}-{length}-{rep}")
+                )
+            exact = [
+                _exact_pvariance(data[:, c].tolist()) for c in range(min(length, 8))
+            ]  # the first columns: Fractions over 1,000 × 682 values would dominate the run
+            got = var_runs[0][3].values[length:]
+            worst = max(abs(Fraction(g) - e) / e for g, e in zip(got, exact, strict=False))
+            v_engine = statistics.median(r[1] for r in var_runs)
+            m_engine = statistics.median(r[1] for r in mean_runs)
+            print(
+                f"| {n} × {length} "
+                f"| {statistics.median(r[0] for r in var_runs) * 1e3:.1f} ms "
+                f"| {v_engine * 1e3:.0f} ms | {var_runs[0][2] / 1e6:.2f} MB "
+                f"| {statistics.median(r[0] for r in mean_runs) * 1e3:.1f} ms "
+                f"| {m_engine * 1e3:.0f} ms | {mean_runs[0][2] / 1e6:.2f} MB "
+                f"| {v_engine / m_engine:.2f} | {float(worst):.1e} |",
+                flush=True,
+            )
+
+
+def _exact_pvariance(column: list[float]) -> Fraction:
+    xs = [Fraction(x) for x in column]
+    mean = sum(xs, Fraction(0)) / len(xs)
+    return sum(((x - mean) ** 2 for x in xs), Fraction(0)) / len(xs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 and 100 only; PSI 2,000")
@@ -322,6 +398,7 @@ def main() -> None:
     bench_psi(2_000 if args.quick else 10_000)  # first: its peak RSS is then its own
     bench_mpc(sizes, work)
     bench_he(sizes, work, args.reps)
+    bench_he_variance(sizes, work, min(args.reps, 3))
 
 
 if __name__ == "__main__":
