@@ -277,7 +277,7 @@ def test_weighted_sum_is_within_2_to_the_minus_45_of_the_weighted_bound(
     bound, data = case
     n, length = data.shape
     names = _names(n)
-    weights = np.random.default_rng(seed).uniform(0.5, 2.0, n)
+    weights = np.asarray(np.random.default_rng(seed).uniform(0.5, 2.0, size=n), dtype=float)
     spec = HeJobSpec(
         _job(HeOperation.WEIGHTED_SUM),
         HeOperation.WEIGHTED_SUM,
