@@ -7,7 +7,8 @@ enterprises, uniformly) of one field, through the real guard on a migrated
 SQLite database (WAL, synchronous=FULL): each release is checked against the
 stored reduced form and, when approved, the form is written back in the same
 transaction. After 100, 1,000 and 10,000 earlier releases (approved or
-refused), it times 30 more releases three ways in the same run:
+refused), it times 30 more releases three ways in the same run (and
+reports the approve latency of every release that built the history):
 
 * ``approve`` — the guard's full call: read the form (cached by stamp), add
   the row, look for a solvable value or difference, store the form;
@@ -125,8 +126,13 @@ def main() -> None:
         print(f"{args.enterprises} enterprises, one group, cohorts of 5-200, min cohort 5")
         build_start = time.perf_counter()
         for target in sorted(args.history):
+            building: list[float] = []
+            start_rank = len(requester.approved)
             while requester.issued < target:
-                requester.release(requester.cohort())
+                cohort = requester.cohort()
+                t = time.perf_counter()
+                requester.release(cohort)
+                building.append(time.perf_counter() - t)
             approve, check, outcomes = [], [], []
             for _ in range(PROBES):
                 cohort = requester.cohort()
@@ -144,6 +150,12 @@ def main() -> None:
                 f"\nafter {target:>6,} earlier releases ({len(requester.approved):,} approved, "
                 f"rank {slot.tracker.rank}; probes approved {sum(outcomes)}/{PROBES})"
             )
+            if building:
+                print(
+                    f"  building up to here       {_ms(building)}  max "
+                    f"{max(building) * 1e3:6.1f} ms  ({len(building):,} releases, "
+                    f"rank {start_rank} → {len(requester.approved)})"
+                )
             print(f"  approve (guard, stored)   {_ms(approve)}")
             print(f"  check (in memory)         {_ms(check)}")
             print(f"  re-solve from scratch     {_ms(peer)}   (peer, {PEER_SAMPLES} samples)")
