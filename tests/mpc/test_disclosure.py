@@ -33,7 +33,7 @@ from mpc._tables import TrackerLogRow
 from mpc.errors import LinearDisclosureError, WeightShareError
 
 SUBJECT = ReleaseSubject("energy", ("kwh",))
-NAMES = [f"e{i}" for i in range(9)]
+NAMES = [f"e{i}" for i in range(7)]
 
 
 def _rank(rows: list[list[Fraction]]) -> int:
@@ -130,7 +130,8 @@ def test_a_disclosure_names_one_or_two() -> None:
 
 
 _cohorts = st.lists(st.sampled_from(NAMES), min_size=2, max_size=len(NAMES), unique=True)
-_release = st.tuples(_cohorts, st.lists(st.integers(1, 4), min_size=len(NAMES), max_size=9))
+_weights = st.lists(st.integers(1, 4), min_size=len(NAMES), max_size=len(NAMES))
+_release = st.tuples(_cohorts, _weights)
 
 
 @settings(
@@ -138,7 +139,7 @@ _release = st.tuples(_cohorts, st.lists(st.integers(1, 4), min_size=len(NAMES), 
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(releases=st.lists(_release, min_size=1, max_size=10))
+@given(releases=st.lists(_release, min_size=1, max_size=12))
 def test_property_no_approved_sequence_lets_anyone_solve_one_value(
     guard: ReleaseGuard, releases: list[tuple[list[str], list[int]]]
 ) -> None:
