@@ -10,7 +10,9 @@ Vetted recipes live here; raw primitives are in :mod:`mpc.hazmat`.
 * PSI (ECDH on the Ed25519 group): :class:`PsiParty`.
 * Release guard: :class:`ReleaseGuard`, :class:`ReleasePolicy`, :func:`choose_engine`;
   releases are described by :class:`ReleaseQuery` (:func:`he_query`, :func:`mpc_query`)
-  and judged against everything released to the requester's group.
+  and judged against everything released to the requester's group; order
+  statistics leave with OpenDP's quantile mechanism (:class:`DpOrderPolicy`),
+  coarsened, or exactly where the policy allows.
 """
 
 from pathlib import Path
@@ -19,6 +21,7 @@ from mpc._engine_queries import he_query, mpc_query, mpc_statistics
 from mpc._party_main import main as run_party
 from mpc.custodian import CustodianConfig, KeyCustodian
 from mpc.deployment import MpcDeployment, party_name
+from mpc.dp_order import DpOrderPolicy, OrderCounts
 from mpc.guard import (
     ConsentTerms,
     DominanceRule,
@@ -67,6 +70,7 @@ __all__ = [
     "DominanceRule",
     "DominanceVerdict",
     "DpMechanism",
+    "DpOrderPolicy",
     "DpPolicy",
     "EncryptedAggregate",
     "Engine",
@@ -86,6 +90,7 @@ __all__ = [
     "MpcResult",
     "MpcRunner",
     "MpcStatistic",
+    "OrderCounts",
     "OrderRelease",
     "PsiMode",
     "PsiOutcome",

@@ -13,6 +13,12 @@ value with :class:`fractions.Fraction`, rounding once to a float at the end.
 The result is therefore the exact statistic of the quantised inputs; the
 only error is the rounding of each input to ``q`` (``docs/mpc.md``,
 *Accuracy*).
+
+A job with ``order_candidates`` (a differentially private policy's grid)
+opens no order statistic: every value is compared with every candidate at
+once (one vectorised comparison of an ``n × 2k`` array in the 96-bit field)
+and only the counts ``#{v < c}`` and ``#{v > c}`` per candidate are opened,
+for the release guard to choose from.
 """
 
 from __future__ import annotations
@@ -87,8 +93,9 @@ async def compute(
     q = spec.encoding.resolution
     wanted = set(spec.statistics)
     total = rt.sum(x) if wanted & {MpcStatistic.SUM, MpcStatistic.MEAN} or spec.dominance else None
+    counted = bool(spec.order_candidates) and bool(wanted & _ORDERED)
     ordered = None
-    if spec.percentile_ranks or spec.dominance or wanted & _ORDERED:
+    if spec.percentile_ranks or spec.dominance or (wanted & _ORDERED and not counted):
         ordered = _sort(rt, keep, x, with_tags=spec.percentile_ranks)
     stats: dict[str, list[float]] = {}
     opened_total: Fraction | None = None  # Σv, opened once for a sum and a mean
@@ -105,21 +112,20 @@ async def compute(
             scaled = n * rt.in_prod(x, x) - s1 * s1  # n² times the variance, in units of q²
             opened = Fraction(int(await rt.output(scaled)))
             stats[stat.value] = [float(opened * q * q / (n * n))]
+        elif counted:
+            continue  # never opened: the guard chooses from the counts below
         else:
             assert ordered is not None
             secure, divisor = _order_statistic(stat, ordered[0], n)
             opened_values = await rt.output(secure)
             stats[stat.value] = [float(Fraction(int(v)) * q / divisor) for v in opened_values]
     outcome["statistics"] = stats
+    if counted:
+        below, above = await _order_counts(rt, x, spec)
+        outcome["order_counts"] = {"below": below, "above": above}
     if spec.dominance:
         assert ordered is not None and total is not None
-        verdicts = []
-        for rule, k in zip(spec.dominance, spec.dominance_fractions(), strict=True):
-            top = rt.convert([ordered[0][i] for i in range(n - min(rule.n, n), n)], wide)
-            # top > k% of total  <=>  100·den·top > num·total, exactly, in SecInt(SUM_BITS)
-            verdicts.append(rt.sum(top) * (100 * k.denominator) > total * k.numerator)
-        opened_verdicts = await rt.output(verdicts)
-        outcome["dominated"] = [bool(int(v)) for v in opened_verdicts]
+        outcome["dominated"] = await _dominated(rt, spec, ordered[0], total, n)
     if spec.percentile_ranks:
         assert ordered is not None
         tags = await rt.output(ordered[1])
@@ -144,6 +150,37 @@ def _sort(rt: Any, keep: Sequence[OpenedInput], x: list[Any], *, with_tags: bool
     flat = rt.convert([v for row in rows for v in row], narrow)
     table = rt.np_reshape(rt.np_fromlist(flat), (len(rows), len(keep)))
     return rt.np_sort(table, axis=1, key=lambda row: row[0])
+
+
+async def _dominated(rt: Any, spec: MpcJobSpec, values: Any, total: Any, n: int) -> list[bool]:
+    """Per dominance rule, whether the ``n`` largest sorted values exceed ``k``% of the total."""
+    wide = type(total)
+    verdicts = []
+    for rule, k in zip(spec.dominance, spec.dominance_fractions(), strict=True):
+        top = rt.convert([values[i] for i in range(n - min(rule.n, n), n)], wide)
+        # top > k% of total  <=>  100·den·top > num·total, exactly, in SecInt(SUM_BITS)
+        verdicts.append(rt.sum(top) * (100 * k.denominator) > total * k.numerator)
+    opened = await rt.output(verdicts)
+    return [bool(int(v)) for v in opened]
+
+
+async def _order_counts(rt: Any, x: list[Any], spec: MpcJobSpec) -> tuple[list[int], list[int]]:
+    """Per candidate ``c`` of the job's grid, the opened ``#{v < c}`` and ``#{v > c}``.
+
+    The values are converted to the 96-bit field (as for sorting) and
+    compared with the points ``c`` and ``c + 1`` (in units of the
+    resolution) in one vectorised comparison; ``#{v > c} = n − #{v < c + 1}``.
+    Only the 2k sums are opened.
+    """
+    n = len(x)
+    narrow = rt.SecInt(shamir.ORDER_BITS, shamir.ORDER_PRIME)
+    grid = [spec.encoding.quantise(c) for c in spec.order_candidates]
+    points = np.array([[*grid, *(c + 1 for c in grid)]], dtype=object)
+    values = rt.np_reshape(rt.np_fromlist(rt.convert(x, narrow)), (n, 1))
+    opened = await rt.output(rt.np_sum(values < points, axis=0))
+    counts = [int(v) for v in np.ravel(opened)]
+    k = len(grid)
+    return counts[:k], [n - c for c in counts[k:]]
 
 
 def quartile_weights(n: int) -> list[tuple[int, int]]:

@@ -18,8 +18,10 @@ by a label, and the guard refuses:
   the chain of releases (:mod:`mpc._disclosure`; the reduced form is stored
   in the approval's transaction);
 * an exact order statistic (min, max, median, quartiles: each is one
-  contributor's value) unless the policy coarsens it or allows it exactly
-  for the data's classification;
+  contributor's value) unless the policy releases it with differential
+  privacy (OpenDP's quantile mechanism over a public grid,
+  :mod:`mpc.dp_order`), coarsens it, or allows it exactly for the data's
+  classification;
 * a total that the (n, k) dominance rule suppresses — computed inside MPC;
   an engine that cannot check dominance (HE) is never used for such a
   policy (:func:`choose_engine`, and the key custodian refuses it).
@@ -50,6 +52,7 @@ from core.db import Database
 from mpc._disclosure import LinearTracker
 from mpc._release_history import ReleaseHistory, TrackerSlot
 from mpc._tables import DpSpendRow, ReleaseRow
+from mpc.dp_order import DpOrderPolicy, OrderCounts, select_quantiles
 from mpc.errors import (
     CohortTooSmallError,
     DifferencingError,
@@ -111,6 +114,8 @@ class OrderRelease(enum.Enum):
     """Rounded to the policy's ``coarsen_step``."""
     EXACT = "exact"
     """Exactly, for the classifications in ``exact_order_classifications`` only."""
+    DP = "dp"
+    """A grid candidate chosen by OpenDP's quantile mechanism (``order_dp``); never exact."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,7 @@ class ReleasePolicy:
     order_statistics: OrderRelease = OrderRelease.REFUSE
     coarsen_step: float | None = None
     exact_order_classifications: frozenset[str] = frozenset()
+    order_dp: DpOrderPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.min_cohort < HARD_MIN_COHORT:
@@ -182,6 +188,8 @@ class ReleasePolicy:
             raise ValueError("coarsened order statistics need a positive coarsen_step")
         if self.order_statistics is OrderRelease.EXACT and not self.exact_order_classifications:
             raise ValueError("exact order statistics need the classifications that allow them")
+        if (self.order_statistics is OrderRelease.DP) != (self.order_dp is not None):
+            raise ValueError("order_dp sets the terms of, and only of, OrderRelease.DP")
 
     @property
     def weight_share_limit(self) -> float:
@@ -487,7 +495,7 @@ class ReleaseGuard:
             return
         policy = request.policy
         classification = request.subject.classification
-        if policy.order_statistics is OrderRelease.COARSEN:
+        if policy.order_statistics in (OrderRelease.COARSEN, OrderRelease.DP):
             return
         if (
             policy.order_statistics is OrderRelease.EXACT
@@ -505,9 +513,16 @@ class ReleaseGuard:
 
         Raises:
             OrderStatisticError: the policy does not let exact order statistics of this
-                classification out.
+                classification out (under ``OrderRelease.DP`` an opened value never
+                leaves: the job must open only counts, see
+                :meth:`release_dp_order_statistics`).
         """
         policy = request.policy
+        if policy.order_statistics is OrderRelease.DP:
+            raise OrderStatisticError(
+                "the policy releases order statistics with differential privacy only: "
+                "an exact value never leaves"
+            )
         if policy.order_statistics is OrderRelease.COARSEN:
             assert policy.coarsen_step is not None  # checked by ReleasePolicy
             step = policy.coarsen_step
@@ -541,21 +556,90 @@ class ReleaseGuard:
             out[i] = None
         return tuple(out)
 
-    def check_budget(self, request: ReleaseRequest, query: ReleaseQuery) -> None:
+    def check_budget(
+        self, request: ReleaseRequest, query: ReleaseQuery, *, bound: float | None = None
+    ) -> None:
         """Refuse early (before anything is decrypted) when a budget cannot cover the release.
 
         A question already answered with noise costs nothing (its answer is reused).
+        With ``bound`` (an MPC job's) the differentially private order statistics
+        of ``query`` are checked too, against the policy's grid for that bound.
 
         Raises:
             PrivacyBudgetExhaustedError: a consent's or the group's budget would be exceeded.
+            ValueError: the policy's order-statistics grid does not fit ``bound``.
         """
-        terms = request.policy.dp
-        if terms is None:
-            return
+        checks: list[tuple[DpPolicy | DpOrderPolicy, str]] = []
+        if request.policy.dp is not None:
+            checks.append((request.policy.dp, request.policy.dp.terms()))
+        order = request.policy.order_dp
+        if order is not None and bound is not None and query.order_statistics:
+            checks.append((order, order.terms(order.grid(bound))))
         with self._db.read() as session:
-            key = ReleaseHistory.answer_key(request.adversary, query.fingerprint(), terms.terms())
-            if ReleaseHistory.answer(session, key) is None:
+            for terms, text in checks:
+                key = ReleaseHistory.answer_key(request.adversary, query.fingerprint(), text)
+                if ReleaseHistory.answer(session, key) is None:
+                    _check_budgets(session, request, terms)
+
+    def release_dp_order_statistics(
+        self, request: ReleaseRequest, query: ReleaseQuery, counts: OrderCounts, *, bound: float
+    ) -> tuple[tuple[float, ...], ...]:
+        """The query's order statistics, each a grid candidate chosen by OpenDP; budgets charged.
+
+        ``counts`` are what the MPC parties opened for the policy's grid at the
+        job's ``bound`` (never the values themselves). One tuple per order
+        statistic of the query, in its order (quartiles have three values).
+        The same question (query fingerprint, epsilon and grid) asked again by
+        the group gets the stored answer and is charged nothing.
+
+        Raises:
+            OrderStatisticError: the policy does not release order statistics with DP.
+            ReleaseDescriptionError: the counts are for another grid or cohort than the
+                policy's and the query's, or the question was answered before in
+                another shape.
+            PrivacyBudgetExhaustedError: a consent's or the group's budget would be
+                exceeded (nothing charged).
+            ValueError: the policy's grid does not fit ``bound``.
+        """
+        terms = request.policy.order_dp
+        if request.policy.order_statistics is not OrderRelease.DP or terms is None:
+            raise OrderStatisticError("the policy does not release DP order statistics")
+        kinds = query.order_statistics
+        grid = terms.grid(bound)
+        if counts.candidates != grid or counts.cohort != len(query.contributors):
+            raise ReleaseDescriptionError(
+                "the order counts were not computed over the policy's grid and the query's cohort"
+            )
+        shape = [len(_LEVELS[kind]) for kind in kinds]
+        key = ReleaseHistory.answer_key(request.adversary, query.fingerprint(), terms.terms(grid))
+        with self._db.write() as session:
+            earlier = ReleaseHistory.answer(session, key)
+            if earlier is not None:
+                if len(earlier) != sum(shape):
+                    raise ReleaseDescriptionError(
+                        "this question was answered before with another number of values"
+                    )
+                logger.info("job %s: a repeated question, the earlier answer", request.job_id)
+                chosen = earlier
+            else:
                 _check_budgets(session, request, terms)
+                _charge(session, request, query, terms.epsilon)
+                levels = [level for kind in kinds for level in _LEVELS[kind]]
+                chosen = select_quantiles(counts, levels, terms.epsilon)
+                ReleaseHistory.store_answer(session, key, request.adversary, request.job_id, chosen)
+                logger.info(
+                    "job %s: %d DP order statistics released to %s (epsilon %g)",
+                    request.job_id,
+                    len(levels),
+                    request.adversary,
+                    terms.epsilon,
+                )
+        out: list[tuple[float, ...]] = []
+        start = 0
+        for size in shape:
+            out.append(tuple(chosen[start : start + size]))
+            start += size
+        return tuple(out)
 
     def add_noise(
         self,
@@ -596,14 +680,7 @@ class ReleaseGuard:
                 logger.info("job %s: a repeated question, the earlier answer", request.job_id)
                 return earlier
             _check_budgets(session, request, terms)
-            for consent in request.consents:
-                row = session.get(DpSpendRow, consent.consent_id)
-                if row is None:
-                    session.add(DpSpendRow(consent_id=consent.consent_id, spent=terms.epsilon))
-                else:
-                    row.spent += terms.epsilon
-            dataset = query.subject.dataset
-            ReleaseHistory.charge_group(session, request.adversary, dataset, terms.epsilon)
+            _charge(session, request, query, terms.epsilon)
             measurement = _measurement(terms, sensitivity, len(values))
             noisy = tuple(float(v) for v in measurement([float(v) for v in values]))
             ReleaseHistory.store_answer(session, key, request.adversary, request.job_id, noisy)
@@ -612,11 +689,22 @@ class ReleaseGuard:
 
 _ORDER_REFUSAL = (
     "an exact minimum, maximum, median or quantile is one contributor's value: the "
-    "policy must coarsen order statistics or allow them exactly for {classification!r} data"
+    "policy must release order statistics with differential privacy, coarsen them, or "
+    "allow them exactly for {classification!r} data"
 )
 
+_LEVELS = {
+    StatisticKind.MIN: (0.0,),
+    StatisticKind.MAX: (1.0,),
+    StatisticKind.MEDIAN: (0.5,),
+    StatisticKind.QUANTILES: (0.25, 0.5, 0.75),
+}
+"""The quantile levels of each order statistic (MPC's quantiles are quartiles)."""
 
-def _check_budgets(session: Session, request: ReleaseRequest, terms: DpPolicy) -> None:
+
+def _check_budgets(
+    session: Session, request: ReleaseRequest, terms: DpPolicy | DpOrderPolicy
+) -> None:
     epsilon = terms.epsilon
     for consent in request.consents:
         budget = terms.consent_budget if consent.epsilon_budget is None else consent.epsilon_budget
@@ -636,6 +724,17 @@ def _check_budgets(session: Session, request: ReleaseRequest, terms: DpPolicy) -
             f"for {dataset!r} left, the release needs {epsilon:g}",
             consent_id="",
         )
+
+
+def _charge(session: Session, request: ReleaseRequest, query: ReleaseQuery, epsilon: float) -> None:
+    """Add ``epsilon`` to every consent's spend and the group's for the dataset."""
+    for consent in request.consents:
+        row = session.get(DpSpendRow, consent.consent_id)
+        if row is None:
+            session.add(DpSpendRow(consent_id=consent.consent_id, spent=epsilon))
+        else:
+            row.spent += epsilon
+    ReleaseHistory.charge_group(session, request.adversary, query.subject.dataset, epsilon)
 
 
 def _measurement(terms: DpPolicy, sensitivity: float, size: int) -> dp.Measurement:

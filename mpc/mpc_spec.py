@@ -18,10 +18,12 @@ The only error is that rounding (see ``docs/mpc.md``, *Accuracy*).
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from mpc.dp_order import MAX_ORDER_CANDIDATES, OrderCounts
 from mpc.guard import DominanceRule, DominanceVerdict
 from mpc.hazmat import shamir
 
@@ -129,6 +131,11 @@ class MpcJobSpec:
     dropped: below it the job fails rather than computing on fewer.
     ``bound`` is the largest magnitude of an input; it sets the job's
     resolution (:attr:`resolution`), and dealers refuse values beyond it.
+    With ``order_candidates`` (a differentially private policy's public grid,
+    :meth:`mpc.dp_order.DpOrderPolicy.grid`) the parties never open an
+    order statistic: they open, per candidate, how many values lie below and
+    above it, for the release guard to choose from (:class:`MpcResult`'s
+    ``order_counts``).
     """
 
     job_id: str
@@ -137,6 +144,7 @@ class MpcJobSpec:
     dominance: tuple[DominanceRule, ...] = ()
     min_cohort: int = 3
     bound: float = DEFAULT_BOUND
+    order_candidates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.job_id or len(self.job_id) > 200 or "/" in self.job_id:
@@ -147,7 +155,13 @@ class MpcJobSpec:
             raise ValueError("the job computes nothing")
         if len(set(self.statistics)) != len(self.statistics):
             raise ValueError("a statistic is named twice")
-        MpcEncoding(self.bound)  # checks the bound
+        encoding = MpcEncoding(self.bound)  # checks the bound
+        if self.order_candidates:
+            if not 2 <= len(self.order_candidates) <= MAX_ORDER_CANDIDATES:
+                raise ValueError(f"an order grid has 2 to {MAX_ORDER_CANDIDATES} candidates")
+            quantised = [encoding.quantise(c) for c in self.order_candidates]
+            if any(a >= b for a, b in itertools.pairwise(quantised)):
+                raise ValueError("order candidates must increase by more than the resolution")
         for rule in self.dominance:
             k = _dominance_fraction(rule.k)
             # 100·den·(top n) − num·total is compared in SecInt(SUM_BITS): both terms
@@ -174,6 +188,7 @@ class MpcJobSpec:
             "dominance": [[r.n, r.k] for r in self.dominance],
             "min_cohort": self.min_cohort,
             "bound": self.bound,
+            "order_candidates": list(self.order_candidates),
         }
 
     @classmethod
@@ -187,8 +202,13 @@ class MpcJobSpec:
             stats = data["statistics"]
             rules = data["dominance"]
             bound = data["bound"]
+            grid = data.get("order_candidates", [])
             if not isinstance(stats, list) or not isinstance(rules, list):
                 raise TypeError("statistics and dominance must be lists")
+            if not isinstance(grid, list) or not all(
+                isinstance(c, int | float) and not isinstance(c, bool) for c in grid
+            ):
+                raise TypeError("order_candidates must be a list of numbers")
             if isinstance(bound, bool) or not isinstance(bound, int | float):
                 raise TypeError("bound must be a number")
             return cls(
@@ -198,6 +218,7 @@ class MpcJobSpec:
                 dominance=tuple(DominanceRule(int(n), float(k)) for n, k in rules),
                 min_cohort=int(str(data["min_cohort"])),
                 bound=float(bound),
+                order_candidates=tuple(float(c) for c in grid),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed MPC job spec: {exc}") from exc
@@ -211,8 +232,10 @@ class MpcResult:
     three); ``rank_tags`` lists the contributors' secret tags in ascending
     order of their values (each finds its own with its :class:`RankKey`);
     ``dropped`` names contributors whose input was refused, with
-    the reason. ``bytes_sent`` (all parties) and ``peak_party_rss`` (the
-    largest party's peak resident set, bytes) are operational figures.
+    the reason. ``order_counts`` (a job with ``order_candidates``) are for
+    the release guard only, never for the requester. ``bytes_sent`` (all
+    parties) and ``peak_party_rss`` (the largest party's peak resident set,
+    bytes) are operational figures.
     """
 
     job_id: str
@@ -221,6 +244,7 @@ class MpcResult:
     rank_tags: tuple[int, ...] = ()
     dominance: DominanceVerdict = field(default_factory=lambda: DominanceVerdict((), ()))
     dropped: tuple[tuple[str, str], ...] = ()
+    order_counts: OrderCounts | None = None
     bytes_sent: int = 0
     peak_party_rss: int = 0
 

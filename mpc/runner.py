@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 
 from mpc.deployment import MpcDeployment
+from mpc.dp_order import OrderCounts
 from mpc.errors import CohortTooSmallError, JobInterruptedError, PartyError, PartyTimeoutError
 from mpc.guard import DominanceVerdict
 from mpc.mpc_spec import MpcJobSpec, MpcResult
@@ -128,7 +129,8 @@ class MpcRunner:
 
         Raises:
             PartyTimeoutError: a party did not finish before the deadline (all killed).
-            PartyError: a party failed, or the parties disagree.
+            PartyError: a party failed, the parties disagree, or their order counts are
+                malformed.
             CohortTooSmallError: after refused contributions were dropped, too few remain.
             JobInterruptedError: SIGTERM or SIGHUP arrived (every party was stopped);
                 SIGINT raises ``KeyboardInterrupt`` the same way.
@@ -245,6 +247,20 @@ class MpcRunner:
         if any(p != public[0] for p in public[1:]):
             raise PartyError(f"job {spec.job_id!r}: the parties' outcomes disagree")
         stats = first.get("statistics", {})
+        counts = first.get("order_counts")
+        try:
+            order_counts = (
+                None
+                if counts is None
+                else OrderCounts(
+                    spec.order_candidates,
+                    tuple(int(v) for v in counts["below"]),
+                    tuple(int(v) for v in counts["above"]),
+                    int(first["cohort"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PartyError(f"job {spec.job_id!r}: malformed order counts ({exc})") from exc
         return MpcResult(
             job_id=spec.job_id,
             cohort=int(first["cohort"]),
@@ -254,6 +270,7 @@ class MpcRunner:
                 spec.dominance, tuple(first.get("dominated", [False] * len(spec.dominance)))
             ),
             dropped=tuple(sorted(first.get("dropped", {}).items())),
+            order_counts=order_counts,
             bytes_sent=sum(int(o.get("bytes_sent", 0)) for o in outcomes),
             peak_party_rss=max(int(o.get("peak_rss_bytes", 0)) for o in outcomes),
         )

@@ -253,6 +253,18 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
     exact_order: bool = typer.Option(
         False, "--exact-order", help="the policy allows exact order statistics of this class"
     ),
+    epsilon: float | None = typer.Option(
+        None,
+        help="release min/max/median/quartiles with differential privacy (OpenDP's quantile "
+        "mechanism over a public grid), this epsilon per run",
+    ),
+    candidates: int = typer.Option(33, help="with --epsilon: the grid's number of candidates"),
+    grid: str | None = typer.Option(
+        None, help="with --epsilon: the grid's range LO:HI (default: -bound:bound)"
+    ),
+    budget: float | None = typer.Option(
+        None, help="with --epsilon: each contributor's total epsilon budget, charged across runs"
+    ),
     deadline: float = typer.Option(120.0, help="seconds before a silent party fails the job"),
     bound: float = typer.Option(
         mpc.DEFAULT_MPC_BOUND,
@@ -265,29 +277,19 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
     that is not a finite number, or one beyond --bound refuses the whole
     input, naming the contributor.
 
-    Min, max, median and quartiles are refused unless ``--coarsen-step`` or
-    ``--exact-order`` says how the policy lets them out.
+    Min, max, median and quartiles are refused unless ``--epsilon`` (OpenDP's
+    quantile mechanism: a grid candidate, never the exact value),
+    ``--coarsen-step`` or ``--exact-order`` says how the policy lets them out.
     """
     rules = _rules(dominance)
     subject = _subject(dataset, field, classification)
-    order = mpc.OrderRelease.REFUSE
-    if coarsen_step is not None:
-        order = mpc.OrderRelease.COARSEN
-    elif exact_order:
-        order = mpc.OrderRelease.EXACT
-    try:
-        policy = mpc.ReleasePolicy(
-            min_cohort=min_cohort,
-            dominance=rules,
-            order_statistics=order,
-            coarsen_step=coarsen_step,
-            exact_order_classifications=frozenset({classification}) if exact_order else frozenset(),
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    policy = _run_policy(
+        min_cohort, rules, classification, coarsen_step, exact_order, epsilon, candidates, grid
+    )
     pairs = _load_pairs(input_file, "contributor -> number")
     job_id = f"mpc-{uuid.uuid4().hex[:12]}"
     try:
+        order_grid = () if policy.order_dp is None else policy.order_dp.grid(bound)
         spec = mpc.MpcJobSpec(
             job_id,
             tuple(stat),
@@ -295,27 +297,40 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
             dominance=rules,
             min_cohort=min_cohort,
             bound=bound,
+            order_candidates=order_grid,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     dep = _deployment(ctx)
-    request = mpc.ReleaseRequest(job_id, "cli", mpc.industry_group(industry), subject, policy)
+    names = sorted({name for name, _ in pairs if isinstance(name, str)})
+    consents = tuple(mpc.ConsentTerms(f"cli/{who}", who, epsilon_budget=budget) for who in names)
+    request = mpc.ReleaseRequest(
+        job_id, "cli", mpc.industry_group(industry), subject, policy, consents
+    )
+    guard = cli_context(ctx).runtime.release_guard
     # before any share is dealt: a refused exact order statistic never reaches the exchange
-    cli_context(ctx).runtime.release_guard.check_order_statistics(request, mpc.mpc_statistics(spec))
+    guard.check_order_statistics(request, mpc.mpc_statistics(spec))
     dealer = mpc.ShareDealer.for_job(spec, dep.box_public_keys, dep.threshold)
     dealt = dealer.deal_all(pairs, with_rank_keys=ranks)
+    guard.check_budget(request, mpc.mpc_query(subject, spec, names), bound=bound)
     result = mpc.MpcRunner(dep, mpc.RunnerConfig(deadline=deadline)).run(spec, dealt)
-    guard = cli_context(ctx).runtime.release_guard
     guard.check_dominance(policy, result.dominance)
     left_out = dict(result.dropped)
     kept = frozenset(d.contributor for d in dealt) - set(left_out)
-    guard.approve(request, mpc.mpc_query(subject, spec, kept), left_out=left_out)
+    query = mpc.mpc_query(subject, spec, kept)
+    guard.approve(request, query, left_out=left_out)
     if left_out:
         typer.echo(f"left out: {len(left_out)} contributors", err=True)
     summary: dict[str, list[float]] = {}
     for name, values in result.statistics:
         ordered = mpc.MpcStatistic(name) in _ORDER_STATS
         summary[name] = list(guard.release_order_statistics(request, values) if ordered else values)
+    if result.order_counts is not None:
+        released = guard.release_dp_order_statistics(
+            request, query, result.order_counts, bound=bound
+        )
+        order_names = [s.value for s in spec.statistics if s in _ORDER_STATS]
+        summary.update(zip(order_names, (list(v) for v in released), strict=True))
     typer.echo(
         json.dumps(
             {
@@ -330,6 +345,46 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
         if d.rank_key is not None and d.contributor not in left_out:
             pct = d.rank_key.percentile(result.rank_tags)
             typer.echo(f"{d.contributor} sees: {pct:.1f}% of the others are below it")
+
+
+def _run_policy(  # noqa: PLR0917 - the policy's parts, each from its own option
+    min_cohort: int,
+    rules: tuple[mpc.DominanceRule, ...],
+    classification: str,
+    coarsen_step: float | None,
+    exact_order: bool,
+    epsilon: float | None,
+    candidates: int,
+    grid: str | None,
+) -> mpc.ReleasePolicy:
+    """The release policy ``ibx mpc run``'s options describe (one way for order statistics)."""
+    if sum([epsilon is not None, coarsen_step is not None, exact_order]) > 1:
+        raise typer.BadParameter("choose one of --epsilon, --coarsen-step and --exact-order")
+    if grid is not None and epsilon is None:
+        raise typer.BadParameter("--grid applies to --epsilon")
+    order = mpc.OrderRelease.REFUSE
+    if epsilon is not None:
+        order = mpc.OrderRelease.DP
+    elif coarsen_step is not None:
+        order = mpc.OrderRelease.COARSEN
+    elif exact_order:
+        order = mpc.OrderRelease.EXACT
+    try:
+        ends = (None, None) if grid is None else tuple(float(v) for v in grid.split(":"))
+        if len(ends) != 2:
+            raise ValueError("--grid takes LO:HI, e.g. 0:1000")
+        return mpc.ReleasePolicy(
+            min_cohort=min_cohort,
+            dominance=rules,
+            order_statistics=order,
+            coarsen_step=coarsen_step,
+            exact_order_classifications=frozenset({classification}) if exact_order else frozenset(),
+            order_dp=None
+            if epsilon is None
+            else mpc.DpOrderPolicy(epsilon, candidates, lower=ends[0], upper=ends[1]),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 _ORDER_STATS = frozenset(
