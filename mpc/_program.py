@@ -164,20 +164,33 @@ async def _dominated(rt: Any, spec: MpcJobSpec, values: Any, total: Any, n: int)
     return [bool(int(v)) for v in opened]
 
 
+_COMPARISONS_PER_BLOCK = 2048
+"""Secure comparisons scheduled at once when counting (bounds each party's memory)."""
+
+
 async def _order_counts(rt: Any, x: list[Any], spec: MpcJobSpec) -> tuple[list[int], list[int]]:
     """Per candidate ``c`` of the job's grid, the opened ``#{v < c}`` and ``#{v > c}``.
 
     The values are converted to the 96-bit field (as for sorting) and
     compared with the points ``c`` and ``c + 1`` (in units of the
-    resolution) in one vectorised comparison; ``#{v > c} = n − #{v < c + 1}``.
+    resolution), a block of values at a time in one vectorised comparison
+    (a barrier between blocks keeps memory flat); ``#{v > c} = n − #{v < c + 1}``.
     Only the 2k sums are opened.
     """
     n = len(x)
     narrow = rt.SecInt(shamir.ORDER_BITS, shamir.ORDER_PRIME)
     grid = [spec.encoding.quantise(c) for c in spec.order_candidates]
     points = np.array([[*grid, *(c + 1 for c in grid)]], dtype=object)
-    values = rt.np_reshape(rt.np_fromlist(rt.convert(x, narrow)), (n, 1))
-    opened = await rt.output(rt.np_sum(values < points, axis=0))
+    values = rt.convert(x, narrow)
+    rows = max(1, _COMPARISONS_PER_BLOCK // points.size)
+    total = None
+    for start in range(0, n, rows):
+        block = values[start : start + rows]
+        column = rt.np_reshape(rt.np_fromlist(block), (len(block), 1))
+        partial = rt.np_sum(column < points, axis=0)
+        total = partial if total is None else total + partial
+        await rt.barrier("order-counts")
+    opened = await rt.output(total)
     counts = [int(v) for v in np.ravel(opened)]
     k = len(grid)
     return counts[:k], [n - c for c in counts[k:]]

@@ -338,6 +338,7 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
                 "cohort": result.cohort,
                 "left_out": len(left_out),
                 "statistics": summary,
+                "epsilon": epsilon,
             }
         )
     )
