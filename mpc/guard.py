@@ -26,9 +26,10 @@ by a label, and the guard refuses:
   an engine that cannot check dominance (HE) is never used for such a
   policy (:func:`choose_engine`, and the key custodian refuses it).
 
-Differential privacy adds OpenDP noise and always charges a budget: every
-consent's (its own, or the policy's default) and the group's per dataset.
-The same question asked again returns the stored noisy answer and charges
+Differential privacy adds OpenDP noise (or, for order statistics, lets
+OpenDP choose a grid candidate from counts opened in MPC) and always
+charges a budget: every consent's (its own, or the policy's default) and
+the group's per dataset. The same question asked again returns the stored noisy answer and charges
 nothing, so averaging repeated answers gains nothing. Histogram bins with
 fewer than the minimum cohort are suppressed. The requester learns how many
 contributors were left out; who and why stay in the approval row.
@@ -164,7 +165,10 @@ class ReleasePolicy:
 
     ``max_weight_share`` bounds one contributor's share of a weighted
     release's total absolute weight (default: twice an equal share at the
-    minimum cohort, ``2 / min_cohort``).
+    minimum cohort, ``2 / min_cohort``). ``order_statistics`` says how min,
+    max, median and quartiles leave: never (default), with differential
+    privacy on the terms of ``order_dp``, rounded to ``coarsen_step``, or
+    exactly for ``exact_order_classifications``.
     """
 
     min_cohort: int = 5
