@@ -29,10 +29,11 @@ by a label, and the guard refuses:
 Differential privacy adds OpenDP noise (or, for order statistics, lets
 OpenDP choose a grid candidate from counts opened in MPC) and always
 charges a budget: every consent's (its own, or the policy's default) and
-the group's per dataset. The same question asked again returns the stored noisy answer and charges
-nothing, so averaging repeated answers gains nothing. Histogram bins with
-fewer than the minimum cohort are suppressed. The requester learns how many
-contributors were left out; who and why stay in the approval row.
+the group's per dataset. The same question asked again returns the stored
+noisy answer and charges nothing, so averaging repeated answers gains
+nothing. Histogram bins with fewer than the minimum cohort are suppressed.
+The requester learns how many contributors were left out; who and why stay
+in the approval row.
 """
 
 from __future__ import annotations
