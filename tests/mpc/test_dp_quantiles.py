@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.public import PrivateKey
+from typer.testing import CliRunner
 
+from exchange.cli import app
+from exchange.runtime import Runtime
+from exchange.settings import Settings
 from mpc import (
     ConsentTerms,
     DpOrderPolicy,
@@ -287,3 +292,26 @@ def test_a_dp_median_with_three_processes(tmp_path, guard: ReleaseGuard) -> None
     guard.approve(request, query)
     (median,) = guard.release_dp_order_statistics(request, query, result.order_counts, bound=BOUND)
     assert median[0] in terms.grid(BOUND) and median[0] != EXACT_MEDIAN
+
+
+def test_ibx_mpc_run_releases_dp_order_statistics_and_charges_the_budget(tmp_path) -> None:
+    data = tmp_path / "data"
+    Runtime.initialise(Settings(data_dir=data)).close()  # what `ibx init` does
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({f"ent-{i}": v for i, v in enumerate(COHORT_VALUES)}))
+    base = ["--data-dir", str(data), "mpc", "run", "--input", str(values), "--bound", "100"]
+    dp_args = ["--epsilon", "2", "--grid", "0:80", "--candidates", "9", "--budget", "2"]
+    runner = CliRunner()
+    first = runner.invoke(app, [*base, "--stat", "median", "--stat", "quartiles", *dp_args])
+    assert first.exit_code == 0, first.output
+    released = json.loads(first.output)
+    grid = {10.0 * j for j in range(9)}
+    assert released["epsilon"] == 2.0 and len(released["statistics"]["quartiles"]) == 3
+    assert {*released["statistics"]["median"], *released["statistics"]["quartiles"]} <= grid
+    # a new question is refused before any party starts: every budget is spent
+    before = sorted((data / "mpc").rglob("*.json"))
+    spent = runner.invoke(app, [*base, "--stat", "min", *dp_args])
+    assert isinstance(spent.exception, PrivacyBudgetExhaustedError), spent.output
+    assert sorted((data / "mpc").rglob("*.json")) == before  # no job file written
+    both = runner.invoke(app, [*base, "--stat", "median", "--epsilon", "1", "--coarsen-step", "1"])
+    assert both.exit_code == 2 and "one of --epsilon" in both.output
