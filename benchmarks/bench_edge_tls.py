@@ -106,7 +106,7 @@ def main() -> int:
     args = parser.parse_args()
     n = args.certs
     work = Path(tempfile.mkdtemp(prefix="ibx-bench-edge-"))
-    runtime = Runtime(
+    runtime = Runtime.initialise(
         Settings(
             data_dir=work / "data",
             ledger_origin="bench.ibx.localhost/log",

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from fastapi import Depends, Request
 
+from exchange.credentials import authenticate_token, enterprise_is_active
 from exchange.errors import AuthError, ForbiddenError
-from exchange.identities import Identity, IdentityError, Role, Status
+from exchange.identities import Identity, Role
 from exchange.runtime import Runtime
 
 __all__ = [
@@ -23,33 +24,6 @@ def get_runtime(request: Request) -> Runtime:
     """The runtime that ``create_app`` attached to the application."""
     runtime: Runtime = request.app.state.runtime
     return runtime
-
-
-def authenticate_token(runtime: Runtime, token: str | None) -> Identity:
-    """The identity of ``token``.
-
-    Raises:
-        AuthError: no token, or an unknown, expired or revoked one (one opaque message).
-    """
-    if not token:
-        raise AuthError("a bearer token is required (--token or IBX_TOKEN)")
-    identity = runtime.identities.authenticate(token.strip())
-    if identity is None:
-        raise AuthError("the token is unknown, expired or revoked")
-    return identity
-
-
-def enterprise_is_active(runtime: Runtime, name: str) -> bool:
-    """Whether ``name`` is a registered, unrevoked enterprise.
-
-    Edge devices act for their enterprise: once it is revoked, its devices'
-    certificates and pending bootstrap tokens must stop working too.
-    """
-    try:
-        identity = runtime.identities.get(name)
-    except IdentityError:
-        return False
-    return identity.role is Role.ENTERPRISE and identity.status is Status.ACTIVE
 
 
 def caller(request: Request) -> Identity:

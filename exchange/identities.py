@@ -34,9 +34,28 @@ TOKEN_PREFIX = "ibx_"  # noqa: S105 -- a public prefix, not a secret
 
 
 class IdentityError(IbxError):
-    """A registry operation that cannot be done as asked."""
+    """A registry operation that cannot be done as asked.
+
+    ::
+
+        IdentityError
+        ├── IdentityNotFoundError   no such identity
+        └── IdentityConflictError   it exists already, or is already revoked
+    """
 
     title = "identity error"
+
+
+class IdentityNotFoundError(IdentityError):
+    """No identity of that name (or no active one)."""
+
+    title = "identity not found"
+
+
+class IdentityConflictError(IdentityError):
+    """The name is taken, or the identity is already in the state asked for."""
+
+    title = "identity conflict"
 
 
 class Role(enum.StrEnum):
@@ -147,7 +166,7 @@ class IdentityRegistry:
         expires = when + self._ttl
         with self._db.write() as session:
             if session.get(_IdentityRow, name) is not None:
-                raise IdentityError(f"identity {name!r} already exists")
+                raise IdentityConflictError(f"identity {name!r} already exists")
             row = _IdentityRow(
                 name=name,
                 role=role.value,
@@ -187,7 +206,7 @@ class IdentityRegistry:
         with self._db.read() as session:
             row = session.get(_IdentityRow, name)
             if row is None:
-                raise IdentityError(f"no identity named {name!r}")
+                raise IdentityNotFoundError(f"no identity named {name!r}")
             return row.to_identity()
 
     def list(self, *, role: Role | None = None) -> list[Identity]:
@@ -207,9 +226,9 @@ class IdentityRegistry:
         with self._db.write() as session:
             row = session.get(_IdentityRow, name)
             if row is None:
-                raise IdentityError(f"no identity named {name!r}")
+                raise IdentityNotFoundError(f"no identity named {name!r}")
             if row.status == Status.REVOKED.value:
-                raise IdentityError(f"identity {name!r} is already revoked")
+                raise IdentityConflictError(f"identity {name!r} is already revoked")
             row.status = Status.REVOKED.value
             session.flush()
             self._recorder.record(
@@ -229,7 +248,7 @@ class IdentityRegistry:
         with self._db.write() as session:
             row = session.get(_IdentityRow, name)
             if row is None or row.status != Status.ACTIVE.value:
-                raise IdentityError(f"no active identity named {name!r}")
+                raise IdentityNotFoundError(f"no active identity named {name!r}")
             row.public_key = public_key.raw
             session.flush()
             self._recorder.record(

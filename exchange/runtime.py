@@ -7,16 +7,28 @@ first use.
 
 from __future__ import annotations
 
+import hmac
 import importlib.util
 import logging
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
+from core.clock import utcnow
 from core.db import Database, migrate
+from core.errors import ConfigurationError
 from core.keys import KeyRing, MasterKey
+from exchange.datadir import (
+    AlreadyInitialisedError,
+    DeploymentRecord,
+    NotInitialisedError,
+    read_record,
+    write_record,
+)
 from exchange.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,22 +68,104 @@ the policy engine to learn where their migrations are.
 
 
 class Runtime:
-    """Database, keys, ledger and the package services, wired together."""
+    """Database, keys, ledger and the package services, wired together.
+
+    ``Runtime(settings)`` opens a deployment that ``ibx init``
+    (:meth:`initialise`) created: it refuses a data dir without a deployment
+    record, settings that contradict what was fixed at initialisation, and a
+    master key other than the deployment's — and it never creates a key.
+    """
 
     def __init__(self, settings: Settings) -> None:
+        """Open the deployment in ``settings.data_dir``.
+
+        Raises:
+            NotInitialisedError: the data dir was never initialised.
+            ConfigurationError: a setting contradicts the deployment record, or the
+                master key is missing or not the deployment's.
+        """
+        record = read_record(settings.data_dir)
+        if record is None:
+            raise NotInitialisedError(settings.data_dir)
+        settings = _reconcile(settings, record)
+        master = _existing_master_key(settings)
+        if not hmac.compare_digest(master.fingerprint(), record.master_key_fingerprint):
+            raise ConfigurationError(
+                f"the master key is not this deployment's (it needs the key with fingerprint "
+                f"{record.master_key_fingerprint[:16]}…): restore {settings.data_dir}/master.key "
+                "or set IBX_MASTER_KEY to it"
+            )
+        self._wire(settings, master)
+        self.record = record
+
+    def _wire(self, settings: Settings, master: MasterKey) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if os.name == "posix":
-            self.data_dir.chmod(0o700)
         self.db = Database(settings.resolved_database_url())
         migrate(self.db, MIGRATION_BRANCHES)
+        self.keyring = KeyRing(self.db, master)
+        self.master_key = master
+
+    @classmethod
+    def initialise(cls, settings: Settings, *, now: datetime | None = None) -> Runtime:
+        """Create the deployment in ``settings.data_dir`` and open it.
+
+        A data dir with a database but no record (made before records existed,
+        or a replica joining a shared PostgreSQL database) is adopted: its
+        ledger must carry this origin and its keys must open under this master
+        key. The master key comes from ``IBX_MASTER_KEY`` or is generated into
+        ``<data dir>/master.key`` (mode 0600) when neither exists.
+
+        Raises:
+            AlreadyInitialisedError: the data dir already holds a deployment.
+            ConfigurationError: an adopted database contradicts these settings.
+            KeyDecryptionError: an adopted database's keys do not open under the key.
+        """
+        data_dir = settings.data_dir
+        if read_record(data_dir) is not None:
+            raise AlreadyInitialisedError(
+                f"{data_dir} already holds a deployment (ibx --data-dir {data_dir} status)"
+            )
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if os.name == "posix":
+            data_dir.chmod(0o700)
         if settings.master_key is not None:
             master = MasterKey.from_text(settings.master_key.get_secret_value())
         else:
-            master = MasterKey.load_or_create(self.data_dir / "master.key")
-        self.keyring = KeyRing(self.db, master)
-        self.master_key = master
+            master = MasterKey.load_or_create(data_dir / "master.key")
+        opened = cls.__new__(cls)
+        opened._wire(settings, master)
+        log = opened.ledger  # creates the ledger key, or opens an adopted one
+        if log.size() > 0:
+            from ledger import Checkpoint, SignedNote
+
+            stored = Checkpoint.from_text(SignedNote.from_text(log.head().checkpoint).text)
+            if stored.origin != settings.ledger_origin:
+                raise ConfigurationError(
+                    f"the database's ledger has origin {stored.origin!r}, not "
+                    f"{settings.ledger_origin!r}: set IBX_LEDGER_ORIGIN={stored.origin}"
+                )
+        record = DeploymentRecord(
+            origin=settings.ledger_origin,
+            database_kind=opened.db.url.get_backend_name(),
+            master_key_fingerprint=master.fingerprint(),
+            created_at=now or utcnow(),
+        )
+        write_record(data_dir, record)
+        opened.record = record
+        logger.info("initialised %s (origin %s)", data_dir, record.origin)
+        return opened
+
+    @classmethod
+    def open_or_initialise(cls, settings: Settings) -> Runtime:
+        """Open the deployment, initialising it first if the data dir has none (serve --init).
+
+        Raises:
+            ConfigurationError: as :meth:`__init__` and :meth:`initialise`.
+        """
+        if read_record(settings.data_dir) is None:
+            return cls.initialise(settings)
+        return cls(settings)
 
     @cached_property
     def ledger(self) -> ledger.Ledger:
@@ -166,3 +260,34 @@ class Runtime:
     def close(self) -> None:
         """Release database connections."""
         self.db.dispose()
+
+
+def _reconcile(settings: Settings, record: DeploymentRecord) -> Settings:
+    """``settings`` with what the record fixed; refuses an explicit contradiction."""
+    if settings.ledger_origin != record.origin:
+        if "ledger_origin" in settings.model_fields_set:
+            raise ConfigurationError(
+                f"IBX_LEDGER_ORIGIN is {settings.ledger_origin!r} but this deployment's origin "
+                f"is {record.origin!r} (fixed at init: every checkpoint and consent names it)"
+            )
+        settings = settings.model_copy(update={"ledger_origin": record.origin})
+    kind = make_url(settings.resolved_database_url()).get_backend_name()
+    if kind != record.database_kind:
+        raise ConfigurationError(
+            f"the database URL is {kind} but this deployment's database is "
+            f"{record.database_kind} (fixed at init; ibx backup/restore moves a deployment)"
+        )
+    return settings
+
+
+def _existing_master_key(settings: Settings) -> MasterKey:
+    """The configured master key; never a new one for an existing deployment."""
+    if settings.master_key is not None:
+        return MasterKey.from_text(settings.master_key.get_secret_value())
+    path = settings.data_dir / "master.key"
+    if not path.exists():
+        raise ConfigurationError(
+            f"no master key: {path} is missing and IBX_MASTER_KEY is not set; restore the "
+            "deployment's key (ibx never creates a new one for an existing deployment)"
+        )
+    return MasterKey.load_or_create(path)

@@ -26,6 +26,18 @@ def vectors_dir(name: str) -> Path:
     return path
 
 
+def initialised(data_dir: Path, **settings: object) -> Path:
+    """``data_dir`` made a deployment, as ``ibx --data-dir DIR init`` does; returns it."""
+    Runtime.initialise(Settings(data_dir=data_dir, **settings)).close()  # type: ignore[arg-type]
+    return data_dir
+
+
+@pytest.fixture
+def cli_data_dir(tmp_path: Path) -> Path:
+    """``tmp_path/data``, initialised: the data dir CLI tests pass as ``--data-dir``."""
+    return initialised(tmp_path / "data")
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh data dir with a SQLite file."""
@@ -35,7 +47,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
     """A real runtime: migrated SQLite database, master key file, ledger."""
-    rt = Runtime(settings)
+    rt = Runtime.initialise(settings)
     yield rt
     rt.close()
 

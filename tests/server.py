@@ -35,6 +35,7 @@ def running_exchange(
             "--data-dir",
             str(data_dir),
             "serve",
+            "--init",
             "--host",
             "127.0.0.1",
             "--port",

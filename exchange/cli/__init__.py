@@ -18,6 +18,7 @@ from core.errors import IbxError
 from exchange.cli._context import CliContext
 from exchange.cli._lazy import LazyGroup
 from exchange.cli.completion import COMPLETE_VAR
+from exchange.error_table import ExitCode, exit_code_for
 
 __all__ = ["app", "main"]
 
@@ -28,6 +29,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     cls=LazyGroup,
+    epilog=(
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 denied, 4 not authenticated, "
+        "5 verification failed, 6 partial, 130 interrupted (docs/cli.md)."
+    ),
 )
 
 
@@ -49,6 +54,20 @@ def _root(
         help="where the database, keys and party dirs live [default: ./.ibx]",
         show_default=False,
     ),
+    token_file: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--token-file",
+        envvar="IBX_TOKEN_FILE",
+        help="read the bearer token from this file (mode 0600), not from argv",
+        show_default=False,
+    ),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        envvar="IBX_PROFILE",
+        help="use the token of this profile (ibx login)",
+        show_default=False,
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log to stderr"),
     _version: bool = typer.Option(
         False,
@@ -63,7 +82,7 @@ def _root(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = CliContext(data_dir=data_dir)
+    ctx.obj = CliContext(data_dir=data_dir, token_file=token_file, profile=profile)
 
 
 def main() -> None:
@@ -76,31 +95,30 @@ def main() -> None:
         result = app(prog_name="ibx", complete_var=COMPLETE_VAR, standalone_mode=False)
     except IbxError as exc:
         typer.echo(f"ibx: {exc.title}: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(exit_code_for(exc))
     except ValueError as exc:  # e.g. settings validation
-        first = str(exc).strip().splitlines()
-        typer.echo(f"ibx: invalid input: {' '.join(first[:3])}", err=True)
-        sys.exit(2)
+        typer.echo(f"ibx: invalid input: {_one_line(exc)}", err=True)
+        sys.exit(ExitCode.USAGE)
     except OverflowError:  # e.g. --days or --ttl beyond what a date or duration holds
         typer.echo("ibx: invalid input: a number or date is out of range", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
     except OSError as exc:  # a file that cannot be read or written, a refused connection
         where = f" {exc.filename}" if exc.filename else ""
         typer.echo(f"ibx: cannot use{where}: {exc.strerror or type(exc).__name__}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("ibx: aborted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors carry their own exit code
         if _is_http_error(exc):  # --exchange/--server unreachable, bad URL, TLS failure
-            typer.echo(f"ibx: cannot reach the server: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(1)
+            typer.echo(f"ibx: cannot reach the server: {_http_hint(exc)}", err=True)
+            sys.exit(ExitCode.ERROR)
         code = getattr(exc, "exit_code", None)
         show = getattr(exc, "show", None)
         if code is not None and callable(show):
-            show()
+            _show_usage_error(exc)
             sys.exit(code)
         raise
     sys.exit(result if isinstance(result, int) else 0)
@@ -110,3 +128,54 @@ def _is_http_error(exc: BaseException) -> bool:
     """Whether ``exc`` is an httpx transport or status error (without importing httpx)."""
     httpx = sys.modules.get("httpx")
     return httpx is not None and isinstance(exc, httpx.HTTPError)
+
+
+ROOT_OPTIONS = ("--data-dir", "--token-file", "--profile", "--verbose", "-v", "--version")
+"""Options of ``ibx`` itself, which go before the command."""
+
+
+def _show_usage_error(exc: Exception) -> None:
+    """Click's usage message, plus where a root option belongs when one was misplaced."""
+    show = getattr(exc, "show", None)
+    assert callable(show)
+    show()
+    option = getattr(exc, "option_name", None)
+    if option in ROOT_OPTIONS:
+        typer.echo(
+            f"hint: {option} is an option of ibx itself: put it before the command, "
+            f"e.g. ibx {option} ... ledger verify",
+            err=True,
+        )
+
+
+def _one_line(exc: ValueError) -> str:
+    """A validation error in one line, naming the IBX_* variable, without library URLs."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = []
+        for error in errors():
+            field = ".".join(str(p) for p in error.get("loc", ()))
+            name = f"IBX_{field.upper()}" if field else "settings"
+            parts.append(f"{name}: {error.get('msg', 'invalid')}")
+        if parts:
+            return "; ".join(parts)
+    return " ".join(str(exc).strip().splitlines()[:3])
+
+
+def _http_hint(exc: BaseException) -> str:
+    """What went wrong reaching a server, and what to try."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if "wrong version number" in lowered or "record layer failure" in lowered:
+        return (
+            f"{text} — this port does not speak TLS: use http:// for the exchange's API "
+            "port, https:// only for the edge port (ibx serve --edge-port)"
+        )
+    if "remoteprotocolerror" in lowered or "server disconnected" in lowered:
+        return (
+            f"{text} — the server expects TLS here: is this the edge port? use https:// and "
+            "--ca-bundle for it, or the API port (ibx serve --port) for http://"
+        )
+    if "connection refused" in lowered or "connecterror" in lowered:
+        return f"{text} — nothing listens there: is ibx serve running, on that host and port?"
+    return text

@@ -42,6 +42,12 @@ class LazySubcommand:
 
 SUBCOMMANDS: tuple[LazySubcommand, ...] = (
     LazySubcommand(
+        "init",
+        "exchange.cli.init",
+        "init",
+        "Create a deployment in the data dir: database, master key, ledger key, record.",
+    ),
+    LazySubcommand(
         "identity",
         "exchange.cli.identity",
         "app",

@@ -11,7 +11,7 @@ this module only wires signals, ``--exec`` and stderr to them).
 
 ``readings pull`` never stops at a batch it cannot use: it names each one it
 skips (one line on stderr, and in ``<out>.skipped``), carries on, and exits
-with :data:`EXIT_SKIPPED` (3) when it skipped any, 0 when it skipped none.
+with :data:`EXIT_SKIPPED` (6, "partial") when it skipped any, 0 when it skipped none.
 """
 
 from __future__ import annotations
@@ -57,12 +57,12 @@ from edge_tls import (
     sign_batch,
 )
 from exchange.cli._context import EXCHANGE_OPTION, TOKEN_OPTION, cli_context
-from exchange.errors import AuthError, ForbiddenError
+from exchange.error_table import AuthError, ExitCode, ForbiddenError
 from exchange.identities import Identity, Role
 
 __all__ = ["EXIT_SKIPPED", "app"]
 
-EXIT_SKIPPED = 3
+EXIT_SKIPPED = ExitCode.PARTIAL
 """``readings pull`` exit status when it skipped at least one batch (the rest were appended)."""
 
 app = typer.Typer(help="Edge terminals: bootstrap tokens, enrolment, renewal, sealed readings.")
@@ -241,7 +241,7 @@ def renew(
 
     With --daemon it keeps the certificate renewed: at two thirds of its
     lifetime, retrying failures with exponential backoff (30 s doubling to
-    10 min, jittered) until the certificate expires. It exits 1 with one line
+    10 min, jittered) until the certificate expires. It exits 4 with one line
     when renewal has become impossible (revoked, superseded, expired: enrol
     again with a new bootstrap token), and 0 on SIGTERM or SIGINT, never
     leaving a half-written file.
@@ -486,7 +486,7 @@ def pull(
     A batch that does not open, is not signed by one of the enterprise's own
     devices under the pinned CA, repeats one already pulled (<out>.nonces), or
     does not fit the CSV is skipped and named (stderr and <out>.skipped); the
-    others are appended. Exit 0: nothing skipped; exit 3: some skipped.
+    others are appended. Exit 0: nothing skipped; exit 6: some skipped.
     """
     seed = EnterpriseKey.load(key).signer.seed()  # the file `ibx consent keygen` wrote
     cursor_path = out.with_name(out.name + ".cursor")

@@ -12,6 +12,7 @@ from core.canonical import parse_json_object
 from core.errors import CanonicalJsonError
 from core.events import Event
 from exchange.cli._context import cli_context
+from exchange.error_table import ExitCode, ForbiddenError
 from ledger import (
     CheckpointError,
     EntryTooLargeError,
@@ -36,7 +37,7 @@ def append(
 ) -> None:
     """Append one JSON object per stdin line as one atomic batch; print each new index."""
     if type_.strip().lower().startswith(RESERVED_TYPES):
-        raise InvalidEntryError(
+        raise ForbiddenError(
             f"entry type {type_!r} is reserved for the records the packages write themselves "
             f"({', '.join(t + '*' for t in RESERVED_TYPES)}); use another type for operator notes"
         )
@@ -100,7 +101,7 @@ def verify(
         earlier = None if kept is None else log.verify_kept_checkpoint(kept.read_text())
     except (LedgerIntegrityError, CheckpointError) as exc:
         typer.echo(f"ibx: ledger verify failed: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(ExitCode.VERIFICATION_FAILED) from exc
     typer.echo(f"ok size {report.size} root {base64.b64encode(report.root).decode()}")
     if earlier is not None:
         typer.echo(f"consistent with kept checkpoint size {earlier.checkpoint.size}")

@@ -7,7 +7,7 @@ import typer
 from core.clock import utcnow
 from edge_tls import RevocationReason, fingerprint
 from exchange.cli._context import TOKEN_OPTION, cli_context
-from exchange.errors import ForbiddenError
+from exchange.error_table import ForbiddenError
 from exchange.identities import Role
 
 __all__ = ["app"]

@@ -14,7 +14,7 @@ from exchange.edge_server import edge_server_config, serve_together
 __all__ = ["serve"]
 
 
-def serve(
+def serve(  # noqa: PLR0917 - one parameter per command-line option
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="HTTP port"),
@@ -31,10 +31,14 @@ def serve(
         help="a DNS name or IP devices use to reach the edge port (repeatable; "
         "localhost and 127.0.0.1 are always included)",
     ),
+    init: bool = typer.Option(
+        False, "--init", help="initialise the data dir first if it holds no deployment yet"
+    ),
 ) -> None:
     """Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener)."""
     context = cli_context(ctx)
-    app = create_app(runtime=context.runtime)
+    runtime = context.initialised_runtime() if init else context.runtime
+    app = create_app(runtime=runtime)
     if edge_port is None:
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
         return
@@ -43,7 +47,7 @@ def serve(
     )
     edge_server = uvicorn.Server(
         edge_server_config(
-            context.runtime,
+            runtime,
             host=host,
             port=edge_port,
             hosts=("localhost", "127.0.0.1", *edge_names),

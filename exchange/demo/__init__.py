@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(".ibx-demo").resolve()
     if work.exists():
         shutil.rmtree(work)
-    runtime = Runtime(Settings(data_dir=work / "data", ledger_origin="demo.ibx.localhost/ledger"))
+    runtime = Runtime.initialise(
+        Settings(data_dir=work / "data", ledger_origin="demo.ibx.localhost/ledger")
+    )
     scene = Scene(runtime=runtime, work_dir=work)
     started = time.perf_counter()
     for title, step in STEPS:

@@ -43,7 +43,9 @@ class Cli:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     monkeypatch.setenv("IBX_LEDGER_ORIGIN", "cli.ibx.localhost/ledger")
     monkeypatch.delenv("IBX_TOKEN", raising=False)
-    return Cli(tmp_path / "data")
+    cli = Cli(tmp_path / "data")
+    cli.run("init")
+    return cli
 
 
 def test_consent_lifecycle(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,7 +126,7 @@ def test_consent_lifecycle(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixtu
         mp.setattr(sys, "argv", argv)
         with pytest.raises(SystemExit) as exit_info:
             main()
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 3  # denied: the consent is revoked
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ibx: consent revoked:")
 
@@ -165,7 +167,7 @@ def test_check_judges_at_the_exchange_clock_not_the_stated_time(
         mp.setattr(sys, "argv", argv)
         with pytest.raises(SystemExit) as exit_info:
             main()
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2  # invalid input: a stated time off the clock
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "exchange's clock" in err[0]
     # Within the skew the stated time is accepted, and the consent is judged not yet valid.

@@ -257,7 +257,9 @@ def test_config_refuses_a_negative_skew() -> None:
 
 
 def test_the_skew_is_an_operator_setting(tmp_path: Path) -> None:
-    runtime = Runtime(Settings(data_dir=tmp_path / "data", consent_request_skew_seconds=30))
+    runtime = Runtime.initialise(
+        Settings(data_dir=tmp_path / "data", consent_request_skew_seconds=30)
+    )
     try:
         assert runtime.consents.config.request_skew == timedelta(seconds=30)
     finally:

@@ -60,7 +60,7 @@ def test_an_edited_receipt_fails(world: World, tmp_path: Path) -> None:
     assert isinstance(receipt, dict)
     receipt["min_cohort"] = 2  # the operator widens what the consent allows
     done = _verify(_write(tmp_path, "edited.json", document))
-    assert done.returncode == 1
+    assert done.returncode == 5
     assert "bad consent signature" in done.stderr and len(done.stderr.splitlines()) == 1
 
 
@@ -75,7 +75,7 @@ def test_a_receipt_re_signed_by_someone_else_fails_against_the_trusted_key(
     assert _verify(path).returncode == 0  # self-consistent: that is all it proves alone
     trusted = world.keys["cells-a"].public_key.to_base64()
     done = _verify(path, "--public-key", trusted)
-    assert done.returncode == 1 and "bad consent signature" in done.stderr
+    assert done.returncode == 5 and "bad consent signature" in done.stderr
     with pytest.raises(BadConsentSignatureError):
         verify_offline(path.read_text(), trusted_key=world.keys["cells-a"].public_key)
 
@@ -84,12 +84,12 @@ def test_another_deployment_or_garbage_is_refused(world: World, tmp_path: Path) 
     world.add_enterprise("cells-a")
     path = _write(tmp_path, "r.json", world.grant("cells-a").signed.to_dict())
     done = _verify(path, "--origin", "other.example/ledger")
-    assert done.returncode == 1 and "other.example/ledger" in done.stderr
+    assert done.returncode == 2 and "other.example/ledger" in done.stderr
     for name, text in [("not-json", "{"), ("empty", "{}"), ("list", "[1]")]:
         bad = tmp_path / name
         bad.write_text(text)
         result = _verify(bad)
-        assert result.returncode == 1, name
+        assert result.returncode == 2, name
         assert len(result.stderr.splitlines()) == 1
         with pytest.raises(InvalidConsentError):
             verify_offline(text)

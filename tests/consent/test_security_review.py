@@ -23,7 +23,7 @@ def test_a_bearer_token_alone_cannot_rotate_the_consent_key(tmp_path: Path) -> N
     """Whoever holds only the enterprise's token (not its key file) must not be able to
     register a key of their own and then sign consents as the enterprise."""
     data = tmp_path / "data"
-    runtime = Runtime(Settings(data_dir=data))
+    runtime = Runtime.initialise(Settings(data_dir=data))
     token = runtime.identities.create("ent-a", Role.ENTERPRISE).token
     runtime.close()
     own, new, other = tmp_path / "own.key", tmp_path / "new.key", tmp_path / "other.key"
@@ -65,7 +65,7 @@ def test_only_the_owner_and_auditors_read_who_used_the_data(tmp_path: Path) -> N
     """Separation of duties: usage is audit detail. The security officer, the sysadmin
     and another enterprise are refused; the owner and an auditor are not."""
     data = tmp_path / "data"
-    runtime = Runtime(Settings(data_dir=data))
+    runtime = Runtime.initialise(Settings(data_dir=data))
     tokens = {
         name: runtime.identities.create(name, role).token
         for name, role in [

@@ -14,6 +14,7 @@ import pytest
 import rfc8785
 
 from ledger import Checkpoint, NoteVerifier, SignedNote, verify_consistency, verify_inclusion
+from tests.conftest import initialised
 from tests.server import running_exchange
 
 N = 23
@@ -21,7 +22,7 @@ N = 23
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("http") / "data"
+    data = initialised(tmp_path_factory.mktemp("http") / "data")
     lines = [json.dumps({"k": i, "名": "值", "f": i / 3}) + "\n" for i in range(N)]
     for chunk in ("".join(lines[: N // 2]), "".join(lines[N // 2 :])):
         subprocess.run(

@@ -41,6 +41,16 @@ def test_cli_ledger_and_identities_on_postgresql(tmp_path: Path, postgres_url: s
             check=False,
         )
 
+    assert ibx("init").returncode == 0
+    wrong_kind = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "--data-dir", str(tmp_path / "d"), "ledger", "vkey"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # the same data dir without IBX_DATABASE_URL would be a SQLite deployment
+    assert wrong_kind.returncode == 1
+    assert "this deployment's database is postgresql" in wrong_kind.stderr
     created = ibx("identity", "create", "--role", "auditor", "--name", "aud-1")
     assert created.returncode == 0, created.stderr
     appended = ibx("ledger", "append", "--type", "pg.test", stdin='{"a":1}\n{"b":2}\n')

@@ -13,13 +13,14 @@ import uvicorn
 from exchange.app import MAX_BODY, create_app
 from exchange.identities import Role
 from exchange.settings import Settings
+from tests.conftest import initialised
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
-    data = tmp_path_factory.mktemp("http") / "data"
+    data = initialised(tmp_path_factory.mktemp("http") / "data")
     app = create_app(Settings(data_dir=data))
     token = app.state.runtime.identities.create("ent-a", Role.ENTERPRISE).token
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))

@@ -80,7 +80,7 @@ def write_key_file(path: Path, signer: Ed25519Signer) -> None:
 
 def make_pki(work: Path, **settings: object) -> Pki:
     work.mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(
+    runtime = Runtime.initialise(
         Settings(
             data_dir=work / "data",
             ledger_origin="test.ibx.localhost/ledger",

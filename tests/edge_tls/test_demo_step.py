@@ -12,7 +12,9 @@ from exchange.settings import Settings
 
 
 def test_edge_demo_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    runtime = Runtime(Settings(data_dir=tmp_path / "data", ledger_origin="demo.test/ledger"))
+    runtime = Runtime.initialise(
+        Settings(data_dir=tmp_path / "data", ledger_origin="demo.test/ledger")
+    )
     try:
         edge_step.run(Scene(runtime=runtime, work_dir=tmp_path))
     finally:

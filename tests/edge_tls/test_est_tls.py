@@ -297,7 +297,7 @@ def test_est_before_pki_init_is_503(tmp_path: Path) -> None:
     from exchange.runtime import Runtime
     from exchange.settings import Settings
 
-    runtime = Runtime(Settings(data_dir=tmp_path / "data"))
+    runtime = Runtime.initialise(Settings(data_dir=tmp_path / "data"))
 
     async def ask() -> tuple[httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=create_edge_app(runtime))

@@ -5,7 +5,7 @@ Anyone can seal to an enterprise's public key. Each attack below puts a batch
 into the enterprise's stored batches the way the exchange operator could (it
 holds the database), between two genuine batches; ``readings pull`` must name
 it as skipped, keep its rows out of the output, still append both genuine
-batches, and exit 3.
+batches, and exit 6 (partial).
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def test_pull_skips_and_names_what_it_cannot_use_and_keeps_going(
 
     out = tmp_path / "dataset.csv"
     code, output = _pull(world, out, start)
-    assert code == 3, output
+    assert code == 6, output
     assert f"skipped batch {bad} from press-s1" in output
     assert "opened 2 batches, appended 2 rows" in output
     with out.open(newline="") as handle:
@@ -314,7 +314,7 @@ def test_a_replayed_copy_of_a_genuine_batch_is_refused(world: World, tmp_path: P
     later = _store(world, fresh, world.press)
     again = _store(world, fresh, world.press)  # a copy inside one pull
     code, output = _pull(world, out, first)
-    assert code == 3, output
+    assert code == 6, output
     assert f"skipped batch {replay} from press-s1" in output
     assert f"skipped batch {again} from press-s1" in output
     assert "replayed copy" in output

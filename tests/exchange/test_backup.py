@@ -69,7 +69,7 @@ def _make_deployment(data: Path, entries: int = 20) -> None:
     """A data dir with ledger entries, identities and an MPC deployment (private key files)."""
     import mpc
 
-    runtime = Runtime(Settings(data_dir=data, ledger_origin=ORIGIN))
+    runtime = Runtime.initialise(Settings(data_dir=data, ledger_origin=ORIGIN))
     try:
         runtime.ledger.append([Event("backup.test", "tester", {"i": i}) for i in range(entries)])
         runtime.identities.create("ent-a", Role.ENTERPRISE)
@@ -483,7 +483,9 @@ def test_postgresql_backup_under_concurrent_appends_restores_into_an_empty_datab
     source_url, target_url = _empty_database(postgres_server), _empty_database(postgres_server)
     data = tmp_path / "data"
     env = _env(IBX_DATABASE_URL=source_url)
-    Runtime(Settings(data_dir=data, ledger_origin=ORIGIN, database_url=source_url)).close()
+    Runtime.initialise(
+        Settings(data_dir=data, ledger_origin=ORIGIN, database_url=source_url)
+    ).close()
     out = tmp_path / "pg.tar.gz"
     appender = subprocess.Popen(
         [sys.executable, "-m", "tests.ledger.appender", str(data)],

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from core.clock import utcnow
+from tests.conftest import initialised
 
 
 def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -33,7 +34,7 @@ def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def enterprise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    data = tmp_path_factory.mktemp("cli") / "data"
+    data = initialised(tmp_path_factory.mktemp("cli") / "data")
     created = _ibx(data, "identity", "create", "--role", "enterprise", "--name", "ent-a")
     assert created.returncode == 0, created.stderr
     return data, created.stdout.strip().splitlines()[-1]
@@ -167,7 +168,7 @@ def test_operator_cannot_append_records_owned_by_the_packages(
     before = _ibx(data, "ledger", "checkpoint").stdout
     args = ("ledger", "append", "--type", entry_type, "--actor", "officer-b")
     result = _ibx(data, *args, stdin=forged)
-    assert result.returncode == 1, result.stdout
+    assert result.returncode == 3, result.stdout  # denied
     assert "reserved" in result.stderr
     assert _ibx(data, "ledger", "checkpoint").stdout == before
     note = _ibx(data, "ledger", "append", "--type", "ops.note", stdin='{"k": 1}\n')

@@ -13,6 +13,7 @@ import pytest
 from core.keys import Ed25519Signer
 from exchange.identities import IdentityError, Role, Status
 from exchange.runtime import Runtime
+from tests.conftest import initialised
 
 
 def test_token_authenticates_until_revoked(runtime: Runtime) -> None:
@@ -109,7 +110,7 @@ def _ibx(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_prints_the_token_once_as_the_last_line(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = initialised(tmp_path / "data")
     done = _ibx(data, "identity", "create", "--role", "subbrain", "--name", "lb-brain")
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip().splitlines()[-1]
@@ -129,6 +130,8 @@ def test_cli_prints_the_token_once_as_the_last_line(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_an_unknown_role_with_a_usage_error(tmp_path: Path) -> None:
-    done = _ibx(tmp_path / "data", "identity", "create", "--role", "king", "--name", "x")
+    done = _ibx(
+        initialised(tmp_path / "data"), "identity", "create", "--role", "king", "--name", "x"
+    )
     assert done.returncode == 2
     assert "king" in done.stderr

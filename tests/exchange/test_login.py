@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import initialised
 from tests.server import running_exchange
 
 IBX = [sys.executable, "-m", "exchange.cli"]
@@ -30,7 +31,7 @@ def _ibx(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def exchange(tmp_path_factory: pytest.TempPathFactory):
-    data = tmp_path_factory.mktemp("login") / "data"
+    data = initialised(tmp_path_factory.mktemp("login") / "data")
     env: dict[str, str] = {}
     assert _ibx("--data-dir", str(data), "pki", "init", env=env).returncode == 0
     fingerprint = _ibx("--data-dir", str(data), "pki", "fingerprint", env=env).stdout.strip()
@@ -127,3 +128,40 @@ def test_a_token_file_others_can_read_is_refused(exchange: tuple[str, str], tmp_
     )
     assert done.returncode == 1
     assert "chmod 600" in done.stderr
+
+
+def test_token_file_and_profile_act_as_the_identity_without_argv(
+    exchange: tuple[str, str], tmp_path: Path
+) -> None:
+    base, fingerprint = exchange
+    data = initialised(tmp_path / "data")
+    created = _ibx("--data-dir", str(data), "identity", "create", "--role", "auditor",
+                   "--name", "aud", env={})  # fmt: skip
+    token = created.stdout.strip().splitlines()[-1]
+    token_file = tmp_path / "aud.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    env = {"IBX_CONFIG_DIR": str(tmp_path / "config")}
+
+    by_file = _ibx("--data-dir", str(data), "--token-file", str(token_file), "consent", "list",
+                   env=env)  # fmt: skip
+    assert by_file.returncode == 0, by_file.stderr
+    by_env = _ibx("--data-dir", str(data), "consent", "list",
+                  env={**env, "IBX_TOKEN_FILE": str(token_file)})  # fmt: skip
+    assert by_env.returncode == 0, by_env.stderr
+
+    token_file.chmod(0o640)
+    shared = _ibx("--data-dir", str(data), "--token-file", str(token_file), "consent", "list",
+                  env=env)  # fmt: skip
+    assert shared.returncode == 1 and "chmod 600" in shared.stderr
+    token_file.chmod(0o600)
+
+    login = _ibx("login", "--exchange", base, "--ca-fingerprint", fingerprint, "--profile",
+                 "aud", "--token-file", str(token_file), env=env)  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    by_profile = _ibx("--data-dir", str(data), "--profile", "aud", "consent", "list", env=env)
+    assert by_profile.returncode == 0, by_profile.stderr
+    missing = _ibx("--data-dir", str(data), "--profile", "nobody", "consent", "list", env=env)
+    assert missing.returncode == 1 and "ibx login" in missing.stderr
+    nothing = _ibx("--data-dir", str(data), "consent", "list", env=env)
+    assert nothing.returncode == 4 and "--token-file" in nothing.stderr

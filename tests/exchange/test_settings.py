@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from exchange.settings import Settings
+from tests.conftest import initialised
 
 
 def test_prod_requires_an_explicit_master_key(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_mpc_run_works_with_a_relative_data_dir(tmp_path: Path) -> None:
             "mean",
         ],
         cwd=tmp_path,
-        env={**os.environ, "IBX_DATA_DIR": ".ibx"},
+        env={**os.environ, "IBX_DATA_DIR": str(initialised(tmp_path / ".ibx"))},
         capture_output=True,
         text=True,
         timeout=300,

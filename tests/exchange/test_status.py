@@ -17,6 +17,7 @@ from core.events import Event
 from exchange.runtime import Runtime
 from exchange.status import deployment_status
 from policies import BASELINE_PACK, Officer
+from tests.conftest import initialised
 from tests.server import running_exchange
 
 OFFICER_A = Officer("officer-a", "security_officer")
@@ -76,7 +77,7 @@ def test_status_reports_every_check(runtime: Runtime) -> None:
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
 def test_ibx_status_exits_non_zero_when_a_check_fails(tmp_path: Path, as_json: bool) -> None:
-    data = tmp_path / "data"
+    data = initialised(tmp_path / "data")
     args = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data), "status"]
     done = subprocess.run(
         [*args, *(["--json"] if as_json else [])],

@@ -22,7 +22,7 @@ def test_sigkill_leaves_every_acknowledged_entry_and_no_partial_one(
     tmp_path: Path, round_: int
 ) -> None:
     data = tmp_path / "data"
-    Runtime(Settings(data_dir=data)).close()  # migrate once, outside the race
+    Runtime.initialise(Settings(data_dir=data)).close()  # once, outside the race
     acked: list[int] = []
     for kill in range(3):
         proc = subprocess.Popen(

@@ -30,6 +30,8 @@ def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedPro
 
 
 def _append(data_dir: Path, tag: str, count: int) -> None:
+    if not (data_dir / "deployment.json").exists():
+        assert _ibx(data_dir, "init").returncode == 0
     lines = "".join(f'{{"{tag}": {i}}}\n' for i in range(count))
     done = _ibx(data_dir, "ledger", "append", "--type", "demo.reading", stdin=lines)
     assert done.returncode == 0, done.stderr
@@ -74,7 +76,7 @@ def test_a_rolled_back_log_verifies_alone_but_not_against_the_kept_checkpoint(
     shutil.copytree(history["early"], rolled)
     assert _ibx(rolled, "ledger", "verify").returncode == 0  # the attack works on its own
     done = _ibx(rolled, "ledger", "verify", "--checkpoint", str(history["kept"]))
-    assert done.returncode == 1
+    assert done.returncode == 5
     assert "rolled back" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
@@ -84,7 +86,7 @@ def test_a_forked_and_regrown_log_is_caught(history: dict[str, Path], tmp_path: 
     _append(fork, "forged", 9)  # re-signed with the deployment's own key
     assert _ibx(fork, "ledger", "verify").returncode == 0
     done = _ibx(fork, "ledger", "verify", "--checkpoint", str(history["kept"]))
-    assert done.returncode == 1
+    assert done.returncode == 5
     assert "history was rewritten" in done.stderr
 
 
@@ -96,15 +98,15 @@ def test_a_checkpoint_of_another_log_or_a_forged_one_is_refused(
     foreign = tmp_path / "foreign.checkpoint"
     foreign.write_text(_ibx(other, "ledger", "checkpoint").stdout)
     done = _ibx(history["live"], "ledger", "verify", "--checkpoint", str(foreign))
-    assert done.returncode == 1 and "no signature by" in done.stderr
+    assert done.returncode == 5 and "no signature by" in done.stderr
 
     edited = tmp_path / "edited.checkpoint"
     text = history["kept"].read_text()
     edited.write_text(text.replace("\n12\n", "\n11\n", 1))
     done = _ibx(history["live"], "ledger", "verify", "--checkpoint", str(edited))
-    assert done.returncode == 1 and "does not verify" in done.stderr
+    assert done.returncode == 5 and "does not verify" in done.stderr
 
     garbage = tmp_path / "garbage.checkpoint"
     garbage.write_text("not a note")
     done = _ibx(history["live"], "ledger", "verify", "--checkpoint", str(garbage))
-    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert done.returncode == 5 and len(done.stderr.strip().splitlines()) == 1

@@ -32,6 +32,7 @@ def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("pristine") / "data"
+    assert _ibx(data, "init").returncode == 0
     lines = "".join(f'{{"reading": {i}, "site": "plant-{i % 3}"}}\n' for i in range(N))
     done = _ibx(data, "ledger", "append", "--type", "demo.reading", stdin=lines)
     assert done.returncode == 0, done.stderr
@@ -156,6 +157,6 @@ def test_a_bad_stdin_line_appends_nothing_and_names_the_line(data_dir: Path) -> 
 def test_an_oversized_line_is_named_by_its_stdin_line_number(data_dir: Path) -> None:
     big = '{"blob": "' + "x" * 70_000 + '"}'
     done = _ibx(data_dir, "ledger", "append", "--type", "demo.big", stdin=f'{{"ok": 1}}\n\n{big}\n')
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "line 3" in done.stderr and "65536" in done.stderr
     assert _ibx(data_dir, "ledger", "verify").stdout.startswith(f"ok size {N} ")

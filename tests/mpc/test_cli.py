@@ -14,6 +14,13 @@ import pytest
 from typer.testing import CliRunner
 
 from exchange.cli import app
+from tests.conftest import initialised
+
+
+@pytest.fixture(autouse=True)
+def _deployment(tmp_path: Path) -> None:
+    """Each test's ``tmp_path/data`` is a deployment, as ``ibx init`` makes it."""
+    initialised(tmp_path / "data")
 
 
 def test_cli_and_server_import_graphs_do_not_load_mpyc_runtime() -> None:
@@ -187,7 +194,7 @@ def test_he_refuses_malformed_input_naming_the_contributor(
     operation, text, extra, culprit = case
     path = _write(tmp_path, "in.json", text)
     refused = _ibx(tmp_path, "--operation", operation, "--input", path, *extra)
-    assert refused.returncode == 1, refused.stdout
+    assert refused.returncode == 2, refused.stdout
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and f"contributor {culprit!r}" in lines[0], refused.stderr
     assert refused.stdout == ""  # no job ran: nothing released
@@ -197,7 +204,7 @@ def test_he_refuses_a_contributor_weighted_twice(tmp_path: Path) -> None:
     values = _write(tmp_path, "v.json", '{"a": 1, "b": 2, "c": 3}')
     weights = _write(tmp_path, "w.json", '{"a": 1, "b": 2, "c": 1, "a": 9}')
     refused = _ibx(tmp_path, "--operation", "weighted_sum", "--input", values, "--weights", weights)
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert (
         refused.stderr.strip()
         == "ibx: duplicate contributor: contributor 'a': is given twice in the weights"

@@ -17,6 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import initialised
+
+
+@pytest.fixture(autouse=True)
+def _deployment(tmp_path: Path) -> None:
+    """Each test's ``tmp_path/data`` is a deployment, as ``ibx init`` makes it."""
+    initialised(tmp_path / "data")
+
+
 IBX = Path(sys.executable).parent / "ibx"
 
 
@@ -44,7 +53,7 @@ def test_bad_input_is_refused_naming_the_contributor(tmp_path: Path, text, needl
     values = tmp_path / "values.json"
     values.write_text(text)
     done = _ibx(tmp_path / "data", "--input", str(values), "--stat", "sum")
-    assert done.returncode == 1, done
+    assert done.returncode == 2, done
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ibx: {needle}"), lines
     assert done.stdout == ""
@@ -81,7 +90,7 @@ def test_every_mpc_operation_is_usable_from_the_command_line(tmp_path: Path) -> 
         args += ["--stat", stat]
     done = _ibx(tmp_path / "data", *args)
     # the policy's dominance rule suppresses this total: refused after the job, by rule
-    assert done.returncode == 1 and "dominated total suppressed" in done.stderr, done
+    assert done.returncode == 3 and "dominated total suppressed" in done.stderr, done
     del values["ent-big"]
     path.write_text(json.dumps(values))
     done = _ibx(tmp_path / "data", *args)

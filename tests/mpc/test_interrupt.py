@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import initialised
+
 IBX = Path(sys.executable).parent / "ibx"
 
 
@@ -51,7 +53,7 @@ def _wait_for(predicate: object, timeout: float) -> bool:
 @pytest.fixture
 def started_job(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``ibx mpc run`` with 300 contributors and ranks, once its three parties run."""
-    data = tmp_path / "data"
+    data = initialised(tmp_path / "data")
     values = tmp_path / "values.json"
     values.write_text(json.dumps({f"ent-{i:03d}": 10.0 + i * 0.37 for i in range(300)}))
     command = [str(IBX), "--data-dir", str(data), "mpc", "run", "--input", str(values)]
@@ -91,7 +93,7 @@ def test_sigterm_to_the_command_ends_every_party(started_job) -> None:
     cli, marker = started_job
     cli.send_signal(signal.SIGTERM)  # what `kill`, systemd or a CI runner sends
     _, err = cli.communicate(timeout=30)
-    assert cli.returncode == 1
+    assert cli.returncode == 130
     assert b"SIGTERM received; every compute party was stopped" in err
     _assert_no_party_survives(marker)
 
@@ -108,7 +110,7 @@ def test_sighup_when_the_terminal_closes_ends_every_party(started_job) -> None:
     cli, marker = started_job
     os.killpg(cli.pid, signal.SIGHUP)
     _, err = cli.communicate(timeout=30)
-    assert cli.returncode == 1 and b"SIGHUP received" in err
+    assert cli.returncode == 130 and b"SIGHUP received" in err
     _assert_no_party_survives(marker)
 
 

@@ -19,6 +19,7 @@ from policies import (
     PolicyInputError,
     PolicyTestsFailedError,
 )
+from tests.conftest import initialised
 
 runner = CliRunner()
 
@@ -59,7 +60,7 @@ class Cli:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     monkeypatch.delenv("IBX_TOKEN", raising=False)
     monkeypatch.delenv("IBX_OPA_URL", raising=False)
-    return Cli(tmp_path / "data")
+    return Cli(initialised(tmp_path / "data"))
 
 
 CONTEXT = json.dumps(
@@ -121,7 +122,7 @@ def test_officers_change_policy_and_decisions_follow(cli: Cli, tmp_path: Path) -
 
     # a CLI error is one line and a non-zero exit
     done = cli.process("policy", "approve", short, "--token", a)
-    assert done.returncode == 1
+    assert done.returncode == 3
     err = done.stderr.strip()
     assert err.count("\n") == 0
     assert err.startswith("ibx: four-eyes rule violated: officer-a proposed version")
@@ -135,7 +136,7 @@ def test_bad_directory_and_bad_context(cli: Cli, tmp_path: Path) -> None:
         (bad / name).write_text((BASELINE_PACK / name).read_text())
     (bad / "policy.csv").write_text("p, root, lithium-battery, dataset, compute, allow\n")
     done = cli.process("policy", "propose", str(bad), "--token", a)
-    assert done.returncode == 1
+    assert done.returncode == 2
     err = done.stderr.strip()
     assert err == (
         "ibx: invalid Casbin policy line: policy.csv:1: unknown role 'root' in "

@@ -25,6 +25,7 @@ from policies import (
     RuleCoverage,
     run_tests_in_sandbox,
 )
+from tests.conftest import initialised
 from tests.policies.conftest import OFFICER_A, OFFICER_B
 
 EMBARGO_RULE = """
@@ -88,7 +89,7 @@ def test_policy_test_refuses_a_deny_rule_reading_a_misspelled_key(
     monkeypatch.delenv("IBX_TOKEN", raising=False)
     monkeypatch.delenv("IBX_OPA_URL", raising=False)
     line = _embargo(pack_copy, "classifcation_embargo", sample=False)
-    data = tmp_path / "data"
+    data = initialised(tmp_path / "data")
     a = _token(data, "security_officer", "officer-a")
     b = _token(data, "security_officer", "officer-b")
     code, out = _invoke(data, "policy", "propose", str(pack_copy), "--token", a)

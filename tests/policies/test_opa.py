@@ -18,7 +18,7 @@ OPA_URL = os.environ.get("IBX_OPA_URL")
 @pytest.mark.skipif(not OPA_URL, reason="IBX_OPA_URL names no OPA server")
 def test_opa_server_decides_like_embedded_regopy(tmp_path: Path, pack: CompiledPolicy) -> None:
     assert OPA_URL is not None
-    runtime = Runtime(Settings(data_dir=tmp_path / "data", opa_url=OPA_URL))
+    runtime = Runtime.initialise(Settings(data_dir=tmp_path / "data", opa_url=OPA_URL))
     try:
         point = runtime.policy
         version = point.propose(BASELINE_PACK, officer=OFFICER_A)

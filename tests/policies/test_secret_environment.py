@@ -23,6 +23,7 @@ from exchange.app import create_app
 from exchange.cli import app as cli_app
 from exchange.settings import take_secret_environment
 from policies import CompiledPolicy, PolicySource, run_sandbox
+from tests.conftest import initialised
 from tests.policies.conftest import CORE_COMPUTE, make_request
 
 LEAK = 'deny contains sprintf("environment: %v", [opa.runtime().env])\n'
@@ -63,6 +64,7 @@ def test_server_start_takes_the_master_key_out_of_the_environment(
 ) -> None:
     monkeypatch.setenv("IBX_MASTER_KEY", key_hex)
     monkeypatch.setenv("IBX_DATA_DIR", str(tmp_path / "data"))
+    initialised(tmp_path / "data", master_key=key_hex)
     app = create_app()
     runtime = app.state.runtime
     try:
@@ -90,8 +92,8 @@ def test_server_start_takes_the_master_key_out_of_the_environment(
 def test_the_cli_takes_the_master_key_out_of_the_environment(
     tmp_path: Path, key_hex: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    data = initialised(tmp_path / "data", master_key=key_hex)
     monkeypatch.setenv("IBX_MASTER_KEY", key_hex)
-    data = tmp_path / "data"
     result = CliRunner().invoke(
         cli_app,
         ["--data-dir", str(data), "identity", "create", "--role", "auditor", "--name", "aud"],
