@@ -46,7 +46,7 @@ def test_he_mpc_and_psi_commands(tmp_path: Path) -> None:
     exact = runner.invoke(app, [*base, "run", "--input", str(values), "--stat", "median"])
     assert exact.exit_code != 0  # an exact median is one enterprise's value
     assert "one contributor's value" in str(exact.exception)
-    assert not (tmp_path / "data" / "mpc" / "party_0" / "jobs").exists()  # refused before
+    assert not (tmp_path / "data" / "mpc" / "party0" / "jobs").exists()  # refused before
     coarse = ["--stat", "median", "--ranks", "--coarsen-step", "0.5"]
     mpc_run = runner.invoke(app, [*base, "run", "--input", str(values), *coarse])
     assert mpc_run.exit_code == 0, mpc_run.output

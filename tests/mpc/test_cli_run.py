@@ -57,7 +57,7 @@ def test_bad_input_is_refused_naming_the_contributor(tmp_path: Path, text, needl
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ibx: {needle}"), lines
     assert done.stdout == ""
-    assert not (tmp_path / "data" / "mpc" / "party_0" / "jobs").exists()  # no party started
+    assert not (tmp_path / "data" / "mpc" / "party0" / "jobs").exists()  # no party started
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,88 @@
+"""One table: every rule names a real error class, and exit codes follow HTTP statuses."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import consent
+import edge_tls
+import ledger
+import mpc.errors
+import policies
+from exchange.error_table import RULES, ExitCode, exit_code_for, status_for
+from tests.conftest import initialised
+
+IBX = [sys.executable, "-m", "exchange.cli"]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.path for r in RULES])
+def test_every_rule_names_an_error_class(rule) -> None:
+    module, _, name = rule.path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    assert isinstance(cls, type) and issubclass(cls, Exception)
+
+
+CASES = [
+    (
+        "unauthenticated",
+        edge_tls.CertificateRejectedError("revoked"),
+        401,
+        ExitCode.UNAUTHENTICATED,
+    ),
+    ("four-eyes", policies.FourEyesError("same officer"), 403, ExitCode.DENIED),
+    ("consent-refused", consent.ConsentRevokedError("revoked"), 422, ExitCode.DENIED),
+    ("guard", mpc.errors.DifferencingError("one enterprise"), 403, ExitCode.DENIED),
+    ("bad-entry", ledger.InvalidEntryError("not JSON"), 400, ExitCode.USAGE),
+    ("tampered", ledger.LedgerIntegrityError("edited", index=3), 500, ExitCode.VERIFICATION_FAILED),
+    ("bad-signature", consent.BadConsentSignatureError("no"), 422, ExitCode.VERIFICATION_FAILED),
+    (
+        "interrupted",
+        mpc.errors.JobInterruptedError("TERM", signal_number=15),
+        502,
+        ExitCode.INTERRUPTED,
+    ),
+    ("unknown", RuntimeError("boom"), 500, ExitCode.ERROR),
+]
+
+
+@pytest.mark.parametrize(("name", "exc", "status", "code"), CASES, ids=[c[0] for c in CASES])
+def test_exit_codes_follow_the_status_table(name, exc, status, code) -> None:
+    assert status_for(exc) == status
+    assert exit_code_for(exc) == code
+
+
+def _ibx(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*IBX, *args], capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_a_root_option_after_the_command_says_where_it_belongs(tmp_path: Path) -> None:
+    done = _ibx("ledger", "verify", "--data-dir", str(tmp_path))
+    assert done.returncode == ExitCode.USAGE
+    assert "--data-dir is an option of ibx itself: put it before the command" in done.stderr
+
+
+def test_an_invalid_setting_names_its_variable_without_library_links(tmp_path: Path) -> None:
+    data = initialised(tmp_path / "data")
+    done = subprocess.run(
+        [*IBX, "--data-dir", str(data), "ledger", "vkey"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "IBX_TOKEN_TTL_DAYS": "many"},
+    )
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr.startswith("ibx: invalid input: IBX_TOKEN_TTL_DAYS: ")
+    assert "http" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_the_help_documents_the_exit_codes() -> None:
+    done = _ibx("--help")
+    assert "Exit codes: 0 ok, 1 error, 2 usage, 3 denied, 4 not authenticated" in " ".join(
+        done.stdout.split()
+    )
