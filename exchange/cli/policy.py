@@ -190,7 +190,12 @@ def decide(  # noqa: PLR0917 -- typer maps each option to a parameter
     context_json: str = typer.Option(
         "{}", "--context", help='attributes as JSON, e.g. {"domain": "lithium-battery", ...}'
     ),
-    at: str | None = typer.Option(None, "--at", help="RFC 3339 time [default: now]"),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="RFC 3339 time for a what-if (default: now); decisions the exchange records "
+        "always use its own clock",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
     token: str | None = TOKEN_OPTION,
 ) -> None:
