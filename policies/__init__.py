@@ -5,10 +5,13 @@ officers change the policy through versions that are proposed, tested,
 approved by a second officer and activated (see ``docs/policies.md``).
 """
 
-from pathlib import Path
+from __future__ import annotations
 
-from policies._coverage import CoverageReport, CoverageThresholds, RuleCoverage
-from policies._engine import CompiledPolicy, InputSchema, Verdict, combine, prepare_input
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from policies._coverage_report import CoverageReport, CoverageThresholds, RuleCoverage
 from policies._model import (
     Decision,
     DecisionRequest,
@@ -23,8 +26,6 @@ from policies._model import (
     VersionHash,
     VersionState,
 )
-from policies._opa import OpaEvaluator
-from policies._rego_check import ALLOWED_BUILTINS
 from policies._sandbox import (
     SandboxLimits,
     SandboxRun,
@@ -55,6 +56,38 @@ from policies.errors import (
     SandboxMemoryError,
     UnsafeRegoError,
 )
+
+if TYPE_CHECKING:
+    from policies._engine import CompiledPolicy, InputSchema, Verdict, combine, prepare_input
+    from policies._opa import OpaEvaluator
+    from policies._rego_check import ALLOWED_BUILTINS
+
+_LAZY = {
+    "ALLOWED_BUILTINS": "policies._rego_check",
+    "CompiledPolicy": "policies._engine",
+    "InputSchema": "policies._engine",
+    "OpaEvaluator": "policies._opa",
+    "Verdict": "policies._engine",
+    "combine": "policies._engine",
+    "prepare_input": "policies._engine",
+}
+"""Names whose modules load the Rego engine (regopy, and TenSEAL through it): imported
+on first use, so listing versions or reading a coverage report does not pay for them."""
+
+
+def __getattr__(name: str) -> object:
+    """Load a Rego-bound name on first use (PEP 562).
+
+    Raises:
+        AttributeError: ``name`` is not part of the package.
+    """
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'policies' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 """The policies package's Alembic branch."""

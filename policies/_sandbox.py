@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from policies._coverage import CoverageReport, CoverageThresholds
+from policies._coverage_report import CoverageReport, CoverageThresholds
 from policies._model import DecisionRequest, TestReport, TestResult
 from policies._source import PolicySource
 from policies.errors import (

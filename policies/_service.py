@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,8 +26,7 @@ from core.canonical import JsonValue, canonical_bytes
 from core.clock import format_rfc3339, utcnow
 from core.db import Database
 from core.events import Event, EventRecorder
-from policies._coverage import CoverageReport, CoverageThresholds
-from policies._engine import CompiledPolicy
+from policies._coverage_report import CoverageReport, CoverageThresholds
 from policies._model import (
     OFFICER_ROLE,
     Decision,
@@ -39,7 +39,6 @@ from policies._model import (
     VersionHash,
     VersionState,
 )
-from policies._opa import OpaEvaluator
 from policies._sandbox import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TIMEOUT,
@@ -65,6 +64,10 @@ from policies.errors import (
     PolicySandboxError,
     PolicyTestsFailedError,
 )
+
+if TYPE_CHECKING:  # the Rego engine loads on first compile, not for listing versions
+    from policies._engine import CompiledPolicy
+    from policies._opa import OpaEvaluator
 
 __all__ = ["PolicyConfig", "PolicyDecisionPoint"]
 
@@ -108,7 +111,11 @@ class PolicyDecisionPoint:
         self._config = config or PolicyConfig()
         self._compiled: dict[VersionHash, CompiledPolicy] = {}
         self._compile_lock = threading.Lock()
-        self._opa = OpaEvaluator(self._config.opa_url) if self._config.opa_url else None
+        self._opa: OpaEvaluator | None = None
+        if self._config.opa_url:
+            from policies._opa import OpaEvaluator  # noqa: PLC0415 -- only with IBX_OPA_URL
+
+            self._opa = OpaEvaluator(self._config.opa_url)
 
     # --- decisions ------------------------------------------------------------------------
 
@@ -171,6 +178,8 @@ class PolicyDecisionPoint:
             if cached is None:
                 source = self.source(version)
                 adapter = VersionedCasbinAdapter(self._db.engine, version)
+                from policies._engine import CompiledPolicy  # noqa: PLC0415 -- loads Rego
+
                 cached = CompiledPolicy.compile(source, adapter=adapter)
                 if cached.version != version:
                     raise PolicyInputError(f"stored version {version[:12]} does not hash to itself")

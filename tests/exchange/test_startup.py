@@ -82,3 +82,36 @@ def test_every_subcommand_is_listed_and_runs_its_help() -> None:
         timeout=120,
     )
     assert "propose" in policy.stdout
+
+
+def test_policy_list_loads_neither_the_rego_engine_nor_tenseal(tmp_path: Path) -> None:
+    """Listing versions reads the store: regopy (and TenSEAL through its import hook) stay out."""
+    from tests.conftest import initialised
+
+    data = initialised(tmp_path / "d")
+    ibx = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data)]
+    created = subprocess.run(
+        [*ibx, "identity", "create", "--role", "security_officer", "--name", "lister"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    token = created.stdout.strip().splitlines()[-1]
+    loaded = _loaded(["--data-dir", str(data), "policy", "list", "--token", token])
+    assert "sqlalchemy" in loaded  # it did read the policy store
+    assert not loaded & {"regopy", "tenseal", "mpyc", "numpy", "fastapi", "opendp"}
+
+
+def test_policies_still_gives_its_rego_names_on_first_use() -> None:
+    """The package's lazy names resolve (and an unknown one is still an AttributeError)."""
+    code = (
+        "import sys, policies\n"
+        "assert 'regopy' not in sys.modules\n"
+        "assert policies.CompiledPolicy.__name__ == 'CompiledPolicy'\n"
+        "assert 'regopy' in sys.modules and 'ALLOWED_BUILTINS' in policies.__all__\n"
+        "assert policies.ALLOWED_BUILTINS\n"
+        "try:\n    policies.NoSuchName\nexcept AttributeError:\n    pass\n"
+        "else:\n    raise SystemExit('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
