@@ -8,6 +8,7 @@ the head and the signed checkpoint. Reports the first index that is wrong.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote
@@ -15,10 +16,16 @@ from ledger._merkle import EMPTY_ROOT, fold, frontier
 from ledger.backends.base import LedgerBackend
 from ledger.errors import CheckpointError, LedgerIntegrityError
 
-__all__ = ["IntegrityReport", "check_integrity"]
+__all__ = ["PROGRESS_EVERY", "IntegrityReport", "ProgressReport", "check_integrity"]
 
 _BEYOND = 1 << 62
 _INDEX_KEY = b',"index":'
+PROGRESS_EVERY = 1 << 14
+"""Entries between two progress reports (a report costs one call, not a read)."""
+
+ProgressReport = Callable[[int, int], None]
+"""``report(entries_checked, size)``: told how far a verification has got; it must not
+raise (it draws a bar; the verification itself never depends on it)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,17 @@ def _claimed_index(leaf: bytes) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def check_integrity(backend: LedgerBackend, verifier: NoteVerifier, origin: str) -> IntegrityReport:
+def check_integrity(
+    backend: LedgerBackend,
+    verifier: NoteVerifier,
+    origin: str,
+    progress: ProgressReport | None = None,
+) -> IntegrityReport:
     """Verify the whole stored log.
+
+    ``progress``, if given, is told ``(entries_checked, size)`` every
+    :data:`PROGRESS_EVERY` entries and once when every entry is read; it only
+    observes (the tree levels that follow take a fraction of the time).
 
     Raises:
         LedgerIntegrityError: the first problem found, with the index it concerns.
@@ -77,11 +93,15 @@ def check_integrity(backend: LedgerBackend, verifier: NoteVerifier, origin: str)
             )
         leaves.append(sha(b"\x00" + leaf).digest())
         expected += 1
+        if progress is not None and expected % PROGRESS_EVERY == 0:
+            progress(expected, size)
     if expected != size:
         raise LedgerIntegrityError(
             f"log holds {expected} entries but the checkpoint says {size} (rows deleted)",
             index=expected,
         )
+    if progress is not None:
+        progress(expected, size)
 
     level_hashes = leaves
     level = 0

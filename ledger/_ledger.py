@@ -19,7 +19,7 @@ from core.events import Event, RecordedEvent
 from core.keys import Ed25519Signer
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import LedgerEntry, PreparedEntry, prepare
-from ledger._integrity import IntegrityReport, check_integrity
+from ledger._integrity import IntegrityReport, ProgressReport, check_integrity
 from ledger._kept import KeptCheckpoint, check_kept_checkpoint
 from ledger._merkle import (
     NodeKey,
@@ -270,15 +270,18 @@ class Ledger:
         check_kept_checkpoint(kept, head.size, head.root, proof)
         return kept
 
-    def verify(self) -> IntegrityReport:
+    def verify(self, progress: ProgressReport | None = None) -> IntegrityReport:
         """Recompute everything from the stored entries and check the latest checkpoint.
+
+        ``progress(entries_checked, size)``, if given, is told how far the
+        recomputation has got (``ibx ledger verify`` draws a bar with it).
 
         Raises:
             LedgerIntegrityError: names the first index that is wrong and why.
             LedgerError: storage could not be read.
         """
         try:
-            return check_integrity(self._backend, self.verifier, self.config.origin)
+            return check_integrity(self._backend, self.verifier, self.config.origin, progress)
         except LedgerError:
             raise
         except Exception as exc:  # storage errors surface as ledger errors, once

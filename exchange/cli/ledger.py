@@ -12,6 +12,7 @@ from core.canonical import parse_json_object
 from core.errors import CanonicalJsonError
 from core.events import Event
 from exchange.cli._context import cli_context
+from exchange.cli._progress import Progress
 from exchange.error_table import ExitCode, ForbiddenError
 from ledger import (
     CheckpointError,
@@ -97,7 +98,8 @@ def verify(
     """Recompute the whole log and check the latest checkpoint (and a kept one)."""
     log = cli_context(ctx).runtime.ledger
     try:
-        report = log.verify()
+        with Progress.for_stderr().counting("verifying entries", log.head().size) as advance:
+            report = log.verify(progress=advance)
         earlier = None if kept is None else log.verify_kept_checkpoint(kept.read_text())
     except (LedgerIntegrityError, CheckpointError) as exc:
         typer.echo(f"ibx: ledger verify failed: {exc}", err=True)
