@@ -1,0 +1,1 @@
+"""Documents whose shell blocks run as tests (tests/docs/shellblocks.py)."""
