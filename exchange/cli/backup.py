@@ -11,6 +11,7 @@ import typer
 from core.clock import utcnow
 from core.errors import ConfigurationError
 from exchange.cli._context import cli_context
+from exchange.cli._output import JSON_OPTION, emit_json
 
 if TYPE_CHECKING:
     from exchange.backup import BackupSource
@@ -35,10 +36,11 @@ def backup(
         "--include-master-key",
         help="also put the master key in the archive (then keep the archive like the key)",
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Snapshot the running deployment into --out; the master key only when asked."""
     if ctx.invoked_subcommand is not None:
-        if out is not None or include_master_key:
+        if out is not None or include_master_key or as_json:
             raise typer.BadParameter(f"give --out after '{ctx.invoked_subcommand}', not before it")
         return
     if out is None:
@@ -50,6 +52,9 @@ def backup(
         _source(runtime), out, include_master_key=include_master_key, now=utcnow()
     )
     head = manifest.ledger
+    if as_json:
+        emit_json({"archive": str(out), "manifest": manifest.to_dict()})
+        return
     typer.echo(
         f"backup {out}: tree size {head.tree_size} root "
         f"{base64.b64encode(head.root_hash).decode()}, {len(manifest.members)} members, "
@@ -62,6 +67,7 @@ def backup(
 def master_key(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="the file to create (mode 0600; never replaced)"),  # noqa: B008
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Write the master key alone to --out (mode 0600), to keep apart from the backups."""
     from exchange.backup import write_private_file
@@ -75,10 +81,13 @@ def master_key(
         handle.write(text.strip().encode() + b"\n")
 
     write_private_file(out.absolute(), fill)
+    if as_json:
+        emit_json({"file": str(out), "fingerprint": runtime.master_key.fingerprint()})
+        return
     typer.echo(f"master key written to {out} (fingerprint {runtime.master_key.fingerprint()})")
 
 
-def restore(
+def restore(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     from_: Path = typer.Option(..., "--from", help="the backup archive"),  # noqa: B008
     data_dir: Path | None = typer.Option(  # noqa: B008
@@ -97,6 +106,7 @@ def restore(
         "(default: IBX_DATABASE_URL, which keeps a password out of ps)",
         show_default=False,
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Restore a backup into an empty data dir; needs the master key it was taken under."""
     from exchange.backup import restore_backup
@@ -119,10 +129,20 @@ def restore(
         database_url=database_url if database_url is not None else settings.database_url,
     )
     head = report.manifest.ledger
-    typer.echo(
-        f"restored {from_} into {report.data_dir}: tree size {head.tree_size} root "
-        f"{base64.b64encode(head.root_hash).decode()} verified"
-    )
+    if as_json:
+        emit_json(
+            {
+                "archive": str(from_),
+                "data_dir": str(report.data_dir),
+                "master_key_written": report.master_key_written,
+                "manifest": report.manifest.to_dict(),
+            }
+        )
+    else:
+        typer.echo(
+            f"restored {from_} into {report.data_dir}: tree size {head.tree_size} root "
+            f"{base64.b64encode(head.root_hash).decode()} verified"
+        )
     if not report.master_key_written:
         typer.echo("the master key stays in IBX_MASTER_KEY; keep supplying it", err=True)
 

@@ -35,7 +35,14 @@ from core.canonical import parse_json_object
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
 from core.errors import CanonicalJsonError
 from core.keys import Ed25519PublicKey
+from exchange.cli._consent_output import (
+    CONSENT_HEADERS,
+    ConsentListing,
+    UsageListing,
+    consent_cells,
+)
 from exchange.cli._context import TOKEN_OPTION, cli_context
+from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.identities import Identity, IdentityError, Role
 
 __all__ = ["app"]
@@ -108,9 +115,20 @@ def _line(record: ConsentRecord, now: datetime) -> str:
 @app.command("keygen")
 def keygen(
     out: Path = typer.Option(..., "--out", help="where to write the private key (mode 0600)"),  # noqa: B008
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Generate the enterprise's consent key pair locally; print the public key."""
     key = EnterpriseKey.generate(out)
+    if as_json:
+        public = key.signer.public_key
+        emit_json(
+            {
+                "key_file": str(out),
+                "public_key": public.to_base64(),
+                "key_fingerprint": public.fingerprint(),
+            }
+        )
+        return
     typer.echo(f"wrote {out} (keep it private; the exchange never sees it)")
     typer.echo(key.signer.public_key.to_base64())
 
@@ -177,6 +195,7 @@ def grant(  # noqa: PLR0917 -- one parameter per CLI option
     use_limit: int | None = typer.Option(None, "--use-limit", help="most decisions it may serve"),
     notice: str | None = typer.Option(None, "--notice", help="notice text or policy URL"),
     out: Path | None = typer.Option(None, "--out", help="also save the signed receipt here"),  # noqa: B008
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Sign a consent receipt with the local key and submit it to the exchange."""
@@ -207,6 +226,15 @@ def grant(  # noqa: PLR0917 -- one parameter per CLI option
     if out is not None:
         out.write_text(json.dumps(signed.to_dict(), indent=2, ensure_ascii=False) + "\n")
     record = context.runtime.consents.grant(signed, actor=me.name)
+    if as_json:
+        emit_json(
+            {
+                "consent_id": record.consent_id,
+                "receipt_sha256": signed.receipt_hash(),
+                "ledger_index": record.ledger_index,
+            }
+        )
+        return
     typer.echo(
         f"granted {record.consent_id} (receipt sha256 {signed.receipt_hash()}, "
         f"ledger index {record.ledger_index})"
@@ -214,11 +242,12 @@ def grant(  # noqa: PLR0917 -- one parameter per CLI option
 
 
 @app.command("revoke")
-def revoke(
+def revoke(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     consent_id: str = typer.Argument(..., help="the consent to revoke"),
     key_file: Path = typer.Option(..., "--key", help="the enterprise key file (signs locally)"),  # noqa: B008
     reason: str | None = typer.Option(None, "--reason", help="recorded with the revocation"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Sign a revocation locally and submit it; it binds every later decision."""
@@ -235,6 +264,15 @@ def revoke(
         signed_at=signed_at,
     )
     record = context.runtime.consents.revoke(revocation.sign(key.signer), actor=me.name)
+    if as_json:
+        emit_json(
+            {
+                "consent_id": record.consent_id,
+                "revoked_at": format_rfc3339(record.revoked_at or signed_at),
+                "ledger_index": record.revocation_ledger_index,
+            }
+        )
+        return
     typer.echo(
         f"revoked {record.consent_id} at {format_rfc3339(record.revoked_at or signed_at)} "
         f"(ledger index {record.revocation_ledger_index})"
@@ -245,6 +283,7 @@ def revoke(
 def list_(
     ctx: typer.Context,
     enterprise: str | None = typer.Option(None, "--enterprise", help="whose consents"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """List consents: id, enterprise, requester, scope, purposes, operations, state."""
@@ -256,14 +295,24 @@ def list_(
     else:
         _may_see(me, enterprise)
     now = context.runtime.consents.now()  # states at the exchange's clock
-    for record in context.runtime.consents.list(enterprise=enterprise):
-        typer.echo(_line(record, now))
+    records = context.runtime.consents.list(enterprise=enterprise)
+    if as_json:
+        emit_records(ConsentListing(record, now) for record in records)
+        return
+    emit_table(
+        Table.build(
+            CONSENT_HEADERS,
+            (consent_cells(record, now) for record in records),
+            (_line(record, now) for record in records),
+        )
+    )
 
 
 @app.command("show")
 def show(
     ctx: typer.Context,
     consent_id: str = typer.Argument(..., help="the consent"),
+    as_json: bool = JSON_OPTION,  # show prints JSON with or without it
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Print the signed receipt (RFC 8785 receipt + base64 signature) for offline checks."""
@@ -271,7 +320,7 @@ def show(
     me = context.acting_as(token)
     record = context.runtime.consents.get(consent_id)
     _may_see(me, record.enterprise)
-    typer.echo(json.dumps(record.signed.to_dict(), indent=2, ensure_ascii=False))
+    emit_json(record.signed.to_dict())
 
 
 @app.command("verify")
@@ -285,6 +334,7 @@ def verify(
     origin: str | None = typer.Option(
         None, "--origin", help="the deployment the document must be for"
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a signed receipt or revocation offline: content, signature, and the key you trust."""
     trusted = None
@@ -296,6 +346,19 @@ def verify(
     verdict = verify_offline(receipt_file.read_text(), trusted_key=trusted, origin=origin)
     document = verdict.document
     inner = document.receipt if isinstance(document, SignedReceipt) else document.revocation
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "kind": verdict.kind,
+                "consent_id": inner.consent_id,
+                "enterprise": inner.enterprise,
+                "origin": inner.origin,
+                "key_pinned": verdict.key_pinned,
+                "sha256": document.receipt_hash(),
+            }
+        )
+        return
     trust = "the trusted key" if verdict.key_pinned else "the key it names (not pinned)"
     typer.echo(
         f"ok {verdict.kind} {inner.consent_id} by {inner.enterprise} for {inner.origin}, "
@@ -312,7 +375,7 @@ def check(
         help="JSON object, or @FILE: requester, purpose, operation, engine, "
         "datasets, fields, [time: checked against the exchange's clock, never used]",
     ),
-    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Which consents cover a request now, per data owner, and why the others do not.
@@ -332,7 +395,7 @@ def check(
         raise ConsentAccessError(f"{me.name} may check only its own requests")
     report = context.runtime.consents.covering_consents(ConsentRequest.from_dict(obj))
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        emit_json(report.to_dict())
         return
     included = report.chosen()
     for owner in report.owners:
@@ -349,6 +412,7 @@ def check(
 def usage(
     ctx: typer.Context,
     enterprise: str = typer.Option(..., "--enterprise", help="whose data"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Who used an enterprise's data: every decision and job behind each of its consents."""
@@ -356,7 +420,11 @@ def usage(
     me = context.acting_as(token)
     _may_see(me, enterprise, _AUDITORS)
     now = context.runtime.consents.now()
-    for item in context.runtime.consents.usage(enterprise):
+    usages = context.runtime.consents.usage(enterprise)
+    if as_json:
+        emit_records(UsageListing(ConsentListing(u.record, now), u.entries) for u in usages)
+        return
+    for item in usages:
         r = item.record.signed.receipt
         typer.echo(
             f"{r.consent_id} ({r.requester.describe()}; {item.record.status(now)}): "

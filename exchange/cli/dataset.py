@@ -7,6 +7,7 @@ import typer
 from consent import Classification, ConsentAccessError
 from core.clock import utcnow
 from exchange.cli._context import TOKEN_OPTION, cli_context
+from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.identities import Role
 
 __all__ = ["app"]
@@ -23,6 +24,7 @@ def register(  # noqa: PLR0917 -- one parameter per CLI option
         Classification.GENERAL, "--classification", help="general, important or core"
     ),
     description: str | None = typer.Option(None, "--description", help="free text"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Register a dataset owned by the calling enterprise."""
@@ -38,6 +40,9 @@ def register(  # noqa: PLR0917 -- one parameter per CLI option
         description=description,
         now=utcnow(),
     )
+    if as_json:
+        emit_json(dataset.to_dict())
+        return
     typer.echo(f"registered {dataset.dataset_id} ({', '.join(dataset.fields)})")
 
 
@@ -45,10 +50,19 @@ def register(  # noqa: PLR0917 -- one parameter per CLI option
 def list_(
     ctx: typer.Context,
     owner: str | None = typer.Option(None, "--owner", help="only this enterprise's"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """List datasets: id, owner, classification, fields."""
     context = cli_context(ctx)
     context.acting_as(token)
-    for d in context.runtime.consents.catalog.list(owner=owner):
-        typer.echo(f"{d.dataset_id}\t{d.owner}\t{d.classification}\t{','.join(d.fields)}")
+    datasets = context.runtime.consents.catalog.list(owner=owner)
+    if as_json:
+        emit_records(datasets)
+        return
+    emit_table(
+        Table.build(
+            ("dataset", "owner", "classification", "fields"),
+            ((d.dataset_id, d.owner, str(d.classification), ",".join(d.fields)) for d in datasets),
+        )
+    )

@@ -57,6 +57,7 @@ from edge_tls import (
     sign_batch,
 )
 from exchange.cli._context import EXCHANGE_OPTION, TOKEN_OPTION, cli_context
+from exchange.cli._output import JSON_OPTION, emit_json
 from exchange.error_table import AuthError, ExitCode, ForbiddenError
 from exchange.identities import Identity, Role
 
@@ -107,6 +108,7 @@ def token_create(
     enterprise: str = typer.Option(..., "--enterprise", help="the enterprise (you)"),
     device: str = typer.Option(..., "--device", help="the device's name"),
     ttl: str | None = typer.Option(None, "--ttl", help="lifetime, e.g. 30m, 24h [default 24h]"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
 ) -> None:
@@ -125,6 +127,16 @@ def token_create(
             device_id, actor=caller.name, now=utcnow(), ttl=lifetime
         )
         secret, expires = issued.token, issued.expires_at
+    if as_json:
+        emit_json(
+            {
+                "enterprise": enterprise,
+                "device": device,
+                "expires_at": f"{expires:%Y-%m-%dT%H:%M:%SZ}",
+                "token": secret,
+            }
+        )
+        return
     typer.echo(
         f"bootstrap token for {enterprise}/{device}, one use, expires {expires:%Y-%m-%dT%H:%M:%SZ}"
     )
@@ -184,6 +196,7 @@ def enroll(
         "--enterprise-key",
         help="pin the enterprise's Ed25519 public key (base64): uploads refuse any other",
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Generate a key here, enrol it over EST with the bootstrap token, save the certificate."""
     if enterprise_key is not None:
@@ -211,6 +224,9 @@ def enroll(
         ca_pem=ca_bundle.read_bytes(),
         enterprise_key=enterprise_key,
     )
+    if as_json:
+        emit_json(_certificate_fields(device, cert, out))
+        return
     typer.echo(f"enrolled {device}: serial {cert.serial_number:x}")
     typer.echo(f"valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}; files in {out}")
 
@@ -236,6 +252,7 @@ def renew(
         help="run this command after each renewal, e.g. to reload a service "
         "(no shell; IBX_EDGE_CERT, IBX_EDGE_KEY and IBX_EDGE_SERIAL are set)",
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Re-enrol over mutual TLS with the current certificate and a new key (EST simplereenroll).
 
@@ -254,6 +271,8 @@ def renew(
     command = _exec_argv(exec_command)
     credentials = DeviceCredentials(directory)
     if daemon:
+        if as_json:
+            raise typer.BadParameter("--json prints one renewal; the daemon logs to stderr")
         _renew_daemon(credentials, RenewalSchedule(period=period), command)
         return
     finished = credentials.finish_pending()
@@ -261,10 +280,23 @@ def renew(
         typer.echo(f"{directory}: {finished}", err=True)
     device = credentials.device()
     cert = reenroll(credentials, timeout=_TIMEOUT)
-    typer.echo(f"renewed {device}: serial {cert.serial_number:x}")
-    typer.echo(f"valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+    if as_json:
+        emit_json(_certificate_fields(device, cert, directory))
+    else:
+        typer.echo(f"renewed {device}: serial {cert.serial_number:x}")
+        typer.echo(f"valid until {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
     if command:
         _run_exec(command, credentials, cert.serial_number)
+
+
+def _certificate_fields(device: str, cert: x509.Certificate, directory: Path) -> dict[str, str]:
+    """``enroll --json`` and ``renew --json``: the device, its new certificate, where it is."""
+    return {
+        "device": device,
+        "serial": f"{cert.serial_number:x}",
+        "not_after": f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}",
+        "directory": str(directory),
+    }
 
 
 def _exec_argv(text: str | None) -> list[str]:
@@ -333,6 +365,7 @@ def _renew_daemon(
 def upload(
     file: Path = typer.Argument(..., help="a CSV file of readings"),  # noqa: B008
     directory: Path = _DIR_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Sign a CSV batch with this device's key, seal it to its enterprise, upload over mTLS."""
     credentials = DeviceCredentials(directory)
@@ -366,6 +399,9 @@ def upload(
     if response.status_code != 201:
         raise _refused(response, "upload")
     body = response.json()
+    if as_json:
+        emit_json({"batch": body["batch"], "sha256": body["sha256"]})
+        return
     typer.echo(f"uploaded sealed batch {body['batch']} sha256 {body['sha256']}")
 
 
@@ -478,6 +514,7 @@ def pull(
     enterprise: str | None = typer.Option(
         None, "--enterprise", help="you: only its own devices' signatures count (needed remotely)"
     ),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
 ) -> None:
@@ -525,6 +562,11 @@ def pull(
         cursor_path.write_text(f"{batch.id}\n")
     opened = len(batches) - len(skipped)
     summary = f"opened {opened} batches, appended {rows} rows to {out}"
+    if as_json:
+        emit_json({"opened": opened, "rows": rows, "out": str(out), "skipped": skipped})
+        if skipped:
+            raise typer.Exit(EXIT_SKIPPED)
+        return
     if skipped:
         typer.echo(f"{summary}; skipped {len(skipped)} (listed in {out.name}.skipped)")
         raise typer.Exit(EXIT_SKIPPED)

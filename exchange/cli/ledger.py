@@ -12,9 +12,11 @@ from core.canonical import parse_json_object
 from core.errors import CanonicalJsonError
 from core.events import Event
 from exchange.cli._context import cli_context
+from exchange.cli._output import JSON_OPTION, emit_json
 from exchange.cli._progress import Progress
 from exchange.error_table import ExitCode, ForbiddenError
 from ledger import (
+    Checkpoint,
     CheckpointError,
     EntryTooLargeError,
     InvalidEntryError,
@@ -35,6 +37,7 @@ def append(
     ctx: typer.Context,
     type_: str = typer.Option(..., "--type", help="entry type, e.g. demo.reading"),
     actor: str = typer.Option("sysadmin", "--actor", help="who the entries are recorded for"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Append one JSON object per stdin line as one atomic batch; print each new index."""
     if type_.strip().lower().startswith(RESERVED_TYPES):
@@ -67,20 +70,39 @@ def append(
             raise
         reason = str(exc).split(": ", 1)[-1]
         raise InvalidEntryError(reason, line=source_lines[exc.line - 1]) from exc
+    if as_json:
+        emit_json({"indices": [item.index for item in recorded]})
+        return
     for item in recorded:
         typer.echo(item.index)
 
 
 @app.command("checkpoint")
-def checkpoint(ctx: typer.Context) -> None:
+def checkpoint(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Print the current signed checkpoint (C2SP signed note)."""
-    typer.echo(cli_context(ctx).runtime.ledger.checkpoint().to_text(), nl=False)
+    note = cli_context(ctx).runtime.ledger.checkpoint()
+    if as_json:
+        body = Checkpoint.from_text(note.text)
+        emit_json(
+            {
+                "origin": body.origin,
+                "size": body.size,
+                "root": base64.b64encode(body.root).decode(),
+                "note": note.to_text(),
+            }
+        )
+        return
+    typer.echo(note.to_text(), nl=False)
 
 
 @app.command("vkey")
-def vkey(ctx: typer.Context) -> None:
+def vkey(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Print the checkpoint verifier key (C2SP vkey)."""
-    typer.echo(cli_context(ctx).runtime.ledger.vkey())
+    key = cli_context(ctx).runtime.ledger.vkey()
+    if as_json:
+        emit_json({"vkey": key})
+        return
+    typer.echo(key)
 
 
 @app.command("verify")
@@ -94,8 +116,12 @@ def verify(
         dir_okay=False,
         readable=True,
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Recompute the whole log and check the latest checkpoint (and a kept one)."""
+    """Recompute the whole log and check the latest checkpoint (and a kept one).
+
+    A failure is one line on stderr and exit 5, with or without ``--json``.
+    """
     log = cli_context(ctx).runtime.ledger
     try:
         with Progress.for_stderr().counting("verifying entries", log.head().size) as advance:
@@ -104,6 +130,13 @@ def verify(
     except (LedgerIntegrityError, CheckpointError) as exc:
         typer.echo(f"ibx: ledger verify failed: {exc}", err=True)
         raise typer.Exit(ExitCode.VERIFICATION_FAILED) from exc
-    typer.echo(f"ok size {report.size} root {base64.b64encode(report.root).decode()}")
+    root = base64.b64encode(report.root).decode()
+    if as_json:
+        kept_size = None if earlier is None else earlier.checkpoint.size
+        emit_json(
+            {"ok": True, "size": report.size, "root": root, "kept_checkpoint_size": kept_size}
+        )
+        return
+    typer.echo(f"ok size {report.size} root {root}")
     if earlier is not None:
         typer.echo(f"consistent with kept checkpoint size {earlier.checkpoint.size}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import typer
 
-from core.clock import utcnow
-from edge_tls import RevocationReason, fingerprint
+from core.canonical import JsonValue
+from core.clock import format_rfc3339, utcnow
+from edge_tls import CertificateRecord, RevocationReason, fingerprint
 from exchange.cli._context import TOKEN_OPTION, cli_context
+from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.error_table import ForbiddenError
 from exchange.identities import Role
 
@@ -14,11 +19,57 @@ __all__ = ["app"]
 
 app = typer.Typer(help="The edge certificate authority (on the server's data dir).")
 
+_STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class CertificateListing:
+    """One issued certificate as ``pki list --json`` prints it, with its state at ``now``."""
+
+    record: CertificateRecord
+    now: datetime
+
+    @property
+    def status(self) -> str:
+        """``revoked``, ``expired`` or ``valid``."""
+        if self.record.revoked_at is not None:
+            return "revoked"
+        if self.record.not_after <= self.now:
+            return "expired"
+        return "valid"
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """Stable JSON fields (the serial in lower-case hex, as printed and as revoke takes it)."""
+        record = self.record
+        return {
+            "serial": f"{record.serial:x}",
+            "kind": record.kind.value,
+            "status": self.status,
+            "not_after": format_rfc3339(record.not_after),
+            "revoked_at": format_rfc3339(record.revoked_at) if record.revoked_at else None,
+            "subject": record.subject,
+            "sha256": record.fingerprint,
+        }
+
 
 @app.command("init")
-def init(ctx: typer.Context) -> None:
+def init(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Create the root and issuing CA (ECDSA P-256), keys encrypted under the master key."""
     ca = cli_context(ctx).runtime.edge_pki.init(actor="sysadmin", now=utcnow())
+    if as_json:
+        emit_json(
+            {
+                "root": {
+                    "subject": ca.root.subject.rfc4514_string(),
+                    "sha256": fingerprint(ca.root),
+                },
+                "issuing": {
+                    "subject": ca.issuing.subject.rfc4514_string(),
+                    "sha256": fingerprint(ca.issuing),
+                },
+            }
+        )
+        return
     typer.echo(f"root CA     {ca.root.subject.rfc4514_string()}  sha256 {fingerprint(ca.root)}")
     typer.echo(
         f"issuing CA  {ca.issuing.subject.rfc4514_string()}  sha256 {fingerprint(ca.issuing)}"
@@ -26,9 +77,13 @@ def init(ctx: typer.Context) -> None:
 
 
 @app.command("fingerprint")
-def fingerprint_(ctx: typer.Context) -> None:
+def fingerprint_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Print the root certificate's SHA-256: hand it to users for ``ibx login --ca-fingerprint``."""
-    typer.echo(fingerprint(cli_context(ctx).runtime.edge_pki.authority().root))
+    digest = fingerprint(cli_context(ctx).runtime.edge_pki.authority().root)
+    if as_json:
+        emit_json({"sha256": digest})
+        return
+    typer.echo(digest)
 
 
 @app.command("ca-bundle")
@@ -41,20 +96,32 @@ def ca_bundle(ctx: typer.Context) -> None:
 def list_(
     ctx: typer.Context,
     enterprise: str | None = typer.Option(None, "--enterprise", help="only this enterprise's"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List issued certificates: serial, kind, status, expiry, identity."""
     now = utcnow()
-    for record in cli_context(ctx).runtime.edge_pki.certificates(enterprise=enterprise):
-        if record.revoked_at is not None:
-            status = "revoked"
-        elif record.not_after <= now:
-            status = "expired"
-        else:
-            status = "valid"
-        typer.echo(
-            f"{record.serial:x}\t{record.kind}\t{status}\t"
-            f"{record.not_after:%Y-%m-%dT%H:%M:%SZ}\t{record.subject or '-'}"
+    listings = [
+        CertificateListing(record, now)
+        for record in cli_context(ctx).runtime.edge_pki.certificates(enterprise=enterprise)
+    ]
+    if as_json:
+        emit_records(listings)
+        return
+    emit_table(
+        Table.build(
+            ("serial", "kind", "status", "not after", "subject"),
+            (
+                (
+                    f"{c.record.serial:x}",
+                    str(c.record.kind),
+                    c.status,
+                    f"{c.record.not_after:{_STAMP}}",
+                    c.record.subject or "-",
+                )
+                for c in listings
+            ),
         )
+    )
 
 
 def _serial(text: str) -> int:
@@ -75,6 +142,7 @@ def revoke(
     reason: RevocationReason = typer.Option(  # noqa: B008
         RevocationReason.UNSPECIFIED, "--reason", help="RFC 5280 reason"
     ),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Revoke a certificate and its device's whole line (security officer).
@@ -92,6 +160,18 @@ def revoke(
     revoked = context.runtime.edge_pki.revoke(
         _serial(serial), reason, actor=officer.name, now=utcnow()
     )
+    if as_json:
+        emit_json(
+            {
+                "serial": f"{revoked.serial:x}",
+                "reason": revoked.reason.value,
+                "revoked_at": format_rfc3339(revoked.revoked_at),
+                "revoked": [
+                    {"serial": f"{e.serial:x}", "reason": e.reason.value} for e in revoked.revoked
+                ],
+            }
+        )
+        return
     typer.echo(
         f"revoked {revoked.serial:x} ({revoked.reason}) at {revoked.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
     )

@@ -8,15 +8,16 @@ the proposer of a version can neither approve nor activate it. ``list`` and
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from core.canonical import parse_json_object
-from core.clock import parse_rfc3339
+from core.canonical import JsonValue, parse_json_object
+from core.clock import format_rfc3339, parse_rfc3339
 from core.errors import CanonicalJsonError
 from exchange.cli._context import TOKEN_OPTION, cli_context
+from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.identities import Identity, IdentityError, Role
 from policies import (
     CoverageReport,
@@ -25,6 +26,7 @@ from policies import (
     Officer,
     OfficerRequiredError,
     PolicyInputError,
+    PolicyVersion,
     Subject,
     parse_requests_file,
 )
@@ -42,6 +44,50 @@ def _officer(identity: Identity) -> Officer:
     return Officer(identity.name, identity.role.value)
 
 
+@dataclass(frozen=True)
+class VersionListing:
+    """A policy version as ``policy list --json`` (and propose/approve/activate) print it."""
+
+    version: PolicyVersion
+
+    @property
+    def tests(self) -> str:
+        """``untested``, ``passed`` or ``failed``."""
+        return {None: "untested", True: "passed", False: "failed"}[self.version.tests_passed]
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """Stable JSON fields (the full version hash)."""
+        v = self.version
+        return {
+            "hash": v.hash,
+            "state": str(v.state),
+            "proposed_by": v.proposed_by,
+            "proposed_at": format_rfc3339(v.proposed_at),
+            "tests": self.tests,
+            "tested_by": v.tested_by,
+            "approved_by": v.approved_by,
+            "activated_by": v.activated_by,
+            "activated_at": format_rfc3339(v.activated_at) if v.activated_at else None,
+            "summary": dict(v.summary),
+        }
+
+
+@dataclass(frozen=True)
+class DiffListing:
+    """One row of ``policy diff --json``: a sample request under the active and the candidate."""
+
+    row: DiffRow
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """Stable JSON fields (``active`` is null when no version is active)."""
+        return {
+            "name": self.row.name,
+            "changed": self.row.changed,
+            "active": self.row.active.to_dict() if self.row.active is not None else None,
+            "candidate": self.row.candidate.to_dict(),
+        }
+
+
 def _short(version: str | None) -> str:
     return version[:16] if version else "-"
 
@@ -54,12 +100,16 @@ def _decision_line(decision: Decision) -> str:
 def propose(
     ctx: typer.Context,
     directory: Path = typer.Argument(..., help="policy dir: model.conf, policy.csv, *.rego..."),  # noqa: B008
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Check a policy directory and store it as a proposed version; print its hash."""
     context = cli_context(ctx)
     officer = _officer(context.acting_as(token))
     version = context.runtime.policy.propose(directory, officer=officer)
+    if as_json:
+        emit_json(VersionListing(version).to_dict())
+        return
     summary = ", ".join(f"{k} {v}" for k, v in version.summary.items())
     typer.echo(f"proposed {version.hash} by {version.proposed_by} ({summary})")
 
@@ -68,6 +118,7 @@ def propose(
 def test(
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or a prefix of 8+ hex digits)"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Run the version's Rego test_ rules and sample requests, report coverage (exit 1 on failure).
@@ -78,6 +129,11 @@ def test(
     context = cli_context(ctx)
     officer = _officer(context.acting_as(token))
     report = context.runtime.policy.test(version, officer=officer)
+    if as_json:
+        emit_json(report.to_dict())
+        if not report.passed:
+            raise typer.Exit(1)
+        return
     for result in report.results:
         mark = "PASS" if result.passed else "FAIL"
         typer.echo(f"{mark}  {result.name}" + (f"  ({result.message})" if result.message else ""))
@@ -111,6 +167,7 @@ def diff(
     requests: Path | None = typer.Option(  # noqa: B008
         None, "--requests", help="JSON list of sample requests [default: the version's own]"
     ),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Dry run: show, request by request, where the candidate decides differently."""
@@ -127,6 +184,9 @@ def diff(
         )
     else:
         rows = point.diff(version, officer=officer)
+    if as_json:
+        emit_records(DiffListing(row) for row in rows)
+        return
     changed = 0
     for row in rows:
         changed += row.changed
@@ -146,12 +206,16 @@ def _diff_line(row: DiffRow) -> str:
 def approve(
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or prefix)"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Approve a tested version (a second security officer, not its proposer)."""
     context = cli_context(ctx)
     officer = _officer(context.acting_as(token))
     result = context.runtime.policy.approve(version, officer=officer)
+    if as_json:
+        emit_json(VersionListing(result).to_dict())
+        return
     typer.echo(f"approved {result.hash} by {officer.name} (proposed by {result.proposed_by})")
 
 
@@ -159,26 +223,47 @@ def approve(
 def activate(
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or prefix)"),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Activate an approved version; activating an earlier one is a rollback."""
     context = cli_context(ctx)
     officer = _officer(context.acting_as(token))
     result = context.runtime.policy.activate(version, officer=officer)
+    if as_json:
+        emit_json(VersionListing(result).to_dict())
+        return
     typer.echo(f"activated {result.hash} by {officer.name}")
 
 
 @app.command("list")
-def list_(ctx: typer.Context, token: str | None = TOKEN_OPTION) -> None:
-    """List versions: hash, state, proposer, tests, approver, activator."""
+def list_(
+    ctx: typer.Context, as_json: bool = JSON_OPTION, token: str | None = TOKEN_OPTION
+) -> None:
+    """List versions: hash, state, proposer, tests, approver, activator, proposed at."""
     context = cli_context(ctx)
     context.acting_as(token)
-    for v in context.runtime.policy.versions():
-        tests = {None: "untested", True: "passed", False: "failed"}[v.tests_passed]
-        typer.echo(
-            f"{_short(v.hash)}\t{v.state}\t{v.proposed_by}\t{tests}\t"
-            f"{v.approved_by or '-'}\t{v.activated_by or '-'}\t{v.proposed_at:%Y-%m-%d %H:%M}"
+    listings = [VersionListing(v) for v in context.runtime.policy.versions()]
+    if as_json:
+        emit_records(listings)
+        return
+    emit_table(
+        Table.build(
+            ("version", "state", "proposed by", "tests", "approved by", "activated by", "proposed"),
+            (
+                (
+                    _short(item.version.hash),
+                    str(item.version.state),
+                    item.version.proposed_by,
+                    item.tests,
+                    item.version.approved_by or "-",
+                    item.version.activated_by or "-",
+                    f"{item.version.proposed_at:%Y-%m-%d %H:%M}",
+                )
+                for item in listings
+            ),
         )
+    )
 
 
 @app.command("decide")
@@ -217,7 +302,7 @@ def decide(  # noqa: PLR0917 -- typer maps each option to a parameter
     who = Subject(identity.name, identity.role.value, identity.industry)
     decision = context.runtime.policy.decide(who, action, resource, attributes, at=when)
     if as_json:
-        typer.echo(json.dumps(decision.to_dict(), ensure_ascii=False))
+        emit_json(decision.to_dict(), compact=True)
     else:
         typer.echo(_decision_line(decision))
         typer.echo(f"version {_short(decision.version)}")

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from core.clock import utcnow
 from exchange.cli._context import cli_context
+from exchange.cli._output import JSON_OPTION, emit_json
 
 __all__ = ["status"]
 
 
 def status(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="print JSON with stable field names"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the deployment (origin, ledger, policy, CA, parties); exit 1 if a check fails."""
     from exchange.status import deployment_status
 
     report = deployment_status(cli_context(ctx).runtime, now=utcnow())
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        emit_json(report.to_dict())
     else:
         typer.echo(f"origin    {report.origin}")
         typer.echo(f"data dir  {report.data_dir}")
