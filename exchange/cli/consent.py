@@ -134,13 +134,14 @@ def keygen(
 
 
 @app.command("register-key")
-def register_key(
+def register_key(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     key_file: Path = typer.Option(..., "--key", help="the enterprise key file"),  # noqa: B008
     rotate: bool = typer.Option(False, "--rotate", help="replace an already registered key"),
     old_key_file: Path | None = typer.Option(  # noqa: B008
         None, "--old-key", help="with --rotate: the key file of the key registered now"
     ),
+    as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Register the key file's public key to the calling enterprise identity.
@@ -169,6 +170,9 @@ def register_key(
         context.runtime.identities.set_public_key(me.name, public, actor=me.name)
     except IdentityError as exc:
         raise ConsentKeyError(str(exc)) from exc
+    if as_json:
+        emit_json({"enterprise": me.name, "key_fingerprint": public.fingerprint()})
+        return
     typer.echo(f"registered key {public.fingerprint()[:16]} to {me.name}")
 
 

@@ -87,9 +87,19 @@ def fingerprint_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 
 
 @app.command("ca-bundle")
-def ca_bundle(ctx: typer.Context) -> None:
+def ca_bundle(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """Print the CA chain in PEM (issuing CA, then root): the devices' trust bundle."""
-    typer.echo(cli_context(ctx).runtime.edge_pki.authority().chain_pem(), nl=False)
+    authority = cli_context(ctx).runtime.edge_pki.authority()
+    if as_json:
+        emit_json(
+            {
+                "chain_pem": authority.chain_pem(),
+                "root_sha256": fingerprint(authority.root),
+                "issuing_sha256": fingerprint(authority.issuing),
+            }
+        )
+        return
+    typer.echo(authority.chain_pem(), nl=False)
 
 
 @app.command("list")

@@ -301,6 +301,9 @@ def test_pki_list_and_fingerprint_json(world: World) -> None:
     assert world.run("pki", "list").startswith(cert["serial"] + "\t")
     fingerprint = world.json("pki", "fingerprint")
     assert fingerprint == {"sha256": world.run("pki", "fingerprint").strip()}
+    bundle = world.json("pki", "ca-bundle")
+    assert bundle["chain_pem"] == world.run("pki", "ca-bundle")
+    assert bundle["root_sha256"] == fingerprint["sha256"]
 
 
 def test_ledger_checkpoint_verify_vkey_json(world: World, tmp_path: Path) -> None:
@@ -383,10 +386,16 @@ def test_every_printing_command_takes_json() -> None:
     """The one shared option is on every command that prints data."""
     printing = [
         ("identity", "list"), ("identity", "create"), ("dataset", "list"), ("pki", "list"),
-        ("pki", "fingerprint"), ("consent", "list"), ("consent", "show"), ("consent", "verify"),
+        ("pki", "fingerprint"), ("pki", "ca-bundle"), ("consent", "register-key"),
+        ("consent", "list"), ("consent", "show"), ("consent", "verify"),
         ("consent", "check"), ("consent", "usage"), ("policy", "list"), ("policy", "test"),
         ("policy", "diff"), ("policy", "decide"), ("ledger", "checkpoint"), ("ledger", "verify"),
         ("ledger", "append"), ("status",), ("edge", "readings", "pull"), ("backup",),
+        ("identity", "revoke"), ("pki", "init"), ("pki", "revoke"), ("consent", "keygen"),
+        ("consent", "grant"), ("consent", "revoke"), ("dataset", "register"),
+        ("policy", "propose"), ("policy", "approve"), ("policy", "activate"),
+        ("ledger", "vkey"), ("edge", "token", "create"), ("edge", "enroll"),
+        ("edge", "renew"), ("edge", "upload"), ("backup", "master-key"), ("restore",),
     ]  # fmt: skip
     for command in printing:
         result = runner.invoke(app, [*command, "--help"])
