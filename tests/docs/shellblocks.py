@@ -259,13 +259,13 @@ def run_document(path: Path, tmp: Path, inputs: tuple[str, ...] = ()) -> list[Co
         DocError: a command failed, hung, or printed other than the doc shows,
             or a process it started outlived the document.
     """
-    doc = path.name
-    commands = extract(path.read_text(encoding="utf-8"), doc)
-    if not commands:
-        raise DocError(f"{doc}: no console block to run")
     root = path.resolve().parent
     while not (root / "pyproject.toml").exists() and root != root.parent:
         root = root.parent
+    doc = str(path.resolve().relative_to(root))
+    commands = extract(path.read_text(encoding="utf-8"), doc)
+    if not commands:
+        raise DocError(f"{doc}: no console block to run")
     (tmp / "work").mkdir()
     for name in inputs:
         shutil.copytree(root / name, tmp / "work" / name)
@@ -323,6 +323,8 @@ def run_commands(commands: list[Command], tmp: Path) -> list[Command]:
             expected = tuple(_substitute(line, ports) for line in command.expected)
             differs = mismatch(expected, printed.splitlines())
             if differs is not None:
+                if command.text.strip() == "echo $?" and index:
+                    text = f"{commands[index - 1].text}` then `{text}"
                 raise DocError(
                     f"{command.where}: `{text}` printed other than the doc shows; {differs}"
                 )
