@@ -18,7 +18,6 @@ name to a number (or, for ``he``, a list of numbers).
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ import typer
 import mpc
 from core.clock import utcnow
 from exchange.cli._context import cli_context
+from exchange.cli._precision import he_precisions, mpc_precision
+from exchange.cli._progress import Progress
 from mpc.errors import InvalidContributionError
 
 __all__ = ["app"]
@@ -179,14 +180,18 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
     custodian = runtime.key_custodian
     job = custodian.create_job(_he_spec(job_id, operation, inputs, bound, bins, weights))
     left_out: dict[str, str] = {}
+    progress = Progress.for_stderr()
     try:
         aggregator = mpc.HeAggregator(job)
         encryptor = mpc.HeContributor(job)
-        for who, given in inputs.contributions:
-            try:
-                aggregator.add(encryptor.encrypt(who, given))
-            except InvalidContributionError as exc:
-                left_out[who] = str(exc)
+        contributions = list(inputs.contributions)
+        with progress.counting("encrypting contributions", len(contributions)) as advance:
+            for done, (who, given) in enumerate(contributions, start=1):
+                try:
+                    aggregator.add(encryptor.encrypt(who, given))
+                except InvalidContributionError as exc:
+                    left_out[who] = str(exc)
+                advance(done, len(contributions))
         consents = tuple(
             mpc.ConsentTerms(f"cli/{who}", who, epsilon_budget=budget)
             for who in sorted(aggregator.contributors)
@@ -196,7 +201,8 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
         )
         query = mpc.he_query(subject, job.spec, aggregator.contributors)
         runtime.release_guard.check_budget(request, query)
-        result = custodian.finish_job(request, aggregator.aggregate(), left_out=left_out)
+        with progress.working("release guard and key custodian: decrypting the sum once"):
+            result = custodian.finish_job(request, aggregator.aggregate(), left_out=left_out)
     finally:
         custodian.end_job(job_id)  # idempotent: destroys the key if finish_job did not
     if left_out:
@@ -216,7 +222,12 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
                 "operation": result.operation.value,
                 "cohort": result.cohort,
                 "left_out": len(left_out),
-                "values": [None if math.isnan(v) else v for v in values],
+                "values": [
+                    precision.printed(v)
+                    for precision, v in zip(
+                        he_precisions(job.spec, values, cohort=result.cohort), values, strict=True
+                    )
+                ],
                 "epsilon": epsilon,
             }
         )
@@ -310,10 +321,14 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
     guard = cli_context(ctx).runtime.release_guard
     # before any share is dealt: a refused exact order statistic never reaches the exchange
     guard.check_order_statistics(request, mpc.mpc_statistics(spec))
+    progress = Progress.for_stderr()
+    progress.step(f"dealing shares of {len(pairs)} contributors to {dep.parties} parties")
     dealer = mpc.ShareDealer.for_job(spec, dep.box_public_keys, dep.threshold)
     dealt = dealer.deal_all(pairs, with_rank_keys=ranks)
     guard.check_budget(request, mpc.mpc_query(subject, spec, names), bound=bound)
-    result = mpc.MpcRunner(dep, mpc.RunnerConfig(deadline=deadline)).run(spec, dealt)
+    stats = ", ".join(s.value for s in spec.statistics)
+    with progress.working(f"{dep.parties} parties computing {stats} over mutual TLS"):
+        result = mpc.MpcRunner(dep, mpc.RunnerConfig(deadline=deadline)).run(spec, dealt)
     guard.check_dominance(policy, result.dominance)
     left_out = dict(result.dropped)
     kept = frozenset(d.contributor for d in dealt) - set(left_out)
@@ -331,13 +346,27 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
         )
         order_names = [s.value for s in spec.statistics if s in _ORDER_STATS]
         summary.update(zip(order_names, (list(v) for v in released), strict=True))
+    exact_order = policy.order_statistics is mpc.OrderRelease.EXACT
+    printed = {
+        name: [
+            mpc_precision(
+                mpc.MpcStatistic(name),
+                v,
+                bound=bound,
+                cohort=result.cohort,
+                exact_order=exact_order,
+            ).printed(v)
+            for v in values
+        ]
+        for name, values in summary.items()
+    }
     typer.echo(
         json.dumps(
             {
                 "job_id": job_id,
                 "cohort": result.cohort,
                 "left_out": len(left_out),
-                "statistics": summary,
+                "statistics": printed,
                 "epsilon": epsilon,
             }
         )
@@ -409,10 +438,13 @@ def psi(
     """Private set intersection between two item lists; prints what each side learns."""
     mode = mpc.PsiMode.INTERSECTION if intersection else mpc.PsiMode.CARDINALITY
     session = uuid.uuid4().hex
+    progress = Progress.for_stderr()
     a = mpc.PsiParty(session, left.read_text().splitlines(), mode)
     b = mpc.PsiParty(session, right.read_text().splitlines(), mode)
-    to_b, to_a = a.blinded(), b.blinded()
-    back_to_a, back_to_b = b.reblind(to_b), a.reblind(to_a)
+    with progress.working("each side blinds its items (ECDH)"):
+        to_b, to_a = a.blinded(), b.blinded()
+    with progress.working("each side re-blinds the other's items"):
+        back_to_a, back_to_b = b.reblind(to_b), a.reblind(to_a)
     for name, outcome in (("left", a.finish(back_to_a)), ("right", b.finish(back_to_b))):
         items = "" if outcome.items is None else f": {', '.join(outcome.items)}"
         typer.echo(f"{name} learns overlap size {outcome.size}{items}")

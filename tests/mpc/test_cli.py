@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from exchange.cli import app
+from exchange.cli._precision import mpc_precision
+from mpc import MpcStatistic
 from tests.conftest import initialised
 
 
@@ -209,3 +216,123 @@ def test_he_refuses_a_contributor_weighted_twice(tmp_path: Path) -> None:
         refused.stderr.strip()
         == "ibx: duplicate contributor: contributor 'a': is given twice in the weights"
     )
+
+
+# -- released numbers printed to the precision the engine guarantees (issue 10) ----------
+
+
+def _decimals(value: float) -> int:
+    """Decimal places in the number as JSON prints it (``0.1666667`` -> 7)."""
+    exponent = Decimal(json.dumps(value)).as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(-exponent, 0)
+
+
+def test_an_mpc_mean_prints_the_digits_its_resolution_guarantees_and_no_more(
+    tmp_path: Path,
+) -> None:
+    """1/6 is 0.16666666666666666 in float64; at resolution 1e-6 seven decimals are all it has."""
+    values = _write(tmp_path, "v.json", json.dumps({"a": 0.1, "b": 0.2, "c": 0.2}))
+    result = CliRunner().invoke(
+        app,
+        [
+            *("--data-dir", str(tmp_path / "data"), "mpc", "run", "--input", values),
+            *("--stat", "mean", "--stat", "sum", "--stat", "variance", "--stat", "count"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    text = result.output.splitlines()[0]
+    released = json.loads(text)["statistics"]
+    q = Fraction(1, 10**6)  # bound 1e12 (the default): resolution 10^(12-18)
+    inputs = [Fraction(0.1), Fraction(0.2), Fraction(0.2)]
+    exact_mean = sum(inputs, Fraction(0)) / 3
+    exact_variance = sum(((x - exact_mean) ** 2 for x in inputs), Fraction(0)) / 3
+
+    assert len(repr(float(exact_mean))) == len("0.16666666666666666")  # the noise float64 has
+    [mean] = released["mean"]
+    assert mean == 0.1666667 and _decimals(mean) == 7
+    assert abs(Fraction(mean) - exact_mean) <= q / 2 + Fraction(1, 2 * 10**7)
+    [total] = released["sum"]
+    assert total == 0.5 and abs(Fraction(total) - sum(inputs, Fraction(0))) <= 3 * q / 2
+    [variance] = released["variance"]
+    sigma_bound = Fraction(0.05)  # σ ≈ 0.0471
+    guarantee = sigma_bound * q + q * q / 4
+    assert _decimals(variance) <= 8
+    assert abs(Fraction(variance) - exact_variance) <= guarantee + Fraction(1, 2 * 10**8)
+    assert released["count"] == [3] and '"count": [3]' in text  # an integer, not 3.0
+
+
+def test_an_he_mean_prints_no_digit_below_its_guarantee(tmp_path: Path) -> None:
+    values = _write(tmp_path, "v.json", json.dumps({f"e{i}": 0.1 * (i + 1) for i in range(5)}))
+    released = _he(tmp_path, "--operation", "mean", "--input", values, "--bound", "1")
+    [mean] = released["values"]
+    guarantee = Fraction(1, 2**45)  # within 2^-45·bound of the exact mean
+    assert _decimals(mean) <= 14  # the decimal place of 2^-45 ≈ 2.8e-14
+    exact = sum((Fraction(0.1 * (i + 1)) for i in range(5)), Fraction(0)) / 5
+    assert abs(Fraction(mean) - exact) <= guarantee + Fraction(1, 2 * 10**14)
+    assert mean == 0.3
+
+
+PRINTED = {
+    # name: (precision, value, printed)
+    "mpc-mean-0.1+0.2": (
+        lambda: mpc_precision(MpcStatistic.MEAN, 0.3, bound=1e12, cohort=2, exact_order=False),
+        0.1 + 0.2,
+        0.3,
+    ),
+    "mpc-mean-finer-than-float64": (  # q = 1e-18 < ulp: the float is what the engine gives
+        lambda: mpc_precision(MpcStatistic.MEAN, 0.3, bound=1, cohort=2, exact_order=False),
+        0.1 + 0.2,
+        0.30000000000000004,
+    ),
+    "dp-grid-point-noise": (  # a grid point computed as 3 x 0.1: 15 digits cut the noise
+        lambda: mpc_precision(MpcStatistic.MEDIAN, 0.0, bound=1, cohort=5, exact_order=False),
+        0.1 * 3,
+        0.3,
+    ),
+    "mpc-sum-large": (  # q = 1e-6, n = 1000: within 5e-4, so to 1e-4
+        lambda: mpc_precision(MpcStatistic.SUM, 1.0, bound=1e12, cohort=1000, exact_order=False),
+        123456.78912345678,
+        123456.7891,
+    ),
+    "dp-grid-point-kept": (  # a DP median is a grid point: printed as that point
+        lambda: mpc_precision(MpcStatistic.MEDIAN, 0.0, bound=1, cohort=5, exact_order=False),
+        0.09375,
+        0.09375,
+    ),
+    "count-is-an-integer": (
+        lambda: mpc_precision(MpcStatistic.COUNT, 3.0, bound=1, cohort=3, exact_order=False),
+        3.0,
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PRINTED.values(), ids=PRINTED.keys())
+def test_printed_values_drop_float_noise(case) -> None:
+    make, value, expected = case
+    printed = make().printed(value)
+    assert printed == expected and type(printed) is type(expected)
+    assert json.dumps(printed) == json.dumps(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.floats(min_value=-1e12, max_value=1e12, allow_nan=False),
+    exponent=st.integers(min_value=-3, max_value=12),
+    cohort=st.integers(min_value=2, max_value=1000),
+    statistic=st.sampled_from([MpcStatistic.SUM, MpcStatistic.MEAN, MpcStatistic.MEDIAN]),
+)
+def test_never_more_digits_than_guaranteed_and_never_further_than_half_a_digit(
+    value: float, exponent: int, cohort: int, statistic: MpcStatistic
+) -> None:
+    bound = 10.0**exponent
+    precision = mpc_precision(statistic, value, bound=bound, cohort=cohort, exact_order=True)
+    assert precision.error is not None
+    printed = precision.printed(value)
+    assert isinstance(printed, float)
+    places = precision.decimals(value)
+    assert places <= -math.floor(math.log10(precision.error))  # no digit below the guarantee
+    assert _decimals(printed) <= max(places, 0)
+    half_digit = Fraction(1, 2) * Fraction(10) ** -places
+    assert abs(Fraction(printed) - Fraction(value)) <= half_digit + Fraction(math.ulp(printed))
