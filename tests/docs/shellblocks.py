@@ -53,6 +53,7 @@ PROMPT = "$ "
 ELLIPSIS = "…"
 FENCE = re.compile(r"^(```+|~~~+)\s*(\S*)")
 PORT_OPTION = re.compile(r"--(?:edge-)?port[ =](\d+)")
+HTTP_PORT = re.compile(r"--port[ =](\d+)")
 COMMAND_TIMEOUT = 180.0
 READY_TIMEOUT = 60.0
 
@@ -227,12 +228,14 @@ def environment(work: Path) -> dict[str, str]:
     return env
 
 
-def _wait_ready(ports: list[str], out: Path, command: Command) -> None:
+def _wait_ready(text: str, out: Path, command: Command) -> None:
+    """Wait until the HTTP port answers ``/healthz`` and every other port accepts."""
     deadline = time.monotonic() + READY_TIMEOUT
-    for port in ports:
+    http = set(HTTP_PORT.findall(text))
+    for port in PORT_OPTION.findall(text):
         while True:
             try:
-                if port == ports[0]:
+                if port in http:
                     if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                         break
                 else:
@@ -314,7 +317,7 @@ def run_commands(commands: list[Command], tmp: Path) -> list[Command]:
                 time.sleep(0.02)
             status = int(rc.read_text())
             if command.background:
-                _wait_ready(PORT_OPTION.findall(text), out, command)
+                _wait_ready(text, out, command)
                 continue
             follower = commands[index + 1].text.strip() if index + 1 < len(commands) else ""
             printed = out.read_text(encoding="utf-8", errors="replace")
