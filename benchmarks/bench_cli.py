@@ -81,6 +81,11 @@ def _serve_ready(data_dir: Path, env: dict[str, str], runs: int) -> tuple[float,
     return statistics.median(samples), min(samples)
 
 
+def _load() -> str:
+    """The 1, 5 and 15-minute load averages (the goals are for an idle machine)."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
@@ -88,6 +93,9 @@ def main() -> None:
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
+        subprocess.run(
+            [*IBX, "--data-dir", str(data), "init"], env=env, capture_output=True, check=True
+        )
         created = subprocess.run(
             [
                 *IBX,
@@ -127,13 +135,14 @@ def main() -> None:
         ]
         print(
             f"# {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
-            f"{args.runs} runs each; seconds, median / best"
+            f"{args.runs} runs each; seconds, median / best; load average {_load()} at start"
         )
         for name, argv in rows:
             median, best = _time(argv, env, args.runs)
             print(f"{name:<34} {median:6.3f} / {best:6.3f}")
         median, best = _serve_ready(data, env, max(3, args.runs // 3))
         print(f"{'ibx serve until /readyz answers':<34} {median:6.3f} / {best:6.3f}")
+        print(f"# load average {_load()} at the end")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ def _ignore(done: int, total: int) -> None:
     del done, total
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or foreign stream
+        return False
+
+
 class Progress:
     """Announces steps and draws spinners and bars on a terminal; silent otherwise.
 
@@ -47,9 +54,15 @@ class Progress:
     ``force_terminal=True`` writing to a ``StringIO``).
     """
 
-    def __init__(self, console: Console | None) -> None:
-        """``console`` to draw on, or ``None`` for a progress that prints nothing."""
+    def __init__(self, console: Console | None, *, shares_stdout: bool = False) -> None:
+        """``console`` to draw on, or ``None`` for a progress that prints nothing.
+
+        ``shares_stdout``: standard output is the same terminal, so what the
+        work prints meanwhile is drawn above the spinner or bar; otherwise it
+        goes where standard output goes, untouched.
+        """
         self._console = console
+        self._shares_stdout = shares_stdout
 
     @classmethod
     def silent(cls) -> Progress:
@@ -69,15 +82,11 @@ class Progress:
         harness that swaps it is honoured).
         """
         target = sys.stderr if stream is None else stream
-        try:
-            interactive = target.isatty()
-        except (AttributeError, ValueError):  # a closed or foreign stream
-            interactive = False
-        if not interactive:
+        if not _is_terminal(target):
             return cls.silent()
         from rich.console import Console
 
-        return cls(Console(file=target))
+        return cls(Console(file=target), shares_stdout=_is_terminal(sys.stdout))
 
     @property
     def enabled(self) -> bool:
@@ -103,6 +112,7 @@ class Progress:
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=self._console,
+            redirect_stdout=self._shares_stdout,
             transient=False,
         ) as bars:
             task = bars.add_task(text, total=None)
@@ -124,6 +134,7 @@ class Progress:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=self._console,
+            redirect_stdout=self._shares_stdout,
         ) as bars:
             task = bars.add_task(text, total=max(total, 0))
 

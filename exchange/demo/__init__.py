@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exchange.cli._progress import Progress
 from exchange.demo import consent_step, edge_step, ledger_step, mpc_step, policy_step
 from exchange.identities import IssuedIdentity
 from exchange.runtime import Runtime
@@ -59,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     scene = Scene(runtime=runtime, work_dir=work)
     started = time.perf_counter()
-    for title, step in STEPS:
+    progress = Progress.for_stderr()  # on a terminal: which step runs, and for how long
+    for number, (title, step) in enumerate(STEPS, start=1):
         scene.heading(title)
-        step(scene)
+        with progress.working(f"step {number}/{len(STEPS)}: {title.split(':')[0]}"):
+            step(scene)
     scene.heading(f"demo finished in {time.perf_counter() - started:.1f} s; data in {work}")
     runtime.close()
     return 0
