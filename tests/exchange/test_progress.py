@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from core.events import Event
@@ -118,3 +119,16 @@ def test_ledger_verify_on_a_terminal_draws_progress_on_stderr_only(cli_data_dir:
     assert proc.returncode == 0
     assert b"verifying entries" in drawn
     assert stdout.decode().startswith("ok size ") and len(stdout.splitlines()) == 1
+
+
+def test_what_the_work_prints_stays_on_stdout_unless_stdout_is_the_same_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    console, drawn = _terminal()
+    with Progress(console, shares_stdout=False).working("a step"):
+        print("the result")
+    assert capsys.readouterr().out == "the result\n" and "the result" not in drawn.getvalue()
+    console, drawn = _terminal()
+    with Progress(console, shares_stdout=True).working("a step"):
+        print("the story")
+    assert capsys.readouterr().out == "" and "the story" in drawn.getvalue()
