@@ -23,6 +23,7 @@ __all__ = [
     "ExitCode",
     "ForbiddenError",
     "NotFoundError",
+    "RemoteRefusalError",
     "exit_code_for",
     "register_status",
     "status_for",
@@ -45,6 +46,22 @@ class NotFoundError(IbxError):
     """A named thing that does not exist."""
 
     title = "not found"
+
+
+class RemoteRefusalError(IbxError):
+    """An exchange answered with an HTTP error: carries its status and problem detail.
+
+    The client side raises it so that a refusal seen over HTTP exits with the
+    code the same error would give locally (:func:`exit_code_for`).
+    """
+
+    title = "refused by the exchange"
+
+    def __init__(self, message: str, *, status: int, title: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        if title:
+            self.title = title
 
 
 class ExitCode(enum.IntEnum):
@@ -154,6 +171,8 @@ def register_status(error: type[BaseException], status: int) -> None:
 
 def status_for(exc: BaseException) -> int:
     """The HTTP status for an ibx error (500 for anything unknown)."""
+    if isinstance(exc, RemoteRefusalError):
+        return exc.status
     for rule in (*_EXTRA_RULES, *RULES):
         if rule.matches(exc):
             return rule.status

@@ -58,7 +58,7 @@ from edge_tls import (
 )
 from exchange.cli._context import EXCHANGE_OPTION, TOKEN_OPTION, cli_context
 from exchange.cli._output import JSON_OPTION, emit_json
-from exchange.error_table import AuthError, ExitCode, ForbiddenError
+from exchange.error_table import AuthError, ExitCode, ForbiddenError, RemoteRefusalError
 from exchange.identities import Identity, Role
 
 __all__ = ["EXIT_SKIPPED", "app"]
@@ -175,8 +175,23 @@ def _tls(ca: Path, credentials: DeviceCredentials | None = None) -> ssl.SSLConte
     return context
 
 
-def _refused(response: httpx.Response, what: str) -> EnrollmentError:
-    return EnrollmentError(f"{what} refused ({response.status_code}): {response.text.strip()}")
+def _refused(response: httpx.Response, what: str) -> RemoteRefusalError:
+    """The exchange's refusal, with its status (for the exit code) and its problem detail."""
+    title: str | None = None
+    detail = response.text.strip()
+    if response.headers.get("content-type", "").startswith("application/problem+json"):
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = None
+        if isinstance(problem, dict):
+            title = str(problem.get("title") or "") or None
+            detail = str(problem.get("detail") or title or detail)
+    return RemoteRefusalError(
+        f"{what} refused ({response.status_code}): {detail}",
+        status=response.status_code,
+        title=title,
+    )
 
 
 def _est_headers() -> dict[str, str]:

@@ -14,7 +14,13 @@ import edge_tls
 import ledger
 import mpc.errors
 import policies
-from exchange.error_table import RULES, ExitCode, exit_code_for, status_for
+from exchange.error_table import (
+    RULES,
+    ExitCode,
+    RemoteRefusalError,
+    exit_code_for,
+    status_for,
+)
 from tests.conftest import initialised
 
 IBX = [sys.executable, "-m", "exchange.cli"]
@@ -47,6 +53,8 @@ CASES = [
         ExitCode.INTERRUPTED,
     ),
     ("unknown", RuntimeError("boom"), 500, ExitCode.ERROR),
+    ("remote-401", RemoteRefusalError("upload refused", status=401), 401, ExitCode.UNAUTHENTICATED),
+    ("remote-429", RemoteRefusalError("quota", status=429), 429, ExitCode.ERROR),
 ]
 
 
