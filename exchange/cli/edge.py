@@ -204,7 +204,12 @@ def enroll(
     server: str = typer.Option(..., "--server", help="the exchange's edge URL, https://host:port"),
     ca_bundle: Path = typer.Option(..., "--ca-bundle", help="CA bundle (ibx pki ca-bundle)"),  # noqa: B008
     device: str = typer.Option(..., "--device", help="this device's name"),
-    bootstrap: str = typer.Option(..., "--token", help="the one-time bootstrap token"),
+    bootstrap: str = typer.Option(
+        ...,
+        "--token",
+        envvar="IBX_BOOTSTRAP_TOKEN",
+        help="the one-time bootstrap token (or IBX_BOOTSTRAP_TOKEN, to keep it out of ps)",
+    ),
     out: Path = typer.Option(..., "--out", help="directory for the key and certificate"),  # noqa: B008
     enterprise_key: str | None = typer.Option(
         None,
