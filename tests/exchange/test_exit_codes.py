@@ -94,3 +94,24 @@ def test_the_help_documents_the_exit_codes() -> None:
     assert "Exit codes: 0 ok, 1 error, 2 usage, 3 denied, 4 not authenticated" in " ".join(
         done.stdout.split()
     )
+
+
+def test_a_server_on_the_wrong_port_or_none_says_what_to_try(tmp_path: Path) -> None:
+    from tests.server import free_port, running_exchange
+
+    data = initialised(tmp_path / "data")
+    assert _ibx("--data-dir", str(data), "pki", "init").returncode == 0
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(_ibx("--data-dir", str(data), "pki", "ca-bundle").stdout)
+    with running_exchange(data) as base:  # the plain-HTTP API port, not the edge port
+        port = base.rsplit(":", 1)[1]
+        done = _ibx("edge", "enroll", "--server", f"https://127.0.0.1:{port}",
+                    "--ca-bundle", str(bundle), "--device", "d1", "--out",
+                    str(tmp_path / "d1"), "--token", "unused")  # fmt: skip
+    assert done.returncode == ExitCode.ERROR
+    assert "this port does not speak TLS" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    nobody = _ibx("login", "--exchange", f"http://127.0.0.1:{free_port()}",
+                  "--ca-fingerprint", "00" * 32)  # fmt: skip
+    assert nobody.returncode == ExitCode.ERROR
+    assert "nothing listens there" in nobody.stderr
