@@ -51,7 +51,6 @@ from policies._source import PolicySource
 from policies._store import (
     ActiveRow,
     CasbinRuleRow,
-    VersionedCasbinAdapter,
     VersionRow,
     store_lines,
 )
@@ -177,8 +176,10 @@ class PolicyDecisionPoint:
             cached = self._compiled.get(version)
             if cached is None:
                 source = self.source(version)
-                adapter = VersionedCasbinAdapter(self._db.engine, version)
+                from policies._casbin_adapter import VersionedCasbinAdapter  # noqa: PLC0415
                 from policies._engine import CompiledPolicy  # noqa: PLC0415 -- loads Rego
+
+                adapter = VersionedCasbinAdapter(self._db.engine, version)
 
                 cached = CompiledPolicy.compile(source, adapter=adapter)
                 if cached.version != version:

@@ -23,8 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from casbin.model import Model
-
 from core.canonical import JsonValue, canonical_sha256, parse_json_object
 from core.errors import CanonicalJsonError
 from policies._model import SampleRequest, VersionHash
@@ -301,6 +299,8 @@ def _parse_lines(text: str) -> tuple[CasbinLine, ...]:
 
 
 def _check_model(text: str) -> None:
+    from casbin.model import Model  # noqa: PLC0415 -- Casbin loads when a model is checked
+
     model = Model()
     try:
         model.load_model_from_text(text)

@@ -9,11 +9,8 @@ version, keyed by version hash, in casbin-sqlalchemy-adapter's row shape;
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from casbin import persist
-from casbin_sqlalchemy_adapter import Adapter
-from sqlalchemy import Boolean, Engine, Integer, String, Text, select
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from core.clock import parse_rfc3339
@@ -21,7 +18,7 @@ from core.db import Base
 from policies._model import PolicyVersion, VersionHash, VersionState
 from policies._source import CasbinLine
 
-__all__ = ["ActiveRow", "CasbinRuleRow", "VersionRow", "VersionedCasbinAdapter", "store_lines"]
+__all__ = ["ActiveRow", "CasbinRuleRow", "VersionRow", "store_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,26 +119,3 @@ def store_lines(session: Session, version: VersionHash, lines: tuple[CasbinLine,
             )
         )
     session.add_all(rows)
-
-
-class VersionedCasbinAdapter(Adapter):  # type: ignore[misc]  # the adapter is untyped
-    """casbin-sqlalchemy-adapter reading the lines of one version from the project database."""
-
-    def __init__(self, engine: Engine, version: VersionHash) -> None:
-        super().__init__(engine, db_class=CasbinRuleRow, create_all_models=False)
-        self._version = version
-
-    def load_policy(self, model: Any) -> None:
-        """Load this version's lines (in insertion order) into ``model``."""
-        with self._session_scope() as session:
-            query = (
-                select(CasbinRuleRow)
-                .where(CasbinRuleRow.version == self._version)
-                .order_by(CasbinRuleRow.id)
-            )
-            for row in session.execute(query).scalars():
-                persist.load_policy_line(str(row), model)
-
-    def is_filtered(self) -> bool:
-        """Loads one version's lines, all of them: not a filtered adapter."""
-        return False

@@ -12,7 +12,17 @@ import typer
 
 from exchange.cli._lazy import SUBCOMMANDS
 
-HEAVY = ("tenseal", "mpyc", "numpy", "fastapi", "sqlalchemy", "regopy", "alembic", "opendp")
+HEAVY = (
+    "tenseal",
+    "mpyc",
+    "numpy",
+    "fastapi",
+    "sqlalchemy",
+    "regopy",
+    "alembic",
+    "opendp",
+    "casbin",
+)
 
 _PROBE = """
 import sys
@@ -100,7 +110,7 @@ def test_policy_list_loads_neither_the_rego_engine_nor_tenseal(tmp_path: Path) -
     token = created.stdout.strip().splitlines()[-1]
     loaded = _loaded(["--data-dir", str(data), "policy", "list", "--token", token])
     assert "sqlalchemy" in loaded  # it did read the policy store
-    assert not loaded & {"regopy", "tenseal", "mpyc", "numpy", "fastapi", "opendp"}
+    assert not loaded & {"regopy", "tenseal", "mpyc", "numpy", "fastapi", "opendp", "casbin"}
 
 
 def test_policies_still_gives_its_rego_names_on_first_use() -> None:
