@@ -52,6 +52,7 @@ from mpc.he import (
 from mpc.he_input import HeInputs, weights_from_pairs
 from mpc.mpc_spec import DEFAULT_BOUND as DEFAULT_MPC_BOUND
 from mpc.mpc_spec import MpcEncoding, MpcJobSpec, MpcResult, MpcStatistic
+from mpc.precision import Precision, he_precisions, mpc_precision
 from mpc.psi import BlindedSet, PsiMode, PsiOutcome, PsiParty
 from mpc.release_query import ReleaseQuery, ReleaseSubject, StatisticKind
 from mpc.runner import MpcRunner, RunnerConfig
@@ -92,6 +93,7 @@ __all__ = [
     "MpcStatistic",
     "OrderCounts",
     "OrderRelease",
+    "Precision",
     "PsiMode",
     "PsiOutcome",
     "PsiParty",
@@ -108,8 +110,10 @@ __all__ = [
     "ShareDealer",
     "StatisticKind",
     "choose_engine",
+    "he_precisions",
     "he_query",
     "industry_group",
+    "mpc_precision",
     "mpc_query",
     "mpc_statistics",
     "party_name",

@@ -27,7 +27,6 @@ import typer
 import mpc
 from core.clock import utcnow
 from exchange.cli._context import cli_context
-from exchange.cli._precision import he_precisions, mpc_precision
 from exchange.cli._progress import Progress
 from mpc.errors import InvalidContributionError
 
@@ -225,7 +224,9 @@ def he(  # noqa: PLR0917 - one parameter per command-line option
                 "values": [
                     precision.printed(v)
                     for precision, v in zip(
-                        he_precisions(job.spec, values, cohort=result.cohort), values, strict=True
+                        mpc.he_precisions(job.spec, values, cohort=result.cohort),
+                        values,
+                        strict=True,
                     )
                 ],
                 "epsilon": epsilon,
@@ -349,7 +350,7 @@ def run(  # noqa: PLR0917 - one parameter per command-line option
     exact_order = policy.order_statistics is mpc.OrderRelease.EXACT
     printed = {
         name: [
-            mpc_precision(
+            mpc.mpc_precision(
                 mpc.MpcStatistic(name),
                 v,
                 bound=bound,

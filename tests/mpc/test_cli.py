@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from exchange.cli import app
-from exchange.cli._precision import mpc_precision
-from mpc import MpcStatistic
+from mpc import MpcStatistic, mpc_precision
 from tests.conftest import initialised
 
 

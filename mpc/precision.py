@@ -1,4 +1,4 @@
-"""Released numbers printed to the precision the engine guarantees, not as float noise.
+"""The precision each engine guarantees for a released value, and the value printed to it.
 
 A float64 result such as ``0.16666666666666666`` claims seventeen digits; an
 MPC mean over inputs of resolution ``1e-6`` guarantees about seven of them.
@@ -20,7 +20,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import mpc
+from mpc.he import HeJobSpec, HeOperation
+from mpc.mpc_spec import MpcEncoding, MpcStatistic
 
 __all__ = ["Precision", "he_precisions", "mpc_precision"]
 
@@ -79,7 +80,7 @@ class Precision:
 
 
 def mpc_precision(
-    statistic: mpc.MpcStatistic,
+    statistic: MpcStatistic,
     value: float,
     *,
     bound: float,
@@ -97,24 +98,24 @@ def mpc_precision(
     Raises:
         ValueError: ``bound`` outside what an MPC job accepts.
     """
-    q = float(mpc.MpcEncoding(bound).resolution)
-    if statistic is mpc.MpcStatistic.COUNT:
+    q = float(MpcEncoding(bound).resolution)
+    if statistic is MpcStatistic.COUNT:
         return Precision(integer=True)
-    if statistic is mpc.MpcStatistic.SUM:
+    if statistic is MpcStatistic.SUM:
         return Precision(max(cohort, 1) * q / 2)
-    if statistic is mpc.MpcStatistic.VARIANCE:
+    if statistic is MpcStatistic.VARIANCE:
         sigma = math.sqrt(max(value, 0.0))
         return Precision(sigma * q + q * q / 4)
-    if statistic is mpc.MpcStatistic.MEAN:
+    if statistic is MpcStatistic.MEAN:
         return Precision(q / 2)
     if not exact_order:
         return Precision()
-    if statistic is mpc.MpcStatistic.QUARTILES and cohort == 2:
+    if statistic is MpcStatistic.QUARTILES and cohort == 2:
         return Precision(3 * q / 4)
     return Precision(q / 2)
 
 
-def he_precisions(spec: mpc.HeJobSpec, values: Sequence[float], *, cohort: int) -> list[Precision]:
+def he_precisions(spec: HeJobSpec, values: Sequence[float], *, cohort: int) -> list[Precision]:
     """The printed precision of each value of an HE result (docs/mpc.md HE "Precision").
 
     Counts and histograms are exact integers; a sum is within ``2^-45·n·bound``,
@@ -124,16 +125,16 @@ def he_precisions(spec: mpc.HeJobSpec, values: Sequence[float], *, cohort: int) 
     the quantised rows, rounded once (float64).
     """
     operation = spec.operation
-    if operation in (mpc.HeOperation.COUNT, mpc.HeOperation.HISTOGRAM):
+    if operation in (HeOperation.COUNT, HeOperation.HISTOGRAM):
         return [Precision(integer=True)] * len(values)
-    if operation is mpc.HeOperation.SUM:
+    if operation is HeOperation.SUM:
         return [Precision(HE_CKKS_ERROR * max(cohort, 1) * spec.bound)] * len(values)
-    if operation is mpc.HeOperation.MEAN:
+    if operation is HeOperation.MEAN:
         return [Precision(HE_CKKS_ERROR * spec.bound)] * len(values)
-    if operation is mpc.HeOperation.WEIGHTED_SUM:
+    if operation is HeOperation.WEIGHTED_SUM:
         total = sum(abs(w) for _, w in spec.weights) or 1.0
         return [Precision(HE_CKKS_ERROR * total * spec.bound)] * len(values)
-    if operation is mpc.HeOperation.VARIANCE:
+    if operation is HeOperation.VARIANCE:
         means = [Precision()] * spec.length
         variances = [
             Precision(HE_VARIANCE_RELATIVE * abs(v)) if v != 0 and math.isfinite(v) else Precision()
