@@ -89,8 +89,16 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    edge_port: int | None = None,
+) -> FastAPI:
     """Build the exchange: runtime, routes and RFC 9457 error handling.
+
+    ``edge_port`` is the port of the mutual-TLS edge listener, if one runs: a
+    device that asks this (API) port for EST is told where to go instead.
 
     Raises:
         ConfigurationError: the settings cannot be used.
@@ -115,6 +123,19 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     def healthz() -> dict[str, str]:
         """Liveness: the process answers (no I/O)."""
         return {"status": "ok"}
+
+    @app.api_route("/.well-known/est/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+    def est_elsewhere(rest: str) -> JSONResponse:
+        """EST lives on the edge listener, not here: say which port."""
+        where = (
+            f"the edge listener on port {edge_port} (https://HOST:{edge_port}/.well-known/est/"
+            f"{rest}, mutual TLS)"
+            if edge_port is not None
+            else "the edge listener, which this exchange does not run (ibx serve --edge-port N)"
+        )
+        return problem(
+            404, "not found", f"this is the exchange's API port; EST is served on {where}"
+        )
 
     @app.get("/readyz", include_in_schema=False, response_model=None)
     def readyz() -> dict[str, object] | JSONResponse:

@@ -38,7 +38,7 @@ def serve(  # noqa: PLR0917 - one parameter per command-line option
     """Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener)."""
     context = cli_context(ctx)
     runtime = context.initialised_runtime() if init else context.runtime
-    app = create_app(runtime=runtime)
+    app = create_app(runtime=runtime, edge_port=edge_port)
     if edge_port is None:
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
         return

@@ -115,3 +115,20 @@ def test_a_server_on_the_wrong_port_or_none_says_what_to_try(tmp_path: Path) -> 
                   "--ca-fingerprint", "00" * 32)  # fmt: skip
     assert nobody.returncode == ExitCode.ERROR
     assert "nothing listens there" in nobody.stderr
+
+
+def test_a_device_asking_the_api_port_for_est_is_told_the_edge_port(tmp_path: Path) -> None:
+    from tests.server import free_port, running_exchange
+
+    data = initialised(tmp_path / "data")
+    assert _ibx("--data-dir", str(data), "pki", "init").returncode == 0
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(_ibx("--data-dir", str(data), "pki", "ca-bundle").stdout)
+    edge = free_port()
+    with running_exchange(data, "--edge-port", str(edge)) as base:
+        done = _ibx("edge", "enroll", "--server", base, "--ca-bundle", str(bundle),
+                    "--device", "d1", "--out", str(tmp_path / "d1"),
+                    "--token", "unused")  # fmt: skip
+    assert done.returncode == ExitCode.ERROR
+    assert f"EST is served on the edge listener on port {edge}" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
