@@ -6,14 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exchange.auth import enforce_access
 from exchange.errors import install_problem_handlers, problem
-from exchange.routes import edge as edge_routes
-from exchange.routes import ledger as ledger_routes
-from exchange.routes import pki as pki_routes
+from exchange.routes import ROUTERS
 from exchange.runtime import Runtime
 from exchange.settings import Settings, take_secret_environment
 from exchange.status import readiness
@@ -111,13 +110,19 @@ def create_app(
         yield
         rt.close()
 
-    app = FastAPI(title="ibx exchange", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="ibx exchange",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # the interactive pages load third-party scripts; OpenAPI stays
+        redoc_url=None,
+        dependencies=[Depends(enforce_access)],  # every route, by exchange.access.ROUTES
+    )
     app.state.runtime = rt
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
     install_problem_handlers(app)
-    app.include_router(ledger_routes.router)
-    app.include_router(pki_routes.router)
-    app.include_router(edge_routes.enterprise_router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -1,23 +1,33 @@
-"""Who is calling: bearer tokens over HTTP, ``--token``/``IBX_TOKEN`` on the CLI."""
+"""Who is calling and what they may do, for every HTTP route (see :mod:`exchange.access`).
+
+One app-wide dependency, :func:`enforce_access`, runs before every route: it
+looks the matched route up in :data:`exchange.access.ROUTES`, authenticates
+the bearer token (and, for administrators, the second factor) and asks the
+policy decision point. Routes read the result with ``Depends(granted)``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import Depends, Request
 
+from exchange.access import ROUTES, Access, Grant, authorize
 from exchange.credentials import authenticate_token, enterprise_is_active
 from exchange.errors import AuthError, ForbiddenError
-from exchange.identities import Identity, Role
+from exchange.identities import Identity
 from exchange.runtime import Runtime
 
 __all__ = [
+    "LOCAL_EXTENSION",
     "authenticate_token",
-    "caller",
+    "enforce_access",
     "enterprise_is_active",
     "get_runtime",
-    "require_role",
+    "granted",
 ]
+
+LOCAL_EXTENSION = "ibx.local"
+"""ASGI scope extension set only by the in-process transport of the CLI's local mode
+(:mod:`exchange.client`): the caller holds the deployment's data dir and master key."""
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -26,32 +36,76 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def caller(request: Request) -> Identity:
-    """FastAPI dependency: the identity behind ``Authorization: Bearer``.
+def route_access(request: Request) -> Access:
+    """The table entry of the matched route.
 
     Raises:
-        AuthError: missing or invalid credentials.
+        ForbiddenError: the route is not in the table (fail closed).
+    """
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    access = ROUTES.get((request.method, path)) if path else None
+    if access is None and request.method == "HEAD" and path:
+        access = ROUTES.get(("GET", path))
+    if access is None:
+        raise ForbiddenError(f"no access rule for {request.method} {path}; denied")
+    return access
+
+
+def bearer_identity(request: Request) -> Identity:
+    """The identity behind ``Authorization: Bearer``.
+
+    Raises:
+        AuthError: missing, unknown, expired or revoked token.
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
+    if scheme.lower() != "bearer" or not token:
         raise AuthError("send Authorization: Bearer <token>")
     return authenticate_token(get_runtime(request), token)
 
 
-def require_role(*roles: Role) -> Callable[[Identity], Identity]:
-    """FastAPI dependency factory: the caller, if it holds one of ``roles``.
+def has_second_factor(request: Request, identity: Identity) -> bool:
+    """Whether the caller proved the second factor: the in-process local mode (it holds
+    the data dir), or a verified client certificate issued for ``identity``."""
+    extensions = request.scope.get("extensions") or {}
+    if extensions.get(LOCAL_EXTENSION) is True:
+        return True
+    from exchange.tls_bridge import peer_certificate_der
+
+    der = peer_certificate_der(request.scope)
+    if der is None:
+        return False
+    return get_runtime(request).admin_certificates.belongs_to(der, identity.name)
+
+
+def enforce_access(request: Request) -> Grant | None:
+    """App-wide dependency: authorize the call by the table and the decision point.
+
+    Returns None for public routes, else the :class:`Grant`.
 
     Raises:
-        ForbiddenError: the caller has another role.
+        AuthError: not authenticated (or an administrator without a second factor).
+        ForbiddenError: the policy allows none of the route's actions.
     """
+    access = route_access(request)
+    if access.public:
+        return None
+    identity = bearer_identity(request)
+    resource_id = request.path_params.get(access.resource_param) if access.resource_param else None
+    grant = authorize(
+        get_runtime(request),
+        identity,
+        access,
+        resource_id=str(resource_id) if resource_id is not None else None,
+        second_factor=has_second_factor(request, identity),
+    )
+    request.state.grant = grant
+    return grant
 
-    def _check(identity: Identity = Depends(caller)) -> Identity:  # noqa: B008
-        if identity.role not in roles:
-            wanted = ", ".join(r.value for r in roles)
-            raise ForbiddenError(
-                f"this needs the role {wanted}; {identity.name} is {identity.role}"
-            )
-        return identity
 
-    return _check
+def granted(grant: Grant | None = Depends(enforce_access)) -> Grant:  # noqa: B008
+    """Route dependency: the caller's grant (the route must not be public)."""
+    if grant is None:
+        raise ForbiddenError("this route is public and has no caller")
+    return grant

@@ -12,6 +12,7 @@ fast on its error path too).
 from __future__ import annotations
 
 import enum
+import importlib
 import sys
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ __all__ = [
     "ForbiddenError",
     "NotFoundError",
     "RemoteRefusalError",
+    "error_code",
     "exit_code_for",
     "register_status",
     "status_for",
@@ -57,9 +59,13 @@ class RemoteRefusalError(IbxError):
 
     title = "refused by the exchange"
 
-    def __init__(self, message: str, *, status: int, title: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int, title: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+        """The server's error code (:func:`error_code`), if it sent one."""
         if title:
             self.title = title
 
@@ -94,6 +100,12 @@ class _Rule:
         module = sys.modules.get(module_name)
         cls = getattr(module, name, None) if module is not None else None
         return isinstance(cls, type) and isinstance(exc, cls)
+
+    def matches_class(self, error: type) -> bool:
+        module_name, _, name = self.path.rpartition(".")
+        module = sys.modules.get(module_name)
+        cls = getattr(module, name, None) if module is not None else None
+        return isinstance(cls, type) and issubclass(error, cls)
 
 
 # Most specific first; the first matching rule wins.
@@ -179,13 +191,35 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
+def error_code(exc: BaseException) -> str:
+    """A stable machine name for an error: its class's dotted path (problem+json ``code``)."""
+    if isinstance(exc, RemoteRefusalError) and exc.code:
+        return exc.code
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def _is(exc: BaseException, paths: tuple[str, ...]) -> bool:
+    """Whether ``exc`` (or the server error a refusal stands for) is one of ``paths``."""
+    if any(_Rule(path, 0).matches(exc) for path in paths):
+        return True
+    if isinstance(exc, RemoteRefusalError) and exc.code:
+        module_name, _, name = exc.code.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name, None)
+        except ImportError:
+            return False
+        if isinstance(cls, type):
+            return any(_Rule(path, 0).matches_class(cls) for path in paths)
+    return False
+
+
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code for an error, from its HTTP status (integrity failures apart)."""
-    if any(_Rule(path, 0).matches(exc) for path in _VERIFICATION):
+    if _is(exc, _VERIFICATION):
         return ExitCode.VERIFICATION_FAILED
-    if any(_Rule(path, 0).matches(exc) for path in _DENIED):
+    if _is(exc, _DENIED):
         return ExitCode.DENIED
-    if any(_Rule(path, 0).matches(exc) for path in _INTERRUPTED):
+    if _is(exc, _INTERRUPTED):
         return ExitCode.INTERRUPTED
     status = status_for(exc)
     if status == 401:

@@ -18,6 +18,7 @@ from exchange.error_table import (
     AuthError,
     ForbiddenError,
     NotFoundError,
+    error_code,
     register_status,
     status_for,
 )
@@ -55,7 +56,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             logger.error("request failed: %s: %s", type(exc).__name__, exc)
-        return problem(status, exc.title, str(exc))
+        return problem(status, exc.title, str(exc), code=error_code(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

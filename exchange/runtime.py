@@ -254,7 +254,11 @@ class Runtime:
         import policies
 
         return policies.PolicyDecisionPoint(
-            self.db, self.ledger, policies.PolicyConfig(opa_url=self.settings.opa_url)
+            self.db,
+            self.ledger,
+            policies.PolicyConfig(
+                opa_url=self.settings.opa_url, bootstrap_pack=policies.BASELINE_PACK
+            ),
         )
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,6 +95,12 @@ class PolicyConfig:
     sandbox_memory_limit: int = DEFAULT_MEMORY_LIMIT
     coverage: CoverageThresholds = field(default_factory=CoverageThresholds)
     opa_url: str | None = None
+    bootstrap_pack: Path | None = None
+    """Until the first version is activated, decide under this pack (the exchange
+    passes the baseline shipped with the code); None: deny everything until then."""
+    decision_cache_size: int = 4096
+    """Decisions kept per process, keyed by version and the whole input (``now`` is
+    whole seconds, so equal keys give equal decisions); 0 turns the cache off."""
 
     def __post_init__(self) -> None:
         SandboxLimits(self.sandbox_timeout, self.sandbox_memory_limit)  # raises ValueError
@@ -111,6 +118,9 @@ class PolicyDecisionPoint:
         self._compiled: dict[VersionHash, CompiledPolicy] = {}
         self._compile_lock = threading.Lock()
         self._opa: OpaEvaluator | None = None
+        self._bootstrap: CompiledPolicy | None = None
+        self._decisions: OrderedDict[tuple[object, ...], Decision] = OrderedDict()
+        self._decisions_lock = threading.Lock()
         if self._config.opa_url:
             from policies._opa import OpaEvaluator  # noqa: PLC0415 -- only with IBX_OPA_URL
 
@@ -141,16 +151,46 @@ class PolicyDecisionPoint:
         except SQLAlchemyError as exc:
             logger.error("policy store unreadable: %s", type(exc).__name__)
             return Decision(False, ("the policy store could not be read; denied",), None)
-        if version is None:
-            return Decision(False, ("no policy version is active; denied by default",), None)
         try:
-            compiled = self.compiled(version)
+            compiled = self._bootstrap_policy() if version is None else self.compiled(version)
         except Exception as exc:  # any compile failure must deny, never allow
-            logger.error("active policy %s does not compile: %s", version[:12], exc)
+            logger.error("policy %s does not compile: %s", (version or "bootstrap")[:12], exc)
             return Decision(False, (f"the active policy does not compile: {exc}",), version)
+        if compiled is None:
+            return Decision(False, ("no policy version is active; denied by default",), None)
         if self._opa is not None:
             return self._opa.decide(compiled, request)
-        return compiled.decide(request)
+        if self._config.decision_cache_size <= 0:
+            return compiled.decide(request)
+        try:
+            key = _cache_key(compiled.version, request)
+        except (TypeError, ValueError):  # a context that is not canonical JSON: no caching
+            return compiled.decide(request)
+        with self._decisions_lock:
+            cached = self._decisions.get(key)
+            if cached is not None:
+                self._decisions.move_to_end(key)
+                return cached
+        decision = compiled.decide(request)
+        with self._decisions_lock:
+            self._decisions[key] = decision
+            if len(self._decisions) > self._config.decision_cache_size:
+                self._decisions.popitem(last=False)
+        return decision
+
+    def _bootstrap_policy(self) -> CompiledPolicy | None:
+        """The compiled bootstrap pack (before any activation), or None without one."""
+        if self._config.bootstrap_pack is None:
+            return None
+        if self._bootstrap is None:
+            from policies._engine import CompiledPolicy  # noqa: PLC0415 -- loads Rego
+
+            with self._compile_lock:
+                if self._bootstrap is None:
+                    source = PolicySource.from_dir(self._config.bootstrap_pack)
+                    self._bootstrap = CompiledPolicy.compile(source)
+                    logger.info("deciding under the bootstrap pack until a version is active")
+        return self._bootstrap
 
     def active_version(self) -> VersionHash | None:
         """The active version's hash (one primary-key read, no ORM session), or None.
@@ -515,6 +555,22 @@ def _coverage_summary(report: TestReport) -> JsonValue:
     coverage = CoverageReport.from_dict(report.coverage)
     (fired, deny), (seen, lines) = coverage.deny_rules, coverage.lines
     return {"deny_fired": fired, "deny_rules": deny, "lines_evaluated": seen, "lines": lines}
+
+
+def _cache_key(version: VersionHash, request: DecisionRequest) -> tuple[object, ...]:
+    """Everything a decision depends on: the version and the input, ``now`` in whole
+    seconds exactly as the engine gives it to Rego."""
+    subject = request.subject
+    return (
+        version,
+        subject.name,
+        subject.role,
+        subject.industry,
+        request.action,
+        request.resource,
+        canonical_bytes(dict(request.context)),
+        int(request.at.timestamp()),
+    )
 
 
 def _require_officer(officer: Officer) -> None:

@@ -11,11 +11,21 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from exchange.client import ExchangeClient
     from exchange.identities import Identity
     from exchange.runtime import Runtime
     from exchange.settings import Settings
 
-__all__ = ["EXCHANGE_OPTION", "TOKEN_OPTION", "CliContext", "cli_context"]
+__all__ = [
+    "CA_BUNDLE_OPTION",
+    "CLIENT_CERT_OPTION",
+    "CLIENT_KEY_OPTION",
+    "EXCHANGE_OPTION",
+    "TOKEN_OPTION",
+    "CliContext",
+    "Remote",
+    "cli_context",
+]
 
 TOKEN_OPTION = typer.Option(
     None,
@@ -28,9 +38,40 @@ EXCHANGE_OPTION = typer.Option(
     None,
     "--exchange",
     envvar="IBX_EXCHANGE",
-    help="URL of a running exchange (default: local data dir)",
+    help="URL of a running exchange, https://HOST:PORT (default: the local data dir)",
     show_default=False,
 )
+CA_BUNDLE_OPTION = typer.Option(
+    None,
+    "--ca-bundle",
+    envvar="IBX_CA_BUNDLE",
+    help="PEM file of the CA that issued the exchange's TLS certificate (with --exchange)",
+    show_default=False,
+)
+CLIENT_CERT_OPTION = typer.Option(
+    None,
+    "--client-cert",
+    envvar="IBX_CLIENT_CERT",
+    help="administrators: PEM client certificate (second factor; with --exchange)",
+    show_default=False,
+)
+CLIENT_KEY_OPTION = typer.Option(
+    None,
+    "--client-key",
+    envvar="IBX_CLIENT_KEY",
+    help="the client certificate's private key (PEM; default: in the certificate file)",
+    show_default=False,
+)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where and how a user command reaches the exchange (None fields: the defaults)."""
+
+    exchange: str | None = None
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
 
 def _take_secrets() -> dict[str, str]:
@@ -105,6 +146,35 @@ class CliContext:
         from exchange.credentials import authenticate_token
 
         return authenticate_token(self.runtime, self.bearer_token(token))
+
+    def client(self, token: str | None, remote: Remote | None = None) -> ExchangeClient:
+        """The API client a user command speaks through: ``--exchange URL`` (or the
+        profile's exchange), else this data dir's exchange in-process. Same routes,
+        same authorization, same errors either way.
+
+        Raises:
+            ConfigurationError: a token file or profile that cannot be used.
+        """
+        from exchange.client import ExchangeClient
+
+        remote = remote or Remote()
+        bearer = self.bearer_token(token)
+        url, ca = remote.exchange, remote.ca_bundle
+        ca_text: str | None = None
+        if url is None and self.profile is not None:
+            from exchange.cli._profiles import ProfileStore
+
+            profile = ProfileStore.from_environment(os.environ).load(self.profile)
+            url, ca_text = profile.exchange, profile.ca_bundle_pem
+        if url is None:
+            return ExchangeClient.local(self.runtime, token=bearer)
+        return ExchangeClient.remote(
+            url,
+            token=bearer,
+            ca_bundle=ca if ca is not None else ca_text,
+            client_cert=remote.client_cert,
+            client_key=remote.client_key,
+        )
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

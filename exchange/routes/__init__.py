@@ -1,1 +1,20 @@
-"""HTTP routers, one module per package surface."""
+"""The HTTP API's routers: thin, each route in :data:`exchange.access.ROUTES`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from exchange.routes import consents, datasets, edge, ledger, me, pki, policies
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: tuple[APIRouter, ...] = (
+    me.router,
+    datasets.router,
+    consents.router,
+    policies.router,
+    ledger.router,
+    pki.router,
+    edge.enterprise_router,
+)
+"""Every router of the API app (the edge listener serves its own, device routes only)."""

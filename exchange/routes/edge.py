@@ -23,9 +23,10 @@ from edge_tls import (
     UploadQuotaError,
     sealing_public_key,
 )
-from exchange.auth import enterprise_is_active, get_runtime, require_role
+from exchange.access import Grant
+from exchange.auth import enterprise_is_active, get_runtime, granted
 from exchange.errors import problem, status_for
-from exchange.identities import Identity, Role, Status
+from exchange.identities import Role, Status
 from exchange.runtime import Runtime
 from exchange.schemas.edge import BootstrapTokenCreate, BootstrapTokenPublic
 from exchange.tls_bridge import peer_certificate_der
@@ -138,7 +139,7 @@ async def upload_readings(
 @enterprise_router.post("/tokens", status_code=201)
 def create_token(
     body: BootstrapTokenCreate,
-    caller: Identity = Depends(require_role(Role.ENTERPRISE)),  # noqa: B008
+    grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
 ) -> BootstrapTokenPublic:
     """A one-time bootstrap token for one of the caller's own devices (shown once).
@@ -146,6 +147,7 @@ def create_token(
     Raises:
         EnrollmentError: a malformed device name.
     """
+    caller = grant.identity
     try:
         device = DeviceId(caller.name, body.device)
     except ValueError as exc:
@@ -164,11 +166,11 @@ def create_token(
 def pull_readings(
     after: int = Query(0, ge=0, le=(1 << 53) - 1),
     limit: int = Query(100, ge=1, le=1000),
-    caller: Identity = Depends(require_role(Role.ENTERPRISE)),  # noqa: B008
+    grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
 ) -> dict[str, object]:
     """The caller's own sealed batches after ``after``, ciphertext in base64."""
-    batches = runtime.edge_readings.batches(caller.name, after=after, limit=limit)
+    batches = runtime.edge_readings.batches(grant.identity.name, after=after, limit=limit)
     return {
         "batches": [
             {

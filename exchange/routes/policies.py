@@ -1,0 +1,9 @@
+"""``/v1/policies``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["policies"])
