@@ -43,7 +43,7 @@ def route_access(request: Request) -> Access:
         ForbiddenError: the route is not in the table (fail closed).
     """
     route = request.scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None)  # "/x/{rest}", not "/x/{rest:path}"
     access = ROUTES.get((request.method, path)) if path else None
     if access is None and request.method == "HEAD" and path:
         access = ROUTES.get(("GET", path))
