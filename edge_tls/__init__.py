@@ -1,13 +1,15 @@
 """Edge terminals: certificate authority, EST enrolment (RFC 7030), revocation, sealed uploads.
 
-Imports only ``core``. The HTTP side (EST routes, the mutual-TLS listener and
-the bridge that hands the verified peer certificate to the application) lives
-in ``exchange``; everything that decides who gets a certificate and whether
-one still counts lives here.
+Imports only ``core``. The server's HTTP side (EST routes, the mutual-TLS
+listener and the bridge that hands the verified peer certificate to the
+application) lives in ``exchange``; everything that decides who gets a
+certificate and whether one still counts lives here, and so does the device's
+side: its EST client (:class:`EstClient`, :func:`enroll`, :func:`reenroll`)
+and its uploads (:class:`DeviceUplink`, :func:`upload_readings`).
 """
 
 from edge_tls._ca import CertificateAuthority, certs_only, parse_certs_only
-from edge_tls._client import DeviceCredentials, build_csr, parse_est_response, reenroll
+from edge_tls._credentials import DeviceCredentials
 from edge_tls._csr import EnrollmentRequest, decode_csr, validate_csr
 from edge_tls._envelope import (
     BATCH_FORMAT,
@@ -17,6 +19,7 @@ from edge_tls._envelope import (
     device_of,
     sign_batch,
 )
+from edge_tls._est import EstClient, build_csr, enroll, parse_est_response, reenroll
 from edge_tls._issued import (
     CertificateRecord,
     DeviceCertificate,
@@ -39,6 +42,7 @@ from edge_tls._renewer import Renewal, RenewalDaemon, StopSignal
 from edge_tls._revocation import LineRevocation, RevocationReason, RevokedCertificate
 from edge_tls._tables import MIGRATIONS
 from edge_tls._tokens import TOKEN_PREFIX, BootstrapToken
+from edge_tls._uplink import DeviceUplink, UploadReceipt, upload_readings
 from edge_tls.errors import (
     AlreadyRevokedError,
     BatchFormatError,
@@ -57,6 +61,7 @@ from edge_tls.errors import (
     CsrMalformedError,
     CsrNameError,
     CsrSignatureError,
+    EdgeRefusedError,
     EnrollmentError,
     IdentityMismatchError,
     MalformedBatchError,
@@ -108,9 +113,12 @@ __all__ = [
     "DeviceCredentials",
     "DeviceId",
     "DevicePrivateKey",
+    "DeviceUplink",
     "EdgePki",
+    "EdgeRefusedError",
     "EnrollmentError",
     "EnrollmentRequest",
+    "EstClient",
     "IdentityMismatchError",
     "IssuedCertificate",
     "LineRevocation",
@@ -140,6 +148,7 @@ __all__ = [
     "UnknownCertificateError",
     "UploadQuota",
     "UploadQuotaError",
+    "UploadReceipt",
     "VerifiedBatch",
     "WeakKeyError",
     "build_csr",
@@ -147,6 +156,7 @@ __all__ = [
     "check_sealed_box",
     "decode_csr",
     "device_of",
+    "enroll",
     "fingerprint",
     "open_batch",
     "parse_certs_only",
@@ -155,5 +165,6 @@ __all__ = [
     "seal_batch",
     "sealing_public_key",
     "sign_batch",
+    "upload_readings",
     "validate_csr",
 ]

@@ -1,7 +1,7 @@
 """The renewal daemon: sleep until the schedule says, renew over EST, save, repeat.
 
 A thin driver around :class:`~edge_tls._renewal.RenewalSchedule` (when) and
-:func:`~edge_tls._client.reenroll` (how). It re-reads the certificate after
+:func:`~edge_tls._est.reenroll` (how). It re-reads the certificate after
 every wait, so a renewal done by hand meanwhile is picked up, and it stops
 only between steps: a stop asked for during a renewal lets the renewal and
 its save finish first (the exchange supersedes the old certificate when it
@@ -25,7 +25,8 @@ from datetime import datetime
 from types import TracebackType
 
 from core.clock import utcnow
-from edge_tls._client import DeviceCredentials, reenroll
+from edge_tls._credentials import DeviceCredentials
+from edge_tls._est import reenroll
 from edge_tls._renewal import CertificateValidity, RenewalSchedule
 from edge_tls.errors import RenewalUnavailableError
 

@@ -25,6 +25,7 @@
     ├── RevocationError
     │   ├── SerialNotFoundError         no certificate with that serial (404)
     │   └── AlreadyRevokedError         revoked before (409)
+    ├── EdgeRefusedError                the edge listener refused a device's request (client side)
     ├── RenewalError                    a device's own renewal did not go through (client side)
     │   ├── RenewalRefusedError         the exchange said no (4xx): enrol again with a new token
     │   └── RenewalUnavailableError     unreachable, timed out, 429 or 5xx: try again later
@@ -60,6 +61,7 @@ __all__ = [
     "CsrMalformedError",
     "CsrNameError",
     "CsrSignatureError",
+    "EdgeRefusedError",
     "EnrollmentError",
     "IdentityMismatchError",
     "MalformedBatchError",
@@ -214,6 +216,34 @@ class AlreadyRevokedError(RevocationError):
     def __init__(self, message: str, *, serial: int) -> None:
         super().__init__(message)
         self.serial = serial
+
+
+class EdgeRefusedError(EnrollmentError):
+    """The edge listener answered a device's request (EST or upload) with an error status.
+
+    Raised on the device, by :mod:`edge_tls._est` and :mod:`edge_tls._uplink`.
+    Carries what the listener said: its HTTP ``status``, its problem's title
+    (or this class's), its ``detail`` on one line, and ``retry_after`` seconds
+    when it gave a ``Retry-After``.
+    """
+
+    title = "refused by the edge listener"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        detail: str,
+        title: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+        self.retry_after = retry_after
+        if title:
+            self.title = title
 
 
 class RenewalError(EnrollmentError):

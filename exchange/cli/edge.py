@@ -1,13 +1,18 @@
 """``ibx edge``: bootstrap tokens (enterprise), the device client, and pulling sealed readings.
 
 ``token create`` and ``readings pull`` act as the identity of ``--token``/
-``IBX_TOKEN`` (an enterprise). ``enroll``, ``renew`` and ``upload`` run on the
-device: its key is generated there and never leaves it; ``upload`` signs each
-batch with it inside the sealed box, and ``readings pull`` verifies that
-signature against the CA bundle the enterprise pinned. ``renew --daemon``
-keeps running and renews at two thirds of each certificate's lifetime (the
-timing rules are ``edge_tls.RenewalSchedule``, the loop ``edge_tls.RenewalDaemon``;
-this module only wires signals, ``--exec`` and stderr to them).
+``IBX_TOKEN`` (an enterprise) through the exchange's API: in-process on the
+data dir, or over HTTPS with ``--exchange URL``; the same routes and the same
+policy decide either way, so both print and exit the same. ``enroll``,
+``renew`` and ``upload`` run on the device, through the EST client and the
+uplink of :mod:`edge_tls`: its key is generated there and never leaves it;
+``upload`` signs each batch with it inside the sealed box, and ``readings
+pull`` opens each batch with the enterprise's own key, here, and verifies
+that signature against the CA bundle the enterprise pinned. ``renew
+--daemon`` keeps running and renews at two thirds of each certificate's
+lifetime (the timing rules are ``edge_tls.RenewalSchedule``, the loop
+``edge_tls.RenewalDaemon``; this module only wires signals, ``--exec`` and
+stderr to them).
 
 ``readings pull`` never stops at a batch it cannot use: it names each one it
 skips (one line on stderr, and in ``<out>.skipped``), carries on, and exits
@@ -24,23 +29,23 @@ import os
 import re
 import shlex
 import signal
-import ssl
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-import httpx
 import typer
 from cryptography import x509
 
 from consent import EnterpriseKey
-from core.clock import utcnow
+from core.clock import parse_rfc3339, utcnow
 from edge_tls import (
     BatchOpener,
     DeviceCredentials,
-    DeviceId,
-    EnrollmentError,
+    EdgeRefusedError,
     ReadingBatch,
     ReadingsError,
     Renewal,
@@ -49,17 +54,22 @@ from edge_tls import (
     SealedBatchError,
     StopSignal,
     VerifiedBatch,
-    build_csr,
-    parse_est_response,
     reenroll,
-    seal_batch,
-    sealing_public_key,
-    sign_batch,
+    upload_readings,
 )
-from exchange.cli._context import EXCHANGE_OPTION, TOKEN_OPTION, cli_context
+from edge_tls import enroll as est_enroll
+from exchange.cli._context import (
+    CA_BUNDLE_OPTION,
+    CLIENT_CERT_OPTION,
+    CLIENT_KEY_OPTION,
+    EXCHANGE_OPTION,
+    TOKEN_OPTION,
+    CliContext,
+    Remote,
+    cli_context,
+)
 from exchange.cli._output import JSON_OPTION, emit_json
-from exchange.error_table import AuthError, ExitCode, ForbiddenError, RemoteRefusalError
-from exchange.identities import Identity, Role
+from exchange.error_table import ExitCode, RemoteRefusalError
 
 __all__ = ["EXIT_SKIPPED", "app"]
 
@@ -82,6 +92,7 @@ _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIMEOUT = 30.0
 _EXEC_TIMEOUT = 300.0
+_PAGE = 500  # batches per page of GET /v1/edge/readings
 
 
 def _ttl(text: str | None) -> timedelta | None:
@@ -93,109 +104,48 @@ def _ttl(text: str | None) -> timedelta | None:
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _enterprise(identity: Identity, enterprise: str | None = None) -> Identity:
-    if identity.role is not Role.ENTERPRISE:
-        raise ForbiddenError(f"this needs the role enterprise; {identity.name} is {identity.role}")
-    if enterprise is not None and identity.name != enterprise:
-        raise ForbiddenError(f"{identity.name} acts for its own devices only, not {enterprise}'s")
-    return identity
+@contextmanager
+def _edge_listener() -> Iterator[None]:
+    """A refusal by the edge listener exits as the same status from the API would."""
+    try:
+        yield
+    except EdgeRefusedError as exc:
+        raise RemoteRefusalError(str(exc), status=exc.status, title=exc.title) from exc
 
 
 @token_app.command("create")
 def token_create(
     ctx: typer.Context,
     *,
-    enterprise: str = typer.Option(..., "--enterprise", help="the enterprise (you)"),
+    enterprise: str | None = typer.Option(
+        None, "--enterprise", help="you, the enterprise (refused if the token is someone else's)"
+    ),
     device: str = typer.Option(..., "--device", help="the device's name"),
     ttl: str | None = typer.Option(None, "--ttl", help="lifetime, e.g. 30m, 24h [default 24h]"),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Create a one-time bootstrap token for a device; printed once, as the last line."""
     lifetime = _ttl(ttl)
-    if exchange:
-        secret, expires = _create_remote(exchange, token, enterprise, device, lifetime)
-    else:
-        context = cli_context(ctx)
-        caller = _enterprise(context.acting_as(token), enterprise)
-        try:
-            device_id = DeviceId(caller.name, device)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        issued = context.runtime.edge_pki.create_token(
-            device_id, actor=caller.name, now=utcnow(), ttl=lifetime
-        )
-        secret, expires = issued.token, issued.expires_at
-    if as_json:
-        emit_json(
-            {
-                "enterprise": enterprise,
-                "device": device,
-                "expires_at": f"{expires:%Y-%m-%dT%H:%M:%SZ}",
-                "token": secret,
-            }
-        )
-        return
-    typer.echo(
-        f"bootstrap token for {enterprise}/{device}, one use, expires {expires:%Y-%m-%dT%H:%M:%SZ}"
-    )
-    typer.echo(secret)
-
-
-def _create_remote(
-    exchange: str, token: str | None, enterprise: str, device: str, ttl: timedelta | None
-) -> tuple[str, datetime]:
-    if not token:
-        raise AuthError("a bearer token is required (--token or IBX_TOKEN)")
     body: dict[str, object] = {"device": device}
-    if ttl is not None:
-        body["ttl_seconds"] = int(ttl.total_seconds())
-    response = httpx.post(
-        exchange.rstrip("/") + "/v1/edge/tokens",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=_TIMEOUT,
-    )
-    if response.status_code != 201:
-        raise EnrollmentError(
-            f"the exchange refused ({response.status_code}): {response.text.strip()}"
-        )
-    answer = response.json()
-    if answer["enterprise"] != enterprise:
-        raise ForbiddenError(f"that token is {answer['enterprise']}'s, not {enterprise}'s")
-    return str(answer["token"]), datetime.fromisoformat(answer["expires_at"])
-
-
-def _tls(ca: Path, credentials: DeviceCredentials | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if credentials is not None:
-        context.load_cert_chain(credentials.cert_path, credentials.key_path)
-    return context
-
-
-def _refused(response: httpx.Response, what: str) -> RemoteRefusalError:
-    """The exchange's refusal, with its status (for the exit code) and its problem detail."""
-    title: str | None = None
-    detail = response.text.strip()
-    if response.headers.get("content-type", "").startswith("application/problem+json"):
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = None
-        if isinstance(problem, dict):
-            title = str(problem.get("title") or "") or None
-            detail = str(problem.get("detail") or title or detail)
-    return RemoteRefusalError(
-        f"{what} refused ({response.status_code}): {detail}",
-        status=response.status_code,
-        title=title,
-    )
-
-
-def _est_headers() -> dict[str, str]:
-    return {"Content-Type": "application/pkcs10", "Content-Transfer-Encoding": "base64"}
+    if lifetime is not None:
+        body["ttl_seconds"] = int(lifetime.total_seconds())
+    if enterprise is not None:
+        body["enterprise"] = enterprise
+    remote = Remote(exchange, ca_bundle, client_cert, client_key)
+    with cli_context(ctx).client(token, remote) as client:
+        answer = client.post("/v1/edge/tokens", body)
+    owner, name, secret = str(answer["enterprise"]), str(answer["device"]), str(answer["token"])
+    expires = f"{datetime.fromisoformat(answer['expires_at']):%Y-%m-%dT%H:%M:%SZ}"
+    if as_json:
+        emit_json({"enterprise": owner, "device": name, "expires_at": expires, "token": secret})
+        return
+    typer.echo(f"bootstrap token for {owner}/{name}, one use, expires {expires}")
+    typer.echo(secret)
 
 
 @app.command("enroll")
@@ -219,31 +169,16 @@ def enroll(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Generate a key here, enrol it over EST with the bootstrap token, save the certificate."""
-    if enterprise_key is not None:
-        try:
-            sealing_public_key(base64.b64decode(enterprise_key, validate=True))
-        except (ValueError, binascii.Error) as exc:
-            raise typer.BadParameter(f"--enterprise-key: {exc}") from exc
-    credentials = DeviceCredentials(out)
-    key = credentials.new_key()
-    with httpx.Client(verify=_tls(ca_bundle), timeout=_TIMEOUT) as client:
-        response = client.post(
-            server.rstrip("/") + "/.well-known/est/simpleenroll",
-            content=build_csr(key, device),
-            headers=_est_headers(),
-            auth=(device, bootstrap.strip()),
+    with _edge_listener():
+        cert = est_enroll(
+            DeviceCredentials(out),
+            server=server,
+            ca_pem=ca_bundle.read_bytes(),
+            device=device,
+            token=bootstrap,
+            enterprise_key=enterprise_key,
+            timeout=_TIMEOUT,
         )
-    if response.status_code != 200:
-        raise _refused(response, "enrolment")
-    cert = parse_est_response(response.content)
-    credentials.save(
-        key,
-        cert,
-        server=server.rstrip("/"),
-        device=device,
-        ca_pem=ca_bundle.read_bytes(),
-        enterprise_key=enterprise_key,
-    )
     if as_json:
         emit_json(_certificate_fields(device, cert, out))
         return
@@ -388,65 +323,17 @@ def upload(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Sign a CSV batch with this device's key, seal it to its enterprise, upload over mTLS."""
-    credentials = DeviceCredentials(directory)
-    server = credentials.server()
     readings = file.read_bytes()
     if not readings:
         raise typer.BadParameter(f"{file} is empty")
-    signed = sign_batch(
-        readings, credentials.private_key(), credentials.certificate(), now=utcnow()
-    )
-    plaintext = signed.to_bytes()
-    with httpx.Client(verify=_tls(credentials.ca_path, credentials), timeout=_TIMEOUT) as client:
-        key_response = client.get(server + "/v1/edge/sealing-key")
-        if key_response.status_code != 200:
-            raise _refused(key_response, "sealing key")
-        sealing_key = base64.b64decode(key_response.json()["x25519_public_key"])
-        pinned = credentials.pinned_enterprise_key()
-        if pinned is not None and sealing_public_key(base64.b64decode(pinned)) != sealing_key:
-            raise SealedBatchError(
-                "the exchange offered a sealing key that is not the pinned enterprise key; "
-                "nothing was uploaded"
-            )
-        response = client.post(
-            server + "/v1/edge/readings",
-            content=seal_batch(plaintext, sealing_key),
-            headers={"Content-Type": "application/octet-stream"},
+    with _edge_listener():
+        receipt = upload_readings(
+            DeviceCredentials(directory), readings, now=utcnow(), timeout=_TIMEOUT
         )
-    if response.status_code == 429:
-        wait = response.headers.get("retry-after", "?")
-        raise SealedBatchError(f"upload refused (429): over this device's quota; retry in {wait} s")
-    if response.status_code != 201:
-        raise _refused(response, "upload")
-    body = response.json()
     if as_json:
-        emit_json({"batch": body["batch"], "sha256": body["sha256"]})
+        emit_json({"batch": receipt.batch, "sha256": receipt.sha256})
         return
-    typer.echo(f"uploaded sealed batch {body['batch']} sha256 {body['sha256']}")
-
-
-def _fetch_remote(exchange: str, token: str | None, after: int) -> list[ReadingBatch]:
-    if not token:
-        raise AuthError("a bearer token is required (--token or IBX_TOKEN)")
-    response = httpx.get(
-        exchange.rstrip("/") + "/v1/edge/readings",
-        params={"after": after, "limit": 1000},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=_TIMEOUT,
-    )
-    if response.status_code != 200:
-        raise AuthError(f"the exchange refused ({response.status_code}): {response.text.strip()}")
-    return [
-        ReadingBatch(
-            id=int(b["id"]),
-            enterprise="",
-            device=str(b["device"]),
-            sha256=str(b["sha256"]),
-            ciphertext=base64.b64decode(b["ciphertext"]),
-            received_at=utcnow(),
-        )
-        for b in response.json()["batches"]
-    ]
+    typer.echo(f"uploaded sealed batch {receipt.batch} sha256 {receipt.sha256}")
 
 
 def _rows(batch: VerifiedBatch) -> list[list[str]]:
@@ -478,24 +365,49 @@ def _append(out: Path, batch: VerifiedBatch) -> int:
     return len(rows) - 1
 
 
-def _trust(ca_bundle: Path | None, local_chain: str | None) -> list[x509.Certificate]:
-    if ca_bundle is None and local_chain is None:
-        raise typer.BadParameter(
-            "--ca-bundle is required with --exchange: pin the deployment's CA bundle "
-            "(`ibx pki ca-bundle` on the exchange, handed over out of band)"
-        )
+def _pinned_ca(context: CliContext, ca_bundle: Path | None, local: bool) -> bytes | None:
+    """The CA bundle batches must chain to: ``--ca-bundle``, else the ``--profile``'s
+    pinned bundle, else (None) the data dir's own CA, which only the local mode may use."""
+    if ca_bundle is not None:
+        return ca_bundle.read_bytes()
+    if context.profile is not None and not local:
+        from exchange.cli._profiles import ProfileStore
+
+        pem = ProfileStore.from_environment(os.environ).load(context.profile).ca_bundle_pem
+        if pem:
+            return pem.encode()
+    if local:
+        return None
+    raise typer.BadParameter(
+        "--ca-bundle is required with --exchange: pin the deployment's CA bundle "
+        "(`ibx pki ca-bundle` on the exchange, handed over out of band)"
+    )
+
+
+def _certificates(pem: bytes) -> list[x509.Certificate]:
     try:
-        pem = ca_bundle.read_bytes() if ca_bundle is not None else (local_chain or "").encode()
         return x509.load_pem_x509_certificates(pem)
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise typer.BadParameter(f"--ca-bundle: no PEM certificates ({exc})") from exc
 
 
-def _remote_crl(exchange: str) -> bytes:
-    response = httpx.get(exchange.rstrip("/") + "/v1/pki/crl", timeout=_TIMEOUT)
-    if response.status_code != 200:
-        raise AuthError(f"the exchange gave no CRL ({response.status_code})")
-    return response.content
+def _batch(item: dict[str, Any], enterprise: str) -> ReadingBatch:
+    """One listed batch, as the opener takes it.
+
+    Raises:
+        SealedBatchError: the exchange listed something that is not a batch.
+    """
+    try:
+        return ReadingBatch(
+            id=int(item["id"]),
+            enterprise=enterprise,
+            device=str(item["device"]),
+            sha256=str(item["sha256"]),
+            ciphertext=base64.b64decode(item["ciphertext"], validate=True),
+            received_at=parse_rfc3339(str(item["received_at"])),
+        )
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise SealedBatchError(f"the exchange listed a malformed batch: {exc}") from exc
 
 
 def _skip(out: Path, batch: ReadingBatch, reason: str) -> str:
@@ -525,7 +437,9 @@ def pull(
     ca_bundle: Path | None = typer.Option(  # noqa: B008
         None,
         "--ca-bundle",
-        help="the deployment's CA bundle, pinned (required with --exchange; "
+        envvar="IBX_CA_BUNDLE",
+        help="the deployment's CA bundle, pinned: batches must chain to it, and the exchange's "
+        "TLS certificate too (required with --exchange unless the --profile pinned one; "
         "default on the data dir: its own CA)",
     ),
     after: int | None = typer.Option(
@@ -537,6 +451,8 @@ def pull(
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Fetch this enterprise's new batches, open and verify each, append the rows to a CSV.
 
@@ -549,38 +465,41 @@ def pull(
     cursor_path = out.with_name(out.name + ".cursor")
     if after is None:
         after = int(cursor_path.read_text()) if cursor_path.exists() else 0
-    if exchange:
-        trust = _trust(ca_bundle, None)
-        if enterprise is None:
+    context = cli_context(ctx)
+    remote = Remote(exchange, ca_bundle, client_cert, client_key)
+    with context.client(token, remote) as client:
+        local = client.where == "local"
+        if enterprise is None and not local:
             raise typer.BadParameter(
                 "--enterprise is required with --exchange: the name batches must be signed for "
                 "comes from you, not from the exchange"
             )
-        crl = _remote_crl(exchange)
-        batches = _fetch_remote(exchange, token, after)
-    else:
-        context = cli_context(ctx)
-        caller = _enterprise(context.acting_as(token), enterprise)
-        enterprise = caller.name
-        pki = context.runtime.edge_pki
-        trust = _trust(ca_bundle, pki.authority().chain_pem())
-        crl = pki.crl(now=utcnow())
-        batches = context.runtime.edge_readings.batches(caller.name, after=after)
-    nonces_path = out.with_name(out.name + ".nonces")
-    seen = nonces_path.read_text().split() if nonces_path.exists() else []
-    opener = BatchOpener(enterprise, seed, trust=trust, crl=crl, seen=seen)
-    rows = 0
-    skipped: list[str] = []
-    for batch in batches:
-        try:
-            verified = opener.open(batch)
-            rows += _append(out, verified)
-        except ReadingsError as exc:
-            skipped.append(_skip(out, batch, str(exc)))
-        else:
-            _remember(nonces_path, verified.nonce)
-        cursor_path.write_text(f"{batch.id}\n")
-    opened = len(batches) - len(skipped)
+        pinned = _pinned_ca(context, ca_bundle, local)
+        me = str(client.get("/v1/me")["name"])
+        if enterprise is not None and enterprise != me:
+            raise typer.BadParameter(
+                f"--enterprise {enterprise}: the token is {me}'s, and an enterprise pulls "
+                "only its own batches"
+            )
+        trust = _certificates(pinned or client.call("GET", "/v1/pki/ca").content)
+        crl = client.call("GET", "/v1/pki/crl").content
+        nonces_path = out.with_name(out.name + ".nonces")
+        seen = nonces_path.read_text().split() if nonces_path.exists() else []
+        opener = BatchOpener(me, seed, trust=trust, crl=crl, seen=seen)
+        pulled = rows = 0
+        skipped: list[str] = []
+        for item in client.pages("/v1/edge/readings", after=after, limit=_PAGE):
+            batch = _batch(item, me)
+            pulled += 1
+            try:
+                verified = opener.open(batch)
+                rows += _append(out, verified)
+            except ReadingsError as exc:
+                skipped.append(_skip(out, batch, str(exc)))
+            else:
+                _remember(nonces_path, verified.nonce)
+            cursor_path.write_text(f"{batch.id}\n")
+    opened = pulled - len(skipped)
     summary = f"opened {opened} batches, appended {rows} rows to {out}"
     if as_json:
         emit_json({"opened": opened, "rows": rows, "out": str(out), "skipped": skipped})

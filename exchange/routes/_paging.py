@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from core.errors import IbxError
 
-__all__ = ["CURSOR", "LIMIT", "CursorError", "Page", "paginate"]
+__all__ = ["CURSOR", "LIMIT", "CursorError", "Page", "cursor_after", "cursor_for", "paginate"]
 
 T = TypeVar("T")
 
@@ -65,3 +65,18 @@ def paginate(
     page = list(items[start : start + limit])
     more = start + limit < len(items)
     return page, _encode(key(page[-1])) if page and more else None
+
+
+def cursor_after(cursor: str | None) -> str | None:
+    """The sort key ``cursor`` stands for (None: from the start), for a keyset query
+    that the database runs itself (a list too long to hold for :func:`paginate`).
+
+    Raises:
+        CursorError: a malformed cursor.
+    """
+    return _decode(cursor) if cursor else None
+
+
+def cursor_for(key: str) -> str:
+    """The ``next_cursor`` of a page whose last item has sort key ``key``."""
+    return _encode(key)

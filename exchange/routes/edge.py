@@ -1,14 +1,17 @@
-"""``/v1/edge``: device routes (mutual TLS only) and the enterprise's pull of its batches.
+"""``/v1/edge``: device routes (mutual TLS only) and the enterprise's own routes.
 
 A device reaches nothing but its own routes: the edge listener serves only
 EST, the CRL/OCSP and :data:`device_router`, and every device route
 authenticates the peer certificate against the registry on each request.
+The enterprise's routes (bootstrap tokens, pulling its sealed batches) are on
+the API and authorized like every other route (:mod:`exchange.access`).
 """
 
 from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -25,10 +28,12 @@ from edge_tls import (
 )
 from exchange.access import Grant
 from exchange.auth import enterprise_is_active, get_runtime, granted
+from exchange.error_table import ForbiddenError
 from exchange.errors import problem, status_for
 from exchange.identities import Role, Status
+from exchange.routes._paging import CURSOR, LIMIT, CursorError, Page, cursor_after, cursor_for
 from exchange.runtime import Runtime
-from exchange.schemas.edge import BootstrapTokenCreate, BootstrapTokenPublic
+from exchange.schemas.edge import BootstrapTokenCreate, BootstrapTokenPublic, SealedBatchPublic
 from exchange.tls_bridge import peer_certificate_der
 
 __all__ = ["device_router", "enterprise_router"]
@@ -37,6 +42,13 @@ device_router = APIRouter(prefix="/v1/edge", tags=["edge devices"])
 enterprise_router = APIRouter(prefix="/v1/edge", tags=["edge enterprises"])
 
 _SEALED_TYPES = ("application/octet-stream", "")
+_MAX_BATCH_ID = (1 << 53) - 1
+_DENIED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the active policy does not allow this (the detail names the rule)"}
+}
+_UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no token, or an unknown, expired or revoked one"}
+}
 
 
 def current_device(request: Request) -> DeviceCertificate:
@@ -136,7 +148,18 @@ async def upload_readings(
     return {"batch": batch.id, "sha256": batch.sha256}
 
 
-@enterprise_router.post("/tokens", status_code=201)
+@enterprise_router.post(
+    "/tokens",
+    status_code=201,
+    responses={
+        **_UNAUTHENTICATED,
+        403: {
+            "description": "the active policy does not allow this (the detail names the rule), "
+            "or `enterprise` is not the caller"
+        },
+        400: {"description": "a malformed device name"},
+    },
+)
 def create_token(
     body: BootstrapTokenCreate,
     grant: Grant = Depends(granted),  # noqa: B008
@@ -145,9 +168,15 @@ def create_token(
     """A one-time bootstrap token for one of the caller's own devices (shown once).
 
     Raises:
+        ForbiddenError: ``enterprise`` names someone other than the caller.
         EnrollmentError: a malformed device name.
     """
     caller = grant.identity
+    if body.enterprise is not None and body.enterprise != caller.name:
+        raise ForbiddenError(
+            f"{caller.name} creates bootstrap tokens for its own devices only, "
+            f"not {body.enterprise}'s"
+        )
     try:
         device = DeviceId(caller.name, body.device)
     except ValueError as exc:
@@ -162,24 +191,58 @@ def create_token(
     )
 
 
-@enterprise_router.get("/readings")
+def _batch_key(batch_id: int) -> str:
+    """A batch id as a cursor key that sorts like the id."""
+    return f"{batch_id:020d}"
+
+
+def _start_after(cursor: str | None, after: int) -> int:
+    key = cursor_after(cursor)
+    if key is None:
+        return after
+    if not (key.isascii() and key.isdigit()) or len(key) != len(_batch_key(0)):
+        raise CursorError("the cursor is not one this exchange handed out")
+    if int(key) > _MAX_BATCH_ID:
+        raise CursorError("the cursor is not one this exchange handed out")
+    return int(key)
+
+
+@enterprise_router.get(
+    "/readings",
+    response_model=Page[SealedBatchPublic],
+    responses={**_UNAUTHENTICATED, **_DENIED, 400: {"description": "a cursor not handed out here"}},
+)
 def pull_readings(
-    after: int = Query(0, ge=0, le=(1 << 53) - 1),
-    limit: int = Query(100, ge=1, le=1000),
+    after: int = Query(
+        0, ge=0, le=_MAX_BATCH_ID, description="start after this batch id (when no cursor)"
+    ),
+    cursor: str | None = CURSOR,
+    limit: int = LIMIT,
     grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
-) -> dict[str, object]:
-    """The caller's own sealed batches after ``after``, ciphertext in base64."""
-    batches = runtime.edge_readings.batches(grant.identity.name, after=after, limit=limit)
-    return {
-        "batches": [
-            {
-                "id": b.id,
-                "device": b.device,
-                "sha256": b.sha256,
-                "received_at": format_rfc3339(b.received_at),
-                "ciphertext": base64.b64encode(b.ciphertext).decode(),
-            }
-            for b in batches
-        ]
-    }
+) -> Page[SealedBatchPublic]:
+    """The caller's own sealed batches, oldest first, ciphertext in base64.
+
+    Only batches sealed to the caller are listed, whatever the grant: nobody
+    pulls another enterprise's batches (which its key would not open anyway).
+
+    Raises:
+        CursorError: a cursor this exchange did not hand out.
+    """
+    start = _start_after(cursor, after)
+    batches = runtime.edge_readings.batches(grant.identity.name, after=start, limit=limit + 1)
+    page = batches[:limit]
+    more = len(batches) > limit
+    return Page[SealedBatchPublic](
+        items=[
+            SealedBatchPublic(
+                id=b.id,
+                device=b.device,
+                sha256=b.sha256,
+                received_at=format_rfc3339(b.received_at),
+                ciphertext=base64.b64encode(b.ciphertext).decode(),
+            )
+            for b in page
+        ],
+        next_cursor=cursor_for(_batch_key(page[-1].id)) if more and page else None,
+    )

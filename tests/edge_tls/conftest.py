@@ -89,7 +89,9 @@ def make_pki(work: Path, **settings: object) -> Pki:
     )
     runtime.edge_pki.init(actor="sysadmin", now=utcnow())
     signer = Ed25519Signer.generate("factory-a")
-    issued = runtime.identities.create("factory-a", Role.ENTERPRISE, public_key=signer.public_key)
+    issued = runtime.identities.create(
+        "factory-a", Role.ENTERPRISE, public_key=signer.public_key, industry="lithium-battery"
+    )
     officer = runtime.identities.create("officer", Role.SECURITY_OFFICER)
     key_file = work / "factory-a.key"
     write_key_file(key_file, signer)

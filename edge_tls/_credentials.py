@@ -1,19 +1,15 @@
-"""The device's side: its key (generated locally, never sent), CSRs, and its credential dir.
+"""The device's credential directory: its key (generated here, never sent) and certificate.
 
 A device directory holds ``device.key`` (PKCS#8 PEM, mode 0600), ``device.pem``
 (its current certificate), ``ca.pem`` (the trust bundle) and ``edge.json``
 (server URL and device name). A save stages every file next to its old one
 (``*.new``, written and fsynced), then renames them into place, key first;
 :meth:`DeviceCredentials.finish_pending` completes a save a crash cut short.
-
-:func:`reenroll` is the device's EST ``simplereenroll`` over mutual TLS: it
-sorts the exchange's answers into refusals (4xx: enrol again) and
-unavailability (unreachable, 408, 429, 5xx: try again later).
+The EST requests that fill it are :mod:`edge_tls._est`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -22,15 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
 
-from edge_tls._ca import parse_certs_only
 from edge_tls._envelope import DevicePrivateKey
-from edge_tls.errors import EnrollmentError, RenewalRefusedError, RenewalUnavailableError
+from edge_tls.errors import EnrollmentError
 
-__all__ = ["DeviceCredentials", "build_csr", "parse_est_response", "reenroll"]
+__all__ = ["DeviceCredentials", "certificate_matches"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,33 +33,6 @@ _CERT = "device.pem"
 _CA = "ca.pem"
 _META = "edge.json"
 _STAGED = ".new"
-_TRANSIENT = frozenset({408, 425, 429})
-
-
-def build_csr(key: ec.EllipticCurvePrivateKey, device: str) -> bytes:
-    """Base64 DER PKCS#10 for ``device`` (``CN=<device>``, no extensions), as EST sends it."""
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device)]))
-        .sign(key, hashes.SHA256())
-    )
-    return base64.encodebytes(csr.public_bytes(serialization.Encoding.DER))
-
-
-def parse_est_response(body: bytes) -> x509.Certificate:
-    """The certificate in an EST certs-only response (base64 PKCS#7).
-
-    Raises:
-        EnrollmentError: the body holds no certificate.
-    """
-    try:
-        der = base64.b64decode(b"".join(body.split()), validate=True)
-        certificates = parse_certs_only(der)
-    except ValueError as exc:
-        raise EnrollmentError("the EST response is not a base64 certs-only PKCS#7") from exc
-    if len(certificates) != 1:
-        raise EnrollmentError(f"the EST response holds {len(certificates)} certificates, not 1")
-    return certificates[0]
 
 
 def _staged(path: Path) -> Path:
@@ -104,6 +71,13 @@ def _cert_key_der(certificate: x509.Certificate) -> bytes:
     return certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def certificate_matches(
+    certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey | DevicePrivateKey
+) -> bool:
+    """Whether ``certificate`` certifies the public half of ``key``."""
+    return _cert_key_der(certificate) == _public_der(key)
 
 
 def _load_key(path: Path) -> DevicePrivateKey | None:
@@ -329,75 +303,3 @@ class DeviceCredentials:
             return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         except (OSError, ValueError) as exc:
             raise EnrollmentError(f"no readable certificate at {self.cert_path}") from exc
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def reenroll(credentials: DeviceCredentials, *, timeout: float = 30.0) -> x509.Certificate:
-    """EST ``simplereenroll`` with a new key, over mutual TLS with the current certificate.
-
-    The answer must be one certificate for the new key; only then are the
-    new key and certificate saved (staged, then renamed into place). The
-    exchange supersedes the presented certificate when it issues the new one.
-
-    Raises:
-        RenewalRefusedError: the exchange answered 4xx (other than 408, 425, 429):
-            revoked, superseded, expired, unknown, or a CSR it refuses. Retrying
-            cannot help.
-        RenewalUnavailableError: the exchange could not be reached, the TLS
-            handshake or the request failed or timed out, or it answered 408,
-            425, 429 or 5xx. The files are unchanged.
-        EnrollmentError: the directory holds no enrolment, or the answer is not
-            one certificate for the key just generated (nothing is saved).
-        OSError: the directory cannot be read or written.
-    """
-    import httpx  # noqa: PLC0415 - only a renewing device needs an HTTP client
-
-    server, device = credentials.server(), credentials.device()
-    url = server + "/.well-known/est/simplereenroll"
-    key = credentials.new_key()
-    try:
-        context = credentials.tls_context()
-    except ssl.SSLError as exc:
-        raise EnrollmentError(
-            f"{credentials.key_path} does not match {credentials.cert_path}: {exc}"
-        ) from exc
-    try:
-        with httpx.Client(verify=context, timeout=timeout) as client:
-            response = client.post(
-                url,
-                content=build_csr(key, device),
-                headers={
-                    "Content-Type": "application/pkcs10",
-                    "Content-Transfer-Encoding": "base64",
-                },
-            )
-    except httpx.HTTPError as exc:
-        raise RenewalUnavailableError(
-            f"cannot reach {server}: {type(exc).__name__}: {_one_line(str(exc)) or 'no detail'}",
-            status=None,
-        ) from exc
-    status = response.status_code
-    if status != 200:
-        said = _one_line(response.text) or response.reason_phrase
-        if 400 <= status < 500 and status not in _TRANSIENT:
-            raise RenewalRefusedError(
-                f"{server} refused the renewal of {device} ({status}): {said}; "
-                "enrol this device again with a new bootstrap token",
-                status=status,
-            )
-        raise RenewalUnavailableError(
-            f"{server} could not renew {device} now ({status}): {said}", status=status
-        )
-    certificate = parse_est_response(response.content)
-    if _cert_key_der(certificate) != _public_der(key):
-        raise EnrollmentError(
-            f"{server} answered with certificate {certificate.serial_number:x}, "
-            "which is not for the key just generated; nothing was saved"
-        )
-    credentials.save(key, certificate, server=server, device=device)
-    logger.info("renewed %s: serial %x", device, certificate.serial_number)
-    return certificate
