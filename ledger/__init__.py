@@ -7,6 +7,7 @@ define their payload schemas.
 
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import MAX_PAYLOAD_BYTES, LedgerEntry
+from ledger._fetched import FetchedLog
 from ledger._integrity import IntegrityReport
 from ledger._kept import KeptCheckpoint, check_kept_checkpoint
 from ledger._ledger import ConsistencyProof, InclusionProof, Ledger, LedgerConfig
@@ -42,6 +43,7 @@ __all__ = [
     "ConsistencyProof",
     "ConsistencyProofError",
     "EntryTooLargeError",
+    "FetchedLog",
     "InclusionProof",
     "InclusionProofError",
     "IntegrityReport",

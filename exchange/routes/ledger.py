@@ -1,113 +1,249 @@
 """``/v1/ledger``: checkpoint and verifier key (public); entries and proofs (authorized).
 
-Entries carry consent receipts and decisions: auditors and witnesses read them
-all, other identities only the entries that concern them
-(:func:`concerns`), as the active policy grants.
+Entries carry consent receipts and decisions, which are business information.
+Auditors and witnesses (``ledger_read``) read every entry; identities the
+active policy grants only ``ledger_read_own`` read the entries that *concern*
+them, and inclusion proofs of those only.
+
+What concerns an identity ``N`` (:func:`concerns`), decided from the entry
+alone, so a page costs one scan of the bytes already read:
+
+1. ``N`` is the entry's ``actor`` (it did it: its registrations, consents,
+   requests, denied calls); or
+2. the payload names ``N`` as a party: at any depth, a member whose key is
+   one of :data:`PARTY_KEYS` has exactly the string value ``N``. Every
+   package names the parties of what it records that way: ``owner``
+   (``dataset.register``), ``enterprise`` (consent grants and revocations,
+   the consents a decision or a job used, edge tokens, certificates and
+   uploads), ``requester``/``identity`` (the requester of a decision, the
+   identity a consent names), ``name`` (``identity.*``), ``officer``
+   (``policy.*``).
+
+Free-text values (descriptions, reasons, host names, dataset ids, enum
+values such as ``general`` or ``mean``) never make an entry concern anyone:
+an identity whose name happens to equal such a value (or prefixes it, as
+``acme`` prefixes ``acme.labs``) must not read others' entries by it. An
+entry that names a party under another key is not shown to it (fail
+closed); auditors still read it. Not listed for a requester: the
+``consent.job`` entries the exchange writes (they name the enterprises);
+its ``consent.use`` decisions are.
+
+Probing: an own-scope page of ``[start, start + limit)`` lists only the
+caller's entries of that range (the indices of the others are implied by the
+gaps, and the size is public in the checkpoint anyway); ``next`` is the same
+for every caller. An inclusion proof of an entry that does not concern the
+caller is refused (403). Proofs carry only hashes: an inclusion proof of
+one's own entry holds its neighbours' leaf hashes, which confirm a guess of a
+neighbour's exact bytes (time to the second, every member) and nothing more.
+Consistency proofs are hashes of whole subtrees; any authenticated reader
+gets them.
 """
 
 from __future__ import annotations
 
 import base64
-import json
+from collections.abc import Iterable, Mapping
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from core.canonical import JsonValue, canonical_bytes
 from exchange.access import Grant
 from exchange.auth import get_runtime, granted
 from exchange.errors import ForbiddenError
 from exchange.runtime import Runtime
+from exchange.schemas.ledger import (
+    ENTRY_PAGE_SCHEMA,
+    ConsistencyProofPublic,
+    InclusionProofPublic,
+)
+from ledger import LedgerEntry
 
-__all__ = ["router"]
+__all__ = ["PARTY_KEYS", "concerns", "router"]
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
 _TEXT = "text/plain; charset=utf-8"
 _MAX_INDEX = (1 << 53) - 1
 
+PARTY_KEYS = frozenset({"enterprise", "owner", "requester", "identity", "name", "officer"})
+"""Payload members whose string value names a party of the entry (see the module docstring)."""
+
+_PROBLEMS: dict[int | str, dict[str, object]] = {
+    400: {"description": "a start, index or tree size outside the log"},
+    401: {"description": "no token, or an unknown, expired or revoked one"},
+    403: {
+        "description": "the active policy grants no ledger read, or (own scope) the entry "
+        "does not concern the caller"
+    },
+}
+_ENTRIES_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "one page of entries; ``next`` is the next ``start`` (null at the end)",
+        "content": {
+            "application/json": {
+                "schema": ENTRY_PAGE_SCHEMA,
+                "example": {
+                    "entries": [
+                        {
+                            "entry": {
+                                "actor": "factory-a",
+                                "index": 3,
+                                "payload": {"kwh": 1250.5, "site": "plant-a"},
+                                "time": "2025-01-02T03:04:05Z",
+                                "type": "demo.reading",
+                            },
+                            "index": 3,
+                        }
+                    ],
+                    "next": 4,
+                    "scope": "all",
+                },
+            }
+        },
+    },
+    **_PROBLEMS,
+}
+_CHECKPOINT_EXAMPLE = (
+    "ibx.localhost/ledger\n5\nYw6nL7IhV2VSycU59Araq+Z1JJwRwMuDDL9MVQnkQxM=\n\n"
+    "\u2014 ibx.localhost/ledger Twhp0WvaUB3+QgnWrQsZ4TiHubukQoReMsbfGVq2dYjdnzZlVQjDaeNgt7MW1"
+    "rufCohFZfZcm3WElBjS22d9nZ2z7w0=\n"
+)
+_VKEY_EXAMPLE = "ibx.localhost/ledger+4f0869d1+AX3mU9yWhJI6+sd7pLmKXsB6Ov2Qe6XnPrsrtPCn73cV\n"
+
+
+def _text(description: str, example: str) -> dict[int | str, dict[str, object]]:
+    return {
+        200: {
+            "description": description,
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": example}},
+        }
+    }
+
 
 def _b64(hashes: tuple[bytes, ...]) -> list[str]:
     return [base64.b64encode(h).decode() for h in hashes]
 
 
-@router.get("/checkpoint", response_class=Response)
+@router.get(
+    "/checkpoint",
+    response_class=Response,
+    responses=_text("the C2SP signed note: origin, size, root, signatures", _CHECKPOINT_EXAMPLE),
+)
 def checkpoint(runtime: Runtime = Depends(get_runtime)) -> Response:  # noqa: B008
-    """The latest signed checkpoint (C2SP signed note)."""
+    """The latest signed checkpoint (C2SP signed note); public."""
     return Response(runtime.ledger.checkpoint().to_text(), media_type=_TEXT)
 
 
-@router.get("/vkey", response_class=Response)
+@router.get(
+    "/vkey",
+    response_class=Response,
+    responses=_text("the C2SP verifier key: name+key id+base64 key", _VKEY_EXAMPLE),
+)
 def vkey(runtime: Runtime = Depends(get_runtime)) -> Response:  # noqa: B008
-    """The checkpoint verifier key (C2SP vkey)."""
+    """The checkpoint verifier key (C2SP vkey); public."""
     return Response(runtime.ledger.vkey() + "\n", media_type=_TEXT)
 
 
-@router.get("/entries", response_class=Response)
+@router.get("/entries", response_class=Response, responses=_ENTRIES_RESPONSES)
 def entries(
-    start: int = Query(0, ge=0, le=_MAX_INDEX),
-    limit: int = Query(100, ge=1, le=1000),
+    start: int = Query(0, ge=0, le=_MAX_INDEX, description="index of the first entry"),
+    limit: int = Query(100, ge=1, le=1000, description="entries to scan from start"),
     grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
 ) -> Response:
-    """Entries from ``start``; each ``entry`` is byte-for-byte the stored RFC 8785 leaf input.
+    """Entries ``[start, start + limit)``, paginated by index (the log only grows).
 
-    With ``own`` scope only the entries of the range that concern the caller are listed.
+    ``{"entries": [{"entry": {...}, "index": i}, ...], "next": n | null, "scope": s}``:
+    each ``entry`` is byte-for-byte the stored RFC 8785 leaf input (an outside
+    verifier hashes it, ``SHA-256(0x00 || entry)``); ``next`` is the ``start``
+    of the following page, null when the page reaches the end of the log. With
+    ``scope`` ``own`` the page lists only the entries of the range that concern
+    the caller (``next`` is unchanged).
+
+    Raises:
+        TreeSizeError: ``start`` is beyond the log (400).
     """
     rows = runtime.ledger.entries(start, limit)
+    end = start + len(rows)
+    shown: Iterable[LedgerEntry] = rows
     if grant.own_only:
-        rows = [row for row in rows if concerns(row.leaf_input, grant.identity.name)]
+        shown = [row for row in rows if concerns(row, grant.identity.name)]
+    more = end < runtime.ledger.size()
     body = (
         b'{"entries":['
         + b",".join(
             b'{"entry":' + row.leaf_input + b',"index":' + str(row.index).encode() + b"}"
-            for row in rows
+            for row in shown
         )
-        + b"]}"
+        + b'],"next":'
+        + (str(end).encode() if more else b"null")
+        + b',"scope":"'
+        + grant.scope.value.encode()
+        + b'"}'
     )
     return Response(body, media_type="application/json")
 
 
-@router.get("/proof/inclusion")
+@router.get("/proof/inclusion", response_model=InclusionProofPublic, responses=_PROBLEMS)
 def inclusion(
     index: int = Query(..., ge=0, le=_MAX_INDEX),
     tree_size: int = Query(..., ge=1, le=_MAX_INDEX),
     grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
-) -> dict[str, object]:
-    """RFC 9162 inclusion proof, hashes in base64 (``own`` scope: of one's own entries)."""
-    if grant.own_only:
-        rows = runtime.ledger.entries(index, 1)
-        if not rows or not concerns(rows[0].leaf_input, grant.identity.name):
-            raise ForbiddenError(f"entry {index} does not concern {grant.identity.name}")
+) -> InclusionProofPublic:
+    """RFC 9162 inclusion proof, hashes in base64 (``own`` scope: of one's own entries).
+
+    Raises:
+        TreeSizeError: ``index`` or ``tree_size`` outside the log (400).
+        ForbiddenError: own scope, and the entry does not concern the caller (403).
+    """
+    if grant.own_only and not concerns(runtime.ledger.entry(index), grant.identity.name):
+        raise ForbiddenError(
+            f"ledger entry {index} does not concern {grant.identity.name}; "
+            "only auditors and witnesses read every entry"
+        )
     proof = runtime.ledger.inclusion_proof(index, tree_size)
-    return {"index": proof.index, "tree_size": proof.tree_size, "hashes": _b64(proof.hashes)}
+    return InclusionProofPublic(
+        index=proof.index, tree_size=proof.tree_size, hashes=_b64(proof.hashes)
+    )
 
 
-@router.get("/proof/consistency")
+@router.get("/proof/consistency", response_model=ConsistencyProofPublic, responses=_PROBLEMS)
 def consistency(
     first: int = Query(..., ge=1, le=_MAX_INDEX),
     second: int = Query(..., ge=1, le=_MAX_INDEX),
     _grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
-) -> dict[str, object]:
-    """RFC 9162 consistency proof, hashes in base64."""
+) -> ConsistencyProofPublic:
+    """RFC 9162 consistency proof, hashes in base64 (only hashes: any authenticated reader).
+
+    Raises:
+        TreeSizeError: unless ``0 < first <= second <= size`` (400).
+    """
     proof = runtime.ledger.consistency_proof(first, second)
-    return {"first": proof.first, "second": proof.second, "hashes": _b64(proof.hashes)}
+    return ConsistencyProofPublic(first=proof.first, second=proof.second, hashes=_b64(proof.hashes))
 
 
-def concerns(leaf_input: bytes, name: str) -> bool:
-    """Whether an entry concerns identity ``name``: it is the actor, or the payload names
-    it as any value (an enterprise's consents, decisions on its data, its devices)."""
-    entry = json.loads(leaf_input)
-    if entry.get("actor") == name:
+def concerns(entry: LedgerEntry, name: str) -> bool:
+    """Whether ``entry`` concerns identity ``name``: it is the actor, or a member of
+    :data:`PARTY_KEYS` names it (see the module docstring)."""
+    if entry.actor == name:
         return True
-    return _mentions(entry.get("payload"), name)
+    if canonical_bytes(name) not in entry.leaf_input:
+        return False  # the name is no string of the entry at all: no parse, no walk
+    return _names(entry.payload, name)
 
 
-def _mentions(value: object, name: str) -> bool:
-    if isinstance(value, str):
-        return value == name or value.startswith((name + ":", name + "."))
-    if isinstance(value, dict):
-        return any(_mentions(v, name) for v in value.values())
-    if isinstance(value, list):
-        return any(_mentions(v, name) for v in value)
+def _names(value: JsonValue, name: str) -> bool:
+    stack: list[JsonValue] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, member in item.items():
+                if key in PARTY_KEYS and member == name:
+                    return True
+                if isinstance(member, Mapping | list):
+                    stack.append(member)
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, Mapping | list))
     return False
