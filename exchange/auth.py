@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import Depends, Request
 
+from core.clock import utcnow
 from exchange.access import ROUTES, Access, Grant, authorize
 from exchange.credentials import authenticate_token, enterprise_is_active
 from exchange.errors import AuthError, ForbiddenError
@@ -52,24 +53,45 @@ def route_access(request: Request) -> Access:
     return access
 
 
+def _is_local(request: Request) -> bool:
+    """Whether the request came through the CLI's in-process transport (never the network)."""
+    extensions = request.scope.get("extensions") or {}
+    return extensions.get(LOCAL_EXTENSION) is True
+
+
 def bearer_identity(request: Request) -> Identity:
     """The identity behind ``Authorization: Bearer``.
 
+    A source (client address) that presented bad tokens too often is slowed,
+    then locked out for a while (:mod:`exchange.auth_lockout`) — checked
+    before its token is looked at. The in-process local mode is exempt: its
+    caller holds the data dir and the master key already.
+
     Raises:
-        AuthError: missing, unknown, expired or revoked token.
+        AuthLockedOutError: the source is locked out or must wait (429, Retry-After).
+        AuthError: missing, unknown, expired, rotated or revoked token.
     """
+    runtime = get_runtime(request)
+    guard = None if _is_local(request) else runtime.auth_guard
+    source = request.client.host if request.client else "unknown"
+    if guard is not None:
+        guard.check(source, now=utcnow())
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthError("send Authorization: Bearer <token>")
-    return authenticate_token(get_runtime(request), token)
+    try:
+        return authenticate_token(runtime, token)
+    except AuthError:
+        if guard is not None:
+            guard.failed(source, now=utcnow())
+        raise
 
 
 def has_second_factor(request: Request, identity: Identity) -> bool:
     """Whether the caller proved the second factor: the in-process local mode (it holds
     the data dir), or a verified client certificate issued for ``identity``."""
-    extensions = request.scope.get("extensions") or {}
-    if extensions.get(LOCAL_EXTENSION) is True:
+    if _is_local(request):
         return True
     from exchange.tls_bridge import peer_certificate_der
 
@@ -85,6 +107,7 @@ def enforce_access(request: Request) -> Grant | None:
     Returns None for public routes, else the :class:`Grant`.
 
     Raises:
+        AuthLockedOutError: too many failed authentications from this source (429).
         AuthError: not authenticated (or an administrator without a second factor).
         ForbiddenError: the policy allows none of the route's actions.
     """

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
-import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -30,6 +27,7 @@ from exchange.routes import edge as edge_routes
 from exchange.routes import est as est_routes
 from exchange.routes import pki as pki_routes
 from exchange.runtime import Runtime
+from exchange.server_tls import server_ssl_context
 from exchange.tls_bridge import PeerCertificateProtocol
 
 __all__ = [
@@ -41,36 +39,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# TLS 1.2 suites: forward secret, AEAD only. TLS 1.3 suites are all AEAD (OpenSSL defaults).
-_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!DSS:!PSK:!SRP"
-
 
 def edge_ssl_context(credentials: ServerCredentials, trust_pem: str) -> ssl.SSLContext:
     """A server context: TLS 1.2-1.3, strong suites, optional client certs from ``trust_pem``.
 
     Client certificates are optional at the TLS layer (simpleenroll authenticates
-    with a bootstrap token instead); every device route requires one.
+    with a bootstrap token instead); every device route requires one. The same
+    context as the API's (:func:`exchange.server_tls.server_ssl_context`).
 
     Raises:
         ssl.SSLError: the credentials do not load.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.maximum_version = ssl.TLSVersion.TLSv1_3
-    context.set_ciphers(_TLS12_CIPHERS)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_SINGLE_ECDH_USE
-    context.verify_mode = ssl.CERT_OPTIONAL
-    context.load_verify_locations(cadata=trust_pem)
-    with tempfile.TemporaryDirectory(prefix="ibx-edge-") as tmp:
-        chain = Path(tmp) / "chain.pem"
-        key = Path(tmp) / "key.pem"
-        chain.write_bytes(credentials.chain_pem)
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(credentials.key_pem)
-        context.load_cert_chain(chain, key)
-    return context
+    return server_ssl_context(credentials, trust_pem)
 
 
 def create_edge_app(runtime: Runtime) -> FastAPI:

@@ -111,6 +111,7 @@ class _Rule:
 # Most specific first; the first matching rule wins.
 RULES: tuple[_Rule, ...] = (
     _Rule("exchange.error_table.AuthError", 401),
+    _Rule("exchange.auth_lockout.AuthLockedOutError", 429),
     _Rule("exchange.error_table.ForbiddenError", 403),
     _Rule("exchange.error_table.NotFoundError", 404),
     _Rule("exchange.identities.IdentityNotFoundError", 404),

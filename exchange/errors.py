@@ -56,7 +56,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             logger.error("request failed: %s: %s", type(exc).__name__, exc)
-        return problem(status, exc.title, str(exc), code=error_code(exc))
+        response = problem(status, exc.title, str(exc), code=error_code(exc))
+        retry_after = getattr(exc, "retry_after", None)  # e.g. AuthLockedOutError (429)
+        if isinstance(retry_after, int) and retry_after > 0:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 Tokens are 256 random bits (``ibx_`` + base64url), shown once and stored only
 as SHA-256 hashes. Lookup is by the hash; the final comparison is constant
-time. A token stops working the moment its identity is revoked or it expires.
+time. A token stops working the moment its identity is revoked, it expires,
+or it is rotated (:meth:`IdentityRegistry.rotate_token`).
 """
 
 from __future__ import annotations
@@ -238,6 +239,42 @@ class IdentityRegistry:
             identity = row.to_identity()
         logger.info("revoked identity %s", name)
         return identity
+
+    def rotate_token(self, name: str, *, actor: str, now: datetime | None = None) -> IssuedIdentity:
+        """Replace the bearer token of ``name``: the old one stops working at once.
+
+        The new token is valid for the configured lifetime from ``now``; it is
+        returned once and stored only as its hash. The rotation is recorded on
+        the ledger (never the token).
+
+        Raises:
+            IdentityNotFoundError: no active identity of that name.
+        """
+        when = now or utcnow()
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires = when + self._ttl
+        with self._db.write() as session:
+            row = session.get(_IdentityRow, name)
+            if row is None or row.status != Status.ACTIVE.value:
+                raise IdentityNotFoundError(f"no active identity named {name!r}")
+            row.token_hash = hash_token(token)
+            row.token_expires_at = format_rfc3339(expires)
+            session.flush()
+            self._recorder.record(
+                Event(
+                    "identity.token_rotate",
+                    actor,
+                    {
+                        "name": name,
+                        "role": row.role,
+                        "token_expires_at": format_rfc3339(expires),
+                    },
+                ),
+                session=session,
+            )
+            identity = row.to_identity()
+        logger.info("rotated the token of %s", name)
+        return IssuedIdentity(identity, token)
 
     def set_public_key(self, name: str, public_key: Ed25519PublicKey, *, actor: str) -> Identity:
         """Register (or rotate) the Ed25519 public key of ``name``.

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import ledger
     import mpc
     import policies
+    from exchange.admin_certs import AdminCertificates
+    from exchange.auth_lockout import AuthFailureGuard
     from exchange.identities import IdentityRegistry
 
 __all__ = ["MIGRATION_BRANCHES", "Runtime"]
@@ -185,6 +187,33 @@ class Runtime:
 
         return IdentityRegistry(
             self.db, self.ledger, token_ttl=timedelta(days=self.settings.token_ttl_days)
+        )
+
+    @cached_property
+    def admin_certificates(self) -> AdminCertificates:
+        """Administrators' client certificates (the second factor), issued by the deployment CA."""
+        from exchange.admin_certs import AdminCertificates
+
+        return AdminCertificates(
+            self.db,
+            self.ledger,
+            self.identities,
+            self.edge_pki,
+            lifetime=timedelta(days=self.settings.admin_cert_days),
+        )
+
+    @cached_property
+    def auth_guard(self) -> AuthFailureGuard:
+        """Failed authentications per client address, in this process's memory."""
+        from exchange.auth_lockout import AuthFailureGuard, AuthFailureLimits
+
+        return AuthFailureGuard(
+            AuthFailureLimits(
+                max_failures=self.settings.auth_max_failures,
+                window=timedelta(seconds=self.settings.auth_failure_window_seconds),
+                lockout=timedelta(seconds=self.settings.auth_lockout_seconds),
+            ),
+            self.ledger,
         )
 
     @cached_property

@@ -53,6 +53,25 @@ class Settings(BaseSettings):
     )
     ledger_origin: str = Field("ibx.localhost/ledger", description="checkpoint origin line")
     token_ttl_days: int = Field(90, ge=1, le=3650, description="bearer token lifetime")
+    admin_cert_days: int = Field(
+        90,
+        ge=1,
+        le=825,
+        description="lifetime of administrators' client certificates (their second factor)",
+    )
+    auth_max_failures: int = Field(
+        10,
+        ge=2,
+        le=100_000,
+        description="failed token authentications from one client address, within the "
+        "window, that lock it out (past half of them each retry must wait longer)",
+    )
+    auth_failure_window_seconds: int = Field(
+        60, ge=1, le=86_400, description="the window in which authentication failures count"
+    )
+    auth_lockout_seconds: int = Field(
+        300, ge=1, le=86_400, description="how long a locked-out client address is refused"
+    )
     opa_url: str | None = Field(None, description="a real OPA server to evaluate Rego on")
     trust_domain: str = Field("ibx.localhost", description="SPIFFE trust domain of the edge PKI")
     edge_device_cert_hours: int = Field(

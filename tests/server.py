@@ -1,17 +1,27 @@
-"""Start a real ``ibx serve`` process on a free port for end-to-end tests."""
+"""Start a real ``ibx serve`` process on a free port for end-to-end tests.
+
+``running_exchange(data_dir)`` serves the API over TLS, as ``ibx serve``
+does by default, and yields an :class:`ExchangeUrl`: the base URL (a ``str``,
+so ``f"{base}/v1/me"`` works) that also carries the CA bundle clients verify
+the server with. ``tls=False`` runs ``ibx serve --plain-http`` on loopback.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+CA_BUNDLE_NAME = "ca-bundle.pem"  # exchange.deployment_ca.CA_BUNDLE_NAME, without importing it
 
 
 def free_port() -> int:
@@ -21,12 +31,59 @@ def free_port() -> int:
         return port
 
 
+class ExchangeUrl(str):
+    """The base URL of a running exchange, plus what a client needs to trust it."""
+
+    ca_bundle: Path | None
+    """The deployment CA's chain (None for plain HTTP)."""
+
+    def __new__(cls, url: str, ca_bundle: Path | None) -> ExchangeUrl:
+        made = super().__new__(cls, url)
+        made.ca_bundle = ca_bundle
+        return made
+
+    @property
+    def url(self) -> str:
+        """The base URL as a plain string."""
+        return str.__str__(self)
+
+    def verify(self, client_cert: Path | None = None) -> ssl.SSLContext | bool:
+        """What httpx's ``verify=`` takes to trust this exchange (and present ``client_cert``,
+        a PEM file holding the certificate chain and, beside it, NAME.key)."""
+        if self.ca_bundle is None:
+            return True
+        context = ssl.create_default_context(cafile=str(self.ca_bundle))
+        if client_cert is not None:
+            context.load_cert_chain(client_cert, client_cert.with_suffix(".key"))
+        return context
+
+    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
+        """An httpx client of this exchange (``client_cert=`` for an administrator)."""
+        client_cert = kwargs.pop("client_cert", None)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(
+            base_url=self.url, verify=self.verify(client_cert), headers=headers, **kwargs
+        )
+
+    def cli_args(self) -> list[str]:
+        """``--exchange URL [--ca-bundle FILE]`` for a user command."""
+        args = ["--exchange", self.url]
+        if self.ca_bundle is not None:
+            args += ["--ca-bundle", str(self.ca_bundle)]
+        return args
+
+
 @contextlib.contextmanager
 def running_exchange(
-    data_dir: Path, *extra: str, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """Run ``ibx --data-dir DIR serve`` until the block ends; yields the base URL."""
+    data_dir: Path, *extra: str, env: dict[str, str] | None = None, tls: bool = True
+) -> Iterator[ExchangeUrl]:
+    """Run ``ibx --data-dir DIR serve --init`` until the block ends; yields the base URL.
+
+    With ``tls`` (the default) the API speaks HTTPS with a certificate from the
+    deployment CA (created on first start); ``tls=False`` passes ``--plain-http``.
+    """
     port = free_port()
+    scheme = "https" if tls else "http"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -40,13 +97,16 @@ def running_exchange(
             "127.0.0.1",
             "--port",
             str(port),
+            *([] if tls else ["--plain-http"]),
             *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
-    base = f"http://127.0.0.1:{port}"
+    base = ExchangeUrl(
+        f"{scheme}://127.0.0.1:{port}", Path(data_dir).resolve() / CA_BUNDLE_NAME if tls else None
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -54,9 +114,11 @@ def running_exchange(
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"ibx serve exited early: {err}")
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
+                if base.ca_bundle is None or base.ca_bundle.is_file():
+                    answer = httpx.get(f"{base}/healthz", timeout=1, verify=base.verify())
+                    if answer.status_code == 200:
+                        break
+            except (httpx.TransportError, ssl.SSLError):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("ibx serve did not come up within 60 s")

@@ -168,13 +168,29 @@ def _http_hint(exc: BaseException) -> str:
     lowered = text.lower()
     if "wrong version number" in lowered or "record layer failure" in lowered:
         return (
-            f"{text} — this port does not speak TLS: use http:// for the exchange's API "
-            "port, https:// only for the edge port (ibx serve --edge-port)"
+            f"{text} — this port does not speak TLS (an API started with ibx serve "
+            "--plain-http?): use http:// for it; the exchange's API and edge ports speak https://"
         )
     if "remoteprotocolerror" in lowered or "server disconnected" in lowered:
         return (
-            f"{text} — the server expects TLS here: is this the edge port? use https:// and "
-            "--ca-bundle for it, or the API port (ibx serve --port) for http://"
+            f"{text} — the server expects TLS here: use https:// and --ca-bundle (ibx serve "
+            "prints the bundle's path; ibx pki ca-bundle on the server)"
+        )
+    if "mismatch" in lowered and "certificate" in lowered:
+        return (
+            f"{text} — the exchange's certificate does not name this host: use a name it was "
+            "issued for, or restart ibx serve with --tls-name HOST"
+        )
+    if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
+        return (
+            f"{text} — the exchange's certificate is not trusted here: pass --ca-bundle FILE "
+            "(ibx serve prints its path; ibx pki ca-bundle on the server) or use a profile "
+            "(ibx login --ca-fingerprint)"
+        )
+    if "alert" in lowered and ("unknown ca" in lowered or "bad certificate" in lowered):
+        return (
+            f"{text} — the exchange refused the client certificate: --client-cert must be "
+            "one its CA issued (ibx identity cert NAME --out DIR on the server)"
         )
     if "connection refused" in lowered or "connecterror" in lowered:
         return f"{text} — nothing listens there: is ibx serve running, on that host and port?"

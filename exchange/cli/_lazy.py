@@ -90,6 +90,12 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Edge terminals: bootstrap tokens, enrolment, renewal, sealed readings.",
     ),
     LazySubcommand(
+        "me",
+        "exchange.cli.me",
+        "app",
+        "Who your token is (name, role, industry, expiry); rotate-token replaces it.",
+    ),
+    LazySubcommand(
         "login",
         "exchange.cli.login",
         "login",

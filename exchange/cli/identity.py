@@ -3,19 +3,63 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from core.canonical import JsonValue
-from core.clock import format_rfc3339
+from core.clock import format_rfc3339, utcnow
 from core.keys import Ed25519PublicKey
 from exchange.cli._context import cli_context
 from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.identities import Identity, IdentityError, Role
 
+if TYPE_CHECKING:
+    from exchange.admin_certs import AdminCredentials
+    from exchange.runtime import Runtime
+
 __all__ = ["app"]
 
 app = typer.Typer(help="Create, list and revoke identities (on the server's data dir).")
+
+_CERT_OUT_HELP = (
+    "administrators: write NAME.crt and NAME.key (mode 0600), the client certificate "
+    "they present with their token (second factor), into this directory"
+)
+
+
+def _issue_certificate(runtime: Runtime, name: str, out: Path) -> tuple[AdminCredentials, Path]:
+    """Issue ``name``'s client certificate (creating the deployment CA if there is none)
+    and write it into ``out``; the credentials and the certificate's path."""
+    from exchange.deployment_ca import ensure_deployment_ca
+
+    now = utcnow()
+    ca = ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=now)
+    if ca.created:
+        typer.echo("created the deployment CA (ibx pki fingerprint prints its root)", err=True)
+    credentials = runtime.admin_certificates.issue(name, actor="sysadmin", now=now)
+    cert_path, _key_path = credentials.write(out)
+    return credentials, cert_path
+
+
+def _certificate_dict(credentials: AdminCredentials, cert_path: Path) -> dict[str, JsonValue]:
+    return {
+        "serial": format(credentials.serial, "x"),
+        "sha256": credentials.fingerprint,
+        "not_after": format_rfc3339(credentials.not_after),
+        "certificate": str(cert_path),
+        "key": str(cert_path.with_suffix(".key")),
+        "superseded": list(credentials.superseded),
+    }
+
+
+def _certificate_line(credentials: AdminCredentials, cert_path: Path) -> str:
+    return (
+        f"client certificate {credentials.serial:x} for {credentials.name} in {cert_path} "
+        f"(key {cert_path.with_suffix('.key')}, mode 0600), expires "
+        f"{credentials.not_after:%Y-%m-%d}"
+    )
 
 
 @dataclass(frozen=True)
@@ -50,24 +94,100 @@ def create(  # noqa: PLR0917 -- one parameter per CLI option
     industry: str | None = typer.Option(
         None, "--industry", help="industry slug, e.g. lithium-battery (sub-brains, enterprises)"
     ),
+    cert_out: Path | None = typer.Option(  # noqa: B008
+        None, "--cert-out", help=_CERT_OUT_HELP, file_okay=False
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create an identity; its bearer token is printed once, as the last line."""
+    from exchange.access import ADMIN_ROLES
+
     key = None
     if public_key is not None:
         try:
             key = Ed25519PublicKey.from_base64(public_key)
         except ValueError as exc:
             raise IdentityError(f"--public-key: {exc}") from exc
-    issued = cli_context(ctx).runtime.identities.create(
-        name, role, public_key=key, industry=industry
+    if cert_out is not None and role not in ADMIN_ROLES:
+        raise IdentityError(
+            f"--cert-out: only administrators (sysadmin, security_officer, auditor) hold "
+            f"client certificates, not {role}"
+        )
+    runtime = cli_context(ctx).runtime
+    issued = runtime.identities.create(name, role, public_key=key, industry=industry)
+    ident = issued.identity
+    certificate = _issue_certificate(runtime, name, cert_out) if cert_out is not None else None
+    if as_json:
+        extra: dict[str, JsonValue] = {"token": issued.token}
+        if certificate is not None:
+            extra["client_certificate"] = _certificate_dict(*certificate)
+        emit_json({**IdentityListing(ident).to_dict(), **extra})
+        return
+    typer.echo(
+        f"created {ident.name} ({ident.role}), token expires {ident.token_expires_at:%Y-%m-%d}"
     )
+    if certificate is not None:
+        typer.echo(_certificate_line(*certificate))
+    elif role in ADMIN_ROLES:
+        typer.echo(
+            f"{ident.name} needs a client certificate too (second factor): "
+            f"ibx identity cert {ident.name} --out DIR",
+            err=True,
+        )
+    typer.echo(issued.token)
+
+
+@app.command("cert")
+def cert(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="the administrator to certify"),
+    out: Path = typer.Option(  # noqa: B008
+        ..., "--out", help="directory for NAME.crt and NAME.key", file_okay=False
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """(Re-)issue an administrator's client certificate; the previous one stops working."""
+    credentials, cert_path = _issue_certificate(cli_context(ctx).runtime, name, out)
+    if as_json:
+        emit_json({"name": name, **_certificate_dict(credentials, cert_path)})
+        return
+    typer.echo(_certificate_line(credentials, cert_path))
+    if credentials.superseded:
+        typer.echo(f"superseded: {', '.join(credentials.superseded)}")
+
+
+@app.command("cert-revoke")
+def cert_revoke(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="the administrator whose certificate to revoke"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Revoke an administrator's client certificate: it is refused on its next request."""
+    serials = cli_context(ctx).runtime.admin_certificates.revoke(
+        name, actor="sysadmin", now=utcnow()
+    )
+    if as_json:
+        emit_json({"name": name, "revoked": list(serials)})
+        return
+    typer.echo(f"revoked the client certificate {', '.join(serials)} of {name}")
+
+
+@app.command("rotate-token")
+def rotate_token(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="the identity whose token to replace"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Replace an identity's token (e.g. a lost one): printed once, as the last line; the
+    old one stops working at once."""
+    issued = cli_context(ctx).runtime.identities.rotate_token(name, actor="sysadmin")
     ident = issued.identity
     if as_json:
         emit_json({**IdentityListing(ident).to_dict(), "token": issued.token})
         return
     typer.echo(
-        f"created {ident.name} ({ident.role}), token expires {ident.token_expires_at:%Y-%m-%d}"
+        f"rotated the token of {ident.name}: the old one no longer works; the new one "
+        f"expires {ident.token_expires_at:%Y-%m-%d}"
     )
     typer.echo(issued.token)
 

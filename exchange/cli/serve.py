@@ -1,8 +1,10 @@
-"""``ibx serve``: the exchange over HTTP (uvicorn)."""
+"""``ibx serve``: the exchange's API over TLS (uvicorn), and optionally the edge listener."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 
 import typer
 import uvicorn
@@ -10,14 +12,40 @@ import uvicorn
 from exchange.app import create_app
 from exchange.cli._context import cli_context
 from exchange.edge_server import edge_server_config, serve_together
+from exchange.server_tls import api_listener, api_server_config
 
 __all__ = ["serve"]
+
+logger = logging.getLogger(__name__)
 
 
 def serve(  # noqa: PLR0917 - one parameter per command-line option
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="HTTP port"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="HTTPS port of the API"),
+    tls_names: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--tls-name",
+        help="a DNS name or IP clients use to reach the API, put in its certificate "
+        "(repeatable; localhost, 127.0.0.1 and ::1 are always included)",
+    ),
+    tls_cert: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--tls-cert",
+        help="PEM certificate chain for the API (default: issued by the deployment CA)",
+        dir_okay=False,
+    ),
+    tls_key: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--tls-key",
+        help="the --tls-cert private key (PEM; default: in the certificate file)",
+        dir_okay=False,
+    ),
+    plain_http: bool = typer.Option(
+        False,
+        "--plain-http",
+        help="serve the API over plain HTTP instead of TLS (loopback hosts only)",
+    ),
     edge_port: int | None = typer.Option(
         None,
         "--edge-port",
@@ -35,16 +63,37 @@ def serve(  # noqa: PLR0917 - one parameter per command-line option
         False, "--init", help="initialise the data dir first if it holds no deployment yet"
     ),
 ) -> None:
-    """Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener)."""
+    """Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener).
+
+    The API speaks TLS 1.2/1.3 with a certificate from the deployment CA (created
+    on first start if the deployment has none) or from --tls-cert/--tls-key; it
+    prints the URL and the CA bundle clients pass as --ca-bundle.
+    """
     context = cli_context(ctx)
     runtime = context.initialised_runtime() if init else context.runtime
-    app = create_app(runtime=runtime, edge_port=edge_port)
-    if edge_port is None:
-        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
-        return
-    main_server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
+    listener = api_listener(
+        runtime,
+        host=host,
+        port=port,
+        names=tls_names,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        plain_http=plain_http,
     )
+    runtime.auth_guard  # noqa: B018 - built once, before requests arrive on several threads
+    app = create_app(runtime=runtime, edge_port=edge_port)
+    if listener.ca_created:
+        typer.echo(
+            "ibx: created the deployment CA (it certifies this API, edge devices and "
+            "administrators; ibx pki fingerprint prints its root for users)",
+            err=True,
+        )
+    typer.echo(f"ibx: {listener.describe()}", err=True)
+    logger.info("%s", listener.describe())
+    main_server = uvicorn.Server(api_server_config(app, listener, host=host, port=port))
+    if edge_port is None:
+        main_server.run()
+        return
     edge_server = uvicorn.Server(
         edge_server_config(
             runtime,

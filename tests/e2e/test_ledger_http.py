@@ -60,7 +60,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-    with running_exchange(data) as url:
+    with running_exchange(data, tls=False) as url:
         yield url
 
 

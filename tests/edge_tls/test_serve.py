@@ -36,7 +36,9 @@ def test_serve_runs_http_and_edge_tls_together(pki: Pki) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                health = httpx.get(
+                    f"https://127.0.0.1:{port}/healthz", verify=client_context(pki), timeout=2
+                )  # the API speaks TLS too, with a certificate of the same CA
                 cacerts = httpx.get(
                     f"https://127.0.0.1:{edge_port}/.well-known/est/cacerts",
                     verify=client_context(pki),
@@ -49,8 +51,12 @@ def test_serve_runs_http_and_edge_tls_together(pki: Pki) -> None:
                 time.sleep(0.2)
         assert health.status_code == 200
         assert cacerts.status_code == 200
-        plain = httpx.get(f"http://127.0.0.1:{port}/.well-known/est/cacerts", timeout=2)
-        assert plain.status_code == 404  # EST lives only on the TLS listener
+        on_api = httpx.get(
+            f"https://127.0.0.1:{port}/.well-known/est/cacerts",
+            verify=client_context(pki),
+            timeout=2,
+        )
+        assert on_api.status_code == 404  # EST lives only on the edge listener
         pem = ssl.get_server_certificate(("127.0.0.1", edge_port))
         server_cert = x509.load_pem_x509_certificate(pem.encode())
         sans = server_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

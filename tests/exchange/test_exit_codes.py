@@ -103,7 +103,7 @@ def test_a_server_on_the_wrong_port_or_none_says_what_to_try(tmp_path: Path) -> 
     assert _ibx("--data-dir", str(data), "pki", "init").returncode == 0
     bundle = tmp_path / "ca.pem"
     bundle.write_text(_ibx("--data-dir", str(data), "pki", "ca-bundle").stdout)
-    with running_exchange(data) as base:  # the plain-HTTP API port, not the edge port
+    with running_exchange(data, tls=False) as base:  # a plain-HTTP API port
         port = base.rsplit(":", 1)[1]
         done = _ibx("edge", "enroll", "--server", f"https://127.0.0.1:{port}",
                     "--ca-bundle", str(bundle), "--device", "d1", "--out",

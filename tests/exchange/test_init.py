@@ -101,5 +101,5 @@ def test_serve_init_creates_its_data_dir_explicitly(tmp_path: Path) -> None:
 
     data = tmp_path / "fresh"
     with running_exchange(data) as base:  # runs `ibx serve --init`
-        assert httpx.get(f"{base}/readyz").status_code == 200
+        assert httpx.get(f"{base}/readyz", verify=base.verify()).status_code == 200
     assert (data / RECORD_NAME).is_file()

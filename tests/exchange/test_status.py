@@ -46,11 +46,11 @@ def test_readyz_is_ready_on_a_sound_deployment_and_503_on_a_forged_head(runtime:
     runtime.ledger.append([Event("demo.note", "sysadmin", {"n": 1})])
     origin = {"IBX_LEDGER_ORIGIN": runtime.settings.ledger_origin}
     with running_exchange(runtime.data_dir, env=origin) as base:
-        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-        ready = httpx.get(f"{base}/readyz")
+        assert httpx.get(f"{base}/healthz", verify=base.verify()).json() == {"status": "ok"}
+        ready = httpx.get(f"{base}/readyz", verify=base.verify())
         assert ready.status_code == 200 and ready.json() == {"status": "ready"}
         _forge_head(runtime.data_dir)
-        broken = httpx.get(f"{base}/readyz")
+        broken = httpx.get(f"{base}/readyz", verify=base.verify())
     assert broken.status_code == 503
     assert broken.headers["content-type"] == "application/problem+json"
     assert broken.json()["detail"] == "failing: ledger"  # no internals for anonymous callers
