@@ -94,9 +94,9 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/v1/me"): _one("whoami", "identity"),
     ("POST", "/v1/me/token"): _one("token_rotate", "identity", write=True),
     # the catalog (metadata only)
-    ("GET", "/v1/datasets"): _one("read_metadata", "dataset"),
-    ("POST", "/v1/datasets"): _one("register_dataset", "dataset", write=True),
-    ("GET", "/v1/datasets/{dataset_id}"): _one("read_metadata", "dataset", param="dataset_id"),
+    ("GET", "/v1/datasets"): _one("catalog_read", "dataset"),
+    ("POST", "/v1/datasets"): _one("catalog_register", "dataset", write=True),
+    ("GET", "/v1/datasets/{dataset_id}"): _one("catalog_read", "dataset", param="dataset_id"),
     # consents
     ("GET", "/v1/consents"): _read("consent_read_all", "consent_read_own", "consent"),
     ("POST", "/v1/consents"): _one("grant_consent", "consent", write=True),
@@ -107,7 +107,7 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("POST", "/v1/consents/{consent_id}/revocation"): _one(
         "revoke_consent", "consent", write=True, param="consent_id"
     ),
-    ("GET", "/v1/usage"): _one("usage_read_own", "consent"),
+    ("GET", "/v1/usage"): _read("usage_read_all", "usage_read_own", "consent"),
     # edge: an enterprise's bootstrap tokens and sealed readings
     ("POST", "/v1/edge/tokens"): _one("edge_token_create", "edge", write=True),
     ("GET", "/v1/edge/readings"): _one("reading_pull", "reading"),

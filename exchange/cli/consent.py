@@ -3,6 +3,10 @@
 The private key stays in the enterprise's key file: ``grant`` and ``revoke``
 sign locally and hand the exchange only the signed statement, which it
 verifies against the public key registered to the enterprise identity.
+Every command but the offline ones (``keygen``, ``verify``) goes through the
+exchange's API (``/v1/consents``, ``/v1/usage``): on the local data dir, or at
+``--exchange URL``, with the same output and exit codes; the policy pack
+decides who may do what.
 """
 
 from __future__ import annotations
@@ -10,15 +14,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import typer
 
 from consent import (
-    ConsentAccessError,
     ConsentKeyError,
     ConsentReceipt,
-    ConsentRecord,
-    ConsentRequest,
     DatasetScope,
     Engine,
     EnterpriseKey,
@@ -35,39 +37,35 @@ from core.canonical import parse_json_object
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
 from core.errors import CanonicalJsonError
 from core.keys import Ed25519PublicKey
+from exchange.cli._api_client import user_client
 from exchange.cli._consent_output import (
     CONSENT_HEADERS,
-    ConsentListing,
-    UsageListing,
     consent_cells,
+    consent_line,
+    coverage_lines,
+    usage_lines,
 )
-from exchange.cli._context import TOKEN_OPTION, cli_context
-from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
-from exchange.identities import Identity, IdentityError, Role
+from exchange.cli._context import (
+    CA_BUNDLE_OPTION,
+    CLIENT_CERT_OPTION,
+    CLIENT_KEY_OPTION,
+    EXCHANGE_OPTION,
+    TOKEN_OPTION,
+    cli_context,
+)
+from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_table
+from exchange.client import ExchangeClient
+from exchange.identities import IdentityError
+from exchange.schemas.consents import (
+    ConsentDetail,
+    ConsentPublic,
+    ConsentUsagePublic,
+    CoverageReportPublic,
+)
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Enterprise-signed consents: keys, grants, revocations, checks, usage.")
-
-_OVERSEERS = frozenset({Role.AUDITOR, Role.SECURITY_OFFICER})
-_AUDITORS = frozenset({Role.AUDITOR})
-"""Who used whose data is audit detail (``audit_trace``): the auditor's duty alone."""
-
-
-def _enterprise(identity: Identity) -> Identity:
-    if identity.role is not Role.ENTERPRISE:
-        raise ConsentAccessError(
-            f"only an enterprise may do this; {identity.name} is {identity.role}"
-        )
-    return identity
-
-
-def _may_see(identity: Identity, enterprise: str, overseers: frozenset[Role] = _OVERSEERS) -> None:
-    if identity.name == enterprise or identity.role in overseers:
-        return
-    raise ConsentAccessError(
-        f"{identity.name} ({identity.role}) may not see the consents of {enterprise}"
-    )
 
 
 def _time(text: str | None, default: datetime, what: str) -> datetime:
@@ -99,17 +97,19 @@ def _requester(one: str | None, group: str | None) -> Requester:
     return Requester.group(role, industry or None)
 
 
-def _line(record: ConsentRecord, now: datetime) -> str:
-    r = record.signed.receipt
-    limit = "-" if r.use_limit is None else str(r.use_limit)
-    return (
-        f"{r.consent_id}\t{r.enterprise}\t{r.requester.describe()}\t"
-        f"{','.join(s.dataset + ':' + '+'.join(s.fields) for s in r.scope)}\t"
-        f"{','.join(p.value for p in r.purposes)}\t{','.join(o.value for o in r.operations)}\t"
-        f"{','.join(e.value for e in r.engines)}\tcohort>={r.min_cohort}\t"
-        f"until {format_rfc3339(r.valid_until)}\tuses {record.use_count}/{limit}\t"
-        f"{record.status(now)}"
-    )
+def _signing_as(client: ExchangeClient) -> tuple[str, str]:
+    """Who signs (the caller's identity) and for which deployment (the ledger's origin).
+
+    Raises:
+        RemoteRefusalError: the exchange refused (e.g. the token is not valid).
+        InvalidConsentError: the exchange's answers are not what it should send.
+    """
+    me = client.get("/v1/me").get("name")
+    checkpoint = client.call("GET", "/v1/ledger/checkpoint").text
+    origin = checkpoint.split("\n", 1)[0].strip()
+    if not isinstance(me, str) or not origin:
+        raise InvalidConsentError("the exchange did not say who the token is or its origin")
+    return me, origin
 
 
 @app.command("keygen")
@@ -151,7 +151,7 @@ def register_key(  # noqa: PLR0917 -- one parameter per CLI option
     are verified with (its holder could then sign consents as the enterprise).
     """
     context = cli_context(ctx)
-    me = _enterprise(context.acting_as(token))
+    me = context.acting_as(token)
     public = EnterpriseKey.load(key_file).signer.public_key
     if me.public_key is not None and me.public_key != public:
         registered = me.public_key.fingerprint()[:16]
@@ -201,35 +201,46 @@ def grant(  # noqa: PLR0917 -- one parameter per CLI option
     out: Path | None = typer.Option(None, "--out", help="also save the signed receipt here"),  # noqa: B008
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Sign a consent receipt with the local key and submit it to the exchange."""
-    context = cli_context(ctx)
-    me = _enterprise(context.acting_as(token))
-    key = EnterpriseKey.load(key_file)
-    now = utcnow()
-    start = _time(valid_from, now, "--valid-from")
-    end = _time(valid_until, start + timedelta(days=days), "--valid-until")
-    receipt = ConsentReceipt(
-        consent_id=new_consent_id(),
-        origin=context.settings.ledger_origin,
-        enterprise=me.name,
-        public_key=key.signer.public_key,
-        scope=_scope(dataset),
-        requester=_requester(requester, requester_group),
-        purposes=tuple(purpose),
-        operations=tuple(operation),
-        engines=tuple(engine),
-        min_cohort=min_cohort,
-        valid_from=start,
-        valid_until=end,
-        use_limit=use_limit,
-        notice=notice,
-        signed_at=now,
-    )
-    signed = receipt.sign(key.signer)
-    if out is not None:
-        out.write_text(json.dumps(signed.to_dict(), indent=2, ensure_ascii=False) + "\n")
-    record = context.runtime.consents.grant(signed, actor=me.name)
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
+        me, origin = _signing_as(client)
+        key = EnterpriseKey.load(key_file)
+        now = utcnow()
+        start = _time(valid_from, now, "--valid-from")
+        end = _time(valid_until, start + timedelta(days=days), "--valid-until")
+        receipt = ConsentReceipt(
+            consent_id=new_consent_id(),
+            origin=origin,
+            enterprise=me,
+            public_key=key.signer.public_key,
+            scope=_scope(dataset),
+            requester=_requester(requester, requester_group),
+            purposes=tuple(purpose),
+            operations=tuple(operation),
+            engines=tuple(engine),
+            min_cohort=min_cohort,
+            valid_from=start,
+            valid_until=end,
+            use_limit=use_limit,
+            notice=notice,
+            signed_at=now,
+        )
+        signed = receipt.sign(key.signer)
+        if out is not None:
+            out.write_text(json.dumps(signed.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        record = ConsentDetail.model_validate(client.post("/v1/consents", signed.to_dict()))
     if as_json:
         emit_json(
             {
@@ -253,78 +264,112 @@ def revoke(  # noqa: PLR0917 -- one parameter per CLI option
     reason: str | None = typer.Option(None, "--reason", help="recorded with the revocation"),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Sign a revocation locally and submit it; it binds every later decision."""
-    context = cli_context(ctx)
-    me = _enterprise(context.acting_as(token))
-    key = EnterpriseKey.load(key_file)
-    signed_at = utcnow()  # the enterprise's own clock: when it signs, not when it counts
-    revocation = Revocation(
-        consent_id=consent_id,
-        origin=context.settings.ledger_origin,
-        enterprise=me.name,
-        public_key=key.signer.public_key,
-        reason=reason,
-        signed_at=signed_at,
-    )
-    record = context.runtime.consents.revoke(revocation.sign(key.signer), actor=me.name)
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
+        me, origin = _signing_as(client)
+        key = EnterpriseKey.load(key_file)
+        signed_at = utcnow()  # the enterprise's own clock: when it signs, not when it counts
+        revocation = Revocation(
+            consent_id=consent_id,
+            origin=origin,
+            enterprise=me,
+            public_key=key.signer.public_key,
+            reason=reason,
+            signed_at=signed_at,
+        )
+        signed = revocation.sign(key.signer)
+        record = ConsentDetail.model_validate(
+            client.post(f"/v1/consents/{quote(consent_id, safe='')}/revocation", signed.to_dict())
+        )
+    revoked_at = record.revoked_at or format_rfc3339(signed_at)
     if as_json:
         emit_json(
             {
                 "consent_id": record.consent_id,
-                "revoked_at": format_rfc3339(record.revoked_at or signed_at),
+                "revoked_at": revoked_at,
                 "ledger_index": record.revocation_ledger_index,
             }
         )
         return
     typer.echo(
-        f"revoked {record.consent_id} at {format_rfc3339(record.revoked_at or signed_at)} "
+        f"revoked {record.consent_id} at {revoked_at} "
         f"(ledger index {record.revocation_ledger_index})"
     )
 
 
 @app.command("list")
-def list_(
+def list_(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     enterprise: str | None = typer.Option(None, "--enterprise", help="whose consents"),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """List consents: id, enterprise, requester, scope, purposes, operations, state."""
-    context = cli_context(ctx)
-    me = context.acting_as(token)
-    if enterprise is None:
-        if me.role not in _OVERSEERS:
-            enterprise = me.name
-    else:
-        _may_see(me, enterprise)
-    now = context.runtime.consents.now()  # states at the exchange's clock
-    records = context.runtime.consents.list(enterprise=enterprise)
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
+        items = [
+            ConsentPublic.model_validate(item)
+            for item in client.pages("/v1/consents", enterprise=enterprise)
+        ]
     if as_json:
-        emit_records(ConsentListing(record, now) for record in records)
+        emit_json([item.model_dump(mode="json") for item in items])
         return
     emit_table(
         Table.build(
             CONSENT_HEADERS,
-            (consent_cells(record, now) for record in records),
-            (_line(record, now) for record in records),
+            (consent_cells(item) for item in items),
+            (consent_line(item) for item in items),
         )
     )
 
 
 @app.command("show")
-def show(
+def show(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     consent_id: str = typer.Argument(..., help="the consent"),
     as_json: bool = JSON_OPTION,  # show prints JSON with or without it
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Print the signed receipt (RFC 8785 receipt + base64 signature) for offline checks."""
-    context = cli_context(ctx)
-    me = context.acting_as(token)
-    record = context.runtime.consents.get(consent_id)
-    _may_see(me, record.enterprise)
-    emit_json(record.signed.to_dict())
+    del as_json
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
+        record = ConsentDetail.model_validate(
+            client.get(f"/v1/consents/{quote(consent_id, safe='')}")
+        )
+    emit_json({"receipt": record.receipt, "signature": record.signature})
 
 
 @app.command("verify")
@@ -371,72 +416,76 @@ def verify(
 
 
 @app.command("check")
-def check(
+def check(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     request: str = typer.Option(
         ...,
         "--request",
-        help="JSON object, or @FILE: requester, purpose, operation, engine, "
-        "datasets, fields, [time: checked against the exchange's clock, never used]",
+        help="JSON object, or @FILE: purpose, operation, engine, datasets, fields, "
+        "[requester: yourself], [time: checked against the exchange's clock, never used]",
     ),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Which consents cover a request now, per data owner, and why the others do not.
 
     Validity is judged at the exchange's clock; a stated ``time`` further from
     it than the allowed skew (``IBX_CONSENT_REQUEST_SKEW_SECONDS``) is refused.
     """
-    context = cli_context(ctx)
-    me = context.acting_as(token)
     text = Path(request[1:]).read_text() if request.startswith("@") else request
     try:
         obj = parse_json_object(text, what="--request")
     except CanonicalJsonError as exc:
         raise InvalidConsentError(str(exc)) from exc
-    obj.setdefault("requester", me.name)
-    if obj["requester"] != me.name and me.role not in _OVERSEERS:
-        raise ConsentAccessError(f"{me.name} may check only its own requests")
-    report = context.runtime.consents.covering_consents(ConsentRequest.from_dict(obj))
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
+        report = CoverageReportPublic.model_validate(client.post("/v1/consents/check", obj))
     if as_json:
-        emit_json(report.to_dict())
+        emit_json(report.model_dump(mode="json"))
         return
-    included = report.chosen()
-    for owner in report.owners:
-        covering = report.covering.get(owner, ())
-        if covering:
-            mark = "included" if owner in included else "left out (min cohort)"
-            typer.echo(f"{owner}: covered by {', '.join(r.consent_id for r in covering)} [{mark}]")
-        for refusal in report.refusals.get(owner, ()):
-            typer.echo(f"{owner}: refused ({refusal.reason}): {refusal.error}")
-    typer.echo(f"included owners: {len(included)} of {len(report.owners)}")
+    for line in coverage_lines(report):
+        typer.echo(line)
 
 
 @app.command("usage")
-def usage(
+def usage(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
-    enterprise: str = typer.Option(..., "--enterprise", help="whose data"),
+    enterprise: str | None = typer.Option(
+        None, "--enterprise", help="whose data [default: your own; auditors: every enterprise]"
+    ),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Who used an enterprise's data: every decision and job behind each of its consents."""
-    context = cli_context(ctx)
-    me = context.acting_as(token)
-    _may_see(me, enterprise, _AUDITORS)
-    now = context.runtime.consents.now()
-    usages = context.runtime.consents.usage(enterprise)
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
+        items = [
+            ConsentUsagePublic.model_validate(item)
+            for item in client.pages("/v1/usage", enterprise=enterprise)
+        ]
     if as_json:
-        emit_records(UsageListing(ConsentListing(u.record, now), u.entries) for u in usages)
+        emit_json([item.model_dump(mode="json") for item in items])
         return
-    for item in usages:
-        r = item.record.signed.receipt
-        typer.echo(
-            f"{r.consent_id} ({r.requester.describe()}; {item.record.status(now)}): "
-            f"{len([e for e in item.entries if e.kind == 'decision'])} decision(s)"
-        )
-        for e in item.entries:
-            job = f" job {e.job_id} {e.status}" if e.kind == "job" else ""
-            typer.echo(
-                f"    {format_rfc3339(e.time)} {e.kind} {e.decision_id}{job}: {e.requester} "
-                f"{e.purpose}/{e.operation}/{e.engine} (ledger index {e.ledger_index})"
-            )
+    for item in items:
+        for line in usage_lines(item):
+            typer.echo(line)
