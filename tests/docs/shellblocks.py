@@ -228,6 +228,24 @@ def environment(work: Path) -> dict[str, str]:
     return env
 
 
+def _healthy(port: str) -> bool:
+    """Whether the API on ``port`` answers ``/healthz``: over TLS (``ibx serve``'s default)
+    or over plain HTTP (``--plain-http``). A readiness probe only: the document's own
+    commands are what pin the deployment's CA."""
+    for scheme in ("https", "http"):
+        try:
+            answer = httpx.get(
+                f"{scheme}://127.0.0.1:{port}/healthz",
+                timeout=1,
+                verify=False,  # a readiness probe: no data is exchanged
+            )
+        except httpx.TransportError:
+            continue
+        if answer.status_code == 200:
+            return True
+    return False
+
+
 def _wait_ready(text: str, out: Path, command: Command) -> None:
     """Wait until the HTTP port answers ``/healthz`` and every other port accepts."""
     deadline = time.monotonic() + READY_TIMEOUT
@@ -236,7 +254,7 @@ def _wait_ready(text: str, out: Path, command: Command) -> None:
         while True:
             try:
                 if port in http:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    if _healthy(port):
                         break
                 else:
                     with socket.create_connection(("127.0.0.1", int(port)), timeout=1):

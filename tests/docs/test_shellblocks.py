@@ -107,7 +107,7 @@ def test_a_server_gets_a_free_port_and_is_stopped(tmp_path: Path) -> None:
     doc = (
         "```console\n"
         "$ ibx serve --init --port 8000 &\n"
-        "$ curl -s localhost:8000/healthz; echo\n"
+        "$ curl -s --cacert .ibx/ca-bundle.pem https://localhost:8000/healthz; echo\n"
         '{"status":"ok"}\n'
         "$ echo localhost:8000 > url.txt   # the doc's port, substituted\n"
         "```\n"
