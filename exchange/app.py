@@ -10,8 +10,12 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exchange.access_log import RequestContext
 from exchange.auth import enforce_access
 from exchange.errors import install_problem_handlers, problem
+from exchange.idempotency import Idempotency, IdempotencyStore
+from exchange.openapi import install_complete_openapi
+from exchange.request_id import install_log_context
 from exchange.routes import ROUTERS
 from exchange.runtime import Runtime
 from exchange.settings import Settings, take_secret_environment
@@ -94,7 +98,12 @@ def create_app(
     runtime: Runtime | None = None,
     edge_port: int | None = None,
 ) -> FastAPI:
-    """Build the exchange: runtime, routes and RFC 9457 error handling.
+    """Build the exchange: runtime, routes, RFC 9457 error handling and the HTTP layers.
+
+    Every request passes, outermost first: :class:`~exchange.access_log.RequestContext`
+    (request id, access log, a 500 problem for any unmapped error), the body limit,
+    :class:`~exchange.idempotency.Idempotency` (``Idempotency-Key`` on write POSTs),
+    then the app-wide access check and the route.
 
     ``edge_port`` is the port of the mutual-TLS edge listener, if one runs: a
     device that asks this (API) port for EST is told where to go instead.
@@ -119,8 +128,13 @@ def create_app(
         dependencies=[Depends(enforce_access)],  # every route, by exchange.access.ROUTES
     )
     app.state.runtime = rt
+    install_log_context()
+    # add_middleware wraps: the last added runs first
+    app.add_middleware(Idempotency, store=IdempotencyStore(rt.db, rt.master_key))
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
+    app.add_middleware(RequestContext)
     install_problem_handlers(app)
+    install_complete_openapi(app)
     for router in ROUTERS:
         app.include_router(router)
 
