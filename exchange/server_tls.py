@@ -41,6 +41,7 @@ __all__ = [
     "UnsafeListenerError",
     "api_listener",
     "api_server_config",
+    "check_listener",
     "is_loopback",
     "server_ssl_context",
 ]
@@ -166,6 +167,28 @@ def _certificate_names(host: str, names: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*names, *extra, "localhost", "127.0.0.1", "::1"]))
 
 
+def check_listener(
+    *, host: str, tls_cert: Path | None, tls_key: Path | None, plain_http: bool
+) -> None:
+    """Refuse listener options that would expose credentials or contradict each other.
+
+    Raises:
+        UnsafeListenerError: ``plain_http`` on a non-loopback host, ``plain_http``
+            together with ``tls_cert``/``tls_key``, or ``tls_key`` without ``tls_cert``.
+    """
+    if plain_http:
+        if tls_cert is not None or tls_key is not None:
+            raise UnsafeListenerError("--plain-http and --tls-cert/--tls-key exclude each other")
+        if not is_loopback(host):
+            raise UnsafeListenerError(
+                f"--plain-http would send bearer tokens in clear text, so it listens only on a "
+                f"loopback address (127.0.0.1, ::1, localhost), not on {host or 'every address'}; "
+                "drop --plain-http to serve TLS"
+            )
+    elif tls_key is not None and tls_cert is None:
+        raise UnsafeListenerError("--tls-key needs --tls-cert")
+
+
 def api_listener(
     runtime: Runtime,
     *,
@@ -182,19 +205,10 @@ def api_listener(
         UnsafeListenerError: ``plain_http`` on a non-loopback host, ``plain_http``
             together with ``tls_cert``, ``tls_key`` without ``tls_cert``, or unusable files.
     """
+    check_listener(host=host, tls_cert=tls_cert, tls_key=tls_key, plain_http=plain_http)
     if plain_http:
-        if tls_cert is not None or tls_key is not None:
-            raise UnsafeListenerError("--plain-http and --tls-cert/--tls-key exclude each other")
-        if not is_loopback(host):
-            raise UnsafeListenerError(
-                f"--plain-http would send bearer tokens in clear text, so it listens only on a "
-                f"loopback address (127.0.0.1, ::1, localhost), not on {host or 'every address'}; "
-                "drop --plain-http to serve TLS"
-            )
-        logger.warning("serving plain HTTP on %s:%d (loopback only)", host, port)
+        logger.info("serving plain HTTP on %s:%d (loopback only)", host, port)
         return ApiListener(f"http://{_url_host(host, names)}:{port}", None, None)
-    if tls_key is not None and tls_cert is None:
-        raise UnsafeListenerError("--tls-key needs --tls-cert")
     now = utcnow()
     deployment_ca = ensure_deployment_ca(runtime.edge_pki, actor="exchange", now=now)
     ca = deployment_ca.authority

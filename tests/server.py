@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,10 @@ from typing import Any
 import httpx
 
 CA_BUNDLE_NAME = "ca-bundle.pem"  # exchange.deployment_ca.CA_BUNDLE_NAME, without importing it
+
+
+TEST_AUTH_LIMITS = {"IBX_AUTH_MAX_FAILURES": "100000"}
+"""Test servers' lockout threshold: out of reach, unless a test sets its own."""
 
 
 def free_port() -> int:
@@ -36,11 +42,18 @@ class ExchangeUrl(str):
 
     ca_bundle: Path | None
     """The deployment CA's chain (None for plain HTTP)."""
+    log_path: Path | None
+    """Where the server's stderr goes."""
 
-    def __new__(cls, url: str, ca_bundle: Path | None) -> ExchangeUrl:
+    def __new__(cls, url: str, ca_bundle: Path | None, log_path: Path | None = None) -> ExchangeUrl:
         made = super().__new__(cls, url)
         made.ca_bundle = ca_bundle
+        made.log_path = log_path
         return made
+
+    def log(self) -> str:
+        """What the server has written to stderr so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     @property
     def url(self) -> str:
@@ -75,15 +88,28 @@ class ExchangeUrl(str):
 
 @contextlib.contextmanager
 def running_exchange(
-    data_dir: Path, *extra: str, env: dict[str, str] | None = None, tls: bool = True
+    data_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    tls: bool = True,
+    ca_bundle: Path | None = None,
 ) -> Iterator[ExchangeUrl]:
     """Run ``ibx --data-dir DIR serve --init`` until the block ends; yields the base URL.
 
     With ``tls`` (the default) the API speaks HTTPS with a certificate from the
-    deployment CA (created on first start); ``tls=False`` passes ``--plain-http``.
+    deployment CA (created on first start), verified with its bundle in the data
+    dir, or with ``ca_bundle`` (e.g. for ``--tls-cert``); ``tls=False`` passes
+    ``--plain-http``. The server's stderr goes to a file (:meth:`ExchangeUrl.log`).
+
+    Every test runs from 127.0.0.1, so the failed-authentication lockout is set
+    out of reach (:data:`TEST_AUTH_LIMITS`) unless ``env`` sets it: a test of
+    401s must not meet a 429 (``tests/exchange/test_lockout.py`` tests that).
     """
     port = free_port()
     scheme = "https" if tls else "http"
+    log_dir = Path(tempfile.mkdtemp(prefix="ibx-serve-"))
+    log_path = log_dir / "stderr.log"
+    log_file = log_path.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -101,18 +127,16 @@ def running_exchange(
             *extra,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+        stderr=log_file,
+        env={**os.environ, **TEST_AUTH_LIMITS, **(env or {})},
     )
-    base = ExchangeUrl(
-        f"{scheme}://127.0.0.1:{port}", Path(data_dir).resolve() / CA_BUNDLE_NAME if tls else None
-    )
+    bundle = (ca_bundle or Path(data_dir).resolve() / CA_BUNDLE_NAME) if tls else None
+    base = ExchangeUrl(f"{scheme}://127.0.0.1:{port}", bundle, log_path)
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"ibx serve exited early: {err}")
+                raise RuntimeError(f"ibx serve exited early: {base.log()}")
             try:
                 if base.ca_bundle is None or base.ca_bundle.is_file():
                     answer = httpx.get(f"{base}/healthz", timeout=1, verify=base.verify())
@@ -131,5 +155,5 @@ def running_exchange(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        log_file.close()
+        shutil.rmtree(log_dir, ignore_errors=True)

@@ -162,6 +162,14 @@ def _one_line(exc: ValueError) -> str:
     return " ".join(str(exc).strip().splitlines()[:3])
 
 
+def _request_url(exc: BaseException) -> str:
+    """The URL an httpx error was about, if it knows it."""
+    try:
+        return str(getattr(exc, "request").url)  # noqa: B009 - the property raises when unset
+    except (AttributeError, RuntimeError):
+        return ""
+
+
 def _http_hint(exc: BaseException) -> str:
     """What went wrong reaching a server, and what to try."""
     text = f"{type(exc).__name__}: {exc}"
@@ -172,6 +180,11 @@ def _http_hint(exc: BaseException) -> str:
             "--plain-http?): use http:// for it; the exchange's API and edge ports speak https://"
         )
     if "remoteprotocolerror" in lowered or "server disconnected" in lowered:
+        if _request_url(exc).startswith("https://"):
+            return (
+                f"{text} — the exchange closed the TLS connection: it refuses a --client-cert "
+                "its CA did not issue (ibx identity cert NAME --out DIR on the server)"
+            )
         return (
             f"{text} — the server expects TLS here: use https:// and --ca-bundle (ibx serve "
             "prints the bundle's path; ibx pki ca-bundle on the server)"

@@ -12,7 +12,7 @@ import uvicorn
 from exchange.app import create_app
 from exchange.cli._context import cli_context
 from exchange.edge_server import edge_server_config, serve_together
-from exchange.server_tls import api_listener, api_server_config
+from exchange.server_tls import api_listener, api_server_config, check_listener
 
 __all__ = ["serve"]
 
@@ -69,6 +69,7 @@ def serve(  # noqa: PLR0917 - one parameter per command-line option
     on first start if the deployment has none) or from --tls-cert/--tls-key; it
     prints the URL and the CA bundle clients pass as --ca-bundle.
     """
+    check_listener(host=host, tls_cert=tls_cert, tls_key=tls_key, plain_http=plain_http)
     context = cli_context(ctx)
     runtime = context.initialised_runtime() if init else context.runtime
     listener = api_listener(
