@@ -2,9 +2,10 @@
 
 Lifecycle of a version: ``proposed`` → ``tested`` → ``approved`` → ``active``.
 Every officer command names the acting identity; only security officers may
-act, the proposer may neither approve nor activate their own version, and
-every transition is recorded through the event recorder in the same
-transaction as the state change.
+act, the proposer may neither approve nor activate their own version, no
+version that would lock the security officers out of policy may be approved
+or activated (:mod:`policies._lockout`), and every transition is recorded
+through the event recorder in the same transaction as the state change.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.clock import format_rfc3339, utcnow
 from core.db import Database
 from core.events import Event, EventRecorder
 from policies._coverage_report import CoverageReport, CoverageThresholds
+from policies._lockout import lockout_probes, require_no_lockout
 from policies._model import (
     OFFICER_ROLE,
     Decision,
@@ -382,32 +384,32 @@ class PolicyDecisionPoint:
     def approve(self, ref: str, *, officer: Officer, now: datetime | None = None) -> PolicyVersion:
         """Approve a tested version: needs a security officer other than its proposer.
 
+        The version's own decisions are asked (in the sandbox) whether the
+        security officers keep every policy duty under it (:mod:`policies._lockout`).
+
         Raises:
             OfficerRequiredError: ``officer`` is not a security officer.
             PolicyNotFoundError: no such version.
             FourEyesError: ``officer`` proposed this version.
             PolicyTestsFailedError: its tests have not been run or did not pass.
+            PolicyLockoutError: it would deny the security officers a policy duty.
             PolicyLifecycleError: it is already approved or active.
+            PolicySandboxError: the lockout check crashed or timed out.
         """
         _require_officer(officer)
+        when = now or utcnow()
+        target = self._resolve(ref)
+        _require_approvable(target, officer)
+        probes = lockout_probes(officer, at=when)
+        decisions = self._evaluate_in_sandbox(self.source(target.hash), probes)
+        require_no_lockout(VersionHash(target.hash), probes, decisions, step="approved")
         with self._db.write() as session:
-            row = session.get(VersionRow, self._resolve(ref).hash)
+            row = session.get(VersionRow, target.hash)
             assert row is not None
-            if row.proposed_by == officer.name:
-                raise FourEyesError(
-                    f"{officer.name} proposed version {row.hash[:12]} and cannot approve it; "
-                    "a second security officer must"
-                )
-            if row.state == VersionState.PROPOSED:
-                why = "were not run" if row.tests_passed is None else "failed"
-                raise PolicyTestsFailedError(
-                    f"version {row.hash[:12]} cannot be approved: its tests {why}"
-                )
-            if row.state != VersionState.TESTED or row.tests_passed is not True:
-                raise PolicyLifecycleError(f"version {row.hash[:12]} is already {row.state}")
+            _require_approvable(row, officer)
             row.state = VersionState.APPROVED.value
             row.approved_by = officer.name
-            row.approved_at = format_rfc3339(now or utcnow())
+            row.approved_at = format_rfc3339(when)
             session.flush()
             self._record(
                 session,
@@ -425,13 +427,15 @@ class PolicyDecisionPoint:
 
         The activating officer may not be the version's proposer. The version
         is compiled before it is switched on, so a version that cannot decide
-        never becomes active.
+        never becomes active, nor one that would deny the security officers a
+        policy duty (:mod:`policies._lockout`).
 
         Raises:
             OfficerRequiredError: ``officer`` is not a security officer.
             PolicyNotFoundError: no such version.
             FourEyesError: ``officer`` proposed this version.
             PolicyLifecycleError: it has not been approved, or it is already active.
+            PolicyLockoutError: it would deny the security officers a policy duty.
             PolicyInputError: it does not compile.
         """
         _require_officer(officer)
@@ -448,7 +452,10 @@ class PolicyDecisionPoint:
                 "only approved versions can be activated"
             )
         version = VersionHash(target.hash)
-        self.compiled(version)  # compile before switching on; cached for decisions
+        compiled = self.compiled(version)  # compile before switching on; cached for decisions
+        probes = lockout_probes(officer, at=now or utcnow())
+        decisions = [compiled.decide(probe) for probe in probes]
+        require_no_lockout(version, probes, decisions, step="activated")
         if self._opa is not None:
             self._opa.publish(self.source(version))
         when = format_rfc3339(now or utcnow())
@@ -513,6 +520,26 @@ class PolicyDecisionPoint:
             requests = [s.request for s in source.requests]
             names = [s.name for s in source.requests]
         labels = list(names) if names is not None else [str(i) for i in range(len(requests))]
+        decisions = self._evaluate_in_sandbox(source, requests, labels=labels)
+        rows = []
+        active = self.active_version()
+        for label, request, decision in zip(labels, requests, decisions, strict=True):
+            current = self.decide_request(request) if active is not None else None
+            rows.append(DiffRow(label, current, decision))
+        return rows
+
+    def _evaluate_in_sandbox(
+        self,
+        source: PolicySource,
+        requests: Sequence[DecisionRequest],
+        *,
+        labels: Sequence[str] | None = None,
+    ) -> list[Decision]:
+        """Decide ``requests`` under ``source`` in the sandbox (it may not be compiled here yet).
+
+        Raises:
+            PolicySandboxError: the run crashed, timed out or left a request undecided.
+        """
         run = run_sandbox(
             "evaluate",
             source,
@@ -523,18 +550,16 @@ class PolicyDecisionPoint:
         if run.error is not None:
             raise PolicySandboxError(f"dry run failed: {run.error}")
         candidate = {int(s["index"]): s["decision"] for s in run.steps if "decision" in s}
-        rows = []
-        active = self.active_version()
-        for index, request in enumerate(requests):
+        decisions = []
+        for index in range(len(requests)):
             raw = candidate.get(index)
             if not isinstance(raw, dict):
-                raise PolicySandboxError(f"dry run gave no decision for request {labels[index]}")
-            decision = Decision(
-                raw["effect"] == "allow", tuple(raw["reasons"]), VersionHash(source.hash)
+                label = labels[index] if labels is not None else str(index)
+                raise PolicySandboxError(f"dry run gave no decision for request {label}")
+            decisions.append(
+                Decision(raw["effect"] == "allow", tuple(raw["reasons"]), VersionHash(source.hash))
             )
-            current = self.decide_request(request) if active is not None else None
-            rows.append(DiffRow(labels[index], current, decision))
-        return rows
+        return decisions
 
     def _record(
         self,
@@ -571,6 +596,26 @@ def _cache_key(version: VersionHash, request: DecisionRequest) -> tuple[object, 
         canonical_bytes(dict(request.context)),
         int(request.at.timestamp()),
     )
+
+
+def _require_approvable(row: VersionRow, officer: Officer) -> None:
+    """The four-eyes rule and the state an approval needs.
+
+    Raises:
+        FourEyesError: ``officer`` proposed this version.
+        PolicyTestsFailedError: its tests have not been run or did not pass.
+        PolicyLifecycleError: it is already approved or active.
+    """
+    if row.proposed_by == officer.name:
+        raise FourEyesError(
+            f"{officer.name} proposed version {row.hash[:12]} and cannot approve it; "
+            "a second security officer must"
+        )
+    if row.state == VersionState.PROPOSED:
+        why = "were not run" if row.tests_passed is None else "failed"
+        raise PolicyTestsFailedError(f"version {row.hash[:12]} cannot be approved: its tests {why}")
+    if row.state != VersionState.TESTED or row.tests_passed is not True:
+        raise PolicyLifecycleError(f"version {row.hash[:12]} is already {row.state}")
 
 
 def _require_officer(officer: Officer) -> None:

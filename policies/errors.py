@@ -9,7 +9,8 @@
     │   └── CasbinLineError       a Casbin line that is malformed or names an unknown role/action
     ├── PolicyNotFoundError       no policy version with that hash (or prefix)
     ├── PolicyLifecycleError      a transition the version's state does not allow
-    │   └── PolicyTestsFailedError  approving a version whose tests did not pass
+    │   ├── PolicyTestsFailedError  approving a version whose tests did not pass
+    │   └── PolicyLockoutError  a version that would lock the security officers out of policy
     ├── FourEyesError             the proposer tried to approve or activate their own version
     ├── OfficerRequiredError      the acting identity is not a security officer
     ├── PolicySandboxError        the test subprocess crashed, timed out or spoke nonsense
@@ -32,6 +33,7 @@ __all__ = [
     "PolicyError",
     "PolicyInputError",
     "PolicyLifecycleError",
+    "PolicyLockoutError",
     "PolicyNotFoundError",
     "PolicySandboxError",
     "PolicyTestsFailedError",
@@ -112,6 +114,20 @@ class PolicyTestsFailedError(PolicyLifecycleError):
     """Approval of a version whose own tests have not passed."""
 
     title = "policy tests have not passed"
+
+
+class PolicyLockoutError(PolicyLifecycleError):
+    """Approval or activation of a version whose own decisions would deny the security
+    officers the actions that manage policy (nobody could change policy again).
+
+    ``actions`` names the denied actions.
+    """
+
+    title = "policy would lock out the security officers"
+
+    def __init__(self, message: str, *, actions: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.actions = actions
 
 
 class FourEyesError(PolicyError):

@@ -1,19 +1,30 @@
-"""``ibx pki``: the edge certificate authority (on the server's data dir)."""
+"""``ibx pki``: the edge certificate authority (on the server's data dir).
+
+``revoke`` is a security officer's user command: it goes through the exchange's
+API as the identity of ``--token`` (locally in-process, or ``--exchange URL``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import typer
 
 from core.canonical import JsonValue
-from core.clock import format_rfc3339, utcnow
+from core.clock import format_rfc3339, parse_rfc3339, utcnow
 from edge_tls import CertificateRecord, RevocationReason, fingerprint
-from exchange.cli._context import TOKEN_OPTION, cli_context
+from exchange.cli._context import (
+    CA_BUNDLE_OPTION,
+    CLIENT_CERT_OPTION,
+    CLIENT_KEY_OPTION,
+    EXCHANGE_OPTION,
+    TOKEN_OPTION,
+    Remote,
+    cli_context,
+)
 from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
-from exchange.error_table import ForbiddenError
-from exchange.identities import Role
 
 __all__ = ["app"]
 
@@ -146,7 +157,7 @@ def _serial(text: str) -> int:
 
 
 @app.command("revoke")
-def revoke(
+def revoke(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     serial: str = typer.Argument(..., help="certificate serial number (hex, as printed)"),
     reason: RevocationReason = typer.Option(  # noqa: B008
@@ -154,37 +165,34 @@ def revoke(
     ),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Revoke a certificate and its device's whole line (security officer).
 
     Every certificate of the same device still valid (those it was renewed
     from and those renewed from it) is revoked too; all are refused on their
-    next request and listed by the CRL and OCSP.
+    next request and listed by the CRL and OCSP. Acts as the identity of
+    ``--token`` through the exchange's API (``--exchange URL`` for a remote one).
     """
-    context = cli_context(ctx)
-    officer = context.acting_as(token)
-    if officer.role is not Role.SECURITY_OFFICER:
-        raise ForbiddenError(
-            f"revoking needs the role security_officer; {officer.name} is {officer.role}"
+    from exchange.schemas.pki import RevocationPublic
+
+    number = _serial(serial)
+    remote = Remote(exchange, ca_bundle, client_cert, client_key)
+    with cli_context(ctx).client(token, remote) as client:
+        answer = client.post(
+            f"/v1/pki/certificates/{number:x}/revocation", {"reason": reason.value}
         )
-    revoked = context.runtime.edge_pki.revoke(
-        _serial(serial), reason, actor=officer.name, now=utcnow()
-    )
+    revoked = RevocationPublic.model_validate(answer)
     if as_json:
-        emit_json(
-            {
-                "serial": f"{revoked.serial:x}",
-                "reason": revoked.reason.value,
-                "revoked_at": format_rfc3339(revoked.revoked_at),
-                "revoked": [
-                    {"serial": f"{e.serial:x}", "reason": e.reason.value} for e in revoked.revoked
-                ],
-            }
-        )
+        emit_json(revoked.to_dict())
         return
     typer.echo(
-        f"revoked {revoked.serial:x} ({revoked.reason}) at {revoked.revoked_at:%Y-%m-%dT%H:%M:%SZ}"
+        f"revoked {revoked.serial} ({revoked.reason}) at "
+        f"{parse_rfc3339(revoked.revoked_at):%Y-%m-%dT%H:%M:%SZ}"
     )
     others = [entry for entry in revoked.revoked if entry.serial != revoked.serial]
     for entry in others:
-        typer.echo(f"  and {entry.serial:x} of the same device ({entry.reason})")
+        typer.echo(f"  and {entry.serial} of the same device ({entry.reason})")

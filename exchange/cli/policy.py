@@ -1,134 +1,124 @@
-"""``ibx policy``: propose, test, diff, approve, activate, list and decide.
+"""``ibx policy``: propose, test, diff, approve, activate, list, show and decide.
 
-Every command acts as the identity of ``--token``/``IBX_TOKEN``. Changing
-policy (propose, test, diff, approve, activate) needs a security officer, and
-the proposer of a version can neither approve nor activate it. ``list`` and
-``decide`` are open to any identity.
+Every command acts as the identity of ``--token``/``IBX_TOKEN`` through the
+exchange's API: on the local data dir in-process, or with ``--exchange URL``
+over HTTPS (administrators add ``--client-cert``). Who may call which is the
+active policy's decision (by default only security officers manage policy and
+decide; auditors read versions); the domain rules stay in :mod:`policies`
+(the proposer of a version neither approves nor activates it, and no version
+may lock the officers out). Output and exit codes are the same in both modes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 import typer
 
 from core.canonical import JsonValue, parse_json_object
 from core.clock import format_rfc3339, parse_rfc3339
-from core.errors import CanonicalJsonError
-from exchange.cli._context import TOKEN_OPTION, cli_context
-from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
-from exchange.identities import Identity, IdentityError, Role
-from policies import (
-    CoverageReport,
-    Decision,
-    DiffRow,
-    Officer,
-    OfficerRequiredError,
-    PolicyInputError,
-    PolicyVersion,
-    Subject,
-    parse_requests_file,
+from core.errors import CanonicalJsonError, IbxError
+from exchange.cli._context import (
+    CA_BUNDLE_OPTION,
+    CLIENT_CERT_OPTION,
+    CLIENT_KEY_OPTION,
+    EXCHANGE_OPTION,
+    TOKEN_OPTION,
+    Remote,
+    cli_context,
 )
+from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
+from exchange.client import ExchangeClient
+from exchange.schemas.policies import (
+    DecisionPublic,
+    DiffPublic,
+    DiffRowPublic,
+    PolicyVersionPublic,
+    TestReportPublic,
+)
+from policies import CoverageReport, PolicyInputError, PolicySource, parse_requests_file
 
 __all__ = ["app"]
 
 app = typer.Typer(help="The policy decision point: four-eyes policy changes and decisions.")
 
 
-def _officer(identity: Identity) -> Officer:
-    if identity.role is not Role.SECURITY_OFFICER:
-        raise OfficerRequiredError(
-            f"{identity.name} is {identity.role}; only a security officer may change policy"
-        )
-    return Officer(identity.name, identity.role.value)
+class ProposalMismatchError(IbxError):
+    """The exchange stored a version whose hash is not that of the pack read here."""
+
+    title = "proposal mismatch"
 
 
-@dataclass(frozen=True)
-class VersionListing:
-    """A policy version as ``policy list --json`` (and propose/approve/activate) print it."""
-
-    version: PolicyVersion
-
-    @property
-    def tests(self) -> str:
-        """``untested``, ``passed`` or ``failed``."""
-        return {None: "untested", True: "passed", False: "failed"}[self.version.tests_passed]
-
-    def to_dict(self) -> dict[str, JsonValue]:
-        """Stable JSON fields (the full version hash)."""
-        v = self.version
-        return {
-            "hash": v.hash,
-            "state": str(v.state),
-            "proposed_by": v.proposed_by,
-            "proposed_at": format_rfc3339(v.proposed_at),
-            "tests": self.tests,
-            "tested_by": v.tested_by,
-            "approved_by": v.approved_by,
-            "activated_by": v.activated_by,
-            "activated_at": format_rfc3339(v.activated_at) if v.activated_at else None,
-            "summary": dict(v.summary),
-        }
+def _client(ctx: typer.Context, token: str | None, remote: Remote) -> ExchangeClient:
+    return cli_context(ctx).client(token, remote)
 
 
-@dataclass(frozen=True)
-class DiffListing:
-    """One row of ``policy diff --json``: a sample request under the active and the candidate."""
-
-    row: DiffRow
-
-    def to_dict(self) -> dict[str, JsonValue]:
-        """Stable JSON fields (``active`` is null when no version is active)."""
-        return {
-            "name": self.row.name,
-            "changed": self.row.changed,
-            "active": self.row.active.to_dict() if self.row.active is not None else None,
-            "candidate": self.row.candidate.to_dict(),
-        }
+def _ref(version: str) -> str:
+    """The path segment of a version reference (the exchange checks what it names)."""
+    return quote(version.strip().lower(), safe="")
 
 
 def _short(version: str | None) -> str:
     return version[:16] if version else "-"
 
 
-def _decision_line(decision: Decision) -> str:
-    return f"{decision.effect.value.upper()}  " + "; ".join(decision.reasons)
+def _decision_line(decision: DecisionPublic) -> str:
+    return f"{decision.effect.upper()}  " + "; ".join(decision.reasons)
 
 
 @app.command("propose")
-def propose(
+def propose(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     directory: Path = typer.Argument(..., help="policy dir: model.conf, policy.csv, *.rego..."),  # noqa: B008
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
-    """Check a policy directory and store it as a proposed version; print its hash."""
-    context = cli_context(ctx)
-    officer = _officer(context.acting_as(token))
-    version = context.runtime.policy.propose(directory, officer=officer)
+    """Check a policy directory, send it, and have it stored as a proposed version; print its hash.
+
+    The directory is checked here first (the same static checks) and again in
+    full by the exchange, its Rego in the exchange's sandbox.
+    """
+    source = PolicySource.from_dir(directory)
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        answer = client.post("/v1/policies", source.to_dict())
+    version = PolicyVersionPublic.model_validate(answer)
+    if version.hash != source.hash:
+        raise ProposalMismatchError(
+            f"the exchange stored version {version.hash[:12]}, not {source.hash[:12]} as read "
+            f"from {directory}"
+        )
     if as_json:
-        emit_json(VersionListing(version).to_dict())
+        emit_json(version.to_dict())
         return
     summary = ", ".join(f"{k} {v}" for k, v in version.summary.items())
     typer.echo(f"proposed {version.hash} by {version.proposed_by} ({summary})")
 
 
 @app.command("test")
-def test(
+def test(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or a prefix of 8+ hex digits)"),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Run the version's Rego test_ rules and sample requests, report coverage (exit 1 on failure).
 
     Coverage: every deny rule must fire for some sample request (rules and lines
     never evaluated are listed).
     """
-    context = cli_context(ctx)
-    officer = _officer(context.acting_as(token))
-    report = context.runtime.policy.test(version, officer=officer)
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        answer = client.post(f"/v1/policies/{_ref(version)}/test")
+    report = TestReportPublic.model_validate(answer)
     if as_json:
         emit_json(report.to_dict())
         if not report.passed:
@@ -161,7 +151,7 @@ def _coverage_lines(coverage: CoverageReport) -> list[str]:
 
 
 @app.command("diff")
-def diff(
+def diff(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     version: str = typer.Argument(..., help="candidate version hash (or prefix)"),
     requests: Path | None = typer.Option(  # noqa: B008
@@ -169,23 +159,20 @@ def diff(
     ),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Dry run: show, request by request, where the candidate decides differently."""
-    context = cli_context(ctx)
-    officer = _officer(context.acting_as(token))
-    point = context.runtime.policy
+    body: dict[str, JsonValue] = {}
     if requests is not None:
-        samples = parse_requests_file(requests)
-        rows = point.diff(
-            version,
-            officer=officer,
-            requests=[s.request for s in samples],
-            names=[s.name for s in samples],
-        )
-    else:
-        rows = point.diff(version, officer=officer)
+        body["requests"] = [sample.to_dict() for sample in parse_requests_file(requests)]
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        answer = client.post(f"/v1/policies/{_ref(version)}/diff", body)
+    rows = DiffPublic.model_validate(answer).rows
     if as_json:
-        emit_records(DiffListing(row) for row in rows)
+        emit_records(rows)
         return
     changed = 0
     for row in rows:
@@ -194,76 +181,121 @@ def diff(
     typer.echo(f"{changed} of {len(rows)} decisions differ from the active version")
 
 
-def _diff_line(row: DiffRow) -> str:
-    now = row.active.effect.value if row.active is not None else "(none active)"
-    then = row.candidate.effect.value
+def _diff_line(row: DiffRowPublic) -> str:
+    now = row.active.effect if row.active is not None else "(none active)"
+    then = row.candidate.effect
     mark = "CHANGED" if row.changed else "same   "
     why = "; ".join(row.candidate.reasons)
     return f"{mark}  {row.name}: {now} -> {then}  ({why})"
 
 
 @app.command("approve")
-def approve(
+def approve(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or prefix)"),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Approve a tested version (a second security officer, not its proposer)."""
-    context = cli_context(ctx)
-    officer = _officer(context.acting_as(token))
-    result = context.runtime.policy.approve(version, officer=officer)
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        answer = client.post(f"/v1/policies/{_ref(version)}/approve")
+    result = PolicyVersionPublic.model_validate(answer)
     if as_json:
-        emit_json(VersionListing(result).to_dict())
+        emit_json(result.to_dict())
         return
-    typer.echo(f"approved {result.hash} by {officer.name} (proposed by {result.proposed_by})")
+    typer.echo(f"approved {result.hash} by {result.approved_by} (proposed by {result.proposed_by})")
 
 
 @app.command("activate")
-def activate(
+def activate(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or prefix)"),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Activate an approved version; activating an earlier one is a rollback."""
-    context = cli_context(ctx)
-    officer = _officer(context.acting_as(token))
-    result = context.runtime.policy.activate(version, officer=officer)
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        answer = client.post(f"/v1/policies/{_ref(version)}/activate")
+    result = PolicyVersionPublic.model_validate(answer)
     if as_json:
-        emit_json(VersionListing(result).to_dict())
+        emit_json(result.to_dict())
         return
-    typer.echo(f"activated {result.hash} by {officer.name}")
+    typer.echo(f"activated {result.hash} by {result.activated_by}")
+
+
+def _version_table(listings: Iterable[PolicyVersionPublic]) -> Table:
+    return Table.build(
+        ("version", "state", "proposed by", "tests", "approved by", "activated by", "proposed"),
+        (
+            (
+                _short(item.hash),
+                item.state,
+                item.proposed_by,
+                item.tests,
+                item.approved_by or "-",
+                item.activated_by or "-",
+                f"{parse_rfc3339(item.proposed_at):%Y-%m-%d %H:%M}",
+            )
+            for item in listings
+        ),
+    )
 
 
 @app.command("list")
-def list_(
-    ctx: typer.Context, as_json: bool = JSON_OPTION, token: str | None = TOKEN_OPTION
+def list_(  # noqa: PLR0917 -- typer maps each option to a parameter
+    ctx: typer.Context,
+    as_json: bool = JSON_OPTION,
+    token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """List versions: hash, state, proposer, tests, approver, activator, proposed at."""
-    context = cli_context(ctx)
-    context.acting_as(token)
-    listings = [VersionListing(v) for v in context.runtime.policy.versions()]
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        listings = [PolicyVersionPublic.model_validate(v) for v in client.pages("/v1/policies")]
     if as_json:
         emit_records(listings)
         return
-    emit_table(
-        Table.build(
-            ("version", "state", "proposed by", "tests", "approved by", "activated by", "proposed"),
-            (
-                (
-                    _short(item.version.hash),
-                    str(item.version.state),
-                    item.version.proposed_by,
-                    item.tests,
-                    item.version.approved_by or "-",
-                    item.version.activated_by or "-",
-                    f"{item.version.proposed_at:%Y-%m-%d %H:%M}",
-                )
-                for item in listings
-            ),
-        )
-    )
+    emit_table(_version_table(listings))
+
+
+@app.command("show")
+def show(  # noqa: PLR0917 -- typer maps each option to a parameter
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="version hash (or a prefix of 8+ hex digits)"),
+    as_json: bool = JSON_OPTION,
+    token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
+) -> None:
+    """Show one version: the same fields as ``list``, the full hash."""
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        answer = client.get(f"/v1/policies/{_ref(version)}")
+    item = PolicyVersionPublic.model_validate(answer)
+    if as_json:
+        emit_json(item.to_dict())
+        return
+    summary = ", ".join(f"{k} {v}" for k, v in item.summary.items())
+    for label, value in (
+        ("version", item.hash),
+        ("state", item.state),
+        ("proposed", f"{item.proposed_at} by {item.proposed_by} ({summary})"),
+        ("tests", item.tests + (f" (by {item.tested_by})" if item.tested_by else "")),
+        ("approved by", item.approved_by or "-"),
+        ("activated", f"{item.activated_at} by {item.activated_by}" if item.activated_by else "-"),
+    ):
+        typer.echo(f"{label}\t{value}")
 
 
 @app.command("decide")
@@ -283,10 +315,12 @@ def decide(  # noqa: PLR0917 -- typer maps each option to a parameter
     ),
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Ask the active policy; print ALLOW or DENY with the reasons (exit 3 on deny)."""
-    context = cli_context(ctx)
-    context.acting_as(token)
     try:
         attributes = parse_json_object(context_json, what="--context")
     except CanonicalJsonError as exc:
@@ -295,12 +329,16 @@ def decide(  # noqa: PLR0917 -- typer maps each option to a parameter
         when = parse_rfc3339(at) if at is not None else None
     except ValueError as exc:
         raise PolicyInputError(f"--at: {exc}") from exc
-    try:
-        identity = context.runtime.identities.get(subject)
-    except IdentityError as exc:
-        raise PolicyInputError(f"--subject: {exc}") from exc
-    who = Subject(identity.name, identity.role.value, identity.industry)
-    decision = context.runtime.policy.decide(who, action, resource, attributes, at=when)
+    body: dict[str, JsonValue] = {
+        "subject": subject,
+        "action": action,
+        "resource": resource,
+        "context": attributes,
+        "at": format_rfc3339(when) if when is not None else None,
+    }
+    with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
+        answer = client.post("/v1/decisions", body)
+    decision = DecisionPublic.model_validate(answer)
     if as_json:
         emit_json(decision.to_dict(), compact=True)
     else:

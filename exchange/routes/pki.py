@@ -1,4 +1,5 @@
-"""``/v1/pki``: the issuing CA's CRL (DER) and OCSP responder (RFC 6960); public."""
+"""``/v1/pki``: the issuing CA's CRL (DER) and OCSP responder (RFC 6960), public; and the
+security officer's revocation of a certificate (authorized by the active policy)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import base64
 import binascii
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from core.clock import utcnow
-from exchange.auth import get_runtime
+from exchange.access import Grant
+from exchange.auth import get_runtime, granted
 from exchange.runtime import Runtime
+from exchange.schemas.pki import RevocationCreate, RevocationPublic
 
 __all__ = ["router"]
 
@@ -54,3 +57,40 @@ async def ocsp(request: Request) -> Response:
             break
     answer = get_runtime(request).edge_pki.ocsp(body, now=utcnow())
     return Response(answer, media_type="application/ocsp-response")
+
+
+_SERIAL = Path(
+    ...,
+    min_length=1,
+    max_length=40,
+    pattern="^[0-9a-f]+$",
+    description="the certificate's serial number, lower-case hex (as ibx pki list prints it)",
+)
+
+
+@router.post(
+    "/certificates/{serial}/revocation",
+    response_model=RevocationPublic,
+    responses={
+        400: {"description": "an invalid serial or reason"},
+        401: {"description": "not authenticated (or without the officer's client certificate)"},
+        403: {"description": "the active policy does not allow this (the detail names the rule)"},
+        404: {"description": "no certificate with that serial"},
+        409: {"description": "the certificate and the rest of its line are already revoked"},
+    },
+)
+def revoke(
+    body: RevocationCreate,
+    serial: str = _SERIAL,
+    grant: Grant = Depends(granted),  # noqa: B008
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+) -> RevocationPublic:
+    """Revoke a certificate and every other still-valid one of its device's line.
+
+    All are refused on their next request and listed by the CRL and OCSP; the
+    revocation is recorded on the ledger with the officer's name.
+    """
+    revoked = runtime.edge_pki.revoke(
+        int(serial, 16), body.reason, actor=grant.identity.name, now=utcnow()
+    )
+    return RevocationPublic.from_revocation(revoked)

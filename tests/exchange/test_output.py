@@ -350,7 +350,7 @@ def test_a_failed_verify_with_json_exits_5_with_one_line_on_stderr(
 def test_a_deny_with_json_exits_3_and_prints_the_decision(world: World) -> None:
     done = world.process(
         "policy", "decide", "--subject", "ent-a", "--action", "raw_export",
-        "--resource", "dataset:ent-a.energy", "--json", "--token", world.auditor,
+        "--resource", "dataset:ent-a.energy", "--json", "--token", world.officer,
     )  # fmt: skip
     assert done.returncode == 3, done.stderr
     assert json.loads(done.stdout)["effect"] == "deny"

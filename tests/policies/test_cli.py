@@ -1,4 +1,6 @@
-"""``ibx policy`` end to end on a real data dir, acting as the identities of --token."""
+"""``ibx policy`` end to end, acting as the identities of --token: on a real data dir
+(the API in-process) and against a real ``ibx serve`` over TLS (``--exchange URL``,
+administrators with their client certificates); the same output and exit codes."""
 
 from __future__ import annotations
 
@@ -6,27 +8,33 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from exchange.cli import app
-from policies import (
-    BASELINE_PACK,
-    FourEyesError,
-    OfficerRequiredError,
-    PolicyInputError,
-    PolicyTestsFailedError,
-)
+from exchange.error_table import RemoteRefusalError
+from policies import BASELINE_PACK, PolicyInputError
 from tests.conftest import initialised
+from tests.server import ExchangeUrl, running_exchange
 
 runner = CliRunner()
 
+ADMIN_ROLES = ("security_officer", "auditor", "sysadmin")
+FOUR_EYES = "policies.errors.FourEyesError"
+TESTS_FAILED = "policies.errors.PolicyTestsFailedError"
+
 
 class Cli:
-    def __init__(self, data_dir: Path) -> None:
+    """``ibx`` as its users run it: locally on the data dir, or remotely with ``remote``."""
+
+    def __init__(self, data_dir: Path, remote: ExchangeUrl | None = None) -> None:
         self.data_dir = data_dir
+        self.remote = remote
+        self.certs = data_dir.parent / "certs"
+        self.tokens: dict[str, str] = {}
 
     def invoke(self, *args: str) -> tuple[int, str]:
         result = runner.invoke(app, ["--data-dir", str(self.data_dir), *args])
@@ -38,6 +46,16 @@ class Cli:
         code, output = self.invoke(*args)
         assert code == 0, output
         return output
+
+    def as_(self, name: str, *args: str) -> list[str]:
+        """``args`` acting as ``name``: its token, and remotely the exchange and its certificate."""
+        out = [*args, "--token", self.tokens[name]]
+        if self.remote is not None:
+            out += self.remote.cli_args()
+            cert = self.certs / f"{name}.crt"
+            if cert.exists():
+                out += ["--client-cert", str(cert), "--client-key", str(cert.with_suffix(".key"))]
+        return out
 
     def process(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The real ``ibx`` in its own process, as a user runs it."""
@@ -51,16 +69,36 @@ class Cli:
             check=False,
         )
 
-    def token(self, role: str, name: str, *extra: str) -> str:
-        out = self.run("identity", "create", "--role", role, "--name", name, *extra)
-        return out.strip().splitlines()[-1]
+    def identity(self, role: str, name: str, *extra: str) -> str:
+        """Create ``name`` (administrators get a client certificate); its token."""
+        cert = ["--cert-out", str(self.certs)] if role in ADMIN_ROLES else []
+        out = self.run("identity", "create", "--role", role, "--name", name, *cert, *extra)
+        self.tokens[name] = out.strip().splitlines()[-1]
+        return self.tokens[name]
+
+
+def _refused(cli: Cli, code: str, *args: str) -> RemoteRefusalError:
+    with pytest.raises(RemoteRefusalError) as caught:
+        cli.run(*args)
+    assert caught.value.code == code, caught.value
+    return caught.value
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("IBX_TOKEN", raising=False)
     monkeypatch.delenv("IBX_OPA_URL", raising=False)
-    return Cli(initialised(tmp_path / "data"))
+    monkeypatch.delenv("IBX_EXCHANGE", raising=False)
+    return initialised(tmp_path / "data")
+
+
+@pytest.fixture(params=["local", "remote"])
+def cli(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Cli]:
+    if request.param == "local":
+        yield Cli(data_dir)
+        return
+    with running_exchange(data_dir) as url:
+        yield Cli(data_dir, url)
 
 
 CONTEXT = json.dumps(
@@ -76,39 +114,47 @@ CONTEXT = json.dumps(
 
 
 def test_officers_change_policy_and_decisions_follow(cli: Cli, tmp_path: Path) -> None:
-    a = cli.token("security_officer", "officer-a")
-    b = cli.token("security_officer", "officer-b")
-    ops = cli.token("sysadmin", "ops")
-    cli.token("subbrain", "li-brain", "--industry", "lithium-battery")
+    cli.identity("security_officer", "officer-a")
+    cli.identity("security_officer", "officer-b")
+    cli.identity("sysadmin", "ops")
+    cli.identity("auditor", "aud")
+    cli.identity("subbrain", "li-brain", "--industry", "lithium-battery")
 
-    with pytest.raises(OfficerRequiredError):
-        cli.run("policy", "propose", str(BASELINE_PACK), "--token", ops)
-    out = cli.run("policy", "propose", str(BASELINE_PACK), "--token", a)
+    # the pack decides who may call: separation of duties, the rule named
+    refused = _refused(
+        cli, "exchange.error_table.ForbiddenError",
+        *cli.as_("ops", "policy", "propose", str(BASELINE_PACK)),
+    )  # fmt: skip
+    assert refused.status == 403
+    assert "ops (sysadmin) may not policy_propose policy:*: casbin: denied by " in str(refused)
+    out = cli.run(*cli.as_("officer-a", "policy", "propose", str(BASELINE_PACK)))
     version = out.split()[1]
     assert len(version) == 64 and "by officer-a" in out
     short = version[:12]
 
-    with pytest.raises(PolicyTestsFailedError):
-        cli.run("policy", "approve", short, "--token", b)
-    tested = cli.run("policy", "test", short, "--token", b)
+    _refused(cli, TESTS_FAILED, *cli.as_("officer-b", "policy", "approve", short))
+    tested = cli.run(*cli.as_("officer-b", "policy", "test", short))
     assert "PASS  data.ibx.authz_test.test_core_needs_he_or_mpc" in tested
     assert tested.strip().endswith("passed") and " 0/" not in tested
-    with pytest.raises(FourEyesError):
-        cli.run("policy", "approve", short, "--token", a)
-    cli.run("policy", "approve", short, "--token", b)
-    with pytest.raises(FourEyesError):
-        cli.run("policy", "activate", short, "--token", a)
-    assert "activated " + version in cli.run("policy", "activate", short, "--token", b)
-    listing = cli.run("policy", "list", "--token", ops)
+    _refused(cli, FOUR_EYES, *cli.as_("officer-a", "policy", "approve", short))
+    cli.run(*cli.as_("officer-b", "policy", "approve", short))
+    _refused(cli, FOUR_EYES, *cli.as_("officer-a", "policy", "activate", short))
+    assert "activated " + version in cli.run(*cli.as_("officer-b", "policy", "activate", short))
+    listing = cli.run(*cli.as_("aud", "policy", "list"))
     assert listing.startswith(version[:16] + "\tactive\tofficer-a\tpassed\tofficer-b\tofficer-b")
+    _refused(cli, "exchange.error_table.ForbiddenError", *cli.as_("ops", "policy", "list"))
+    shown = json.loads(cli.run(*cli.as_("aud", "policy", "show", short, "--json")))
+    assert shown == json.loads(cli.run(*cli.as_("aud", "policy", "list", "--json")))[0]
 
     args = ["policy", "decide", "--subject", "li-brain", "--action", "compute"]
-    allowed = cli.run(*args, "--resource", "dataset:cell", "--context", CONTEXT, "--token", ops)
+    allowed = cli.run(
+        *cli.as_("officer-a", *args, "--resource", "dataset:cell", "--context", CONTEXT)
+    )
     assert allowed.startswith("ALLOW  casbin: allowed by 'p, subbrain, lithium-battery")
-    code, denied = cli.invoke(
-        "policy", "decide", "--subject", "li-brain", "--action", "raw_export",
-        "--resource", "dataset:cell", "--context", CONTEXT, "--token", ops, "--json",
-    )  # fmt: skip
+    code, denied = cli.invoke(*cli.as_(
+        "officer-a", "policy", "decide", "--subject", "li-brain", "--action", "raw_export",
+        "--resource", "dataset:cell", "--context", CONTEXT, "--json",
+    ))  # fmt: skip
     assert code == 3
     body = json.loads(denied)
     assert body["effect"] == "deny" and body["version"] == version
@@ -117,19 +163,20 @@ def test_officers_change_policy_and_decisions_follow(cli: Cli, tmp_path: Path) -
     requests = tmp_path / "requests.json"
     sample = json.loads((BASELINE_PACK / "requests.json").read_text())[:2]
     requests.write_text(json.dumps(sample))
-    diff = cli.run("policy", "diff", short, "--requests", str(requests), "--token", a)
+    diff = cli.run(*cli.as_("officer-a", "policy", "diff", short, "--requests", str(requests)))
     assert diff.strip().endswith("0 of 2 decisions differ from the active version")
 
-    # a CLI error is one line and a non-zero exit
-    done = cli.process("policy", "approve", short, "--token", a)
+    # a CLI error is one line and a non-zero exit, the same locally and remotely
+    done = cli.process(*cli.as_("officer-a", "policy", "approve", short))
     assert done.returncode == 3
     err = done.stderr.strip()
     assert err.count("\n") == 0
     assert err.startswith("ibx: four-eyes rule violated: officer-a proposed version")
 
 
-def test_bad_directory_and_bad_context(cli: Cli, tmp_path: Path) -> None:
-    a = cli.token("security_officer", "officer-a")
+def test_bad_directory_and_bad_context(data_dir: Path, tmp_path: Path) -> None:
+    cli = Cli(data_dir)
+    a = cli.identity("security_officer", "officer-a")
     bad = tmp_path / "bad"
     bad.mkdir()
     for name in ("model.conf", "policy.csv", "data.json", "authz.rego"):
@@ -147,3 +194,9 @@ def test_bad_directory_and_bad_context(cli: Cli, tmp_path: Path) -> None:
             "policy", "decide", "--subject", "officer-a", "--action", "compute",
             "--resource", "dataset:x", "--context", "[1]", "--token", a,
         )  # fmt: skip
+    unknown = cli.process(
+        "policy", "decide", "--subject", "nobody", "--action", "compute",
+        "--resource", "dataset:x", "--token", a,
+    )  # fmt: skip
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("ibx: invalid policy input: subject: ")

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from exchange.cli import app
+from exchange.error_table import RemoteRefusalError
 from exchange.runtime import Runtime
 from policies import (
     CoverageReport,
@@ -105,8 +106,9 @@ def test_policy_test_refuses_a_deny_rule_reading_a_misspelled_key(
         f"lines never evaluated: {line + 3}"
     ) in out
     assert "coverage: deny rules 10/11" in out
-    with pytest.raises(PolicyTestsFailedError):
+    with pytest.raises(RemoteRefusalError) as refused:
         _invoke(data, "policy", "approve", version, "--token", b)
+    assert refused.value.code == f"{PolicyTestsFailedError.__module__}.PolicyTestsFailedError"
 
 
 def test_a_correct_rule_without_a_sample_is_uncovered_and_with_one_passes(
