@@ -49,13 +49,22 @@ router = APIRouter(tags=["consents"])
 
 T = TypeVar("T")
 
-_CONSENT_ID = Path(..., min_length=1, max_length=64, description="cst_ + 32 hex digits")
-_ENTERPRISE = Query(
-    None,
-    min_length=1,
-    max_length=128,
-    description="whose (own scope: only the caller's own; all scope: default every enterprise)",
-)
+
+def _consent_id_path() -> Any:
+    """A fresh ``{consent_id}`` path parameter."""
+    return Path(..., min_length=1, max_length=64, description="cst_ + 32 hex digits")
+
+
+def _enterprise_query() -> Any:
+    """A fresh ``?enterprise=`` parameter (FastAPI binds each one to its route)."""
+    return Query(
+        None,
+        min_length=1,
+        max_length=128,
+        description="whose (own scope: only the caller's own; all scope: default every enterprise)",
+    )
+
+
 _UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
     401: {"description": "no token, or an unknown, expired or revoked one"}
 }
@@ -138,7 +147,7 @@ def submit_consent(
     responses={**_UNAUTHENTICATED, **_DENIED, 400: {"description": "an invalid cursor"}},
 )
 def list_consents(
-    enterprise: str | None = _ENTERPRISE,
+    enterprise: str | None = _enterprise_query(),
     cursor: str | None = CURSOR,
     limit: int = LIMIT,
     grant: Grant = Depends(granted),  # noqa: B008
@@ -206,7 +215,7 @@ def check(
     },
 )
 def show_consent(
-    consent_id: str = _CONSENT_ID,
+    consent_id: str = _consent_id_path(),
     grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
 ) -> ConsentDetail:
@@ -231,7 +240,7 @@ def show_consent(
 )
 def revoke_consent(
     body: SignedRevocationCreate,
-    consent_id: str = _CONSENT_ID,
+    consent_id: str = _consent_id_path(),
     grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
 ) -> ConsentDetail:
@@ -262,7 +271,7 @@ def revoke_consent(
     responses={**_UNAUTHENTICATED, **_DENIED, 400: {"description": "an invalid cursor"}},
 )
 def usage(
-    enterprise: str | None = _ENTERPRISE,
+    enterprise: str | None = _enterprise_query(),
     cursor: str | None = CURSOR,
     limit: int = LIMIT,
     grant: Grant = Depends(granted),  # noqa: B008

@@ -27,7 +27,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-_NAME = Query(None, min_length=1, max_length=128)
 _DENIED: dict[int | str, dict[str, Any]] = {
     403: {"description": "the active policy does not allow this (the detail names the rule)"}
 }
@@ -73,8 +72,10 @@ def register(
     responses={**_UNAUTHENTICATED, **_DENIED, 400: {"description": "an invalid filter or cursor"}},
 )
 def catalog(  # noqa: PLR0917 -- one parameter per filter
-    owner: str | None = _NAME,
-    industry: str | None = _NAME,
+    owner: str | None = Query(None, min_length=1, max_length=128, description="its owner"),
+    industry: str | None = Query(
+        None, min_length=1, max_length=64, description="its owner's industry"
+    ),
     field: str | None = Query(None, min_length=1, max_length=64, description="has this field"),
     classification: Classification | None = None,
     q: str | None = Query(
