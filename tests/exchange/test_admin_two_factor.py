@@ -200,6 +200,13 @@ def test_a_certificate_from_another_ca_fails_the_handshake(
         httpx.TransportError
     ):  # TLS 1.3: the alert comes after the client's Finished
         _me(deployment, "officer-1", foreign)
+    done = _ibx(
+        "me", *deployment.base.cli_args(), "--client-cert", str(foreign),
+        "--client-key", str(foreign.with_suffix(".key")),
+        env={"IBX_TOKEN": deployment.tokens["officer-1"]},
+    )  # fmt: skip
+    assert done.returncode == ExitCode.ERROR
+    assert "refuses a --client-cert its CA did not issue" in done.stderr
 
 
 def test_a_revoked_certificate_is_refused_at_once(deployment: Deployment) -> None:
