@@ -58,6 +58,7 @@ from edge_tls import (
     upload_readings,
 )
 from edge_tls import enroll as est_enroll
+from exchange.cli._api_client import user_client
 from exchange.cli._context import (
     CA_BUNDLE_OPTION,
     CLIENT_CERT_OPTION,
@@ -65,7 +66,6 @@ from exchange.cli._context import (
     EXCHANGE_OPTION,
     TOKEN_OPTION,
     CliContext,
-    Remote,
     cli_context,
 )
 from exchange.cli._output import JSON_OPTION, emit_json
@@ -136,8 +136,14 @@ def token_create(
         body["ttl_seconds"] = int(lifetime.total_seconds())
     if enterprise is not None:
         body["enterprise"] = enterprise
-    remote = Remote(exchange, ca_bundle, client_cert, client_key)
-    with cli_context(ctx).client(token, remote) as client:
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
         answer = client.post("/v1/edge/tokens", body)
     owner, name, secret = str(answer["enterprise"]), str(answer["device"]), str(answer["token"])
     expires = f"{datetime.fromisoformat(answer['expires_at']):%Y-%m-%dT%H:%M:%SZ}"
@@ -466,8 +472,14 @@ def pull(
     if after is None:
         after = int(cursor_path.read_text()) if cursor_path.exists() else 0
     context = cli_context(ctx)
-    remote = Remote(exchange, ca_bundle, client_cert, client_key)
-    with context.client(token, remote) as client:
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
         local = client.where == "local"
         if enterprise is None and not local:
             raise typer.BadParameter(
