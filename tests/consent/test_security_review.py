@@ -7,6 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from exchange.cli import app
+from exchange.error_table import RemoteRefusalError
 from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
@@ -63,30 +64,43 @@ def test_a_bearer_token_alone_cannot_rotate_the_consent_key(tmp_path: Path) -> N
 
 def test_only_the_owner_and_auditors_read_who_used_the_data(tmp_path: Path) -> None:
     """Separation of duties: usage is audit detail. The security officer, the sysadmin
-    and another enterprise are refused; the owner and an auditor are not."""
+    and another enterprise are refused (the pack decides: 403 naming the rule, or the
+    own scope of another enterprise); the owner and an auditor are not. Consent
+    receipts in full are the auditor's too: the security officer reads none."""
     data = tmp_path / "data"
     runtime = Runtime.initialise(Settings(data_dir=data))
     tokens = {
-        name: runtime.identities.create(name, role).token
-        for name, role in [
-            ("ent-a", Role.ENTERPRISE),
-            ("ent-b", Role.ENTERPRISE),
-            ("officer", Role.SECURITY_OFFICER),
-            ("ops", Role.SYSADMIN),
-            ("audit", Role.AUDITOR),
+        name: runtime.identities.create(name, role, industry=industry).token
+        for name, role, industry in [
+            ("ent-a", Role.ENTERPRISE, "lithium-battery"),
+            ("ent-b", Role.ENTERPRISE, "lithium-battery"),
+            ("officer", Role.SECURITY_OFFICER, None),
+            ("ops", Role.SYSADMIN, None),
+            ("audit", Role.AUDITOR, None),
         ]
     }
     runtime.close()
-    for name in ("officer", "ops", "ent-b"):
-        code, output = _ibx(
-            data, "consent", "usage", "--enterprise", "ent-a", "--token", tokens[name]
-        )
-        assert code == 1, (name, output)
-        assert "may not see" in output
+    for name, why in [
+        ("officer", "separation of duties: security_officer may not usage_read_all"),
+        ("ops", "separation of duties: sysadmin may not usage_read_all"),
+        ("ent-b", "ent-b may see only its own consents, not those of ent-a"),
+    ]:
+        result = runner.invoke(
+            app,
+            ["--data-dir", str(data), "consent", "usage", "--enterprise", "ent-a",
+             "--token", tokens[name]],
+        )  # fmt: skip
+        assert isinstance(result.exception, RemoteRefusalError), (name, result.output)
+        assert result.exception.status == 403, name
+        assert why in str(result.exception), (name, str(result.exception))
     for name in ("ent-a", "audit"):
         code, output = _ibx(
             data, "consent", "usage", "--enterprise", "ent-a", "--token", tokens[name]
         )
         assert code == 0, (name, output)
-    code, output = _ibx(data, "consent", "list", "--token", tokens["officer"])
-    assert code == 0, output
+    result = runner.invoke(
+        app, ["--data-dir", str(data), "consent", "list", "--token", tokens["officer"]]
+    )
+    assert isinstance(result.exception, RemoteRefusalError), result.output
+    assert result.exception.status == 403
+    assert "security_officer" in str(result.exception)
