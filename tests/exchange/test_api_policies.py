@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from core.clock import utcnow
 from edge_tls import DeviceId, build_csr
 from exchange.access import ADMIN_ROLES
 from exchange.access import ROUTES as ROUTES_TABLE
+from exchange.cli import main
 from exchange.client import ExchangeClient
 from exchange.error_table import RemoteRefusalError
 from exchange.identities import Role
@@ -404,27 +405,66 @@ def test_an_officer_revokes_a_certificate_over_the_api(deployment: World, tmp_pa
 # --- the command line, locally and against a real server -------------------------------------
 
 
-def _ibx(
-    world: World, *args: str, who: str, remote: ExchangeUrl | None = None, cert: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """``ibx`` as ``who`` runs it: locally, or against ``remote`` (administrators with their
-    client certificate unless ``cert`` is false)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
-    env["IBX_TOKEN"] = world.tokens[who]
-    extra: list[str] = []
+@dataclass(frozen=True)
+class Done:
+    """What one ``ibx`` run left: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _argv(
+    world: World, args: tuple[str, ...], who: str, remote: ExchangeUrl | None, *, cert: bool
+) -> list[str]:
+    """``args`` as ``who`` runs them: locally, or against ``remote`` (administrators with
+    their client certificate unless ``cert`` is false)."""
+    argv = ["--data-dir", str(world.data_dir), *args, "--token", world.tokens[who]]
     if remote is not None:
-        extra += remote.cli_args()
+        argv += remote.cli_args()
         crt = world.data_dir.parent / "certs" / f"{who}.crt"
         if cert and crt.exists():
-            extra += ["--client-cert", str(crt), "--client-key", str(crt.with_suffix(".key"))]
-    return subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(world.data_dir), *args, *extra],
+            argv += ["--client-cert", str(crt), "--client-key", str(crt.with_suffix(".key"))]
+    return argv
+
+
+def _process(
+    world: World, *args: str, who: str, remote: ExchangeUrl | None = None, cert: bool = True
+) -> Done:
+    """The real ``ibx`` in its own process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", *_argv(world, args, who, remote, cert=cert)],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    return Done(done.returncode, done.stdout, done.stderr)
+
+
+Ibx = Callable[..., Done]
+
+
+@pytest.fixture
+def ibx(world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Ibx:
+    """``ibx``'s entry point in this process (its error handling and exit codes included)."""
+    for name in [k for k in os.environ if k.startswith("IBX_")]:
+        monkeypatch.delenv(name)
+
+    def run(*args: str, who: str, remote: ExchangeUrl | None = None, cert: bool = True) -> Done:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["ibx", *_argv(world, args, who, remote, cert=cert)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return Done(code, out, err)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -454,11 +494,11 @@ REFUSED_COMMANDS = [
     ids=[f"{who}-{' '.join(c[:2])}" for who, c in REFUSED_COMMANDS],
 )
 def test_a_refusal_reads_the_same_locally_and_remotely(
-    world: World, served: ExchangeUrl, who: str, command: tuple[str, ...]
+    world: World, served: ExchangeUrl, ibx: Ibx, who: str, command: tuple[str, ...]
 ) -> None:
     args = [part.format(v=world.version[:12], s=world.serial) for part in command]
-    local = _ibx(world, *args, who=who)
-    remote = _ibx(world, *args, who=who, remote=served)
+    local = ibx(*args, who=who)
+    remote = ibx(*args, who=who, remote=served)
     assert (local.returncode, remote.returncode) == (3, 3), (local.stderr, remote.stderr)
     assert local.stderr == remote.stderr
     assert local.stderr.startswith(f"ibx: forbidden: {who} (")
@@ -467,18 +507,20 @@ def test_a_refusal_reads_the_same_locally_and_remotely(
 
 
 def test_an_officer_without_the_client_certificate_is_refused_remotely(
-    world: World, served: ExchangeUrl
+    world: World, served: ExchangeUrl, ibx: Ibx
 ) -> None:
-    done = _ibx(world, "policy", "list", who="officer-a", remote=served, cert=False)
+    done = _process(world, "policy", "list", who="officer-a", remote=served, cert=False)
     assert done.returncode == 4, done.stderr
     assert "client certificate" in done.stderr
     assert done.stdout == ""
-    with_it = _ibx(world, "policy", "list", who="officer-a", remote=served)
+    with_it = ibx("policy", "list", who="officer-a", remote=served)
     assert with_it.returncode == 0, with_it.stderr
-    assert with_it.stdout == _ibx(world, "policy", "list", who="officer-a").stdout
+    assert with_it.stdout == ibx("policy", "list", who="officer-a").stdout
 
 
-def test_pki_revoke_is_the_same_locally_and_remotely(world: World, served: ExchangeUrl) -> None:
+def test_pki_revoke_is_the_same_locally_and_remotely(
+    world: World, served: ExchangeUrl, ibx: Ibx
+) -> None:
     runtime = world.runtime
     serials = []
     for device in ("kiln-local", "kiln-remote"):
@@ -487,21 +529,20 @@ def test_pki_revoke_is_the_same_locally_and_remotely(world: World, served: Excha
         ).token
         csr = build_csr(ec.generate_private_key(ec.SECP256R1()), device)
         serials.append(f"{runtime.edge_pki.enroll(device, bootstrap, csr, now=utcnow()).serial:x}")
-    local = _ibx(world, "pki", "revoke", serials[0], "--reason", "key-compromise", who="officer-b")
-    remote = _ibx(
-        world, "pki", "revoke", serials[1], "--reason", "key-compromise", who="officer-b",
-        remote=served,
-    )  # fmt: skip
+    local = ibx("pki", "revoke", serials[0], "--reason", "key-compromise", who="officer-b")
+    remote = ibx(
+        "pki", "revoke", serials[1], "--reason", "key-compromise", who="officer-b", remote=served
+    )
     for serial, done in zip(serials, (local, remote), strict=True):
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(f"revoked {serial} (key-compromise) at ")
         assert done.stdout.count("\n") == 1
-    again_local = _ibx(world, "pki", "revoke", serials[1], who="officer-b")
-    again_remote = _ibx(world, "pki", "revoke", serials[0], who="officer-b", remote=served)
+    again_local = ibx("pki", "revoke", serials[1], who="officer-b")
+    again_remote = ibx("pki", "revoke", serials[0], who="officer-b", remote=served)
     assert (again_local.returncode, again_remote.returncode) == (1, 1)
     for serial, done in zip(serials[::-1], (again_local, again_remote), strict=True):
         assert done.stderr.startswith(f"ibx: revocation refused: certificate {serial} was already ")
-    as_json = _ibx(world, "pki", "revoke", "0x" + serials[0].upper(), "--json", who="officer-b")
+    as_json = ibx("pki", "revoke", "0x" + serials[0].upper(), "--json", who="officer-b")
     assert as_json.returncode == 1  # found (409, not 404): the serial in any case, with 0x
     assert "was already revoked" in as_json.stderr
     revoked = [
@@ -512,8 +553,11 @@ def test_pki_revoke_is_the_same_locally_and_remotely(world: World, served: Excha
 
 
 def test_four_eyes_exits_3_locally_and_remotely(world: World, served: ExchangeUrl) -> None:
-    local = _ibx(world, "policy", "approve", world.version[:12], who="officer-a")
-    remote = _ibx(world, "policy", "approve", world.version[:12], who="officer-a", remote=served)
+    """In real processes, as a user runs ``ibx``."""
+    local = _process(world, "policy", "approve", world.version[:12], who="officer-a")
+    remote = _process(
+        world, "policy", "approve", world.version[:12], who="officer-a", remote=served
+    )
     assert (local.returncode, remote.returncode) == (3, 3)
     assert local.stderr == remote.stderr
     assert local.stderr.startswith(
