@@ -144,7 +144,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     mp.delenv("IBX_TOKEN", raising=False)
     root = tmp_path_factory.mktemp("output")
     data_dir = initialised(root / "data", ledger_origin=ORIGIN)
-    ent = _token(data_dir, "--role", "enterprise", "--name", "ent-a", "--industry", "battery")
+    ent = _token(
+        data_dir, "--role", "enterprise", "--name", "ent-a", "--industry", "lithium-battery"
+    )
     officer = _token(data_dir, "--role", "security_officer", "--name", "ops-a")
     auditor = _token(data_dir, "--role", "auditor", "--name", "aud")
     partial = World(data_dir, ent, officer, auditor, root / "ent.key", "", "", root / "r.json")
@@ -156,7 +158,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     )  # fmt: skip
     granted = partial.run(
         "consent", "grant", "--key", str(partial.key_file), "--dataset", "ent-a.energy:energy_kwh",
-        "--requester-group", "subbrain:battery", "--purpose", "benchmarking",
+        "--requester-group", "subbrain:lithium-battery", "--purpose", "benchmarking",
         "--operation", "mean", "--min-cohort", "1", "--out", str(partial.receipt_file),
         "--token", ent,
     )  # fmt: skip
@@ -192,7 +194,10 @@ def test_identity_list_in_a_pipe_is_the_tab_separated_lines(world: World) -> Non
     key = json.loads(world.run("identity", "list", "--json"))
     ent = next(i for i in key if i["name"] == "ent-a")
     expires = ent["token_expires_at"][:10]
-    assert f"ent-a\tenterprise\tbattery\tactive\t{ent['key_fingerprint'][:16]}\t{expires}\n" in out
+    assert (
+        f"ent-a\tenterprise\tlithium-battery\tactive\t{ent['key_fingerprint'][:16]}\t{expires}\n"
+        in out
+    )
     assert f"aud\tauditor\t-\tactive\t-\t{expires}\n" in out
     assert out.count("\n") == 3
     assert "name" not in out  # no header line for scripts to skip
@@ -204,7 +209,7 @@ def test_listings_in_a_pipe_keep_their_line_forms(world: World) -> None:
     )
     line = world.run("consent", "list", "--token", world.enterprise)
     assert line.startswith(
-        f"{world.consent_id}\tent-a\tevery subbrain of battery\tent-a.energy:energy_kwh\t"
+        f"{world.consent_id}\tent-a\tevery subbrain of lithium-battery\tent-a.energy:energy_kwh\t"
     )
     assert "\tbenchmarking\tmean\the,mpc\tcohort>=1\tuntil " in line
     assert line.endswith("\tuses 0/-\tactive\n")
@@ -229,7 +234,11 @@ def test_identity_list_json(world: World) -> None:
         "name", "role", "industry", "status", "public_key", "key_fingerprint",
         "created_at", "token_expires_at",
     }  # fmt: skip
-    assert (ent["role"], ent["industry"], ent["status"]) == ("enterprise", "battery", "active")
+    assert (ent["role"], ent["industry"], ent["status"]) == (
+        "enterprise",
+        "lithium-battery",
+        "active",
+    )
     assert ent["public_key"] == world.public_key
     assert all("token" not in i for i in items)  # a listing never carries a secret
 
