@@ -207,6 +207,12 @@ def grant(  # noqa: PLR0917 -- one parameter per CLI option
     client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Sign a consent receipt with the local key and submit it to the exchange."""
+    key = EnterpriseKey.load(key_file)  # what is local is checked before asking the exchange
+    now = utcnow()
+    start = _time(valid_from, now, "--valid-from")
+    end = _time(valid_until, start + timedelta(days=days), "--valid-until")
+    scope = _scope(dataset)
+    who = _requester(requester, requester_group)
     with user_client(
         ctx,
         token,
@@ -216,17 +222,13 @@ def grant(  # noqa: PLR0917 -- one parameter per CLI option
         client_key=client_key,
     ) as client:
         me, origin = _signing_as(client)
-        key = EnterpriseKey.load(key_file)
-        now = utcnow()
-        start = _time(valid_from, now, "--valid-from")
-        end = _time(valid_until, start + timedelta(days=days), "--valid-until")
         receipt = ConsentReceipt(
             consent_id=new_consent_id(),
             origin=origin,
             enterprise=me,
             public_key=key.signer.public_key,
-            scope=_scope(dataset),
-            requester=_requester(requester, requester_group),
+            scope=scope,
+            requester=who,
             purposes=tuple(purpose),
             operations=tuple(operation),
             engines=tuple(engine),
@@ -270,6 +272,7 @@ def revoke(  # noqa: PLR0917 -- one parameter per CLI option
     client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Sign a revocation locally and submit it; it binds every later decision."""
+    key = EnterpriseKey.load(key_file)
     with user_client(
         ctx,
         token,
@@ -279,7 +282,6 @@ def revoke(  # noqa: PLR0917 -- one parameter per CLI option
         client_key=client_key,
     ) as client:
         me, origin = _signing_as(client)
-        key = EnterpriseKey.load(key_file)
         signed_at = utcnow()  # the enterprise's own clock: when it signs, not when it counts
         revocation = Revocation(
             consent_id=consent_id,

@@ -30,13 +30,20 @@ def _ibx(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def exchange(tmp_path_factory: pytest.TempPathFactory):
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """A running exchange: its URL, its CA's fingerprint and its data dir."""
     data = initialised(tmp_path_factory.mktemp("login") / "data")
     env: dict[str, str] = {}
     assert _ibx("--data-dir", str(data), "pki", "init", env=env).returncode == 0
     fingerprint = _ibx("--data-dir", str(data), "pki", "fingerprint", env=env).stdout.strip()
     with running_exchange(data) as base:
-        yield base, fingerprint
+        yield base, fingerprint, data
+
+
+@pytest.fixture(scope="module")
+def exchange(served: tuple[str, str, Path]) -> tuple[str, str]:
+    base, fingerprint, _ = served
+    return base, fingerprint
 
 
 def _token_file(tmp_path: Path, mode: int = 0o600) -> Path:
@@ -131,9 +138,9 @@ def test_a_token_file_others_can_read_is_refused(exchange: tuple[str, str], tmp_
 
 
 def test_token_file_and_profile_act_as_the_identity_without_argv(
-    exchange: tuple[str, str], tmp_path: Path
+    served: tuple[str, str, Path], tmp_path: Path
 ) -> None:
-    base, fingerprint = exchange
+    base, fingerprint, served_data = served
     data = initialised(tmp_path / "data")
     created = _ibx("--data-dir", str(data), "identity", "create", "--role", "auditor",
                    "--name", "aud", env={})  # fmt: skip
@@ -156,11 +163,21 @@ def test_token_file_and_profile_act_as_the_identity_without_argv(
     assert shared.returncode == 1 and "chmod 600" in shared.stderr
     token_file.chmod(0o600)
 
+    # A profile is an exchange and a token: its commands act at that exchange, as an
+    # identity registered there (an enterprise: it needs no client certificate).
+    remote = _ibx("--data-dir", str(served_data), "identity", "create", "--role", "enterprise",
+                  "--name", "ent-login", "--industry", "lithium-battery", env={})  # fmt: skip
+    remote_token = tmp_path / "ent.token"
+    remote_token.write_text(remote.stdout.strip().splitlines()[-1] + "\n")
+    remote_token.chmod(0o600)
     login = _ibx("login", "--exchange", base, "--ca-fingerprint", fingerprint, "--profile",
-                 "aud", "--token-file", str(token_file), env=env)  # fmt: skip
+                 "ent", "--token-file", str(remote_token), env=env)  # fmt: skip
     assert login.returncode == 0, login.stderr
-    by_profile = _ibx("--data-dir", str(data), "--profile", "aud", "consent", "list", env=env)
+    by_profile = _ibx("--data-dir", str(data), "--profile", "ent", "consent", "list", env=env)
     assert by_profile.returncode == 0, by_profile.stderr
+    as_aud = _ibx("--data-dir", str(data), "--profile", "ent", "--token-file", str(token_file),
+                  "consent", "list", env=env)  # fmt: skip
+    assert as_aud.returncode == 4, as_aud.stderr  # aud is not an identity of that exchange
     missing = _ibx("--data-dir", str(data), "--profile", "nobody", "consent", "list", env=env)
     assert missing.returncode == 1 and "ibx login" in missing.stderr
     nothing = _ibx("--data-dir", str(data), "consent", "list", env=env)
