@@ -54,7 +54,10 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Create, list and revoke identities (on the server's data dir).",
     ),
     LazySubcommand(
-        "ledger", "exchange.cli.ledger", "app", "The verifiable ledger (on the server's data dir)."
+        "ledger",
+        "exchange.cli.ledger",
+        "app",
+        "The verifiable ledger: the server's data dir, or read over the API (--exchange).",
     ),
     LazySubcommand(
         "mpc", "exchange.cli.mpc", "app", "Privacy compute: HE, MPC and PSI jobs on this machine."
