@@ -215,6 +215,16 @@ def test_the_auditor_verifies_with_its_client_certificate(world: World) -> None:
     assert "consistent with kept checkpoint size" in there.stdout
 
 
+def test_a_profile_names_the_exchange_and_the_token(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IBX_CONFIG_DIR", str(tmp_path / "config"))
+    login = ibx("login", *world.url.cli_args(), *world.token("wit"), "--profile", "witness")
+    assert login.returncode == 0, login.stderr
+    there = ibx("--profile", "witness", "ledger", "entries", "--json")
+    assert (there.returncode, there.stdout) == (0, local(world, "entries", "--json").stdout)
+
+
 def test_the_auditor_without_its_certificate_is_refused(world: World) -> None:
     done = ibx(*world.token("aud"), "ledger", "entries", *world.url.cli_args())
     assert done.returncode == 4, done.stderr
