@@ -405,6 +405,7 @@ def test_every_printing_command_takes_json() -> None:
         ("policy", "propose"), ("policy", "approve"), ("policy", "activate"),
         ("ledger", "vkey"), ("edge", "token", "create"), ("edge", "enroll"),
         ("edge", "renew"), ("edge", "upload"), ("backup", "master-key"), ("restore",),
+        ("ledger", "entries"), ("ledger", "proof", "inclusion"), ("ledger", "proof", "consistency"),
     ]  # fmt: skip
     for command in printing:
         result = runner.invoke(app, [*command, "--help"])
