@@ -22,7 +22,9 @@ PROBLEM = "application/problem+json"
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
     data = initialised(tmp_path_factory.mktemp("http") / "data")
     app = create_app(Settings(data_dir=data))
-    token = app.state.runtime.identities.create("ent-a", Role.ENTERPRISE).token
+    token = app.state.runtime.identities.create(
+        "ent-a", Role.ENTERPRISE, industry="lithium-battery"
+    ).token  # the pack lets enterprises of an industry create edge tokens
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
