@@ -14,6 +14,11 @@ from pathlib import Path
 from consent._catalog import Dataset, DatasetCatalog
 from consent._check import ConsentRecord, ConsentRequest, CoverageReport, Refusal, evaluate
 from consent._directory import KeyDirectory, RequesterDirectory, RequesterProfile, StaticDirectory
+from consent._key_registration import (
+    KEY_REGISTRATION_KIND,
+    KeyRegistration,
+    SignedKeyRegistration,
+)
 from consent._keyfile import EnterpriseKey
 from consent._offline import OfflineVerdict, verify_offline
 from consent._receipt import (
@@ -62,6 +67,7 @@ SCHEMAS = Path(__file__).resolve().parent / "schema"
 """JSON Schemas of the signed receipt and revocation (draft 2020-12)."""
 
 __all__ = [
+    "KEY_REGISTRATION_KIND",
     "MIGRATIONS",
     "RECEIPT_VERSION",
     "SCHEMAS",
@@ -95,6 +101,7 @@ __all__ = [
     "ForeignKeyError",
     "InvalidConsentError",
     "KeyDirectory",
+    "KeyRegistration",
     "NoConsentError",
     "NoRegisteredKeyError",
     "OfflineVerdict",
@@ -108,6 +115,7 @@ __all__ = [
     "RequesterProfile",
     "Revocation",
     "ScopeMismatchError",
+    "SignedKeyRegistration",
     "SignedReceipt",
     "SignedRevocation",
     "StaticDirectory",

@@ -108,6 +108,7 @@ ROUTES: Mapping[tuple[str, str], Access] = {
         "revoke_consent", "consent", write=True, param="consent_id"
     ),
     ("GET", "/v1/usage"): _read("usage_read_all", "usage_read_own", "consent"),
+    ("PUT", "/v1/me/consent-key"): _one("consent_key_register", "consent", write=True),
     # edge: an enterprise's bootstrap tokens and sealed readings
     ("POST", "/v1/edge/tokens"): _one("edge_token_create", "edge", write=True),
     ("GET", "/v1/edge/readings"): _one("reading_pull", "reading"),

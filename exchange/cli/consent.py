@@ -25,6 +25,7 @@ from consent import (
     Engine,
     EnterpriseKey,
     InvalidConsentError,
+    KeyRegistration,
     Operation,
     Purpose,
     Requester,
@@ -51,13 +52,12 @@ from exchange.cli._context import (
     CLIENT_KEY_OPTION,
     EXCHANGE_OPTION,
     TOKEN_OPTION,
-    cli_context,
 )
 from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_table
 from exchange.client import ExchangeClient
-from exchange.identities import IdentityError
 from exchange.schemas.consents import (
     ConsentDetail,
+    ConsentKeyPublic,
     ConsentPublic,
     ConsentUsagePublic,
     CoverageReportPublic,
@@ -143,37 +143,74 @@ def register_key(  # noqa: PLR0917 -- one parameter per CLI option
     ),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
+    exchange: str | None = EXCHANGE_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Register the key file's public key to the calling enterprise identity.
 
     Rotating the key invalidates consents signed with the old one, and needs the
     old key file too: a bearer token alone must not replace the key that consents
     are verified with (its holder could then sign consents as the enterprise).
+    The registration is signed by the new key and by the replaced one, and the
+    exchange checks both.
     """
-    context = cli_context(ctx)
-    me = context.acting_as(token)
-    public = EnterpriseKey.load(key_file).signer.public_key
-    if me.public_key is not None and me.public_key != public:
-        registered = me.public_key.fingerprint()[:16]
-        if not rotate:
-            raise ConsentKeyError(
-                f"{me.name} already has key {registered}; pass --rotate "
-                "to replace it (consents signed with the old key stop verifying)"
-            )
-        if old_key_file is None:
-            raise ConsentKeyError(
-                f"rotating needs --old-key, the key file of the registered key {registered}"
-            )
-        if EnterpriseKey.load(old_key_file).signer.public_key != me.public_key:
-            raise ConsentKeyError(f"--old-key is not {me.name}'s registered key {registered}")
-    try:
-        context.runtime.identities.set_public_key(me.name, public, actor=me.name)
-    except IdentityError as exc:
-        raise ConsentKeyError(str(exc)) from exc
+    key = EnterpriseKey.load(key_file)
+    old = EnterpriseKey.load(old_key_file) if old_key_file is not None else None
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
+        me, origin = _signing_as(client)
+        registered = _registered_key(client)
+        public = key.signer.public_key
+        replaced = None
+        if registered == public:
+            replaced = key
+        elif registered is not None:
+            fingerprint = registered.fingerprint()[:16]
+            if not rotate:
+                raise ConsentKeyError(
+                    f"{me} already has key {fingerprint}; pass --rotate "
+                    "to replace it (consents signed with the old key stop verifying)"
+                )
+            if old is None:
+                raise ConsentKeyError(
+                    f"rotating needs --old-key, the key file of the registered key {fingerprint}"
+                )
+            if old.signer.public_key != registered:
+                raise ConsentKeyError(f"--old-key is not {me}'s registered key {fingerprint}")
+            replaced = old
+        signed = KeyRegistration(origin, me, public, registered, utcnow()).sign(
+            key.signer, replaced.signer if replaced is not None else None
+        )
+        answer = ConsentKeyPublic.model_validate(
+            client.call("PUT", "/v1/me/consent-key", json=signed.to_dict()).json()
+        )
     if as_json:
-        emit_json({"enterprise": me.name, "key_fingerprint": public.fingerprint()})
+        emit_json({"enterprise": answer.enterprise, "key_fingerprint": answer.key_fingerprint})
         return
-    typer.echo(f"registered key {public.fingerprint()[:16]} to {me.name}")
+    typer.echo(f"registered key {answer.key_fingerprint[:16]} to {answer.enterprise}")
+
+
+def _registered_key(client: ExchangeClient) -> Ed25519PublicKey | None:
+    """The consent key registered to the caller now (None: none yet).
+
+    Raises:
+        InvalidConsentError: the exchange sent a key that is not one.
+    """
+    text = client.get("/v1/me").get("public_key")
+    if text is None:
+        return None
+    try:
+        return Ed25519PublicKey.from_base64(str(text))
+    except ValueError as exc:
+        raise InvalidConsentError(f"the exchange sent a malformed key: {exc}") from exc
 
 
 @app.command("grant")

@@ -21,21 +21,26 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from consent import (
     ConsentAccessError,
+    ConsentKeyError,
     ConsentNotFoundError,
     ConsentRecord,
     ConsentRequest,
     ConsentUsage,
     InvalidConsentError,
+    SignedKeyRegistration,
     SignedReceipt,
     SignedRevocation,
 )
 from exchange.access import Grant
 from exchange.auth import get_runtime, granted
+from exchange.identities import IdentityError
 from exchange.routes._paging import CURSOR, LIMIT, Page, paginate
 from exchange.runtime import Runtime
 from exchange.schemas.consents import (
     ConsentCheck,
     ConsentDetail,
+    ConsentKeyPublic,
+    ConsentKeyRegistrationCreate,
     ConsentPublic,
     ConsentUsagePublic,
     CoverageReportPublic,
@@ -298,6 +303,52 @@ def usage(
     now = consents.now()
     return Page[ConsentUsagePublic](
         items=[ConsentUsagePublic.of(u, now=now) for u in page], next_cursor=next_cursor
+    )
+
+
+@router.put(
+    "/v1/me/consent-key",
+    responses={
+        **_UNAUTHENTICATED,
+        **_DENIED,
+        400: {
+            "description": "malformed, another enterprise's, not replacing the key registered "
+            "now (or without its signature), or signed too far from the exchange's clock"
+        },
+        422: {"description": "made for another deployment, or a signature does not verify"},
+    },
+)
+def register_consent_key(
+    body: ConsentKeyRegistrationCreate,
+    grant: Grant = Depends(granted),  # noqa: B008
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+) -> ConsentKeyPublic:
+    """Register or rotate the caller's consent key (signed by the new key and the replaced one).
+
+    Consents signed with a replaced key stop verifying.
+
+    Raises:
+        ConsentKeyError: another enterprise's statement, or one not replacing the key
+            registered now, or without the replaced key's signature (400).
+        InvalidConsentError: malformed, or signed too far from the exchange's clock (400).
+        WrongOriginError, BadConsentSignatureError: another deployment's; a bad signature.
+    """
+    me = grant.identity
+    signed = _decode(SignedKeyRegistration.from_dict, body.model_dump())
+    consents = runtime.consents
+    key = signed.verify(
+        origin=consents.config.origin,
+        enterprise=me.name,
+        registered=me.public_key,
+        now=consents.now(),
+        skew=consents.config.clock_skew,
+    )
+    try:
+        runtime.identities.set_public_key(me.name, key, actor=me.name)
+    except IdentityError as exc:
+        raise ConsentKeyError(str(exc)) from exc
+    return ConsentKeyPublic(
+        enterprise=me.name, public_key=key.to_base64(), key_fingerprint=key.fingerprint()
     )
 
 

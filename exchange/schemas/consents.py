@@ -29,6 +29,8 @@ from core.clock import format_rfc3339
 __all__ = [
     "ConsentCheck",
     "ConsentDetail",
+    "ConsentKeyPublic",
+    "ConsentKeyRegistrationCreate",
     "ConsentPublic",
     "ConsentRequestPublic",
     "ConsentStatus",
@@ -325,3 +327,54 @@ class ConsentUsagePublic(BaseModel):
                 for e in usage.entries
             ],
         )
+
+
+class ConsentKeyRegistrationCreate(BaseModel):
+    """The caller registers (or rotates) its consent key: a statement signed by the new key
+    and, when it replaces one, by the key registered now (:class:`consent.KeyRegistration`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "registration": {
+                        "version": "ibx.consent.v1",
+                        "kind": "key-registration",
+                        "origin": "ibx.localhost/ledger",
+                        "enterprise": "cathode-co",
+                        "public_key": _RECEIPT_EXAMPLE["public_key"],
+                        "previous_key": None,
+                        "signed_at": "2026-11-25T08:00:00.000000Z",
+                    },
+                    "signature": _SIGNATURE_EXAMPLE,
+                    "previous_signature": None,
+                }
+            ]
+        },
+    )
+
+    registration: dict[str, Any] = Field(
+        ...,
+        description="version, kind (key-registration), origin, enterprise, public_key, "
+        "previous_key (the key registered now, or null), signed_at",
+    )
+    signature: str = Field(
+        ..., min_length=88, max_length=88, description="base64 signature by the new key"
+    )
+    previous_signature: str | None = Field(
+        None, min_length=88, max_length=88, description="base64 signature by the replaced key"
+    )
+
+
+class ConsentKeyPublic(BaseModel):
+    """The consent key now registered to an enterprise."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enterprise: str
+    public_key: str
+    """Base64 Ed25519 public key."""
+    key_fingerprint: str
+    """Hex SHA-256 of the raw key."""

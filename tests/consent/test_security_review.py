@@ -25,7 +25,7 @@ def test_a_bearer_token_alone_cannot_rotate_the_consent_key(tmp_path: Path) -> N
     register a key of their own and then sign consents as the enterprise."""
     data = tmp_path / "data"
     runtime = Runtime.initialise(Settings(data_dir=data))
-    token = runtime.identities.create("ent-a", Role.ENTERPRISE).token
+    token = runtime.identities.create("ent-a", Role.ENTERPRISE, industry="lithium-battery").token
     runtime.close()
     own, new, other = tmp_path / "own.key", tmp_path / "new.key", tmp_path / "other.key"
     for path in (own, new, other):

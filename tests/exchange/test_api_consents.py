@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from consent import (
     DatasetScope,
     Engine,
     EnterpriseKey,
+    KeyRegistration,
     Operation,
     Purpose,
     Requester,
@@ -38,7 +39,7 @@ from consent import (
     new_consent_id,
 )
 from core.clock import format_rfc3339, utcnow
-from core.keys import verify_ed25519
+from core.keys import Ed25519PublicKey, verify_ed25519
 from exchange.cli import main
 from exchange.client import ExchangeClient
 from exchange.deployment_ca import ensure_deployment_ca
@@ -434,6 +435,105 @@ def test_a_multi_page_listing_is_followed_to_the_end_in_ledger_order(world: Worl
     assert indices == sorted(indices)
 
 
+# --- registering the consent key -----------------------------------------------------------
+
+
+def _registration(
+    world: World,
+    enterprise: str,
+    key: EnterpriseKey,
+    previous: Ed25519PublicKey | None,
+    *,
+    origin: str | None = None,
+    signed_at: datetime | None = None,
+) -> KeyRegistration:
+    return KeyRegistration(
+        origin or world.origin, enterprise, key.signer.public_key, previous, signed_at or utcnow()
+    )
+
+
+def test_a_key_is_registered_and_rotated_only_with_both_keys_signatures(
+    world: World, tmp_path: Path
+) -> None:
+    """Whoever holds only the enterprise's token cannot put a key of their own in place
+    of the registered one: the replaced key must sign the rotation, and the exchange
+    checks it (not only the command line)."""
+    world.tokens["kilo-co"] = world.runtime.identities.create(
+        "kilo-co", Role.ENTERPRISE, industry=LB
+    ).token
+    first, second, thief = (EnterpriseKey.generate(tmp_path / f"{n}.key") for n in "abc")
+    path = "/v1/me/consent-key"
+    with world.client("kilo-co") as client:
+
+        def put(body: dict[str, Any]) -> Any:
+            return client.call("PUT", path, json=body).json()
+
+        done = put(_registration(world, "kilo-co", first, None).sign(first.signer).to_dict())
+        assert done == {
+            "enterprise": "kilo-co",
+            "public_key": first.signer.public_key.to_base64(),
+            "key_fingerprint": first.signer.public_key.fingerprint(),
+        }
+        assert client.get("/v1/me")["public_key"] == first.signer.public_key.to_base64()
+        attacks = {
+            # claims there is no key yet
+            "no-previous": (
+                _registration(world, "kilo-co", thief, None).sign(thief.signer).to_dict(),
+                400, "consent.errors.ConsentKeyError",
+            ),
+            # names the registered key but cannot sign with it
+            "unsigned": (
+                {**_registration(world, "kilo-co", thief, first.signer.public_key)
+                 .sign(thief.signer, first.signer).to_dict(), "previous_signature": None},
+                422, "consent.errors.BadConsentSignatureError",
+            ),
+            "signed-by-another": (
+                {**_registration(world, "kilo-co", thief, first.signer.public_key)
+                 .sign(thief.signer, first.signer).to_dict(),
+                 "previous_signature": base64.b64encode(
+                     thief.signer.sign(b"anything")).decode()},
+                422, "consent.errors.BadConsentSignatureError",
+            ),
+            "another-enterprise": (
+                _registration(world, "cathode-co", thief, world.keys["cathode-co"].signer
+                              .public_key).sign(thief.signer, world.keys["cathode-co"].signer)
+                .to_dict(),
+                400, "consent.errors.ConsentKeyError",
+            ),
+            "stale": (
+                _registration(world, "kilo-co", second, first.signer.public_key,
+                              signed_at=utcnow() - timedelta(hours=1))
+                .sign(second.signer, first.signer).to_dict(),
+                400, "consent.errors.InvalidConsentError",
+            ),
+            "other-deployment": (
+                _registration(world, "kilo-co", second, first.signer.public_key,
+                              origin="elsewhere.example/ledger")
+                .sign(second.signer, first.signer).to_dict(),
+                422, "consent.errors.WrongOriginError",
+            ),
+        }  # fmt: skip
+        for name, (body, status, code) in attacks.items():
+            error = refused(put, body)
+            assert (error.status, error.code) == (status, code), name
+        assert client.get("/v1/me")["public_key"] == first.signer.public_key.to_base64()
+        rotated = put(
+            _registration(world, "kilo-co", second, first.signer.public_key)
+            .sign(second.signer, first.signer)
+            .to_dict()
+        )
+        assert rotated["public_key"] == second.signer.public_key.to_base64()
+    with world.client("sb-lb") as client:
+        error = refused(
+            client.call,
+            "PUT",
+            path,
+            json=_registration(world, "sb-lb", thief, None).sign(thief.signer).to_dict(),
+        )
+    assert (error.status, error.code) == (403, FORBIDDEN)
+    assert "may not consent_key_register" in str(error)
+
+
 # --- the CLI in both modes -----------------------------------------------------------------
 
 
@@ -675,3 +775,27 @@ def _grant_as(served: Served, capsys: pytest.CaptureFixture[str], remote: bool) 
         "--purpose", "benchmarking", "--operation", "mean",
         remote=remote,
     )  # fmt: skip
+
+
+def test_register_key_is_the_same_in_both_modes(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    own, stray = served.key("anode-co"), served.key("stray")
+    fingerprint = EnterpriseKey.load(Path(own)).signer.public_key.fingerprint()[:16]
+    again = both(served, capsys, "anode-co", "consent", "register-key", "--key", own)
+    assert again == Outcome(0, f"registered key {fingerprint} to anode-co\n", "")
+    unasked = both(served, capsys, "anode-co", "consent", "register-key", "--key", stray)
+    assert (unasked.code, unasked.err) == (
+        2, f"ibx: consent key error: anode-co already has key {fingerprint}; pass --rotate to "
+        "replace it (consents signed with the old key stop verifying)\n",
+    )  # fmt: skip
+    wrong = both(served, capsys, "anode-co", "consent", "register-key", "--key", stray,
+                 "--rotate", "--old-key", stray)  # fmt: skip
+    assert (wrong.code, wrong.err) == (
+        2, f"ibx: consent key error: --old-key is not anode-co's registered key {fingerprint}\n"
+    )  # fmt: skip
+    refused = both(served, capsys, "sb-lb", "consent", "register-key", "--key", stray)
+    assert refused.code == 3
+    assert refused.err.startswith(
+        "ibx: forbidden: sb-lb (subbrain) may not consent_key_register consent:*: casbin:"
+    )
