@@ -21,7 +21,6 @@ from exchange.cli._context import (
     CLIENT_KEY_OPTION,
     EXCHANGE_OPTION,
     TOKEN_OPTION,
-    Remote,
     cli_context,
 )
 from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
@@ -177,11 +176,18 @@ def revoke(  # noqa: PLR0917 -- typer maps each option to a parameter
     next request and listed by the CRL and OCSP. Acts as the identity of
     ``--token`` through the exchange's API (``--exchange URL`` for a remote one).
     """
+    from exchange.cli._api_client import user_client
     from exchange.schemas.pki import RevocationPublic
 
     number = _serial(serial)
-    remote = Remote(exchange, ca_bundle, client_cert, client_key)
-    with cli_context(ctx).client(token, remote) as client:
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
         answer = client.post(
             f"/v1/pki/certificates/{number:x}/revocation", {"reason": reason.value}
         )

@@ -20,6 +20,7 @@ import typer
 from core.canonical import JsonValue, parse_json_object
 from core.clock import format_rfc3339, parse_rfc3339
 from core.errors import CanonicalJsonError, IbxError
+from exchange.cli._api_client import user_client
 from exchange.cli._context import (
     CA_BUNDLE_OPTION,
     CLIENT_CERT_OPTION,
@@ -27,7 +28,6 @@ from exchange.cli._context import (
     EXCHANGE_OPTION,
     TOKEN_OPTION,
     Remote,
-    cli_context,
 )
 from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.client import ExchangeClient
@@ -52,7 +52,14 @@ class ProposalMismatchError(IbxError):
 
 
 def _client(ctx: typer.Context, token: str | None, remote: Remote) -> ExchangeClient:
-    return cli_context(ctx).client(token, remote)
+    return user_client(
+        ctx,
+        token,
+        exchange=remote.exchange,
+        ca_bundle=remote.ca_bundle,
+        client_cert=remote.client_cert,
+        client_key=remote.client_key,
+    )
 
 
 def _ref(version: str) -> str:

@@ -200,3 +200,6 @@ def test_bad_directory_and_bad_context(data_dir: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("ibx: invalid policy input: subject: ")
+    anonymous = cli.process("policy", "list")
+    assert anonymous.returncode == 4
+    assert anonymous.stderr.startswith("ibx: authentication required: a bearer token is required")
