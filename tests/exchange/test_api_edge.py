@@ -448,3 +448,32 @@ def test_a_remote_pull_needs_the_enterprise_and_the_pinned_ca_from_the_user(
     )  # fmt: skip
     assert bare.code == 2  # no CA bundle: neither the TLS server nor the batches can be trusted
     assert "--ca-bundle is required with --exchange" in bare.err
+
+
+def test_a_profile_pins_the_ca_a_remote_pull_trusts(
+    served: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """After ``ibx login`` (the deployment's CA bundle pinned), pull needs no --ca-bundle."""
+    assert served.url.ca_bundle is not None
+    out = tmp_path / "profiled.csv"
+    runs = [
+        ["login", "--exchange", served.url.url, "--ca-bundle", str(served.url.ca_bundle),
+         "--token-file", str(served.files / "kiln-co.token"), "--profile", "kiln"],
+        ["--profile", "kiln", "edge", "readings", "pull", "--key",
+         str(served.key_file("kiln-co")), "--out", str(out), "--enterprise", "kiln-co"],
+    ]  # fmt: skip
+    outcomes = []
+    for argv in runs:
+        capsys.readouterr()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sys, "argv", ["ibx", *argv])
+            for name in [n for n in os.environ if n.startswith("IBX_")]:
+                mp.delenv(name)
+            mp.setenv("IBX_CONFIG_DIR", str(tmp_path / "config"))
+            with pytest.raises(SystemExit) as exited:
+                main()
+        outcomes.append((exited.value.code, capsys.readouterr()))
+    (login_code, _), (code, pulled) = outcomes
+    assert login_code in (0, None)
+    assert (code, pulled.err) == (0, ""), pulled
+    assert pulled.out == f"opened {KILN_BATCHES} batches, appended {KILN_BATCHES} rows to {out}\n"
