@@ -293,6 +293,36 @@ def test_officers_run_the_lifecycle_and_four_eyes_holds(deployment: World) -> No
     b.close()
 
 
+def test_a_pack_that_lets_a_non_officer_propose_still_meets_the_domain_rule(
+    deployment: World, tmp_path: Path
+) -> None:
+    """Defence in depth: the pack decides who may call, :mod:`policies` still requires a
+    security officer to change policy, whatever a version lets through."""
+    a, b = deployment.client("officer-a"), deployment.client("officer-b")
+    lax = _variant(tmp_path, add="p, subbrain, lithium-battery, policy, policy_propose, allow")
+    version = a.post("/v1/policies", PolicySource.from_dir(lax).to_dict())["hash"]
+    assert a.post(f"/v1/policies/{version}/test")["passed"] is True
+    b.post(f"/v1/policies/{version}/approve")
+    b.post(f"/v1/policies/{version}/activate")
+    with deployment.client("sb-lb") as client:
+        refused = _refused(client.post, "/v1/policies", _pack())
+    assert (refused.status, refused.code) == (403, "policies.errors.OfficerRequiredError")
+    assert "sb-lb is subbrain; only a security officer may change policy" in str(refused)
+    a.close()
+    b.close()
+
+
+def test_a_proposal_is_bounded_in_size(deployment: World) -> None:
+    pack = _pack()
+    modules = pack["modules"]
+    assert isinstance(modules, dict)
+    padded = {**pack, "modules": {**modules, "pad.rego": "package pad\n#" + "x" * 70_000}}
+    with deployment.client("officer-a") as client:
+        refused = _refused(client.post, "/v1/policies", padded)
+    assert refused.status == 413
+    assert deployment.runtime.policy.versions() == []
+
+
 # --- the lockout guard: no version may take policy away from the officers -----------------------
 
 
