@@ -227,9 +227,21 @@ def api_listener(
 def api_server_config(
     app: FastAPI, listener: ApiListener, *, host: str, port: int, log_level: str = "info"
 ) -> uvicorn.Config:
-    """A uvicorn config for the API: TLS with the peer-certificate bridge, or plain HTTP."""
+    """A uvicorn config for the API: TLS with the peer-certificate bridge, or plain HTTP.
+
+    ``X-Forwarded-For`` is not trusted, from anyone: the client address (what the
+    failed-authentication lockout counts by) is the TCP peer's. A TLS-terminating
+    proxy in front would hide administrators' client certificates anyway.
+    """
     if listener.context is None:
-        return uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False)
+        return uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            proxy_headers=False,
+        )
     context = listener.context
 
     def factory(_config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -243,4 +255,5 @@ def api_server_config(
         ssl_context_factory=factory,
         log_level=log_level,
         server_header=False,
+        proxy_headers=False,
     )

@@ -171,6 +171,9 @@ def test_a_locked_out_address_gets_429_until_the_lockout_ends(served: Served) ->
     assert 1 <= int(refused.headers["Retry-After"]) <= LOCKOUT_SECONDS
     for n in range(5):  # more guesses while locked out: refused, and no more ledger events
         assert _me(served, f"ibx_guess-more-{n}").status_code == 429
+    with served.base.client(served.token) as client:  # a forged address does not get out
+        forged = client.get("/v1/me", headers={"X-Forwarded-For": "203.0.113.5"})
+    assert forged.status_code == 429
     events = _lockouts(served.runtime)
     assert len(events) == 1 and events[0]["source"] == "127.0.0.1"
     cli = subprocess.run(
