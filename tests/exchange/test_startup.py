@@ -94,22 +94,36 @@ def test_every_subcommand_is_listed_and_runs_its_help() -> None:
     assert "propose" in policy.stdout
 
 
-def test_policy_list_loads_neither_the_rego_engine_nor_tenseal(tmp_path: Path) -> None:
-    """Listing versions reads the store: regopy (and TenSEAL through its import hook) stay out."""
+def test_policy_list_over_the_api_loads_neither_the_rego_engine_nor_tenseal(
+    tmp_path: Path,
+) -> None:
+    """A remote user command is a thin client: the exchange authorizes and decides, so
+    ``policy list --exchange URL`` loads no policy engine, compute library or web framework.
+    (Locally the same app runs in-process, its decision point included.)"""
     from tests.conftest import initialised
+    from tests.server import running_exchange
 
     data = initialised(tmp_path / "d")
+    certs = tmp_path / "certs"
     ibx = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data)]
+    create = ["identity", "create", "--role", "auditor", "--name", "lister", "--cert-out"]
     created = subprocess.run(
-        [*ibx, "identity", "create", "--role", "security_officer", "--name", "lister"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+        [*ibx, *create, str(certs)], capture_output=True, text=True, check=True, timeout=120
     )
     token = created.stdout.strip().splitlines()[-1]
-    loaded = _loaded(["--data-dir", str(data), "policy", "list", "--token", token])
-    assert "sqlalchemy" in loaded  # it did read the policy store
+    with running_exchange(data) as url:
+        args = ["policy", "list", "--token", token, *url.cli_args()]
+        args += [
+            "--client-cert",
+            str(certs / "lister.crt"),
+            "--client-key",
+            str(certs / "lister.key"),
+        ]
+        loaded = _loaded(args)
+        listed = subprocess.run(
+            [*ibx, *args], capture_output=True, text=True, check=False, timeout=120
+        )
+    assert listed.returncode == 0, listed.stderr  # it did ask the exchange, and was answered
     assert not loaded & {"regopy", "tenseal", "mpyc", "numpy", "fastapi", "opendp", "casbin"}
 
 
