@@ -178,8 +178,10 @@ def rotate_token(
     name: str = typer.Argument(..., help="the identity whose token to replace"),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Replace an identity's token (e.g. a lost one): printed once, as the last line; the
-    old one stops working at once."""
+    """Replace an identity's token (e.g. a lost one); printed once, as the last line.
+
+    The old token stops working at once.
+    """
     issued = cli_context(ctx).runtime.identities.rotate_token(name, actor="sysadmin")
     ident = issued.identity
     if as_json:

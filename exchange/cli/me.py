@@ -79,8 +79,11 @@ def rotate_token(  # noqa: PLR0917 -- one parameter per CLI option
     client_key: Path | None = CLIENT_KEY_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Replace your token: the new one is printed once, as the last line; the old one
-    stops working at once. A token from --profile is updated in the profile too."""
+    """Replace your token; the new one is printed once, as the last line.
+
+    The old token stops working at once. A token from --profile is updated in
+    the profile too.
+    """
     context = cli_context(ctx)
     remote = Remote(exchange, ca_bundle, client_cert, client_key)
     with context.client(token, remote) as client:
