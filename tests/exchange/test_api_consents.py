@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consent import (
     Classification,
@@ -799,3 +801,49 @@ def test_register_key_is_the_same_in_both_modes(
     assert refused.err.startswith(
         "ibx: forbidden: sb-lb (subbrain) may not consent_key_register consent:*: casbin:"
     )
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_KEYS = st.sampled_from(
+    ["version", "kind", "consent_id", "origin", "enterprise", "public_key", "scope", "requester",
+     "purposes", "operations", "engines", "min_cohort", "valid_from", "valid_until", "use_limit",
+     "notice", "nonce", "signed_at", "reason", "previous_key", "fields", "dataset", "identity"]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    statement=st.dictionaries(_KEYS, _JSON, max_size=18),
+    valid=st.booleans(),
+    route=st.sampled_from(["grant", "revocation", "key"]),
+)
+def test_no_signed_statement_makes_the_exchange_fail(
+    world: World, statement: dict[str, Any], valid: bool, route: str
+) -> None:
+    """Whatever a client sends as a statement, the answer is a 4xx problem, never a 5xx."""
+    if valid:  # start from a well-formed statement and overwrite some of its members
+        base = world.receipt("cathode-co").to_dict()["receipt"]
+        assert isinstance(base, dict)
+        statement = {**base, **statement}
+    signature = base64.b64encode(bytes(64)).decode()
+    consent_id = "cst_" + "1" * 32
+    with world.client("cathode-co") as client:
+        if route == "grant":
+            call = ("POST", "/v1/consents", {"receipt": statement, "signature": signature})
+        elif route == "revocation":
+            call = ("POST", f"/v1/consents/{consent_id}/revocation",
+                    {"receipt": statement, "signature": signature})  # fmt: skip
+        else:
+            call = ("PUT", "/v1/me/consent-key",
+                    {"registration": statement, "signature": signature})  # fmt: skip
+        method, path, body = call
+        error = refused(client.call, method, path, json=body)
+    assert 400 <= error.status < 500, (error.status, str(error))
