@@ -10,6 +10,11 @@ Reading follows the grant the policy pack gives (:mod:`exchange.access`):
 (enterprises) only its own. Another enterprise's consent answers 404, exactly
 like one that does not exist, so its id, owner and existence are not
 disclosed (the same for a revocation of it).
+
+``PUT /v1/me/consent-key`` registers or rotates the caller's consent key: a
+statement signed by the new key and by the key it replaces
+(:class:`consent.SignedKeyRegistration`), so a bearer token alone cannot swap
+the key consents are verified with.
 """
 
 from __future__ import annotations
