@@ -12,6 +12,8 @@ import pytest
 from exchange.runtime import Runtime
 from policies import (
     CompiledPolicy,
+    PolicyConfig,
+    PolicyDecisionPoint,
     PolicySandboxError,
     PolicySource,
     PolicyTestsFailedError,
@@ -133,10 +135,12 @@ def test_allow_that_is_not_true_denies(pack_copy: Path) -> None:
 
 
 def test_no_active_version_and_bad_requests_deny(runtime: Runtime) -> None:
-    point = runtime.policy
+    """Without a bootstrap pack nothing is allowed before the first activation."""
+    point = PolicyDecisionPoint(runtime.db, runtime.ledger, PolicyConfig())
     subject = Subject("li-brain", "subbrain", "lithium-battery")
     decision = point.decide(subject, "compute", "dataset:x", CORE_COMPUTE, at=AT)
     assert not decision.allow and decision.version is None
+    assert decision.reasons == ("no policy version is active; denied by default",)
     naive = point.decide(subject, "compute", "dataset:x", CORE_COMPUTE, at=AT.replace(tzinfo=None))
     assert not naive.allow and "timezone-aware" in naive.reasons[0]
 

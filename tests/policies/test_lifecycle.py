@@ -9,12 +9,14 @@ import pytest
 
 from exchange.runtime import Runtime
 from policies import (
+    BASELINE_PACK,
     FourEyesError,
     Officer,
     OfficerRequiredError,
     PolicyDecisionPoint,
     PolicyLifecycleError,
     PolicyNotFoundError,
+    PolicySource,
     PolicyTestsFailedError,
     Subject,
     VersionState,
@@ -40,9 +42,11 @@ def _edit_vocab(pack_dir: Path, key: str, value: object) -> Path:
 
 def test_propose_test_approve_activate_and_rollback(runtime: Runtime, pack_copy: Path) -> None:
     point = runtime.policy
-    assert point.decide(SUBBRAIN, "compute", "dataset:x", CORE_COMPUTE, at=AT).reasons == (
-        "no policy version is active; denied by default",
-    )
+    # before the first activation the exchange decides under the shipped baseline pack,
+    # and every decision names its content hash
+    baseline = PolicySource.from_dir(BASELINE_PACK).hash
+    before = point.decide(SUBBRAIN, "compute", "dataset:x", CORE_COMPUTE, at=AT)
+    assert before.allow and before.version == baseline
     first = point.propose(pack_copy, officer=OFFICER_A)
     assert first.state is VersionState.PROPOSED
     assert point.test(first.hash[:12], officer=OFFICER_B).passed
