@@ -16,8 +16,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import LargeBinary, String, select
+from sqlalchemy import LargeBinary, Row, String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
@@ -116,15 +117,26 @@ class _IdentityRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
 
     def to_identity(self) -> Identity:
-        return Identity(
-            name=self.name,
-            role=Role(self.role),
-            status=Status(self.status),
-            public_key=Ed25519PublicKey(self.public_key) if self.public_key else None,
-            created_at=parse_rfc3339(self.created_at),
-            token_expires_at=parse_rfc3339(self.token_expires_at),
-            industry=self.industry,
-        )
+        return _identity_of(self)
+
+
+def _identity_of(row: _IdentityRow | Row[Any]) -> Identity:
+    """An :class:`Identity` from its ORM row or a Core row of the same columns."""
+    return Identity(
+        name=row.name,
+        role=Role(row.role),
+        status=Status(row.status),
+        public_key=Ed25519PublicKey(row.public_key) if row.public_key else None,
+        created_at=parse_rfc3339(row.created_at),
+        token_expires_at=parse_rfc3339(row.token_expires_at),
+        industry=row.industry,
+    )
+
+
+_BY_TOKEN_HASH = select(_IdentityRow.__table__).where(
+    _IdentityRow.__table__.c.token_hash == bindparam("digest")
+)
+"""The identity of a token hash: read on every authenticated request, as one Core query."""
 
 
 def hash_token(token: str) -> bytes:
@@ -303,13 +315,11 @@ class IdentityRegistry:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         digest = hash_token(token)
-        with self._db.read() as session:
-            row = session.execute(
-                select(_IdentityRow).where(_IdentityRow.token_hash == digest)
-            ).scalar_one_or_none()
-            if row is None or not hmac.compare_digest(row.token_hash, digest):
-                return None
-            identity = row.to_identity()
+        with self._db.engine.connect() as connection:  # no ORM session: every request pays it
+            row = connection.execute(_BY_TOKEN_HASH, {"digest": digest}).first()
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        identity = _identity_of(row)
         if identity.status is not Status.ACTIVE:
             return None
         if (now or utcnow()) >= identity.token_expires_at:
