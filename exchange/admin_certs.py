@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sqlalchemy import String, select
+from sqlalchemy import String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import format_rfc3339, parse_rfc3339, require_aware, utcnow
@@ -38,6 +38,7 @@ from core.events import Event, EventRecorder
 from edge_tls import CaNotInitializedError, EdgePki, fingerprint
 from exchange.access import ADMIN_ROLES
 from exchange.identities import (
+    Identity,
     IdentityConflictError,
     IdentityError,
     IdentityNotFoundError,
@@ -73,6 +74,12 @@ class _AdminCertificateRow(Base):
     not_after: Mapped[str] = mapped_column(String(40))
     revoked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+_BY_FINGERPRINT = select(_AdminCertificateRow.__table__).where(
+    _AdminCertificateRow.__table__.c.fingerprint == bindparam("fingerprint")
+)
+_VERIFIED_CACHE = 1024
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,10 @@ class AdminCertificates:
         self._identities = identities
         self._pki = pki
         self._lifetime = lifetime
+        self._verified: dict[str, object] = {}
+        """Fingerprints whose CA signature checked out, and the authority that checked it:
+        a signature over fixed bytes stays valid, so only the register (revocation,
+        supersession, the identity) is read on every request."""
 
     def issue(self, name: str, *, actor: str, now: datetime) -> AdminCredentials:
         """A new client certificate and key for administrator ``name``.
@@ -332,39 +343,52 @@ class AdminCertificates:
                 for row in session.execute(query).scalars()
             ]
 
-    def belongs_to(self, der: bytes, name: str, *, now: datetime | None = None) -> bool:
+    def belongs_to(
+        self,
+        der: bytes,
+        name: str,
+        *,
+        now: datetime | None = None,
+        identity: Identity | None = None,
+    ) -> bool:
         """Whether ``der`` is a valid client certificate of administrator ``name`` now.
 
         True only for a certificate this deployment's CA signed for ``name``,
         listed in the register, neither revoked nor superseded, within its
         validity, naming ``name`` in its URI SAN, while ``name`` is an active
-        administrator of the role it was issued for.
+        administrator of the role it was issued for. ``identity`` is ``name`` as
+        the caller just read it (the request's authentication), so it is not
+        read again.
         """
-        refusal = self._refusal(der, name, now=now or utcnow())
+        refusal = self._refusal(der, name, now=now or utcnow(), identity=identity)
         if refusal is not None:
             logger.info("client certificate refused for %s: %s", name, refusal)
             return False
         return True
 
-    def _refusal(self, der: bytes, name: str, *, now: datetime) -> str | None:
+    def _refusal(
+        self, der: bytes, name: str, *, now: datetime, identity: Identity | None = None
+    ) -> str | None:
         try:
             cert = x509.load_der_x509_certificate(der)
-            self._pki.authority().verify_issued(cert)
+            digest = fingerprint(cert)
+            authority = self._pki.authority()
+            if self._verified.get(digest) is not authority:
+                authority.verify_issued(cert)
+                if len(self._verified) >= _VERIFIED_CACHE:
+                    self._verified.clear()
+                self._verified[digest] = authority
         except (ValueError, CaNotInitializedError):
             return "not issued by this deployment's CA"
-        with self._db.read() as session:
-            row = session.execute(
-                select(_AdminCertificateRow).where(
-                    _AdminCertificateRow.fingerprint == fingerprint(cert)
-                )
-            ).scalar_one_or_none()
-            if row is None or row.serial_hex != format(cert.serial_number, "x"):
-                return "not an administrator certificate"
-            if row.name != name:
-                return "issued for another identity"
-            if row.revoked_at is not None:
-                return f"{row.revocation_reason or 'revoked'} at {row.revoked_at}"
-            role = row.role
+        with self._db.engine.connect() as connection:  # one Core read on every request
+            row = connection.execute(_BY_FINGERPRINT, {"fingerprint": digest}).first()
+        if row is None or row.serial_hex != format(cert.serial_number, "x"):
+            return "not an administrator certificate"
+        if row.name != name:
+            return "issued for another identity"
+        if row.revoked_at is not None:
+            return f"{row.revocation_reason or 'revoked'} at {row.revoked_at}"
+        role = row.role
         if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
             return "outside its validity period"
         try:
@@ -374,10 +398,11 @@ class AdminCertificates:
         uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
         if uris != [identity_uri(self._pki.config.trust_domain, name)]:
             return "its URI SAN names another identity"
-        try:
-            identity = self._identities.get(name)
-        except IdentityNotFoundError:
-            return "no such identity"
+        if identity is None or identity.name != name:
+            try:
+                identity = self._identities.get(name)
+            except IdentityNotFoundError:
+                return "no such identity"
         if identity.status is not Status.ACTIVE:
             return "the identity is revoked"
         if identity.role.value != role or identity.role not in ADMIN_ROLES:

@@ -98,7 +98,7 @@ def has_second_factor(request: Request, identity: Identity) -> bool:
     der = peer_certificate_der(request.scope)
     if der is None:
         return False
-    return get_runtime(request).admin_certificates.belongs_to(der, identity.name)
+    return get_runtime(request).admin_certificates.belongs_to(der, identity.name, identity=identity)
 
 
 def enforce_access(request: Request) -> Grant | None:
