@@ -160,20 +160,24 @@ class CliContext:
         remote = remote or Remote()
         bearer = self.bearer_token(token)
         url, ca = remote.exchange, remote.ca_bundle
+        cert, key = remote.client_cert, remote.client_key
         ca_text: str | None = None
         if url is None and self.profile is not None:
             from exchange.cli._profiles import ProfileStore
 
             profile = ProfileStore.from_environment(os.environ).load(self.profile)
             url, ca_text = profile.exchange, profile.ca_bundle_pem
+            if cert is None and profile.client_cert is not None:
+                cert = Path(profile.client_cert)
+                key = Path(profile.client_key) if profile.client_key else None
         if url is None:
             return ExchangeClient.local(self.runtime, token=bearer)
         return ExchangeClient.remote(
             url,
             token=bearer,
             ca_bundle=ca if ca is not None else ca_text,
-            client_cert=remote.client_cert,
-            client_key=remote.client_key,
+            client_cert=cert,
+            client_key=key,
         )
 
 

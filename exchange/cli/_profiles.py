@@ -65,6 +65,10 @@ class Profile:
     token: str = field(repr=False)
     ca_bundle_pem: str | None = field(default=None, repr=False)
     ca_fingerprint: str | None = None
+    client_cert: str | None = None
+    """Administrators: the path of their client certificate (PEM), the second factor."""
+    client_key: str | None = None
+    """Its private key's path (the key itself stays in its own 0600 file)."""
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -83,6 +87,8 @@ class Profile:
             "exchange": self.exchange,
             "ca_fingerprint": self.ca_fingerprint,
             "ca_bundle_pem": self.ca_bundle_pem,
+            "client_cert": self.client_cert,
+            "client_key": self.client_key,
             "token": self.token,
         }
 
@@ -108,6 +114,8 @@ class Profile:
             token=text("token") or "",
             ca_bundle_pem=text("ca_bundle_pem", optional=True),
             ca_fingerprint=text("ca_fingerprint", optional=True),
+            client_cert=text("client_cert", optional=True),
+            client_key=text("client_key", optional=True),
         )
 
 

@@ -1,4 +1,5 @@
-"""``ibx login``: store a profile (exchange URL, pinned CA, token) so no command needs ``--token``.
+"""``ibx login``: store a profile (exchange URL, pinned CA, token, an administrator's client
+certificate paths) so no command needs ``--token``.
 
 Trust is bootstrapped as ``step ca bootstrap`` does it: an administrator
 reads the root's fingerprint on the server (``ibx pki fingerprint``) and
@@ -69,7 +70,7 @@ def _read_token(token_file: Path | None) -> str:
     return token
 
 
-def login(
+def login(  # noqa: PLR0917 -- one parameter per command-line option
     exchange: str = typer.Option(..., "--exchange", help="the exchange's URL"),
     ca_fingerprint: str | None = typer.Option(
         None,
@@ -87,10 +88,26 @@ def login(
         None, "--token-file", help="read the token from this file (mode 0600)"
     ),
     profile: str = typer.Option(DEFAULT_PROFILE, "--profile", help="name of the profile"),
+    client_cert: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--client-cert",
+        help="administrators: your client certificate (PEM; ibx identity create --cert-out)",
+        exists=True,
+        dir_okay=False,
+    ),
+    client_key: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--client-key",
+        help="its private key (PEM, mode 0600; default: in the certificate file)",
+        exists=True,
+        dir_okay=False,
+    ),
 ) -> None:
     """Store a profile (exchange URL, pinned CA, token) for later commands."""
     if (ca_fingerprint is None) == (ca_bundle is None):
         raise typer.BadParameter("give exactly one of --ca-fingerprint and --ca-bundle")
+    if client_key is not None and client_cert is None:
+        raise typer.BadParameter("--client-key goes with --client-cert")
     if ca_bundle is not None:
         bundle = ca_bundle.read_bytes()
         pinned = _root_fingerprint(bundle)
@@ -113,6 +130,8 @@ def login(
             token=token,
             ca_bundle_pem=bundle.decode("ascii"),
             ca_fingerprint=pinned,
+            client_cert=str(client_cert.resolve()) if client_cert else None,
+            client_key=str(client_key.resolve()) if client_key else None,
         )
     )
     typer.echo(f"profile {profile!r} saved in {path} (CA root {pinned[:16]}…)")
