@@ -31,13 +31,23 @@ from exchange.errors import problem
 from exchange.request_id import HEADER, in_request, request_id_from
 from exchange.route_match import route_template
 
-__all__ = ["RequestContext", "access_line"]
+__all__ = ["RequestContext", "access_line", "log_requests"]
 
 logger = logging.getLogger(__name__)
 
 _HEADER = HEADER.lower().encode()
 UNMATCHED = "<unmatched>"
 """The path logged for a request that matched no route (its raw path is not logged)."""
+
+
+def log_requests() -> None:
+    """Turn the access log on: one INFO line per request on this module's logger.
+
+    ``ibx serve`` calls it (and turns uvicorn's own access log off, which would
+    print each path with its query string); the CLI's in-process local mode
+    does not, so a command's stderr carries no access lines.
+    """
+    logger.setLevel(logging.INFO)
 
 
 def access_line(

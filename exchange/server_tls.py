@@ -241,6 +241,7 @@ def api_server_config(
             log_level=log_level,
             server_header=False,
             proxy_headers=False,
+            access_log=False,  # exchange.access_log logs each request, without its query
         )
     context = listener.context
 
@@ -256,4 +257,5 @@ def api_server_config(
         log_level=log_level,
         server_header=False,
         proxy_headers=False,
+        access_log=False,  # exchange.access_log logs each request, without its query
     )

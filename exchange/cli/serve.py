@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
+from exchange.access_log import log_requests
 from exchange.app import create_app
 from exchange.cli._context import cli_context
 from exchange.edge_server import edge_server_config, serve_together
@@ -83,6 +84,7 @@ def serve(  # noqa: PLR0917 - one parameter per command-line option
     )
     runtime.auth_guard  # noqa: B018 - built once, before requests arrive on several threads
     app = create_app(runtime=runtime, edge_port=edge_port)
+    log_requests()  # one line per request: method, path template, status, time, caller
     if listener.ca_created:
         typer.echo(
             "ibx: created the deployment CA (it certifies this API, edge devices and "

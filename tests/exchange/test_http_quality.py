@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -35,6 +37,7 @@ from exchange.request_id import install_log_context
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.server import running_exchange
 
 PROBLEM = "application/problem+json"
 INDUSTRY = "lithium-battery"
@@ -407,3 +410,37 @@ def test_every_ref_of_the_openapi_document_resolves(client: httpx.Client) -> Non
             assert isinstance(node, dict) and part in node, ref
             node = node[part]
     jsonschema.Draft202012Validator.check_schema(document["components"]["schemas"]["Problem"])
+
+
+# --- a real ibx serve ------------------------------------------------------------------
+
+
+def test_a_real_server_logs_one_access_line_per_request_without_secrets(
+    tmp_path: Path,
+) -> None:
+    """``ibx serve`` over TLS: the answer carries the id, the server's stderr has one
+    access line with it, and neither the token nor the query string reaches the log."""
+    data = initialised(tmp_path / "data")
+    rt = Runtime(Settings(data_dir=data))
+    try:
+        _name, token = _token(rt, Role.SUBBRAIN)
+    finally:
+        rt.close()
+    with running_exchange(data) as base, base.client(token) as http:
+        answer = http.get(
+            "/v1/datasets",
+            params={"q": "query-secret-7"},
+            headers={"X-Request-ID": "e2e-trace-1"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-request-id"] == "e2e-trace-1"
+        missing = http.get("/v1/nowhere", headers={"Authorization": "Bearer ibx_" + "C" * 43})
+        _is_problem(missing, 404)
+        deadline = time.monotonic() + 10  # a line is written once its answer is sent
+        while " GET <unmatched> 404 " not in (log := base.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    lines = [line for line in log.splitlines() if "exchange.access_log" in line]
+    assert any("[e2e-trace-1] GET /v1/datasets 200 " in line for line in lines), log
+    assert any(" GET <unmatched> 404 " in line for line in lines), log
+    for secret in (token, token.removeprefix("ibx_"), "query-secret-7", "C" * 43):
+        assert secret not in log
