@@ -130,7 +130,11 @@ def create_app(
     app.state.runtime = rt
     install_log_context()
     # add_middleware wraps: the last added runs first
-    app.add_middleware(Idempotency, store=IdempotencyStore(rt.db, rt.master_key))
+    app.add_middleware(
+        Idempotency,
+        store=IdempotencyStore(rt.db, rt.master_key),
+        authenticate=lambda token: rt.identities.authenticate(token),  # noqa: PLW0108 - built on first use
+    )
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
     app.add_middleware(RequestContext)
     install_problem_handlers(app)

@@ -15,6 +15,8 @@ domain-separated SHA-256 of the ``Authorization`` header, so the table holds
 neither tokens nor anything a token can be found from; the body is kept as its
 SHA-256 only. Only successful (2xx) answers are kept: an error acted on
 nothing (the exchange's writes are transactions), so its retry runs again.
+A key is claimed (written) only for a token that authenticates; a caller who
+is nobody writes nothing here and meets the access check's 401.
 
 Stored answers are encrypted with the deployment's master key (AES-256-GCM,
 bound to the entry): some carry a one-time secret (a rotated bearer token, an
@@ -36,6 +38,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -140,6 +143,35 @@ class IdempotencyStore:
     def _aad(entry: bytes) -> bytes:
         return b"ibx/idempotency/answer/v1\x00" + entry
 
+    def _judge(
+        self, entry: bytes, row: _IdempotencyRow | None, request_hash: bytes, when: datetime
+    ) -> Claim | None:
+        """What a live entry means for this request; None when there is none to honour
+        (absent, expired, or pending past :data:`PENDING_TIMEOUT`: its process died)."""
+        if row is None or row.created_at < format_rfc3339(when - TTL):
+            return None
+        if row.request_hash != request_hash:
+            return Claim(ClaimOutcome.MISMATCH)
+        if row.status is None:
+            if row.created_at < format_rfc3339(when - PENDING_TIMEOUT):
+                return None
+            return Claim(ClaimOutcome.IN_PROGRESS)
+        body = self._master.decrypt(row.body or b"", aad=self._aad(entry))
+        return Claim(ClaimOutcome.REPLAY, row.status, row.content_type, body)
+
+    def find(
+        self, entry: bytes, request_hash: bytes, *, now: datetime | None = None
+    ) -> Claim | None:
+        """The live entry's meaning for this request (a read; nothing is claimed).
+
+        Raises:
+            KeyDecryptionError: a stored answer does not open under the master key.
+            sqlalchemy.exc.SQLAlchemyError: the database failed.
+        """
+        with self._db.read() as session:
+            row = session.get(_IdempotencyRow, entry)
+            return self._judge(entry, row, request_hash, now or utcnow())
+
     def claim(self, entry: bytes, request_hash: bytes, *, now: datetime | None = None) -> Claim:
         """Claim ``entry`` for a request whose body hashes to ``request_hash``.
 
@@ -152,10 +184,9 @@ class IdempotencyStore:
         try:
             with self._db.write() as session:
                 row = session.get(_IdempotencyRow, entry)
-                if row is not None and row.created_at < format_rfc3339(when - TTL):
-                    session.delete(row)
-                    session.flush()
-                    row = None
+                judged = self._judge(entry, row, request_hash, when)
+                if judged is not None:
+                    return judged
                 if row is None:
                     session.add(
                         _IdempotencyRow(
@@ -164,16 +195,13 @@ class IdempotencyStore:
                             created_at=format_rfc3339(when),
                         )
                     )
-                    return Claim(ClaimOutcome.ACT)
-                if row.request_hash != request_hash:
-                    return Claim(ClaimOutcome.MISMATCH)
-                if row.status is None:
-                    if row.created_at < format_rfc3339(when - PENDING_TIMEOUT):
-                        row.created_at = format_rfc3339(when)  # its process died: take over
-                        return Claim(ClaimOutcome.ACT)
-                    return Claim(ClaimOutcome.IN_PROGRESS)
-                body = self._master.decrypt(row.body or b"", aad=self._aad(entry))
-                return Claim(ClaimOutcome.REPLAY, row.status, row.content_type, body)
+                else:  # expired, or abandoned by a process that died: start afresh
+                    row.request_hash = request_hash
+                    row.status = None
+                    row.content_type = None
+                    row.body = None
+                    row.created_at = format_rfc3339(when)
+                return Claim(ClaimOutcome.ACT)
         except IntegrityError:  # another replica inserted the same key first
             return Claim(ClaimOutcome.IN_PROGRESS)
 
@@ -243,9 +271,29 @@ class Idempotency:
     matches says whether it writes.
     """
 
-    def __init__(self, app: ASGIApp, *, store: IdempotencyStore) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        store: IdempotencyStore,
+        authenticate: Callable[[str], object | None],
+    ) -> None:
+        """``authenticate(token)`` is None for a token that is not a live identity's."""
         self._app = app
         self._store = store
+        self._authenticate = authenticate
+
+    def _decide(self, entry: bytes, request_hash: bytes, authorization: bytes) -> Claim | None:
+        """A live entry's meaning, else a new claim for an authenticated caller, else None
+        (the request goes on unremembered: the access check answers 401, and nothing was
+        written for a caller who is nobody)."""
+        found = self._store.find(entry, request_hash)
+        if found is not None:
+            return found
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or self._authenticate(token.strip()) is None:
+            return None
+        return self._store.claim(entry, request_hash)
 
     @staticmethod
     def _is_write(scope: Scope) -> bool:
@@ -272,7 +320,12 @@ class Idempotency:
             return
         body = await _read_body(receive)
         entry = entry_id(authorization, key, "POST", scope.get("path", ""))
-        claim = await run_in_threadpool(self._store.claim, entry, hashlib.sha256(body).digest())
+        claim = await run_in_threadpool(
+            self._decide, entry, hashlib.sha256(body).digest(), authorization
+        )
+        if claim is None:
+            await self._app(scope, _replay_receive(body, receive), send)
+            return
         if claim.outcome is ClaimOutcome.MISMATCH:
             await problem(
                 422,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
@@ -317,6 +317,28 @@ def test_keys_are_per_caller_and_a_failed_request_does_not_hold_its_key(
     theirs = client.post("/v1/datasets", json=other, headers={**_bearer(token_b), **key})
     assert theirs.status_code == 201, theirs.text
     assert "idempotent-replayed" not in theirs.headers
+
+
+def test_a_caller_who_is_nobody_writes_no_key(client: httpx.Client, runtime: Runtime) -> None:
+    """Unknown tokens meet the 401 without a write to the key table (watched on the engine)."""
+    writes: list[str] = []
+
+    def watch(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "exchange_idempotency" in statement and not statement.lstrip().startswith("SELECT"):
+            writes.append(statement.split(None, 1)[0])
+
+    event.listen(runtime.db.engine, "before_cursor_execute", watch)
+    try:
+        for token in ("ibx_" + "D" * 43, "not-even-a-token"):
+            headers = {**_bearer(token), "Idempotency-Key": f"nobody-{token[:8]}"}
+            _is_problem(client.post("/v1/me/token", headers=headers), 401)
+        assert writes == []
+        _name, real = _token(runtime)  # the watch sees the writes of a real caller
+        headers = {**_bearer(real), "Idempotency-Key": "somebody-1"}
+        assert client.post("/v1/me/token", headers=headers).status_code == 200
+        assert writes
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", watch)
 
 
 @pytest.mark.parametrize(
