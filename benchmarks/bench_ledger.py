@@ -28,7 +28,8 @@ from pymerkle import SqliteTree
 import core
 from core.db import Database, migrate
 from core.events import Event
-from core.keys import KeyRing, MasterKey
+from core.keyring import KeyRing
+from core.keys import MasterKey
 from ledger import MIGRATIONS, Ledger, LedgerConfig, SqlLedgerBackend
 
 BATCH = 10_000

@@ -53,7 +53,8 @@ import core
 import ledger
 import mpc
 from core.db import Database, migrate
-from core.keys import KeyRing, MasterKey
+from core.keyring import KeyRing
+from core.keys import MasterKey
 from mpc.hazmat import he as raw
 
 PHE_BITS = 3072

@@ -40,7 +40,8 @@ import ledger
 import policies
 from core.canonical import JsonValue
 from core.db import Database, migrate
-from core.keys import KeyRing, MasterKey
+from core.keyring import KeyRing
+from core.keys import MasterKey
 from policies import (
     BASELINE_PACK,
     CasbinLine,

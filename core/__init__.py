@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from core.db import MIGRATIONS, Base, Database, migrate
     from core.errors import CanonicalJsonError, ConfigurationError, IbxError, KeyDecryptionError
     from core.events import Event, EventRecorder, RecordedEvent
-    from core.keys import Ed25519PublicKey, Ed25519Signer, KeyRing, MasterKey, verify_ed25519
+    from core.keyring import KeyRing
+    from core.keys import Ed25519PublicKey, Ed25519Signer, MasterKey, verify_ed25519
 
 _HOME = {
     "core.canonical": ("JsonValue", "canonical_bytes", "canonical_sha256", "parse_json_object"),
@@ -23,7 +24,8 @@ _HOME = {
     "core.db": ("MIGRATIONS", "Base", "Database", "migrate"),
     "core.errors": ("CanonicalJsonError", "ConfigurationError", "IbxError", "KeyDecryptionError"),
     "core.events": ("Event", "EventRecorder", "RecordedEvent"),
-    "core.keys": ("Ed25519PublicKey", "Ed25519Signer", "KeyRing", "MasterKey", "verify_ed25519"),
+    "core.keyring": ("KeyRing",),
+    "core.keys": ("Ed25519PublicKey", "Ed25519Signer", "MasterKey", "verify_ed25519"),
 }
 _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 

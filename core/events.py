@@ -13,11 +13,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.canonical import JsonValue
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["Event", "EventRecorder", "RecordedEvent"]
 

@@ -21,7 +21,8 @@ from sqlalchemy.engine import make_url
 from core.clock import utcnow
 from core.db import Database, migrate
 from core.errors import ConfigurationError
-from core.keys import KeyRing, MasterKey
+from core.keyring import KeyRing
+from core.keys import MasterKey
 from exchange.datadir import (
     AlreadyInitialisedError,
     DeploymentRecord,

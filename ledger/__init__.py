@@ -5,6 +5,8 @@ The ledger stores opaque canonical bytes; the packages that write entries
 define their payload schemas.
 """
 
+from typing import TYPE_CHECKING
+
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import MAX_PAYLOAD_BYTES, LedgerEntry
 from ledger._fetched import FetchedLog
@@ -21,7 +23,6 @@ from ledger._merkle import (
 )
 from ledger.backends.base import LedgerBackend, StoredEntry, TreeHead
 from ledger.backends.memory import MemoryLedgerBackend
-from ledger.backends.sql import MIGRATIONS, SqlLedgerBackend
 from ledger.errors import (
     CheckpointError,
     ConsistencyProofError,
@@ -33,6 +34,24 @@ from ledger.errors import (
     ProofError,
     TreeSizeError,
 )
+
+if TYPE_CHECKING:
+    from ledger.backends.sql import MIGRATIONS, SqlLedgerBackend
+
+
+def __getattr__(name: str) -> object:
+    """The SQL backend loads on first use (PEP 562): a client that only verifies
+    checkpoints and proofs loads no SQLAlchemy.
+
+    Raises:
+        AttributeError: not a name of this package.
+    """
+    if name in ("MIGRATIONS", "SqlLedgerBackend"):
+        from ledger.backends import sql  # noqa: PLC0415 -- the database layer on demand
+
+        return getattr(sql, name)
+    raise AttributeError(f"module 'ledger' has no attribute {name!r}")
+
 
 __all__ = [
     "EMPTY_ROOT",

@@ -10,8 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from core.canonical import canonical_bytes
 from core.clock import format_rfc3339, require_aware, utcnow
@@ -34,6 +33,9 @@ from ledger._merkle import (
 )
 from ledger.backends.base import LedgerBackend, StoredEntry, TreeHead
 from ledger.errors import InvalidEntryError, LedgerError, TreeSizeError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["ConsistencyProof", "InclusionProof", "Ledger", "LedgerConfig"]
 

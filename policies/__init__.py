@@ -33,7 +33,6 @@ from policies._sandbox import (
     run_sandbox,
     run_tests_in_sandbox,
 )
-from policies._service import PolicyConfig, PolicyDecisionPoint
 from policies._source import (
     BASELINE_PACK,
     CasbinLine,
@@ -62,8 +61,11 @@ if TYPE_CHECKING:
     from policies._engine import CompiledPolicy, InputSchema, Verdict, combine, prepare_input
     from policies._opa import OpaEvaluator
     from policies._rego_check import ALLOWED_BUILTINS
+    from policies._service import PolicyConfig, PolicyDecisionPoint
 
 _LAZY = {
+    "PolicyConfig": "policies._service",
+    "PolicyDecisionPoint": "policies._service",
     "ALLOWED_BUILTINS": "policies._rego_check",
     "CompiledPolicy": "policies._engine",
     "InputSchema": "policies._engine",
@@ -72,8 +74,9 @@ _LAZY = {
     "combine": "policies._engine",
     "prepare_input": "policies._engine",
 }
-"""Names whose modules load the Rego engine (regopy, and TenSEAL through it): imported
-on first use, so listing versions or reading a coverage report does not pay for them."""
+"""Names whose modules load the Rego engine (regopy, and TenSEAL through it) or the
+database layer (SQLAlchemy): imported on first use, so a client that only reads policy
+versions or a coverage report over HTTP pays for neither."""
 
 
 def __getattr__(name: str) -> object:

@@ -27,7 +27,8 @@ from typing import BinaryIO
 from sqlalchemy.engine import make_url
 
 import ledger
-from core.keys import Ed25519Signer, KeyRing, MasterKey
+from core.keyring import KeyRing
+from core.keys import Ed25519Signer, MasterKey
 from exchange.backup._database import snapshot_database
 from exchange.backup._manifest import (
     MANIFEST_NAME,

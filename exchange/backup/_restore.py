@@ -31,7 +31,8 @@ from sqlalchemy.exc import SQLAlchemyError
 import ledger
 from core.db import Database
 from core.errors import ConfigurationError, KeyDecryptionError
-from core.keys import KeyRing, MasterKey, verify_ed25519
+from core.keyring import KeyRing
+from core.keys import MasterKey, verify_ed25519
 from exchange.backup._create import BACKUP_KEY
 from exchange.backup._database import check_restore_target, restore_database
 from exchange.backup._manifest import (

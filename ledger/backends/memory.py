@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from ledger._merkle import NodeKey
 from ledger.backends.base import StoredEntry, TreeHead
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["MemoryLedgerBackend"]
 

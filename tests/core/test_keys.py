@@ -10,7 +10,8 @@ import pytest
 
 from core.db import Database
 from core.errors import ConfigurationError, KeyDecryptionError
-from core.keys import KeyRing, MasterKey
+from core.keyring import KeyRing
+from core.keys import MasterKey
 
 
 def test_master_key_file_is_created_0600_and_reloaded(tmp_path: Path) -> None:

@@ -94,12 +94,13 @@ def test_every_subcommand_is_listed_and_runs_its_help() -> None:
     assert "propose" in policy.stdout
 
 
-def test_policy_list_over_the_api_loads_neither_the_rego_engine_nor_tenseal(
+def test_remote_user_commands_load_no_engine_framework_or_database_layer(
     tmp_path: Path,
 ) -> None:
     """A remote user command is a thin client: the exchange authorizes and decides, so
-    ``policy list --exchange URL`` loads no policy engine, compute library or web framework.
-    (Locally the same app runs in-process, its decision point included.)"""
+    ``policy list`` and ``ledger checkpoint`` with ``--exchange URL`` load no policy engine,
+    compute library, web framework or database layer (issue 10: simple commands start at
+    once). Locally the same app runs in-process, its decision point included."""
     from tests.conftest import initialised
     from tests.server import running_exchange
 
@@ -123,8 +124,16 @@ def test_policy_list_over_the_api_loads_neither_the_rego_engine_nor_tenseal(
         listed = subprocess.run(
             [*ibx, *args], capture_output=True, text=True, check=False, timeout=120
         )
+        checkpoint = ["ledger", "checkpoint", "--token", token, *args[4:]]
+        loaded_checkpoint = _loaded(checkpoint)
+        read = subprocess.run(
+            [*ibx, *checkpoint], capture_output=True, text=True, check=False, timeout=120
+        )
     assert listed.returncode == 0, listed.stderr  # it did ask the exchange, and was answered
-    assert not loaded & {"regopy", "tenseal", "mpyc", "numpy", "fastapi", "opendp", "casbin"}
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.startswith("ibx.localhost/ledger\n")
+    assert not loaded & set(HEAVY), loaded
+    assert not loaded_checkpoint & set(HEAVY), loaded_checkpoint
 
 
 def test_policies_still_gives_its_rego_names_on_first_use() -> None:

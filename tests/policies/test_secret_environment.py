@@ -18,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from core.db import Database
-from core.keys import KeyRing, MasterKey
+from core.keyring import KeyRing
+from core.keys import MasterKey
 from exchange.app import create_app
 from exchange.cli import app as cli_app
 from exchange.settings import take_secret_environment
