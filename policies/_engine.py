@@ -33,6 +33,11 @@ __all__ = ["CompiledPolicy", "InputSchema", "Verdict", "combine", "prepare_input
 
 logger = logging.getLogger(__name__)
 
+logging.getLogger("casbin.enforcer").setLevel(logging.ERROR)
+"""Casbin logs every refused request (subject, domain, action) at WARNING; the decision and
+its reasons are ibx's to report (on the ledger for writes), not a log line per request.
+(A level, not ``disabled``: uvicorn's logging set-up re-enables existing loggers.)"""
+
 CACHE_KEY_ORDER = (1, 2, 3)  # dom, obj (resource kind), act: the same positions in r and p
 REGO_QUERY = f"allow := data.{ENTRY_PACKAGE}.allow; deny := data.{ENTRY_PACKAGE}.deny"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exchange.cli._progress import Progress
-from exchange.demo import consent_step, edge_step, ledger_step, mpc_step, policy_step
+from exchange.demo import api_step, consent_step, edge_step, ledger_step, mpc_step, policy_step
 from exchange.identities import IssuedIdentity
 from exchange.runtime import Runtime
 from exchange.settings import Settings
@@ -44,6 +44,7 @@ STEPS: list[tuple[str, Callable[[Scene], None]]] = [
     ("ledger: record events, checkpoint, inclusion proof", ledger_step.run),
     ("policy: four-eyes activation of the baseline pack, two decisions", policy_step.run),
     ("consent: enterprise-signed grants, a revocation, checks before and after", consent_step.run),
+    ("the API: every duty over HTTPS, authorized by the policy decision point", api_step.run),
     ("privacy compute: HE mean, MPC benchmarking round, PSI between suppliers", mpc_step.run),
     ("edge: EST enrolment, sealed upload over mutual TLS, revocation", edge_step.run),
 ]
