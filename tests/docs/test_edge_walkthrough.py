@@ -26,5 +26,5 @@ def _names(doc: Path) -> set[str]:
 def test_edge_walkthrough_names_nobody_the_tour_names() -> None:
     """The walkthrough's identities (officer, enterprise) are not the README tour's."""
     edge, tour = _names(EDGE), _names(README)
-    assert "edge-officer" in edge and "officer-1" in tour
+    assert "edge-officer" in edge and "officer-a" in tour
     assert not edge & tour, f"both docs create {sorted(edge & tour)}"
