@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from consent._tables import DatasetRow
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_SEARCH_BATCH = 200
+"""Rows fetched at a time while a text search filters them in Python."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Dataset:
         }
 
 
-def _to_dataset(row: DatasetRow) -> Dataset:
+def _to_dataset(row: DatasetRow | Row[Any]) -> Dataset:
     return Dataset(
         dataset_id=row.dataset_id,
         owner=row.owner,
@@ -89,6 +92,7 @@ class DatasetCatalog:
     def __init__(self, db: Database, recorder: EventRecorder) -> None:
         self._db = db
         self._recorder = recorder
+        self._queries: dict[tuple[frozenset[str], bool], Select[Any]] = {}
 
     def register(
         self,
@@ -171,3 +175,89 @@ class DatasetCatalog:
             if owner is not None:
                 query = query.where(DatasetRow.owner == owner)
             return [_to_dataset(row) for row in session.execute(query).scalars()]
+
+    def search(
+        self,
+        *,
+        limit: int,
+        after: str | None = None,
+        owner: str | None = None,
+        owners: Collection[str] | None = None,
+        field: str | None = None,
+        classification: Classification | None = None,
+        text: str | None = None,
+    ) -> tuple[Dataset, ...]:
+        """Up to ``limit`` datasets with ids after ``after``, by id (code point order),
+        matching every filter given.
+
+        ``owner``: registered by it; ``owners``: by one of these (empty: none
+        match); ``field``: has this field; ``classification``; ``text``: a
+        substring of the id or description, in any case (``str.casefold``).
+
+        The database filters and pages (keyset on the id), so a page costs what
+        it holds, not the size of the catalog; only ``text`` is matched here, on
+        rows streamed in id order until the page is full, because databases fold
+        case differently from Python.
+        """
+        if limit <= 0 or (owners is not None and not owners):
+            return ()
+        params: dict[str, object] = {"after": after or "", "limit": limit}  # ids are non-empty
+        if owner is not None:
+            params["owner"] = owner
+        if owners is not None:
+            params["owners"] = sorted(set(owners))
+        if field is not None:
+            # fields are a sorted JSON list of identifiers: '"name"' occurs exactly when the
+            # field does (a case-sensitive substring test with no wildcards)
+            params["field"] = json.dumps(field)
+        if classification is not None:
+            params["classification"] = classification.value
+        query = self._search_query(frozenset(params), limited=text is None)
+        if text is None:
+            with self._db.lookups() as connection:  # one statement: its own snapshot
+                return tuple(_to_dataset(row) for row in connection.execute(query, params))
+        needle = text.casefold()
+        found: list[Dataset] = []
+        with self._db.lookups() as connection:
+            rows = connection.execution_options(yield_per=_SEARCH_BATCH).execute(query, params)
+            for row in rows:
+                if (
+                    needle in row.dataset_id.casefold()
+                    or needle in (row.description or "").casefold()
+                ):
+                    found.append(_to_dataset(row))
+                    if len(found) == limit:
+                        break
+            rows.close()
+        return tuple(found)
+
+    def _search_query(self, filters: frozenset[str], *, limited: bool) -> Select[Any]:
+        """The statement for one combination of filters, built once (bound parameters
+        only, so the database driver's statement cache serves every search of that shape).
+        """
+        key = (filters, limited)
+        cached = self._queries.get(key)
+        if cached is not None:
+            return cached
+        table = DatasetRow.__table__
+        # code point order whatever the database's default collation: SQLite's BINARY
+        # compares UTF-8 bytes, PostgreSQL's "C" likewise
+        dataset_id = table.c.dataset_id.collate("BINARY" if self._db.is_sqlite else "C")
+        query = select(table).where(dataset_id > bindparam("after")).order_by(dataset_id)
+        if "owner" in filters:
+            query = query.where(table.c.owner == bindparam("owner"))
+        if "owners" in filters:
+            query = query.where(table.c.owner.in_(bindparam("owners", expanding=True)))
+        if "classification" in filters:
+            query = query.where(table.c.classification == bindparam("classification"))
+        if "field" in filters:
+            position = (
+                func.instr(table.c.fields, bindparam("field"))
+                if self._db.is_sqlite
+                else func.strpos(table.c.fields, bindparam("field"))
+            )
+            query = query.where(position > 0)
+        if limited:
+            query = query.limit(bindparam("limit"))
+        self._queries[key] = query
+        return query

@@ -138,6 +138,19 @@ _BY_TOKEN_HASH = select(_IdentityRow.__table__).where(
 )
 """The identity of a token hash: read on every authenticated request, as one Core query."""
 
+_BY_NAME = select(_IdentityRow.__table__).where(_IdentityRow.__table__.c.name == bindparam("name"))
+"""One identity by name, as one Core query (the decide route reads its subject this way)."""
+
+_NAMES = (
+    select(_IdentityRow.__table__.c.name)
+    .where(
+        _IdentityRow.__table__.c.industry == bindparam("industry"),
+        _IdentityRow.__table__.c.role == bindparam("role"),
+    )
+    .order_by(_IdentityRow.__table__.c.name)
+)
+"""The names of one role in one industry (the catalog's industry filter), on its index."""
+
 
 def hash_token(token: str) -> bytes:
     """SHA-256 of a bearer token (tokens are 256-bit random, so no slow hash is needed)."""
@@ -216,11 +229,11 @@ class IdentityRegistry:
         Raises:
             IdentityError: no such identity.
         """
-        with self._db.read() as session:
-            row = session.get(_IdentityRow, name)
-            if row is None:
-                raise IdentityNotFoundError(f"no identity named {name!r}")
-            return row.to_identity()
+        with self._db.lookups() as connection:  # one statement: no ORM session
+            row = connection.execute(_BY_NAME, {"name": name}).first()
+        if row is None:
+            raise IdentityNotFoundError(f"no identity named {name!r}")
+        return _identity_of(row)
 
     def list(self, *, role: Role | None = None) -> list[Identity]:
         """Every identity, by name."""
@@ -229,6 +242,13 @@ class IdentityRegistry:
             if role is not None:
                 query = query.where(_IdentityRow.role == role.value)
             return [row.to_identity() for row in session.execute(query).scalars()]
+
+    def names(self, *, role: Role, industry: str) -> tuple[str, ...]:
+        """The names of every identity of ``role`` in ``industry`` (any status), by name;
+        one query on the industry index."""
+        with self._db.lookups() as connection:
+            names = connection.execute(_NAMES, {"industry": industry, "role": role.value})
+            return tuple(str(name) for name in names.scalars())
 
     def revoke(self, name: str, *, actor: str = "sysadmin") -> Identity:
         """Revoke ``name``: its token stops working at once.
@@ -315,7 +335,7 @@ class IdentityRegistry:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         digest = hash_token(token)
-        with self._db.engine.connect() as connection:  # no ORM session: every request pays it
+        with self._db.lookups() as connection:  # no ORM session: every request pays it
             row = connection.execute(_BY_TOKEN_HASH, {"digest": digest}).first()
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             return None

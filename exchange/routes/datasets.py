@@ -9,17 +9,16 @@ are :mod:`consent`'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from consent import Classification, Dataset
+from consent import Classification
 from core.clock import utcnow
 from exchange.access import Grant
 from exchange.auth import get_runtime, granted
 from exchange.identities import Role
-from exchange.routes._paging import CURSOR, LIMIT, Page, paginate
+from exchange.routes._paging import CURSOR, LIMIT, Page, cursor_after, cursor_for
 from exchange.runtime import Runtime
 from exchange.schemas.datasets import DatasetCreate, DatasetPublic
 
@@ -95,26 +94,20 @@ def catalog(  # noqa: PLR0917 -- one parameter per filter
     Raises:
         CursorError: a cursor this exchange did not hand out (400).
     """
-    datasets: Sequence[Dataset] = sorted(  # by code point, whatever the database's collation
-        runtime.consents.catalog.list(owner=owner), key=lambda d: d.dataset_id
+    owners = None
+    if industry is not None:  # the enterprises of that industry: one query on its index
+        owners = runtime.identities.names(role=Role.ENTERPRISE, industry=industry)
+    found = runtime.consents.catalog.search(  # filtered and paged by the database
+        limit=limit + 1,  # one more: whether a next page exists
+        after=cursor_after(cursor),
+        owner=owner,
+        owners=owners,
+        field=field,
+        classification=classification,
+        text=q,
     )
-    if industry is not None:
-        owners = {
-            i.name for i in runtime.identities.list(role=Role.ENTERPRISE) if i.industry == industry
-        }
-        datasets = [d for d in datasets if d.owner in owners]
-    if field is not None:
-        datasets = [d for d in datasets if field in d.fields]
-    if classification is not None:
-        datasets = [d for d in datasets if d.classification is classification]
-    if q is not None:
-        needle = q.casefold()
-        datasets = [
-            d
-            for d in datasets
-            if needle in d.dataset_id.casefold() or needle in (d.description or "").casefold()
-        ]
-    page, next_cursor = paginate(datasets, key=lambda d: d.dataset_id, cursor=cursor, limit=limit)
+    page = found[:limit]
+    next_cursor = cursor_for(page[-1].dataset_id) if len(found) > limit else None
     return Page[DatasetPublic](items=[DatasetPublic.of(d) for d in page], next_cursor=next_cursor)
 
 
