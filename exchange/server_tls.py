@@ -229,6 +229,9 @@ def api_server_config(
 ) -> uvicorn.Config:
     """A uvicorn config for the API: TLS with the peer-certificate bridge, or plain HTTP.
 
+    HTTP is parsed by httptools and the event loop is uvloop when they are installed
+    (they are dependencies; uvicorn's ``auto`` loop picks uvloop).
+
     ``X-Forwarded-For`` is not trusted, from anyone: the client address (what the
     failed-authentication lockout counts by) is the TCP peer's. A TLS-terminating
     proxy in front would hide administrators' client certificates anyway.

@@ -105,4 +105,6 @@ def serve(  # noqa: PLR0917 - one parameter per command-line option
             hosts=("localhost", "127.0.0.1", *edge_names),
         )
     )
-    asyncio.run(serve_together([main_server, edge_server]))
+    # the loop uvicorn would pick for one server (uvloop when installed)
+    with asyncio.Runner(loop_factory=main_server.config.get_loop_factory()) as runner:
+        runner.run(serve_together([main_server, edge_server]))

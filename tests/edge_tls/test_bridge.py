@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -16,7 +18,11 @@ from starlette.types import Receive, Scope, Send
 from core.clock import utcnow
 from edge_tls import DeviceId, IssuedCertificate
 from exchange.edge_server import edge_ssl_context
-from exchange.tls_bridge import PeerCertificateProtocol, peer_certificate_der
+from exchange.tls_bridge import (
+    H11PeerCertificateProtocol,
+    PeerCertificateProtocol,
+    peer_certificate_der,
+)
 from tests.edge_tls.conftest import Pki, RunningServer, client_context, csr_for, new_key
 
 
@@ -33,8 +39,21 @@ async def echo_tls(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+PROTOCOLS = [
+    pytest.param(PeerCertificateProtocol, id="served"),  # httptools' (it is a dependency)
+    pytest.param(H11PeerCertificateProtocol, id="h11"),  # the fallback without httptools
+]
+
+
+def test_the_served_protocol_parses_http_with_httptools() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert issubclass(PeerCertificateProtocol, HttpToolsProtocol)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_bridge_puts_the_verified_peer_certificate_in_every_request_scope(
-    pki: Pki, tmp_path: Path
+    pki: Pki, tmp_path: Path, protocol: type[asyncio.Protocol]
 ) -> None:
     edge = pki.runtime.edge_pki
     credentials = edge.issue_server_certificate(("127.0.0.1",), now=utcnow())
@@ -47,7 +66,7 @@ def test_bridge_puts_the_verified_peer_certificate_in_every_request_scope(
         echo_tls,
         host="127.0.0.1",
         port=0,
-        http=PeerCertificateProtocol,
+        http=protocol,
         ssl_context_factory=factory,
         log_level="warning",
         lifespan="off",
