@@ -20,6 +20,7 @@ from exchange.runtime import Runtime
 __all__ = [
     "LOCAL_EXTENSION",
     "authenticate_token",
+    "current_runtime",
     "enforce_access",
     "enterprise_is_active",
     "get_runtime",
@@ -35,6 +36,12 @@ def get_runtime(request: Request) -> Runtime:
     """The runtime that ``create_app`` attached to the application."""
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def current_runtime(request: Request) -> Runtime:
+    """:func:`get_runtime` as a route dependency that runs on the event loop (no I/O, so
+    no worker-thread hop as a plain ``def`` dependency would take)."""
+    return get_runtime(request)
 
 
 def route_access(request: Request) -> Access:
@@ -127,8 +134,12 @@ def enforce_access(request: Request) -> Grant | None:
     return grant
 
 
-def granted(grant: Grant | None = Depends(enforce_access)) -> Grant:  # noqa: B008
-    """Route dependency: the caller's grant (the route must not be public)."""
+async def granted(grant: Grant | None = Depends(enforce_access)) -> Grant:  # noqa: B008
+    """Route dependency: the caller's grant (the route must not be public).
+
+    ``async``: it does no I/O, so it runs on the event loop instead of taking a
+    worker thread (FastAPI runs every plain ``def`` dependency in the threadpool).
+    """
     if grant is None:
         raise ForbiddenError("this route is public and has no caller")
     return grant

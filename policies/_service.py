@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,9 +104,16 @@ class PolicyConfig:
     decision_cache_size: int = 4096
     """Decisions kept per process, keyed by version and the whole input (``now`` is
     whole seconds, so equal keys give equal decisions); 0 turns the cache off."""
+    active_version_ttl: float = 0.5
+    """Seconds this process may reuse the active version's hash before reading it
+    again. An activation through this decision point counts at once; one made by
+    another process (another worker, a local-mode CLI) counts here within this
+    bound. 0: read it on every decision."""
 
     def __post_init__(self) -> None:
         SandboxLimits(self.sandbox_timeout, self.sandbox_memory_limit)  # raises ValueError
+        if not 0 <= self.active_version_ttl <= 1:
+            raise ValueError("active_version_ttl must be between 0 and 1 second")
 
 
 class PolicyDecisionPoint:
@@ -123,6 +131,11 @@ class PolicyDecisionPoint:
         self._bootstrap: CompiledPolicy | None = None
         self._decisions: OrderedDict[tuple[object, ...], Decision] = OrderedDict()
         self._decisions_lock = threading.Lock()
+        self._active: tuple[VersionHash | None, float] | None = None
+        """The active version as last read, and until when (monotonic) it may be reused."""
+        self._active_generation = 0
+        """Bumped by each activation here, so a read that raced it is not kept."""
+        self._active_lock = threading.Lock()
         if self._config.opa_url:
             from policies._opa import OpaEvaluator  # noqa: PLC0415 -- only with IBX_OPA_URL
 
@@ -197,12 +210,29 @@ class PolicyDecisionPoint:
     def active_version(self) -> VersionHash | None:
         """The active version's hash (one primary-key read, no ORM session), or None.
 
-        Read on every decision, so an activation or rollback by any process
-        takes effect at once.
+        Reused for at most ``PolicyConfig.active_version_ttl`` seconds, so an
+        activation or rollback by another process takes effect here within that
+        bound; one through this decision point takes effect at once.
         """
-        with self._db.engine.connect() as connection:
+        ttl = self._config.active_version_ttl
+        cached = self._active
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
+        generation, started = self._active_generation, time.monotonic()
+        with self._db.lookups() as connection:
             value = connection.execute(_ACTIVE).scalar()
-        return VersionHash(value) if value else None
+        version = VersionHash(value) if value else None
+        if ttl > 0:
+            with self._active_lock:
+                if generation == self._active_generation:  # no activation here meanwhile
+                    self._active = (version, started + ttl)
+        return version
+
+    def _forget_active_version(self) -> None:
+        """An activation through this point: the next decision reads the store again."""
+        with self._active_lock:
+            self._active_generation += 1
+            self._active = None
 
     def compiled(self, version: VersionHash) -> CompiledPolicy:
         """The compiled form of a stored version, built once and cached by hash.
@@ -493,6 +523,7 @@ class PolicyDecisionPoint:
                 },
             )
             result = row.to_version()
+        self._forget_active_version()
         logger.info("policy %s activated by %s", version[:12], officer.name)
         return result
 

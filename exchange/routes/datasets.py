@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from consent import Classification
 from core.clock import utcnow
 from exchange.access import Grant
-from exchange.auth import get_runtime, granted
+from exchange.auth import current_runtime, granted
 from exchange.identities import Role
 from exchange.routes._paging import CURSOR, LIMIT, Page, cursor_after, cursor_for
 from exchange.runtime import Runtime
@@ -47,7 +47,7 @@ _UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
 def register(
     body: DatasetCreate,
     grant: Grant = Depends(granted),  # noqa: B008
-    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+    runtime: Runtime = Depends(current_runtime),  # noqa: B008
 ) -> DatasetPublic:
     """Register a dataset owned by the caller (metadata only), recorded on the ledger.
 
@@ -83,7 +83,7 @@ def catalog(  # noqa: PLR0917 -- one parameter per filter
     cursor: str | None = CURSOR,
     limit: int = LIMIT,
     _grant: Grant = Depends(granted),  # noqa: B008
-    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+    runtime: Runtime = Depends(current_runtime),  # noqa: B008
 ) -> Page[DatasetPublic]:
     """Browse and search the catalog, by id; every filter given must match.
 
@@ -118,7 +118,7 @@ def catalog(  # noqa: PLR0917 -- one parameter per filter
 def show(
     dataset_id: str = Path(..., min_length=1, max_length=128),
     _grant: Grant = Depends(granted),  # noqa: B008
-    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+    runtime: Runtime = Depends(current_runtime),  # noqa: B008
 ) -> DatasetPublic:
     """One catalog entry.
 

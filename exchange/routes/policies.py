@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path
 
 from core.clock import format_rfc3339, parse_rfc3339
 from exchange.access import Grant
-from exchange.auth import get_runtime, granted
+from exchange.auth import current_runtime, get_runtime, granted
 from exchange.identities import IdentityError
 from exchange.routes._paging import CURSOR, LIMIT, Page, paginate
 from exchange.runtime import Runtime
@@ -207,7 +207,7 @@ def activate(
 )
 def decide(
     body: DecisionCreate,
-    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+    runtime: Runtime = Depends(current_runtime),  # noqa: B008 - on the loop: no thread hop
     _grant: Grant = Depends(granted),  # noqa: B008
 ) -> DecisionPublic:
     """Ask the active policy about a registered identity's request (a deny is still a 200).
