@@ -5,7 +5,9 @@
 
 Prints the median and best wall time of ``ibx --help``, three simple
 commands on an existing data dir (``ledger checkpoint``, ``identity list``,
-``policy list``) and ``ibx serve`` until ``/readyz`` answers, next to
+``policy list``), the two user commands among them over HTTPS against a
+running exchange (``--exchange URL``, the way users run them from their own
+machines), and ``ibx serve`` until ``/readyz`` answers over HTTPS, next to
 ``python -c pass`` and a bare Typer app with one command, measured in the
 same run on the same interpreter. Goals (issue 10, idle machine): --help
 under 0.3 s, simple commands under 0.5 s, serve ready under 2 s.
@@ -55,6 +57,7 @@ def _time(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float
 
 
 def _serve_ready(data_dir: Path, env: dict[str, str], runs: int) -> tuple[float, float]:
+    bundle = data_dir / "ca-bundle.pem"
     samples = []
     for _ in range(runs):
         port = free_port()
@@ -67,8 +70,14 @@ def _serve_ready(data_dir: Path, env: dict[str, str], runs: int) -> tuple[float,
         )
         try:
             while True:
+                if not bundle.exists():  # written when serve first creates its certificate
+                    time.sleep(0.01)
+                    continue
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    ready = httpx.get(
+                        f"https://127.0.0.1:{port}/readyz", timeout=1, verify=str(bundle)
+                    )
+                    if ready.status_code == 200:
                         break
                 except httpx.TransportError:
                     time.sleep(0.01)
@@ -79,6 +88,21 @@ def _serve_ready(data_dir: Path, env: dict[str, str], runs: int) -> tuple[float,
             proc.terminate()
             proc.wait(timeout=15)
     return statistics.median(samples), min(samples)
+
+
+def _wait_ready(port: int, bundle: Path) -> None:
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline:
+        if not bundle.exists():
+            time.sleep(0.05)
+            continue
+        try:
+            ready = httpx.get(f"https://127.0.0.1:{port}/readyz", timeout=1, verify=str(bundle))
+            if ready.status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("serve did not become ready")
 
 
 def _load() -> str:
@@ -107,6 +131,8 @@ def main() -> None:
                 "security_officer",
                 "--name",
                 "bench-officer",
+                "--cert-out",
+                str(Path(tmp) / "certs"),
             ],
             env=env,
             capture_output=True,
@@ -142,6 +168,36 @@ def main() -> None:
             print(f"{name:<34} {median:6.3f} / {best:6.3f}")
         median, best = _serve_ready(data, env, max(3, args.runs // 3))
         print(f"{'ibx serve until /readyz answers':<34} {median:6.3f} / {best:6.3f}")
+        certs = Path(tmp) / "certs"
+        remote = [
+            "--ca-bundle",
+            str(data / "ca-bundle.pem"),
+            "--client-cert",
+            str(certs / "bench-officer.crt"),
+            "--client-key",
+            str(certs / "bench-officer.key"),
+            "--token",
+            token,
+        ]
+        port = free_port()
+        server = subprocess.Popen(
+            [*IBX, "--data-dir", str(data), "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_ready(port, data / "ca-bundle.pem")
+            url = ["--exchange", f"https://127.0.0.1:{port}"]
+            for name, argv in (
+                ("ibx policy list --exchange", [*IBX, "policy", "list", *url, *remote]),
+                ("ibx ledger checkpoint --exchange", [*IBX, "ledger", "checkpoint", *url, *remote]),
+            ):
+                median, best = _time(argv, env, args.runs)
+                print(f"{name:<34} {median:6.3f} / {best:6.3f}")
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
         print(f"# load average {_load()} at the end")
 
 

@@ -11,7 +11,6 @@ same in both modes.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -44,6 +43,8 @@ class InProcessTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Run one request through the app and return its complete response."""
+        import asyncio  # only the local mode runs an event loop here
+
         body = request.read()
         status, headers, content = asyncio.run(self._call(request, body))
         return httpx.Response(status, headers=headers, content=content, request=request)
@@ -98,16 +99,20 @@ def tls_context(
     client_cert: Path | None = None,
     client_key: Path | None = None,
 ) -> ssl.SSLContext | bool:
-    """What httpx verifies the server with: the given CA bundle (a path or PEM text),
-    else the system's; and the client certificate administrators present."""
+    """What httpx verifies the server with: only the given CA bundle (a path or PEM
+    text), else the system's trust store; and the client certificate administrators
+    present."""
     if ca_bundle is None and client_cert is None:
         return True
-    context = ssl.create_default_context()
+    if ca_bundle is None:
+        context = ssl.create_default_context()  # the system's trust store
+    else:  # only the pinned CA: a system-trusted certificate for another name proves nothing
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # hostname checked, peer verified
+        if isinstance(ca_bundle, Path):
+            context.load_verify_locations(cafile=str(ca_bundle))
+        else:
+            context.load_verify_locations(cadata=ca_bundle)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if isinstance(ca_bundle, Path):
-        context.load_verify_locations(cafile=str(ca_bundle))
-    elif isinstance(ca_bundle, str):
-        context.load_verify_locations(cadata=ca_bundle)
     if client_cert is not None:
         context.load_cert_chain(str(client_cert), str(client_key) if client_key else None)
     return context

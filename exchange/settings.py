@@ -6,33 +6,18 @@ import time.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from exchange.secret_env import SECRET_VARIABLES, take_secret_environment
+
 __all__ = ["SECRET_VARIABLES", "Settings", "take_secret_environment"]
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx", "test", "dev"}
-
-SECRET_VARIABLES = {"IBX_MASTER_KEY": "master_key", "IBX_DATABASE_URL": "database_url"}
-"""Secret-bearing variables and the settings they feed. They are taken out of the
-process environment before anything else runs (the CLI's root command, ``create_app``):
-a process that evaluates officer Rego must hold no secret a built-in could read."""
-
-
-def take_secret_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Remove :data:`SECRET_VARIABLES` from the environment; return them by setting name.
-
-    Once per process: whoever builds the settings gets them from here, and no
-    later reader of the environment (a policy built-in, a child process) does.
-    """
-    env = os.environ if environ is None else environ
-    return {field: env.pop(name) for name, field in SECRET_VARIABLES.items() if name in env}
-
 
 class Settings(BaseSettings):
     """Everything configurable, with safe defaults for the one-machine deployment."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import types
 from pathlib import Path
 
 import typer
@@ -85,8 +86,27 @@ def _root(
     ctx.obj = CliContext(data_dir=data_dir, token_file=token_file, profile=profile)
 
 
+def _skip_httpx_command_line() -> None:
+    """Keep httpx from importing its own command-line tool, which ibx never runs.
+
+    ``import httpx`` imports ``httpx._main`` (its ``httpx`` console script), which
+    loads Rich and Pygments: about 70 modules and 70 ms on every remote command.
+    A stand-in module takes its place in this process.
+    """
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    stand_in = types.ModuleType("httpx._main")
+
+    def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise SystemExit("httpx's command line is not part of ibx")
+
+    stand_in.main = unavailable  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = stand_in
+
+
 def main() -> None:
     """Entry point of the ``ibx`` console script: one-line errors, non-zero exits."""
+    _skip_httpx_command_line()
     if os.environ.get(COMPLETE_VAR):  # a completion script asking for candidates
         from typer._completion_classes import completion_init
 

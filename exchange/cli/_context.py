@@ -75,7 +75,7 @@ class Remote:
 
 
 def _take_secrets() -> dict[str, str]:
-    from exchange.settings import take_secret_environment
+    from exchange.secret_env import take_secret_environment
 
     return take_secret_environment()
 

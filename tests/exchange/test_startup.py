@@ -36,9 +36,9 @@ print("LOADED", " ".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
-def _loaded(args: list[str]) -> set[str]:
+def _loaded(args: list[str], heavy: tuple[str, ...] = HEAVY) -> set[str]:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(args=args, heavy=HEAVY)],
+        [sys.executable, "-c", _PROBE.format(args=args, heavy=heavy)],
         capture_output=True,
         text=True,
         check=False,
@@ -126,6 +126,7 @@ def test_remote_user_commands_load_no_engine_framework_or_database_layer(
         )
         checkpoint = ["ledger", "checkpoint", "--token", token, *args[4:]]
         loaded_checkpoint = _loaded(checkpoint)
+        loaded_printing = _loaded(checkpoint, heavy=("rich", "pygments"))
         read = subprocess.run(
             [*ibx, *checkpoint], capture_output=True, text=True, check=False, timeout=120
         )
@@ -134,6 +135,8 @@ def test_remote_user_commands_load_no_engine_framework_or_database_layer(
     assert read.stdout.startswith("ibx.localhost/ledger\n")
     assert not loaded & set(HEAVY), loaded
     assert not loaded_checkpoint & set(HEAVY), loaded_checkpoint
+    # nor httpx's own command-line tool (Rich, Pygments) when the output is not a terminal
+    assert not loaded_printing, loaded_printing
 
 
 def test_policies_still_gives_its_rego_names_on_first_use() -> None:
