@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy import Row, Select, bindparam, column, func, select
 from sqlalchemy.orm import Session
 
 from consent._tables import DatasetRow
@@ -205,7 +205,8 @@ class DatasetCatalog:
         if owner is not None:
             params["owner"] = owner
         if owners is not None:
-            params["owners"] = sorted(set(owners))
+            chosen = sorted(set(owners))
+            params["owners"] = json.dumps(chosen) if self._db.is_sqlite else chosen
         if field is not None:
             # fields are a sorted JSON list of identifiers: '"name"' occurs exactly when the
             # field does (a case-sensitive substring test with no wildcards)
@@ -213,9 +214,8 @@ class DatasetCatalog:
         if classification is not None:
             params["classification"] = classification.value
         query = self._search_query(frozenset(params), limited=text is None)
-        if text is None:
-            with self._db.lookups() as connection:  # one statement: its own snapshot
-                return tuple(_to_dataset(row) for row in connection.execute(query, params))
+        if text is None:  # one statement: its own snapshot
+            return tuple(_to_dataset(row) for row in self._db.fetch(query, params))
         needle = text.casefold()
         found: list[Dataset] = []
         with self._db.lookups() as connection:
@@ -233,7 +233,7 @@ class DatasetCatalog:
 
     def _search_query(self, filters: frozenset[str], *, limited: bool) -> Select[Any]:
         """The statement for one combination of filters, built once (bound parameters
-        only, so the database driver's statement cache serves every search of that shape).
+        only: :meth:`core.db.Database.fetch` compiles it once for every search of that shape).
         """
         key = (filters, limited)
         cached = self._queries.get(key)
@@ -246,7 +246,12 @@ class DatasetCatalog:
         query = select(table).where(dataset_id > bindparam("after")).order_by(dataset_id)
         if "owner" in filters:
             query = query.where(table.c.owner == bindparam("owner"))
-        if "owners" in filters:
+        if "owners" in filters and self._db.is_sqlite:  # a JSON list: one compiled statement
+            listed: Select[Any] = select(column("value")).select_from(
+                func.json_each(bindparam("owners"))
+            )
+            query = query.where(table.c.owner.in_(listed))
+        elif "owners" in filters:
             query = query.where(table.c.owner.in_(bindparam("owners", expanding=True)))
         if "classification" in filters:
             query = query.where(table.c.classification == bindparam("classification"))

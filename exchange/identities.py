@@ -229,11 +229,10 @@ class IdentityRegistry:
         Raises:
             IdentityError: no such identity.
         """
-        with self._db.lookups() as connection:  # one statement: no ORM session
-            row = connection.execute(_BY_NAME, {"name": name}).first()
-        if row is None:
+        rows = self._db.fetch(_BY_NAME, {"name": name})  # one statement: no ORM session
+        if not rows:
             raise IdentityNotFoundError(f"no identity named {name!r}")
-        return _identity_of(row)
+        return _identity_of(rows[0])
 
     def list(self, *, role: Role | None = None) -> list[Identity]:
         """Every identity, by name."""
@@ -246,9 +245,8 @@ class IdentityRegistry:
     def names(self, *, role: Role, industry: str) -> tuple[str, ...]:
         """The names of every identity of ``role`` in ``industry`` (any status), by name;
         one query on the industry index."""
-        with self._db.lookups() as connection:
-            names = connection.execute(_NAMES, {"industry": industry, "role": role.value})
-            return tuple(str(name) for name in names.scalars())
+        rows = self._db.fetch(_NAMES, {"industry": industry, "role": role.value})
+        return tuple(str(row.name) for row in rows)
 
     def revoke(self, name: str, *, actor: str = "sysadmin") -> Identity:
         """Revoke ``name``: its token stops working at once.
@@ -335,11 +333,10 @@ class IdentityRegistry:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         digest = hash_token(token)
-        with self._db.lookups() as connection:  # no ORM session: every request pays it
-            row = connection.execute(_BY_TOKEN_HASH, {"digest": digest}).first()
-        if row is None or not hmac.compare_digest(row.token_hash, digest):
+        rows = self._db.fetch(_BY_TOKEN_HASH, {"digest": digest})  # every request pays it
+        if not rows or not hmac.compare_digest(rows[0].token_hash, digest):
             return None
-        identity = _identity_of(row)
+        identity = _identity_of(rows[0])
         if identity.status is not Status.ACTIVE:
             return None
         if (now or utcnow()) >= identity.token_expires_at:

@@ -219,9 +219,8 @@ class PolicyDecisionPoint:
         if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
         generation, started = self._active_generation, time.monotonic()
-        with self._db.lookups() as connection:
-            value = connection.execute(_ACTIVE).scalar()
-        version = VersionHash(value) if value else None
+        rows = self._db.fetch(_ACTIVE)
+        version = VersionHash(rows[0].version) if rows and rows[0].version else None
         if ttl > 0:
             with self._active_lock:
                 if generation == self._active_generation:  # no activation here meanwhile

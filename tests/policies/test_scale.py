@@ -76,14 +76,17 @@ def requests_for(domains: int, count: int) -> list[DecisionRequest]:
 
 @pytest.fixture
 def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Every statement SQLite runs from now on, also those sent straight to the driver
+    (``Database.fetch``), which SQLAlchemy's events do not see."""
     seen: list[str] = []
 
-    def _record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
+    def _trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(seen.append)
 
-    event.listen(runtime.db.engine, "before_cursor_execute", _record)
+    runtime.db.dispose()  # new connections, each traced from its start
+    event.listen(runtime.db.engine, "connect", _trace)
     yield seen
-    event.remove(runtime.db.engine, "before_cursor_execute", _record)
+    event.remove(runtime.db.engine, "connect", _trace)
 
 
 def run_at_scale(runtime: Runtime, pack: PolicySource, statements: list[str], domains: int) -> None:
