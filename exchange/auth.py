@@ -8,14 +8,21 @@ policy decision point. Routes read the result with ``Depends(granted)``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from core.clock import utcnow
 from exchange.access import ROUTES, Access, Grant, authorize
 from exchange.credentials import authenticate_token, enterprise_is_active
 from exchange.errors import AuthError, ForbiddenError
 from exchange.identities import Identity
+from exchange.loop_reads import reads_on_loop
 from exchange.runtime import Runtime
+
+if TYPE_CHECKING:
+    from exchange.auth_lockout import AuthFailureGuard
 
 __all__ = [
     "LOCAL_EXTENSION",
@@ -66,6 +73,31 @@ def _is_local(request: Request) -> bool:
     return extensions.get(LOCAL_EXTENSION) is True
 
 
+def _checked_source(request: Request) -> tuple[AuthFailureGuard | None, str]:
+    """The lockout guard (None in the local mode) and the client address, checked by it.
+
+    Raises:
+        AuthLockedOutError: the source is locked out or must wait (429, Retry-After).
+    """
+    guard = None if _is_local(request) else get_runtime(request).auth_guard
+    source = request.client.host if request.client else "unknown"
+    if guard is not None:
+        guard.check(source, now=utcnow())
+    return guard, source
+
+
+def _bearer_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer``.
+
+    Raises:
+        AuthError: no such header.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("send Authorization: Bearer <token>")
+    return token
+
+
 def bearer_identity(request: Request) -> Identity:
     """The identity behind ``Authorization: Bearer``.
 
@@ -78,20 +110,31 @@ def bearer_identity(request: Request) -> Identity:
         AuthLockedOutError: the source is locked out or must wait (429, Retry-After).
         AuthError: missing, unknown, expired, rotated or revoked token.
     """
-    runtime = get_runtime(request)
-    guard = None if _is_local(request) else runtime.auth_guard
-    source = request.client.host if request.client else "unknown"
-    if guard is not None:
-        guard.check(source, now=utcnow())
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise AuthError("send Authorization: Bearer <token>")
+    guard, source = _checked_source(request)
+    token = _bearer_token(request)
     try:
-        return authenticate_token(runtime, token)
+        return authenticate_token(get_runtime(request), token)
     except AuthError:
         if guard is not None:
             guard.failed(source, now=utcnow())
+        raise
+
+
+async def _bearer_identity_on_loop(request: Request) -> Identity:
+    """:func:`bearer_identity` with its read on the event loop; a failure is counted in
+    the thread pool (a lockout is recorded on the ledger: a write).
+
+    Raises:
+        AuthLockedOutError: the source is locked out or must wait (429, Retry-After).
+        AuthError: missing, unknown, expired, rotated or revoked token.
+    """
+    guard, source = _checked_source(request)
+    token = _bearer_token(request)
+    try:
+        return authenticate_token(get_runtime(request), token)
+    except AuthError:
+        if guard is not None:
+            await run_in_threadpool(guard.failed, source, now=utcnow())
         raise
 
 
@@ -108,10 +151,13 @@ def has_second_factor(request: Request, identity: Identity) -> bool:
     return get_runtime(request).admin_certificates.belongs_to(der, identity.name, identity=identity)
 
 
-def enforce_access(request: Request) -> Grant | None:
+async def enforce_access(request: Request) -> Grant | None:
     """App-wide dependency: authorize the call by the table and the decision point.
 
-    Returns None for public routes, else the :class:`Grant`.
+    Returns None for public routes, else the :class:`Grant`. Its reads run on
+    the event loop with SQLite (:mod:`exchange.loop_reads`); a write route (its
+    decision is recorded on the ledger), or any route on another database, is
+    authorized in the thread pool.
 
     Raises:
         AuthLockedOutError: too many failed authentications from this source (429).
@@ -121,7 +167,29 @@ def enforce_access(request: Request) -> Grant | None:
     access = route_access(request)
     if access.public:
         return None
-    identity = bearer_identity(request)
+    if access.write or not reads_on_loop(get_runtime(request)):
+        return await run_in_threadpool(_authenticated_and_authorized, request, access)
+    return _authorized(request, access, await _bearer_identity_on_loop(request))
+
+
+def _authenticated_and_authorized(request: Request, access: Access) -> Grant:
+    """:func:`bearer_identity`, then :func:`_authorized` (all of it in a worker thread).
+
+    Raises:
+        AuthLockedOutError: too many failed authentications from this source (429).
+        AuthError: not authenticated (or an administrator without a second factor).
+        ForbiddenError: the policy allows none of the route's actions.
+    """
+    return _authorized(request, access, bearer_identity(request))
+
+
+def _authorized(request: Request, access: Access, identity: Identity) -> Grant:
+    """The grant of ``identity`` for the route.
+
+    Raises:
+        AuthError: an administrator without a second factor.
+        ForbiddenError: the policy allows none of the route's actions.
+    """
     resource_id = request.path_params.get(access.resource_param) if access.resource_param else None
     grant = authorize(
         get_runtime(request),

@@ -18,6 +18,7 @@ from core.clock import utcnow
 from exchange.access import Grant
 from exchange.auth import current_runtime, granted
 from exchange.identities import Role
+from exchange.loop_reads import run_read
 from exchange.routes._paging import CURSOR, LIMIT, Page, cursor_after, cursor_for
 from exchange.runtime import Runtime
 from exchange.schemas.datasets import DatasetCreate, DatasetPublic
@@ -70,7 +71,7 @@ def register(
     "",
     responses={**_UNAUTHENTICATED, **_DENIED, 400: {"description": "an invalid filter or cursor"}},
 )
-def catalog(  # noqa: PLR0917 -- one parameter per filter
+async def catalog(  # noqa: PLR0917 -- one parameter per filter
     owner: str | None = Query(None, min_length=1, max_length=128, description="its owner"),
     industry: str | None = Query(
         None, min_length=1, max_length=64, description="its owner's industry"
@@ -94,6 +95,22 @@ def catalog(  # noqa: PLR0917 -- one parameter per filter
     Raises:
         CursorError: a cursor this exchange did not hand out (400).
     """
+    # reads only: on the event loop with SQLite
+    return await run_read(
+        runtime, _search, runtime, owner, industry, field, classification, q, cursor, limit
+    )
+
+
+def _search(  # noqa: PLR0917 -- the route's filters, passed on
+    runtime: Runtime,
+    owner: str | None,
+    industry: str | None,
+    field: str | None,
+    classification: Classification | None,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[DatasetPublic]:
     owners = None
     if industry is not None:  # the enterprises of that industry: one query on its index
         owners = runtime.identities.names(role=Role.ENTERPRISE, industry=industry)

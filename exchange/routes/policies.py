@@ -10,6 +10,7 @@ sandbox, whatever the client checked before sending it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path
@@ -18,6 +19,7 @@ from core.clock import format_rfc3339, parse_rfc3339
 from exchange.access import Grant
 from exchange.auth import current_runtime, get_runtime, granted
 from exchange.identities import IdentityError
+from exchange.loop_reads import run_read
 from exchange.routes._paging import CURSOR, LIMIT, Page, paginate
 from exchange.runtime import Runtime
 from exchange.schemas.policies import (
@@ -205,9 +207,9 @@ def activate(
 @router.post(
     "/v1/decisions", response_model=DecisionPublic, responses=_problems(400, 401, 403, 413, 422)
 )
-def decide(
+async def decide(
     body: DecisionCreate,
-    runtime: Runtime = Depends(current_runtime),  # noqa: B008 - on the loop: no thread hop
+    runtime: Runtime = Depends(current_runtime),  # noqa: B008
     _grant: Grant = Depends(granted),  # noqa: B008
 ) -> DecisionPublic:
     """Ask the active policy about a registered identity's request (a deny is still a 200).
@@ -219,6 +221,11 @@ def decide(
         when = parse_rfc3339(body.at) if body.at is not None else None
     except ValueError as exc:
         raise PolicyInputError(f"at: {exc}") from exc
+    # reads only (the subject, the active version): on the event loop with SQLite
+    return await run_read(runtime, _decide, runtime, body, when)
+
+
+def _decide(runtime: Runtime, body: DecisionCreate, when: datetime | None) -> DecisionPublic:
     try:
         identity = runtime.identities.get(body.subject)
     except IdentityError as exc:
