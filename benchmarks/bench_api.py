@@ -25,7 +25,8 @@ route req/s) and the CPU time per request of the server (all its processes)
 and of the load generator, with the machine, the load average before and
 after, and the command. The client shares the machine's cores with the
 server, so the figures are a floor for the server alone; the CPU time per
-request depends much less on other work on the machine than the rates do. Goals (issue 11, 2 cores): ≥1,000
+request depends much less on other work on the machine than the rates do. Goals
+(issue 11, 2 cores): ≥1,000
 authorized requests/s, p99 < 50 ms.
 """
 
@@ -295,7 +296,7 @@ def run(main: Coroutine[Any, Any, Result]) -> Result:
         return runner.run(main)
 
 
-def serve(deployment: Deployment, port: int, log: Path) -> subprocess.Popen[bytes]:
+def serve(deployment: Deployment, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
     with log.open("wb") as stderr:
         return subprocess.Popen(
             [
@@ -309,6 +310,8 @@ def serve(deployment: Deployment, port: int, log: Path) -> subprocess.Popen[byte
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
             ],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -336,6 +339,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=1, help="ibx serve --workers")
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -349,7 +353,7 @@ def main() -> None:
         port = free_port()
         base = f"https://127.0.0.1:{port}"
         log = root / "serve.log"
-        proc = serve(deployment, port, log)
+        proc = serve(deployment, port, log, args.workers)
         try:
             wait_ready(base, deployment, proc, log)
             scenarios = [
@@ -389,7 +393,10 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=15)
     bare = results[0].rate
-    print(f"{args.clients} concurrent HTTPS clients (keep-alive), {args.seconds:g} s per route:")
+    print(
+        f"ibx serve --workers {args.workers}; {args.clients} concurrent HTTPS clients "
+        f"(keep-alive), {args.seconds:g} s per route:"
+    )
     print(
         f"  {'route':56} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
         f"{'overhead':>9} {'server CPU ms':>14} {'client CPU ms':>14}"

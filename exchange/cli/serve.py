@@ -14,6 +14,7 @@ from exchange.app import create_app
 from exchange.cli._context import cli_context
 from exchange.edge_server import edge_server_config, serve_together
 from exchange.server_tls import api_listener, api_server_config, check_listener
+from exchange.workers import PreBoundServer, bind_listeners, run_workers
 
 __all__ = ["serve"]
 
@@ -63,6 +64,14 @@ def serve(  # noqa: PLR0917 - one parameter per command-line option
     init: bool = typer.Option(
         False, "--init", help="initialise the data dir first if it holds no deployment yet"
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=64,
+        help="processes serving the API on the port (about one per core); each keeps its "
+        "own failed-authentication count",
+    ),
 ) -> None:
     """Run the exchange's HTTP API (and, with --edge-port, the edge TLS listener).
 
@@ -93,18 +102,42 @@ def serve(  # noqa: PLR0917 - one parameter per command-line option
         )
     typer.echo(f"ibx: {listener.describe()}", err=True)
     logger.info("%s", listener.describe())
-    main_server = uvicorn.Server(api_server_config(app, listener, host=host, port=port))
-    if edge_port is None:
-        main_server.run()
-        return
-    edge_server = uvicorn.Server(
-        edge_server_config(
-            runtime,
-            host=host,
-            port=edge_port,
-            hosts=("localhost", "127.0.0.1", *edge_names),
+    api_config = api_server_config(app, listener, host=host, port=port)
+    edge_config = None
+    if edge_port is not None:
+        edge_config = edge_server_config(
+            runtime, host=host, port=edge_port, hosts=("localhost", "127.0.0.1", *edge_names)
         )
-    )
-    # the loop uvicorn would pick for one server (uvloop when installed)
-    with asyncio.Runner(loop_factory=main_server.config.get_loop_factory()) as runner:
-        runner.run(serve_together([main_server, edge_server]))
+    if workers == 1:
+        servers = [uvicorn.Server(api_config)]
+        if edge_config is not None:
+            servers.append(uvicorn.Server(edge_config))
+        _run(servers)
+        return
+    api_sockets = bind_listeners(host, port, workers)
+    edge_sockets = None
+    if edge_port is not None:  # one worker: the edge upload quota is held in its memory
+        edge_sockets = bind_listeners(host, edge_port, 1, served_by=0)
+
+    def work(index: int) -> None:
+        sock = api_sockets.for_worker(index)
+        assert sock is not None
+        servers: list[uvicorn.Server] = [PreBoundServer(api_config, sock)]
+        edge_sock = edge_sockets.for_worker(index) if edge_sockets is not None else None
+        if edge_config is not None and edge_sock is not None:
+            servers.append(PreBoundServer(edge_config, edge_sock))
+        _run(servers)
+
+    typer.echo(f"ibx: {workers} worker processes", err=True)
+    listeners = [api_sockets] if edge_sockets is None else [api_sockets, edge_sockets]
+    status = run_workers(workers, work, listeners=listeners, before_fork=runtime.db.dispose)
+    raise typer.Exit(status)
+
+
+def _run(servers: list[uvicorn.Server]) -> None:
+    """Run the servers on one event loop (the one uvicorn picks: uvloop when installed)."""
+    if len(servers) == 1:
+        servers[0].run()
+        return
+    with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
+        runner.run(serve_together(servers))
