@@ -7,6 +7,7 @@ name only datasets its signer owns, so the catalog lives with consent (see
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -76,13 +77,32 @@ class Dataset:
 
 
 def _to_dataset(row: DatasetRow | Row[Any]) -> Dataset:
+    columns = (
+        row.dataset_id,
+        row.owner,
+        row.fields,
+        row.classification,
+        row.created_at,
+        row.description,
+    )
+    return _dataset_of(columns)
+
+
+_Columns = tuple[str, str, str, str, str, str | None]
+
+
+@functools.lru_cache(maxsize=4096)
+def _dataset_of(columns: _Columns) -> Dataset:
+    """The dataset of one row's columns, parsed and checked once per distinct row (a row
+    that changes is another key), so a page of a search costs a lookup per row."""
+    dataset_id, owner, fields, classification, created_at, description = columns
     return Dataset(
-        dataset_id=row.dataset_id,
-        owner=row.owner,
-        fields=tuple(json.loads(row.fields)),
-        classification=Classification(row.classification),
-        created_at=parse_rfc3339(row.created_at),
-        description=row.description,
+        dataset_id=dataset_id,
+        owner=owner,
+        fields=tuple(json.loads(fields)),
+        classification=Classification(classification),
+        created_at=parse_rfc3339(created_at),
+        description=description,
     )
 
 

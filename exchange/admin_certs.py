@@ -380,8 +380,8 @@ class AdminCertificates:
                 self._verified[digest] = authority
         except (ValueError, CaNotInitializedError):
             return "not issued by this deployment's CA"
-        with self._db.engine.connect() as connection:  # one Core read on every request
-            row = connection.execute(_BY_FINGERPRINT, {"fingerprint": digest}).first()
+        rows = self._db.fetch(_BY_FINGERPRINT, {"fingerprint": digest})  # on every request
+        row = rows[0] if rows else None
         if row is None or row.serial_hex != format(cert.serial_number, "x"):
             return "not an administrator certificate"
         if row.name != name:

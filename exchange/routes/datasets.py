@@ -9,11 +9,12 @@ are :mod:`consent`'s.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from consent import Classification
+from consent import Classification, Dataset
 from core.clock import utcnow
 from exchange.access import Grant
 from exchange.auth import current_runtime, granted
@@ -125,7 +126,13 @@ def _search(  # noqa: PLR0917 -- the route's filters, passed on
     )
     page = found[:limit]
     next_cursor = cursor_for(page[-1].dataset_id) if len(found) > limit else None
-    return Page[DatasetPublic](items=[DatasetPublic.of(d) for d in page], next_cursor=next_cursor)
+    return Page[DatasetPublic](items=[_public(d) for d in page], next_cursor=next_cursor)
+
+
+@functools.lru_cache(maxsize=4096)
+def _public(dataset: Dataset) -> DatasetPublic:
+    """The public form of a catalog entry, built once per entry (both are frozen)."""
+    return DatasetPublic.of(dataset)
 
 
 @router.get(
