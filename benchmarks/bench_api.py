@@ -1,10 +1,10 @@
 """API throughput: authenticated and authorized requests per second over HTTPS.
 
-    .venv/bin/python benchmarks/bench_api.py                  # 32 clients, 10 s per route
-    .venv/bin/python benchmarks/bench_api.py --clients 32 --seconds 5
+    .venv/bin/python benchmarks/bench_api.py --workers 2      # 32 clients, 10 s per route
+    .venv/bin/python benchmarks/bench_api.py --clients 32 --seconds 5 --workers 1
 
-Starts a real ``ibx serve`` (HTTPS with the deployment CA, one uvicorn
-process) on a fresh data dir, then drives it with ``--clients`` concurrent
+Starts a real ``ibx serve`` (HTTPS with the deployment CA; ``--workers``
+processes, default 1) on a fresh data dir, then drives it with ``--clients`` concurrent
 keep-alive HTTPS clients (a minimal HTTP/1.1 client on asyncio streams, uvloop
 when installed, one event loop in this process) for ``--seconds`` per route,
 in the same run:

@@ -14,7 +14,7 @@ inherits a connection that another process uses. Worker 0 also serves the
 edge listener (``--edge-port``), whose upload quota is held in memory and so
 must live in one process.
 
-What each worker holds alone (documented in docs/operations and docs/security):
+What each worker holds alone:
 
 * the failed-authentication lockout (:mod:`exchange.auth_lockout`): a source
   that presents bad tokens is refused by each worker after the configured
