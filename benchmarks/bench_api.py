@@ -4,10 +4,10 @@
     .venv/bin/python benchmarks/bench_api.py --clients 32 --seconds 5 --workers 1
 
 Starts a real ``ibx serve`` (HTTPS with the deployment CA; ``--workers``
-processes, default 1) on a fresh data dir, then drives it with ``--clients`` concurrent
-keep-alive HTTPS clients (a minimal HTTP/1.1 client on asyncio streams, uvloop
-when installed, one event loop in this process) for ``--seconds`` per route,
-in the same run:
+processes, default 1) on a fresh data dir, then drives it with ``--clients``
+concurrent keep-alive HTTPS clients (a minimal HTTP/1.1 client on asyncio
+streams, uvloop when installed, one event loop in this process) for
+``--seconds`` per route, in the same run:
 
 * ``GET /healthz`` — a bare FastAPI route on the same server: no token, no
   database; it still passes the request-id/access-log, body-limit and
@@ -25,9 +25,8 @@ route req/s) and the CPU time per request of the server (all its processes)
 and of the load generator, with the machine, the load average before and
 after, and the command. The client shares the machine's cores with the
 server, so the figures are a floor for the server alone; the CPU time per
-request depends much less on other work on the machine than the rates do. Goals
-(issue 11, 2 cores): ≥1,000
-authorized requests/s, p99 < 50 ms.
+request depends much less on other work on the machine than the rates do.
+Goals (issue 11, 2 cores): ≥1,000 authorized requests/s, p99 < 50 ms.
 """
 
 from __future__ import annotations
