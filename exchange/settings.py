@@ -19,6 +19,7 @@ __all__ = ["SECRET_VARIABLES", "Settings", "take_secret_environment"]
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx", "test", "dev"}
 
+
 class Settings(BaseSettings):
     """Everything configurable, with safe defaults for the one-machine deployment."""
 
