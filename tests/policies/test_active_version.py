@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from exchange.runtime import Runtime
-from policies import BASELINE_PACK, PolicyConfig, PolicyDecisionPoint, PolicySource, Subject
+from policies import (
+    BASELINE_PACK,
+    PolicyConfig,
+    PolicyDecisionPoint,
+    PolicySource,
+    Subject,
+    VersionHash,
+)
 from tests.policies.conftest import OFFICER_A, OFFICER_B
 
 TTL = 0.5
@@ -18,7 +25,7 @@ SUBJECT = Subject("li-brain", "subbrain", "lithium-battery")
 CONTEXT = {"domain": "lithium-battery"}
 
 
-def _approved(point: PolicyDecisionPoint, pack: Path) -> str:
+def _approved(point: PolicyDecisionPoint, pack: Path) -> VersionHash:
     version = point.propose(pack, officer=OFFICER_A)
     point.test(version.hash, officer=OFFICER_B)
     point.approve(version.hash, officer=OFFICER_B)
