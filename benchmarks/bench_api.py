@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/bench_api.py --clients 32 --seconds 5 --workers 1
 
 Starts a real ``ibx serve`` (HTTPS with the deployment CA; ``--workers``
-processes, default 1) on a fresh data dir, then drives it with ``--clients``
-concurrent keep-alive HTTPS clients (a minimal HTTP/1.1 client on asyncio
+processes, default one a core) on a fresh data dir, then drives it with
+``--clients`` concurrent keep-alive HTTPS clients (a minimal HTTP/1.1 client on asyncio
 streams, uvloop when installed, one event loop in this process) for
 ``--seconds`` per route, in the same run:
 
@@ -337,7 +337,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=1, help="ibx serve --workers")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="ibx serve --workers (one a core)"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
