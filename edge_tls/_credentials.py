@@ -279,6 +279,22 @@ class DeviceCredentials:
         context.load_cert_chain(self.cert_path, self.key_path)
         return context
 
+    def mutual_tls(self) -> tuple[str, ssl.SSLContext]:
+        """The listener recorded at enrolment and the context to reach it with mutual TLS.
+
+        Raises:
+            EnrollmentError: the directory holds no enrolment, or its key does not
+                match its certificate.
+            OSError: a file of the directory cannot be read.
+        """
+        server = self.server()
+        try:
+            return server, self.tls_context()
+        except ssl.SSLError as exc:
+            raise EnrollmentError(
+                f"{self.key_path} does not match {self.cert_path}: {exc}"
+            ) from exc
+
     def private_key(self) -> DevicePrivateKey:
         """The device's private key (it signs batches and the TLS handshake).
 

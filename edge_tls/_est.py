@@ -167,13 +167,7 @@ class EstClient:
                 match its certificate.
             OSError: a file of the directory cannot be read.
         """
-        server = credentials.server()
-        try:
-            context = credentials.tls_context()
-        except ssl.SSLError as exc:
-            raise EnrollmentError(
-                f"{credentials.key_path} does not match {credentials.cert_path}: {exc}"
-            ) from exc
+        server, context = credentials.mutual_tls()
         return cls(server, context, timeout=timeout)
 
     def __enter__(self) -> EstClient:

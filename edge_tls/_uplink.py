@@ -23,7 +23,7 @@ from edge_tls._credentials import DeviceCredentials
 from edge_tls._envelope import sign_batch
 from edge_tls._est import DEFAULT_TIMEOUT, refusal
 from edge_tls._readings import seal_batch, sealing_public_key
-from edge_tls.errors import EnrollmentError, SealedBatchError
+from edge_tls.errors import SealedBatchError
 
 __all__ = ["DeviceUplink", "UploadReceipt", "upload_readings"]
 
@@ -67,13 +67,7 @@ class DeviceUplink:
                 match its certificate.
             OSError: a file of the directory cannot be read.
         """
-        server = credentials.server()
-        try:
-            context = credentials.tls_context()
-        except ssl.SSLError as exc:
-            raise EnrollmentError(
-                f"{credentials.key_path} does not match {credentials.cert_path}: {exc}"
-            ) from exc
+        server, context = credentials.mutual_tls()
         return cls(server, context, timeout=timeout)
 
     def __enter__(self) -> DeviceUplink:
