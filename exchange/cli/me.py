@@ -15,13 +15,13 @@ from typing import Any
 import typer
 
 from core.clock import parse_rfc3339, utcnow
+from exchange.cli._api_client import user_client
 from exchange.cli._context import (
     CA_BUNDLE_OPTION,
     CLIENT_CERT_OPTION,
     CLIENT_KEY_OPTION,
     EXCHANGE_OPTION,
     TOKEN_OPTION,
-    Remote,
     cli_context,
 )
 from exchange.cli._output import JSON_OPTION, emit_json
@@ -57,8 +57,14 @@ def me(  # noqa: PLR0917 -- one parameter per CLI option
     """Print who your token is: name, role, industry and when the token expires."""
     if ctx.invoked_subcommand is not None:
         return
-    remote = Remote(exchange, ca_bundle, client_cert, client_key)
-    with cli_context(ctx).client(token, remote) as client:
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
         body: dict[str, Any] = client.get("/v1/me")
     if as_json:
         emit_json(body)
@@ -85,8 +91,14 @@ def rotate_token(  # noqa: PLR0917 -- one parameter per CLI option
     the profile too.
     """
     context = cli_context(ctx)
-    remote = Remote(exchange, ca_bundle, client_cert, client_key)
-    with context.client(token, remote) as client:
+    with user_client(
+        ctx,
+        token,
+        exchange=exchange,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+    ) as client:
         body: dict[str, Any] = client.post("/v1/me/token")
     saved = None
     if not token and context.token_file is None and context.profile is not None:

@@ -142,6 +142,30 @@ def test_ibx_me_prints_the_same_locally_and_remotely(served: Served) -> None:
     assert as_json["name"] == "both-ways" and as_json["role"] == "enterprise"
 
 
+def test_ibx_me_without_a_token_says_how_to_give_one_in_both_modes(served: Served) -> None:
+    """No request is sent without a token: the same one line and exit 4, local or remote."""
+    env = {k: v for k, v in os.environ.items() if k not in ("IBX_TOKEN", "IBX_PROFILE")}
+    local = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "--data-dir", str(served.data), "me"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=env,
+    )
+    remote = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "me", *served.base.cli_args()],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=env,
+    )
+    assert local.returncode == remote.returncode == 4
+    assert local.stderr == remote.stderr
+    assert local.stderr.startswith("ibx: authentication required: a bearer token is required")
+
+
 @pytest.mark.parametrize("remote", [True, False], ids=["remote", "local"])
 def test_ibx_me_rotate_token_prints_the_new_token_last(served: Served, remote: bool) -> None:
     old = served.enterprise(f"cli-rotator-{remote}")
