@@ -29,6 +29,9 @@ class Operation(enum.StrEnum):
     PERCENTILE_RANK = "percentile_rank"
     REGRESSION = "regression"
     SET_INTERSECTION_SIZE = "set_intersection_size"
+    QUANTILES = "quantiles"
+    MIN_MAX = "min_max"
+    DOMINANCE_CHECK = "dominance_check"
 
 
 class Engine(enum.StrEnum):
@@ -36,6 +39,7 @@ class Engine(enum.StrEnum):
 
     HE = "he"
     MPC = "mpc"
+    PSI = "psi"
 
 
 class Classification(enum.StrEnum):

@@ -1,0 +1,291 @@
+"""The statements the pipeline and the data agents exchange, and how they are signed.
+
+Both sides import this module: the exchange writes a :class:`DecisionRecord`
+on the ledger (event ``pipeline.decision``) before any agent is asked for
+anything, and an agent reads it back from the ledger, with an inclusion
+proof, before it reads any data. An agent's contribution or refusal is an
+:class:`AgentStatement`, signed with the enterprise's own Ed25519 key (the
+consent key, whose private half never reaches the exchange) over its RFC 8785
+form; the exchange verifies it against the key the enterprise registered.
+
+Formats (all JSON, RFC 8785 where hashed or signed):
+
+* ``pipeline.decision`` payload: :meth:`DecisionRecord.to_payload`.
+* Contribution statement: ``{"kind": "ibx.contribution/v1", "job_id", "enterprise",
+  "round", "payload_sha256"}``; refusal: ``{"kind": "ibx.refusal/v1", "job_id",
+  "enterprise", "round", "reason"}``. The signature is base64 Ed25519 over
+  ``canonical_bytes(statement)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.canonical import JsonValue, canonical_bytes
+from core.clock import format_rfc3339, parse_rfc3339
+from core.keys import Ed25519PublicKey, Ed25519Signer, verify_ed25519
+from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
+
+__all__ = [
+    "CONTRIBUTION_KIND",
+    "DECISION_EVENT",
+    "REFUSAL_KIND",
+    "AgentStatement",
+    "DecisionRecord",
+    "LeftOut",
+    "Participant",
+    "StatementError",
+    "new_job_id",
+]
+
+DECISION_EVENT = "pipeline.decision"
+"""Ledger event type of an authorization decision (actor: the requester)."""
+
+CONTRIBUTION_KIND = "ibx.contribution/v1"
+REFUSAL_KIND = "ibx.refusal/v1"
+
+_JOB_ID = re.compile(r"job_[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def new_job_id() -> str:
+    """A fresh job id: ``job_`` and 32 random lower-case hex digits."""
+    import secrets
+
+    return "job_" + secrets.token_hex(16)
+
+
+class StatementError(ValueError):
+    """A statement or decision payload that is malformed."""
+
+
+@dataclass(frozen=True)
+class Participant:
+    """One owner included in a decision: its dataset and the consent that covers the use."""
+
+    enterprise: str
+    dataset: str
+    consent_id: str
+    receipt_sha256: str
+    """Hex SHA-256 of the consent receipt's signed RFC 8785 bytes."""
+    min_cohort: int
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """The participant as recorded in the decision."""
+        return {
+            "enterprise": self.enterprise,
+            "dataset": self.dataset,
+            "consent_id": self.consent_id,
+            "receipt_sha256": self.receipt_sha256,
+            "min_cohort": self.min_cohort,
+        }
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """An owner of a selected dataset left out of the job, and why."""
+
+    owner: str
+    reason: str
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """As recorded in the decision (``owner`` lets that enterprise read the entry)."""
+        return {"owner": self.owner, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """The authorization of one job, as it stands on the ledger (pipeline step 5).
+
+    ``policy_version`` is the content hash of the policy version that decided;
+    ``min_cohort`` the strictest of the policy's and the participants' consents';
+    ``deadline`` the time by which the job is released or fails.
+    """
+
+    job_id: str
+    requester: str
+    request: ComputeRequest
+    engine: EngineName
+    policy_version: str
+    participants: tuple[Participant, ...]
+    left_out: tuple[LeftOut, ...]
+    min_cohort: int
+    decided_at: datetime
+    deadline: datetime
+
+    def to_payload(self) -> dict[str, JsonValue]:
+        """The ``pipeline.decision`` ledger payload."""
+        return {
+            "job_id": self.job_id,
+            "requester": self.requester,
+            "request": self.request.to_dict(),
+            "request_sha256": self.request.digest(),
+            "engine": self.engine.value,
+            "policy_version": self.policy_version,
+            "participants": [p.to_dict() for p in self.participants],
+            "left_out": [o.to_dict() for o in self.left_out],
+            "min_cohort": self.min_cohort,
+            "decided_at": format_rfc3339(self.decided_at),
+            "deadline": format_rfc3339(self.deadline),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, JsonValue]) -> DecisionRecord:
+        """Parse a ``pipeline.decision`` payload, checking the request hash it states.
+
+        Raises:
+            StatementError: malformed, or ``request_sha256`` is not the request's hash.
+        """
+        try:
+            request_obj = payload["request"]
+            if not isinstance(request_obj, dict):
+                raise StatementError("decision: request must be an object")
+            request = ComputeRequest.from_dict(request_obj)
+            if payload["request_sha256"] != request.digest():
+                raise StatementError("decision: request_sha256 is not the request's hash")
+            job_id = str(payload["job_id"])
+            if not _JOB_ID.fullmatch(job_id):
+                raise StatementError("decision: malformed job_id")
+            parts = payload["participants"]
+            left = payload["left_out"]
+            if not isinstance(parts, list) or not isinstance(left, list):
+                raise StatementError("decision: participants and left_out must be lists")
+            participants = []
+            for p in parts:
+                if not isinstance(p, dict):
+                    raise StatementError("decision: a participant must be an object")
+                digest = str(p["receipt_sha256"])
+                if not _HEX64.fullmatch(digest):
+                    raise StatementError("decision: malformed receipt_sha256")
+                participants.append(
+                    Participant(
+                        enterprise=str(p["enterprise"]),
+                        dataset=str(p["dataset"]),
+                        consent_id=str(p["consent_id"]),
+                        receipt_sha256=digest,
+                        min_cohort=_int(p["min_cohort"]),
+                    )
+                )
+            left_out = []
+            for o in left:
+                if not isinstance(o, dict):
+                    raise StatementError("decision: a left_out member must be an object")
+                left_out.append(LeftOut(str(o["owner"]), str(o["reason"])))
+            return cls(
+                job_id=job_id,
+                requester=str(payload["requester"]),
+                request=request,
+                engine=EngineName(str(payload["engine"])),
+                policy_version=str(payload["policy_version"]),
+                participants=tuple(participants),
+                left_out=tuple(left_out),
+                min_cohort=_int(payload["min_cohort"]),
+                decided_at=parse_rfc3339(str(payload["decided_at"])),
+                deadline=parse_rfc3339(str(payload["deadline"])),
+            )
+        except StatementError:
+            raise
+        except (KeyError, TypeError, ValueError, InvalidRequestError) as exc:
+            raise StatementError(f"decision: {exc}") from exc
+
+    def participant(self, enterprise: str) -> Participant | None:
+        """``enterprise``'s participation, or None when the decision does not include it."""
+        return next((p for p in self.participants if p.enterprise == enterprise), None)
+
+
+def _int(value: JsonValue) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StatementError("expected an integer")
+    return value
+
+
+@dataclass(frozen=True)
+class AgentStatement:
+    """A data agent's signed word on one round of one job: a contribution or a refusal.
+
+    ``payload_sha256`` (contribution) is the hex SHA-256 the engine defines
+    over what the agent sends (see ``docs/pipeline.md``); ``reason``
+    (refusal) says why the agent will not take part.
+    """
+
+    kind: str
+    job_id: str
+    enterprise: str
+    round: int
+    payload_sha256: str | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == CONTRIBUTION_KIND:
+            if self.payload_sha256 is None or not _HEX64.fullmatch(self.payload_sha256):
+                raise StatementError("a contribution states its payload's SHA-256 (64 hex)")
+            if self.reason is not None:
+                raise StatementError("a contribution carries no reason")
+        elif self.kind == REFUSAL_KIND:
+            if not self.reason or len(self.reason) > 2000 or self.payload_sha256 is not None:
+                raise StatementError("a refusal states its reason (1-2000 characters) only")
+        else:
+            raise StatementError(f"unknown statement kind {self.kind!r}")
+        if not _JOB_ID.fullmatch(self.job_id):
+            raise StatementError("malformed job_id")
+        if not self.enterprise or isinstance(self.round, bool) or not 1 <= self.round <= 16:
+            raise StatementError("a statement names its enterprise and a round from 1 to 16")
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        """The statement as signed (RFC 8785 of this object)."""
+        body: dict[str, JsonValue] = {
+            "kind": self.kind,
+            "job_id": self.job_id,
+            "enterprise": self.enterprise,
+            "round": self.round,
+        }
+        if self.kind == CONTRIBUTION_KIND:
+            body["payload_sha256"] = self.payload_sha256
+        else:
+            body["reason"] = self.reason
+        return body
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, JsonValue]) -> AgentStatement:
+        """Parse a statement.
+
+        Raises:
+            StatementError: malformed or unknown members.
+        """
+        allowed = {"kind", "job_id", "enterprise", "round", "payload_sha256", "reason"}
+        if set(obj) - allowed:
+            raise StatementError(f"statement: unexpected {sorted(set(obj) - allowed)}")
+        try:
+            digest = obj.get("payload_sha256")
+            reason = obj.get("reason")
+            return cls(
+                kind=str(obj["kind"]),
+                job_id=str(obj["job_id"]),
+                enterprise=str(obj["enterprise"]),
+                round=_int(obj["round"]),
+                payload_sha256=None if digest is None else str(digest),
+                reason=None if reason is None else str(reason),
+            )
+        except KeyError as exc:
+            raise StatementError(f"statement: missing {exc}") from exc
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: the statement's RFC 8785 bytes."""
+        return canonical_bytes(self.to_dict())
+
+    def sign(self, signer: Ed25519Signer) -> str:
+        """Base64 Ed25519 signature by ``signer`` (the enterprise's consent key)."""
+        return base64.b64encode(signer.sign(self.signed_bytes())).decode()
+
+    def verify(self, key: Ed25519PublicKey, signature: str) -> bool:
+        """Whether ``signature`` (base64) is ``key``'s signature of this statement."""
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return verify_ed25519(key, self.signed_bytes(), raw)
