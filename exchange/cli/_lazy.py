@@ -60,7 +60,10 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "The verifiable ledger: the server's data dir, or read over the API (--exchange).",
     ),
     LazySubcommand(
-        "mpc", "exchange.cli.mpc", "app", "Privacy compute: HE, MPC and PSI jobs on this machine."
+        "mpc",
+        "exchange.cli.mpc",
+        "app",
+        "Engine tools for operators: HE, MPC, PSI on one machine, no policy or consent check.",
     ),
     LazySubcommand(
         "consent",

@@ -1,4 +1,12 @@
-"""``ibx mpc``: privacy compute on the local machine.
+"""``ibx mpc``: engine tools for operators — privacy compute on one machine, outside the pipeline.
+
+These commands take every contributor's plaintext in one file on the
+operator's machine, and their release terms from command-line flags: no
+policy decision or consent check runs. They exist to exercise and measure
+the engines (deployment checks, benchmarks, incident analysis). Computations
+on enterprises' data go through the pipeline: ``ibx request submit`` asks the
+exchange, which authorizes before use and asks the enterprises' data agents
+(``ibx agent``); see ``docs/pipeline.md``.
 
 * ``ibx mpc he --operation mean --input values.json`` — an HE job: fresh keys
   from the key custodian, each contributor encrypts, the aggregator collects,
@@ -32,7 +40,11 @@ from mpc.errors import InvalidContributionError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Privacy compute: HE, MPC and PSI jobs on this machine.")
+app = typer.Typer(
+    help="Engine tools for operators: HE, MPC and PSI on one machine, from plaintext files, "
+    "with no policy or consent check (enterprise data goes through `ibx request` and the "
+    "pipeline)."
+)
 
 _INPUT = typer.Option(..., "--input", help="JSON object: contributor -> number or list")
 
