@@ -96,6 +96,12 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Edge terminals: bootstrap tokens, enrolment, renewal, sealed readings.",
     ),
     LazySubcommand(
+        "request",
+        "exchange.cli.request",
+        "app",
+        "Compute requests (sub-brains): submit, follow, read results, cancel.",
+    ),
+    LazySubcommand(
         "me",
         "exchange.cli.me",
         "app",
