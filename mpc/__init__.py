@@ -53,7 +53,7 @@ from mpc.he_input import HeInputs, weights_from_pairs
 from mpc.mpc_spec import DEFAULT_BOUND as DEFAULT_MPC_BOUND
 from mpc.mpc_spec import MpcEncoding, MpcJobSpec, MpcResult, MpcStatistic
 from mpc.precision import Precision, he_precisions, mpc_precision
-from mpc.psi import BlindedSet, PsiMode, PsiOutcome, PsiParty
+from mpc.psi import BlindedSet, PsiMode, PsiOutcome, PsiParty, common_size
 from mpc.release_query import ReleaseQuery, ReleaseSubject, StatisticKind
 from mpc.runner import MpcRunner, RunnerConfig
 from mpc.sharing import DealtInput, RankKey, SealedShare, ShareDealer
@@ -110,6 +110,7 @@ __all__ = [
     "ShareDealer",
     "StatisticKind",
     "choose_engine",
+    "common_size",
     "he_precisions",
     "he_query",
     "industry_group",

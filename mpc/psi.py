@@ -13,6 +13,16 @@ are common items. The relay sees only blinded points.
 
 Items are compared as UTF-8 bytes after stripping surrounding whitespace;
 normalise names (e.g. unified social credit codes, 统一社会信用代码) before.
+
+**More than two parties** (the pipeline's ring): each of n parties posts its
+:meth:`PsiParty.blinded` set; in each of the rounds 2..n every party
+re-blinds (:meth:`~PsiParty.reblind`) the set its predecessor on the ring posted in the
+round before. After round n each set has been blinded once by every party's
+key, and :func:`common_size` counts the points common to all of them (the
+relay that counts learns the sizes of overlaps, never an item). A party that
+must survive a restart between rounds keeps its key
+(:meth:`PsiParty.export_key`, a secret) and comes back with
+:meth:`PsiParty.restore`.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from dataclasses import dataclass, field
 from mpc.errors import PsiError
 from mpc.hazmat import ecgroup
 
-__all__ = ["BlindedSet", "PsiMode", "PsiOutcome", "PsiParty"]
+__all__ = ["BlindedSet", "PsiMode", "PsiOutcome", "PsiParty", "common_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +72,9 @@ class PsiOutcome:
 class PsiParty:
     """One enterprise's side of a PSI session."""
 
-    def __init__(self, session: str, items: Iterable[str], mode: PsiMode) -> None:
+    def __init__(
+        self, session: str, items: Iterable[str], mode: PsiMode, *, _key: bytes | None = None
+    ) -> None:
         """Hash this side's items into the group and draw its secret scalar.
 
         Raises:
@@ -74,12 +86,31 @@ class PsiParty:
         self.session = session
         self.mode = mode
         self._items = unique
-        self._scalar = ecgroup.random_scalar()
+        self._scalar = ecgroup.random_scalar() if _key is None else _key
         self._mine = [
             ecgroup.blind(self._scalar, ecgroup.hash_to_group(i.encode())) for i in unique
         ]
         self._order = sorted(range(len(unique)), key=lambda k: self._mine[k])
         self._their_doubled: frozenset[bytes] | None = None
+
+    @classmethod
+    def restore(cls, session: str, items: Iterable[str], mode: PsiMode, key: bytes) -> PsiParty:
+        """This side again, after a restart, with the key :meth:`export_key` gave.
+
+        The same items and key give the same blinded set, so a round answered
+        before the restart is answered identically after it.
+
+        Raises:
+            PsiError: no items, more than the limit, or ``key`` is not a canonical
+                non-zero scalar.
+        """
+        if not ecgroup.is_valid_scalar(bytes(key)):
+            raise PsiError("not a PSI key (a canonical non-zero Ed25519 scalar)")
+        return cls(session, items, mode, _key=bytes(key))
+
+    def export_key(self) -> bytes:
+        """This side's secret scalar (32 bytes): keep it like a private key, never send it."""
+        return self._scalar
 
     def __repr__(self) -> str:
         return f"PsiParty(session={self.session!r}, items={len(self._items)}, scalar=<redacted>)"
@@ -140,3 +171,27 @@ class PsiParty:
         if any(not ecgroup.is_valid_point(p) for p in theirs.points):
             raise PsiError("the other side sent a point outside the group")
         return theirs.points
+
+
+def common_size(sets: Sequence[BlindedSet]) -> int:
+    """How many points every one of ``sets`` holds (sets each blinded by all the parties' keys).
+
+    Raises:
+        PsiError: fewer than two sets, sets of different sessions, a set with
+            duplicate points or a point outside the group.
+    """
+    if len(sets) < 2:
+        raise PsiError("an intersection needs at least two sets")
+    session = sets[0].session
+    common: set[bytes] | None = None
+    for blinded in sets:
+        if blinded.session != session:
+            raise PsiError(f"points of session {blinded.session!r}, not {session!r}")
+        points = set(blinded.points)
+        if len(points) != len(blinded.points):
+            raise PsiError("a set holds duplicate points")
+        if any(not ecgroup.is_valid_point(p) for p in points):
+            raise PsiError("a set holds a point outside the group")
+        common = points if common is None else common & points
+    assert common is not None
+    return len(common)

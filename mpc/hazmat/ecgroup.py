@@ -15,9 +15,18 @@ import secrets
 import nacl.bindings as sodium
 from nacl.exceptions import RuntimeError as SodiumRuntimeError
 
-__all__ = ["POINT_BYTES", "blind", "hash_to_group", "is_valid_point", "random_scalar"]
+__all__ = [
+    "POINT_BYTES",
+    "SCALAR_BYTES",
+    "blind",
+    "hash_to_group",
+    "is_valid_point",
+    "is_valid_scalar",
+    "random_scalar",
+]
 
 POINT_BYTES = 32
+SCALAR_BYTES = 32
 _DOMAIN = b"ibx/psi/ed25519/v1\x00"
 
 
@@ -33,6 +42,14 @@ def random_scalar() -> bytes:
         scalar = bytes(sodium.crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64)))
         if any(scalar):
             return scalar
+
+
+def is_valid_scalar(scalar: bytes) -> bool:
+    """True when ``scalar`` is a canonical (reduced mod ℓ), non-zero 32-byte scalar."""
+    if len(scalar) != SCALAR_BYTES or not any(scalar):
+        return False
+    reduced = bytes(sodium.crypto_core_ed25519_scalar_reduce(scalar + bytes(SCALAR_BYTES)))
+    return reduced == scalar
 
 
 def blind(scalar: bytes, point: bytes) -> bytes:
