@@ -26,6 +26,7 @@ from policies._model import (
     VersionHash,
     VersionState,
 )
+from policies._release_terms import OrderStatistics, ReleaseTerms
 from policies._sandbox import (
     SandboxLimits,
     SandboxRun,
@@ -115,6 +116,7 @@ __all__ = [
     "OfficerRequiredError",
     "OpaEvaluator",
     "OpaServerError",
+    "OrderStatistics",
     "PolicyConfig",
     "PolicyDecisionPoint",
     "PolicyError",
@@ -128,6 +130,7 @@ __all__ = [
     "PolicyVersion",
     "RegoModule",
     "RegoSourceError",
+    "ReleaseTerms",
     "RuleCoverage",
     "SampleRequest",
     "SandboxLimits",

@@ -43,6 +43,7 @@ from policies._model import (
     VersionHash,
     VersionState,
 )
+from policies._release_terms import ReleaseTerms, release_terms_of
 from policies._sandbox import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TIMEOUT,
@@ -136,6 +137,9 @@ class PolicyDecisionPoint:
         self._active_generation = 0
         """Bumped by each activation here, so a read that raced it is not kept."""
         self._active_lock = threading.Lock()
+        self._vocabularies: dict[str, tuple[Mapping[str, JsonValue], str]] = {}
+        """Each version's ``vocab`` (by hash; ``""``: the bootstrap pack), read once."""
+        self._terms: dict[tuple[str, str], ReleaseTerms] = {}
         if self._config.opa_url:
             from policies._opa import OpaEvaluator  # noqa: PLC0415 -- only with IBX_OPA_URL
 
@@ -192,6 +196,35 @@ class PolicyDecisionPoint:
             if len(self._decisions) > self._config.decision_cache_size:
                 self._decisions.popitem(last=False)
         return decision
+
+    def release_terms(self, classification: str) -> ReleaseTerms:
+        """The active version's release terms for ``classification`` (``vocab.release``).
+
+        Before the first activation, the bootstrap pack's. Cached per version.
+
+        Raises:
+            PolicyNotFoundError: no version is active and there is no bootstrap pack.
+            PolicyInputError: the version's release terms are malformed.
+        """
+        version = self.active_version()
+        key = (version or "", classification)
+        cached = self._terms.get(key)
+        if cached is not None:
+            return cached
+        known = self._vocabularies.get(key[0])
+        if known is None:
+            if version is not None:
+                source = self.source(version)
+            elif self._config.bootstrap_pack is not None:
+                source = PolicySource.from_dir(self._config.bootstrap_pack)
+            else:
+                raise PolicyNotFoundError("no policy version is active: no release terms")
+            known = (source.vocabulary, source.hash)
+            self._vocabularies[key[0]] = known
+        vocabulary, named = known
+        terms = release_terms_of(vocabulary, classification, version=named)
+        self._terms[key] = terms
+        return terms
 
     def _bootstrap_policy(self) -> CompiledPolicy | None:
         """The compiled bootstrap pack (before any activation), or None without one."""
