@@ -556,7 +556,9 @@ class ConsentService:
 
     # -- using ---------------------------------------------------------------------------
 
-    def use(self, request: ConsentRequest, *, decision_id: str) -> ConsentUse:
+    def use(
+        self, request: ConsentRequest, *, decision_id: str, session: Session | None = None
+    ) -> ConsentUse:
         """Check ``request`` and count one use of each chosen consent, atomically.
 
         The check, the use counts and the ``consent.use`` ledger entry share one
@@ -564,6 +566,10 @@ class ConsentService:
         seen, and use limits cannot be overrun by concurrent decisions. The
         check is judged at the service's clock, read once the transaction holds
         the write lock; the entry records that time as ``checked_at``.
+
+        With ``session`` (a write transaction of the caller's, e.g. the
+        pipeline's, which records its decision in it) the check, the counts and
+        the entry join that transaction and commit or roll back with it.
 
         Raises:
             InvalidConsentError: an empty decision id.
@@ -574,46 +580,52 @@ class ConsentService:
         """
         if not decision_id or len(decision_id) > 128:
             raise InvalidConsentError("decision_id must be 1-128 characters")
-        with self._db.write() as session:
-            now = self.now()
-            report = self._check(session, request, now)
-            chosen = report.chosen()
-            if not chosen:
-                return ConsentUse(decision_id, report, {}, None)
-            for record in chosen.values():
-                session.execute(
-                    update(GrantRow)
-                    .where(GrantRow.consent_id == record.consent_id)
-                    .values(use_count=GrantRow.use_count + 1)
-                )
-            recorded = self._ledger.record(
-                Event(
-                    "consent.use",
-                    request.requester,
-                    {
-                        "decision_id": decision_id,
-                        "request": request.to_dict(),
-                        "checked_at": format_rfc3339(now),
-                        "consents": _consent_refs(chosen.values()),
-                    },
-                ),
-                session=session,
-            )
+        if session is not None:
+            return self._use(session, request, decision_id)
+        with self._db.write() as own:
+            return self._use(own, request, decision_id)
+
+    def _use(self, session: Session, request: ConsentRequest, decision_id: str) -> ConsentUse:
+        """:meth:`use` inside ``session``."""
+        now = self.now()
+        report = self._check(session, request, now)
+        chosen = report.chosen()
+        if not chosen:
+            return ConsentUse(decision_id, report, {}, None)
+        for record in chosen.values():
             session.execute(
-                insert(UseRow),
-                [
-                    {
-                        "consent_id": r.consent_id,
-                        "enterprise": r.enterprise,
-                        "decision_id": decision_id,
-                        "job_id": None,
-                        "kind": "decision",
-                        "time": format_rfc3339(now),
-                        "ledger_index": recorded.index,
-                    }
-                    for r in chosen.values()
-                ],
+                update(GrantRow)
+                .where(GrantRow.consent_id == record.consent_id)
+                .values(use_count=GrantRow.use_count + 1)
             )
+        recorded = self._ledger.record(
+            Event(
+                "consent.use",
+                request.requester,
+                {
+                    "decision_id": decision_id,
+                    "request": request.to_dict(),
+                    "checked_at": format_rfc3339(now),
+                    "consents": _consent_refs(chosen.values()),
+                },
+            ),
+            session=session,
+        )
+        session.execute(
+            insert(UseRow),
+            [
+                {
+                    "consent_id": r.consent_id,
+                    "enterprise": r.enterprise,
+                    "decision_id": decision_id,
+                    "job_id": None,
+                    "kind": "decision",
+                    "time": format_rfc3339(now),
+                    "ledger_index": recorded.index,
+                }
+                for r in chosen.values()
+            ],
+        )
         return ConsentUse(decision_id, report, chosen, recorded.index)
 
     def confirm_release(self, decision_id: str, *, job_id: str) -> tuple[str, ...]:
