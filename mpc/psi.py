@@ -60,6 +60,20 @@ class BlindedSet:
         if len(self.points) > MAX_ITEMS:
             raise PsiError(f"more than {MAX_ITEMS} points")
 
+    @classmethod
+    def checked(cls, session: str, points: Iterable[bytes]) -> BlindedSet:
+        """Points received from another party: each a canonical group element, none twice.
+
+        Raises:
+            PsiError: more than the limit, a duplicate, or a point outside the group.
+        """
+        received = tuple(points)
+        if len(set(received)) != len(received):
+            raise PsiError("a set holds duplicate points")
+        if any(not ecgroup.is_valid_point(p) for p in received):
+            raise PsiError("a set holds a point outside the group")
+        return cls(session, received)
+
 
 @dataclass(frozen=True)
 class PsiOutcome:
@@ -187,11 +201,7 @@ def common_size(sets: Sequence[BlindedSet]) -> int:
     for blinded in sets:
         if blinded.session != session:
             raise PsiError(f"points of session {blinded.session!r}, not {session!r}")
-        points = set(blinded.points)
-        if len(points) != len(blinded.points):
-            raise PsiError("a set holds duplicate points")
-        if any(not ecgroup.is_valid_point(p) for p in points):
-            raise PsiError("a set holds a point outside the group")
+        points = set(BlindedSet.checked(session, blinded.points).points)
         common = points if common is None else common & points
     assert common is not None
     return len(common)
