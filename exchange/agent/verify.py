@@ -1,0 +1,290 @@
+"""The checks an agent makes before it reads any data for a task (docs/pipeline.md).
+
+1. **The ledger's head** (:meth:`TaskVerifier.head`): the served checkpoint
+   must be signed by the ledger key given on the agent's command line (never
+   one the exchange hands it), and the tree the agent last verified
+   (``<state>/checkpoint``) must be a prefix of it (RFC 9162 consistency). A
+   rolled-back, forked or rewritten log raises the ledger alarm
+   (:class:`LedgerAlarm`): both checkpoints are kept as evidence and every
+   task is refused while the alarm stands.
+2. **The decision** (:meth:`TaskVerifier.verify`): the entry at the task's
+   ``decision_index`` with its inclusion proof under the verified root
+   (leaf hash ``SHA-256(0x00 || entry)``); a ``pipeline.decision`` of this
+   job whose request, engine, dataset and consent are the task's, naming this
+   enterprise as a participant.
+3. **The consent**: the receipt the decision cites, signed by the agent's own
+   key, with the receipt hash the decision states, not revoked (at the
+   exchange nor in the agent's own list), valid now by the agent's clock, for
+   this deployment, and covering the request's fields, operation, engine,
+   requester and purpose.
+
+Every failure is a :class:`TaskRefused` whose message is the reason the
+agent signs and sends back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from consent import ConsentReceipt, InvalidConsentError, SignedReceipt
+from consent.errors import BadConsentSignatureError
+from core.clock import utcnow
+from core.keys import Ed25519PublicKey
+from exchange.agent.errors import LedgerAlarm, TaskRefused
+from exchange.agent.journal import AgentState
+from exchange.agent.reads import VerifierReads
+from exchange.agent.task import Task
+from exchange.pipeline.statements import DECISION_EVENT, DecisionRecord, Participant, StatementError
+from ledger import (
+    Checkpoint,
+    CheckpointError,
+    InvalidEntryError,
+    KeptCheckpoint,
+    LedgerEntry,
+    LedgerIntegrityError,
+    NoteVerifier,
+    ProofError,
+    SignedNote,
+    check_kept_checkpoint,
+    leaf_hash,
+    verify_inclusion,
+)
+
+__all__ = ["Authorization", "TaskVerifier", "check_consent", "check_decision"]
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """A task the agent verified: the decision on the ledger and its own consent."""
+
+    decision: DecisionRecord
+    participant: Participant
+    receipt: ConsentReceipt
+
+
+class TaskVerifier:
+    """Verifies tasks for enterprise ``enterprise`` against the pinned ledger key."""
+
+    def __init__(
+        self,
+        reads: VerifierReads,
+        ledger_key: NoteVerifier,
+        state: AgentState,
+        *,
+        enterprise: str,
+        public_key: Ed25519PublicKey,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._reads = reads
+        self._ledger_key = ledger_key
+        self._state = state
+        self.enterprise = enterprise
+        self._public_key = public_key
+        self._clock = clock
+
+    def head(self) -> Checkpoint:
+        """Fetch, verify and keep the ledger's checkpoint.
+
+        Raises:
+            LedgerAlarm: the alarm stands, or the log is not consistent with the kept
+                checkpoint (rolled back, forked, rewritten): the alarm is raised now.
+            TaskRefused: the checkpoint is malformed or not signed by the pinned key,
+                or a proof could not be fetched.
+        """
+        standing = self._state.alarm()
+        if standing is not None:
+            raise LedgerAlarm(standing)
+        served = self._reads.checkpoint_text()
+        try:
+            note = SignedNote.from_text(served)
+            note.verify(self._ledger_key)
+            head = Checkpoint.from_text(note.text)
+        except CheckpointError as exc:
+            raise TaskRefused(
+                f"the exchange's checkpoint is not signed by the pinned ledger key: {exc}"
+            ) from exc
+        kept_text = self._state.kept_checkpoint()
+        if kept_text is not None:
+            self._check_kept(kept_text, served, head)
+        self._state.keep_checkpoint(served)  # consistent with the kept one, so never smaller
+        return head
+
+    def _check_kept(self, kept_text: str, served: str, head: Checkpoint) -> None:
+        try:
+            kept = KeptCheckpoint.parse(kept_text, self._ledger_key, head.origin)
+        except CheckpointError as exc:
+            reason = f"the kept checkpoint does not match the served log: {exc}"
+            self._state.raise_alarm(reason, kept_text, served)
+            raise LedgerAlarm(reason) from exc
+        first = kept.checkpoint.size
+        proof: tuple[bytes, ...] = ()
+        if 0 < first < head.size:
+            proof = self._reads.consistency(first, head.size)
+        try:
+            check_kept_checkpoint(kept, head.size, head.root, proof)
+        except LedgerIntegrityError as exc:
+            reason = f"the ledger is not consistent with the checkpoint this agent kept: {exc}"
+            evidence = self._state.raise_alarm(reason, kept_text, served)
+            raise LedgerAlarm(f"{reason} (evidence: {evidence})") from exc
+
+    def verify(self, task: Task, head: Checkpoint) -> Authorization:
+        """Check ``task`` against its decision on the ledger and the agent's own consent.
+
+        Raises:
+            TaskRefused: any check fails (the message is the reason).
+        """
+        index = task.decision_index
+        if index >= head.size:
+            raise TaskRefused(
+                f"decision entry {index} is beyond the verified checkpoint ({head.size} entries)"
+            )
+        leaf = self._reads.entry(index)
+        if leaf is None:
+            raise TaskRefused(f"the exchange did not serve decision entry {index}")
+        proof = self._reads.inclusion(index, head.size)
+        try:
+            verify_inclusion(index, head.size, leaf_hash(leaf), proof, head.root)
+        except ProofError as exc:
+            raise TaskRefused(
+                f"decision entry {index} is not on the verified ledger (inclusion proof: {exc})"
+            ) from exc
+        decision, participant = check_decision(task, leaf, self.enterprise)
+        body = self._reads.consent(participant.consent_id)
+        receipt = check_consent(
+            task,
+            decision,
+            participant,
+            body,
+            public_key=self._public_key,
+            origin=head.origin,
+            revoked=self._state.revoked(),
+            now=self._clock(),
+        )
+        return Authorization(decision, participant, receipt)
+
+
+def check_decision(task: Task, leaf: bytes, enterprise: str) -> tuple[DecisionRecord, Participant]:
+    """Parse the verified entry ``leaf`` as ``task``'s decision naming ``enterprise``.
+
+    Raises:
+        TaskRefused: not a decision, another job's, or the task differs from it.
+    """
+    try:
+        entry = LedgerEntry.from_leaf_input(leaf)
+    except InvalidEntryError as exc:
+        raise TaskRefused(f"decision entry {task.decision_index} is no ledger entry") from exc
+    if entry.index != task.decision_index:
+        raise TaskRefused(f"entry {task.decision_index} claims index {entry.index}")
+    if entry.type != DECISION_EVENT:
+        raise TaskRefused(f"entry {entry.index} is a {entry.type}, not a {DECISION_EVENT}")
+    try:
+        decision = DecisionRecord.from_payload(entry.payload)
+    except StatementError as exc:
+        raise TaskRefused(f"entry {entry.index} is a malformed decision: {exc}") from exc
+    if decision.job_id != task.job_id:
+        raise TaskRefused(f"entry {entry.index} decides job {decision.job_id}, not {task.job_id}")
+    if entry.actor != decision.requester:
+        raise TaskRefused(f"entry {entry.index} was recorded by {entry.actor}, not its requester")
+    if task.request.digest() != decision.request.digest():
+        raise TaskRefused("the task's request is not the request the decision authorized")
+    if task.engine is not decision.engine:
+        raise TaskRefused(
+            f"the task runs on {task.engine.value}, the decision authorized {decision.engine.value}"
+        )
+    participant = decision.participant(enterprise)
+    if participant is None:
+        raise TaskRefused(f"the decision does not include {enterprise}")
+    if task.dataset != participant.dataset:
+        raise TaskRefused(
+            f"the task reads dataset {task.dataset}, the decision names {participant.dataset}"
+        )
+    if task.consent_id != participant.consent_id:
+        raise TaskRefused(
+            f"the task cites consent {task.consent_id}, the decision {participant.consent_id}"
+        )
+    return decision, participant
+
+
+def check_consent(
+    task: Task,
+    decision: DecisionRecord,
+    participant: Participant,
+    body: Mapping[str, Any],
+    *,
+    public_key: Ed25519PublicKey,
+    origin: str,
+    revoked: frozenset[str],
+    now: datetime,
+) -> ConsentReceipt:
+    """Check the consent the decision cites (``body``: as ``GET /v1/consents/{id}`` shows it).
+
+    Raises:
+        TaskRefused: not signed by ``public_key``, another receipt than the decision's,
+            revoked, not valid at ``now``, another deployment's, or not covering the task.
+    """
+    cid = participant.consent_id
+    try:
+        signed = SignedReceipt.from_dict(
+            {"receipt": body.get("receipt"), "signature": body.get("signature")}
+        )
+    except (InvalidConsentError, TypeError, ValueError) as exc:
+        raise TaskRefused(f"consent {cid} as served is malformed: {exc}") from exc
+    receipt = signed.receipt
+    try:
+        signed.verify(public_key)
+    except BadConsentSignatureError as exc:
+        raise TaskRefused(f"consent {cid} is not signed by this enterprise's key") from exc
+    if receipt.public_key != public_key:
+        raise TaskRefused(f"consent {cid} names another public key than this enterprise's")
+    if signed.receipt_hash() != participant.receipt_sha256:
+        raise TaskRefused(
+            f"consent {cid}'s receipt hash is not the one the decision recorded "
+            "(the decision cites another receipt)"
+        )
+    if receipt.consent_id != cid:
+        raise TaskRefused(f"the exchange served consent {receipt.consent_id} for {cid}")
+    if receipt.enterprise != participant.enterprise:
+        raise TaskRefused(f"consent {cid} is {receipt.enterprise}'s")
+    if receipt.origin != origin:
+        raise TaskRefused(f"consent {cid} was made for {receipt.origin}, not for {origin}")
+    if cid in revoked:
+        raise TaskRefused(f"consent {cid} is revoked (this agent's own list)")
+    status = body.get("status")
+    if status != "active":
+        raise TaskRefused(f"consent {cid} is {status} at the exchange")
+    if not receipt.valid_from <= now <= receipt.valid_until:
+        raise TaskRefused(f"consent {cid} is not valid now (by this agent's clock)")
+    _check_covers(task, decision, participant, receipt)
+    return receipt
+
+
+def _check_covers(
+    task: Task, decision: DecisionRecord, participant: Participant, receipt: ConsentReceipt
+) -> None:
+    cid = receipt.consent_id
+    request = decision.request
+    scope = next((s for s in receipt.scope if s.dataset == participant.dataset), None)
+    if scope is None:
+        raise TaskRefused(f"consent {cid} does not cover dataset {participant.dataset}")
+    outside = [f for f in request.fields if f not in scope.fields]
+    if outside:
+        raise TaskRefused(f"consent {cid} does not cover field(s) {', '.join(outside)}")
+    if request.operation not in receipt.operations:
+        raise TaskRefused(f"consent {cid} does not allow {request.operation.value}")
+    if decision.engine.value not in {e.value for e in receipt.engines}:
+        raise TaskRefused(f"consent {cid} does not allow the {decision.engine.value} engine")
+    if request.purpose not in receipt.purposes:
+        raise TaskRefused(f"consent {cid} does not allow the purpose {request.purpose.value}")
+    who = receipt.requester
+    if who.identity is not None and who.identity != decision.requester:
+        raise TaskRefused(f"consent {cid} is for {who.identity}, not for {decision.requester}")
+    if decision.min_cohort < receipt.min_cohort or len(decision.participants) < receipt.min_cohort:
+        raise TaskRefused(
+            f"consent {cid} needs a cohort of at least {receipt.min_cohort}; the decision has "
+            f"{len(decision.participants)} participants and a minimum of {decision.min_cohort}"
+        )
+    if task.round < 1:
+        raise TaskRefused("rounds start at 1")
