@@ -9,7 +9,8 @@
   the agent keeps its secret rank tag to find its own rank after release.
 * PSI: round 1 its column's distinct values blinded with a fresh secret scalar;
   later rounds another participant's points blinded again with the same
-  scalar: ``{"points": [base64...]}``.
+  scalar: ``{"points": [base64...]}``. The scalar is kept in the state dir
+  between rounds (``psi/<job>.json``, 0600), so a restarted agent goes on.
 
 MPC and PSI payloads are hashed as SHA-256 of their RFC 8785 form. Values are
 read from the source only here, after the task was verified, and only the
@@ -29,6 +30,7 @@ import mpc
 from consent import Operation
 from core.canonical import JsonValue, canonical_sha256
 from exchange.agent.errors import SourceError, TaskRefused
+from exchange.agent.journal import AgentState
 from exchange.agent.sources import FieldReader
 from exchange.agent.task import Task
 from exchange.pipeline.request import EngineName, Reduce
@@ -80,12 +82,19 @@ def reduce_column(values: Sequence[float], how: Reduce) -> float:
 class Contributor:
     """Builds this enterprise's contribution to a verified task."""
 
-    def __init__(self, enterprise: str, reader: FieldReader, he_context: ContextFetcher) -> None:
+    def __init__(
+        self,
+        enterprise: str,
+        reader: FieldReader,
+        he_context: ContextFetcher,
+        state: AgentState | None = None,
+    ) -> None:
         self.enterprise = enterprise
+        self._state = state
         self._reader = reader
         self._he_context = he_context
         self._psi: dict[str, mpc.PsiParty] = {}
-        """PSI sessions by job id: the secret scalar lives in memory between rounds."""
+        """PSI sessions by job id; their keys are also kept in ``state`` for a restart."""
 
     def contribute(self, task: Task, engine: EngineName) -> Contribution:
         """The payload for ``task`` on ``engine`` (the decision's engine).
@@ -195,34 +204,56 @@ class Contributor:
         material = task.material
         try:
             session = str(material["session"])
-            points = (
-                None
-                if task.round == 1
-                else tuple(
-                    base64.b64decode(str(p), validate=True) for p in _list(material["points"])
-                )
-            )
+            points = None
+            parties = 0
+            if task.round == 1:
+                given_parties = material["parties"]
+                if type(given_parties) is not int or given_parties < 2:
+                    raise ValueError("parties must be an integer of at least 2")
+                parties = given_parties
+            else:
+                given = _list(material["points"])
+                points = tuple(base64.b64decode(str(p), validate=True) for p in given)
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise TaskRefused(f"the PSI material is malformed: {exc}") from exc
+        if session != task.job_id:
+            raise TaskRefused(f"the PSI session is {session}, not the job {task.job_id}")
         if points is None:
             items = self._reader.texts(task.request.fields[0])
             party = mpc.PsiParty(session, items, mpc.PsiMode.CARDINALITY)
             self._psi[task.job_id] = party
+            if self._state is not None:
+                self._state.keep_psi_key(task.job_id, party.export_key(), parties)
             out = party.blinded().points
         else:
-            party = self._psi.get(task.job_id)  # type: ignore[assignment]
-            if party is None or party.session != session:
-                raise TaskRefused(
-                    "this agent no longer holds the PSI key of round 1 (it restarted); "
-                    "the job cannot use its later rounds"
-                )
+            party = self._psi_party(task, session)
             out = party.reblind(mpc.BlindedSet(session, points)).points
+            kept = self._state.psi_key(task.job_id) if self._state is not None else None
+            if kept is not None and task.round >= kept[1]:
+                self.forget(task.job_id)
         payload: dict[str, JsonValue] = {"points": [base64.b64encode(p).decode() for p in out]}
         return Contribution(payload, canonical_sha256(payload).hex())
 
+    def _psi_party(self, task: Task, session: str) -> mpc.PsiParty:
+        party = self._psi.get(task.job_id)
+        if party is not None:
+            return party
+        kept = self._state.psi_key(task.job_id) if self._state is not None else None
+        if kept is None:
+            raise TaskRefused(
+                "this agent holds no PSI key of this job's round 1 (lost), "
+                "so it cannot blind later rounds"
+            )
+        items = self._reader.texts(task.request.fields[0])
+        party = mpc.PsiParty.restore(session, items, mpc.PsiMode.CARDINALITY, kept[0])
+        self._psi[task.job_id] = party
+        return party
+
     def forget(self, job_id: str) -> None:
-        """Drop what the agent holds for a job (its PSI key)."""
+        """Drop what the agent holds for a job (its PSI key, in memory and on disk)."""
         self._psi.pop(job_id, None)
+        if self._state is not None:
+            self._state.forget_psi_key(job_id)
 
 
 def _object(value: object) -> Mapping[str, object]:

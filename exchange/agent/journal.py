@@ -13,6 +13,8 @@ Layout of ``<state>`` (mode 0700; every file 0600):
   kept beside it (``evidence/``). An operator removes it after investigating;
 * ``ranks/<job>.json`` — the secret rank tags dealt for a job (MPC percentile
   ranks), until the agent has read its rank;
+* ``psi/<job>.json`` — the secret PSI key of a job between its rounds (so a
+  restarted agent blinds again with the same key), deleted after its last round;
 * ``revoked`` — consent ids the enterprise revoked, one a line, optional: the
   agent refuses them whatever the exchange says.
 """
@@ -96,6 +98,7 @@ class AgentState:
                 f"state dir {root} has mode {mode:o}; it must be 0700 (chmod 700 {root})"
             )
         (root / "ranks").mkdir(mode=0o700, exist_ok=True)
+        (root / "psi").mkdir(mode=0o700, exist_ok=True)
         return cls(root)
 
     @property
@@ -160,3 +163,22 @@ class AgentState:
     def forget_ranks(self, job_id: str) -> None:
         """Drop a job's rank tags (its rank is known, or it will never be)."""
         (self.root / "ranks" / f"{job_id}.json").unlink(missing_ok=True)
+
+    # -- PSI keys ------------------------------------------------------------------------
+
+    def keep_psi_key(self, job_id: str, key: bytes, parties: int) -> None:
+        """Keep a job's PSI key (a secret) and its number of rounds."""
+        body = {"key": key.hex(), "parties": parties}
+        _write_private(self.root / "psi" / f"{job_id}.json", json.dumps(body).encode())
+
+    def psi_key(self, job_id: str) -> tuple[bytes, int] | None:
+        """A job's kept PSI key and number of rounds, or None."""
+        path = self.root / "psi" / f"{job_id}.json"
+        if not path.exists():
+            return None
+        body = json.loads(path.read_text())
+        return bytes.fromhex(body["key"]), int(body["parties"])
+
+    def forget_psi_key(self, job_id: str) -> None:
+        """Delete a job's PSI key (its last round is answered, or the job closed)."""
+        (self.root / "psi" / f"{job_id}.json").unlink(missing_ok=True)
