@@ -108,6 +108,12 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Who your token is (name, role, industry, expiry); rotate-token replaces it.",
     ),
     LazySubcommand(
+        "agent",
+        "exchange.cli.agent",
+        "agent",
+        "Run an enterprise's data agent: verify each task on the ledger, then contribute.",
+    ),
+    LazySubcommand(
         "login",
         "exchange.cli.login",
         "login",
