@@ -24,6 +24,7 @@ from core.errors import ConfigurationError
 from edge_tls import ServerCredentials
 from exchange.errors import install_problem_handlers
 from exchange.routes import edge as edge_routes
+from exchange.routes import edge_results as edge_result_routes
 from exchange.routes import est as est_routes
 from exchange.routes import pki as pki_routes
 from exchange.runtime import Runtime
@@ -54,7 +55,11 @@ def edge_ssl_context(credentials: ServerCredentials, trust_pem: str) -> ssl.SSLC
 
 
 def create_edge_app(runtime: Runtime) -> FastAPI:
-    """The application behind the edge listener: EST, CRL/OCSP and the device routes only."""
+    """The application behind the edge listener: EST, CRL/OCSP and the device routes only.
+
+    The device routes include ``GET /v1/edge/results/{job_id}``: the device's
+    enterprise's own share of a released job, nothing else.
+    """
     app = FastAPI(
         title="ibx edge", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -63,6 +68,7 @@ def create_edge_app(runtime: Runtime) -> FastAPI:
     app.include_router(est_routes.router)
     app.include_router(pki_routes.router)
     app.include_router(edge_routes.device_router)
+    app.include_router(edge_result_routes.router)
     return app
 
 
