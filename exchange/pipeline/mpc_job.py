@@ -156,7 +156,7 @@ class MpcEngineJob:
         try:
             self._guard.check_order_statistics(job.release, mpc.mpc_statistics(spec))
         except ReleaseRefusedError as exc:
-            raise ReleaseRefused(str(exc)) from exc
+            raise ReleaseRefused(f"{exc.title}: {exc}") from exc
 
     def rounds(self, job: JobContext) -> int:
         """One round: each agent posts its sealed shares once."""
@@ -212,7 +212,7 @@ class MpcEngineJob:
         try:
             return self._compute(job, answers)
         except ReleaseRefusedError as exc:
-            raise ReleaseRefused(str(exc)) from exc
+            raise ReleaseRefused(f"{exc.title}: {exc}") from exc
 
     def end(self, job_id: str) -> None:
         """Delete the job's files in every party's directory (sealed shares, outcome, log)."""

@@ -196,7 +196,7 @@ class PsiEngineJob:
             )
             self._guard.approve(request, query, left_out=left_out)
         except ReleaseRefusedError as exc:
-            raise ReleaseRefused(str(exc)) from exc
+            raise ReleaseRefused(f"{exc.title}: {exc}") from exc
         logger.info(
             "PSI job %s released over %d sets (%d left out)", job.job_id, len(sets), len(left_out)
         )
