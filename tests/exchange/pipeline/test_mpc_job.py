@@ -183,3 +183,41 @@ def test_mpc_engine_creates_the_deployment_in_the_data_dir(runtime: Runtime) -> 
     first = mpc_engine(runtime)
     assert (runtime.data_dir / "mpc" / "box_public_keys").is_file()
     assert mpc_engine(runtime)._deployment.box_public_keys == first._deployment.box_public_keys
+
+
+def test_dp_order_statistics_leave_as_grid_candidates(engine: MpcEngineJob) -> None:
+    policy = mpc.ReleasePolicy(
+        min_cohort=3,
+        order_statistics=mpc.OrderRelease.DP,
+        order_dp=mpc.DpOrderPolicy(1.0, candidates=9),
+    )
+    names = ["a", "b", "c", "d", "e"]
+    job = job_context(Operation.QUANTILES, names, policy)
+    engine.start(job)  # DP order release: nothing exact is asked of the parties
+    values = [120.0, 340.0, 510.0, 260.0, 790.0]
+    answers = {w: {1: _deal(engine, job, w, v)[0]} for w, v in zip(names, values, strict=True)}
+    outcome = engine.compute(job, answers)
+    engine.end(job.job_id)
+    grid = set(mpc.DpOrderPolicy(1.0, candidates=9).grid(1000.0))
+    assert len(outcome.values["median"]) == 1 and len(outcome.values["quartiles"]) == 3
+    assert set(outcome.values["median"]) | set(outcome.values["quartiles"]) <= grid
+    assert outcome.epsilon == 1.0 and outcome.shares == {}
+
+
+def test_a_mean_under_a_dominance_rule_runs_on_mpc_with_dp_noise(engine: MpcEngineJob) -> None:
+    policy = mpc.ReleasePolicy(
+        min_cohort=3,
+        dominance=(mpc.DominanceRule(1, 60.0),),
+        dp=mpc.DpPolicy(mpc.DpMechanism.LAPLACE, 5.0),
+    )
+    names = ["a", "b", "c", "d"]
+    job = job_context(Operation.MEAN, names, policy, bound=100.0)
+    engine.start(job)
+    values = [40.0, 45.0, 50.0, 55.0]  # no one dominates
+    answers = {w: {1: _deal(engine, job, w, v)[0]} for w, v in zip(names, values, strict=True)}
+    outcome = engine.compute(job, answers)
+    engine.end(job.job_id)
+    (mean,) = outcome.values["mean"]
+    assert mean != 47.5  # noised (Laplace, scale 2·100/4/5 = 10)
+    assert abs(mean - 47.5) < 200
+    assert outcome.epsilon == 5.0 and outcome.cohort == 4
