@@ -48,7 +48,12 @@ ROWS = 4
 """Rows in every enterprise's source (HE vectors of this length need no reduction)."""
 COMMON_SUPPLIERS = ("sup-common-1", "sup-common-2")
 """Suppliers every enterprise buys from (the PSI overlap)."""
-NUMERIC = ("energy_kwh", "output_units", "unit_cost", "water_m3", "scrap_kg", "co2_t", "heat_gj")
+NUMERIC = (
+    "energy_kwh", "output_units", "unit_cost", "water_m3", "scrap_kg", "co2_t", "heat_gj",
+    "steam_t", "power_kw",
+)  # fmt: skip
+"""Numeric columns; each linear release in the tests reads its own (the release guard's
+differencing memory is per field, and it is shared by every test of the module)."""
 FIELDS = (*NUMERIC, "supplier")
 TERMINAL = frozenset({"released", "refused", "failed", "cancelled"})
 
@@ -110,6 +115,12 @@ class Enterprise:
             return ["--source", str(self.home / "plant.csv")]
         return ["--source", f"sqlite:///{self.home / 'plant.db'}", "--table", "plant"]
 
+    @property
+    def source_spec(self) -> tuple[str, str | None]:
+        """``--source`` and ``--table`` (None for a CSV file)."""
+        args = self.source_args
+        return args[1], (args[3] if len(args) > 2 else None)
+
     def column(self, name: str) -> np.ndarray:
         return np.array(self.data[name], dtype=float)
 
@@ -145,6 +156,8 @@ def make_data(index: int, rng: np.random.Generator) -> dict[str, list[Any]]:
         "scrap_kg": rng.uniform(1, 9, ROWS).round(3).tolist(),
         "co2_t": rng.uniform(30, 90, ROWS).round(3).tolist(),
         "heat_gj": rng.uniform(100, 200, ROWS).round(3).tolist(),
+        "steam_t": rng.uniform(1, 4, ROWS).round(3).tolist(),
+        "power_kw": rng.uniform(200, 900, ROWS).round(3).tolist(),
         "supplier": [*COMMON_SUPPLIERS, *own],
     }
 
@@ -208,10 +221,14 @@ class ServerProcess:
 class AgentProcess:
     """One enterprise's ``ibx agent`` subprocess, its output in ``<home>/agent.log``."""
 
-    def __init__(self, enterprise: Enterprise, url: ExchangeUrl, *extra: str) -> None:
+    def __init__(
+        self, enterprise: Enterprise, url: ExchangeUrl, *extra: str, vkey: Path | None = None
+    ) -> None:
         self.enterprise = enterprise
         self.url = url
         self.extra = extra
+        self.vkey = vkey or enterprise.home / "ledger.vkey"
+        """The verifier key it was handed (a test may hand it another deployment's)."""
         self.state = enterprise.home / "agent-state"
         self.log_path = enterprise.home / "agent.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -221,7 +238,7 @@ class AgentProcess:
         return [
             sys.executable, "-m", "exchange.cli", "--token-file", str(e.token_file), "agent",
             *self.url.cli_args(), "--enterprise", e.name, "--key", str(e.key_file),
-            *e.source_args, "--ledger-vkey", str(e.home / "ledger.vkey"),
+            *e.source_args, "--ledger-vkey", str(self.vkey),
             "--state", str(self.state), "--poll", "5", *self.extra, *more,
         ]  # fmt: skip
 
