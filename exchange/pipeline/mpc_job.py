@@ -31,7 +31,7 @@ import fcntl
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -52,12 +52,15 @@ from mpc.errors import CohortTooSmallError, ReleaseRefusedError
 if TYPE_CHECKING:
     from exchange.runtime import Runtime
 
-__all__ = ["MAX_ENVELOPE_BYTES", "MpcEngineJob", "mpc_engine", "mpc_spec_for"]
+__all__ = ["MAX_ENVELOPE_BYTES", "RENEW_BEFORE", "MpcEngineJob", "mpc_engine", "mpc_spec_for"]
 
 logger = logging.getLogger(__name__)
 
 MAX_ENVELOPE_BYTES = 4096
 """Largest sealed share accepted (a real one is a few hundred bytes)."""
+
+RENEW_BEFORE = timedelta(days=2)
+"""The parties' TLS certificates are renewed when they expire sooner than this."""
 
 _ORDER = frozenset(
     {
@@ -344,20 +347,27 @@ class MpcEngineJob:
 
 
 def _deployment(base: Path) -> mpc.MpcDeployment:
-    """``base``'s deployment, created (under a lock, so two workers make one) when missing.
+    """``base``'s deployment: created when missing, its TLS certificates renewed when they are
+    about to expire (the box keys stay, so shares already sealed still open); under a lock,
+    so two workers do it once.
 
     Raises:
         DeploymentError: a deployment that is there but incomplete.
     """
     if (base / "box_public_keys").is_file():
-        return mpc.MpcDeployment.from_dir(base)
+        found = mpc.MpcDeployment.from_dir(base)
+        if found.certificates_expire() - utcnow() > RENEW_BEFORE:
+            return found
     base.mkdir(parents=True, exist_ok=True)
     with (base.parent / ".mpc.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if (base / "box_public_keys").is_file():
-                return mpc.MpcDeployment.from_dir(base)
-            return mpc.MpcDeployment.create(base, now=utcnow())
+            if not (base / "box_public_keys").is_file():
+                return mpc.MpcDeployment.create(base, now=utcnow())
+            found = mpc.MpcDeployment.from_dir(base)
+            if found.certificates_expire() - utcnow() <= RENEW_BEFORE:
+                found.renew_certificates(now=utcnow())
+            return found
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -366,7 +376,8 @@ def mpc_engine(runtime: Runtime) -> MpcEngineJob:
     """The MPC engine of ``runtime`` (an :class:`exchange.runtime.Runtime`).
 
     Its deployment is ``<data dir>/mpc``, created on first use as
-    ``ibx mpc deploy`` would (three parties on this host).
+    ``ibx mpc deploy`` would (three parties on this host), its certificates
+    renewed when they are about to expire.
 
     Raises:
         DeploymentError: the deployment directory is incomplete.

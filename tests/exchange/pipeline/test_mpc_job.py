@@ -221,3 +221,12 @@ def test_a_mean_under_a_dominance_rule_runs_on_mpc_with_dp_noise(engine: MpcEngi
     assert mean != 47.5  # noised (Laplace, scale 2·100/4/5 = 10)
     assert abs(mean - 47.5) < 200
     assert outcome.epsilon == 5.0 and outcome.cohort == 4
+
+
+def test_certificates_about_to_expire_are_renewed_and_box_keys_kept(runtime: Runtime) -> None:
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=29)
+    made = mpc.MpcDeployment.create(runtime.data_dir / "mpc", now=old)
+    assert made.certificates_expire() < dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    renewed = mpc_engine(runtime)._deployment
+    assert renewed.certificates_expire() > dt.datetime.now(dt.UTC) + dt.timedelta(days=29)
+    assert renewed.box_public_keys == made.box_public_keys
