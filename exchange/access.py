@@ -133,6 +133,17 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/v1/ledger/entries"): _read("ledger_read", "ledger_read_own", "ledger"),
     ("GET", "/v1/ledger/proof/inclusion"): _read("ledger_read", "ledger_read_own", "ledger"),
     ("GET", "/v1/ledger/proof/consistency"): _read("ledger_read", "ledger_read_own", "ledger"),
+    # the pipeline: compute requests, jobs and results (docs/pipeline.md)
+    ("POST", "/v1/requests"): _one("request_submit", "job", write=True),
+    ("GET", "/v1/jobs"): _read("job_read_all", "job_read_own", "job"),
+    ("GET", "/v1/jobs/{job_id}"): _read("job_read_all", "job_read_own", "job", param="job_id"),
+    ("POST", "/v1/jobs/{job_id}/cancel"): _one("job_cancel", "job", write=True, param="job_id"),
+    ("GET", "/v1/results/{job_id}"): _one("result_read", "job", param="job_id"),
+    # the enterprises' data agents (each statement is signed and verified by the pipeline)
+    ("GET", "/v1/agent/tasks"): _one("agent_task", "agent"),
+    ("GET", "/v1/agent/jobs/{job_id}/he-context"): _one("agent_task", "agent", param="job_id"),
+    ("POST", "/v1/agent/jobs/{job_id}/contributions"): _one("agent_task", "agent", param="job_id"),
+    ("POST", "/v1/agent/jobs/{job_id}/refusals"): _one("agent_task", "agent", param="job_id"),
 }
 """Every route of the API: ``(method, path template) -> Access``."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from exchange.auth import enforce_access
 from exchange.errors import install_problem_handlers, problem
 from exchange.idempotency import Idempotency, IdempotencyStore
 from exchange.openapi import install_complete_openapi
+from exchange.pipeline.sweeper import PipelineSweeper
 from exchange.request_id import install_log_context
 from exchange.routes import ROUTERS
 from exchange.runtime import Runtime
@@ -29,6 +31,13 @@ MAX_BODY = 64 * 1024
 """Largest request body the HTTP API reads (JSON requests are small; ledger payloads are
 bounded at 64 KiB too)."""
 
+MAX_CONTRIBUTION_BODY = 256 * 1024 * 1024
+"""Largest body of a data agent's contribution (HE ciphertexts: about 440 kB of base64 per
+4,096 values)."""
+
+_LARGE_BODIES = re.compile(r"^/v1/agent/jobs/[^/]+/contributions$")
+"""Paths whose bodies may be up to :data:`MAX_CONTRIBUTION_BODY`."""
+
 
 class _BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413 before any route parses them.
@@ -37,20 +46,22 @@ class _BodyLimit:
     a declared ``Content-Length`` and a chunked upload are bounded alike.
     """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY, large: int = MAX_CONTRIBUTION_BODY
+    ) -> None:
         self._app = app
-        self._limit = limit
+        self._default = limit
+        self._large = large
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            413, "payload too large", f"a request body may be at most {self._limit} bytes"
-        )
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem(413, "payload too large", f"a request body may be at most {limit} bytes")
         await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        limit = self._large if _LARGE_BODIES.match(scope.get("path", "")) else self._default
         for name, value in scope.get("headers", ()):
             if name != b"content-length":
                 continue
@@ -59,8 +70,8 @@ class _BodyLimit:
                     scope, receive, send
                 )
                 return
-            if len(value) > 12 or int(value) > self._limit:
-                await self._too_large(scope, receive, send)
+            if len(value) > 12 or int(value) > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -71,8 +82,8 @@ class _BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self._limit:
-                await self._too_large(scope, receive, send)
+            if size > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -116,8 +127,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        rt.close()
+        sweeper = PipelineSweeper.start(rt)  # one process of ibx serve --workers N holds it
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                await sweeper.stop()
+            rt.close()
 
     app = FastAPI(
         title="ibx exchange",

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from exchange.admin_certs import AdminCertificates
     from exchange.auth_lockout import AuthFailureGuard
     from exchange.identities import IdentityRegistry
+    from exchange.pipeline.service import Pipeline
 
 __all__ = ["MIGRATION_BRANCHES", "Runtime"]
 
@@ -291,8 +292,17 @@ class Runtime:
             ),
         )
 
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """The authorize-before-use pipeline: requests, jobs, the agents' answers, release."""
+        from exchange.pipeline.service import Pipeline
+
+        return Pipeline(self)
+
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections (after the pipeline's running work, if it was used)."""
+        if "pipeline" in self.__dict__:
+            self.pipeline.close()
         self.db.dispose()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from exchange.routes import consents, datasets, edge, ledger, me, pki, policies
+from exchange.routes import agent, consents, datasets, edge, ledger, me, pki, policies, requests
 
 __all__ = ["ROUTERS"]
 
@@ -16,5 +16,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     ledger.router,
     pki.router,
     edge.enterprise_router,
+    requests.router,
+    agent.router,
 )
 """Every router of the API app (the edge listener serves its own, device routes only)."""

@@ -1,0 +1,433 @@
+"""Pipeline steps 3-5: policy decision, consent check and the decision on the ledger.
+
+:meth:`Authorizer.authorize` resolves the request's datasets (ids, or every
+dataset of an industry's enterprises holding all the fields), then in ONE
+write transaction: checks and counts the consents (``consent.use``), asks
+the policy once per distinct (domain, classification) with the cohort the
+consents give, applies the minimum cohort (the strictest of the policy's
+release terms and the consents'), and records the ``pipeline.decision``
+entry with the job and participant rows. A refusal rolls everything back;
+nothing reaches an engine or an agent before that transaction commits.
+
+Concurrent decisions are committed in groups (:class:`GroupCommit`): each
+decision runs in its own savepoint of one shared transaction, so a burst of
+requesters pays for one durable commit (one fsync) instead of one each, and
+a refused decision rolls back only its own savepoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+import consent
+from consent import ConsentRecord, ConsentRequest, CoverageReport, Dataset, DatasetCatalog
+from core.clock import format_rfc3339
+from core.events import Event
+from exchange.access import domain_of
+from exchange.identities import Identity, Role
+from exchange.pipeline.errors import InvalidComputeRequestError, RequestRefusedError
+from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
+from exchange.pipeline.statements import (
+    DECISION_EVENT,
+    DecisionRecord,
+    LeftOut,
+    Participant,
+    new_job_id,
+)
+from exchange.pipeline.tables import JobRow, ParticipantRow
+from policies import ReleaseTerms, Subject
+
+if TYPE_CHECKING:
+    from exchange.runtime import Runtime
+
+__all__ = ["Authorization", "Authorizer", "GroupCommit"]
+
+logger = logging.getLogger(__name__)
+
+_STRICTNESS = {"general": 0, "important": 1, "core": 2}
+_MAX_INDUSTRY_DATASETS = 100_000
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An authorized job: its decision as on the ledger and the terms it is released under."""
+
+    decision: DecisionRecord
+    terms: ReleaseTerms
+    decision_index: int
+    collect_until: datetime
+
+
+class GroupCommit:
+    """Runs write units of concurrent callers in shared transactions, one savepoint each.
+
+    A caller's unit either commits with its group or raises to that caller
+    alone (its savepoint rolled back). One thread commits; callers wait on
+    their own result. With no contention a group is one unit.
+    """
+
+    def __init__(self, runtime: Runtime, *, max_group: int = 64) -> None:
+        self._runtime = runtime
+        self._queue: queue.SimpleQueue[_Unit] = queue.SimpleQueue()
+        self._max = max_group
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def run(self, work: Callable[[Session], Any]) -> Any:
+        """Run ``work(session)`` inside a group's transaction; return its result once committed.
+
+        Raises:
+            Exception: whatever ``work`` raised, or the group's commit failure.
+        """
+        unit = _Unit(work)
+        self._ensure_thread()
+        self._queue.put(unit)
+        unit.done.wait()
+        if unit.error is not None:
+            raise unit.error
+        return unit.result
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="pipeline-group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            units = [self._queue.get()]
+            while len(units) < self._max:
+                try:
+                    units.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit(units)
+
+    def _commit(self, units: Sequence[_Unit]) -> None:
+        ok: list[_Unit] = []
+        try:
+            with self._runtime.db.write() as session:
+                for unit in units:
+                    try:
+                        with session.begin_nested():
+                            unit.result = unit.work(session)
+                        ok.append(unit)
+                    except Exception as exc:
+                        unit.error = exc
+        except Exception as exc:
+            for unit in ok:
+                unit.error = exc
+        for unit in units:
+            unit.done.set()
+
+
+class _Unit:
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Session], Any]) -> None:
+        self.work = work
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class Authorizer:
+    """Decides compute requests and records the decisions (see the module docstring)."""
+
+    def __init__(self, runtime: Runtime, *, compute_margin: Callable[[int], float]) -> None:
+        self._runtime = runtime
+        self._margin = compute_margin
+        self._group = GroupCommit(runtime)
+
+    # -- resolving the data ---------------------------------------------------------------
+
+    def _datasets(self, request: ComputeRequest) -> list[Dataset]:
+        """The selected datasets, one per owner, each holding every field.
+
+        Raises:
+            UnknownDatasetError: a named dataset is not registered.
+            InvalidComputeRequestError: a named dataset lacks a field, or two share an owner.
+            RequestRefusedError: an industry with no dataset holding the fields.
+        """
+        runtime = self._runtime
+        catalog = runtime.consents.catalog
+        if request.datasets:
+            with runtime.db.read() as session:
+                found = DatasetCatalog.many_in(session, request.datasets)
+            chosen = [found[d] for d in sorted(found)]
+            owners: set[str] = set()
+            for dataset in chosen:
+                missing = sorted(set(request.fields) - set(dataset.fields))
+                if missing:
+                    raise InvalidComputeRequestError(
+                        f"dataset {dataset.dataset_id} has no field(s) {', '.join(missing)}"
+                    )
+                if dataset.owner in owners:
+                    raise InvalidComputeRequestError(
+                        f"two selected datasets belong to {dataset.owner}: an enterprise "
+                        "contributes one dataset to a job"
+                    )
+                owners.add(dataset.owner)
+            return chosen
+        assert request.industry is not None  # ComputeRequest: datasets or an industry
+        enterprises = runtime.identities.names(role=Role.ENTERPRISE, industry=request.industry)
+        listed = catalog.search(limit=_MAX_INDUSTRY_DATASETS, owners=enterprises)
+        per_owner: dict[str, Dataset] = {}
+        for dataset in listed:  # by id: each owner's first dataset holding every field
+            if set(request.fields) <= set(dataset.fields) and dataset.owner not in per_owner:
+                per_owner[dataset.owner] = dataset
+        if not per_owner:
+            raise RequestRefusedError(
+                f"no dataset of an enterprise of {request.industry} holds "
+                f"{', '.join(request.fields)}",
+                reason="cohort",
+            )
+        return sorted(per_owner.values(), key=lambda d: d.dataset_id)
+
+    # -- deciding -------------------------------------------------------------------------
+
+    def authorize(
+        self,
+        requester: Identity,
+        request: ComputeRequest,
+        *,
+        now: datetime | None = None,
+        check_engine: Callable[[EngineName], object] | None = None,
+    ) -> Authorization:
+        """Decide ``request`` for ``requester`` and record the decision with the job.
+
+        ``check_engine`` is called with the resolved engine before anything is
+        recorded (it raises when the engine cannot run here).
+
+        Raises:
+            InvalidComputeRequestError: the engine cannot compute the operation under the
+                policy, or the selection is malformed.
+            EngineUnavailableError: (from ``check_engine``) the engine is not installed.
+            UnknownDatasetError: a named dataset is not registered.
+            RequestRefusedError: the policy denies, or too few owners' consents cover it.
+            ledger.LedgerError: the decision could not be recorded (nothing was).
+        """
+        runtime = self._runtime
+        datasets = self._datasets(request)
+        classes = sorted({d.classification.value for d in datasets}, key=_STRICTNESS.__getitem__)
+        strictest = classes[-1]
+        terms_of = {c: runtime.policy.release_terms(c) for c in classes}
+        dominance = any(t.dominance and t.dominance_on_sums for t in terms_of.values())
+        try:
+            engine = request.engine_for(dominance=dominance)
+        except InvalidRequestError as exc:
+            raise InvalidComputeRequestError(str(exc)) from exc
+        if check_engine is not None:
+            check_engine(engine)
+        terms = terms_of[strictest]
+        consent_request = ConsentRequest(
+            requester=requester.name,
+            purpose=request.purpose,
+            operation=request.operation,
+            engine=consent.Engine(engine.value),
+            datasets=tuple(d.dataset_id for d in datasets),
+            fields=request.fields,
+        )
+        job_id = new_job_id()
+        first_of_class: dict[str, str] = {}
+        for dataset in datasets:
+            first_of_class.setdefault(dataset.classification.value, dataset.dataset_id)
+
+        def unit(session: Session) -> Authorization:
+            return self._decide(
+                session,
+                requester,
+                request,
+                engine=engine,
+                job_id=job_id,
+                datasets=datasets,
+                consent_request=consent_request,
+                first_of_class=first_of_class,
+                terms=terms,
+                min_of_classes=max(t.min_cohort for t in terms_of.values()),
+                now=now,
+            )
+
+        authorization: Authorization = self._group.run(unit)
+        logger.info(
+            "job %s authorized for %s: %s on %s, %d participants",
+            job_id,
+            requester.name,
+            request.operation.value,
+            engine.value,
+            len(authorization.decision.participants),
+        )
+        return authorization
+
+    def _decide(
+        self,
+        session: Session,
+        requester: Identity,
+        request: ComputeRequest,
+        *,
+        engine: EngineName,
+        job_id: str,
+        datasets: Sequence[Dataset],
+        consent_request: ConsentRequest,
+        first_of_class: dict[str, str],
+        terms: ReleaseTerms,
+        min_of_classes: int,
+        now: datetime | None,
+    ) -> Authorization:
+        runtime = self._runtime
+        use = runtime.consents.use(consent_request, decision_id=job_id, session=session)
+        chosen = use.used
+        cohort = len(chosen)
+        subject = Subject(requester.name, requester.role.value, requester.industry)
+        domain = domain_of(requester)
+        version: str | None = None
+        for classification, dataset_id in sorted(first_of_class.items()):
+            decision = runtime.policy.decide(
+                subject,
+                "compute",
+                f"dataset:{dataset_id}",
+                {
+                    "domain": domain,
+                    "classification": classification,
+                    "purpose": request.purpose.value,
+                    "engine": engine.value,
+                    "operation": request.operation.value,
+                    "cohort": cohort,
+                },
+            )
+            if not decision.allow:
+                raise RequestRefusedError(
+                    f"the policy denies {requester.name} {request.operation.value} on "
+                    f"{classification} data: {'; '.join(decision.reasons)}",
+                    reason="policy",
+                )
+            version = version or decision.version
+        consent_minimums = sorted(
+            {r.signed.receipt.min_cohort for r in chosen.values()}, reverse=True
+        )
+        minimum = max([min_of_classes, *consent_minimums])
+        if cohort < minimum:
+            raise RequestRefusedError(
+                _cohort_refusal(cohort, minimum, terms, min_of_classes, consent_minimums)
+                + _left_out_summary(use.report, chosen),
+                reason="cohort",
+            )
+        at = now or runtime.consents.now()
+        deadline = at + timedelta(seconds=request.parameters.deadline_seconds)
+        collect_until = deadline - timedelta(
+            seconds=self._margin(request.parameters.deadline_seconds)
+        )
+        by_owner = {d.owner: d for d in datasets}
+        participants = tuple(
+            Participant(
+                enterprise=owner,
+                dataset=by_owner[owner].dataset_id,
+                consent_id=record.consent_id,
+                receipt_sha256=record.signed.receipt_hash(),
+                min_cohort=record.signed.receipt.min_cohort,
+            )
+            for owner, record in sorted(chosen.items())
+        )
+        record = DecisionRecord(
+            job_id=job_id,
+            requester=requester.name,
+            request=request,
+            engine=engine,
+            policy_version=version or terms.policy_version,
+            participants=participants,
+            left_out=_left_out(use.report, chosen),
+            min_cohort=minimum,
+            decided_at=at,
+            deadline=deadline,
+        )
+        payload = record.to_payload()
+        recorded = runtime.ledger.record(
+            Event(DECISION_EVENT, requester.name, payload), session=session
+        )
+        stamp = format_rfc3339(at)
+        session.add(
+            JobRow(
+                job_id=job_id,
+                requester=requester.name,
+                engine=engine.value,
+                operation=request.operation.value,
+                state="authorized",
+                reason=None,
+                request_json=json.dumps(request.to_dict()),
+                decision_json=json.dumps(payload),
+                terms_json=json.dumps(terms.to_dict()),
+                classification=terms.classification,
+                decision_index=recorded.index,
+                created_at=stamp,
+                deadline=format_rfc3339(deadline),
+                deadline_ts=deadline.timestamp(),
+                collect_until_ts=collect_until.timestamp(),
+                updated_at=stamp,
+                min_cohort=minimum,
+            )
+        )
+        session.add_all(
+            ParticipantRow(
+                job_id=job_id,
+                enterprise=p.enterprise,
+                dataset=p.dataset,
+                consent_id=p.consent_id,
+                receipt_sha256=p.receipt_sha256,
+                state="pending",
+            )
+            for p in participants
+        )
+        session.flush()
+        return Authorization(record, terms, recorded.index, collect_until)
+
+
+def _cohort_refusal(
+    cohort: int,
+    minimum: int,
+    terms: ReleaseTerms,
+    policy_minimum: int,
+    consent_minimums: Sequence[int],
+) -> str:
+    consents = (
+        f"consents: up to {consent_minimums[0]}" if consent_minimums else "consents: none cover"
+    )
+    return (
+        f"cohort {cohort} is below the minimum of {minimum} "
+        f"(policy {terms.classification}: {policy_minimum}; {consents})"
+    )
+
+
+def _left_out(report: CoverageReport, chosen: dict[str, ConsentRecord]) -> tuple[LeftOut, ...]:
+    out = []
+    for owner in report.owners:
+        if owner in chosen:
+            continue
+        refusals = report.refusals.get(owner, ())
+        if refusals:
+            reason = f"{refusals[0].reason}: {refusals[0].error}"
+        else:  # covered, but its consent demands a larger cohort than the job has
+            reason = "min_cohort: its consent requires a larger cohort than this job has"
+        out.append(LeftOut(owner, reason[:500]))
+    return tuple(out)
+
+
+def _left_out_summary(report: CoverageReport, chosen: dict[str, ConsentRecord]) -> str:
+    left = _left_out(report, chosen)
+    if not left:
+        return ""
+    shown = "; ".join(f"{o.owner}: {o.reason.split(':', 1)[0]}" for o in left[:10])
+    more = f"; and {len(left) - 10} more" if len(left) > 10 else ""
+    return f"; left out: {shown}{more}"
