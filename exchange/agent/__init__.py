@@ -10,6 +10,7 @@ refusal with the reason. Its state dir keeps the journal, the last verified
 checkpoint and any rank tags (:mod:`exchange.agent.journal`).
 """
 
+from exchange.agent.assemble import assemble_agent
 from exchange.agent.contribute import Contribution, Contributor
 from exchange.agent.errors import AgentError, LedgerAlarm, SourceError, TaskRefused
 from exchange.agent.journal import AgentState, Journal
@@ -51,6 +52,7 @@ __all__ = [
     "TaskRefused",
     "TaskVerifier",
     "VerifierReads",
+    "assemble_agent",
     "check_consent",
     "check_decision",
     "open_source",

@@ -89,12 +89,8 @@ def agent(
     from exchange.agent import (
         AgentConfig,
         AgentState,
-        Contributor,
-        DataAgent,
         EdgeSource,
-        ExchangeReads,
-        FieldReader,
-        TaskVerifier,
+        assemble_agent,
         open_source,
         parse_column_options,
     )
@@ -153,26 +149,14 @@ def agent(
             data = open_source(source, table=table, edge=edge)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-        verifier = TaskVerifier(
-            ExchangeReads(client),
-            ledger_key,
-            agent_state,
-            enterprise=enterprise,
-            public_key=signer.public_key,
-        )
-        contributor = Contributor(
-            enterprise,
-            FieldReader(data, columns),
-            lambda job_id: client.call("GET", f"/v1/agent/jobs/{job_id}/he-context").content,
-            agent_state,
-        )
-        runner = DataAgent(
+        runner = assemble_agent(
             client,
             enterprise=enterprise,
             signer=signer,
-            verifier=verifier,
-            contributor=contributor,
+            ledger_key=ledger_key,
+            source=data,
             state=agent_state,
+            columns=columns,
             say=say,
             warn=warn,
             config=AgentConfig(wait=poll),
