@@ -87,9 +87,9 @@ class JobView:
     created_at: str
     deadline: str
     updated_at: str
-    participants: tuple[str, ...]
-    contributed: tuple[str, ...]
-    refused: tuple[str, ...]
+    participants: _Members
+    contributed: _Members
+    refused: _Members
     min_cohort: int | None
     decision_index: int | None
     result_index: int | None
@@ -114,9 +114,9 @@ class JobView:
                 created_at=str(body.get("created_at", "")),
                 deadline=str(body.get("deadline", "")),
                 updated_at=str(body.get("updated_at", "")),
-                participants=_names(body.get("participants")),
-                contributed=_names(body.get("contributed")),
-                refused=_names(body.get("refused")),
+                participants=_Members.read(body.get("participants")),
+                contributed=_Members.read(body.get("contributed")),
+                refused=_Members.read(body.get("refused")),
                 min_cohort=body.get("min_cohort"),
                 decision_index=body.get("decision_index"),
                 result_index=body.get("result_index"),
@@ -138,9 +138,9 @@ class JobView:
                 ("state", self.state + (f" ({self.reason})" if self.reason else "")),
                 ("requester", self.requester),
                 ("operation", f"{self.operation} on {self.engine}"),
-                ("participants", _count_names(self.participants)),
-                ("contributed", _count_names(self.contributed)),
-                ("refused", _count_names(self.refused)),
+                ("participants", str(self.participants)),
+                ("contributed", str(self.contributed)),
+                ("refused", str(self.refused)),
                 ("min cohort", _or_dash(self.min_cohort)),
                 ("decision", _ledger_index(self.decision_index)),
                 ("result", _ledger_index(self.result_index)),
@@ -150,21 +150,35 @@ class JobView:
         )
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    """Participants are listed by name; an entry may be an object with ``enterprise``."""
-    if not isinstance(value, list):
-        return ()
-    out = []
-    for item in value:
-        if isinstance(item, Mapping):
-            out.append(str(item.get("enterprise") or item.get("name") or item))
-        else:
-            out.append(str(item))
-    return tuple(out)
+@dataclass(frozen=True)
+class _Members:
+    """How many enterprises (participants, contributed, refused), and their names if shown.
 
+    The exchange may show a requester only counts (who refused is the enterprises'
+    business) or the names; the CLI prints what it is given.
+    """
 
-def _count_names(names: Sequence[str]) -> str:
-    return f"{len(names)}: {', '.join(names)}" if names else "0"
+    count: int
+    names: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, value: Any) -> _Members:
+        if isinstance(value, bool):
+            return cls(0)
+        if isinstance(value, int):
+            return cls(value)
+        if not isinstance(value, list):
+            return cls(0)
+        names = tuple(
+            str(item.get("enterprise") or item.get("name") or item)
+            if isinstance(item, Mapping)
+            else str(item)
+            for item in value
+        )
+        return cls(len(names), names)
+
+    def __str__(self) -> str:
+        return f"{self.count}: {', '.join(self.names)}" if self.names else str(self.count)
 
 
 def _or_dash(value: object) -> str:
@@ -520,7 +534,7 @@ def list_(  # noqa: PLR0917 -- one parameter per CLI option
         Table.build(
             ("job", "state", "operation", "engine", "participants", "created"),
             (
-                (v.job_id, v.state, v.operation, v.engine, str(len(v.participants)), v.created_at)
+                (v.job_id, v.state, v.operation, v.engine, str(v.participants.count), v.created_at)
                 for v in views
             ),
         )

@@ -262,6 +262,11 @@ class AgentProcess:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait()
 
+    def signal_stop(self) -> None:
+        """SIGTERM without waiting (:meth:`stop` waits)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+
     def stop(self) -> int | None:
         """SIGTERM and wait: an agent stops cleanly (exit 0)."""
         if self._proc is None:
@@ -398,6 +403,9 @@ class World:
             runtime.close()
 
     def stop(self) -> None:
+        """Stop every agent (all signalled first, then waited for) and the server."""
+        for agent in self.agents.values():
+            agent.signal_stop()
         for agent in self.agents.values():
             agent.stop()
         self.server.stop()

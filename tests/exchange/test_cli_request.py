@@ -12,13 +12,32 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from consent import (
+    ConsentReceipt,
+    DatasetScope,
+    Engine,
+    EnterpriseKey,
+    Operation,
+    Purpose,
+    Requester,
+    new_consent_id,
+)
+from core.clock import utcnow
 from exchange.cli import main
 from exchange.cli.request import JobView
+from exchange.client import ExchangeClient
+from exchange.identities import Role
+from exchange.runtime import Runtime
+from exchange.settings import Settings
+from tests.conftest import initialised
+from tests.server import ExchangeUrl, running_exchange
 
 VIEW = {
     "job_id": "job_abc",
@@ -150,8 +169,161 @@ def test_the_job_view_reads_the_documented_shape() -> None:
         "created       2026-01-01T00:00:00Z",
         "deadline      2026-01-01T00:02:00Z",
     ]
+    counted = JobView.from_dict({**VIEW, "participants": 3, "contributed": 1, "refused": 0})
+    assert "participants  3" in list(counted.lines())
     ended = JobView.from_dict({**VIEW, "state": "refused", "reason": "cohort 2 is below 3"})
     assert ended.terminal
     assert "state         refused (cohort 2 is below 3)" in list(ended.lines())
     with pytest.raises(ValueError, match="no 'state'"):
         JobView.from_dict({"job_id": "job_x"})
+
+
+# --- against a real exchange (no agents: jobs stay collecting until cancelled) -----------
+
+LB = "lithium-battery"
+OWNERS = ("cells-a", "cells-b", "cells-c")
+
+
+@dataclass
+class Served:
+    data_dir: Path
+    url: ExchangeUrl
+    files: Path
+
+
+def _consent(runtime: Runtime, token: str, name: str, key: EnterpriseKey) -> None:
+    """The enterprise registers its dataset and grants a signed consent, through the API."""
+    now = utcnow()
+    dataset = f"{name}.energy"
+    with ExchangeClient.local(runtime, token=token) as client:
+        client.post("/v1/datasets", {"dataset_id": dataset, "fields": ["energy_kwh"],
+                                     "classification": "general"})  # fmt: skip
+        receipt = ConsentReceipt(
+            consent_id=new_consent_id(),
+            origin=runtime.settings.ledger_origin,
+            enterprise=name,
+            public_key=key.signer.public_key,
+            scope=(DatasetScope(dataset, ("energy_kwh",)),),
+            requester=Requester.group("subbrain", LB),
+            purposes=(Purpose.BENCHMARKING,),
+            operations=(Operation.MEAN,),
+            engines=(Engine.HE,),
+            min_cohort=3,
+            valid_from=now,
+            valid_until=now + timedelta(days=30),
+            signed_at=now,
+        )
+        client.post("/v1/consents", receipt.sign(key.signer).to_dict())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("request-cli")
+    data = initialised(root / "data")
+    files = root / "files"
+    files.mkdir()
+    runtime = Runtime(Settings(data_dir=data))
+    try:
+        for name, industry in (("sb-lb", LB), ("sb-lb2", LB), ("sb-nm", "new-materials")):
+            token = files / f"{name}.token"
+            token.write_text(
+                runtime.identities.create(name, Role.SUBBRAIN, industry=industry).token
+            )
+            token.chmod(0o600)
+        for name in OWNERS:
+            key = EnterpriseKey.generate(files / f"{name}.key")
+            issued = runtime.identities.create(
+                name, Role.ENTERPRISE, industry=LB, public_key=key.signer.public_key
+            )
+            _consent(runtime, issued.token, name, key)
+        with ExchangeClient.local(runtime, token=issued.token) as client:  # the last owner's
+            recipes = {"dataset_id": "cells-c.recipes", "fields": ["binder_ratio"]}
+            client.post("/v1/datasets", {**recipes, "classification": "core"})
+    finally:
+        runtime.close()
+    with running_exchange(data) as url:
+        yield Served(data, url, files)
+
+
+def run_as(
+    served: Served, capsys: pytest.CaptureFixture[str], who: str, *command: str, remote: bool = True
+) -> Outcome:
+    where = served.url.cli_args() if remote else []
+    root = [] if remote else ["--data-dir", str(served.data_dir)]
+    return ibx(capsys, *root, "--token-file", str(served.files / f"{who}.token"), *command, *where)
+
+
+MEAN = ("request", "submit", "--purpose", "benchmarking", "--operation", "mean",
+        "--field", "energy_kwh", "--engine", "he",
+        *(a for o in OWNERS for a in ("--dataset", f"{o}.energy")))  # fmt: skip
+
+
+def test_submit_prints_the_job_and_a_retry_with_its_key_gets_the_same_job(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run_as(served, capsys, "sb-lb", *MEAN)
+    assert done.code == 0, done.err
+    key = done.err.split()[2]
+    assert done.err == f"idempotency key {key} (retry with --idempotency-key {key})\n"
+    lines = dict(line.split(None, 1) for line in done.out.splitlines() if " " in line)
+    job_id = lines["job"]
+    assert lines["state"] in ("authorized", "collecting")
+    assert lines["requester"] == "sb-lb"
+    assert lines["operation"] == "mean on he"
+    assert lines["participants"] == "3"
+    again = run_as(served, capsys, "sb-lb", *MEAN, "--idempotency-key", key, "--json")
+    assert again.code == 0 and again.err == ""  # the key was given: nothing to print
+    assert json.loads(again.out)["job_id"] == job_id
+    as_json = json.loads(run_as(served, capsys, "sb-lb", "request", "status", job_id,
+                                "--json").out)  # fmt: skip
+    assert set(as_json) >= {"job_id", "state", "reason", "requester", "operation", "engine",
+                            "created_at", "deadline", "updated_at", "participants", "contributed",
+                            "refused", "min_cohort", "decision_index", "result_index"}  # fmt: skip
+
+
+def test_the_commands_print_and_exit_the_same_locally_and_remotely(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = run_as(served, capsys, "sb-lb", *MEAN, "--json")
+    job_id = json.loads(made.out)["job_id"]
+    for command in (("request", "status", job_id), ("request", "result", job_id)):
+        local = run_as(served, capsys, "sb-lb", *command, remote=False)
+        remote = run_as(served, capsys, "sb-lb", *command)
+        assert local == remote, command
+    result = run_as(served, capsys, "sb-lb", "request", "result", job_id)
+    assert result.code == 1 and result.out == ""
+    assert result.err.startswith(f"ibx: not released: job {job_id} is ")
+    assert len(result.err.splitlines()) == 1
+    listed = run_as(served, capsys, "sb-lb", "request", "list")
+    assert any(line.startswith(job_id + "\t") for line in listed.out.splitlines()), listed
+    assert job_id not in run_as(served, capsys, "sb-lb2", "request", "list").out  # own jobs only
+
+
+def test_cancel_only_ones_own_job_and_only_once(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = json.loads(run_as(served, capsys, "sb-lb", *MEAN, "--json").out)["job_id"]
+    other = run_as(served, capsys, "sb-lb2", "request", "cancel", job_id)
+    assert other.code in (1, 3) and other.out == ""  # another's job: not found or denied
+    done = run_as(served, capsys, "sb-lb", "request", "cancel", job_id)
+    assert done == Outcome(0, f"cancelled {job_id} (cancelled)\n", "")
+    twice = run_as(served, capsys, "sb-lb", "request", "cancel", job_id)
+    assert twice.code == 1 and twice.out == "" and len(twice.err.splitlines()) == 1
+    after = run_as(served, capsys, "sb-lb", "request", "result", job_id, "--wait")
+    assert (after.code, after.out) == (1, "")
+    assert after.err.startswith(f"ibx: not released: job {job_id} is cancelled")
+
+
+def test_refusals_exit_3_with_the_exchanges_reason(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    denied = run_as(served, capsys, "sb-lb", "request", "submit", "--purpose", "benchmarking",
+                    "--operation", "mean", "--field", "binder_ratio", "--engine", "auto",
+                    "--dataset", "cells-c.recipes")  # fmt: skip
+    assert denied.code == 3 and denied.out == ""
+    assert "not whitelisted for core data" in denied.err, denied.err  # the Rego rule named
+    outsider = run_as(served, capsys, "sb-nm", *MEAN)  # no consent covers another industry
+    assert outsider.code == 3 and outsider.out == ""
+    assert "no_consent" in outsider.err, outsider.err
+    small = run_as(served, capsys, "sb-lb", *MEAN[:-4])  # two of the three datasets
+    assert small.code == 3 and "cohort" in small.err, small
