@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -51,6 +52,14 @@ if TYPE_CHECKING:
 __all__ = ["AnswerDesk"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A participant's row as read."""
+
+    enterprise: str
+    state: str
 
 
 class _LazyAnswers(Mapping[str, Mapping[int, Mapping[str, JsonValue]]]):
@@ -227,7 +236,7 @@ class AnswerDesk:
         kind: str,
         *,
         allowed: set[str],
-    ) -> tuple[AgentStatement, str, JobRecord, ParticipantRow]:
+    ) -> tuple[AgentStatement, str, JobRecord, _Part]:
         unexpected = sorted(set(body) - allowed)
         if unexpected:
             raise self._refused(enterprise, job_id, f"unexpected member(s) {unexpected}")
@@ -260,7 +269,8 @@ class AnswerDesk:
         except JobNotFoundError:
             raise self._refused(enterprise, job_id, "no such job") from None
         with self._runtime.db.read() as session:
-            part = session.get(ParticipantRow, (job_id, enterprise))
+            row = session.get(ParticipantRow, (job_id, enterprise))
+            part = None if row is None else _Part(row.enterprise, row.state)
         if part is None:
             raise self._refused(enterprise, job_id, f"{enterprise} is not a participant")
         return statement, signature, job, part
@@ -285,7 +295,7 @@ class AnswerDesk:
         return row is not None and _same(row, statement, signature)
 
     @staticmethod
-    def _collecting(job_id: str, state: str, part: ParticipantRow) -> None:
+    def _collecting(job_id: str, state: str, part: _Part | ParticipantRow) -> None:
         """Raises:
         NotCollectingError: the job no longer collects, or the participant left it.
         """
@@ -351,7 +361,7 @@ class AnswerDesk:
                         job_id=job.job_id,
                         enterprise=enterprise,
                         round=statement.round,
-                        kind=statement.kind,
+                        kind="contribution" if contribution else "refusal",
                         statement_json=canonical_bytes(statement.to_dict()).decode(),
                         signature=signature,
                         payload=payload,

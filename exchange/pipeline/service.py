@@ -310,18 +310,18 @@ class Pipeline:
         now = runtime.consents.now()
         withdrawn: dict[str, str] = {}
         with runtime.db.read() as session:
-            parts = list(
-                session.execute(
-                    select(ParticipantRow).where(ParticipantRow.job_id == job.job_id)
-                ).scalars()
-            )
-        for part in parts:
-            if part.state == "withdrawn":
-                withdrawn[part.enterprise] = "withdrawn"
+            parts = session.execute(
+                select(
+                    ParticipantRow.enterprise, ParticipantRow.state, ParticipantRow.consent_id
+                ).where(ParticipantRow.job_id == job.job_id)
+            ).all()
+        for enterprise, state, consent_id in parts:
+            if state == "withdrawn":
+                withdrawn[enterprise] = "withdrawn"
                 continue
-            status = runtime.consents.get(part.consent_id).status(now)
+            status = runtime.consents.get(consent_id).status(now)
             if status in _WITHDRAWING:
-                withdrawn[part.enterprise] = status
+                withdrawn[enterprise] = status
         if withdrawn:
             self._withdraw(job, {e: r for e, r in withdrawn.items() if r != "withdrawn"})
         included = [p for p in job.decision.participants if p.enterprise not in withdrawn]
