@@ -6,10 +6,12 @@ round: only the enterprise's data agent, which dealt the tag, can tell which
 is its own) — and nothing else. The enterprise is the one the verified
 device certificate names (:func:`exchange.routes.edge.current_device`: an
 unknown, revoked or expired certificate, or a device whose enterprise is no
-longer active, is refused). A job that does not exist, or of which the
-enterprise holds no share, is the same ``404``, so a device cannot probe
-other enterprises' jobs; a job of the enterprise that is not released yet is
-``409``. The requester's result is never served here.
+longer active, is refused). A job that does not exist, or one the enterprise
+takes no part in, is the same ``404``, so a device cannot probe other
+enterprises' jobs; a job of the enterprise that is not released yet is
+``409``; a released job that gave the enterprise nothing of its own is an
+empty share (as ``GET /v1/results/{id}`` answers on the API). The
+requester's result is never served here.
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ class ParticipantShare:
 
 
 def released_share(db: Database, job_id: str, enterprise: str) -> ParticipantShare:
-    """``enterprise``'s own share of the released job ``job_id``.
+    """``enterprise``'s own share of the released job ``job_id`` (``{}`` when the job gave
+    it none, e.g. quantiles, or it was left out: as ``GET /v1/results/{id}`` answers).
 
     Raises:
-        JobNotFoundError: no such job, or ``enterprise`` holds no share of it (the same
-            answer, so existence is not disclosed).
+        JobNotFoundError: no such job, or ``enterprise`` is not one of its participants
+            (the same answer, so existence is not disclosed).
         ResultNotReadyError: the enterprise takes part in the job, which is not released.
     """
     from exchange.pipeline.tables import JobRow, ParticipantRow, ShareRow
@@ -70,9 +73,7 @@ def released_share(db: Database, job_id: str, enterprise: str) -> ParticipantSha
         if job.state != _RELEASED:
             raise ResultNotReadyError(f"job {job_id} is {job.state}, not released", state=job.state)
         row = session.get(ShareRow, (job_id, enterprise))
-        if row is None:
-            raise missing
-        share = json.loads(row.share_json)
+        share = {} if row is None else json.loads(row.share_json)
     if not isinstance(share, dict):
         raise missing
     return ParticipantShare(job_id, enterprise, share)
@@ -80,7 +81,7 @@ def released_share(db: Database, job_id: str, enterprise: str) -> ParticipantSha
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "no client certificate, or an unknown, revoked or expired one"},
-    404: {"description": "no such job, or none of which the device's enterprise holds a share"},
+    404: {"description": "no such job, or one the device's enterprise takes no part in"},
     409: {"description": "the enterprise's job is not released yet (the detail names its state)"},
 }
 
@@ -94,7 +95,7 @@ def read_share(
     """The device's enterprise's own share of a released job: ``{job_id, enterprise, share}``.
 
     Raises:
-        JobNotFoundError: no such job, or no share of it for the device's enterprise.
+        JobNotFoundError: no such job, or one the device's enterprise takes no part in.
         ResultNotReadyError: the job is not released.
     """
     runtime = get_runtime(request)
