@@ -292,7 +292,7 @@ class AnswerDesk:
         """
         with self._runtime.db.read() as session:
             row = session.get(AnswerRow, (job_id, statement.enterprise, statement.round))
-        return row is not None and _same(row, statement, signature)
+            return row is not None and _same(row, statement, signature)
 
     @staticmethod
     def _collecting(job_id: str, state: str, part: _Part | ParticipantRow) -> None:
