@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -53,8 +54,16 @@ class World:
     keys: dict[str, EnterpriseKey] = field(default_factory=dict)
     consents: dict[str, str] = field(default_factory=dict)
 
-    def client(self, who: str) -> ExchangeClient:
-        return ExchangeClient.local(self.runtime, token=self.tokens[who])
+    clients: dict[str, ExchangeClient] = field(default_factory=dict)
+
+    @contextmanager
+    def client(self, who: str) -> Iterator[ExchangeClient]:
+        """``who``'s client (one app per identity, built once: the CLI builds one per run)."""
+        made = self.clients.get(who)
+        if made is None:
+            made = ExchangeClient.local(self.runtime, token=self.tokens[who])
+            self.clients[who] = made
+        yield made
 
     def enterprise(
         self,
@@ -196,4 +205,6 @@ def world(tmp_path: Path) -> Iterator[World]:
     made.tokens["aud"] = runtime.identities.create("aud", Role.AUDITOR).token
     made.tokens["ops"] = runtime.identities.create("ops", Role.SYSADMIN).token
     yield made
+    for client in made.clients.values():
+        client.close()
     runtime.close()
