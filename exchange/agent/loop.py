@@ -57,7 +57,7 @@ class AgentConfig:
     """Seconds the exchange may hold a long poll (at most 30)."""
     first_backoff: float = 0.5
     """Seconds before the first reconnection attempt."""
-    max_backoff: float = 30.0
+    max_backoff: float = 10.0
     """The longest wait between reconnection attempts."""
     post_attempts: int = 3
     """Times one contribution or refusal is sent before the round is left for the next poll."""
