@@ -331,51 +331,51 @@ class AnswerDesk:
         runtime = self._runtime
         enterprise = statement.enterprise
         contribution = statement.kind == CONTRIBUTION_KIND
+
+        def work(session: Session) -> int | None:
+            existing = session.get(AnswerRow, (job.job_id, enterprise, statement.round))
+            if existing is not None and _same(existing, statement, signature):
+                return None
+            row = session.get(JobRow, job.job_id)
+            part = session.get(ParticipantRow, (job.job_id, enterprise))
+            assert row is not None and part is not None
+            self._collecting(job.job_id, row.state, part)
+            entry: dict[str, JsonValue] = {
+                "job_id": job.job_id,
+                "enterprise": enterprise,
+                "round": statement.round,
+                "statement": statement.to_dict(),
+                "signature": signature,
+            }
+            recorded = runtime.ledger.record(
+                Event(CONTRIBUTION_EVENT if contribution else REFUSAL_EVENT, enterprise, entry),
+                session=session,
+            )
+            session.add(
+                AnswerRow(
+                    job_id=job.job_id,
+                    enterprise=enterprise,
+                    round=statement.round,
+                    kind="contribution" if contribution else "refusal",
+                    statement_json=canonical_bytes(statement.to_dict()).decode(),
+                    signature=signature,
+                    payload=payload,
+                    payload_sha256=digest,
+                    ledger_index=recorded.index,
+                    received_at=format_rfc3339(utcnow()),
+                )
+            )
+            if not contribution:
+                part.state = "refused"
+            elif statement.round >= rounds:
+                part.state = "contributed"
+            session.flush()
+            return _pending(session, job.job_id)
+
         try:
-            with runtime.db.write() as session:
-                existing = session.get(AnswerRow, (job.job_id, enterprise, statement.round))
-                if existing is not None:
-                    if _same(existing, statement, signature):
-                        return False
-                    raise AnswerConflictError(
-                        f"{enterprise} already answered round {statement.round} of {job.job_id} "
-                        "with another statement"
-                    )
-                row = session.get(JobRow, job.job_id)
-                part = session.get(ParticipantRow, (job.job_id, enterprise))
-                assert row is not None and part is not None
-                self._collecting(job.job_id, row.state, part)
-                entry: dict[str, JsonValue] = {
-                    "job_id": job.job_id,
-                    "enterprise": enterprise,
-                    "round": statement.round,
-                    "statement": statement.to_dict(),
-                    "signature": signature,
-                }
-                recorded = runtime.ledger.record(
-                    Event(CONTRIBUTION_EVENT if contribution else REFUSAL_EVENT, enterprise, entry),
-                    session=session,
-                )
-                session.add(
-                    AnswerRow(
-                        job_id=job.job_id,
-                        enterprise=enterprise,
-                        round=statement.round,
-                        kind="contribution" if contribution else "refusal",
-                        statement_json=canonical_bytes(statement.to_dict()).decode(),
-                        signature=signature,
-                        payload=payload,
-                        payload_sha256=digest,
-                        ledger_index=recorded.index,
-                        received_at=format_rfc3339(utcnow()),
-                    )
-                )
-                if not contribution:
-                    part.state = "refused"
-                elif statement.round >= rounds:
-                    part.state = "contributed"
-                session.flush()
-                pending = _pending(session, job.job_id)
+            pending = self._pipeline.group.run(work)
+            if pending is None:
+                return False
         except IntegrityError:  # a concurrent copy of the same answer won the race
             if self._already(job.job_id, statement, signature):
                 return False

@@ -147,10 +147,12 @@ class _Unit:
 class Authorizer:
     """Decides compute requests and records the decisions (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime, *, compute_margin: Callable[[int], float]) -> None:
+    def __init__(
+        self, runtime: Runtime, group: GroupCommit, *, compute_margin: Callable[[int], float]
+    ) -> None:
         self._runtime = runtime
         self._margin = compute_margin
-        self._group = GroupCommit(runtime)
+        self._group = group
 
     # -- resolving the data ---------------------------------------------------------------
 

@@ -11,6 +11,7 @@ can never both move a job, e.g. both start computing it.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -98,8 +99,8 @@ class JobRecord:
             requester=row.requester,
             state=JobState(row.state),
             reason=row.reason,
-            decision=DecisionRecord.from_payload(json.loads(row.decision_json)),
-            terms=ReleaseTerms.from_dict(json.loads(row.terms_json)),
+            decision=_decision_of(row.decision_json),
+            terms=_terms_of(row.terms_json),
             decision_index=row.decision_index,
             created_at=parse_rfc3339(row.created_at),
             deadline=parse_rfc3339(row.deadline),
@@ -111,6 +112,17 @@ class JobRecord:
             result_sha256=row.result_sha256,
             result_index=row.result_index,
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _decision_of(text: str) -> DecisionRecord:
+    """A stored decision, parsed once per distinct text (every answer reads its job)."""
+    return DecisionRecord.from_payload(json.loads(text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _terms_of(text: str) -> ReleaseTerms:
+    return ReleaseTerms.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True)

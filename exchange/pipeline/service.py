@@ -35,7 +35,7 @@ from core.clock import utcnow
 from core.events import Event
 from exchange.identities import Identity, Role
 from exchange.pipeline.answers import AnswerDesk
-from exchange.pipeline.authorize import Authorizer
+from exchange.pipeline.authorize import Authorizer, GroupCommit
 from exchange.pipeline.engine import EngineJob, JobContext, Outcome, ReleaseRefused
 from exchange.pipeline.engines import build_engine
 from exchange.pipeline.errors import JobNotFoundError, JobStateError, ResultNotReadyError
@@ -88,7 +88,9 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.jobs = JobStore(runtime.db, runtime.ledger)
         self.signal = TaskSignal()
-        self.authorizer = Authorizer(runtime, compute_margin=self.config.compute_margin)
+        self.group = GroupCommit(runtime)
+        """Concurrent decisions and answers share transactions (one durable commit a group)."""
+        self.authorizer = Authorizer(runtime, self.group, compute_margin=self.config.compute_margin)
         self.desk = AnswerDesk(self)
         self._engines: dict[EngineName, EngineJob] = {}
         self._contexts: OrderedDict[str, JobContext] = OrderedDict()
