@@ -41,9 +41,7 @@ from mpc.errors import InvalidContributionError
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Engine tools for operators: HE, MPC and PSI on one machine, from plaintext files, "
-    "with no policy or consent check (enterprise data goes through `ibx request` and the "
-    "pipeline)."
+    help="Engine tools for operators: HE, MPC, PSI on one machine, no policy or consent check."
 )
 
 _INPUT = typer.Option(..., "--input", help="JSON object: contributor -> number or list")
