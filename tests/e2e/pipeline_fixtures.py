@@ -50,7 +50,7 @@ COMMON_SUPPLIERS = ("sup-common-1", "sup-common-2")
 """Suppliers every enterprise buys from (the PSI overlap)."""
 NUMERIC = (
     "energy_kwh", "output_units", "unit_cost", "water_m3", "scrap_kg", "co2_t", "heat_gj",
-    "steam_t", "power_kw",
+    "steam_t", "power_kw", "line_kwh", "line_units",
 )  # fmt: skip
 """Numeric columns; each linear release in the tests reads its own (the release guard's
 differencing memory is per field, and it is shared by every test of the module)."""
@@ -158,6 +158,8 @@ def make_data(index: int, rng: np.random.Generator) -> dict[str, list[Any]]:
         "heat_gj": rng.uniform(100, 200, ROWS).round(3).tolist(),
         "steam_t": rng.uniform(1, 4, ROWS).round(3).tolist(),
         "power_kw": rng.uniform(200, 900, ROWS).round(3).tolist(),
+        "line_units": output.tolist(),
+        "line_kwh": (1.8 * output + 40 + 10 * index + rng.normal(0, 2, ROWS)).round(3).tolist(),
         "supplier": [*COMMON_SUPPLIERS, *own],
     }
 
@@ -292,6 +294,16 @@ class AgentProcess:
     def journal_for(self, job_id: str) -> list[dict[str, Any]]:
         return [line for line in self.journal() if line.get("job_id") == job_id]
 
+    def wait_journal(self, job_id: str, event: str, timeout: float = 60) -> dict[str, Any]:
+        """The first journal line of ``event`` for the job, once the agent has written it."""
+        stop = time.monotonic() + timeout
+        while time.monotonic() < stop:
+            for line in self.journal_for(job_id):
+                if line.get("event") == event:
+                    return line
+            time.sleep(0.1)
+        raise AssertionError(f"{self.enterprise.name} journaled no {event} for {job_id}")
+
 
 @dataclass
 class World:
@@ -388,11 +400,9 @@ class World:
         runtime = Runtime(Settings(data_dir=self.data_dir))
         try:
             found = []
-            start = 0
-            while True:
+            start, size = 0, runtime.ledger.size()
+            while start < size:
                 page = runtime.ledger.entries(start, 1000)
-                if not page:
-                    break
                 for entry in page:
                     if entry.type == entry_type:
                         found.append({"index": entry.index, "actor": entry.actor,
@@ -473,6 +483,11 @@ def build_world(root: Path, *, enterprises: int = 6, seed: int = 12) -> World:
     world = World(root, data_dir, server, tokens, firms, {}, fork_checkpoint)
     for firm in firms.values():
         _register_and_consent(world, firm)
+    _check(
+        world.ibx("plant-a", "dataset", "register", "--id", "plant-a.recipes",
+                  "--field", "binder_ratio", "--classification", "core"),
+        "plant-a registers core data",
+    )  # fmt: skip
     for firm in firms.values():
         agent = AgentProcess(firm, server.url)
         agent.start()
