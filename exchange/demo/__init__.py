@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exchange.cli._progress import Progress
-from exchange.demo import api_step, consent_step, edge_step, ledger_step, mpc_step, policy_step
+from exchange.demo import (
+    api_step,
+    consent_step,
+    edge_step,
+    ledger_step,
+    mpc_step,
+    pipeline_step,
+    policy_step,
+)
 from exchange.identities import IssuedIdentity
 from exchange.runtime import Runtime
 from exchange.settings import Settings
@@ -46,6 +54,10 @@ STEPS: list[tuple[str, Callable[[Scene], None]]] = [
     ("consent: enterprise-signed grants, a revocation, checks before and after", consent_step.run),
     ("the API: every duty over HTTPS, authorized by the policy decision point", api_step.run),
     ("privacy compute: HE mean, MPC benchmarking round, PSI between suppliers", mpc_step.run),
+    (
+        "the pipeline: ibx serve, an ibx agent per enterprise, HE/MPC/PSI requests, refusals",
+        pipeline_step.run,
+    ),
     ("edge: EST enrolment, sealed upload over mutual TLS, revocation", edge_step.run),
 ]
 
