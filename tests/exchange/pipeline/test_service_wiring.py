@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from exchange.app import create_app
+from exchange.error_table import RemoteRefusalError
 from exchange.pipeline.jobs import JobState
 from exchange.runtime import Runtime
 from exchange.settings import Settings
@@ -58,3 +61,33 @@ def test_an_idempotency_key_gives_the_same_job(world: World) -> None:
         second = client.post("/v1/requests", body, headers=headers)
         assert first["job_id"] == second["job_id"]
         assert len(client.get("/v1/jobs")["items"]) == 1
+
+
+def test_an_engine_whose_module_is_missing_refuses_with_501(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exchange.pipeline import engines
+    from exchange.pipeline.request import EngineName
+
+    for name in NAMES:
+        world.enterprise(name)
+        world.consent(name)
+    monkeypatch.setitem(
+        engines._MODULES, EngineName.HE, ("exchange.pipeline.not_installed", "he_engine")
+    )
+    world.runtime.pipeline._engines.clear()
+    size = world.runtime.ledger.size()
+    with world.client("sb-lb") as client, pytest.raises(RemoteRefusalError) as info:
+        client.post(
+            "/v1/requests",
+            {
+                "purpose": "benchmarking",
+                "operation": "mean",
+                "fields": ["energy_kwh"],
+                "datasets": [f"{n}.energy" for n in NAMES],
+            },
+        )
+    assert info.value.status == 501
+    ledger = world.runtime.ledger
+    types = [e.type for e in ledger.entries(size, ledger.size() - size)]
+    assert "pipeline.decision" not in types  # refused before anything was recorded
