@@ -318,6 +318,8 @@ class World:
     agents: dict[str, AgentProcess]
     fork_checkpoint: str
     """A checkpoint of a fork of this deployment's ledger (same key, other history)."""
+    notes: dict[str, str] = field(default_factory=dict)
+    """What one test leaves for a later one (e.g. a released job's id)."""
 
     @property
     def url(self) -> ExchangeUrl:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import pytest
 
 from consent import EnterpriseKey
 from core.canonical import canonical_bytes
+from core.clock import format_rfc3339
 from exchange.agent.contribute import Contributor
 from exchange.agent.sources import FieldReader, open_source
 from exchange.agent.task import Task
@@ -202,6 +205,7 @@ def test_psi_gives_the_size_of_the_suppliers_every_participant_shares(world: Wor
                                              purpose="trade_matching", engine="auto"))  # fmt: skip
     assert job["engine"] == "psi"
     _released(world, job["job_id"])
+    world.notes["psi_job"] = job["job_id"]
     result = world.result(job["job_id"])
     sets = [set(world.enterprises[n].data["supplier"]) for n in names]
     assert result["values"]["size"] == [len(set.intersection(*sets))] == [len(COMMON_SUPPLIERS)]
@@ -416,6 +420,53 @@ def test_agents_refuse_a_forked_ledger_another_deployments_key_and_a_tampered_ro
         world.agents["plant-b"] = b
         for agent in (a, b, c):
             agent.start()
+
+
+def test_agents_refuse_a_job_whose_decision_is_not_on_the_ledger(world: World) -> None:
+    """The operator forges a job in the exchange's database: a copy of a released PSI job
+    under a new id, collecting again, its decision said to be at a ledger index that holds
+    a consent grant. Every participant's agent finds no such decision and refuses, signed;
+    none reads its data; the forged job never releases."""
+    original = world.notes.get("psi_job")
+    if original is None:
+        pytest.skip("the PSI job did not release")
+    grant_index = world.entries("consent.grant")[0]["index"]
+    forged = "job_" + secrets.token_hex(16)
+    now = time.time()
+    deadline = datetime.fromtimestamp(now + 20, UTC)
+    with closing(sqlite3.connect(world.data_dir / "ibx.db", timeout=10)) as db:
+        db.execute(
+            "INSERT INTO pipeline_jobs (job_id, requester, engine, operation, state, reason, "
+            "request_json, decision_json, terms_json, classification, decision_index, created_at, "
+            "deadline, deadline_ts, collect_until_ts, updated_at, result_json, result_sha256, "
+            "result_index, min_cohort) SELECT ?, requester, engine, operation, 'collecting', NULL, "
+            "request_json, decision_json, terms_json, classification, ?, created_at, ?, ?, ?, "
+            "updated_at, NULL, NULL, NULL, min_cohort FROM pipeline_jobs WHERE job_id = ?",
+            (forged, grant_index, format_rfc3339(deadline), now + 20, now + 15, original),
+        )
+        db.execute(
+            "INSERT INTO pipeline_participants (job_id, enterprise, dataset, consent_id, "
+            "receipt_sha256, state) SELECT ?, enterprise, dataset, consent_id, receipt_sha256, "
+            "'pending' FROM pipeline_participants WHERE job_id = ?",
+            (forged, original),
+        )
+        db.commit()
+        rows = db.execute(
+            "SELECT enterprise FROM pipeline_participants WHERE job_id = ?", (forged,)
+        )
+        names = [r[0] for r in rows]
+    assert len(names) >= 3
+    for name in names:
+        refusal = world.agents[name].wait_journal(forged, "refused", timeout=30)
+        assert "decision" in refusal["reason"], refusal
+        assert not [
+            x for x in world.agents[name].journal_for(forged) if x["event"] == "contributed"
+        ]
+    view = world.wait(forged, timeout=60)
+    assert view["state"] != "released", view
+    assert not [
+        e for e in world.entries("pipeline.contribution") if _job_of(e["payload"]) == forged
+    ]
 
 
 def _hand_made_task(world: World, enterprise: str, job_id: str) -> dict[str, Any]:
