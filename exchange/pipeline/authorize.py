@@ -340,6 +340,7 @@ class Authorizer:
                 consent_id=record.consent_id,
                 receipt_sha256=record.signed.receipt_hash(),
                 min_cohort=record.signed.receipt.min_cohort,
+                public_key=record.signed.receipt.public_key,
             )
             for owner, record in sorted(chosen.items())
         )

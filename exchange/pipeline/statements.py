@@ -66,7 +66,14 @@ class StatementError(ValueError):
 
 @dataclass(frozen=True)
 class Participant:
-    """One owner included in a decision: its dataset and the consent that covers the use."""
+    """One owner included in a decision: its dataset and the consent that covers the use.
+
+    ``public_key`` is the Ed25519 key the consent receipt names (recorded as
+    base64): the key the enterprise signs its statements with. Another agent
+    verifies this participant's signed statements (a PSI predecessor's
+    contribution) with the key as the ledgered decision states it, never as
+    the exchange serves it elsewhere.
+    """
 
     enterprise: str
     dataset: str
@@ -74,6 +81,7 @@ class Participant:
     receipt_sha256: str
     """Hex SHA-256 of the consent receipt's signed RFC 8785 bytes."""
     min_cohort: int
+    public_key: Ed25519PublicKey
 
     def to_dict(self) -> dict[str, JsonValue]:
         """The participant as recorded in the decision."""
@@ -83,6 +91,7 @@ class Participant:
             "consent_id": self.consent_id,
             "receipt_sha256": self.receipt_sha256,
             "min_cohort": self.min_cohort,
+            "public_key": self.public_key.to_base64(),
         }
 
 
@@ -169,6 +178,7 @@ class DecisionRecord:
                         consent_id=str(p["consent_id"]),
                         receipt_sha256=digest,
                         min_cohort=_int(p["min_cohort"]),
+                        public_key=_public_key(p["public_key"]),
                     )
                 )
             left_out = []
@@ -196,6 +206,15 @@ class DecisionRecord:
     def participant(self, enterprise: str) -> Participant | None:
         """``enterprise``'s participation, or None when the decision does not include it."""
         return next((p for p in self.participants if p.enterprise == enterprise), None)
+
+
+def _public_key(value: JsonValue) -> Ed25519PublicKey:
+    if not isinstance(value, str):
+        raise StatementError("decision: a participant's public_key is base64")
+    try:
+        return Ed25519PublicKey.from_base64(value)
+    except ValueError as exc:
+        raise StatementError(f"decision: a participant's public_key: {exc}") from exc
 
 
 def _int(value: JsonValue) -> int:

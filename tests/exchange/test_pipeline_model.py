@@ -127,7 +127,16 @@ def _decision() -> DecisionRecord:
         request=ComputeRequest(Purpose.BENCHMARKING, Operation.MEAN, ("kwh",), datasets=("a",)),
         engine=EngineName.HE,
         policy_version="ab" * 32,
-        participants=(Participant("ent-a", "a", "cst_" + "0" * 32, "cd" * 32, 3),),
+        participants=(
+            Participant(
+                "ent-a",
+                "a",
+                "cst_" + "0" * 32,
+                "cd" * 32,
+                3,
+                Ed25519Signer.generate("consent").public_key,
+            ),
+        ),
         left_out=(LeftOut("ent-b", "no consent"),),
         min_cohort=3,
         decided_at=now,

@@ -8,6 +8,7 @@ import hashlib
 import mpc
 from consent import Operation, Purpose
 from core.clock import utcnow
+from core.keys import Ed25519Signer
 from exchange.pipeline.engine import JobContext
 from exchange.pipeline.request import ComputeRequest, EngineName, Parameters
 from exchange.pipeline.statements import DecisionRecord, Participant, new_job_id
@@ -51,6 +52,7 @@ def job_context(
                 consent_id=f"consent-{e}",
                 receipt_sha256=hashlib.sha256(e.encode()).hexdigest(),
                 min_cohort=2,
+                public_key=Ed25519Signer.generate("consent").public_key,
             )
             for e in enterprises
         ),
