@@ -60,6 +60,9 @@ app = typer.Typer(
 TERMINAL_STATES = frozenset({"released", "refused", "failed", "cancelled"})
 """Job states that never change (docs/pipeline.md, Jobs)."""
 
+IN_PROGRESS_WAIT_SECONDS = 10.0
+"""How long a submission retried with its key waits for the first one to be answered."""
+
 WAIT_GRACE_SECONDS = 15.0
 """How long ``--wait`` keeps polling past a job's deadline (the exchange ends it by then)."""
 
@@ -321,6 +324,23 @@ def _print_result(client: ExchangeClient, job_id: str, *, as_json: bool) -> None
         typer.echo(line)
 
 
+def _post_request(client: ExchangeClient, request: ComputeRequest, key: str) -> Any:
+    """``POST /v1/requests`` with the key; while the exchange still works on the same key's
+    first request (409 ``request in progress``), ask again for a few seconds.
+
+    Raises:
+        RemoteRefusalError: refused, or the first request still runs after the wait.
+    """
+    stop = time.monotonic() + IN_PROGRESS_WAIT_SECONDS
+    while True:
+        try:
+            return client.post("/v1/requests", request.to_dict(), headers={"Idempotency-Key": key})
+        except RemoteRefusalError as exc:
+            if exc.status != 409 or time.monotonic() >= stop:
+                raise
+        time.sleep(0.2)
+
+
 def _finish(client: ExchangeClient, view: JobView, *, wait: bool, as_json: bool) -> None:
     """Print the view; with ``wait``, follow the job to its end and print its result."""
     if not wait:
@@ -421,9 +441,7 @@ def submit(  # noqa: PLR0917 -- one parameter per CLI option
     ) as client:
         if idempotency_key is None:  # before sending: a lost answer is retried with it
             typer.echo(f"idempotency key {key} (retry with --idempotency-key {key})", err=True)
-        view = JobView.from_dict(
-            client.post("/v1/requests", request.to_dict(), headers={"Idempotency-Key": key})
-        )
+        view = JobView.from_dict(_post_request(client, request, key))
         _finish(client, view, wait=wait, as_json=as_json)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -286,6 +287,11 @@ def test_the_commands_print_and_exit_the_same_locally_and_remotely(
 ) -> None:
     made = run_as(served, capsys, "sb-lb", *MEAN, "--json")
     job_id = json.loads(made.out)["job_id"]
+    for _ in range(100):  # the exchange opens the job to agents right after the decision
+        if json.loads(run_as(served, capsys, "sb-lb", "request", "status", job_id,
+                             "--json").out)["state"] != "authorized":  # fmt: skip
+            break
+        time.sleep(0.05)
     for command in (("request", "status", job_id), ("request", "result", job_id)):
         local = run_as(served, capsys, "sb-lb", *command, remote=False)
         remote = run_as(served, capsys, "sb-lb", *command)
