@@ -51,7 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_api import Connection, cpu_seconds, request_bytes, run
+from benchmarks.bench_api import Connection, cpu_seconds, request_bytes
 from benchmarks.bench_api import Scenario as ApiScenario
 from benchmarks.pipeline_world import (
     Agents,
@@ -344,6 +344,16 @@ async def _drive(
     return len(latencies), errors, elapsed, latencies, cpu
 
 
+def _run(main: Coroutine[Any, Any, Throughput]) -> Throughput:
+    """Run the load generator on uvloop when it is installed (as ``bench_api.py`` does)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def run_throughput(clients: int, seconds: float, workers: int, root: Path) -> Throughput:
     """32 concurrent requesters POST /v1/requests on a deployment of ten enterprises."""
     deployment = prepare(root / "authorize", enterprises=10, values=4, columns=["v0"], seed=3)
@@ -359,13 +369,14 @@ def run_throughput(clients: int, seconds: float, workers: int, root: Path) -> Th
         )
         request = request_bytes(scenario, f"127.0.0.1:{server.port}")
 
-        async def go() -> Any:
-            return await _drive(server, request, clients, seconds)
+        async def go() -> Throughput:
+            got = await _drive(server, request, clients, seconds)
+            return Throughput(*got)
 
-        requests, errors, elapsed, latencies, cpu = run(go())
+        measured = _run(go())
     finally:
         server.stop()
-    return Throughput(requests, errors, elapsed, latencies, cpu)
+    return measured
 
 
 # -- report -----------------------------------------------------------------------------

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 """core's own migration branch (signing keys)."""
 
+SQLITE_POOL_SIZE = 64
+"""Connections kept per SQLite engine (and as many again on demand)."""
+
 
 class Base(DeclarativeBase):
     """Declarative base shared by every package's tables."""
@@ -62,6 +65,12 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            # More pooled connections than threads that may wait for the write lock (the
+            # server's 40 worker threads and the pipeline's): a writer that needs a second
+            # connection while holding the lock (a group commit reading an identity) must
+            # never wait behind threads that hold every connection waiting for that lock.
+            kwargs["pool_size"] = SQLITE_POOL_SIZE
+            kwargs["max_overflow"] = SQLITE_POOL_SIZE
             if parsed.database in (None, "", ":memory:"):
                 raise ConfigurationError(
                     "an in-memory SQLite database cannot be shared; use a file"

@@ -235,17 +235,25 @@ def _record(
     allowed: bool,
     reasons: tuple[str, ...] = (),
 ) -> None:
-    runtime.ledger.record(
-        Event(
-            "authz.decision",
-            identity.name,
-            {
-                "role": identity.role.value,
-                "action": action,
-                "resource": resource,
-                "effect": "allow" if allowed else "deny",
-                "policy_version": version,
-                "reasons": list(reasons),
-            },
-        )
+    """Record the decision on the ledger, durably, before the route runs.
+
+    The record joins the pipeline's group commit: concurrent write routes share
+    one durable commit, and their threads wait on it instead of polling for
+    SQLite's write lock (its busy handler sleeps up to 100 ms between tries).
+
+    Raises:
+        ledger.LedgerError: the record could not be made.
+    """
+    event = Event(
+        "authz.decision",
+        identity.name,
+        {
+            "role": identity.role.value,
+            "action": action,
+            "resource": resource,
+            "effect": "allow" if allowed else "deny",
+            "policy_version": version,
+            "reasons": list(reasons),
+        },
     )
+    runtime.pipeline.group.run(lambda session: runtime.ledger.record(event, session=session))
