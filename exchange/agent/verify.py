@@ -17,6 +17,15 @@
    exchange nor in the agent's own list), valid now by the agent's clock, for
    this deployment, and covering the request's fields, operation, engine,
    requester and purpose.
+4. **A PSI hand-off** (round r > 1, :func:`check_handoff`): the points the
+   exchange hands on must be exactly what the agent's predecessor on the
+   ring (the decision's participants in order of name) signed as its round
+   r − 1 contribution: the material names that ``pipeline.contribution``
+   entry, which must be on the verified ledger (inclusion proof), by the
+   predecessor, for this job and round, its statement signed with the key
+   the *decision* states for the predecessor and stating the SHA-256 of the
+   RFC 8785 form of ``{"points": handed}``. So the exchange cannot have the
+   agents blind a guessed item's hash and test whether it is in their sets.
 
 Every failure is a :class:`TaskRefused` whose message is the reason the
 agent signs and sends back.
@@ -24,6 +33,7 @@ agent signs and sends back.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,13 +41,25 @@ from typing import Any
 
 from consent import ConsentReceipt, InvalidConsentError, SignedReceipt
 from consent.errors import BadConsentSignatureError
+from core.canonical import canonical_sha256
 from core.clock import utcnow
+from core.errors import CanonicalJsonError
 from core.keys import Ed25519PublicKey
 from exchange.agent.errors import LedgerAlarm, TaskRefused
 from exchange.agent.journal import AgentState
 from exchange.agent.reads import VerifierReads
 from exchange.agent.task import Task
-from exchange.pipeline.statements import DECISION_EVENT, DecisionRecord, Participant, StatementError
+from exchange.pipeline.jobs import CONTRIBUTION_EVENT
+from exchange.pipeline.psi_job import psi_predecessor
+from exchange.pipeline.request import EngineName
+from exchange.pipeline.statements import (
+    CONTRIBUTION_KIND,
+    DECISION_EVENT,
+    AgentStatement,
+    DecisionRecord,
+    Participant,
+    StatementError,
+)
 from ledger import (
     Checkpoint,
     CheckpointError,
@@ -53,7 +75,7 @@ from ledger import (
     verify_inclusion,
 )
 
-__all__ = ["Authorization", "TaskVerifier", "check_consent", "check_decision"]
+__all__ = ["Authorization", "TaskVerifier", "check_consent", "check_decision", "check_handoff"]
 
 
 @dataclass(frozen=True)
@@ -136,21 +158,7 @@ class TaskVerifier:
         Raises:
             TaskRefused: any check fails (the message is the reason).
         """
-        index = task.decision_index
-        if index >= head.size:
-            raise TaskRefused(
-                f"decision entry {index} is beyond the verified checkpoint ({head.size} entries)"
-            )
-        leaf = self._reads.entry(index)
-        if leaf is None:
-            raise TaskRefused(f"the exchange did not serve decision entry {index}")
-        proof = self._reads.inclusion(index, head.size)
-        try:
-            verify_inclusion(index, head.size, leaf_hash(leaf), proof, head.root)
-        except ProofError as exc:
-            raise TaskRefused(
-                f"decision entry {index} is not on the verified ledger (inclusion proof: {exc})"
-            ) from exc
+        leaf = self._verified_leaf(task.decision_index, head, "decision entry")
         decision, participant = check_decision(task, leaf, self.enterprise)
         body = self._reads.consent(participant.consent_id)
         receipt = check_consent(
@@ -163,7 +171,33 @@ class TaskVerifier:
             revoked=self._state.revoked(),
             now=self._clock(),
         )
+        if decision.engine is EngineName.PSI and task.round > 1:
+            index = _handoff_index(task)
+            handed = self._verified_leaf(index, head, "the handed-on contribution entry")
+            check_handoff(task, decision, self.enterprise, handed)
         return Authorization(decision, participant, receipt)
+
+    def _verified_leaf(self, index: int, head: Checkpoint, what: str) -> bytes:
+        """The leaf input at ``index``, proven included in the verified tree ``head``.
+
+        Raises:
+            TaskRefused: beyond the checkpoint, not served, or the proof does not verify.
+        """
+        if index >= head.size:
+            raise TaskRefused(
+                f"{what} {index} is beyond the verified checkpoint ({head.size} entries)"
+            )
+        leaf = self._reads.entry(index)
+        if leaf is None:
+            raise TaskRefused(f"the exchange did not serve {what} {index}")
+        proof = self._reads.inclusion(index, head.size)
+        try:
+            verify_inclusion(index, head.size, leaf_hash(leaf), proof, head.root)
+        except ProofError as exc:
+            raise TaskRefused(
+                f"{what} {index} is not on the verified ledger (inclusion proof: {exc})"
+            ) from exc
+        return leaf
 
 
 def check_decision(task: Task, leaf: bytes, enterprise: str) -> tuple[DecisionRecord, Participant]:
@@ -239,6 +273,10 @@ def check_consent(
         raise TaskRefused(f"consent {cid} is not signed by this enterprise's key") from exc
     if receipt.public_key != public_key:
         raise TaskRefused(f"consent {cid} names another public key than this enterprise's")
+    if participant.public_key != public_key:
+        raise TaskRefused(
+            f"the decision states another key for {participant.enterprise} than its consent's"
+        )
     if signed.receipt_hash() != participant.receipt_sha256:
         raise TaskRefused(
             f"consent {cid}'s receipt hash is not the one the decision recorded "
@@ -288,3 +326,87 @@ def _check_covers(
         )
     if task.round < 1:
         raise TaskRefused("rounds start at 1")
+
+
+def _handoff_index(task: Task) -> int:
+    """The ledger index a PSI round-r material names for the handed-on contribution.
+
+    Raises:
+        TaskRefused: the material names none.
+    """
+    index = task.material.get("contribution_index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise TaskRefused(
+            f"the PSI material of round {task.round} names no ledger entry of the points it "
+            "hands on (contribution_index)"
+        )
+    return index
+
+
+def check_handoff(task: Task, decision: DecisionRecord, enterprise: str, leaf: bytes) -> None:
+    """Check that a PSI round-r task hands on exactly what the predecessor signed.
+
+    ``leaf`` is the verified ledger entry the material's ``contribution_index``
+    names; ``decision`` the verified decision (whose participants form the ring
+    and state each one's key).
+
+    Raises:
+        TaskRefused: the material names another predecessor, the entry is not the
+            predecessor's round r − 1 contribution to this job, its statement is not
+            signed by the key the decision states for the predecessor, or the points
+            handed on are not the ones that statement hashes.
+    """
+    material = task.material
+    ring = sorted(p.enterprise for p in decision.participants)
+    if not 2 <= task.round <= len(ring):
+        raise TaskRefused(f"a PSI job of {len(ring)} participants has no round {task.round}")
+    before = psi_predecessor(ring, enterprise)
+    named = material.get("from")
+    if named != before:
+        raise TaskRefused(
+            f"the PSI material hands on {named!r}'s points; this agent's predecessor on the "
+            f"ring is {before}"
+        )
+    points = material.get("points")
+    if not isinstance(points, list) or not all(isinstance(p, str) for p in points):
+        raise TaskRefused("the PSI material's points are not a list of base64 strings")
+    index = _handoff_index(task)
+    try:
+        entry = LedgerEntry.from_leaf_input(leaf)
+    except InvalidEntryError as exc:
+        raise TaskRefused(f"the handed-on contribution entry {index} is no ledger entry") from exc
+    if entry.index != index:
+        raise TaskRefused(f"entry {index} claims index {entry.index}")
+    if entry.type != CONTRIBUTION_EVENT or entry.actor != before:
+        raise TaskRefused(
+            f"entry {index} is a {entry.type} by {entry.actor}, not {before}'s {CONTRIBUTION_EVENT}"
+        )
+    raw_statement, signature = entry.payload.get("statement"), entry.payload.get("signature")
+    try:
+        if not isinstance(raw_statement, dict) or not isinstance(signature, str):
+            raise StatementError("no signed statement")
+        statement = AgentStatement.from_dict(raw_statement)
+    except StatementError as exc:
+        raise TaskRefused(f"entry {index} holds no contribution statement: {exc}") from exc
+    wanted = (CONTRIBUTION_KIND, task.job_id, before, task.round - 1)
+    if (statement.kind, statement.job_id, statement.enterprise, statement.round) != wanted:
+        raise TaskRefused(
+            f"entry {index} is not {before}'s round {task.round - 1} contribution to {task.job_id}"
+        )
+    predecessor = decision.participant(before)
+    assert predecessor is not None  # on the ring, so a participant
+    if not statement.verify(predecessor.public_key, signature):
+        raise TaskRefused(
+            f"the contribution at entry {index} is not signed with the key the decision states "
+            f"for {before}"
+        )
+    try:
+        handed = canonical_sha256({"points": list(points)}).hex()
+    except CanonicalJsonError as exc:
+        raise TaskRefused("the PSI material's points are not canonical JSON") from exc
+    assert statement.payload_sha256 is not None  # a contribution states it
+    if not hmac.compare_digest(handed, statement.payload_sha256):
+        raise TaskRefused(
+            f"the points handed on are not the ones {before} signed for round "
+            f"{task.round - 1} (entry {index}): refused to blind them"
+        )

@@ -8,7 +8,9 @@ statement that fails is refused (403) and the refusal logged. The exchange
 keeps exactly one answer per (job, enterprise, round): the same statement
 again is ignored (``False``), another for an answered round is refused (409).
 Each accepted answer is a ledger entry (``pipeline.contribution`` or
-``pipeline.refusal``, actor: the enterprise) in the transaction that stores it.
+``pipeline.refusal``, actor: the enterprise) in the transaction that stores it;
+a PSI contribution that is handed on names the participant it is handed to
+(``"to": {"enterprise": successor}``), which checks it before blinding it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from exchange.pipeline.errors import (
     StatementRefusedError,
 )
 from exchange.pipeline.jobs import CONTRIBUTION_EVENT, REFUSAL_EVENT, JobRecord, JobState
+from exchange.pipeline.psi_job import PsiEngineJob, psi_successor
 from exchange.pipeline.statements import (
     CONTRIBUTION_KIND,
     REFUSAL_KIND,
@@ -203,8 +206,17 @@ class AnswerDesk:
                 enterprise, job_id, "the statement's payload_sha256 is not the payload's hash"
             )
         stored = json.dumps(payload, separators=(",", ":")).encode()
+        handed_to = None
+        if isinstance(engine, PsiEngineJob):  # the successor checks what it is handed
+            handed_to = psi_successor(context, enterprise, statement.round)
         return self._store(
-            job, statement, signature, payload=stored, digest=digest, rounds=engine.rounds(context)
+            job,
+            statement,
+            signature,
+            payload=stored,
+            digest=digest,
+            rounds=engine.rounds(context),
+            handed_to=handed_to,
         )
 
     def refuse(self, enterprise: str, job_id: str, body: Mapping[str, JsonValue]) -> bool:
@@ -327,6 +339,7 @@ class AnswerDesk:
         payload: bytes | None,
         digest: str | None,
         rounds: int,
+        handed_to: str | None = None,
     ) -> bool:
         runtime = self._runtime
         enterprise = statement.enterprise
@@ -347,6 +360,8 @@ class AnswerDesk:
                 "statement": statement.to_dict(),
                 "signature": signature,
             }
+            if handed_to is not None:  # lets that enterprise read the entry (own scope)
+                entry["to"] = {"enterprise": handed_to}
             recorded = runtime.ledger.record(
                 Event(CONTRIBUTION_EVENT if contribution else REFUSAL_EVENT, enterprise, entry),
                 session=session,

@@ -7,10 +7,20 @@ hashed into the Ed25519 group and blinded with its secret key
 what its predecessor on the ring, participant i − 1, posted in round r − 1 —
 the set of participant i − (r − 1), blinded by r − 1 keys — and posts it
 blinded once more (:meth:`mpc.PsiParty.reblind`, which also sorts the
-points). After round n, participant i's answer is the set of participant
-i + 1 blinded by every key exactly once; the engine counts the points common
-to all those fully-blinded sets (:func:`mpc.common_size`). The items are
-never revealed, to the exchange or anyone: only the size is released.
+points). The round-r material names the predecessor (``from``) and the
+ledger index of its round r − 1 ``pipeline.contribution`` entry
+(``contribution_index``), whose signed statement states the SHA-256 of
+exactly the points handed on: the agent checks that entry on the ledger and
+its signature with the predecessor's key as the decision states it, so the
+exchange cannot hand an agent points of its own choosing (a guessed item's
+hash passed round the ring would test whether the item is in the sets). That
+entry names the successor (``"to": {"enterprise": successor}``,
+:func:`psi_successor`), so the successor may read it and its inclusion
+proof with its own-scope ledger read. After round n, participant i's answer
+is the set of participant i + 1 blinded by every key exactly once; the
+engine counts the points common to all those fully-blinded sets
+(:func:`mpc.common_size`). The items are never revealed, to the exchange or
+anyone: only the size is released.
 
 A set is counted only if its whole chain is sound (every round answered,
 each answer as many points as it was handed, none of them unchanged) and its
@@ -31,8 +41,10 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from sqlalchemy import select
 
 import mpc
 from core.canonical import JsonValue, canonical_sha256
@@ -44,12 +56,21 @@ from exchange.pipeline.engine import (
     ReleaseRefused,
 )
 from exchange.pipeline.request import EngineName
+from exchange.pipeline.tables import AnswerRow
 from mpc.errors import CohortTooSmallError, PsiError, ReleaseRefusedError
 
 if TYPE_CHECKING:
     from exchange.runtime import Runtime
 
-__all__ = ["MAX_POINTS", "PsiEngineJob", "psi_engine", "psi_ring"]
+__all__ = [
+    "MAX_POINTS",
+    "ContributionIndex",
+    "PsiEngineJob",
+    "psi_engine",
+    "psi_predecessor",
+    "psi_ring",
+    "psi_successor",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +91,33 @@ def psi_ring(job: JobContext) -> tuple[str, ...]:
     if len(ring) < 2:
         raise ValueError("a set intersection needs at least two participants")
     return ring
+
+
+ContributionIndex = Callable[[str, str, int], int | None]
+"""(job id, enterprise, round) → the ledger index of that stored contribution, None if none."""
+
+
+def psi_predecessor(ring: Sequence[str], enterprise: str) -> str:
+    """Who hands ``enterprise`` its set to blind in every round after the first.
+
+    Raises:
+        ValueError: ``enterprise`` is not on the ring.
+    """
+    return ring[(ring.index(enterprise) - 1) % len(ring)]
+
+
+def psi_successor(job: JobContext, enterprise: str, round_no: int) -> str | None:
+    """Who is handed ``enterprise``'s round ``round_no`` answer; None after the last round.
+
+    Raises:
+        ValueError: fewer than two participants, or ``enterprise`` is not on the ring.
+    """
+    ring = psi_ring(job)
+    if enterprise not in ring:
+        raise ValueError(f"{enterprise!r} is not a participant of job {job.job_id}")
+    if not 1 <= round_no < len(ring):
+        return None
+    return ring[(ring.index(enterprise) + 1) % len(ring)]
 
 
 def _points(payload: Mapping[str, JsonValue]) -> list[bytes]:
@@ -103,9 +151,11 @@ class PsiEngineJob:
 
     engine = EngineName.PSI
 
-    def __init__(self, guard: mpc.ReleaseGuard) -> None:
-        """An engine releasing through ``guard``."""
+    def __init__(self, guard: mpc.ReleaseGuard, contribution_index: ContributionIndex) -> None:
+        """An engine releasing through ``guard``; ``contribution_index`` finds where a
+        stored contribution is on the ledger (named in the next round's material)."""
         self._guard = guard
+        self._contribution_index = contribution_index
 
     def start(self, job: JobContext) -> None:
         """Check that the job can form a ring.
@@ -128,7 +178,10 @@ class PsiEngineJob:
     ) -> Mapping[str, JsonValue] | None:
         """Round 1: the session and the number of parties; round r: the set to blind again.
 
-        None while the predecessor's answer to the round before is missing.
+        Round r: ``{"session", "points", "from": predecessor, "contribution_index":
+        i}``, ``i`` the ledger index of the predecessor's round r − 1 contribution
+        (the agent checks the points against its signed statement). None while
+        the predecessor's answer to the round before is missing.
 
         Raises:
             ValueError: ``enterprise`` is not on the ring, or no such round.
@@ -140,11 +193,19 @@ class PsiEngineJob:
             raise ValueError(f"a PSI job of {len(ring)} participants has rounds 1 to {len(ring)}")
         if round_no == 1:
             return {"session": job.job_id, "parties": len(ring)}
-        before = ring[(ring.index(enterprise) - 1) % len(ring)]
+        before = psi_predecessor(ring, enterprise)
         handed = answers.get(before, {}).get(round_no - 1)
         if handed is None:
             return None
-        return {"session": job.job_id, "points": handed["points"]}
+        index = self._contribution_index(job.job_id, before, round_no - 1)
+        if index is None:
+            return None
+        return {
+            "session": job.job_id,
+            "points": handed["points"],
+            "from": before,
+            "contribution_index": index,
+        }
 
     def payload_digest(
         self, job: JobContext, enterprise: str, round_no: int, payload: Mapping[str, JsonValue]
@@ -243,5 +304,18 @@ def _chain(ring: Sequence[str], origin: str, answers: Answers) -> list[bytes]:
 
 
 def psi_engine(runtime: Runtime) -> PsiEngineJob:
-    """The PSI engine of ``runtime``."""
-    return PsiEngineJob(runtime.release_guard)
+    """The PSI engine of ``runtime`` (contributions' ledger indices from its answers table)."""
+
+    def contribution_index(job_id: str, enterprise: str, round_no: int) -> int | None:
+        with runtime.db.read() as session:
+            index = session.execute(
+                select(AnswerRow.ledger_index).where(
+                    AnswerRow.job_id == job_id,
+                    AnswerRow.enterprise == enterprise,
+                    AnswerRow.round == round_no,
+                    AnswerRow.kind == "contribution",
+                )
+            ).scalar_one_or_none()
+        return None if index is None else int(index)
+
+    return PsiEngineJob(runtime.release_guard, contribution_index)

@@ -11,7 +11,12 @@ import mpc
 from consent import Operation
 from core.canonical import JsonValue
 from exchange.pipeline.engine import JobContext, PayloadError, ReleaseRefused
-from exchange.pipeline.psi_job import PsiEngineJob, psi_engine
+from exchange.pipeline.psi_job import (
+    PsiEngineJob,
+    psi_predecessor,
+    psi_ring,
+    psi_successor,
+)
 from exchange.pipeline.request import EngineName
 from exchange.runtime import Runtime
 from mpc.hazmat import ecgroup
@@ -22,9 +27,14 @@ POLICY = mpc.ReleasePolicy(min_cohort=3)
 Answers = dict[str, dict[int, dict[str, JsonValue]]]
 
 
+def _index(job_id: str, who: str, round_no: int) -> int:
+    """Where the hand-built answers would stand on the ledger (the engine only names it)."""
+    return sum(map(ord, who)) * 100 + round_no
+
+
 @pytest.fixture
 def engine(runtime: Runtime) -> PsiEngineJob:
-    return psi_engine(runtime)
+    return PsiEngineJob(runtime.release_guard, _index)
 
 
 def _job(names: list[str], **kwargs: object) -> JobContext:
@@ -61,6 +71,11 @@ def _answer(
         return _payload(party.blinded())
     handed = material["points"]
     assert isinstance(handed, list)
+    ring = psi_ring(job)
+    before = psi_predecessor(ring, who)
+    assert material["from"] == before
+    assert material["contribution_index"] == _index(job.job_id, before, round_no - 1)
+    assert psi_successor(job, before, round_no - 1) == who
     theirs = mpc.BlindedSet(job.job_id, tuple(base64.b64decode(str(p)) for p in handed))
     return _payload(party.reblind(theirs))
 
