@@ -14,12 +14,13 @@ from sqlalchemy import select
 
 from consent import Operation
 from exchange.agent import AgentState, CsvSource, DataAgent, assemble_agent
+from exchange.error_table import RemoteRefusalError
 from exchange.pipeline.tables import AnswerRow
 from ledger import NoteVerifier
 from mpc.hazmat import ecgroup
 from tests.exchange.pipeline.conftest import World
 
-NAMES = ("p-alpha", "p-beta", "p-gamma", "p-delta")
+NAMES = ("p-alpha", "p-beta", "p-gamma")
 FIELD = "supplier_id"
 COMMON = [f"91330100MA2C{n:06d}" for n in range(12)]
 
@@ -44,7 +45,7 @@ class Ring:
 
 @pytest.fixture
 def ring(world: World, tmp_path: Path) -> Ring:
-    """Four enterprises with supplier lists in CSV files and consents to PSI; their agents."""
+    """Three enterprises with supplier lists in CSV files and consents to PSI; their agents."""
     made = Ring()
     vkey = NoteVerifier.from_vkey(world.runtime.ledger.vkey())
     for index, name in enumerate(NAMES):
@@ -91,7 +92,7 @@ def test_psi_agents_on_the_ring_release_the_common_size(world: World, ring: Ring
     with world.client("sb-lb") as client:
         result = client.get(f"/v1/results/{job_id}")
     expected = set.intersection(*(set(_items(i)) for i in range(len(NAMES))))
-    assert result["values"] == {"size": [float(len(expected))]} and result["cohort"] == 4
+    assert result["values"] == {"size": [float(len(expected))]} and result["cohort"] == len(NAMES)
     handed_on = [
         e
         for e in world.runtime.ledger.entries(0, world.runtime.ledger.size())
@@ -148,3 +149,38 @@ def test_an_agent_refuses_points_its_predecessor_did_not_sign(world: World, ring
             )
         ).all()
     assert sorted(tuple(k) for k in kinds) == [(1, "contribution"), (2, "refusal")]
+
+
+def test_only_the_successor_reads_the_contribution_handed_to_it(world: World, ring: Ring) -> None:
+    """Own-scope ledger reads: the entry of a handed-on set concerns its author and the
+    successor it names, no other enterprise; a last round's entry, only its author."""
+    job_id = _submit(world)
+    for _ in NAMES:
+        ring.round()
+    log = world.runtime.ledger
+    size = log.size()
+    order = sorted(NAMES)
+    entries = [
+        e
+        for e in log.entries(0, size)
+        if e.type == "pipeline.contribution" and e.payload["job_id"] == job_id
+    ]
+    for entry in entries:
+        author = entry.actor
+        successor = order[(order.index(author) + 1) % len(order)]
+        round_no = entry.payload["round"]
+        assert isinstance(round_no, int)
+        readers = {author} | ({successor} if round_no < len(NAMES) else set())
+        for name in NAMES:
+            with world.client(name) as client:
+                page = client.get("/v1/ledger/entries", start=entry.index, limit=1)
+                try:
+                    client.get("/v1/ledger/proof/inclusion", index=entry.index, tree_size=size)
+                    status = 200
+                except RemoteRefusalError as exc:
+                    status = exc.status
+            shown = [item["index"] for item in page["entries"]]
+            if name in readers:
+                assert status == 200 and shown == [entry.index], (name, entry)
+            else:
+                assert status == 403 and shown == [], (name, entry)
