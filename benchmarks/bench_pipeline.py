@@ -18,8 +18,9 @@ In one run:
    its own. Jobs: HE ``mean`` of 4,096 values per enterprise; MPC
    ``percentile_rank`` (median and quartiles for the requester, each
    enterprise's rank as its share). Each result is checked against numpy
-   over the same files. Beside each: the CPU seconds the server (all its
-   processes, the MPC parties included) and all agents used per job — the
+   over the same files. Beside each: the CPU seconds the server (its live
+   processes; the MPC parties, which exit with each job, are not counted) and
+   all agents used per job — the
    agents would run on the enterprises' own machines; here they share the
    two cores with the server.
 2. **Engine only**, in this process on the same data sizes: HE mean (n
@@ -446,8 +447,9 @@ def main() -> None:
     parser.add_argument(
         "--throughput-workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="ibx serve --workers for the authorize-only run (one a core)",
+        default=1,
+        help="ibx serve --workers for the authorize-only run (two processes contend for "
+        "SQLite's write lock and were slower here)",
     )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
