@@ -353,32 +353,52 @@ class Idempotency:
         await self._act(scope, _replay_receive(body, receive), send, entry)
 
     async def _act(self, scope: Scope, receive: Receive, send: Send, entry: bytes) -> None:
+        """Run the request; store (or release) its answer *before* the client sees it.
+
+        The answer is held until its last body chunk, stored, and only then
+        sent: a client that retries the moment it has the answer finds it
+        stored (a replay), never "in progress".
+        """
         status = 0
         content_type: str | None = None
-        chunks: list[bytes] = []
+        held: list[Message] = []
+        settled = False
+
+        async def settle() -> None:
+            nonlocal settled
+            settled = True
+            if 200 <= status < 300:
+                parts = (m.get("body", b"") for m in held if m["type"] == "http.response.body")
+                body = b"".join(parts)
+                await run_in_threadpool(self._store.complete, entry, status, content_type, body)
+            else:
+                await run_in_threadpool(self._store.release, entry)
+            for message in held:
+                await send(message)
+            held.clear()
 
         async def capture(message: Message) -> None:
             nonlocal status, content_type
+            if settled:
+                await send(message)
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 for name, value in message.get("headers", ()):
                     if name.lower() == b"content-type":
                         content_type = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await settle()
 
         try:
             await self._app(scope, receive, capture)
         except BaseException:
-            await run_in_threadpool(self._store.release, entry)
+            if not settled:
+                await run_in_threadpool(self._store.release, entry)
             raise
-        if 200 <= status < 300:
-            await run_in_threadpool(
-                self._store.complete, entry, status, content_type, b"".join(chunks)
-            )
-        else:
-            await run_in_threadpool(self._store.release, entry)
+        if not settled:
+            await settle()
 
 
 async def _read_body(receive: Receive) -> bytes:

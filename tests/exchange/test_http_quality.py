@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -30,6 +31,7 @@ from exchange.idempotency import (
     ClaimOutcome,
     IdempotencyStore,
     _IdempotencyRow,
+    entry_id,
 )
 from exchange.identities import Role
 from exchange.openapi import PROBLEM_STATUSES
@@ -281,6 +283,49 @@ def test_a_retried_token_rotation_replays_the_one_new_token(
     assert bodies
     assert not any(new.encode() in body for body in bodies)
     assert not any(token.encode() in body for body in bodies)
+
+
+def test_an_answer_is_stored_before_the_client_sees_it(runtime: Runtime) -> None:
+    """A client that retries the moment it has an answer finds it stored (a replay),
+    never "in progress": the middleware stores the answer before sending its last byte."""
+    import asyncio
+
+    _name, token = _token(runtime)
+    authorization = f"Bearer {token}".encode()
+    store = IdempotencyStore(runtime.db, runtime.master_key)
+    entry = entry_id(authorization, "rotate-race-1", "POST", "/v1/me/token")
+    seen_when_sent: list[ClaimOutcome | None] = []
+    app = create_app(runtime=runtime)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/me/token",
+        "raw_path": b"/v1/me/token",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"ibx.local"),
+            (b"authorization", authorization),
+            (b"idempotency-key", b"rotate-race-1"),
+            (b"content-length", b"0"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("ibx.local", 80),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            found = store.find(entry, hashlib.sha256(b"").digest())
+            seen_when_sent.append(None if found is None else found.outcome)
+
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert seen_when_sent == [ClaimOutcome.REPLAY]
 
 
 def test_the_same_key_with_another_body_is_a_422_problem(
