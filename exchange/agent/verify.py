@@ -13,7 +13,8 @@
    job whose request, engine, dataset and consent are the task's, naming this
    enterprise as a participant.
 3. **The consent**: the receipt the decision cites, signed by the agent's own
-   key, with the receipt hash the decision states, not revoked (at the
+   key (the key the decision states for it), with the receipt hash the
+   decision states, not revoked (at the
    exchange nor in the agent's own list), valid now by the agent's clock, for
    this deployment, and covering the request's fields, operation, engine,
    requester and purpose.
