@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Final, TypeVar
 
 from consent._vocab import Engine, Operation, Purpose
@@ -372,7 +373,11 @@ class ConsentReceipt:
         }
 
     def canonical(self) -> bytes:
-        """The RFC 8785 bytes that the enterprise signs."""
+        """The RFC 8785 bytes that the enterprise signs (encoded once: the receipt is frozen)."""
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> bytes:
         return canonical_bytes(self.to_dict())
 
     @classmethod

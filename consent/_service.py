@@ -20,14 +20,15 @@ import builtins
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from consent._catalog import DatasetCatalog
+from consent._catalog import Dataset, DatasetCatalog
 from consent._check import (
     ConsentRecord,
     ConsentRequest,
@@ -40,6 +41,7 @@ from consent._check import (
 from consent._directory import KeyDirectory, RequesterDirectory
 from consent._receipt import ConsentReceipt, Requester, SignedReceipt, SignedRevocation
 from consent._tables import GrantRow, NonceRow, ScopeRow, UseRow
+from consent._verified import StoredGrant, VerifiedReceipts
 from consent.errors import (
     BadConsentSignatureError,
     ConsentAccessError,
@@ -67,6 +69,35 @@ from ledger import Ledger
 __all__ = ["ConsentConfig", "ConsentService", "ConsentUsage", "ConsentUse", "UsageEntry"]
 
 logger = logging.getLogger(__name__)
+
+_GRANTS = cast(Table, GrantRow.__table__)
+_SCOPE = cast(Table, ScopeRow.__table__)
+_USES = cast(Table, UseRow.__table__)
+_CANDIDATES = select(
+    _GRANTS.c.consent_id,
+    _GRANTS.c.enterprise,
+    _GRANTS.c.receipt,
+    _GRANTS.c.signature,
+    _GRANTS.c.accepted_at,
+    _GRANTS.c.ledger_index,
+    _GRANTS.c.use_count,
+    _GRANTS.c.revoked_at,
+    _GRANTS.c.revocation_ledger_index,
+).where(
+    _GRANTS.c.consent_id.in_(
+        select(_SCOPE.c.consent_id).where(
+            _SCOPE.c.dataset.in_(bindparam("datasets", expanding=True)),
+            _SCOPE.c.requester_key.in_(bindparam("keys", expanding=True)),
+        )
+    )
+)
+"""Every consent naming one of the datasets for one of the requester's keys, with the
+columns a check reads: one statement on the (dataset, requester_key) index."""
+_COUNT_USE = (
+    update(_GRANTS)
+    .where(_GRANTS.c.consent_id.in_(bindparam("ids", expanding=True)))
+    .values(use_count=_GRANTS.c.use_count + 1)
+)
 
 
 @dataclass(frozen=True)
@@ -173,6 +204,7 @@ class ConsentService:
         self.config = config
         self._clock = clock
         self.catalog = DatasetCatalog(db, ledger)
+        self._receipts = VerifiedReceipts()
 
     def now(self) -> datetime:
         """The exchange's time, from the service's clock (UTC).
@@ -457,9 +489,16 @@ class ConsentService:
                 stated=request.time, exchange_time=at, allowed=self.config.request_skew
             )
 
-    def _check(self, session: Session, request: ConsentRequest, at: datetime) -> CoverageReport:
+    def _check(
+        self,
+        session: Session,
+        request: ConsentRequest,
+        at: datetime,
+        datasets: Mapping[str, Dataset] | None = None,
+    ) -> CoverageReport:
         self._refuse_skewed(request, at)
-        datasets = DatasetCatalog.many_in(session, request.datasets)
+        if datasets is None or set(datasets) != set(request.datasets):
+            datasets = DatasetCatalog.many_in(session, request.datasets)
         by_owner: dict[str, list[str]] = defaultdict(list)
         for dataset in datasets.values():
             by_owner[dataset.owner].append(dataset.dataset_id)
@@ -470,37 +509,38 @@ class ConsentService:
             if profile is not None
             else ()
         )
-        rows: Sequence[GrantRow] = ()
+        rows: Sequence[Any] = ()  # Core rows of _CANDIDATES
         if keys:
-            ids = (
-                session.execute(
-                    select(ScopeRow.consent_id)
-                    .where(
-                        ScopeRow.dataset.in_(request.datasets),
-                        ScopeRow.requester_key.in_(keys),
-                    )
-                    .distinct()
+            rows = (
+                session.connection()
+                .execute(
+                    _CANDIDATES,
+                    {"datasets": list(request.datasets), "keys": list(keys)},
                 )
-                .scalars()
                 .all()
             )
-            if ids:
-                rows = (
-                    session.execute(select(GrantRow).where(GrantRow.consent_id.in_(ids)))
-                    .scalars()
-                    .all()
-                )
         covering: dict[str, list[ConsentRecord]] = defaultdict(list)
         refusals: dict[str, list[Refusal]] = defaultdict(list)
         key_cache: dict[str, Ed25519PublicKey | None] = {}
-        for row in sorted(rows, key=lambda r: r.ledger_index):
+        for row in sorted(rows, key=lambda r: int(r.ledger_index)):
             owner = row.enterprise
             if owner not in by_owner:
                 continue
             if owner not in key_cache:
                 key_cache[owner] = self._keys.enterprise_key(owner)
+            registered = key_cache[owner]
+            grant = StoredGrant(
+                consent_id=row.consent_id,
+                receipt=_as_bytes(row.receipt),
+                signature=_as_bytes(row.signature),
+                accepted_at=row.accepted_at,
+                ledger_index=int(row.ledger_index),
+                use_count=int(row.use_count),
+                revoked_at=row.revoked_at,
+                revocation_ledger_index=row.revocation_ledger_index,
+            )
             try:
-                record = _to_record(row)
+                record, verified = self._receipts.record_of(grant, registered)
             except (InvalidConsentError, ValueError):
                 refusals[owner].append(
                     Refusal(
@@ -512,16 +552,26 @@ class ConsentService:
                     )
                 )
                 continue
+            signed_bytes = grant.receipt
+            verify = self.config.verify_on_check and not verified
+            if verify and registered is not None:
+                authentic = authenticity_refusal(
+                    record, registered_key=registered, origin=self.config.origin,
+                    signed_bytes=signed_bytes,
+                ) is None  # fmt: skip
+                if authentic:
+                    self._receipts.verified(grant, record, registered)
+                    verify = False
             error = evaluate(
                 record,
                 request,
                 at=at,
                 owner_datasets=tuple(by_owner[owner]),
                 requester_keys=keys,
-                registered_key=key_cache[owner],
+                registered_key=registered,
                 origin=self.config.origin,
-                verify_signature=self.config.verify_on_check,
-                signed_bytes=_as_bytes(row.receipt),
+                verify_signature=verify,
+                signed_bytes=signed_bytes,
             )
             if error is None and record.enterprise != owner:
                 error = ForeignKeyError(
@@ -557,7 +607,12 @@ class ConsentService:
     # -- using ---------------------------------------------------------------------------
 
     def use(
-        self, request: ConsentRequest, *, decision_id: str, session: Session | None = None
+        self,
+        request: ConsentRequest,
+        *,
+        decision_id: str,
+        session: Session | None = None,
+        datasets: Mapping[str, Dataset] | None = None,
     ) -> ConsentUse:
         """Check ``request`` and count one use of each chosen consent, atomically.
 
@@ -569,7 +624,16 @@ class ConsentService:
 
         With ``session`` (a write transaction of the caller's, e.g. the
         pipeline's, which records its decision in it) the check, the counts and
-        the entry join that transaction and commit or roll back with it.
+        the entry join that transaction and commit or roll back with it (and
+        the entry joins the session's ledger batch, if one is open).
+        ``datasets``, the requested datasets as the caller already read them
+        from the catalog (by id), saves reading them again; they are read when
+        they are not exactly the request's.
+
+        A receipt's signature is verified once for the bytes, signature and
+        registered key it is stored with (:mod:`consent._verified`); the
+        revocation, the validity window, the scope and the use count are
+        judged from the row read in this transaction every time.
 
         Raises:
             InvalidConsentError: an empty decision id.
@@ -581,23 +645,25 @@ class ConsentService:
         if not decision_id or len(decision_id) > 128:
             raise InvalidConsentError("decision_id must be 1-128 characters")
         if session is not None:
-            return self._use(session, request, decision_id)
+            return self._use(session, request, decision_id, datasets)
         with self._db.write() as own:
-            return self._use(own, request, decision_id)
+            return self._use(own, request, decision_id, datasets)
 
-    def _use(self, session: Session, request: ConsentRequest, decision_id: str) -> ConsentUse:
+    def _use(
+        self,
+        session: Session,
+        request: ConsentRequest,
+        decision_id: str,
+        datasets: Mapping[str, Dataset] | None,
+    ) -> ConsentUse:
         """:meth:`use` inside ``session``."""
         now = self.now()
-        report = self._check(session, request, now)
+        report = self._check(session, request, now, datasets)
         chosen = report.chosen()
         if not chosen:
             return ConsentUse(decision_id, report, {}, None)
-        for record in chosen.values():
-            session.execute(
-                update(GrantRow)
-                .where(GrantRow.consent_id == record.consent_id)
-                .values(use_count=GrantRow.use_count + 1)
-            )
+        connection = session.connection()
+        connection.execute(_COUNT_USE, {"ids": [r.consent_id for r in chosen.values()]})
         recorded = self._ledger.record(
             Event(
                 "consent.use",
@@ -611,8 +677,9 @@ class ConsentService:
             ),
             session=session,
         )
-        session.execute(
-            insert(UseRow),
+        stamp = format_rfc3339(now)
+        connection.execute(
+            insert(_USES),
             [
                 {
                     "consent_id": r.consent_id,
@@ -620,7 +687,7 @@ class ConsentService:
                     "decision_id": decision_id,
                     "job_id": None,
                     "kind": "decision",
-                    "time": format_rfc3339(now),
+                    "time": stamp,
                     "ledger_index": recorded.index,
                 }
                 for r in chosen.values()

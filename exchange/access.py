@@ -52,13 +52,18 @@ class Access:
 
     ``kind`` is the Casbin resource kind; ``resource_param`` names the path
     parameter that identifies the resource (else ``*``); ``write`` routes have
-    their decision recorded on the ledger.
+    their decision recorded on the ledger. A ``records_allow`` route records
+    an allowed decision itself, in the transaction of what it does (the grant
+    carries the entry as :attr:`Grant.pending`; ``POST /v1/requests`` records
+    it with the pipeline's decision, or alone when the request is refused), so
+    the call pays for one durable commit, not two; a denial is recorded here.
     """
 
     actions: tuple[tuple[str, Scope], ...]
     kind: str
     write: bool = False
     resource_param: str | None = None
+    records_allow: bool = False
 
     @property
     def public(self) -> bool:
@@ -134,7 +139,9 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/v1/ledger/proof/inclusion"): _read("ledger_read", "ledger_read_own", "ledger"),
     ("GET", "/v1/ledger/proof/consistency"): _read("ledger_read", "ledger_read_own", "ledger"),
     # the pipeline: compute requests, jobs and results (docs/pipeline.md)
-    ("POST", "/v1/requests"): _one("request_submit", "job", write=True),
+    ("POST", "/v1/requests"): Access(
+        (("request_submit", Scope.ALL),), "job", write=True, records_allow=True
+    ),
     ("GET", "/v1/jobs"): _read("job_read_all", "job_read_own", "job"),
     ("GET", "/v1/jobs/{job_id}"): _read("job_read_all", "job_read_own", "job", param="job_id"),
     ("POST", "/v1/jobs/{job_id}/cancel"): _one("job_cancel", "job", write=True, param="job_id"),
@@ -160,6 +167,8 @@ class Grant:
     action: str
     scope: Scope
     policy_version: str | None
+    pending: Event | None = None
+    """The ``authz.decision`` entry a ``records_allow`` route must record itself."""
 
     @property
     def own_only(self) -> bool:
@@ -204,29 +213,28 @@ def authorize(
     for action, scope in access.actions:
         decision = runtime.policy.decide(subject, action, resource, context)
         if decision.allow:
+            pending = None
             if access.write:
-                _record(runtime, identity, action, resource, decision.version, allowed=True)
-            return Grant(identity, action, scope, decision.version)
+                event = _authz_event(identity, action, resource, decision.version, allowed=True)
+                if access.records_allow:
+                    pending = event
+                else:
+                    _record(runtime, event)
+            return Grant(identity, action, scope, decision.version, pending)
         if first_denial is None:
             first_denial = (action, decision)
     assert first_denial is not None, "a public route needs no grant"
     action, decision = first_denial
     if access.write:
-        _record(
-            runtime,
-            identity,
-            action,
-            resource,
-            decision.version,
-            allowed=False,
-            reasons=decision.reasons,
+        denied = _authz_event(
+            identity, action, resource, decision.version, allowed=False, reasons=decision.reasons
         )
+        _record(runtime, denied)
     rules = "; ".join(decision.reasons)
     raise ForbiddenError(f"{identity.name} ({identity.role}) may not {action} {resource}: {rules}")
 
 
-def _record(
-    runtime: Runtime,
+def _authz_event(
     identity: Identity,
     action: str,
     resource: str,
@@ -234,17 +242,8 @@ def _record(
     *,
     allowed: bool,
     reasons: tuple[str, ...] = (),
-) -> None:
-    """Record the decision on the ledger, durably, before the route runs.
-
-    The record joins the pipeline's group commit: concurrent write routes share
-    one durable commit, and their threads wait on it instead of polling for
-    SQLite's write lock (its busy handler sleeps up to 100 ms between tries).
-
-    Raises:
-        ledger.LedgerError: the record could not be made.
-    """
-    event = Event(
+) -> Event:
+    return Event(
         "authz.decision",
         identity.name,
         {
@@ -256,4 +255,16 @@ def _record(
             "reasons": list(reasons),
         },
     )
+
+
+def _record(runtime: Runtime, event: Event) -> None:
+    """Record the decision on the ledger, durably, before the route runs.
+
+    The record joins the pipeline's group commit: concurrent write routes share
+    one durable commit, and their threads wait on it instead of polling for
+    SQLite's write lock (its busy handler sleeps up to 100 ms between tries).
+
+    Raises:
+        ledger.LedgerError: the record could not be made.
+    """
     runtime.pipeline.group.run(lambda session: runtime.ledger.record(event, session=session))

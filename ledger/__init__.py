@@ -7,6 +7,7 @@ define their payload schemas.
 
 from typing import TYPE_CHECKING
 
+from ledger._batch import LedgerBatch
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import MAX_PAYLOAD_BYTES, LedgerEntry
 from ledger._fetched import FetchedLog
@@ -70,6 +71,7 @@ __all__ = [
     "KeptCheckpoint",
     "Ledger",
     "LedgerBackend",
+    "LedgerBatch",
     "LedgerConfig",
     "LedgerEntry",
     "LedgerError",

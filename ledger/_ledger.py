@@ -7,7 +7,8 @@ It is the only writer of a backend and the ibx implementation of
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from core.canonical import canonical_bytes
 from core.clock import format_rfc3339, require_aware, utcnow
 from core.events import Event, RecordedEvent
 from core.keys import Ed25519Signer
+from ledger._batch import LedgerBatch
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote, sign_note
 from ledger._entry import LedgerEntry, PreparedEntry, prepare
 from ledger._integrity import IntegrityReport, ProgressReport, check_integrity
@@ -42,6 +44,8 @@ __all__ = ["ConsistencyProof", "InclusionProof", "Ledger", "LedgerConfig"]
 logger = logging.getLogger(__name__)
 
 MAX_ENTRIES_PER_READ = 1000
+_BATCH_KEY = "ibx.ledger.batch"
+"""Where :meth:`Ledger.batch` leaves its open batch in ``Session.info``."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +133,19 @@ class Ledger:
     ) -> list[RecordedEvent]:
         """Append ``events`` as one atomic batch and sign the new checkpoint.
 
+        When ``session`` has a batch of this ledger open (:meth:`batch`), the
+        events join it: their indices are given now, their entries are written
+        when the batch closes, with the session's transaction.
+
         Raises:
             InvalidEntryError: an event's payload has no canonical form (names the line).
             EntryTooLargeError: a payload is over 64 KiB (names the line).
             LedgerError: the batch is empty or too large, or storage failed.
         """
+        if session is not None:
+            open_batch = self._open_batch(session)
+            if open_batch is not None:
+                return open_batch.add(events, now=now)
         if not events:
             raise InvalidEntryError("nothing to append")
         if len(events) > self.config.max_batch:
@@ -153,6 +165,42 @@ class Ledger:
             writer.write(rows, new_nodes, TreeHead(size, root, note.to_text()))
         logger.debug("appended %d entries, size now %d", len(rows), size)
         return [RecordedEvent(row.index, when, h) for row, h in zip(rows, hashes, strict=True)]
+
+    @contextmanager
+    def batch(self, session: Session | None = None) -> Iterator[LedgerBatch]:
+        """Collect every entry recorded in ``session``'s transaction into one append.
+
+        Takes the append lock (in ``session``'s transaction, or a write
+        transaction of its own without one) until the block ends; then writes
+        the entries with one tree update and one signed checkpoint. Inside the
+        block, :meth:`record`/:meth:`append` with the same ``session`` join the
+        batch (see :class:`~ledger._batch.LedgerBatch`). The entries are
+        durable when the caller's transaction commits.
+
+        Raises:
+            LedgerError: a batch is already open in ``session``, or storage failed.
+        """
+        if session is not None and session.info.get(_BATCH_KEY) is not None:
+            raise LedgerError("a ledger batch is already open in this session")
+        with self._backend.writer(session) as writer:
+            opened = LedgerBatch(
+                writer, sign=self._sign, clock=self._clock, max_batch=self.config.max_batch
+            )
+            if session is not None:
+                session.info[_BATCH_KEY] = (self, opened)
+            try:
+                yield opened
+            finally:
+                if session is not None:
+                    session.info.pop(_BATCH_KEY, None)
+            opened.close()
+
+    def _open_batch(self, session: Session) -> LedgerBatch | None:
+        held = session.info.get(_BATCH_KEY)
+        if held is None or held[0] is not self:
+            return None
+        batch: LedgerBatch = held[1]
+        return batch
 
     def _build(
         self, prepared: Sequence[PreparedEntry], start: int, when: datetime

@@ -24,8 +24,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 import consent
@@ -35,6 +36,7 @@ from core.events import Event
 from exchange.access import domain_of
 from exchange.identities import Identity, Role
 from exchange.pipeline.errors import InvalidComputeRequestError, RequestRefusedError
+from exchange.pipeline.jobs import JobView
 from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
 from exchange.pipeline.statements import (
     DECISION_EVENT,
@@ -55,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 _STRICTNESS = {"general": 0, "important": 1, "core": 2}
 _MAX_INDUSTRY_DATASETS = 100_000
+_JOBS = cast(Table, JobRow.__table__)
+_PARTICIPANTS = cast(Table, ParticipantRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,29 @@ class Authorization:
     terms: ReleaseTerms
     decision_index: int
     collect_until: datetime
+    created_at: str = ""
+    """The job row's ``created_at`` (RFC 3339), as recorded."""
+
+    def view(self) -> JobView:
+        """The job's view as it was committed: ``authorized``, nothing answered yet."""
+        decision = self.decision
+        return JobView(
+            job_id=decision.job_id,
+            state="authorized",
+            reason=None,
+            requester=decision.requester,
+            operation=decision.request.operation.value,
+            engine=decision.engine.value,
+            created_at=self.created_at,
+            deadline=format_rfc3339(decision.deadline),
+            updated_at=self.created_at,
+            participants=len(decision.participants),
+            contributed=0,
+            refused=0,
+            min_cohort=decision.min_cohort,
+            decision_index=self.decision_index,
+            result_index=None,
+        )
 
 
 class GroupCommit:
@@ -118,14 +145,17 @@ class GroupCommit:
 
     def _commit(self, units: Sequence[_Unit]) -> None:
         ok: list[_Unit] = []
+        runtime = self._runtime
         try:
-            with self._runtime.db.write() as session:
+            with runtime.db.write() as session, runtime.ledger.batch(session) as batch:
                 for unit in units:
+                    mark = batch.mark()
                     try:
                         with session.begin_nested():
                             unit.result = unit.work(session)
                         ok.append(unit)
                     except Exception as exc:
+                        batch.rollback_to(mark)  # its entries go with its savepoint
                         unit.error = exc
         except Exception as exc:
             for unit in ok:
@@ -208,11 +238,16 @@ class Authorizer:
         *,
         now: datetime | None = None,
         check_engine: Callable[[EngineName], object] | None = None,
+        authz: Event | None = None,
     ) -> Authorization:
         """Decide ``request`` for ``requester`` and record the decision with the job.
 
         ``check_engine`` is called with the resolved engine before anything is
-        recorded (it raises when the engine cannot run here).
+        recorded (it raises when the engine cannot run here). ``authz``, the
+        route's own ``authz.decision`` entry (:attr:`exchange.access.Grant.pending`),
+        is recorded in the decision's transaction, just before it; when the
+        request is refused or fails, it is recorded on its own (a refused
+        request leaves its record too).
 
         Raises:
             InvalidComputeRequestError: the engine cannot compute the operation under the
@@ -222,6 +257,30 @@ class Authorizer:
             RequestRefusedError: the policy denies, or too few owners' consents cover it.
             ledger.LedgerError: the decision could not be recorded (nothing was).
         """
+        try:
+            return self._authorize(requester, request, now, check_engine, authz)
+        except BaseException:
+            if authz is not None:
+                self.record_alone(authz)
+            raise
+
+    def record_alone(self, event: Event) -> None:
+        """Record ``event`` in a group commit of its own (a refused request's authz entry).
+
+        Raises:
+            ledger.LedgerError: it could not be recorded.
+        """
+        ledger = self._runtime.ledger
+        self._group.run(lambda session: ledger.record(event, session=session))
+
+    def _authorize(
+        self,
+        requester: Identity,
+        request: ComputeRequest,
+        now: datetime | None,
+        check_engine: Callable[[EngineName], object] | None,
+        authz: Event | None,
+    ) -> Authorization:
         runtime = self._runtime
         datasets = self._datasets(request)
         classes = sorted({d.classification.value for d in datasets}, key=_STRICTNESS.__getitem__)
@@ -249,6 +308,8 @@ class Authorizer:
             first_of_class.setdefault(dataset.classification.value, dataset.dataset_id)
 
         def unit(session: Session) -> Authorization:
+            if authz is not None:
+                runtime.ledger.record(authz, session=session)
             return self._decide(
                 session,
                 requester,
@@ -290,7 +351,12 @@ class Authorizer:
         now: datetime | None,
     ) -> Authorization:
         runtime = self._runtime
-        use = runtime.consents.use(consent_request, decision_id=job_id, session=session)
+        use = runtime.consents.use(
+            consent_request,
+            decision_id=job_id,
+            session=session,
+            datasets={d.dataset_id: d for d in datasets},
+        )
         chosen = use.used
         cohort = len(chosen)
         subject = Subject(requester.name, requester.role.value, requester.industry)
@@ -361,40 +427,47 @@ class Authorizer:
             Event(DECISION_EVENT, requester.name, payload), session=session
         )
         stamp = format_rfc3339(at)
-        session.add(
-            JobRow(
-                job_id=job_id,
-                requester=requester.name,
-                engine=engine.value,
-                operation=request.operation.value,
-                state="authorized",
-                reason=None,
-                request_json=json.dumps(request.to_dict()),
-                decision_json=json.dumps(payload),
-                terms_json=json.dumps(terms.to_dict()),
-                classification=terms.classification,
-                decision_index=recorded.index,
-                created_at=stamp,
-                deadline=format_rfc3339(deadline),
-                deadline_ts=deadline.timestamp(),
-                collect_until_ts=collect_until.timestamp(),
-                updated_at=stamp,
-                min_cohort=minimum,
-            )
+        connection = session.connection()
+        connection.execute(
+            insert(_JOBS),
+            {
+                "job_id": job_id,
+                "requester": requester.name,
+                "engine": engine.value,
+                "operation": request.operation.value,
+                "state": "authorized",
+                "reason": None,
+                "request_json": json.dumps(request.to_dict()),
+                "decision_json": json.dumps(payload),
+                "terms_json": json.dumps(terms.to_dict()),
+                "classification": terms.classification,
+                "decision_index": recorded.index,
+                "created_at": stamp,
+                "deadline": format_rfc3339(deadline),
+                "deadline_ts": deadline.timestamp(),
+                "collect_until_ts": collect_until.timestamp(),
+                "updated_at": stamp,
+                "result_json": None,
+                "result_sha256": None,
+                "result_index": None,
+                "min_cohort": minimum,
+            },
         )
-        session.add_all(
-            ParticipantRow(
-                job_id=job_id,
-                enterprise=p.enterprise,
-                dataset=p.dataset,
-                consent_id=p.consent_id,
-                receipt_sha256=p.receipt_sha256,
-                state="pending",
-            )
-            for p in participants
+        connection.execute(
+            insert(_PARTICIPANTS),
+            [
+                {
+                    "job_id": job_id,
+                    "enterprise": p.enterprise,
+                    "dataset": p.dataset,
+                    "consent_id": p.consent_id,
+                    "receipt_sha256": p.receipt_sha256,
+                    "state": "pending",
+                }
+                for p in participants
+            ],
         )
-        session.flush()
-        return Authorization(record, terms, recorded.index, collect_until)
+        return Authorization(record, terms, recorded.index, collect_until, stamp)
 
 
 def _cohort_refusal(

@@ -137,8 +137,13 @@ class Pipeline:
 
     # -- requests -------------------------------------------------------------------------
 
-    def submit(self, requester: Identity, request: ComputeRequest) -> JobView:
+    def submit(
+        self, requester: Identity, request: ComputeRequest, *, authz: Event | None = None
+    ) -> JobView:
         """Authorize ``request``, record the decision, and start the job's engine.
+
+        ``authz``: the route's ``authz.decision`` entry, recorded with the decision
+        (or alone when the request is refused; see :meth:`Authorizer.authorize`).
 
         Raises:
             InvalidComputeRequestError: the selection or the engine is not usable.
@@ -147,10 +152,11 @@ class Pipeline:
             RequestRefusedError: policy, consent or the minimum cohort refused it.
             ledger.LedgerError: the decision could not be recorded.
         """
-        authorization = self.authorizer.authorize(requester, request, check_engine=self.engine)
-        job_id = authorization.decision.job_id
-        self._schedule(self._starts, self.start, job_id)
-        return self.jobs.view(job_id)
+        authorization = self.authorizer.authorize(
+            requester, request, check_engine=self.engine, authz=authz
+        )
+        self._schedule(self._starts, self.start, authorization.decision.job_id)
+        return authorization.view()
 
     def _schedule(self, pool: ThreadPoolExecutor, work: object, job_id: str) -> None:
         key = f"{getattr(work, '__name__', 'work')}:{job_id}"
@@ -191,7 +197,12 @@ class Pipeline:
                 reason=f"the engine could not start: {exc}",
             )
             return
-        self.jobs.move(job_id, source=[JobState.AUTHORIZED], to=JobState.COLLECTING)
+        jobs = self.jobs
+        self.group.run(  # shares a durable commit with concurrent decisions
+            lambda session: jobs.move(
+                job_id, source=[JobState.AUTHORIZED], to=JobState.COLLECTING, session=session
+            )
+        )
         self.signal.notify()
 
     def cancel(self, requester: Identity, job_id: str) -> JobView:

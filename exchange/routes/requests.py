@@ -8,6 +8,7 @@ another's answers 404, exactly like one that does not exist.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path
@@ -60,11 +61,16 @@ async def submit_request(
         RequestRefusedError: policy, consent or the cohort refused it (403).
         EngineUnavailableError: the engine is not installed (501).
     """
+    pipeline = runtime.pipeline
     try:
         request = ComputeRequest.from_dict(body)
     except InvalidRequestError as exc:
+        if grant.pending is not None:  # the allowed call is on the ledger all the same
+            await run_in_threadpool(pipeline.authorizer.record_alone, grant.pending)
         raise InvalidComputeRequestError(str(exc)) from exc
-    view = await run_in_threadpool(runtime.pipeline.submit, grant.identity, request)
+    view = await run_in_threadpool(
+        functools.partial(pipeline.submit, grant.identity, request, authz=grant.pending)
+    )
     return JSONResponse(
         view.to_dict(), status_code=201, headers={"Location": f"/v1/jobs/{view.job_id}"}
     )
