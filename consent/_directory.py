@@ -9,7 +9,7 @@ the in-memory implementation for tests, benchmarks and dry runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,11 @@ class KeyDirectory(Protocol):
 
     def enterprise_key(self, enterprise: str) -> Ed25519PublicKey | None:
         """The key registered to the active enterprise ``enterprise``, or None."""
+        ...
+
+    def enterprise_keys(self, enterprises: Collection[str]) -> dict[str, Ed25519PublicKey]:
+        """:meth:`enterprise_key` of each of ``enterprises`` in one read (those with none
+        are absent)."""
         ...
 
     def key_owner(self, key: Ed25519PublicKey) -> str | None:
@@ -74,6 +79,10 @@ class StaticDirectory:
     def enterprise_key(self, enterprise: str) -> Ed25519PublicKey | None:
         """The registered key, or None."""
         return self._keys.get(enterprise)
+
+    def enterprise_keys(self, enterprises: Collection[str]) -> dict[str, Ed25519PublicKey]:
+        """The registered keys of ``enterprises`` that have one."""
+        return {e: self._keys[e] for e in enterprises if e in self._keys}
 
     def key_owner(self, key: Ed25519PublicKey) -> str | None:
         """Who holds ``key``, or None."""

@@ -521,14 +521,16 @@ class ConsentService:
             )
         covering: dict[str, list[ConsentRecord]] = defaultdict(list)
         refusals: dict[str, list[Refusal]] = defaultdict(list)
-        key_cache: dict[str, Ed25519PublicKey | None] = {}
+        registered_keys = (
+            self._keys.enterprise_keys({r.enterprise for r in rows if r.enterprise in by_owner})
+            if rows
+            else {}
+        )
         for row in sorted(rows, key=lambda r: int(r.ledger_index)):
             owner = row.enterprise
             if owner not in by_owner:
                 continue
-            if owner not in key_cache:
-                key_cache[owner] = self._keys.enterprise_key(owner)
-            registered = key_cache[owner]
+            registered = registered_keys.get(owner)
             grant = StoredGrant(
                 consent_id=row.consent_id,
                 receipt=_as_bytes(row.receipt),

@@ -6,6 +6,8 @@ and :class:`consent.RequesterDirectory`, and the runtime passes this adapter.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from consent import RequesterProfile
 from core.keys import Ed25519PublicKey
 from exchange.identities import IdentityError, IdentityRegistry, Role, Status
@@ -28,6 +30,10 @@ class IdentityDirectory:
         if identity.role is not Role.ENTERPRISE or identity.status is not Status.ACTIVE:
             return None
         return identity.public_key
+
+    def enterprise_keys(self, enterprises: Collection[str]) -> dict[str, Ed25519PublicKey]:
+        """The keys of those of ``enterprises`` that are active enterprises, in one query."""
+        return self._registry.active_keys(enterprises, role=Role.ENTERPRISE)
 
     def key_owner(self, key: Ed25519PublicKey) -> str | None:
         """The enterprise holding ``key`` (a scan of enterprises: only on refusal paths)."""

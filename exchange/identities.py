@@ -14,11 +14,12 @@ import hmac
 import logging
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import LargeBinary, Row, String, bindparam, select
+from sqlalchemy import LargeBinary, Row, String, Table, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
@@ -141,6 +142,12 @@ _BY_TOKEN_HASH = select(_IdentityRow.__table__).where(
 _BY_NAME = select(_IdentityRow.__table__).where(_IdentityRow.__table__.c.name == bindparam("name"))
 """One identity by name, as one Core query (the decide route reads its subject this way)."""
 
+_T = cast(Table, _IdentityRow.__table__)
+_KEYS_OF = select(_T.c.name, _T.c.role, _T.c.status, _T.c.public_key).where(
+    _T.c.name.in_(bindparam("names", expanding=True))
+)
+"""Role, status and key of several identities by name (a consent check's enterprises)."""
+
 _NAMES = (
     select(_IdentityRow.__table__.c.name)
     .where(
@@ -233,6 +240,18 @@ class IdentityRegistry:
         if not rows:
             raise IdentityNotFoundError(f"no identity named {name!r}")
         return _identity_of(rows[0])
+
+    def active_keys(self, names: Collection[str], *, role: Role) -> dict[str, Ed25519PublicKey]:
+        """The public keys of those of ``names`` that are active identities of ``role``
+        with a key, in one query."""
+        if not names:
+            return {}
+        rows = self._db.fetch(_KEYS_OF, {"names": sorted(set(names))})
+        return {
+            row.name: Ed25519PublicKey(row.public_key)
+            for row in rows
+            if row.public_key and row.role == role.value and row.status == Status.ACTIVE.value
+        }
 
     def list(self, *, role: Role | None = None) -> list[Identity]:
         """Every identity, by name."""
