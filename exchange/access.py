@@ -149,6 +149,7 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     # the enterprises' data agents (each statement is signed and verified by the pipeline)
     ("GET", "/v1/agent/tasks"): _one("agent_task", "agent"),
     ("GET", "/v1/agent/jobs/{job_id}/he-context"): _one("agent_task", "agent", param="job_id"),
+    ("GET", "/v1/agent/jobs/{job_id}/evidence"): _one("agent_task", "agent", param="job_id"),
     ("POST", "/v1/agent/jobs/{job_id}/contributions"): _one("agent_task", "agent", param="job_id"),
     ("POST", "/v1/agent/jobs/{job_id}/refusals"): _one("agent_task", "agent", param="job_id"),
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,8 +39,10 @@ from exchange.pipeline.errors import (
     NotCollectingError,
     StatementRefusedError,
 )
+from exchange.pipeline.frames import FramedContribution
 from exchange.pipeline.jobs import CONTRIBUTION_EVENT, REFUSAL_EVENT, JobRecord, JobState
 from exchange.pipeline.psi_job import PsiEngineJob, psi_successor
+from exchange.pipeline.request import EngineName
 from exchange.pipeline.statements import (
     CONTRIBUTION_KIND,
     REFUSAL_KIND,
@@ -190,14 +192,68 @@ class AnswerDesk:
             CONTRIBUTION_KIND,
             allowed={"statement", "signature", "payload"},
         )
+
+        def digest_of(engine: EngineJob, context: JobContext) -> tuple[str, bytes]:
+            digest = engine.payload_digest(context, enterprise, statement.round, payload)
+            return digest, json.dumps(payload, separators=(",", ":")).encode()
+
+        return self._accept(statement, signature, job, part, digest_of)
+
+    def contribute_framed(self, enterprise: str, job_id: str, framed: FramedContribution) -> bool:
+        """Accept a binary HE contribution (:mod:`exchange.pipeline.frames`); False when it
+        is the same statement again. Its payload hash is SHA-256 of the body as received.
+
+        Raises:
+            StatementRefusedError: as for :meth:`contribute`.
+            JobNotFoundError: no such job.
+            AnswerConflictError: another answer for this round is already stored.
+            NotCollectingError: the job no longer collects (or the enterprise was withdrawn).
+            InvalidPayloadError: not an HE job, or the body is not framed chunks.
+        """
+        body: dict[str, JsonValue] = {
+            "statement": dict(framed.statement),
+            "signature": framed.signature,
+        }
+        statement, signature, job, part = self._verified(
+            enterprise, job_id, body, CONTRIBUTION_KIND, allowed={"statement", "signature"}
+        )
+
+        def digest_of(engine: EngineJob, context: JobContext) -> tuple[str, bytes]:
+            if job.decision.engine is not EngineName.HE:
+                raise PayloadError(
+                    f"a binary contribution holds HE ciphertexts; {job_id} runs on "
+                    f"{job.decision.engine.value}: send its payload as JSON"
+                )
+            payload = framed.payload()  # splits the frames: PayloadError when not framed
+            return framed.digest, json.dumps(payload, separators=(",", ":")).encode()
+
+        return self._accept(statement, signature, job, part, digest_of)
+
+    def _accept(
+        self,
+        statement: AgentStatement,
+        signature: str,
+        job: JobRecord,
+        part: _Part,
+        digest_of: Callable[[EngineJob, JobContext], tuple[str, bytes]],
+    ) -> bool:
+        """Store a verified statement's contribution once its payload hash is checked.
+
+        Raises:
+            AnswerConflictError: another answer for this round is already stored.
+            NotCollectingError: the job no longer collects.
+            StatementRefusedError: the round is not open, or the hash is not the payload's.
+            InvalidPayloadError: ``digest_of`` found the payload of the wrong shape.
+        """
+        enterprise, job_id = statement.enterprise, job.job_id
         if self._already(job_id, statement, signature):
             return False
-        self._collecting(job.job_id, job.state.value, part)
+        self._collecting(job_id, job.state.value, part)
         engine = self._pipeline.engine(job.decision.engine)
         context = self._pipeline.context(job)
         self._round_open(engine, context, enterprise, statement)
         try:
-            digest = engine.payload_digest(context, enterprise, statement.round, payload)
+            digest, stored = digest_of(engine, context)
         except PayloadError as exc:
             raise InvalidPayloadError(str(exc)) from exc
         assert statement.payload_sha256 is not None  # a contribution states it
@@ -205,7 +261,6 @@ class AnswerDesk:
             raise self._refused(
                 enterprise, job_id, "the statement's payload_sha256 is not the payload's hash"
             )
-        stored = json.dumps(payload, separators=(",", ":")).encode()
         handed_to = None
         if isinstance(engine, PsiEngineJob):  # the successor checks what it is handed
             handed_to = psi_successor(context, enterprise, statement.round)
