@@ -1,9 +1,12 @@
 """What an agent sends for a verified task: exactly the payloads of docs/pipeline.md.
 
 * HE: the job's public TenSEAL context (its SHA-256 must be the material's
-  ``context_sha256``), the values encrypted under it
+  ``context_sha256``; one already fetched for that SHA-256 is reused, not
+  fetched again), the values encrypted under it
   (:class:`mpc.HeContributor`): ``{"key_fingerprint", "chunks": [base64...]}``,
-  hashed as :attr:`mpc.HeContribution.digest`.
+  hashed as :attr:`mpc.HeContribution.digest`; the raw chunks ride along
+  (:attr:`Contribution.he_chunks`) for the binary form of
+  :mod:`exchange.pipeline.frames`.
 * MPC: one value, Shamir-shared and each share sealed to its party's key
   (:class:`mpc.ShareDealer`): ``{"shares": [SealedShare...]}``; with ``ranks``
   the agent keeps its secret rank tag to find its own rank after release.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -56,6 +60,12 @@ class Contribution:
     payload: Mapping[str, JsonValue]
     payload_sha256: str
     rank_tag: int | None = field(default=None, repr=False)
+    he_chunks: tuple[bytes, ...] | None = field(default=None, repr=False)
+    """HE: the ciphertext chunks the payload holds in base64, for the binary form."""
+
+
+CONTEXTS_KEPT = 2
+"""Public HE contexts (about 0.5 MB each) kept in memory by their SHA-256."""
 
 
 ContextFetcher = Callable[[str], bytes]
@@ -93,6 +103,8 @@ class Contributor:
         self._state = state
         self._reader = reader
         self._he_context = he_context
+        self._contexts: dict[str, bytes] = {}
+        """Public HE contexts by SHA-256 (at most :data:`CONTEXTS_KEPT`, newest last)."""
         self._psi: dict[str, mpc.PsiParty] = {}
         """PSI sessions by job id; their keys are also kept in ``state`` for a restart."""
 
@@ -134,9 +146,7 @@ class Contributor:
             )
         if tuple(spec.bins) != tuple(request.parameters.bins):
             raise TaskRefused("the HE job's bins are not the request's")
-        context = self._he_context(task.job_id)
-        if hashlib.sha256(context).hexdigest() != expected_sha:
-            raise TaskRefused("the HE context served is not the one the task names (SHA-256)")
+        context = self._context(task.job_id, expected_sha)
         values = self._he_values(task, spec)
         job = mpc.HeJobPublic(spec, context)
         try:
@@ -149,7 +159,24 @@ class Contributor:
             "key_fingerprint": contribution.key_fingerprint,
             "chunks": [base64.b64encode(c).decode() for c in contribution.chunks],
         }
-        return Contribution(payload, contribution.digest)
+        return Contribution(payload, contribution.digest, he_chunks=tuple(contribution.chunks))
+
+    def _context(self, job_id: str, sha256: str) -> bytes:
+        """The public HE context whose SHA-256 is ``sha256``: kept, else fetched and kept.
+
+        Raises:
+            TaskRefused: the context served has another SHA-256.
+        """
+        kept = self._contexts.get(sha256)
+        if kept is not None:
+            return kept
+        context = self._he_context(job_id)
+        if not hmac.compare_digest(hashlib.sha256(context).hexdigest(), sha256):
+            raise TaskRefused("the HE context served is not the one the task names (SHA-256)")
+        self._contexts[sha256] = context
+        while len(self._contexts) > CONTEXTS_KEPT:
+            del self._contexts[next(iter(self._contexts))]
+        return context
 
     def _he_values(self, task: Task, spec: mpc.HeJobSpec) -> Sequence[object] | mpc.RegressionInput:
         request = task.request

@@ -7,6 +7,15 @@ exchange ignores the same statement, ``200``); a task listed again after a
 lost answer is computed afresh. ``409`` means the round was answered
 already, ``410`` that the job no longer collects.
 
+Each poll sends ``since`` (the size of the checkpoint the agent kept), so
+the task list carries the evidence for every task (the signed checkpoint
+with its consistency proof, the decision entry with its inclusion proof, the
+agent's consent, a PSI hand-off entry): the verifier reads it through
+:class:`exchange.agent.reads.EvidenceReads` and checks it exactly as it
+checks separate reads, which it falls back to for anything missing. An HE
+contribution goes in the binary form (:mod:`exchange.pipeline.frames`),
+as JSON if the exchange does not take it (``415``).
+
 When the exchange is down or restarting the agent waits and reconnects with
 a growing delay (at most :attr:`AgentConfig.max_backoff`), printing one line
 when an outage starts and one when it ends, never one per retry. Only a
@@ -30,10 +39,12 @@ from core.keys import Ed25519Signer
 from exchange.agent.contribute import Contribution, Contributor
 from exchange.agent.errors import AgentError, LedgerAlarm, TaskRefused
 from exchange.agent.journal import AgentState
+from exchange.agent.reads import EvidenceReads, kept_size
 from exchange.agent.task import Task
 from exchange.agent.verify import TaskVerifier
 from exchange.client import ExchangeClient
 from exchange.error_table import AuthError, RemoteRefusalError
+from exchange.pipeline.frames import FramedContribution
 from exchange.pipeline.statements import CONTRIBUTION_KIND, REFUSAL_KIND, AgentStatement
 from ledger import Checkpoint
 
@@ -118,7 +129,7 @@ class DataAgent:
             AgentError: the exchange has no agent routes or cannot be reached.
         """
         try:
-            self.handle(self._tasks(0))
+            self.handle(*self._tasks(0))
         except _Outage as exc:
             raise AgentError(f"the exchange is unreachable: {exc}") from exc
         self.learn_ranks()
@@ -136,12 +147,12 @@ class DataAgent:
             try:
                 self.idle = True
                 try:
-                    tasks = self._tasks(self.config.wait)
+                    tasks, evidence = self._tasks(self.config.wait)
                 finally:
                     self.idle = False
                 self._reconnected()
                 delay = self.config.first_backoff
-                self.handle(tasks)
+                self.handle(tasks, evidence)
                 self.learn_ranks()
             except AgentStopped:
                 return
@@ -153,9 +164,17 @@ class DataAgent:
 
     # -- polling -------------------------------------------------------------------------
 
-    def _tasks(self, wait: int) -> list[Mapping[str, Any]]:
+    def _tasks(self, wait: int) -> tuple[list[Mapping[str, Any]], Mapping[str, Any] | None]:
+        """The listed tasks and the ledger evidence served with them (unchecked).
+
+        Raises:
+            _Outage: the exchange is unreachable, overloaded or answered nonsense.
+            AuthError: the exchange rejects the token.
+            AgentError: the exchange has no agent routes or refused the list.
+        """
+        since = kept_size(self._state.kept_checkpoint())
         try:
-            body = self._client.get("/v1/agent/tasks", wait=wait)
+            body = self._client.get("/v1/agent/tasks", wait=wait, since=since)
         except httpx.TransportError as exc:
             raise _Outage(f"{type(exc).__name__}: {exc}") from exc
         except RemoteRefusalError as exc:
@@ -169,7 +188,10 @@ class DataAgent:
         tasks = body.get("tasks") if isinstance(body, dict) else None
         if not isinstance(tasks, list):
             raise _Outage("the exchange's task list is malformed")
-        return [t for t in tasks if isinstance(t, dict)]
+        evidence = body.get("evidence")
+        return [t for t in tasks if isinstance(t, dict)], (
+            evidence if isinstance(evidence, dict) else None
+        )
 
     def _down(self, why: str) -> None:
         if self._outage_since is None:
@@ -184,24 +206,32 @@ class DataAgent:
 
     # -- tasks ---------------------------------------------------------------------------
 
-    def handle(self, listed: Sequence[Mapping[str, Any]]) -> None:
+    def handle(
+        self, listed: Sequence[Mapping[str, Any]], evidence: Mapping[str, Any] | None = None
+    ) -> None:
         """Verify and answer each listed task (the checkpoint once for all of them).
+
+        ``evidence``: the ledger head served with the list; each task's own
+        evidence is its ``evidence`` member (both unchecked, see
+        :class:`exchange.agent.reads.EvidenceReads`).
 
         Raises:
             _Outage: the exchange went away mid-way (the rest stay listed there).
         """
         if not listed:
             return
-        tasks: list[Task] = []
+        tasks: list[tuple[Task, Mapping[str, Any] | None]] = []
         for obj in listed:
             try:
-                tasks.append(Task.from_dict(obj))
+                served = obj.get("evidence")
+                tasks.append((Task.from_dict(obj), served if isinstance(served, dict) else None))
             except TaskRefused as exc:
                 self._refuse_raw(obj, str(exc))
+        base = self._verifier
         head: Checkpoint | None = None
         reason: str | None = None
         try:
-            head = self._guard(self._verifier.head)
+            head = self._guard(base.with_reads(EvidenceReads(base.reads, evidence)).head)
         except LedgerAlarm as exc:
             reason = f"ledger alarm: {exc}"
             self._warn(f"LEDGER ALARM: {exc}; refusing every task until it is cleared")
@@ -209,7 +239,7 @@ class DataAgent:
         except TaskRefused as exc:
             reason = str(exc)
             self._warn(f"cannot verify the ledger: {exc}")
-        for task in tasks:
+        for task, served in tasks:
             if self.stopping:
                 return
             self._say(
@@ -219,11 +249,12 @@ class DataAgent:
             if head is None:
                 self.refuse(task, reason or "the ledger could not be verified")
                 continue
-            self._handle(task, head)
+            verifier = base.with_reads(EvidenceReads(base.reads, evidence, served))
+            self._handle(task, head, verifier)
 
-    def _handle(self, task: Task, head: Checkpoint) -> None:
+    def _handle(self, task: Task, head: Checkpoint, verifier: TaskVerifier) -> None:
         try:
-            auth = self._guard(lambda: self._verifier.verify(task, head))
+            auth = self._guard(lambda: verifier.verify(task, head))
             self._say(
                 f"{task.label}: verified decision #{task.decision_index} on the ledger "
                 f"(size {head.size}) and consent {auth.participant.consent_id}"
@@ -258,16 +289,32 @@ class DataAgent:
             round=task.round,
             payload_sha256=contribution.payload_sha256,
         )
-        body = {
-            "statement": statement.to_dict(),
-            "signature": statement.sign(self._signer),
-            "payload": dict(contribution.payload),
-        }
+        signature = statement.sign(self._signer)
         where = f"/v1/agent/jobs/{task.job_id}/contributions"
         journal = self._state.journal
         base: dict[str, JsonValue] = {"job_id": task.job_id, "round": task.round}
         try:
-            self._post(where, body)
+            if contribution.he_chunks is not None:
+                try:
+                    fingerprint = str(contribution.payload["key_fingerprint"])
+                    framed = FramedContribution.of(
+                        statement, signature, fingerprint, contribution.he_chunks
+                    )
+                    self._post(where, framed=framed)
+                    sent = True
+                except RemoteRefusalError as exc:
+                    if exc.status != 415:
+                        raise
+                    sent = False  # an exchange without the binary form: JSON then
+            else:
+                sent = False
+            if not sent:
+                body = {
+                    "statement": statement.to_dict(),
+                    "signature": signature,
+                    "payload": dict(contribution.payload),
+                }
+                self._post(where, body)
         except RemoteRefusalError as exc:
             self._answered(task, exc, "contribution")
             return
@@ -327,8 +374,15 @@ class DataAgent:
         journal.record("refused", job_id=job_id, round=round_no, reason=reason, sent=True)
         self._say(f"{label}: refused: {reason}")
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> None:
-        """POST ``body``, sending the same bytes again when no answer came.
+    def _post(
+        self,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        framed: FramedContribution | None = None,
+    ) -> None:
+        """POST ``body`` (JSON) or ``framed`` (binary), sending the same bytes again
+        when no answer came.
 
         Raises:
             RemoteRefusalError: a 4xx answer.
@@ -337,7 +391,10 @@ class DataAgent:
         delay = self.config.first_backoff
         for attempt in range(1, self.config.post_attempts + 1):
             try:
-                self._client.post(path, body)
+                if framed is not None:
+                    self._client.call("POST", path, content=framed.body, headers=framed.headers())
+                else:
+                    self._client.post(path, body)
                 return
             except httpx.TransportError as exc:
                 if attempt == self.config.post_attempts:

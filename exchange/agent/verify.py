@@ -108,6 +108,25 @@ class TaskVerifier:
         self._public_key = public_key
         self._clock = clock
 
+    @property
+    def reads(self) -> VerifierReads:
+        """Where this verifier reads the material it checks."""
+        return self._reads
+
+    def with_reads(self, reads: VerifierReads) -> TaskVerifier:
+        """This verifier (the same pinned key, state, enterprise, key and clock) reading
+        through ``reads``, e.g. :class:`exchange.agent.reads.EvidenceReads` over the
+        evidence served with a task list: only where the material comes from changes,
+        never a check."""
+        return TaskVerifier(
+            reads,
+            self._ledger_key,
+            self._state,
+            enterprise=self.enterprise,
+            public_key=self._public_key,
+            clock=self._clock,
+        )
+
     def head(self) -> Checkpoint:
         """Fetch, verify and keep the ledger's checkpoint.
 
