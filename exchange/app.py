@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.access_log import RequestContext
@@ -43,15 +44,34 @@ class _BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413 before any route parses them.
 
     The body is read (at most ``limit`` + one chunk) and replayed to the application, so
-    a declared ``Content-Length`` and a chunked upload are bounded alike.
+    a declared ``Content-Length`` and a chunked upload are bounded alike. Only a caller
+    whose bearer token ``authenticate`` accepts may send a contribution-sized body: for
+    anyone else the contribution route has the default limit, so an unauthenticated
+    client cannot make the server buffer large bodies.
     """
 
     def __init__(
-        self, app: ASGIApp, limit: int = MAX_BODY, large: int = MAX_CONTRIBUTION_BODY
+        self,
+        app: ASGIApp,
+        limit: int = MAX_BODY,
+        large: int = MAX_CONTRIBUTION_BODY,
+        authenticate: Callable[[str], object | None] | None = None,
     ) -> None:
         self._app = app
         self._default = limit
         self._large = large
+        self._authenticate = authenticate
+
+    async def _limit(self, scope: Scope) -> int:
+        if not _LARGE_BODIES.match(scope.get("path", "")) or self._authenticate is None:
+            return self._default
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    known = await run_in_threadpool(self._authenticate, token.strip())
+                    return self._default if known is None else self._large
+        return self._default
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem(413, "payload too large", f"a request body may be at most {limit} bytes")
@@ -61,7 +81,7 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        limit = self._large if _LARGE_BODIES.match(scope.get("path", "")) else self._default
+        limit = await self._limit(scope)
         for name, value in scope.get("headers", ()):
             if name != b"content-length":
                 continue
@@ -151,7 +171,11 @@ def create_app(
         store=IdempotencyStore(rt.db, rt.master_key),
         authenticate=lambda token: rt.identities.authenticate(token),  # noqa: PLW0108 - built on first use
     )
-    app.add_middleware(_BodyLimit, limit=MAX_BODY)
+    app.add_middleware(
+        _BodyLimit,
+        limit=MAX_BODY,
+        authenticate=lambda token: rt.identities.authenticate(token),  # noqa: PLW0108 - built on first use
+    )
     app.add_middleware(RequestContext)
     install_problem_handlers(app)
     install_complete_openapi(app)

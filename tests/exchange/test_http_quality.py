@@ -198,6 +198,23 @@ def test_not_found_method_not_allowed_and_invalid_input_are_problems(
     _is_problem(client.post("/v1/datasets", content=b"x" * (65 * 1024)), 413)
 
 
+def test_only_an_authenticated_caller_may_send_a_contribution_sized_body(
+    client: httpx.Client, runtime: Runtime
+) -> None:
+    """The contribution route takes large bodies (HE ciphertexts), but not from just anyone:
+    without a live token the server reads no more than the default 64 KiB."""
+    path = "/v1/agent/jobs/job_" + "0" * 32 + "/contributions"
+    large = b"x" * (1024 * 1024)
+    _is_problem(client.post(path, content=large), 413)
+    forged = {"Authorization": "Bearer ibx_" + "A" * 43}
+    _is_problem(client.post(path, content=large, headers=forged), 413)
+    _name, token = _token(runtime)
+    answer = client.post(
+        path, content=large, headers={**_bearer(token), "Content-Type": "application/json"}
+    )
+    assert answer.status_code != 413, answer.text  # read, then refused on its merits
+
+
 def test_missing_and_unknown_tokens_are_401_problems(client: httpx.Client) -> None:
     missing = client.get("/v1/me")
     _is_problem(missing, 401)
