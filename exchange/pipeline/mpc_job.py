@@ -145,6 +145,13 @@ class MpcEngineJob:
         self._party_command = party_command
         self._clock = clock
 
+    def _current_deployment(self) -> mpc.MpcDeployment:
+        """The deployment, its certificates renewed first when they are about to expire
+        (a long-running ``ibx serve`` keeps computing past the 30 days of one issue)."""
+        if self._deployment.certificates_expire() - self._clock() <= RENEW_BEFORE:
+            self._deployment = _deployment(self._deployment.base_dir, self._clock())
+        return self._deployment
+
     # -- EngineJob -------------------------------------------------------------
 
     def start(self, job: JobContext) -> None:
@@ -299,7 +306,7 @@ class MpcEngineJob:
         config = mpc.RunnerConfig(deadline=remaining)
         if self._party_command is not None:
             config = mpc.RunnerConfig(deadline=remaining, party_command=self._party_command)
-        result = mpc.MpcRunner(self._deployment, config).run(spec, dealt)
+        result = mpc.MpcRunner(self._current_deployment(), config).run(spec, dealt)
         if spec.dominance:
             guard.check_dominance(policy, result.dominance)
         left_out.update(result.dropped)
@@ -346,7 +353,7 @@ class MpcEngineJob:
         )
 
 
-def _deployment(base: Path) -> mpc.MpcDeployment:
+def _deployment(base: Path, now: datetime | None = None) -> mpc.MpcDeployment:
     """``base``'s deployment: created when missing, its TLS certificates renewed when they are
     about to expire (the box keys stay, so shares already sealed still open); under a lock,
     so two workers do it once.
@@ -354,19 +361,20 @@ def _deployment(base: Path) -> mpc.MpcDeployment:
     Raises:
         DeploymentError: a deployment that is there but incomplete.
     """
+    at = now or utcnow()
     if (base / "box_public_keys").is_file():
         found = mpc.MpcDeployment.from_dir(base)
-        if found.certificates_expire() - utcnow() > RENEW_BEFORE:
+        if found.certificates_expire() - at > RENEW_BEFORE:
             return found
     base.mkdir(parents=True, exist_ok=True)
     with (base.parent / ".mpc.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not (base / "box_public_keys").is_file():
-                return mpc.MpcDeployment.create(base, now=utcnow())
+                return mpc.MpcDeployment.create(base, now=at)
             found = mpc.MpcDeployment.from_dir(base)
-            if found.certificates_expire() - utcnow() <= RENEW_BEFORE:
-                found.renew_certificates(now=utcnow())
+            if found.certificates_expire() - at <= RENEW_BEFORE:
+                found.renew_certificates(now=at)
             return found
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -230,3 +230,13 @@ def test_certificates_about_to_expire_are_renewed_and_box_keys_kept(runtime: Run
     renewed = mpc_engine(runtime)._deployment
     assert renewed.certificates_expire() > dt.datetime.now(dt.UTC) + dt.timedelta(days=29)
     assert renewed.box_public_keys == made.box_public_keys
+
+
+def test_a_long_running_engine_renews_the_certificates_before_a_job_runs(
+    runtime: Runtime,
+) -> None:
+    made = mpc.MpcDeployment.create(runtime.data_dir / "mpc", now=dt.datetime.now(dt.UTC))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=29)
+    engine = MpcEngineJob(made, runtime.release_guard, clock=lambda: later)
+    assert engine._current_deployment().certificates_expire() > later + dt.timedelta(days=29)
+    assert engine._current_deployment().box_public_keys == made.box_public_keys
