@@ -53,7 +53,10 @@ STEPS: list[tuple[str, Callable[[Scene], None]]] = [
     ("policy: four-eyes activation of the baseline pack, two decisions", policy_step.run),
     ("consent: enterprise-signed grants, a revocation, checks before and after", consent_step.run),
     ("the API: every duty over HTTPS, authorized by the policy decision point", api_step.run),
-    ("privacy compute: HE mean, MPC benchmarking round, PSI between suppliers", mpc_step.run),
+    (
+        "the engines alone (operator tools, no policy or consent): HE mean, MPC round, PSI",
+        mpc_step.run,
+    ),
     (
         "the pipeline: ibx serve, an ibx agent per enterprise, HE/MPC/PSI requests, refusals",
         pipeline_step.run,
