@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 import consent
-from consent import ConsentRecord, ConsentRequest, CoverageReport, Dataset, DatasetCatalog
+from consent import ConsentRecord, ConsentRequest, CoverageReport, Dataset
 from core.clock import format_rfc3339
+from core.db import Database
 from core.events import Event
 from exchange.access import domain_of
 from exchange.identities import Identity, Role
@@ -47,6 +50,11 @@ from exchange.pipeline.statements import (
 )
 from exchange.pipeline.tables import JobRow, ParticipantRow
 from policies import ReleaseTerms, Subject
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from exchange.runtime import Runtime
@@ -108,6 +116,7 @@ class GroupCommit:
         self._max = max_group
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._turns = _ProcessTurns.for_database(runtime.db)
 
     def run(self, work: Callable[[Session], Any]) -> Any:
         """Run ``work(session)`` inside a group's transaction; return its result once committed.
@@ -122,6 +131,16 @@ class GroupCommit:
         if unit.error is not None:
             raise unit.error
         return unit.result
+
+    def run_later(
+        self, work: Callable[[Session], Any], *, then: Callable[[], None] | None = None
+    ) -> None:
+        """Queue ``work`` for the next group and return at once; ``then()`` runs (in the
+        committing thread) once the group committed with it. A failure is logged.
+        """
+        unit = _Unit(work, then=then, waited=False)
+        self._ensure_thread()
+        self._queue.put(unit)
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -147,7 +166,11 @@ class GroupCommit:
         ok: list[_Unit] = []
         runtime = self._runtime
         try:
-            with runtime.db.write() as session, runtime.ledger.batch(session) as batch:
+            with (
+                self._turns,
+                runtime.db.write() as session,
+                runtime.ledger.batch(session) as batch,
+            ):
                 for unit in units:
                     mark = batch.mark()
                     try:
@@ -161,14 +184,64 @@ class GroupCommit:
             for unit in ok:
                 unit.error = exc
         for unit in units:
-            unit.done.set()
+            if unit.waited:
+                unit.done.set()
+            elif unit.error is not None:
+                logger.error("a queued write failed: %s", unit.error)
+            elif unit.then is not None:
+                try:
+                    unit.then()
+                except Exception:
+                    logger.exception("after a queued write")
+
+
+class _ProcessTurns:
+    """The group commits of the processes of one SQLite file take turns on a file lock.
+
+    SQLite lets a writer that finds the database locked sleep and retry (its
+    busy handler sleeps up to 100 ms at a time), so two ``ibx serve`` workers'
+    group commits would wait on each other in long sleeps. Blocking on an
+    exclusive ``flock`` instead wakes the next process the moment the other's
+    commit ends. Without ``fcntl`` (or on another database) it does nothing.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def for_database(cls, db: Database) -> _ProcessTurns:
+        """The turns of ``db``'s file (none for a database that is not an SQLite file)."""
+        name = db.url.database if db.is_sqlite else None
+        if not name or name == ":memory:" or fcntl is None:
+            return cls(None)
+        return cls(f"{Path(name).resolve()}.group-lock")
+
+    def __enter__(self) -> None:
+        if self._path is None or fcntl is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 class _Unit:
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("done", "error", "result", "then", "waited", "work")
 
-    def __init__(self, work: Callable[[Session], Any]) -> None:
+    def __init__(
+        self,
+        work: Callable[[Session], Any],
+        *,
+        then: Callable[[], None] | None = None,
+        waited: bool = True,
+    ) -> None:
         self.work = work
+        self.then = then
+        self.waited = waited
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -197,8 +270,7 @@ class Authorizer:
         runtime = self._runtime
         catalog = runtime.consents.catalog
         if request.datasets:
-            with runtime.db.read() as session:
-                found = DatasetCatalog.many_in(session, request.datasets)
+            found = catalog.many(request.datasets)
             chosen = [found[d] for d in sorted(found)]
             owners: set[str] = set()
             for dataset in chosen:

@@ -198,12 +198,12 @@ class Pipeline:
             )
             return
         jobs = self.jobs
-        self.group.run(  # shares a durable commit with concurrent decisions
+        self.group.run_later(  # in the next group commit; agents are told once it committed
             lambda session: jobs.move(
                 job_id, source=[JobState.AUTHORIZED], to=JobState.COLLECTING, session=session
-            )
+            ),
+            then=self.signal.notify,
         )
-        self.signal.notify()
 
     def cancel(self, requester: Identity, job_id: str) -> JobView:
         """Cancel the caller's own job.

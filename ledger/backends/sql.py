@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Table, Text, insert, select, update
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Table, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, Database
@@ -74,51 +74,60 @@ _NODES = cast(Table, LedgerNodeRow.__table__)
 
 
 class _SqlWriter:
+    """The append lock and one batch's writes, on the raw DB-API cursor of the caller's
+    transaction (an append is on every decision's path; SQLAlchemy's statement
+    machinery would cost more than the SQL)."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
-        row = session.execute(
-            update(LedgerHeadRow)
-            .where(LedgerHeadRow.id == 1)
-            .values(version=LedgerHeadRow.version + 1)
-            .returning(LedgerHeadRow.size, LedgerHeadRow.root, LedgerHeadRow.checkpoint)
-        ).one_or_none()
+        connection = session.connection()
+        self._mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        self._cursor = connection.connection.cursor()
+        self._cursor.execute(
+            "UPDATE ledger_head SET version = version + 1 WHERE id = 1 "
+            "RETURNING size, root, checkpoint"
+        )
+        row = self._cursor.fetchone()
         if row is None:
             raise LedgerError("ledger tables are not initialised; run the migrations")
-        self._head = TreeHead(row[0], row[1], row[2])
+        self._head = TreeHead(int(row[0]), bytes(row[1]), str(row[2]))
 
     def head(self) -> TreeHead:
         return self._head
 
+    def close(self) -> None:
+        self._cursor.close()
+
     def nodes(self, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
-        return _read_nodes(self._session, keys)
+        wanted = {_node_id(k): k for k in keys}
+        if not wanted:
+            return {}
+        marks = ",".join([self._mark] * len(wanted))
+        self._cursor.execute(
+            f"SELECT id, hash FROM ledger_nodes WHERE id IN ({marks})",  # noqa: S608 -- only placeholders are interpolated
+            tuple(wanted),
+        )
+        return {wanted[node_id]: bytes(h) for node_id, h in self._cursor.fetchall()}
 
     def write(
         self, entries: Sequence[StoredEntry], nodes: Mapping[NodeKey, bytes], head: TreeHead
     ) -> None:
-        s = self._session
+        m = self._mark
+        cursor = self._cursor
         if entries:
-            s.connection().execute(
-                insert(_ENTRIES),
-                [
-                    {
-                        "idx": e.index,
-                        "type": e.type,
-                        "actor": e.actor,
-                        "time": e.time,
-                        "leaf_input": e.leaf_input,
-                    }
-                    for e in entries
-                ],
+            cursor.executemany(
+                f"INSERT INTO ledger_entries (idx, type, actor, time, leaf_input) "  # noqa: S608 -- only placeholders are interpolated
+                f"VALUES ({m}, {m}, {m}, {m}, {m})",
+                [(e.index, e.type, e.actor, e.time, e.leaf_input) for e in entries],
             )
         if nodes:
-            s.connection().execute(
-                insert(_NODES),
-                [{"id": _node_id(k), "hash": h} for k, h in nodes.items()],
+            cursor.executemany(
+                f"INSERT INTO ledger_nodes (id, hash) VALUES ({m}, {m})",  # noqa: S608 -- only placeholders are interpolated
+                [(_node_id(k), h) for k, h in nodes.items()],
             )
-        s.execute(
-            update(LedgerHeadRow)
-            .where(LedgerHeadRow.id == 1)
-            .values(size=head.size, root=head.root, checkpoint=head.checkpoint)
+        cursor.execute(
+            f"UPDATE ledger_head SET size = {m}, root = {m}, checkpoint = {m} WHERE id = 1",  # noqa: S608 -- only placeholders are interpolated
+            (head.size, head.root, head.checkpoint),
         )
 
 
@@ -142,10 +151,18 @@ class SqlLedgerBackend:
     def writer(self, session: Session | None = None) -> Iterator[_SqlWriter]:
         """Take the append lock in ``session`` or in a new write transaction."""
         if session is not None:
-            yield _SqlWriter(session)
+            writer = _SqlWriter(session)
+            try:
+                yield writer
+            finally:
+                writer.close()
             return
         with self._db.write() as own:
-            yield _SqlWriter(own)
+            writer = _SqlWriter(own)
+            try:
+                yield writer
+            finally:
+                writer.close()
 
     def head(self) -> TreeHead:
         """The latest committed head."""
