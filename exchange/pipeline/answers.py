@@ -39,8 +39,10 @@ from exchange.pipeline.errors import (
     NotCollectingError,
     StatementRefusedError,
 )
+from exchange.pipeline.evidence import EvidenceCache
 from exchange.pipeline.frames import FramedContribution
 from exchange.pipeline.jobs import CONTRIBUTION_EVENT, REFUSAL_EVENT, JobRecord, JobState
+from exchange.pipeline.pending import PendingIndex
 from exchange.pipeline.psi_job import PsiEngineJob, psi_successor
 from exchange.pipeline.request import EngineName
 from exchange.pipeline.statements import (
@@ -54,9 +56,13 @@ from exchange.pipeline.tables import AnswerRow, JobRow, ParticipantRow
 if TYPE_CHECKING:
     from exchange.pipeline.service import Pipeline
 
-__all__ = ["AnswerDesk"]
+__all__ = ["PENDING_MAX_AGE", "AnswerDesk"]
 
 logger = logging.getLogger(__name__)
+
+PENDING_MAX_AGE = 0.5
+"""Seconds the shared pending snapshot is reused while nothing happens in this process
+(other workers' jobs are seen within that)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,12 @@ class AnswerDesk:
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
         self._runtime = pipeline.runtime
+        self.pending = PendingIndex(
+            pipeline.runtime.db, lambda: pipeline.signal.generation, max_age=PENDING_MAX_AGE
+        )
+        """Who may have a task now (a shared snapshot for the long polls' re-looks)."""
+        self.evidence = EvidenceCache(lambda: pipeline.runtime.ledger)
+        """The ledger evidence served with tasks (immutable proofs kept)."""
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -154,6 +166,13 @@ class AnswerDesk:
                 }
             )
         return tasks
+
+    def tasks_if_pending(self, enterprise: str) -> list[dict[str, JsonValue]]:
+        """:meth:`tasks`, after a look at the shared :attr:`pending` snapshot (a long
+        poll's re-look: an enterprise pending nowhere has no task, no query needed)."""
+        if enterprise not in self.pending.pending():
+            return []
+        return self.tasks(enterprise)
 
     def payloads(self, job_id: str) -> dict[str, dict[int, Mapping[str, JsonValue]]]:
         """Every stored contribution payload of ``job_id``: enterprise → round → payload."""

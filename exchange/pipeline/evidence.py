@@ -20,12 +20,21 @@ Wire form (hashes and leaf bytes in base64)::
 from __future__ import annotations
 
 import base64
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from core.canonical import JsonValue
 from ledger import Checkpoint, Ledger, LedgerEntry, SignedNote
 
-__all__ = ["LedgerHead", "ProvenEntry", "ledger_head", "proven_entry"]
+T = TypeVar("T")
+
+__all__ = ["EvidenceCache", "LedgerHead", "ProvenEntry", "ledger_head", "proven_entry"]
+
+CACHED_PROOFS = 1024
+"""Inclusion and consistency proofs kept (each a few hundred bytes)."""
 
 
 def _b64(hashes: tuple[bytes, ...]) -> list[JsonValue]:
@@ -89,3 +98,48 @@ def proven_entry(ledger: Ledger, index: int, tree_size: int) -> ProvenEntry | No
         return None
     entry = ledger.entry(index)
     return ProvenEntry(entry, ledger.inclusion_proof(index, tree_size).hashes)
+
+
+class EvidenceCache:
+    """:func:`ledger_head` and :func:`proven_entry` with their proofs kept: a proof for
+    given tree sizes never changes, and the agents of one job ask for the same ones (the
+    same decision, the same sizes) at about the same time. The checkpoint is read anew
+    every time."""
+
+    def __init__(self, ledger: Callable[[], Ledger], size: int = CACHED_PROOFS) -> None:
+        self._ledger = ledger
+        self._size = size
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[Hashable, object] = OrderedDict()
+
+    def _cached(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]  # type: ignore[return-value]
+        made = make()
+        with self._lock:
+            self._kept[key] = made
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return made
+
+    def head(self, since: int) -> LedgerHead:
+        """:func:`ledger_head`, its consistency proof kept."""
+        ledger = self._ledger()
+        note = ledger.checkpoint()
+        size = Checkpoint.from_text(note.text).size
+        if not 0 < since < size:
+            return LedgerHead(note.to_text(), size)
+        hashes = self._cached(
+            ("consistency", since, size), lambda: ledger.consistency_proof(since, size).hashes
+        )
+        return LedgerHead(note.to_text(), size, since, hashes)
+
+    def entry(self, index: int, tree_size: int) -> ProvenEntry | None:
+        """:func:`proven_entry`, kept."""
+        if not 0 <= index < tree_size:
+            return None
+        return self._cached(
+            ("entry", index, tree_size), lambda: proven_entry(self._ledger(), index, tree_size)
+        )

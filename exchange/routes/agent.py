@@ -32,7 +32,7 @@ from exchange.error_table import ForbiddenError
 from exchange.errors import problem
 from exchange.pipeline.engine import PayloadError
 from exchange.pipeline.errors import InvalidPayloadError
-from exchange.pipeline.evidence import LedgerHead, ledger_head, proven_entry
+from exchange.pipeline.evidence import LedgerHead
 from exchange.pipeline.frames import (
     FINGERPRINT_HEADER,
     FRAMED_MEDIA_TYPE,
@@ -117,9 +117,11 @@ async def agent_tasks(
     pipeline = runtime.pipeline
     enterprise = grant.identity.name
     until = time.monotonic() + wait
+    look = pipeline.desk.tasks  # the first look is always a full one
     while True:
         generation = pipeline.signal.generation
-        tasks = await run_in_threadpool(pipeline.desk.tasks, enterprise)
+        tasks = await run_in_threadpool(look, enterprise)
+        look = pipeline.desk.tasks_if_pending
         left = until - time.monotonic()
         if tasks and since is not None:
             return await run_in_threadpool(_with_evidence, runtime, enterprise, tasks, since)
@@ -132,7 +134,7 @@ def _with_evidence(
     runtime: Runtime, enterprise: str, tasks: list[dict[str, JsonValue]], since: int
 ) -> dict[str, Any]:
     """``tasks`` with the ledger head (from ``since``) and each task's evidence under it."""
-    head = ledger_head(runtime.ledger, since)
+    head = runtime.pipeline.desk.evidence.head(since)
     for task in tasks:
         material = task.get("material")
         handoff = material.get("contribution_index") if isinstance(material, dict) else None
@@ -163,9 +165,8 @@ def _task_evidence(
     """The decision entry and its proof, the caller's consent as ``GET /v1/consents/{id}``
     serves it, and (PSI round r > 1) the handed-on entry if it names the caller."""
     out: dict[str, JsonValue] = {}
-    decision = (
-        None if decision_index is None else proven_entry(runtime.ledger, decision_index, head.size)
-    )
+    cache = runtime.pipeline.desk.evidence
+    decision = None if decision_index is None else cache.entry(decision_index, head.size)
     if decision is not None:
         out["decision"] = decision.to_dict()
     try:
@@ -176,7 +177,7 @@ def _task_evidence(
         detail = ConsentDetail.of(record, now=runtime.consents.now())
         out["consent"] = detail.model_dump(mode="json")
     if handoff is not None:
-        handed = proven_entry(runtime.ledger, handoff, head.size)
+        handed = cache.entry(handoff, head.size)
         if handed is not None and concerns(handed.entry, enterprise):
             out["handoff"] = handed.to_dict()
     return out
@@ -224,9 +225,9 @@ async def evidence(
         participant = job.decision.participant(enterprise)
         if participant is None:
             raise ForbiddenError(f"{enterprise} is not a participant of {job_id}")
-        head = ledger_head(runtime.ledger, since or 0)
+        head = runtime.pipeline.desk.evidence.head(since or 0)
         if handoff is not None:
-            entry = proven_entry(runtime.ledger, handoff, head.size)
+            entry = runtime.pipeline.desk.evidence.entry(handoff, head.size)
             if entry is None or not concerns(entry.entry, enterprise):
                 raise ForbiddenError(
                     f"ledger entry {handoff} is not one handed on to {enterprise} "
