@@ -229,3 +229,29 @@ def test_reduce_column() -> None:
     assert reduce_column((1.0, 2.0, 6.0), Reduce.LAST) == 6.0
     with pytest.raises(TaskRefused, match="no rows"):
         reduce_column((), Reduce.MEAN)
+
+
+def test_he_keeps_a_context_by_its_sha256_and_never_a_wrong_one(tmp_path: Path) -> None:
+    job_id = new_job_id()
+    spec = mpc.HeJobSpec(job_id, mpc.HeOperation.SUM, length=1)
+    public = raw.public_bytes(raw.public_context(raw.new_secret_context(spec.scheme)))
+    other = raw.public_bytes(raw.public_context(raw.new_secret_context(spec.scheme)))
+    material = {"spec": spec.to_dict(), "context_sha256": hashlib.sha256(public).hexdigest()}
+    served = [other, public]
+    fetched: list[str] = []
+
+    def fetch(job: str) -> bytes:
+        fetched.append(job)
+        return served.pop(0) if served else public
+
+    contributor = Contributor("c", _reader(tmp_path, "energy_kwh\n1\n"), fetch)
+    task = _task(job_id, EngineName.HE, Operation.SUM, material)
+    with pytest.raises(TaskRefused, match="not the one the task names"):
+        contributor.contribute(task, EngineName.HE)  # the wrong one is not kept
+    first = contributor.contribute(task, EngineName.HE)
+    second = contributor.contribute(task, EngineName.HE)  # the kept one: no fetch
+    assert fetched == [job_id, job_id]
+    for made in (first, second):
+        chunks = made.payload["chunks"]
+        assert isinstance(chunks, list)
+        assert made.he_chunks == tuple(base64.b64decode(str(c)) for c in chunks)

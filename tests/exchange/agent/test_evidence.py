@@ -169,10 +169,19 @@ def test_a_forked_log_in_the_bundle_raises_the_alarm(world: World) -> None:
 
 MALFORMED = [
     ("no evidence", lambda h, t: (None, None)),
-    ("hashes not base64", lambda h, t: (h, {**t, "decision": {**t["decision"], "inclusion": ["!"]}})),
-    ("an index of the wrong type", lambda h, t: (h, {**t, "decision": {**t["decision"], "index": "0"}})),
+    (
+        "hashes not base64",
+        lambda h, t: (h, {**t, "decision": {**t["decision"], "inclusion": ["!"]}}),
+    ),
+    (
+        "an index of the wrong type",
+        lambda h, t: (h, {**t, "decision": {**t["decision"], "index": "0"}}),
+    ),
     ("a consent for another id", lambda h, t: (h, {**t, "consent": {"consent_id": "cst_x"}})),
-    ("the evidence of another entry", lambda h, t: (h, {**t, "decision": {**t["decision"], "index": 0}})),
+    (
+        "the evidence of another entry",
+        lambda h, t: (h, {**t, "decision": {**t["decision"], "index": 0}}),
+    ),
 ]
 
 

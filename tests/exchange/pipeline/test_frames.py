@@ -70,7 +70,13 @@ def test_headers_carry_the_statement_as_base64url_of_its_canonical_bytes() -> No
 
 @pytest.mark.parametrize(
     ("statement", "signature", "fingerprint"),
-    [(None, "s", "f"), ("e30", None, "f"), ("e30", "s", None), ("!!", "s", "f"), ("WzFd", "s", "f")],
+    [
+        (None, "s", "f"),
+        ("e30", None, "f"),
+        ("e30", "s", None),
+        ("!!", "s", "f"),
+        ("WzFd", "s", "f"),
+    ],
     ids=["no statement", "no signature", "no fingerprint", "not base64url", "not an object"],
 )
 def test_missing_or_malformed_headers_are_refused(
