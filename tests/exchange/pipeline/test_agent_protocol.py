@@ -161,3 +161,18 @@ def test_binary_contributions_that_are_not_authentic_or_not_framed_are_refused(
     assert answer.headers["content-type"] == "application/problem+json"
     # nothing was stored: the honest contribution is still accepted
     assert _post(world, "e1", job_id, framed.body, headers).status_code == 201
+
+
+def test_the_pending_snapshot_is_shared_until_something_happens(world: World) -> None:
+    desk = world.runtime.pipeline.desk
+    before = desk.pending.pending()
+    assert desk.pending.pending() is before  # nothing happened: the same look
+    job_id = _job(world)  # the job opened in this process: the signal moved
+    assert {"e1", "e2", "e3"} <= desk.pending.pending()
+    assert desk.tasks_if_pending("outsider") == []
+    [task] = desk.tasks_if_pending("e1")
+    assert task["job_id"] == job_id
+    framed = _framed(world, "e1", task)
+    assert _post(world, "e1", job_id, framed.body, framed.headers()).status_code == 201
+    assert "e1" not in desk.pending.pending()  # its answer moved the signal
+    assert desk.tasks_if_pending("e1") == []
