@@ -11,6 +11,13 @@ Each accepted answer is a ledger entry (``pipeline.contribution`` or
 ``pipeline.refusal``, actor: the enterprise) in the transaction that stores it;
 a PSI contribution that is handed on names the participant it is handed to
 (``"to": {"enterprise": successor}``), which checks it before blinding it.
+
+An HE contribution may also come in the binary form of
+:mod:`exchange.pipeline.frames` (:meth:`AnswerDesk.contribute_framed`): the
+same checks, its hash taken over the body as received. Long polls look for
+tasks through a shared snapshot of who is pending (:mod:`exchange.pipeline.pending`),
+and the ledger evidence served with tasks keeps its proofs
+(:class:`exchange.pipeline.evidence.EvidenceCache`).
 """
 
 from __future__ import annotations
