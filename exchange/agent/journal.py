@@ -137,6 +137,16 @@ class AgentState:
 
     # -- revocations and rank keys --------------------------------------------------------
 
+    def jobs_contributed(self, consent_id: str) -> frozenset[str]:
+        """The jobs this agent contributed to under ``consent_id`` (from its journal)."""
+        return frozenset(
+            str(line["job_id"])
+            for line in self.journal.lines()
+            if line.get("event") == "contributed"
+            and line.get("consent_id") == consent_id
+            and "job_id" in line
+        )
+
     def revoked(self) -> frozenset[str]:
         """Consent ids the enterprise listed as revoked (``<state>/revoked``)."""
         path = self.root / "revoked"

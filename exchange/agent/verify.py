@@ -190,6 +190,7 @@ class TaskVerifier:
             origin=head.origin,
             revoked=self._state.revoked(),
             now=self._clock(),
+            used_by=self._state.jobs_contributed(participant.consent_id),
         )
         if decision.engine is EngineName.PSI and task.round > 1:
             index = _handoff_index(task)
@@ -272,12 +273,19 @@ def check_consent(
     origin: str,
     revoked: frozenset[str],
     now: datetime,
+    used_by: frozenset[str] = frozenset(),
 ) -> ConsentReceipt:
     """Check the consent the decision cites (``body``: as ``GET /v1/consents/{id}`` shows it).
 
+    ``used_by`` are the jobs this agent already contributed to under the consent (its
+    journal): with them, a consent whose use limit is reached is refused for any other
+    job, whatever the exchange counts. A consent the exchange shows ``used_up`` is
+    accepted otherwise: the decision that used its last use is this one.
+
     Raises:
         TaskRefused: not signed by ``public_key``, another receipt than the decision's,
-            revoked, not valid at ``now``, another deployment's, or not covering the task.
+            revoked, not valid at ``now``, another deployment's, used more often than its
+            limit, or not covering the task.
     """
     cid = participant.consent_id
     try:
@@ -311,8 +319,14 @@ def check_consent(
     if cid in revoked:
         raise TaskRefused(f"consent {cid} is revoked (this agent's own list)")
     status = body.get("status")
-    if status != "active":
+    if status not in ("active", "used_up"):
         raise TaskRefused(f"consent {cid} is {status} at the exchange")
+    limit = receipt.use_limit
+    if limit is not None and len(used_by - {task.job_id}) >= limit:
+        raise TaskRefused(
+            f"consent {cid} allows {limit} use(s) and this agent already contributed to "
+            f"{len(used_by - {task.job_id})} job(s) under it"
+        )
     if not receipt.valid_from <= now <= receipt.valid_until:
         raise TaskRefused(f"consent {cid} is not valid now (by this agent's clock)")
     _check_covers(task, decision, participant, receipt)

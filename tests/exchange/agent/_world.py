@@ -95,6 +95,7 @@ def make_receipt(
     operations: tuple[Operation, ...] = (Operation.MEAN, Operation.SUM),
     requester: str = REQUESTER,
     min_cohort: int = 2,
+    use_limit: int | None = None,
 ) -> SignedReceipt:
     """A consent signed by ``signer`` for :data:`REQUESTER` on :data:`DATASET`."""
     now = utcnow()
@@ -109,6 +110,7 @@ def make_receipt(
         operations=operations,
         engines=(Engine.HE, Engine.MPC),
         min_cohort=min_cohort,
+        use_limit=use_limit,
         valid_from=now - dt.timedelta(days=1),
         valid_until=now + dt.timedelta(days=30),
         signed_at=now - dt.timedelta(days=1),

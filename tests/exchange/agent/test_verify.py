@@ -220,3 +220,36 @@ def test_a_growing_honest_ledger_is_consistent(world: World) -> None:
         head = verifier.head()
         assert head.size == world.log.size()
     assert world.state.alarm() is None
+
+
+def test_a_consent_used_up_by_this_decision_is_accepted_but_never_beyond_its_limit(
+    world: World,
+) -> None:
+    """The exchange shows a consent ``used_up`` once the decision that took its last use is
+    made: that decision's task is accepted; a further job under it is refused by the agent's
+    own journal, whatever the exchange counts."""
+    limited = make_receipt(world.key.signer, use_limit=1)
+    decision = world.decision(signed=limited)
+
+    def check(used_by: frozenset[str]) -> None:
+        check_consent(
+            world.task(decision, 1),
+            decision,
+            decision.participants[0],
+            consent_body(limited, status="used_up"),
+            public_key=world.key.signer.public_key,
+            origin=world.log.config.origin,
+            revoked=frozenset(),
+            now=decision.decided_at,
+            used_by=used_by,
+        )
+
+    check(frozenset())
+    check(frozenset({decision.job_id}))  # a retry of the same job
+    with pytest.raises(TaskRefused, match="allows 1 use"):
+        check(frozenset({"job_" + "1" * 32}))
+    # the journal is where the agent learns its own uses
+    world.state.journal.record(
+        "contributed", job_id="job_" + "2" * 32, round=1, consent_id=limited.receipt.consent_id
+    )
+    assert world.state.jobs_contributed(limited.receipt.consent_id) == {"job_" + "2" * 32}
