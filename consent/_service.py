@@ -21,7 +21,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -97,6 +97,9 @@ _COUNT_USE = (
     update(_GRANTS)
     .where(_GRANTS.c.consent_id.in_(bindparam("ids", expanding=True)))
     .values(use_count=_GRANTS.c.use_count + 1)
+)
+_STANDING = select(_GRANTS.c.consent_id, _GRANTS.c.use_count, _GRANTS.c.revoked_at).where(
+    _GRANTS.c.consent_id.in_(bindparam("ids", expanding=True))
 )
 
 
@@ -664,6 +667,77 @@ class ConsentService:
         chosen = report.chosen()
         if not chosen:
             return ConsentUse(decision_id, report, {}, None)
+        return self._count(session, report, chosen, decision_id, now)
+
+    def check_ahead(
+        self, request: ConsentRequest, *, datasets: Mapping[str, Dataset] | None = None
+    ) -> CoverageReport:
+        """:meth:`covering_consents` in a read transaction of its own, ahead of a use.
+
+        The pipeline checks (and verifies receipts) here, outside the write
+        lock, then counts the uses with :meth:`use_checked` under it.
+        ``datasets`` as for :meth:`use`.
+
+        Raises:
+            RequestTimeSkewError: the request states a time too far from the clock.
+            UnknownDatasetError: a requested dataset is not registered.
+            ConsentConfigError: the service clock is naive.
+        """
+        with self._db.read() as session:
+            return self._check(session, request, self.now(), datasets)
+
+    def use_checked(
+        self, report: CoverageReport, *, decision_id: str, session: Session
+    ) -> ConsentUse | None:
+        """Count one use of each consent ``report`` chose, if each still stands; else None.
+
+        ``report`` is a check made ahead (:meth:`check_ahead`). In ``session``
+        (a write transaction holding the lock) each chosen consent's row is
+        read again in one statement: when every one is unrevoked, valid at the
+        service's clock now and below its use limit with the count as it is
+        now, the uses are counted and ``consent.use`` recorded exactly as
+        :meth:`use` does (``checked_at`` is this re-check's time). Otherwise
+        nothing is written and None is returned: the caller checks afresh with
+        :meth:`use` in the same transaction. So a revocation, a use counted by
+        another decision, or an expiry between the two is always seen.
+
+        Raises:
+            InvalidConsentError: an empty decision id.
+            ConsentConfigError: the service clock is naive.
+            ledger.LedgerError: recording failed; no use was counted.
+        """
+        if not decision_id or len(decision_id) > 128:
+            raise InvalidConsentError("decision_id must be 1-128 characters")
+        chosen = report.chosen()
+        if not chosen:
+            return None
+        connection = session.connection()
+        ids = [r.consent_id for r in chosen.values()]
+        standing = {
+            row.consent_id: row for row in connection.execute(_STANDING, {"ids": ids}).all()
+        }
+        now = self.now()
+        current: dict[str, ConsentRecord] = {}
+        for owner, record in chosen.items():
+            row = standing.get(record.consent_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            fresh = replace(record, use_count=int(row.use_count))
+            if fresh.status(now) != "active":
+                return None
+            current[owner] = fresh
+        return self._count(session, report, current, decision_id, now)
+
+    def _count(
+        self,
+        session: Session,
+        report: CoverageReport,
+        chosen: dict[str, ConsentRecord],
+        decision_id: str,
+        now: datetime,
+    ) -> ConsentUse:
+        """Count one use of each of ``chosen`` and record ``consent.use`` (in ``session``)."""
+        request = report.request
         connection = session.connection()
         connection.execute(_COUNT_USE, {"ids": [r.consent_id for r in chosen.values()]})
         recorded = self._ledger.record(

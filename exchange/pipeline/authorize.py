@@ -17,6 +17,7 @@ a refused decision rolls back only its own savepoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -32,14 +33,14 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 import consent
-from consent import ConsentRecord, ConsentRequest, CoverageReport, Dataset
+from consent import ConsentRecord, ConsentRequest, ConsentUse, CoverageReport, Dataset
 from core.clock import format_rfc3339
 from core.db import Database
 from core.events import Event
 from exchange.access import domain_of
 from exchange.identities import Identity, Role
 from exchange.pipeline.errors import InvalidComputeRequestError, RequestRefusedError
-from exchange.pipeline.jobs import JobView
+from exchange.pipeline.jobs import JobState, JobView, move_event
 from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
 from exchange.pipeline.statements import (
     DECISION_EVENT,
@@ -59,7 +60,7 @@ except ImportError:  # pragma: no cover - not POSIX
 if TYPE_CHECKING:
     from exchange.runtime import Runtime
 
-__all__ = ["Authorization", "Authorizer", "GroupCommit"]
+__all__ = ["Authorization", "Authorizer", "GroupCommit", "StartAtOnce"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ _STRICTNESS = {"general": 0, "important": 1, "core": 2}
 _MAX_INDUSTRY_DATASETS = 100_000
 _JOBS = cast(Table, JobRow.__table__)
 _PARTICIPANTS = cast(Table, ParticipantRow.__table__)
+
+StartAtOnce = Callable[[DecisionRecord, ReleaseTerms], bool]
+"""Starts a job's engine inside its decision's transaction; True when it started."""
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What the policy and the consents' minimums decided for a cohort."""
+
+    policy_version: str
+    minimum: int
 
 
 @dataclass(frozen=True)
@@ -79,13 +91,15 @@ class Authorization:
     collect_until: datetime
     created_at: str = ""
     """The job row's ``created_at`` (RFC 3339), as recorded."""
+    state: str = "authorized"
+    """``collecting`` when the engine started in the decision's own transaction."""
 
     def view(self) -> JobView:
         """The job's view as it was committed: ``authorized``, nothing answered yet."""
         decision = self.decision
         return JobView(
             job_id=decision.job_id,
-            state="authorized",
+            state=self.state,
             reason=None,
             requester=decision.requester,
             operation=decision.request.operation.value,
@@ -311,6 +325,7 @@ class Authorizer:
         now: datetime | None = None,
         check_engine: Callable[[EngineName], object] | None = None,
         authz: Event | None = None,
+        start: StartAtOnce | None = None,
     ) -> Authorization:
         """Decide ``request`` for ``requester`` and record the decision with the job.
 
@@ -319,7 +334,11 @@ class Authorizer:
         route's own ``authz.decision`` entry (:attr:`exchange.access.Grant.pending`),
         is recorded in the decision's transaction, just before it; when the
         request is refused or fails, it is recorded on its own (a refused
-        request leaves its record too).
+        request leaves its record too). ``start``, when given, is called with
+        the decision and the terms inside the decision's transaction; when it
+        returns True (the engine started: its start needs nothing kept, as MPC
+        and PSI) the job is recorded ``collecting`` at once, its
+        ``pipeline.job`` move in the same transaction.
 
         Raises:
             InvalidComputeRequestError: the engine cannot compute the operation under the
@@ -330,7 +349,9 @@ class Authorizer:
             ledger.LedgerError: the decision could not be recorded (nothing was).
         """
         try:
-            return self._authorize(requester, request, now, check_engine, authz)
+            return self._authorize(
+                requester, request, now=now, check_engine=check_engine, authz=authz, start=start
+            )
         except BaseException:
             if authz is not None:
                 self.record_alone(authz)
@@ -349,9 +370,11 @@ class Authorizer:
         self,
         requester: Identity,
         request: ComputeRequest,
+        *,
         now: datetime | None,
         check_engine: Callable[[EngineName], object] | None,
         authz: Event | None,
+        start: StartAtOnce | None,
     ) -> Authorization:
         runtime = self._runtime
         datasets = self._datasets(request)
@@ -378,22 +401,46 @@ class Authorizer:
         first_of_class: dict[str, str] = {}
         for dataset in datasets:
             first_of_class.setdefault(dataset.classification.value, dataset.dataset_id)
+        by_id = {d.dataset_id: d for d in datasets}
+        judge = functools.partial(
+            self._judge,
+            requester,
+            request,
+            engine=engine,
+            first_of_class=first_of_class,
+            terms=terms,
+            min_of_classes=max(t.min_cohort for t in terms_of.values()),
+        )
+        consents = runtime.consents
+        # Ahead of the lock: the consent check (receipts verified, or known verified) and
+        # the policy decision at the cohort it gives. A refusal here is final.
+        ahead = consents.check_ahead(consent_request, datasets=by_id)
+        planned = judge(ahead, ahead.chosen())
 
         def unit(session: Session) -> Authorization:
             if authz is not None:
                 runtime.ledger.record(authz, session=session)
-            return self._decide(
+            # Under the lock: each chosen consent re-read (revocation, validity, use count);
+            # when one no longer stands, the whole check again, as if nothing was ahead.
+            use = consents.use_checked(ahead, decision_id=job_id, session=session)
+            verdict = planned
+            if use is None:
+                use = consents.use(
+                    consent_request, decision_id=job_id, session=session, datasets=by_id
+                )
+                verdict = judge(use.report, use.used)
+            return self._record(
                 session,
                 requester,
                 request,
                 engine=engine,
                 job_id=job_id,
                 datasets=datasets,
-                consent_request=consent_request,
-                first_of_class=first_of_class,
+                use=use,
+                verdict=verdict,
                 terms=terms,
-                min_of_classes=max(t.min_cohort for t in terms_of.values()),
                 now=now,
+                start=start,
             )
 
         authorization: Authorization = self._group.run(unit)
@@ -407,29 +454,24 @@ class Authorizer:
         )
         return authorization
 
-    def _decide(
+    def _judge(
         self,
-        session: Session,
         requester: Identity,
         request: ComputeRequest,
+        report: CoverageReport,
+        chosen: dict[str, ConsentRecord],
         *,
         engine: EngineName,
-        job_id: str,
-        datasets: Sequence[Dataset],
-        consent_request: ConsentRequest,
         first_of_class: dict[str, str],
         terms: ReleaseTerms,
         min_of_classes: int,
-        now: datetime | None,
-    ) -> Authorization:
+    ) -> _Verdict:
+        """The policy's decision at the cohort ``chosen`` gives, and the minimum cohort.
+
+        Raises:
+            RequestRefusedError: the policy denies, or the cohort is below the minimum.
+        """
         runtime = self._runtime
-        use = runtime.consents.use(
-            consent_request,
-            decision_id=job_id,
-            session=session,
-            datasets={d.dataset_id: d for d in datasets},
-        )
-        chosen = use.used
         cohort = len(chosen)
         subject = Subject(requester.name, requester.role.value, requester.industry)
         domain = domain_of(requester)
@@ -462,9 +504,34 @@ class Authorizer:
         if cohort < minimum:
             raise RequestRefusedError(
                 _cohort_refusal(cohort, minimum, terms, min_of_classes, consent_minimums)
-                + _left_out_summary(use.report, chosen),
+                + _left_out_summary(report, chosen),
                 reason="cohort",
             )
+        return _Verdict(version or terms.policy_version, minimum)
+
+    def _record(
+        self,
+        session: Session,
+        requester: Identity,
+        request: ComputeRequest,
+        *,
+        engine: EngineName,
+        job_id: str,
+        datasets: Sequence[Dataset],
+        use: ConsentUse,
+        verdict: _Verdict,
+        terms: ReleaseTerms,
+        now: datetime | None,
+        start: StartAtOnce | None,
+    ) -> Authorization:
+        """Record the decision and write the job's rows (in ``session``).
+
+        Raises:
+            ledger.LedgerError: the decision could not be recorded.
+        """
+        runtime = self._runtime
+        chosen = use.used
+        minimum = verdict.minimum
         at = now or runtime.consents.now()
         deadline = at + timedelta(seconds=request.parameters.deadline_seconds)
         collect_until = deadline - timedelta(
@@ -487,7 +554,7 @@ class Authorizer:
             requester=requester.name,
             request=request,
             engine=engine,
-            policy_version=version or terms.policy_version,
+            policy_version=verdict.policy_version,
             participants=participants,
             left_out=_left_out(use.report, chosen),
             min_cohort=minimum,
@@ -499,6 +566,8 @@ class Authorizer:
             Event(DECISION_EVENT, requester.name, payload), session=session
         )
         stamp = format_rfc3339(at)
+        opened = start is not None and start(record, terms)
+        state = JobState.COLLECTING.value if opened else JobState.AUTHORIZED.value
         connection = session.connection()
         connection.execute(
             insert(_JOBS),
@@ -507,7 +576,7 @@ class Authorizer:
                 "requester": requester.name,
                 "engine": engine.value,
                 "operation": request.operation.value,
-                "state": "authorized",
+                "state": state,
                 "reason": None,
                 "request_json": json.dumps(request.to_dict()),
                 "decision_json": json.dumps(payload),
@@ -539,7 +608,12 @@ class Authorizer:
                 for p in participants
             ],
         )
-        return Authorization(record, terms, recorded.index, collect_until, stamp)
+        if opened:
+            runtime.ledger.record(
+                move_event(job_id, requester.name, "authorized", JobState.COLLECTING, None),
+                session=session,
+            )
+        return Authorization(record, terms, recorded.index, collect_until, stamp, state)
 
 
 def _cohort_refusal(

@@ -17,8 +17,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.canonical import JsonValue
@@ -41,6 +42,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "JobView",
+    "move_event",
 ]
 
 logger = logging.getLogger(__name__)
@@ -166,6 +168,32 @@ class JobView:
         }
 
 
+_JOBS = cast(Table, JobRow.__table__)
+_STATE_OF = select(_JOBS.c.state, _JOBS.c.requester).where(_JOBS.c.job_id == bindparam("job_id"))
+_MOVE = (
+    update(_JOBS)
+    .where(_JOBS.c.job_id == bindparam("b_job_id"), _JOBS.c.state == bindparam("b_before"))
+    .values(
+        state=bindparam("b_to"), reason=bindparam("b_reason"), updated_at=bindparam("b_updated_at")
+    )
+)
+
+
+def move_event(job_id: str, requester: str, before: str, to: JobState, reason: str | None) -> Event:
+    """The ``pipeline.job`` entry of a move from ``before`` to ``to``."""
+    return Event(
+        JOB_EVENT,
+        "exchange",
+        {
+            "job_id": job_id,
+            "requester": requester,
+            "from": before,
+            "state": to.value,
+            "reason": reason,
+        },
+    )
+
+
 class JobStore:
     """Reads jobs and moves them between states, each move on the ledger."""
 
@@ -289,35 +317,25 @@ class JobStore:
         if session is None:
             with self._db.write() as own:
                 return self.move(job_id, source=source, to=to, reason=reason, session=own)
-        now = utcnow()
-        row = session.get(JobRow, job_id)
         sources = [s.value for s in source]
-        if row is None or row.state not in sources:
+        connection = session.connection()
+        found = connection.execute(_STATE_OF, {"job_id": job_id}).first()
+        if found is None or found.state not in sources:
             return False
-        before, requester = row.state, row.requester
-        done = session.execute(
-            update(JobRow)
-            .where(JobRow.job_id == job_id, JobRow.state.in_(sources))
-            .values(state=to.value, reason=reason, updated_at=format_rfc3339(now))
-            .execution_options(synchronize_session=False)
+        before, requester = found.state, found.requester
+        done = connection.execute(
+            _MOVE,
+            {
+                "b_job_id": job_id,
+                "b_before": before,
+                "b_to": to.value,
+                "b_reason": reason,
+                "b_updated_at": format_rfc3339(utcnow()),
+            },
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if done.rowcount != 1:
             return False
-        session.expire(row)
-        self._recorder.record(
-            Event(
-                JOB_EVENT,
-                "exchange",
-                {
-                    "job_id": job_id,
-                    "requester": requester,
-                    "from": before,
-                    "state": to.value,
-                    "reason": reason,
-                },
-            ),
-            session=session,
-        )
+        self._recorder.record(move_event(job_id, requester, before, to, reason), session=session)
         logger.info(
             "job %s: %s -> %s%s", job_id, before, to.value, f" ({reason})" if reason else ""
         )

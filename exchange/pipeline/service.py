@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -51,14 +52,17 @@ from exchange.pipeline.jobs import (
 from exchange.pipeline.release import job_context
 from exchange.pipeline.request import ComputeRequest, EngineName
 from exchange.pipeline.signal import TaskSignal
+from exchange.pipeline.statements import DecisionRecord
 from exchange.pipeline.tables import AnswerRow, JobRow, ParticipantRow, ShareRow
 from exchange.runtime import Runtime
+from policies import ReleaseTerms
 
 __all__ = ["Pipeline", "PipelineConfig"]
 
 logger = logging.getLogger(__name__)
 
 _WITHDRAWING = frozenset({"revoked", "expired", "not_yet_valid"})
+_STARTS_AT_ONCE = frozenset({EngineName.MPC, EngineName.PSI})
 
 
 @dataclass(frozen=True)
@@ -153,10 +157,38 @@ class Pipeline:
             ledger.LedgerError: the decision could not be recorded.
         """
         authorization = self.authorizer.authorize(
-            requester, request, check_engine=self.engine, authz=authz
+            requester,
+            request,
+            check_engine=self.engine,
+            authz=authz,
+            start=functools.partial(self._start_at_once, requester.industry),
         )
-        self._schedule(self._starts, self.start, authorization.decision.job_id)
+        if authorization.state == JobState.COLLECTING.value:
+            self.signal.notify()  # committed: agents may fetch the task
+        else:
+            self._schedule(self._starts, self.start, authorization.decision.job_id)
         return authorization.view()
+
+    def _start_at_once(
+        self, industry: str | None, decision: DecisionRecord, terms: ReleaseTerms
+    ) -> bool:
+        """Start an MPC or PSI job inside its decision's transaction (their start keeps
+        nothing: it only checks the job); False for HE (its keys are made off the
+        request path) or when the check fails (the ordinary start then fails the job
+        with the reason)."""
+        if decision.engine not in _STARTS_AT_ONCE:
+            return False
+        try:
+            made = job_context(decision, terms, requester_industry=industry)
+            self.engine(decision.engine).start(made)
+        except Exception as exc:
+            logger.info("job %s: not started with its decision: %s", decision.job_id, exc)
+            return False
+        with self._lock:
+            self._contexts[decision.job_id] = made
+            while len(self._contexts) > self.config.contexts:
+                self._contexts.popitem(last=False)
+        return True
 
     def _schedule(self, pool: ThreadPoolExecutor, work: object, job_id: str) -> None:
         key = f"{getattr(work, '__name__', 'work')}:{job_id}"

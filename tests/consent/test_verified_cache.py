@@ -138,3 +138,56 @@ def test_the_cache_is_bounded(world: World, limit: int) -> None:
     for n in range(3):
         assert _use(world, n, "ent-0", "ent-1", "ent-2") == {"ent-0", "ent-1", "ent-2"}
     assert len(world.service._receipts._kept) <= limit
+
+
+# -- a check made ahead, counted under the lock (ConsentService.use_checked) ------------
+
+
+def _ahead_then_count(world: World, decision_id: str, between: object = None) -> set[str] | None:
+    """Check ahead; run ``between`` (something that lands before the lock); count."""
+    report = world.service.check_ahead(world.request("ent-0", "ent-1"))
+    assert set(report.chosen()) == {"ent-0", "ent-1"}
+    if callable(between):
+        between()
+    with world.db.write() as session:
+        use = world.service.use_checked(report, decision_id=decision_id, session=session)
+    return None if use is None else set(use.used)
+
+
+def test_a_check_ahead_is_counted_when_every_chosen_consent_still_stands(world: World) -> None:
+    first = world.grant("ent-0", use_limit=2)
+    world.grant("ent-1")
+    assert _ahead_then_count(world, "d-1") == {"ent-0", "ent-1"}
+    assert world.service.get(first.consent_id).use_count == 1
+    entry = world.ledger.entry(world.ledger.size() - 1)
+    assert entry.type == "consent.use" and entry.payload["decision_id"] == "d-1"
+
+
+def test_a_revocation_between_the_check_ahead_and_the_lock_is_seen(world: World) -> None:
+    record = world.grant("ent-0")
+    world.grant("ent-1")
+    size = world.ledger.size()
+
+    def revoke() -> None:
+        world.service.revoke(world.revocation(record), actor="ent-0")
+
+    assert _ahead_then_count(world, "d-1", revoke) is None  # nothing counted: check afresh
+    assert world.service.get(record.consent_id).use_count == 0
+    assert world.ledger.size() == size + 1  # the revocation only, no consent.use
+    assert _use(world, 2, "ent-0", "ent-1") == {"ent-1"}
+
+
+def test_a_use_counted_between_the_check_ahead_and_the_lock_is_seen(world: World) -> None:
+    record = world.grant("ent-0", use_limit=1)
+    world.grant("ent-1")
+    assert _ahead_then_count(world, "d-1", lambda: _use(world, 9, "ent-0")) is None
+    assert world.service.get(record.consent_id).use_count == 1  # never overrun
+    assert isinstance(_refusal(world, "ent-0"), UseLimitReachedError)
+
+
+def test_an_expiry_between_the_check_ahead_and_the_lock_is_seen(world: World) -> None:
+    record = world.grant("ent-0")
+    world.grant("ent-1")
+    later = record.signed.receipt.valid_until
+    assert _ahead_then_count(world, "d-1", lambda: world.clock.set(later)) is None
+    assert world.service.get(record.consent_id).use_count == 0

@@ -14,8 +14,12 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from consent import (
     ConsentReceipt,
+    ConsentRequest,
+    CoverageReport,
     DatasetScope,
     Engine,
     Operation,
@@ -156,3 +160,83 @@ def test_a_refused_request_leaves_its_authz_record(world: World) -> None:
     entries = _authz_entries(world)
     assert len(entries) == before + 2
     assert all(e["effect"] == "allow" for e in entries[before:])
+
+
+def test_a_revocation_landing_after_the_check_ahead_is_seen_under_the_lock(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in NAMES:
+        world.enterprise(name)
+        _grant(world, name)
+    consents = world.runtime.consents
+    check_ahead = consents.check_ahead
+
+    def then_revoke(request: ConsentRequest, **kwargs: Any) -> CoverageReport:
+        report = check_ahead(request, **kwargs)  # e1 still stands here ...
+        assert "e1" in report.chosen()
+        world.revoke("e1")  # ... and is revoked before the decision's unit runs
+        return report
+
+    monkeypatch.setattr(consents, "check_ahead", then_revoke)
+    job = world.submit(datasets=[f"{n}.energy" for n in NAMES], engine="he")
+    assert job["participants"] == 3
+    left_out = world.runtime.ledger.entry(job["decision_index"]).payload["left_out"]
+    assert isinstance(left_out, list)
+    assert [o["owner"] for o in left_out if isinstance(o, dict)] == ["e1"]
+    assert consents.get(world.consents["e1"]).use_count == 0
+
+
+def test_a_use_limit_reached_after_the_check_ahead_is_not_overrun(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in NAMES:
+        world.enterprise(name)
+        _grant(world, name, use_limit=1)
+    consents = world.runtime.consents
+    check_ahead = consents.check_ahead
+    body: dict[str, Any] = {"datasets": [f"{n}.energy" for n in NAMES], "engine": "he"}
+    first: list[dict[str, Any]] = []
+
+    def then_another(request: ConsentRequest, **kwargs: Any) -> CoverageReport:
+        report = check_ahead(request, **kwargs)
+        if not first:  # another request takes the last use of every consent meanwhile
+            first.append({})
+            first[0] = world.submit(**body)
+        return report
+
+    monkeypatch.setattr(consents, "check_ahead", then_another)
+    try:
+        world.submit(**body)
+    except RemoteRefusalError as exc:
+        assert exc.status == 403
+    else:  # pragma: no cover - the consents were used up under the lock
+        raise AssertionError("a used-up consent was used again")
+    assert first[0]["participants"] == 4
+    for name in NAMES:
+        assert consents.get(world.consents[name]).use_count == 1
+
+
+def test_a_psi_job_opens_for_collection_in_its_decision_s_transaction(world: World) -> None:
+    names = NAMES[:3]
+    for name in names:
+        world.enterprise(name, fields=("supplier_id",))
+        world.consent(name, operations=(Operation.SET_INTERSECTION_SIZE,), fields=("supplier_id",))
+    job = world.submit(
+        operation="set_intersection_size",
+        fields=["supplier_id"],
+        datasets=[f"{n}.energy" for n in names],
+        engine="psi",
+    )
+    assert job["state"] == "collecting"  # the 201 says so: it committed with the decision
+    ledger = world.runtime.ledger
+    move = ledger.entry(job["decision_index"] + 1)
+    assert move.type == "pipeline.job"
+    assert move.payload == {
+        "job_id": job["job_id"],
+        "requester": "sb-lb",
+        "from": "authorized",
+        "state": "collecting",
+        "reason": None,
+    }
+    assert world.job(job["job_id"])["state"] == "collecting"
+    assert [t["job_id"] for t in world.tasks(names[0])] == [job["job_id"]]
