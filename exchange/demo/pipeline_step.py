@@ -46,6 +46,7 @@ from exchange.identities import IssuedIdentity, Role
 
 if TYPE_CHECKING:
     from exchange.demo import Scene
+    from exchange.settings import Settings
 
 INDUSTRY = "lithium-battery"
 SUBBRAIN = "sb-battery-pipeline"
@@ -80,7 +81,7 @@ def run(scene: Scene) -> None:
     outsider = _identity(scene, OUTSIDER, Role.SUBBRAIN, "new-materials")
     vkey = runtime.ledger.vkey()
     plants = [_Plant.create(scene, base / name, name, vkey) for name in PLANTS]
-    with _serving(runtime.settings.data_dir, base / "serve.log") as url:
+    with _serving(runtime.settings, base / "serve.log") as url:
         bundle = runtime.settings.data_dir / "ca-bundle.pem"
         scene.say(
             f"ibx serve runs on {url}; {len(plants)} plants each run their own ibx agent over "
@@ -435,10 +436,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serving(data_dir: Path, log_path: Path) -> Iterator[str]:
-    """``ibx serve`` on the demo's data dir, in a process of its own, until the block ends."""
+def _serving(settings: Settings, log_path: Path) -> Iterator[str]:
+    """``ibx serve`` on the demo's data dir, in a process of its own, until the block ends.
+
+    The server gets the demo's own secrets (the database URL, the master key) the way an
+    operator hands them, in its environment; ``ibx`` took them out of this process's.
+    """
+    data_dir = settings.data_dir
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
+    if settings.database_url:
+        env["IBX_DATABASE_URL"] = settings.database_url
+    if settings.master_key is not None:
+        env["IBX_MASTER_KEY"] = settings.master_key.get_secret_value()
     with log_path.open("ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "exchange.cli", "--data-dir", str(data_dir), "serve",
