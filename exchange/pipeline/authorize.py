@@ -24,6 +24,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,18 @@ class Authorization:
     state: str = "authorized"
     """``collecting`` when the engine started in the decision's own transaction."""
 
+    def log(self) -> None:
+        """Say (once committed) that the job is authorized."""
+        decision = self.decision
+        logger.info(
+            "job %s authorized for %s: %s on %s, %d participants",
+            decision.job_id,
+            decision.requester,
+            decision.request.operation.value,
+            decision.engine.value,
+            len(decision.participants),
+        )
+
     def view(self) -> JobView:
         """The job's view as it was committed: ``authorized``, nothing answered yet."""
         decision = self.decision
@@ -145,6 +158,17 @@ class GroupCommit:
         if unit.error is not None:
             raise unit.error
         return unit.result
+
+    def submit(self, work: Callable[[Session], Any]) -> Future[Any]:
+        """Queue ``work`` for the next group; the future resolves once the group committed
+        (its result) or with what ``work`` or the commit raised. For an event loop:
+        ``await asyncio.wrap_future(...)`` holds no thread while the group runs.
+        """
+        unit = _Unit(work, future=Future())
+        self._ensure_thread()
+        self._queue.put(unit)
+        assert unit.future is not None
+        return unit.future
 
     def run_later(
         self, work: Callable[[Session], Any], *, then: Callable[[], None] | None = None
@@ -198,7 +222,12 @@ class GroupCommit:
             for unit in ok:
                 unit.error = exc
         for unit in units:
-            if unit.waited:
+            if unit.future is not None:
+                if unit.error is not None:
+                    unit.future.set_exception(unit.error)
+                else:
+                    unit.future.set_result(unit.result)
+            elif unit.waited:
                 unit.done.set()
             elif unit.error is not None:
                 logger.error("a queued write failed: %s", unit.error)
@@ -244,7 +273,7 @@ class _ProcessTurns:
 
 
 class _Unit:
-    __slots__ = ("done", "error", "result", "then", "waited", "work")
+    __slots__ = ("done", "error", "future", "result", "then", "waited", "work")
 
     def __init__(
         self,
@@ -252,8 +281,10 @@ class _Unit:
         *,
         then: Callable[[], None] | None = None,
         waited: bool = True,
+        future: Future[Any] | None = None,
     ) -> None:
         self.work = work
+        self.future = future
         self.then = then
         self.waited = waited
         self.result: Any = None
@@ -349,13 +380,41 @@ class Authorizer:
             ledger.LedgerError: the decision could not be recorded (nothing was).
         """
         try:
-            return self._authorize(
+            unit = self.prepare(
                 requester, request, now=now, check_engine=check_engine, authz=authz, start=start
             )
+            authorization: Authorization = self._group.run(unit)
         except BaseException:
             if authz is not None:
                 self.record_alone(authz)
             raise
+        authorization.log()
+        return authorization
+
+    def prepare(
+        self,
+        requester: Identity,
+        request: ComputeRequest,
+        *,
+        now: datetime | None = None,
+        check_engine: Callable[[EngineName], object] | None = None,
+        authz: Event | None = None,
+        start: StartAtOnce | None = None,
+    ) -> Callable[[Session], Authorization]:
+        """The part of :meth:`authorize` ahead of the write lock; returns the decision's unit
+        for the group commit (:meth:`GroupCommit.run` or :meth:`GroupCommit.submit`).
+        The caller records ``authz`` alone (:meth:`record_alone`) when this or the unit
+        raises.
+
+        Raises:
+            InvalidComputeRequestError: as :meth:`authorize`.
+            EngineUnavailableError: as :meth:`authorize`.
+            UnknownDatasetError: as :meth:`authorize`.
+            RequestRefusedError: the policy or the cohort refused it (ahead of the lock).
+        """
+        return self._authorize(
+            requester, request, now=now, check_engine=check_engine, authz=authz, start=start
+        )
 
     def record_alone(self, event: Event) -> None:
         """Record ``event`` in a group commit of its own (a refused request's authz entry).
@@ -375,7 +434,7 @@ class Authorizer:
         check_engine: Callable[[EngineName], object] | None,
         authz: Event | None,
         start: StartAtOnce | None,
-    ) -> Authorization:
+    ) -> Callable[[Session], Authorization]:
         runtime = self._runtime
         datasets = self._datasets(request)
         classes = sorted({d.classification.value for d in datasets}, key=_STRICTNESS.__getitem__)
@@ -443,16 +502,7 @@ class Authorizer:
                 start=start,
             )
 
-        authorization: Authorization = self._group.run(unit)
-        logger.info(
-            "job %s authorized for %s: %s on %s, %d participants",
-            job_id,
-            requester.name,
-            request.operation.value,
-            engine.value,
-            len(authorization.decision.participants),
-        )
-        return authorization
+        return unit
 
     def _judge(
         self,

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -30,13 +31,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
+from starlette.concurrency import run_in_threadpool
 
 from core.canonical import JsonValue, canonical_sha256
 from core.clock import utcnow
 from core.events import Event
 from exchange.identities import Identity, Role
 from exchange.pipeline.answers import AnswerDesk
-from exchange.pipeline.authorize import Authorizer, GroupCommit
+from exchange.pipeline.authorize import Authorization, Authorizer, GroupCommit
 from exchange.pipeline.engine import EngineJob, JobContext, Outcome, ReleaseRefused
 from exchange.pipeline.engines import build_engine
 from exchange.pipeline.errors import JobNotFoundError, JobStateError, ResultNotReadyError
@@ -163,6 +165,60 @@ class Pipeline:
             authz=authz,
             start=functools.partial(self._start_at_once, requester.industry),
         )
+        return self._opened(authorization)
+
+    async def submit_async(
+        self, requester: Identity, request: ComputeRequest, *, authz: Event | None = None
+    ) -> JobView:
+        """:meth:`submit` for an event loop: the work ahead of the lock in a worker thread,
+        then the group commit awaited without holding a thread (the 201 still only once
+        the group that holds the decision committed).
+
+        Raises:
+            InvalidComputeRequestError: as :meth:`submit`.
+            EngineUnavailableError: as :meth:`submit`.
+            UnknownDatasetError: as :meth:`submit`.
+            RequestRefusedError: as :meth:`submit`.
+            ledger.LedgerError: as :meth:`submit`.
+        """
+        authorizer = self.authorizer
+        try:
+            unit = await run_in_threadpool(
+                functools.partial(
+                    authorizer.prepare,
+                    requester,
+                    request,
+                    check_engine=self.engine,
+                    authz=authz,
+                    start=functools.partial(self._start_at_once, requester.industry),
+                )
+            )
+            # shielded: a client gone away does not take the unit out of its group
+            authorization: Authorization = await asyncio.shield(
+                asyncio.wrap_future(self.group.submit(unit))
+            )
+        except Exception:
+            if authz is not None:
+                await self.record_alone_async(authz)
+            raise
+        authorization.log()
+        return self._opened(authorization)
+
+    async def record_alone_async(self, event: Event) -> None:
+        """Record ``event`` (a refused request's ``authz.decision``) in the next group.
+
+        Raises:
+            ledger.LedgerError: it could not be recorded.
+        """
+        ledger = self.runtime.ledger
+        await asyncio.shield(
+            asyncio.wrap_future(
+                self.group.submit(lambda session: ledger.record(event, session=session))
+            )
+        )
+
+    def _opened(self, authorization: Authorization) -> JobView:
+        """After the commit: tell agents of a job already collecting, or start its engine."""
         if authorization.state == JobState.COLLECTING.value:
             self.signal.notify()  # committed: agents may fetch the task
         else:

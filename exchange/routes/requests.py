@@ -8,7 +8,6 @@ another's answers 404, exactly like one that does not exist.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path
@@ -66,11 +65,9 @@ async def submit_request(
         request = ComputeRequest.from_dict(body)
     except InvalidRequestError as exc:
         if grant.pending is not None:  # the allowed call is on the ledger all the same
-            await run_in_threadpool(pipeline.authorizer.record_alone, grant.pending)
+            await pipeline.record_alone_async(grant.pending)
         raise InvalidComputeRequestError(str(exc)) from exc
-    view = await run_in_threadpool(
-        functools.partial(pipeline.submit, grant.identity, request, authz=grant.pending)
-    )
+    view = await pipeline.submit_async(grant.identity, request, authz=grant.pending)
     return JSONResponse(
         view.to_dict(), status_code=201, headers={"Location": f"/v1/jobs/{view.job_id}"}
     )
