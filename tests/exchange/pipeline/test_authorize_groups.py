@@ -125,7 +125,8 @@ def test_concurrent_requests_never_overrun_a_use_limit(world: World) -> None:
         assert ledger.entry(index - 1).type == "consent.use"
         assert ledger.entry(index - 2).type == "authz.decision"
     assert len(_authz_entries(world)) == 12  # the refused ones too
-    assert ledger.verify().size == ledger.size()
+    before = ledger.size()  # the jobs' starts may still append their moves meanwhile
+    assert ledger.verify().size >= before
 
 
 def test_a_revoked_consent_is_not_used_by_the_next_request(world: World) -> None:
