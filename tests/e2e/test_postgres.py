@@ -12,6 +12,8 @@ import pytest
 pytestmark = pytest.mark.postgres
 
 
+@pytest.mark.slow  # the same story as tests/e2e/test_demo.py; `make test` keeps the smaller
+# PostgreSQL tests below and tests/exchange/test_backup.py's, `make test-slow` runs this one
 def test_demo_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "exchange.demo"],
