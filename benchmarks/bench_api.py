@@ -249,6 +249,42 @@ async def drive(
     host = "127.0.0.1"
     request = request_bytes(scenario, f"{host}:{port}")
     context = tls(deployment, client_cert=scenario.client_cert)
+    load = await hammer(host, port, context, request, clients, seconds, server_pid, 200)
+    return Result(
+        scenario,
+        len(load.latencies),
+        load.errors,
+        load.elapsed,
+        load.latencies,
+        load.server_cpu,
+        load.client_cpu,
+    )
+
+
+@dataclass
+class Load:
+    """What :func:`hammer` measured."""
+
+    errors: int
+    elapsed: float
+    latencies: list[float]
+    server_cpu: float
+    client_cpu: float
+
+
+async def hammer(
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    request: bytes,
+    clients: int,
+    seconds: float,
+    server_pid: int,
+    expected: int,
+) -> Load:
+    """``clients`` keep-alive HTTPS connections each sending ``request`` for ``seconds``
+    (after one warm-up request each); an answer other than ``expected`` is an error.
+    """
     latencies: list[float] = []
     errors = 0
     pool = [await Connection.open(host, port, context) for _ in range(clients)]
@@ -258,10 +294,10 @@ async def drive(
         start = time.perf_counter()
         status, body = await connection.exchange(request)
         latencies.append((time.perf_counter() - start) * 1000)
-        if status != 200:
+        if status != expected:
             errors += 1
             if errors == 1:
-                print(f"   first error: {status} {body[:200]!r}")
+                print(f"   first error: {status} {body[:300]!r}")
 
     try:
         await asyncio.gather(*(one(connection) for connection in pool))  # warm every connection
@@ -282,7 +318,7 @@ async def drive(
     finally:
         for connection in pool:
             await connection.close()
-    return Result(scenario, len(latencies), errors, elapsed, latencies, server_cpu, client_cpu)
+    return Load(errors, elapsed, latencies, server_cpu, client_cpu)
 
 
 def run(main: Coroutine[Any, Any, Result]) -> Result:

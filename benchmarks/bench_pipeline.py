@@ -62,8 +62,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_api import Connection, cpu_seconds, request_bytes
 from benchmarks.bench_api import Scenario as ApiScenario
+from benchmarks.bench_api import cpu_seconds, hammer, request_bytes
 from benchmarks.pipeline_world import (
     Agents,
     Deployment,
@@ -310,39 +310,10 @@ async def _drive(
     server: Server, request: bytes, clients: int, seconds: float
 ) -> tuple[int, int, float, list[float], float]:
     assert server.proc is not None
-    latencies: list[float] = []
-    errors = 0
-    pool = [await Connection.open("127.0.0.1", server.port, server.tls()) for _ in range(clients)]
-
-    async def one(connection: Connection) -> None:
-        nonlocal errors
-        start = time.perf_counter()
-        status, body = await connection.exchange(request)
-        latencies.append((time.perf_counter() - start) * 1000)
-        if status != 201:
-            errors += 1
-            if errors == 1:
-                print(f"   first error: {status} {body[:300]!r}")
-
-    try:
-        await asyncio.gather(*(one(c) for c in pool))  # warm every connection
-        latencies.clear()
-        errors = 0
-        stop = time.perf_counter() + seconds
-
-        async def worker(connection: Connection) -> None:
-            while time.perf_counter() < stop:
-                await one(connection)
-
-        started = time.perf_counter()
-        cpu0 = cpu_seconds(server.proc.pid)
-        await asyncio.gather(*(worker(c) for c in pool))
-        cpu = cpu_seconds(server.proc.pid) - cpu0
-        elapsed = time.perf_counter() - started
-    finally:
-        for connection in pool:
-            await connection.close()
-    return len(latencies), errors, elapsed, latencies, cpu
+    load = await hammer(
+        "127.0.0.1", server.port, server.tls(), request, clients, seconds, server.proc.pid, 201
+    )
+    return len(load.latencies), load.errors, load.elapsed, load.latencies, load.server_cpu
 
 
 def _run(main: Coroutine[Any, Any, Throughput]) -> Throughput:
