@@ -190,13 +190,21 @@ class TaskVerifier:
             origin=head.origin,
             revoked=self._state.revoked(),
             now=self._clock(),
-            used_by=self._state.jobs_contributed(participant.consent_id),
+            used_by=self._uses(participant.consent_id, body),
         )
         if decision.engine is EngineName.PSI and task.round > 1:
             index = _handoff_index(task)
             handed = self._verified_leaf(index, head, "the handed-on contribution entry")
             check_handoff(task, decision, self.enterprise, handed)
         return Authorization(decision, participant, receipt)
+
+    def _uses(self, consent_id: str, body: Mapping[str, Any]) -> frozenset[str]:
+        """The jobs this agent contributed to under a consent, read from its journal only
+        when the served receipt states a use limit (the journal grows with every task)."""
+        receipt = body.get("receipt")
+        if not isinstance(receipt, dict) or receipt.get("use_limit") is None:
+            return frozenset()
+        return self._state.jobs_contributed(consent_id)
 
     def _verified_leaf(self, index: int, head: Checkpoint, what: str) -> bytes:
         """The leaf input at ``index``, proven included in the verified tree ``head``.
