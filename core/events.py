@@ -30,12 +30,16 @@ class Event:
     """Something that happened, to be written to the ledger.
 
     ``type`` is a dotted lower-case name such as ``consent.grant``; ``actor``
-    is the identity that caused it.
+    is the identity that caused it. ``subjects`` name what the entry is about
+    (a consent id, an enterprise, a policy version, a job): the ledger indexes
+    them (:meth:`ledger.Ledger.find`) so a service can check a stored row
+    against the entries about it; they are an index, not part of the entry.
     """
 
     type: str
     actor: str
     payload: Mapping[str, JsonValue] = field(default_factory=dict)
+    subjects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _TYPE.fullmatch(self.type) or len(self.type) > 100:
@@ -44,6 +48,9 @@ class Event:
             )
         if not self.actor or len(self.actor) > 200:
             raise ValueError("event actor must be a non-empty name of at most 200 characters")
+        for subject in self.subjects:
+            if not subject or len(subject) > 200:
+                raise ValueError("event subjects must be non-empty names of at most 200 characters")
 
 
 @dataclass(frozen=True)

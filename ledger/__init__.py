@@ -22,7 +22,7 @@ from ledger._merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.backends.base import LedgerBackend, StoredEntry, TreeHead
+from ledger.backends.base import LedgerBackend, StoredEntry, SubjectHit, TreeHead
 from ledger.backends.memory import MemoryLedgerBackend
 from ledger.errors import (
     CheckpointError,
@@ -82,6 +82,7 @@ __all__ = [
     "SignedNote",
     "SqlLedgerBackend",
     "StoredEntry",
+    "SubjectHit",
     "TreeHead",
     "TreeSizeError",
     "check_kept_checkpoint",

@@ -88,7 +88,9 @@ class LedgerBatch:
             index = self._head.size + len(self._rows)
             leaf = entry.leaf_input_at(index, stamp_json)
             digest = leaf_hash(leaf)
-            self._rows.append(StoredEntry(index, entry.type, entry.actor, stamp, leaf))
+            self._rows.append(
+                StoredEntry(index, entry.type, entry.actor, stamp, leaf, entry.subjects)
+            )
             self._hashes.append(digest)
             recorded.append(RecordedEvent(index, when, digest))
         return recorded

@@ -34,6 +34,7 @@ class PreparedEntry:
     type: str
     actor: str
     payload_bytes: bytes
+    subjects: tuple[str, ...] = ()
 
     def leaf_input(self, index: int, time: datetime) -> bytes:
         """The RFC 8785 bytes of the entry at ``index``."""
@@ -79,7 +80,7 @@ def prepare(event: Event, *, line: int | None = None) -> PreparedEntry:
         raise InvalidEntryError(str(exc), line=line) from exc
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise EntryTooLargeError(len(payload), MAX_PAYLOAD_BYTES, line=line)
-    return PreparedEntry(event.type, event.actor, payload)
+    return PreparedEntry(event.type, event.actor, payload, event.subjects)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from ledger._merkle import (
     nodes_for_ranges,
     root_from_nodes,
 )
-from ledger.backends.base import LedgerBackend, StoredEntry, TreeHead
+from ledger.backends.base import LedgerBackend, StoredEntry, SubjectHit, TreeHead
 from ledger.errors import InvalidEntryError, LedgerError, TreeSizeError
 
 if TYPE_CHECKING:
@@ -211,7 +211,9 @@ class Ledger:
         hashes: list[bytes] = []
         for offset, entry in enumerate(prepared):
             leaf = entry.leaf_input_at(start + offset, stamp_json)
-            rows.append(StoredEntry(start + offset, entry.type, entry.actor, stamp, leaf))
+            rows.append(
+                StoredEntry(start + offset, entry.type, entry.actor, stamp, leaf, entry.subjects)
+            )
             hashes.append(leaf_hash(leaf))
         return rows, hashes
 
@@ -263,6 +265,22 @@ class Ledger:
             TreeSizeError: no such index.
         """
         return self.entries(index, 1)[0]
+
+    def find(
+        self,
+        subjects: Sequence[str],
+        types: Sequence[str] | None = None,
+        *,
+        session: Session | None = None,
+    ) -> list[SubjectHit]:
+        """The entries about any of ``subjects`` (:attr:`core.events.Event.subjects`), of
+        ``types`` if given, in index order: how a service checks a stored row against
+        the ledger entries about it. The subject index is not hashed; ``ibx audit
+        verify`` reads every entry instead.
+
+        With ``session``, read in the caller's transaction.
+        """
+        return self._backend.find(subjects, types, session=session)
 
     def _nodes_within(self, tree_size: int, keys: set[NodeKey]) -> dict[NodeKey, bytes]:
         size, nodes = self._backend.nodes_with_size(keys)

@@ -18,7 +18,7 @@ from ledger._merkle import EMPTY_ROOT, NodeKey
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["LedgerBackend", "LedgerWriter", "StoredEntry", "TreeHead"]
+__all__ = ["LedgerBackend", "LedgerWriter", "StoredEntry", "SubjectHit", "TreeHead"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,15 @@ class TreeHead:
 
 
 @dataclass(frozen=True)
+class SubjectHit:
+    """An entry indexed under a subject: the subject, the entry's index and type."""
+
+    subject: str
+    index: int
+    type: str
+
+
+@dataclass(frozen=True)
 class StoredEntry:
     """One row of the entry table: the leaf input plus columns kept for indexed queries."""
 
@@ -44,6 +53,8 @@ class StoredEntry:
     actor: str
     time: str
     leaf_input: bytes
+    subjects: tuple[str, ...] = ()
+    """What the entry is about (:attr:`core.events.Event.subjects`): indexed, not hashed."""
 
 
 class LedgerWriter(Protocol):
@@ -97,4 +108,18 @@ class LedgerBackend(Protocol):
 
     def scan_level(self, level: int) -> Iterator[tuple[int, bytes]]:
         """Raw ``(index, hash)`` rows of one tree level, in index order (for verify)."""
+        ...
+
+    def find(
+        self,
+        subjects: Sequence[str],
+        types: Sequence[str] | None = None,
+        *,
+        session: Session | None = None,
+    ) -> list[SubjectHit]:
+        """Entries indexed under any of ``subjects`` (of ``types``, if given), by index.
+
+        With ``session``, read in the caller's transaction (it sees its own
+        uncommitted entries and the rows it holds locked).
+        """
         ...

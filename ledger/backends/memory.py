@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ledger._merkle import NodeKey
-from ledger.backends.base import StoredEntry, TreeHead
+from ledger.backends.base import StoredEntry, SubjectHit, TreeHead
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -41,6 +41,7 @@ class MemoryLedgerBackend:
         self._entries: list[StoredEntry] = []
         self._nodes: dict[NodeKey, bytes] = {}
         self._head = TreeHead.empty()
+        self._subjects: dict[str, list[SubjectHit]] = {}
 
     @contextmanager
     def writer(self, session: Session | None = None) -> Iterator[_MemoryWriter]:
@@ -52,6 +53,10 @@ class MemoryLedgerBackend:
             if writer.pending is not None:
                 entries, nodes, head = writer.pending
                 self._entries.extend(entries)
+                for entry in entries:
+                    for subject in dict.fromkeys(entry.subjects):
+                        hit = SubjectHit(subject, entry.index, entry.type)
+                        self._subjects.setdefault(subject, []).append(hit)
                 self._nodes.update(nodes)
                 self._head = head
 
@@ -71,6 +76,21 @@ class MemoryLedgerBackend:
     def entries(self, start: int, stop: int) -> list[StoredEntry]:
         """Entries in ``[start, stop)``."""
         return self._entries[start:stop]
+
+    def find(
+        self,
+        subjects: Sequence[str],
+        types: Sequence[str] | None = None,
+        *,
+        session: Session | None = None,
+    ) -> list[SubjectHit]:
+        """Entries indexed under any of ``subjects`` (of ``types``), in index order."""
+        del session  # memory has no transaction to read in
+        with self._lock:
+            hits = [h for s in dict.fromkeys(subjects) for h in self._subjects.get(s, [])]
+        if types is not None:
+            hits = [h for h in hits if h.type in types]
+        return sorted(hits, key=lambda h: (h.index, h.subject))
 
     def scan_entries(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
         """``(index, leaf_input)`` rows."""

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, Database
 from ledger._merkle import NodeKey
-from ledger.backends.base import StoredEntry, TreeHead
+from ledger.backends.base import StoredEntry, SubjectHit, TreeHead
 from ledger.errors import LedgerError
 
 __all__ = ["MIGRATIONS", "SqlLedgerBackend"]
@@ -57,6 +57,16 @@ class LedgerNodeRow(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class LedgerSubjectRow(Base):
+    """What an entry is about (:attr:`core.events.Event.subjects`): an index, never hashed."""
+
+    __tablename__ = "ledger_subjects"
+
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(100))
+
+
 class LedgerHeadRow(Base):
     """The single head row."""
 
@@ -71,6 +81,7 @@ class LedgerHeadRow(Base):
 
 _ENTRIES = cast(Table, LedgerEntryRow.__table__)
 _NODES = cast(Table, LedgerNodeRow.__table__)
+_SUBJECTS = cast(Table, LedgerSubjectRow.__table__)
 
 
 class _SqlWriter:
@@ -119,6 +130,12 @@ class _SqlWriter:
                 f"INSERT INTO ledger_entries (idx, type, actor, time, leaf_input) "  # noqa: S608 -- only placeholders are interpolated
                 f"VALUES ({m}, {m}, {m}, {m}, {m})",
                 [(e.index, e.type, e.actor, e.time, e.leaf_input) for e in entries],
+            )
+        subjects = [(s, e.index, e.type) for e in entries for s in dict.fromkeys(e.subjects)]
+        if subjects:
+            cursor.executemany(
+                f"INSERT INTO ledger_subjects (subject, idx, type) VALUES ({m}, {m}, {m})",  # noqa: S608 -- only placeholders are interpolated
+                subjects,
             )
         if nodes:
             cursor.executemany(
@@ -212,6 +229,30 @@ class SqlLedgerBackend:
                 .order_by(LedgerEntryRow.idx)
             ).scalars()
             return [StoredEntry(r.idx, r.type, r.actor, r.time, r.leaf_input) for r in rows]
+
+    def find(
+        self,
+        subjects: Sequence[str],
+        types: Sequence[str] | None = None,
+        *,
+        session: Session | None = None,
+    ) -> list[SubjectHit]:
+        """Entries indexed under any of ``subjects`` (of ``types``), in index order."""
+        wanted = list(dict.fromkeys(subjects))
+        if not wanted:
+            return []
+        query = select(_SUBJECTS.c.subject, _SUBJECTS.c.idx, _SUBJECTS.c.type).where(
+            _SUBJECTS.c.subject.in_(wanted)
+        )
+        if types is not None:
+            query = query.where(_SUBJECTS.c.type.in_(list(types)))
+        query = query.order_by(_SUBJECTS.c.idx)
+        if session is not None:
+            rows = session.connection().execute(query).all()
+        else:
+            with self._db.read() as own:
+                rows = own.connection().execute(query).all()
+        return [SubjectHit(str(s), int(i), str(t)) for s, i, t in rows]
 
     def scan_entries(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
         """``(index, leaf_input)`` rows in index order, read in large batches."""
