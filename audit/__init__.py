@@ -1,1 +1,30 @@
-"""audit"""
+"""Audit: verify the exchange without trusting its operator (docs/audit.md).
+
+Imports only ``ledger`` and ``core``: an auditor runs it on their own machine,
+against an export (``ibx-ledger-export/v1``) or over HTTPS. The ledger's entry
+types reach it as a registry handed in by the composition root.
+"""
+
+from audit._export import (
+    EXPORT_FORMAT,
+    ExportedEntry,
+    ExportHeader,
+    LedgerExport,
+    export_lines,
+    write_export,
+)
+from audit._findings import Finding, VerifyReport
+from audit.errors import AuditError, ExportFormatError
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "AuditError",
+    "ExportFormatError",
+    "ExportHeader",
+    "ExportedEntry",
+    "Finding",
+    "LedgerExport",
+    "VerifyReport",
+    "export_lines",
+    "write_export",
+]
