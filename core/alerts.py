@@ -19,9 +19,11 @@ from typing import Final
 from core.canonical import JsonValue
 from core.events import Event
 
-__all__ = ["ALERT_EVENT", "Alert", "Severity"]
+__all__ = ["ALERT_EVENT", "ALERT_SUBJECT", "Alert", "Severity"]
 
 ALERT_EVENT: Final = "audit.alert"
+ALERT_SUBJECT: Final = "audit:alerts"
+"""Every alert entry is indexed under this subject (and its own): the alert list is one lookup."""
 
 
 class Severity(enum.StrEnum):
@@ -64,5 +66,6 @@ class Alert:
         }
 
     def event(self, actor: str) -> Event:
-        """The ledger event recording this alert, raised by ``actor``."""
-        return Event(ALERT_EVENT, actor, self.to_payload())
+        """The ledger event recording this alert, raised by ``actor``, indexed under
+        :data:`ALERT_SUBJECT` and the alert's subject."""
+        return Event(ALERT_EVENT, actor, self.to_payload(), subjects=(ALERT_SUBJECT, self.subject))
