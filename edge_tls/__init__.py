@@ -43,6 +43,7 @@ from edge_tls._revocation import LineRevocation, RevocationReason, RevokedCertif
 from edge_tls._tables import MIGRATIONS
 from edge_tls._tokens import TOKEN_PREFIX, BootstrapToken
 from edge_tls._uplink import DeviceUplink, UploadReceipt, upload_readings
+from edge_tls.entries import ENTRY_TYPES
 from edge_tls.errors import (
     AlreadyRevokedError,
     BatchFormatError,
@@ -83,6 +84,7 @@ from edge_tls.errors import (
 
 __all__ = [
     "BATCH_FORMAT",
+    "ENTRY_TYPES",
     "MIGRATIONS",
     "TOKEN_PREFIX",
     "AlreadyRevokedError",

@@ -52,6 +52,14 @@ from edge_tls._revocation import (
 )
 from edge_tls._tables import AuthorityRow, CertificateRow
 from edge_tls._tokens import BootstrapToken, consume_token, new_token_row
+from edge_tls.entries import (
+    CaInitEntry,
+    CertificateIssueEntry,
+    CertificateRenewEntry,
+    CertificateRevokeEntry,
+    RevokedMemberEntry,
+    TokenCreateEntry,
+)
 from edge_tls.errors import (
     AlreadyRevokedError,
     CaAlreadyInitializedError,
@@ -115,14 +123,14 @@ class EdgePki:
                 )
             self._recorder.record(
                 Event(
-                    "edge.ca.init",
+                    CaInitEntry.TYPE,
                     actor,
-                    {
-                        "root_fingerprint": fingerprint(ca.root),
-                        "issuing_fingerprint": fingerprint(ca.issuing),
-                        "issuing_serial": format(ca.issuing.serial_number, "x"),
-                        "trust_domain": self.config.trust_domain,
-                    },
+                    CaInitEntry(
+                        root_fingerprint=fingerprint(ca.root),
+                        issuing_fingerprint=fingerprint(ca.issuing),
+                        issuing_serial=format(ca.issuing.serial_number, "x"),
+                        trust_domain=self.config.trust_domain,
+                    ).payload(),
                 ),
                 session=session,
             )
@@ -187,13 +195,13 @@ class EdgePki:
             session.add(row)
             self._recorder.record(
                 Event(
-                    "edge.token.create",
+                    TokenCreateEntry.TYPE,
                     actor,
-                    {
-                        "enterprise": device.enterprise,
-                        "device": device.device,
-                        "expires_at": format_rfc3339(token.expires_at),
-                    },
+                    TokenCreateEntry(
+                        enterprise=device.enterprise,
+                        device=device.device,
+                        expires_at=format_rfc3339(token.expires_at),
+                    ).payload(),
                 ),
                 session=session,
             )
@@ -232,13 +240,7 @@ class EdgePki:
             self._store(session, cert, CertificateKind.DEVICE, device)
             spent.used_serial_hex = format(cert.serial_number, "x")
             issued = IssuedCertificate(cert, device)
-            self._record_issue(
-                session,
-                "edge.certificate.issue",
-                issued,
-                actor=device.device,
-                superseded=superseded,
-            )
+            self._record_issue(session, issued, actor=device.device, superseded=superseded)
         logger.info("enrolled %s/%s serial %x", device.enterprise, device.device, issued.serial)
         return issued
 
@@ -277,7 +279,6 @@ class EdgePki:
             self._store(session, cert, CertificateKind.DEVICE, peer.device)
             self._record_issue(
                 session,
-                "edge.certificate.renew",
                 issued,
                 actor=peer.device.device,
                 previous_serial=format(peer.serial, "x"),
@@ -301,15 +302,15 @@ class EdgePki:
             self._store(session, cert, CertificateKind.SERVER, None)
             self._recorder.record(
                 Event(
-                    "edge.certificate.issue",
+                    CertificateIssueEntry.TYPE,
                     "exchange",
-                    {
-                        "kind": CertificateKind.SERVER.value,
-                        "serial": format(cert.serial_number, "x"),
-                        "fingerprint": fingerprint(cert),
-                        "hosts": list(hosts),
-                        "not_after": format_rfc3339(cert.not_valid_after_utc),
-                    },
+                    CertificateIssueEntry(
+                        kind="server",
+                        serial=format(cert.serial_number, "x"),
+                        fingerprint=fingerprint(cert),
+                        hosts=hosts,
+                        not_after=format_rfc3339(cert.not_valid_after_utc),
+                    ).payload(),
                 ),
                 session=session,
             )
@@ -343,27 +344,32 @@ class EdgePki:
     def _record_issue(
         self,
         session: Session,
-        event_type: str,
         issued: IssuedCertificate,
         *,
         actor: str,
         previous_serial: str | None = None,
         superseded: list[str] | None = None,
     ) -> None:
-        payload: dict[str, str | list[str] | None] = {
-            "kind": CertificateKind.DEVICE.value,
+        """Record an enrolment (``edge.certificate.issue``) or, with ``previous_serial``, a
+        renewal (``edge.certificate.renew``)."""
+        entry: CertificateIssueEntry | CertificateRenewEntry
+        common = {
+            "kind": "device",
             "serial": format(issued.serial, "x"),
             "fingerprint": issued.fingerprint,
             "enterprise": issued.device.enterprise,
             "device": issued.device.device,
             "spiffe_id": issued.device.spiffe_id(self.config.trust_domain),
             "not_after": format_rfc3339(issued.certificate.not_valid_after_utc),
+            "superseded": tuple(superseded) if superseded else None,
         }
-        if previous_serial is not None:
-            payload["previous_serial"] = previous_serial
-        if superseded:
-            payload["superseded"] = superseded
-        self._recorder.record(Event(event_type, actor, payload), session=session)
+        if previous_serial is None:
+            entry = CertificateIssueEntry.model_validate(common)
+        else:
+            entry = CertificateRenewEntry.model_validate(
+                {**common, "previous_serial": previous_serial}
+            )
+        self._recorder.record(Event(entry.TYPE, actor, entry.payload()), session=session)
 
     # -- authentication and revocation ---------------------------------------------------
 
@@ -451,19 +457,20 @@ class EdgePki:
                 )
             self._recorder.record(
                 Event(
-                    "edge.certificate.revoke",
+                    CertificateRevokeEntry.TYPE,
                     actor,
-                    {
-                        "serial": serial_hex,
-                        "fingerprint": row.fingerprint,
-                        "reason": reason.value,
-                        "enterprise": row.enterprise,
-                        "device": row.device,
-                        "revoked_at": stamp,
-                        "line": [
-                            {"serial": m.serial_hex, "fingerprint": m.fingerprint} for m in changed
-                        ],
-                    },
+                    CertificateRevokeEntry(
+                        serial=serial_hex,
+                        fingerprint=row.fingerprint,
+                        reason=reason,
+                        enterprise=row.enterprise,
+                        device=row.device,
+                        revoked_at=stamp,
+                        line=tuple(
+                            RevokedMemberEntry(serial=m.serial_hex, fingerprint=m.fingerprint)
+                            for m in changed
+                        ),
+                    ).payload(),
                 ),
                 session=session,
             )

@@ -30,6 +30,7 @@ from core.events import Event, EventRecorder
 from edge_tls._issued import DeviceCertificate
 from edge_tls._quota import UploadQuota, check_sealed_box, retry_after
 from edge_tls._tables import ReadingBatchRow
+from edge_tls.entries import ReadingsUploadEntry
 from edge_tls.errors import SealedBatchError, UploadQuotaError
 
 __all__ = [
@@ -139,16 +140,16 @@ class ReadingStore:
             session.flush()
             self._recorder.record(
                 Event(
-                    "edge.readings.upload",
+                    ReadingsUploadEntry.TYPE,
                     peer.device.device,
-                    {
-                        "batch": row.id,
-                        "enterprise": peer.device.enterprise,
-                        "device": peer.device.device,
-                        "certificate_serial": format(peer.serial, "x"),
-                        "sha256": digest,
-                        "bytes": len(ciphertext),
-                    },
+                    ReadingsUploadEntry(
+                        batch=row.id,
+                        enterprise=peer.device.enterprise,
+                        device=peer.device.device,
+                        certificate_serial=format(peer.serial, "x"),
+                        sha256=digest,
+                        bytes=len(ciphertext),
+                    ).payload(),
                 ),
                 session=session,
             )

@@ -22,6 +22,7 @@ from mpc._party_main import main as run_party
 from mpc.custodian import CustodianConfig, KeyCustodian
 from mpc.deployment import MpcDeployment, party_name
 from mpc.dp_order import DpOrderPolicy, OrderCounts
+from mpc.entries import ENTRY_TYPES
 from mpc.guard import (
     ConsentTerms,
     DominanceRule,
@@ -63,6 +64,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 __all__ = [
     "DEFAULT_MPC_BOUND",
+    "ENTRY_TYPES",
     "MIGRATIONS",
     "BlindedSet",
     "ConsentTerms",

@@ -42,6 +42,7 @@ from core.events import Event, EventRecorder
 from core.keys import MasterKey
 from mpc._engine_queries import he_query
 from mpc._tables import HeKeyRow, HePublicRow
+from mpc.entries import KeyDecryptEntry, KeyDestroyEntry, KeyGenerateEntry
 from mpc.errors import (
     AggregateIntegrityError,
     DecryptionRefusedError,
@@ -139,14 +140,14 @@ class KeyCustodian:
             session.flush()
             self._recorder.record(
                 Event(
-                    "mpc.key.generate",
+                    KeyGenerateEntry.TYPE,
                     self._config.actor,
-                    {
-                        "job_id": spec.job_id,
-                        "scheme": spec.scheme.value,
-                        "operation": spec.operation.value,
-                        "key_fingerprint": job.key_fingerprint,
-                    },
+                    KeyGenerateEntry(
+                        job_id=spec.job_id,
+                        scheme=spec.scheme,
+                        operation=spec.operation,
+                        key_fingerprint=job.key_fingerprint,
+                    ).model_dump(mode="json"),
                 ),
                 session=session,
             )
@@ -313,21 +314,23 @@ class KeyCustodian:
     def _decrypt_event(self, row: HeKeyRow, aggregate: EncryptedAggregate) -> Event:
         """``cohort_sha256`` names the encryptions summed: contributor and fingerprint."""
         return Event(
-            "mpc.key.decrypt",
+            KeyDecryptEntry.TYPE,
             self._config.actor,
-            {
-                "job_id": row.job_id,
-                "key_fingerprint": row.key_fingerprint,
-                "cohort_sha256": aggregate.cohort_digest,
-                "contributors": len(aggregate.contributors),
-            },
+            KeyDecryptEntry(
+                job_id=row.job_id,
+                key_fingerprint=row.key_fingerprint,
+                cohort_sha256=aggregate.cohort_digest,
+                contributors=len(aggregate.contributors),
+            ).model_dump(mode="json"),
         )
 
     def _destroy_event(self, row: HeKeyRow) -> Event:
         return Event(
-            "mpc.key.destroy",
+            KeyDestroyEntry.TYPE,
             self._config.actor,
-            {"job_id": row.job_id, "key_fingerprint": row.key_fingerprint},
+            KeyDestroyEntry(job_id=row.job_id, key_fingerprint=row.key_fingerprint).model_dump(
+                mode="json"
+            ),
         )
 
     @staticmethod
