@@ -14,21 +14,42 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from sqlalchemy import LargeBinary, Row, String, Table, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
 from core.db import Base, Database
+from core.duty import SignedDuty, check_duty
 from core.errors import IbxError
-from core.events import Event, EventRecorder
+from core.events import Event
 from core.keys import Ed25519PublicKey
+from exchange.identity_entries import (
+    IdentityCreateEntry,
+    IdentityRevokeEntry,
+    PublicKeyEntry,
+    TokenRotateEntry,
+)
 
-__all__ = ["Identity", "IdentityError", "IdentityRegistry", "IssuedIdentity", "Role", "Status"]
+if TYPE_CHECKING:
+    import ledger
+    from exchange.duty_keys import LedgerDutyKeys
+
+__all__ = [
+    "ADMINISTRATIVE_ROLES",
+    "BOOTSTRAP_ACTOR",
+    "Identity",
+    "IdentityError",
+    "IdentityRegistry",
+    "IssuedIdentity",
+    "Role",
+    "Status",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +93,16 @@ class Role(enum.StrEnum):
     EDGE_DEVICE = "edge_device"
     COMPUTE_NODE = "compute_node"
     WITNESS = "witness"
+
+
+ADMINISTRATIVE_ROLES: Final = frozenset(
+    {Role.SECURITY_OFFICER, Role.AUDITOR, Role.WITNESS, Role.SYSADMIN}
+)
+"""Roles that carry a ledgered Ed25519 key and are registered (and revoked) only with a
+security officer's signed duty; the two bootstrap officers of ``ibx init`` excepted."""
+
+BOOTSTRAP_ACTOR: Final = "ibx-init"
+"""The actor of the bootstrap officers' registrations."""
 
 
 class Status(enum.StrEnum):
@@ -165,12 +196,39 @@ def hash_token(token: str) -> bytes:
 
 
 class IdentityRegistry:
-    """Create, list, revoke and authenticate identities; records changes on the ledger."""
+    """Create, list, revoke and authenticate identities; records changes on the ledger.
 
-    def __init__(self, db: Database, recorder: EventRecorder, *, token_ttl: timedelta) -> None:
+    Administrative identities (:data:`ADMINISTRATIVE_ROLES`) carry an Ed25519
+    key and are registered and revoked only with a security officer's signed
+    duty, verified against the officer's ledgered key (:attr:`duty_keys`).
+    """
+
+    def __init__(self, db: Database, log: ledger.Ledger, *, token_ttl: timedelta) -> None:
         self._db = db
-        self._recorder = recorder
+        self._recorder = log
+        self._ledger = log
         self._ttl = token_ttl
+
+    @cached_property
+    def duty_keys(self) -> LedgerDutyKeys:
+        """Officers' (and every administrator's) keys as the ledger records them."""
+        from exchange.duty_keys import LedgerDutyKeys
+
+        return LedgerDutyKeys(self, self._ledger)
+
+    @property
+    def origin(self) -> str:
+        """The ledger origin every duty must name."""
+        return self._ledger.config.origin
+
+    def _check_name(self, name: str, industry: str | None) -> None:
+        if not _NAME.fullmatch(name):
+            raise IdentityError(
+                f"identity name {name!r} must be 1-128 letters, digits or . _ @ -, "
+                "starting with a letter or digit"
+            )
+        if industry is not None and not _NAME.fullmatch(industry):
+            raise IdentityError(f"industry {industry!r} must be a short slug, e.g. lithium-battery")
 
     def create(
         self,
@@ -181,54 +239,168 @@ class IdentityRegistry:
         industry: str | None = None,
         actor: str = "sysadmin",
         now: datetime | None = None,
+        duty: SignedDuty | None = None,
     ) -> IssuedIdentity:
         """Register ``name`` with ``role`` and issue its bearer token.
 
+        An administrative identity needs ``public_key`` and ``duty``: an
+        ``identity.create`` on ``name`` with details ``{"role", "public_key"}``
+        signed by an active security officer, checked against the officer's
+        ledgered key before anything is written; the officer is the entry's
+        actor and the duty goes into its payload.
+
         Raises:
-            IdentityError: the name is malformed or already taken.
+            IdentityError: the name is malformed or already taken; an administrator
+                without a key or a duty, or a duty for another identity.
+            DutyError: the duty is not a valid officer's signature on this act.
         """
-        if not _NAME.fullmatch(name):
-            raise IdentityError(
-                f"identity name {name!r} must be 1-128 letters, digits or . _ @ -, "
-                "starting with a letter or digit"
-            )
-        if industry is not None and not _NAME.fullmatch(industry):
-            raise IdentityError(f"industry {industry!r} must be a short slug, e.g. lithium-battery")
+        self._check_name(name, industry)
         when = now or utcnow()
+        entry_duty = None
+        if role in ADMINISTRATIVE_ROLES:
+            actor = self._check_registration(name, role, public_key, duty, now=when)
+            entry_duty = duty.to_dict() if duty is not None else None
+        elif duty is not None:
+            raise IdentityError(
+                f"{role} identities are registered without an officer's duty; "
+                "only administrators' registrations are signed"
+            )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires = when + self._ttl
         with self._db.write() as session:
             if session.get(_IdentityRow, name) is not None:
                 raise IdentityConflictError(f"identity {name!r} already exists")
-            row = _IdentityRow(
-                name=name,
-                role=role.value,
-                status=Status.ACTIVE.value,
-                public_key=public_key.raw if public_key else None,
-                industry=industry,
-                token_hash=hash_token(token),
-                token_expires_at=format_rfc3339(expires),
-                created_at=format_rfc3339(when),
-            )
+            row = self._row(name, role, public_key, industry, token, expires, when)
             session.add(row)
             session.flush()
+            entry = IdentityCreateEntry(
+                name=name,
+                role=role.value,
+                industry=industry,
+                public_key=public_key.to_base64() if public_key else None,
+                token_expires_at=format_rfc3339(expires),
+                duty=entry_duty,
+            )
             self._recorder.record(
-                Event(
-                    "identity.create",
-                    actor,
-                    {
-                        "name": name,
-                        "role": role.value,
-                        "industry": industry,
-                        "public_key": public_key.to_base64() if public_key else None,
-                        "token_expires_at": format_rfc3339(expires),
-                    },
-                ),
-                session=session,
+                Event(entry.TYPE, actor, entry.to_payload(), subjects=(name,)), session=session
             )
             identity = row.to_identity()
         logger.info("created identity %s (%s)", name, role.value)
         return IssuedIdentity(identity, token)
+
+    def _check_registration(
+        self,
+        name: str,
+        role: Role,
+        public_key: Ed25519PublicKey | None,
+        duty: SignedDuty | None,
+        *,
+        now: datetime,
+    ) -> str:
+        """The officer whose duty registers administrator ``name``.
+
+        Raises:
+            IdentityError: no key or no duty, or details that name another role or key.
+            DutyError: not a valid officer's duty for this registration.
+        """
+        if public_key is None:
+            raise IdentityError(
+                f"{role} identities carry an Ed25519 public key (ibx identity keygen; --public-key)"
+            )
+        if duty is None:
+            raise IdentityError(
+                f"registering a {role} needs an identity.create duty signed by a security "
+                "officer (ibx identity create ... --key OFFICER_KEYFILE)"
+            )
+        officer = check_duty(
+            duty,
+            keys=self.duty_keys,
+            origin=self.origin,
+            action="identity.create",
+            subject=name,
+            role=Role.SECURITY_OFFICER.value,
+            now=now,
+        )
+        expected = {"role": role.value, "public_key": public_key.to_base64()}
+        if dict(duty.duty.details) != expected:
+            raise IdentityError(
+                f"{officer}'s duty registers {name} with {dict(duty.duty.details)}, "
+                f"not role {role.value} and key {public_key.fingerprint()[:16]}"
+            )
+        return officer
+
+    def _row(  # noqa: PLR0917 -- one column each
+        self,
+        name: str,
+        role: Role,
+        public_key: Ed25519PublicKey | None,
+        industry: str | None,
+        token: str,
+        expires: datetime,
+        when: datetime,
+    ) -> _IdentityRow:
+        return _IdentityRow(
+            name=name,
+            role=role.value,
+            status=Status.ACTIVE.value,
+            public_key=public_key.raw if public_key else None,
+            industry=industry,
+            token_hash=hash_token(token),
+            token_expires_at=format_rfc3339(expires),
+            created_at=format_rfc3339(when),
+        )
+
+    def bootstrap_officers(
+        self, officers: Sequence[tuple[str, Ed25519PublicKey]], *, now: datetime | None = None
+    ) -> list[IssuedIdentity]:
+        """Register the deployment's first security officers, without a duty (``ibx init``).
+
+        Their ``identity.create`` entries carry ``"bootstrap": true``; they must
+        be the registry's first identities (an auditor checks they are the first
+        identity entries on the ledger), so this is refused once any identity exists.
+
+        Raises:
+            IdentityError: a malformed or repeated name, fewer than two officers or the
+                same key twice.
+            IdentityConflictError: the registry already holds identities.
+        """
+        names = [name for name, _ in officers]
+        if len(officers) < 2 or len(set(names)) != len(names):
+            raise IdentityError("bootstrap needs at least two officers of distinct names")
+        if len({key.raw for _, key in officers}) != len(officers):
+            raise IdentityError("each bootstrap officer holds a key of their own")
+        for name in names:
+            self._check_name(name, None)
+        when = now or utcnow()
+        expires = when + self._ttl
+        issued: list[IssuedIdentity] = []
+        with self._db.write() as session:
+            if session.execute(select(_IdentityRow.name).limit(1)).first() is not None:
+                raise IdentityConflictError(
+                    "the registry already holds identities: bootstrap officers are only "
+                    "registered at ibx init (an officer registers the others)"
+                )
+            events = []
+            for name, key in officers:
+                token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+                row = self._row(name, Role.SECURITY_OFFICER, key, None, token, expires, when)
+                session.add(row)
+                issued.append(IssuedIdentity(row.to_identity(), token))
+                entry = IdentityCreateEntry(
+                    name=name,
+                    role=Role.SECURITY_OFFICER.value,
+                    industry=None,
+                    public_key=key.to_base64(),
+                    token_expires_at=format_rfc3339(expires),
+                    bootstrap=True,
+                )
+                events.append(
+                    Event(entry.TYPE, BOOTSTRAP_ACTOR, entry.to_payload(), subjects=(name,))
+                )
+            session.flush()
+            self._recorder.record_batch(events, session=session)
+        logger.info("registered the bootstrap officers %s", ", ".join(names))
+        return issued
 
     def get(self, name: str) -> Identity:
         """The identity called ``name``.
@@ -267,27 +439,78 @@ class IdentityRegistry:
         rows = self._db.fetch(_NAMES, {"industry": industry, "role": role.value})
         return tuple(str(row.name) for row in rows)
 
-    def revoke(self, name: str, *, actor: str = "sysadmin") -> Identity:
+    def revoke(
+        self,
+        name: str,
+        *,
+        actor: str = "sysadmin",
+        duty: SignedDuty | None = None,
+        now: datetime | None = None,
+    ) -> Identity:
         """Revoke ``name``: its token stops working at once.
 
+        An administrative identity is revoked only with an ``identity.revoke``
+        duty on ``name`` (details ``{"role"}``) signed by an active security
+        officer, who becomes the entry's actor; the last active security officer
+        cannot be revoked (nobody could register another).
+
         Raises:
-            IdentityError: no such identity, or already revoked.
+            IdentityError: no such identity, already revoked, an administrator without
+                a valid duty, or the last security officer.
+            DutyError: the duty is not a valid officer's signature on this act.
         """
+        current = self.get(name)
+        entry_duty = None
+        if current.role in ADMINISTRATIVE_ROLES and current.status is Status.ACTIVE:
+            if duty is None:
+                raise IdentityError(
+                    f"revoking a {current.role} needs an identity.revoke duty signed by a "
+                    "security officer (ibx identity revoke NAME --key OFFICER_KEYFILE)"
+                )
+            actor = check_duty(
+                duty,
+                keys=self.duty_keys,
+                origin=self.origin,
+                action="identity.revoke",
+                subject=name,
+                role=Role.SECURITY_OFFICER.value,
+                now=now or utcnow(),
+            )
+            if dict(duty.duty.details) != {"role": current.role.value}:
+                raise IdentityError(f"{actor}'s duty revokes {name} as another role")
+            entry_duty = duty.to_dict()
         with self._db.write() as session:
             row = session.get(_IdentityRow, name)
             if row is None:
                 raise IdentityNotFoundError(f"no identity named {name!r}")
             if row.status == Status.REVOKED.value:
                 raise IdentityConflictError(f"identity {name!r} is already revoked")
+            if row.role == Role.SECURITY_OFFICER.value and self._last_officer(session, name):
+                raise IdentityConflictError(
+                    f"{name} is the last active security officer: register another first"
+                )
             row.status = Status.REVOKED.value
             session.flush()
+            entry = IdentityRevokeEntry(name=name, role=row.role, duty=entry_duty)
             self._recorder.record(
-                Event("identity.revoke", actor, {"name": name, "role": row.role}),
-                session=session,
+                Event(entry.TYPE, actor, entry.to_payload(), subjects=(name,)), session=session
             )
             identity = row.to_identity()
         logger.info("revoked identity %s", name)
         return identity
+
+    @staticmethod
+    def _last_officer(session: Any, name: str) -> bool:
+        others = session.execute(
+            select(_IdentityRow.name)
+            .where(
+                _IdentityRow.role == Role.SECURITY_OFFICER.value,
+                _IdentityRow.status == Status.ACTIVE.value,
+                _IdentityRow.name != name,
+            )
+            .limit(1)
+        ).first()
+        return others is None
 
     def rotate_token(self, name: str, *, actor: str, now: datetime | None = None) -> IssuedIdentity:
         """Replace the bearer token of ``name``: the old one stops working at once.
@@ -309,17 +532,11 @@ class IdentityRegistry:
             row.token_hash = hash_token(token)
             row.token_expires_at = format_rfc3339(expires)
             session.flush()
+            entry = TokenRotateEntry(
+                name=name, role=row.role, token_expires_at=format_rfc3339(expires)
+            )
             self._recorder.record(
-                Event(
-                    "identity.token_rotate",
-                    actor,
-                    {
-                        "name": name,
-                        "role": row.role,
-                        "token_expires_at": format_rfc3339(expires),
-                    },
-                ),
-                session=session,
+                Event(entry.TYPE, actor, entry.to_payload(), subjects=(name,)), session=session
             )
             identity = row.to_identity()
         logger.info("rotated the token of %s", name)
@@ -328,22 +545,26 @@ class IdentityRegistry:
     def set_public_key(self, name: str, public_key: Ed25519PublicKey, *, actor: str) -> Identity:
         """Register (or rotate) the Ed25519 public key of ``name``.
 
+        An administrator's key is fixed by the officer's duty that registered it
+        (register a new identity to change it): refused here.
+
         Raises:
-            IdentityError: no such identity, or it is revoked.
+            IdentityError: no such identity, it is revoked, or an administrator.
         """
         with self._db.write() as session:
             row = session.get(_IdentityRow, name)
             if row is None or row.status != Status.ACTIVE.value:
                 raise IdentityNotFoundError(f"no active identity named {name!r}")
+            if Role(row.role) in ADMINISTRATIVE_ROLES:
+                raise IdentityError(
+                    f"{name} is {row.role}: an administrator's key is the one an officer's "
+                    "duty registered; register a new identity to change it"
+                )
             row.public_key = public_key.raw
             session.flush()
+            entry = PublicKeyEntry(name=name, public_key=public_key.to_base64())
             self._recorder.record(
-                Event(
-                    "identity.public_key",
-                    actor,
-                    {"name": name, "public_key": public_key.to_base64()},
-                ),
-                session=session,
+                Event(entry.TYPE, actor, entry.to_payload(), subjects=(name,)), session=session
             )
             return row.to_identity()
 

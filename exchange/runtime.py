@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import policies
     from exchange.admin_certs import AdminCertificates
     from exchange.auth_lockout import AuthFailureGuard
+    from exchange.duty_keys import LedgerDutyKeys
     from exchange.identities import IdentityRegistry
     from exchange.pipeline.service import Pipeline
 
@@ -190,6 +191,11 @@ class Runtime:
         return IdentityRegistry(
             self.db, self.ledger, token_ttl=timedelta(days=self.settings.token_ttl_days)
         )
+
+    @property
+    def duty_keys(self) -> LedgerDutyKeys:
+        """Administrators' keys as the ledger records them (verifies signed duties)."""
+        return self.identities.duty_keys
 
     @cached_property
     def admin_certificates(self) -> AdminCertificates:
