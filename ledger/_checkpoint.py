@@ -18,7 +18,7 @@ from core.keys import Ed25519PublicKey, Ed25519Signer, verify_ed25519
 from ledger._merkle import HASH_SIZE
 from ledger.errors import CheckpointError
 
-__all__ = ["Checkpoint", "NoteVerifier", "SignedNote", "sign_note"]
+__all__ = ["Checkpoint", "NoteSignature", "NoteVerifier", "SignedNote", "sign_note"]
 
 _ED25519 = 0x01
 _SIG_PREFIX = "\u2014 "
