@@ -3,8 +3,8 @@
 One model per entry type; ``TYPE`` is the entry type, the fields are exactly
 the payload and unknown members are refused, so an auditor parses every
 ``edge.*`` entry through these (``docs/audit.md``, "Typed entries"; JSON
-Schema in ``docs/schemas/ledger/``). Writers record :meth:`payload` (members
-that the entry does not state are absent, not ``null``).
+Schema in ``docs/schemas/ledger/``). Writers record :meth:`payload`: an
+optional member the entry does not state is absent, not ``null``.
 
 * ``edge.ca.init`` — :class:`CaInitEntry`
 * ``edge.token.create`` — :class:`TokenCreateEntry`
@@ -55,8 +55,16 @@ class _Entry(BaseModel):
     model_config = _CONFIG
 
     def payload(self) -> dict[str, CoreJsonValue]:
-        """The ledger payload: the JSON form, members left unset (``None``) omitted."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The ledger payload: the JSON form; an optional member left unset is absent.
+
+        A member that is required but may be ``null`` is stated as ``null``.
+        """
+        unset = {
+            name
+            for name, info in type(self).model_fields.items()
+            if not info.is_required() and getattr(self, name) is None
+        }
+        return self.model_dump(mode="json", exclude=unset)
 
 
 class CaInitEntry(_Entry):
@@ -216,10 +224,6 @@ class CertificateRevokeEntry(_Entry):
     """Every certificate whose revocation this changed."""
     duty: SignedDutyEntry | None = None
     """The officer's signed duty for the revocation (absent on entries written before duties)."""
-
-    def payload(self) -> dict[str, CoreJsonValue]:
-        """The payload: ``enterprise``/``device`` kept even when ``null``; ``duty`` if any."""
-        return self.model_dump(mode="json", exclude={"duty"} if self.duty is None else None)
 
 
 class ReadingsUploadEntry(_Entry):

@@ -39,6 +39,7 @@ from core.events import Event
 from core.keys import Ed25519PublicKey
 from exchange.identities import IdentityError, Role, Status
 from exchange.pipeline.engine import EngineJob, JobContext, PayloadError
+from exchange.pipeline.entries import ContributionEntry, RefusalEntry
 from exchange.pipeline.errors import (
     AnswerConflictError,
     InvalidPayloadError,
@@ -48,7 +49,7 @@ from exchange.pipeline.errors import (
 )
 from exchange.pipeline.evidence import EvidenceCache
 from exchange.pipeline.frames import FramedContribution
-from exchange.pipeline.jobs import CONTRIBUTION_EVENT, REFUSAL_EVENT, JobRecord, JobState
+from exchange.pipeline.jobs import JobRecord, JobState
 from exchange.pipeline.pending import PendingIndex
 from exchange.pipeline.psi_job import PsiEngineJob, psi_successor
 from exchange.pipeline.request import EngineName
@@ -434,18 +435,20 @@ class AnswerDesk:
             part = session.get(ParticipantRow, (job.job_id, enterprise))
             assert row is not None and part is not None
             self._collecting(job.job_id, row.state, part)
-            entry: dict[str, JsonValue] = {
-                "job_id": job.job_id,
-                "enterprise": enterprise,
-                "round": statement.round,
-                "statement": statement.to_dict(),
-                "signature": signature,
-            }
-            if handed_to is not None:  # lets that enterprise read the entry (own scope)
-                entry["to"] = {"enterprise": handed_to}
+            model = ContributionEntry if contribution else RefusalEntry
+            entry = model.model_validate(
+                {
+                    "job_id": job.job_id,
+                    "enterprise": enterprise,
+                    "round": statement.round,
+                    "statement": statement.to_dict(),
+                    "signature": signature,
+                    # lets that enterprise read the entry (own scope):
+                    "to": None if handed_to is None else {"enterprise": handed_to},
+                }
+            )
             recorded = runtime.ledger.record(
-                Event(CONTRIBUTION_EVENT if contribution else REFUSAL_EVENT, enterprise, entry),
-                session=session,
+                Event(model.TYPE, enterprise, entry.payload()), session=session
             )
             session.add(
                 AnswerRow(

@@ -26,6 +26,13 @@ from core.canonical import JsonValue
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
 from core.db import Database
 from core.events import Event, EventRecorder
+from exchange.pipeline.entries import (
+    ContributionEntry,
+    JobEntry,
+    RefusalEntry,
+    ResultEntry,
+    WithdrawalEntry,
+)
 from exchange.pipeline.errors import JobNotFoundError
 from exchange.pipeline.statements import DecisionRecord
 from exchange.pipeline.tables import JobRow, ParticipantRow
@@ -47,11 +54,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-JOB_EVENT = "pipeline.job"
-CONTRIBUTION_EVENT = "pipeline.contribution"
-REFUSAL_EVENT = "pipeline.refusal"
-WITHDRAWAL_EVENT = "pipeline.withdrawal"
-RESULT_EVENT = "pipeline.result"
+JOB_EVENT = JobEntry.TYPE
+CONTRIBUTION_EVENT = ContributionEntry.TYPE
+REFUSAL_EVENT = RefusalEntry.TYPE
+WITHDRAWAL_EVENT = WithdrawalEntry.TYPE
+RESULT_EVENT = ResultEntry.TYPE
 
 
 class JobState(enum.StrEnum):
@@ -181,17 +188,16 @@ _MOVE = (
 
 def move_event(job_id: str, requester: str, before: str, to: JobState, reason: str | None) -> Event:
     """The ``pipeline.job`` entry of a move from ``before`` to ``to``."""
-    return Event(
-        JOB_EVENT,
-        "exchange",
+    entry = JobEntry.model_validate(
         {
             "job_id": job_id,
             "requester": requester,
             "from": before,
             "state": to.value,
             "reason": reason,
-        },
+        }
     )
+    return Event(JOB_EVENT, "exchange", entry.payload())
 
 
 class JobStore:

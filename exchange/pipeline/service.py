@@ -41,6 +41,7 @@ from exchange.pipeline.answers import AnswerDesk
 from exchange.pipeline.authorize import Authorization, Authorizer, GroupCommit
 from exchange.pipeline.engine import EngineJob, JobContext, Outcome, ReleaseRefused
 from exchange.pipeline.engines import build_engine
+from exchange.pipeline.entries import ResultEntry, WithdrawalEntry
 from exchange.pipeline.errors import JobNotFoundError, JobStateError, ResultNotReadyError
 from exchange.pipeline.jobs import (
     RESULT_EVENT,
@@ -464,13 +465,13 @@ class Pipeline:
                     Event(
                         WITHDRAWAL_EVENT,
                         "exchange",
-                        {
-                            "job_id": job.job_id,
-                            "requester": job.requester,
-                            "enterprise": enterprise,
-                            "consent_id": part.consent_id,
-                            "reason": f"the consent is {status}",
-                        },
+                        WithdrawalEntry(
+                            job_id=job.job_id,
+                            requester=job.requester,
+                            enterprise=enterprise,
+                            consent_id=part.consent_id,
+                            reason=f"the consent is {status}",
+                        ).payload(),
                     ),
                     session=session,
                 )
@@ -503,13 +504,13 @@ class Pipeline:
                 Event(
                     RESULT_EVENT,
                     "exchange",
-                    {
-                        "job_id": job.job_id,
-                        "requester": job.requester,
-                        "result_sha256": digest,
-                        "cohort": outcome.cohort,
-                        "contributors": list(contributors),
-                    },
+                    ResultEntry(
+                        job_id=job.job_id,
+                        requester=job.requester,
+                        result_sha256=digest,
+                        cohort=outcome.cohort,
+                        contributors=tuple(contributors),
+                    ).payload(),
                 ),
                 session=session,
             )

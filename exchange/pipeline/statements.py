@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from core.canonical import JsonValue, canonical_bytes
 from core.clock import format_rfc3339, parse_rfc3339
+from core.errors import CanonicalJsonError
 from core.keys import Ed25519PublicKey, Ed25519Signer, verify_ed25519
+from exchange.pipeline.entries import DecisionEntry, LeftOutEntry, ParticipantEntry, RequestEntry
 from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
 
 __all__ = [
@@ -127,80 +132,83 @@ class DecisionRecord:
     decided_at: datetime
     deadline: datetime
 
+    def to_entry(self) -> DecisionEntry:
+        """The ``pipeline.decision`` entry (typed)."""
+        return DecisionEntry(
+            job_id=self.job_id,
+            requester=self.requester,
+            request=RequestEntry.model_validate(self.request.to_dict()),
+            request_sha256=self.request.digest(),
+            engine=self.engine.value,  # he, mpc or psi: resolved
+            policy_version=self.policy_version,
+            participants=tuple(
+                ParticipantEntry.model_validate(p.to_dict()) for p in self.participants
+            ),
+            left_out=tuple(LeftOutEntry(owner=o.owner, reason=o.reason) for o in self.left_out),
+            min_cohort=self.min_cohort,
+            decided_at=format_rfc3339(self.decided_at),
+            deadline=format_rfc3339(self.deadline),
+        )
+
     def to_payload(self) -> dict[str, JsonValue]:
         """The ``pipeline.decision`` ledger payload."""
-        return {
-            "job_id": self.job_id,
-            "requester": self.requester,
-            "request": self.request.to_dict(),
-            "request_sha256": self.request.digest(),
-            "engine": self.engine.value,
-            "policy_version": self.policy_version,
-            "participants": [p.to_dict() for p in self.participants],
-            "left_out": [o.to_dict() for o in self.left_out],
-            "min_cohort": self.min_cohort,
-            "decided_at": format_rfc3339(self.decided_at),
-            "deadline": format_rfc3339(self.deadline),
-        }
+        return self.to_entry().payload()
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, JsonValue]) -> DecisionRecord:
         """Parse a ``pipeline.decision`` payload, checking the request hash it states.
 
+        The payload is parsed through :class:`DecisionEntry` (its schema), then
+        the request through :class:`ComputeRequest` (its own rules).
+
         Raises:
             StatementError: malformed, or ``request_sha256`` is not the request's hash.
         """
+        try:  # strictly, as JSON: no number from a string, no integer from a boolean
+            entry = DecisionEntry.model_validate_json(canonical_bytes(payload), strict=True)
+        except CanonicalJsonError as exc:
+            raise StatementError(f"decision: {exc}") from exc
+        except ValidationError as exc:
+            raise StatementError(f"decision: {_first_error(exc)}") from exc
+        return cls.from_entry(entry)
+
+    @classmethod
+    def from_entry(cls, entry: DecisionEntry) -> DecisionRecord:
+        """The decision a parsed ``pipeline.decision`` entry states.
+
+        Raises:
+            StatementError: the request breaks its own rules, or ``request_sha256``
+                is not the request's hash.
+        """
         try:
-            request_obj = payload["request"]
-            if not isinstance(request_obj, dict):
-                raise StatementError("decision: request must be an object")
-            request = ComputeRequest.from_dict(request_obj)
-            if payload["request_sha256"] != request.digest():
+            request = ComputeRequest.from_dict(entry.request.model_dump(mode="json"))
+            if not hmac.compare_digest(entry.request_sha256, request.digest()):
                 raise StatementError("decision: request_sha256 is not the request's hash")
-            job_id = str(payload["job_id"])
-            if not _JOB_ID.fullmatch(job_id):
-                raise StatementError("decision: malformed job_id")
-            parts = payload["participants"]
-            left = payload["left_out"]
-            if not isinstance(parts, list) or not isinstance(left, list):
-                raise StatementError("decision: participants and left_out must be lists")
-            participants = []
-            for p in parts:
-                if not isinstance(p, dict):
-                    raise StatementError("decision: a participant must be an object")
-                digest = str(p["receipt_sha256"])
-                if not _HEX64.fullmatch(digest):
-                    raise StatementError("decision: malformed receipt_sha256")
-                participants.append(
-                    Participant(
-                        enterprise=str(p["enterprise"]),
-                        dataset=str(p["dataset"]),
-                        consent_id=str(p["consent_id"]),
-                        receipt_sha256=digest,
-                        min_cohort=_int(p["min_cohort"]),
-                        public_key=_public_key(p["public_key"]),
-                    )
-                )
-            left_out = []
-            for o in left:
-                if not isinstance(o, dict):
-                    raise StatementError("decision: a left_out member must be an object")
-                left_out.append(LeftOut(str(o["owner"]), str(o["reason"])))
             return cls(
-                job_id=job_id,
-                requester=str(payload["requester"]),
+                job_id=entry.job_id,
+                requester=entry.requester,
                 request=request,
-                engine=EngineName(str(payload["engine"])),
-                policy_version=str(payload["policy_version"]),
-                participants=tuple(participants),
-                left_out=tuple(left_out),
-                min_cohort=_int(payload["min_cohort"]),
-                decided_at=parse_rfc3339(str(payload["decided_at"])),
-                deadline=parse_rfc3339(str(payload["deadline"])),
+                engine=EngineName(entry.engine),
+                policy_version=entry.policy_version,
+                participants=tuple(
+                    Participant(
+                        enterprise=p.enterprise,
+                        dataset=p.dataset,
+                        consent_id=p.consent_id,
+                        receipt_sha256=p.receipt_sha256,
+                        min_cohort=p.min_cohort,
+                        public_key=_public_key(p.public_key),
+                    )
+                    for p in entry.participants
+                ),
+                left_out=tuple(LeftOut(o.owner, o.reason) for o in entry.left_out),
+                min_cohort=entry.min_cohort,
+                decided_at=parse_rfc3339(entry.decided_at),
+                deadline=parse_rfc3339(entry.deadline),
             )
         except StatementError:
             raise
-        except (KeyError, TypeError, ValueError, InvalidRequestError) as exc:
+        except (TypeError, ValueError, InvalidRequestError) as exc:
             raise StatementError(f"decision: {exc}") from exc
 
     def participant(self, enterprise: str) -> Participant | None:
@@ -215,6 +223,13 @@ def _public_key(value: JsonValue) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_base64(value)
     except ValueError as exc:
         raise StatementError(f"decision: a participant's public_key: {exc}") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first problem pydantic found, as ``where: what``."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "payload"
+    return f"{where}: {error['msg']}"
 
 
 def _int(value: JsonValue) -> int:
