@@ -289,6 +289,7 @@ class Runtime:
     def policy(self) -> policies.PolicyDecisionPoint:
         """The policy decision point (embedded Rego, or the OPA server of IBX_OPA_URL)."""
         import policies
+        from exchange.policy_activations import LedgerActivations
 
         return policies.PolicyDecisionPoint(
             self.db,
@@ -296,6 +297,9 @@ class Runtime:
             policies.PolicyConfig(
                 opa_url=self.settings.opa_url, bootstrap_pack=policies.BASELINE_PACK
             ),
+            duty_keys=self.duty_keys,  # officers' steps: signed duties under ledgered keys
+            origin=self.settings.ledger_origin,
+            activations=LedgerActivations(self.ledger),  # the active row must match the ledger
         )
 
     @cached_property

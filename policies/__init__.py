@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from policies._coverage_report import CoverageReport, CoverageThresholds, RuleCoverage
+from policies._duties import POLICY_STEPS, ActivationRecord, sign_policy_step
 from policies._model import (
     Decision,
     DecisionRequest,
@@ -41,7 +42,17 @@ from policies._source import (
     RegoModule,
     parse_requests_file,
 )
+from policies.entries import (
+    ACTIVE_SUBJECT,
+    ENTRY_TYPES,
+    CoverageSummary,
+    PolicyActivateEntry,
+    PolicyApproveEntry,
+    PolicyProposeEntry,
+    PolicyTestEntry,
+)
 from policies.errors import (
+    ActiveVersionMismatchError,
     CasbinLineError,
     FourEyesError,
     OfficerRequiredError,
@@ -98,13 +109,19 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 """The policies package's Alembic branch."""
 
 __all__ = [
+    "ACTIVE_SUBJECT",
     "ALLOWED_BUILTINS",
     "BASELINE_PACK",
+    "ENTRY_TYPES",
     "MIGRATIONS",
+    "POLICY_STEPS",
+    "ActivationRecord",
+    "ActiveVersionMismatchError",
     "CasbinLine",
     "CasbinLineError",
     "CompiledPolicy",
     "CoverageReport",
+    "CoverageSummary",
     "CoverageThresholds",
     "Decision",
     "DecisionRequest",
@@ -117,6 +134,8 @@ __all__ = [
     "OpaEvaluator",
     "OpaServerError",
     "OrderStatistics",
+    "PolicyActivateEntry",
+    "PolicyApproveEntry",
     "PolicyConfig",
     "PolicyDecisionPoint",
     "PolicyError",
@@ -124,8 +143,10 @@ __all__ = [
     "PolicyLifecycleError",
     "PolicyLockoutError",
     "PolicyNotFoundError",
+    "PolicyProposeEntry",
     "PolicySandboxError",
     "PolicySource",
+    "PolicyTestEntry",
     "PolicyTestsFailedError",
     "PolicyVersion",
     "RegoModule",
@@ -149,4 +170,5 @@ __all__ = [
     "prepare_input",
     "run_sandbox",
     "run_tests_in_sandbox",
+    "sign_policy_step",
 ]

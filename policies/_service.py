@@ -1,11 +1,21 @@
 """The policy decision point and the four-eyes workflow that changes it.
 
 Lifecycle of a version: ``proposed`` → ``tested`` → ``approved`` → ``active``.
-Every officer command names the acting identity; only security officers may
-act, the proposer may neither approve nor activate their own version, no
-version that would lock the security officers out of policy may be approved
-or activated (:mod:`policies._lockout`), and every transition is recorded
-through the event recorder in the same transaction as the state change.
+Every officer step is a duty the officer signed with their own key
+(:mod:`core.duty`), verified against the key the ledger records for them
+before anything happens; the verified signer is the acting officer. Only
+security officers may act, the proposer may neither approve nor activate
+their own version (four eyes on verified signers), no version that would lock
+the security officers out of policy may be approved or activated
+(:mod:`policies._lockout`), and every transition is recorded, its signed duty
+in the payload, through the event recorder in the same transaction as the
+state change.
+
+The active version's row is an index of the ledger: whenever it is read
+again (at most every ``active_version_ttl``), it is compared with the latest
+``policy.activate`` entry (:class:`policies.ActivationRecord`). A row that
+disagrees decides nothing (every decision is a reasoned deny) and is raised
+once as a critical ``row.mismatch`` alert.
 """
 
 from __future__ import annotations
@@ -25,11 +35,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from core.alerts import Alert, Severity
 from core.canonical import JsonValue, canonical_bytes
 from core.clock import format_rfc3339, utcnow
 from core.db import Database
+from core.duty import DutyError, DutyKeys, SignedDuty, check_duty
 from core.events import Event, EventRecorder
 from policies._coverage_report import CoverageReport, CoverageThresholds
+from policies._duties import ActivationRecord
 from policies._lockout import lockout_probes, require_no_lockout
 from policies._model import (
     OFFICER_ROLE,
@@ -59,7 +72,16 @@ from policies._store import (
     VersionRow,
     store_lines,
 )
+from policies.entries import (
+    ACTIVE_SUBJECT,
+    CoverageSummary,
+    PolicyActivateEntry,
+    PolicyApproveEntry,
+    PolicyProposeEntry,
+    PolicyTestEntry,
+)
 from policies.errors import (
+    ActiveVersionMismatchError,
     FourEyesError,
     OfficerRequiredError,
     PolicyInputError,
@@ -78,6 +100,16 @@ __all__ = ["PolicyConfig", "PolicyDecisionPoint"]
 logger = logging.getLogger(__name__)
 
 _ACTIVE = select(ActiveRow.version).where(ActiveRow.id == 1)
+ALERT_ACTOR = "policy-decision-point"
+"""The actor of the alerts the decision point raises."""
+
+
+@dataclass(frozen=True)
+class _ActiveState:
+    """The active row as read, and why it may not decide (it disagrees with the ledger)."""
+
+    version: VersionHash | None
+    mismatch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,18 +153,39 @@ class PolicyDecisionPoint:
     """Decide requests under the active version; propose, test, approve and activate versions."""
 
     def __init__(
-        self, db: Database, recorder: EventRecorder, config: PolicyConfig | None = None
+        self,
+        db: Database,
+        recorder: EventRecorder,
+        config: PolicyConfig | None = None,
+        *,
+        duty_keys: DutyKeys | None = None,
+        origin: str = "",
+        activations: ActivationRecord | None = None,
     ) -> None:
+        """Wire the store, the recorder and the ledger checks.
+
+        ``duty_keys``: where an officer's ledgered key is found; without it every
+        officer step is refused. ``origin``: the ledger origin the duties must name.
+        ``activations``: the latest ``policy.activate`` on the ledger, which the
+        active row must match; without it the row is not checked (tests of the
+        engine alone; the exchange always wires it).
+        """
         self._db = db
         self._recorder = recorder
         self._config = config or PolicyConfig()
+        self._duty_keys = duty_keys
+        self._origin = origin
+        self._activations = activations
+        self._alerted: set[tuple[str | None, str | None]] = set()
+        """Row/ledger disagreements already raised as alerts by this process."""
+        self._alert_lock = threading.Lock()
         self._compiled: dict[VersionHash, CompiledPolicy] = {}
         self._compile_lock = threading.Lock()
         self._opa: OpaEvaluator | None = None
         self._bootstrap: CompiledPolicy | None = None
         self._decisions: OrderedDict[tuple[object, ...], Decision] = OrderedDict()
         self._decisions_lock = threading.Lock()
-        self._active: tuple[VersionHash | None, float] | None = None
+        self._active: tuple[_ActiveState, float] | None = None
         """The active version as last read, and until when (monotonic) it may be reused."""
         self._active_generation = 0
         """Bumped by each activation here, so a read that raced it is not kept."""
@@ -166,10 +219,13 @@ class PolicyDecisionPoint:
     def decide_request(self, request: DecisionRequest) -> Decision:
         """:meth:`decide` for a built request. Never raises."""
         try:
-            version = self.active_version()
+            state = self._active_state()
         except SQLAlchemyError as exc:
             logger.error("policy store unreadable: %s", type(exc).__name__)
             return Decision(False, ("the policy store could not be read; denied",), None)
+        if state.mismatch is not None:
+            return Decision(False, (state.mismatch,), None)
+        version = state.version
         try:
             compiled = self._bootstrap_policy() if version is None else self.compiled(version)
         except Exception as exc:  # any compile failure must deny, never allow
@@ -203,10 +259,14 @@ class PolicyDecisionPoint:
         Before the first activation, the bootstrap pack's. Cached per version.
 
         Raises:
+            ActiveVersionMismatchError: the active row disagrees with the ledger.
             PolicyNotFoundError: no version is active and there is no bootstrap pack.
             PolicyInputError: the version's release terms are malformed.
         """
-        version = self.active_version()
+        state = self._active_state()
+        if state.mismatch is not None:
+            raise ActiveVersionMismatchError(state.mismatch)
+        version = state.version
         key = (version or "", classification)
         cached = self._terms.get(key)
         if cached is not None:
@@ -241,24 +301,96 @@ class PolicyDecisionPoint:
         return self._bootstrap
 
     def active_version(self) -> VersionHash | None:
-        """The active version's hash (one primary-key read, no ORM session), or None.
+        """The active version's hash as its row names it (one primary-key read), or None.
 
         Reused for at most ``PolicyConfig.active_version_ttl`` seconds, so an
         activation or rollback by another process takes effect here within that
-        bound; one through this decision point takes effect at once.
+        bound; one through this decision point takes effect at once. Whether the
+        row agrees with the ledger: :meth:`active_mismatch`.
         """
+        return self._active_state().version
+
+    def active_mismatch(self) -> str | None:
+        """Why the active row may not decide (it disagrees with the ledger), or None."""
+        return self._active_state().mismatch
+
+    def _active_state(self) -> _ActiveState:
+        """The active row, checked against the ledger's latest activation when re-read."""
         ttl = self._config.active_version_ttl
         cached = self._active
         if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
         generation, started = self._active_generation, time.monotonic()
-        rows = self._db.fetch(_ACTIVE)
-        version = VersionHash(rows[0].version) if rows and rows[0].version else None
+        state = self._read_active()
         if ttl > 0:
             with self._active_lock:
                 if generation == self._active_generation:  # no activation here meanwhile
-                    self._active = (version, started + ttl)
-        return version
+                    self._active = (state, started + ttl)
+        return state
+
+    def _read_row(self) -> VersionHash | None:
+        rows = self._db.fetch(_ACTIVE)
+        return VersionHash(rows[0].version) if rows and rows[0].version else None
+
+    def _read_active(self) -> _ActiveState:
+        """Read the row and (if wired) the ledger; a disagreement is read once more (an
+        activation may have committed between the two reads) before it is believed."""
+        version = self._read_row()
+        if self._activations is None:
+            return _ActiveState(version)
+        for attempt in range(2):
+            try:
+                recorded = self._activations.latest_activation()
+            except Exception as exc:  # an unreadable ledger must deny, never allow
+                logger.error("the ledger's activations could not be read: %s", exc)
+                return _ActiveState(
+                    version, f"the ledger's policy activations could not be read ({exc}); denied"
+                )
+            if recorded == version:
+                return _ActiveState(version)
+            if attempt == 0:
+                version = self._read_row()
+        return _ActiveState(version, self._raise_mismatch(version, recorded))
+
+    def _raise_mismatch(self, row: VersionHash | None, recorded: str | None) -> str:
+        """The reason a mismatched row denies; recorded once as a ``row.mismatch`` alert."""
+        named = row[:12] if row else "none"
+        on_ledger = recorded[:12] if recorded else "none"
+        reason = (
+            f"the active policy row disagrees with the ledger (row: {named}, latest "
+            f"policy.activate: {on_ledger}); denied until an officer activates a version"
+        )
+        with self._alert_lock:
+            if (row, recorded) not in self._alerted:
+                self._alert_mismatch(row, recorded, named, on_ledger)
+        return reason
+
+    def _alert_mismatch(
+        self, row: VersionHash | None, recorded: str | None, named: str, on_ledger: str
+    ) -> None:
+        logger.critical(
+            "the active policy row names %s but the ledger's latest activation is %s",
+            named,
+            on_ledger,
+        )
+        alert = Alert(
+            rule="row.mismatch",
+            severity=Severity.CRITICAL,
+            subject=ACTIVE_SUBJECT,
+            message=(
+                f"the policy_active row names version {named} but the latest policy.activate "
+                f"on the ledger is {on_ledger}: the row was changed outside the four-eyes "
+                "workflow; every decision is denied"
+            ),
+            details={"row": row, "ledger": recorded},
+        )
+        try:
+            with self._db.write() as session:  # its own transaction
+                self._recorder.record(alert.event(ALERT_ACTOR), session=session)
+        except Exception as exc:  # the deny stands even if the alert cannot be written
+            logger.error("the row.mismatch alert could not be recorded: %s", exc)
+        else:
+            self._alerted.add((row, recorded))
 
     def _forget_active_version(self) -> None:
         """An activation through this point: the next decision reads the store again."""
@@ -345,23 +477,84 @@ class PolicyDecisionPoint:
 
     # --- the four-eyes workflow -----------------------------------------------------------
 
+    def verify_duty(
+        self,
+        duty: SignedDuty,
+        *,
+        step: str,
+        version: str,
+        now: datetime | None = None,
+        caller: Officer | None = None,
+    ) -> Officer:
+        """The officer who signed ``duty`` for ``policy.<step>`` on ``version``.
+
+        ``caller``, when given, is the authenticated identity that sent the duty
+        (the exchange passes its grant's): it must be a security officer and the
+        duty's signer.
+
+        Raises:
+            OfficerRequiredError: ``caller`` is not a security officer.
+            DutyError: no officer keys are configured here; or the duty is for
+                another deployment, step or version, too old or too new, by no
+                active security officer, not signed with their ledgered key, or
+                not signed by ``caller``.
+        """
+        if caller is not None:
+            _require_officer(caller)
+        if self._duty_keys is None:
+            raise DutyError(
+                "no officer keys are configured for this decision point: policy steps are refused"
+            )
+        try:
+            actor = check_duty(
+                duty,
+                keys=self._duty_keys,
+                origin=self._origin,
+                action=f"policy.{step}",
+                subject=version,
+                role=OFFICER_ROLE,
+                now=now or utcnow(),
+            )
+        except DutyError as exc:
+            logger.warning("policy.%s on %s refused: %s", step, version[:12], exc)
+            raise
+        if caller is not None and caller.name != actor:
+            logger.warning("policy.%s: %s sent a duty signed by %s", step, caller.name, actor)
+            raise DutyError(
+                f"{caller.name} sent a duty signed by {actor}; each officer signs their own steps"
+            )
+        return Officer(actor, OFFICER_ROLE)
+
     def propose(
-        self, source: PolicySource | Path, *, officer: Officer, now: datetime | None = None
+        self,
+        source: PolicySource | Path,
+        *,
+        duty: SignedDuty,
+        now: datetime | None = None,
+        caller: Officer | None = None,
     ) -> PolicyVersion:
         """Check a policy (statically here, its Rego in the sandbox) and store it as proposed.
 
+        ``duty`` is the proposing officer's signed ``policy.propose`` on the
+        content's hash (:attr:`PolicySource.hash`); it is verified first.
+
         Raises:
-            OfficerRequiredError: ``officer`` is not a security officer.
+            OfficerRequiredError: ``caller`` is not a security officer.
+            DutyError: ``duty`` does not verify (:meth:`verify_duty`).
             PolicyInputError: the content is invalid (``RegoSourceError`` and
                 ``CasbinLineError`` locate the problem).
             PolicySandboxError: the check crashed or timed out.
             PolicyLifecycleError: the same content was proposed before.
         """
-        _require_officer(officer)
+        if caller is not None:
+            _require_officer(caller)
         if isinstance(source, Path):
             source = PolicySource.from_dir(source)
         else:
             source.check()
+        officer = self.verify_duty(
+            duty, step="propose", version=source.hash, now=now, caller=caller
+        )
         check_in_sandbox(
             source,
             timeout=self._config.sandbox_timeout,
@@ -387,24 +580,41 @@ class PolicyDecisionPoint:
             store_lines(session, version, source.lines)
             session.flush()
             self._record(
-                session, "policy.propose", officer, version, {"summary": dict(source.summary())}
+                session,
+                PolicyProposeEntry(
+                    version=version,
+                    officer=officer.name,
+                    duty=duty.to_dict(),
+                    summary=dict(source.summary()),
+                ),
             )
         logger.info("policy %s proposed by %s", version[:12], officer.name)
         return self.get(version)
 
-    def test(self, ref: str, *, officer: Officer, now: datetime | None = None) -> TestReport:
+    def test(
+        self,
+        ref: str,
+        *,
+        duty: SignedDuty,
+        now: datetime | None = None,
+        caller: Officer | None = None,
+    ) -> TestReport:
         """Run the version's ``test_`` rules and sample requests in the sandbox.
 
         Passing moves a proposed version to ``tested``; failing moves a tested
         one back to ``proposed``. The report is stored and summarised on the ledger.
+        ``duty``: the officer's signed ``policy.test`` on the full version hash.
 
         Raises:
-            OfficerRequiredError: ``officer`` is not a security officer.
+            OfficerRequiredError: ``caller`` is not a security officer.
             PolicyNotFoundError: no such version.
+            DutyError: ``duty`` does not verify (:meth:`verify_duty`).
             PolicyLifecycleError: the version is already approved or active.
         """
-        _require_officer(officer)
+        if caller is not None:
+            _require_officer(caller)
         row = self._resolve(ref)
+        officer = self.verify_duty(duty, step="test", version=row.hash, now=now, caller=caller)
         if row.state not in (VersionState.PROPOSED, VersionState.TESTED):
             raise PolicyLifecycleError(
                 f"version {row.hash[:12]} is {row.state}; "
@@ -427,40 +637,53 @@ class PolicyDecisionPoint:
             current.tested_at = format_rfc3339(now or utcnow())
             current.state = (VersionState.TESTED if report.passed else VersionState.PROPOSED).value
             session.flush()
-            failed: list[JsonValue] = [r.name for r in report.results if not r.passed]
             self._record(
                 session,
-                "policy.test",
-                officer,
-                VersionHash(row.hash),
-                {
-                    "passed": report.passed,
-                    "results": len(report.results),
-                    "failed": failed,
-                    "error": report.error,
-                    "coverage": _coverage_summary(report),
-                },
+                PolicyTestEntry(
+                    version=row.hash,
+                    officer=officer.name,
+                    duty=duty.to_dict(),
+                    passed=report.passed,
+                    results=len(report.results),
+                    failed=[r.name for r in report.results if not r.passed],
+                    error=report.error,
+                    coverage=_coverage_summary(report),
+                ),
             )
         return report
 
-    def approve(self, ref: str, *, officer: Officer, now: datetime | None = None) -> PolicyVersion:
+    def approve(
+        self,
+        ref: str,
+        *,
+        duty: SignedDuty,
+        now: datetime | None = None,
+        caller: Officer | None = None,
+    ) -> PolicyVersion:
         """Approve a tested version: needs a security officer other than its proposer.
 
-        The version's own decisions are asked (in the sandbox) whether the
-        security officers keep every policy duty under it (:mod:`policies._lockout`).
+        ``duty``: the approving officer's signed ``policy.approve`` on the full
+        version hash. The version's own decisions are asked (in the sandbox)
+        whether the security officers keep every policy duty under it
+        (:mod:`policies._lockout`).
 
         Raises:
-            OfficerRequiredError: ``officer`` is not a security officer.
+            OfficerRequiredError: ``caller`` is not a security officer.
             PolicyNotFoundError: no such version.
-            FourEyesError: ``officer`` proposed this version.
+            DutyError: ``duty`` does not verify (:meth:`verify_duty`).
+            FourEyesError: the duty's signer proposed this version.
             PolicyTestsFailedError: its tests have not been run or did not pass.
             PolicyLockoutError: it would deny the security officers a policy duty.
             PolicyLifecycleError: it is already approved or active.
             PolicySandboxError: the lockout check crashed or timed out.
         """
-        _require_officer(officer)
+        if caller is not None:
+            _require_officer(caller)
         when = now or utcnow()
         target = self._resolve(ref)
+        officer = self.verify_duty(
+            duty, step="approve", version=target.hash, now=when, caller=caller
+        )
         _require_approvable(target, officer)
         probes = lockout_probes(officer, at=when)
         decisions = self._evaluate_in_sandbox(self.source(target.hash), probes)
@@ -475,33 +698,50 @@ class PolicyDecisionPoint:
             session.flush()
             self._record(
                 session,
-                "policy.approve",
-                officer,
-                VersionHash(row.hash),
-                {"proposer": row.proposed_by, "approver": officer.name},
+                PolicyApproveEntry(
+                    version=row.hash,
+                    officer=officer.name,
+                    duty=duty.to_dict(),
+                    proposer=row.proposed_by,
+                    approver=officer.name,
+                ),
             )
             version = row.to_version()
         logger.info("policy %s approved by %s", version.hash[:12], officer.name)
         return version
 
-    def activate(self, ref: str, *, officer: Officer, now: datetime | None = None) -> PolicyVersion:
+    def activate(
+        self,
+        ref: str,
+        *,
+        duty: SignedDuty,
+        now: datetime | None = None,
+        caller: Officer | None = None,
+    ) -> PolicyVersion:
         """Make an approved version the active one (rollback = activating an earlier one).
 
-        The activating officer may not be the version's proposer. The version
-        is compiled before it is switched on, so a version that cannot decide
-        never becomes active, nor one that would deny the security officers a
-        policy duty (:mod:`policies._lockout`).
+        ``duty``: the activating officer's signed ``policy.activate`` on the full
+        version hash; they may not be the version's proposer. The version is
+        compiled before it is switched on, so a version that cannot decide never
+        becomes active, nor one that would deny the security officers a policy
+        duty (:mod:`policies._lockout`). An activation also ends a row/ledger
+        disagreement (row and entry are written together).
 
         Raises:
-            OfficerRequiredError: ``officer`` is not a security officer.
+            OfficerRequiredError: ``caller`` is not a security officer.
             PolicyNotFoundError: no such version.
-            FourEyesError: ``officer`` proposed this version.
+            DutyError: ``duty`` does not verify (:meth:`verify_duty`).
+            FourEyesError: the duty's signer proposed this version.
             PolicyLifecycleError: it has not been approved, or it is already active.
             PolicyLockoutError: it would deny the security officers a policy duty.
             PolicyInputError: it does not compile.
         """
-        _require_officer(officer)
+        if caller is not None:
+            _require_officer(caller)
         target = self._resolve(ref)
+        officer = self.verify_duty(
+            duty, step="activate", version=target.hash, now=now, caller=caller
+        )
         if target.proposed_by == officer.name:
             raise FourEyesError(
                 f"{officer.name} proposed version {target.hash[:12]} and cannot activate it"
@@ -543,16 +783,16 @@ class PolicyDecisionPoint:
             session.flush()
             self._record(
                 session,
-                "policy.activate",
-                officer,
-                version,
-                {
-                    "previous": previous,
-                    "rollback": target.activated_at is not None,
-                    "proposer": row.proposed_by,
-                    "approver": row.approved_by,
-                    "activator": officer.name,
-                },
+                PolicyActivateEntry(
+                    version=version,
+                    officer=officer.name,
+                    duty=duty.to_dict(),
+                    previous=previous,
+                    rollback=target.activated_at is not None,
+                    proposer=row.proposed_by,
+                    approver=row.approved_by or "",
+                    activator=officer.name,
+                ),
             )
             result = row.to_version()
         self._forget_active_version()
@@ -627,22 +867,24 @@ class PolicyDecisionPoint:
     def _record(
         self,
         session: Session,
-        kind: str,
-        officer: Officer,
-        version: VersionHash,
-        extra: Mapping[str, JsonValue],
+        entry: PolicyProposeEntry | PolicyTestEntry | PolicyApproveEntry | PolicyActivateEntry,
     ) -> None:
-        payload: dict[str, JsonValue] = {"version": version, "officer": officer.name}
-        payload.update(extra)
-        self._recorder.record(Event(kind, officer.name, payload), session=session)
+        """Append ``entry`` about its version and officer (an activation: ``policy:active``)."""
+        subjects: tuple[str, ...] = (entry.version, entry.officer)
+        if isinstance(entry, PolicyActivateEntry):
+            subjects += (ACTIVE_SUBJECT,)
+        payload: dict[str, JsonValue] = entry.model_dump(mode="json")
+        self._recorder.record(
+            Event(entry.TYPE, entry.officer, payload, subjects=subjects), session=session
+        )
 
 
-def _coverage_summary(report: TestReport) -> JsonValue:
+def _coverage_summary(report: TestReport) -> CoverageSummary | None:
     if report.coverage is None:
         return None
     coverage = CoverageReport.from_dict(report.coverage)
     (fired, deny), (seen, lines) = coverage.deny_rules, coverage.lines
-    return {"deny_fired": fired, "deny_rules": deny, "lines_evaluated": seen, "lines": lines}
+    return CoverageSummary(deny_fired=fired, deny_rules=deny, lines_evaluated=seen, lines=lines)
 
 
 def _cache_key(version: VersionHash, request: DecisionRequest) -> tuple[object, ...]:

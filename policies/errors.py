@@ -13,9 +13,13 @@
     │   └── PolicyLockoutError  a version that would lock the security officers out of policy
     ├── FourEyesError             the proposer tried to approve or activate their own version
     ├── OfficerRequiredError      the acting identity is not a security officer
+    ├── ActiveVersionMismatchError  the active row disagrees with the ledger's activations
     ├── PolicySandboxError        the test subprocess crashed, timed out or spoke nonsense
     │   └── SandboxMemoryError    it passed its resident-memory bound and was killed
     └── OpaServerError            the configured OPA server refused or failed
+
+A signed duty that does not verify raises :class:`core.duty.DutyError` (not a
+``PolicyError``: every package that checks duties raises the same).
 
 Evaluation errors never escape :meth:`policies.PolicyDecisionPoint.decide`:
 they become a deny whose reasons say why (fail closed).
@@ -26,6 +30,7 @@ from __future__ import annotations
 from core.errors import IbxError
 
 __all__ = [
+    "ActiveVersionMismatchError",
     "CasbinLineError",
     "FourEyesError",
     "OfficerRequiredError",
@@ -140,6 +145,14 @@ class OfficerRequiredError(PolicyError):
     """Only a security officer may change policy."""
 
     title = "security officer required"
+
+
+class ActiveVersionMismatchError(PolicyError):
+    """The ``policy_active`` row names another version than the ledger's latest
+    ``policy.activate`` (it was changed outside the four-eyes workflow): nothing is
+    decided under it until an officer activates a version."""
+
+    title = "active policy disagrees with the ledger"
 
 
 class PolicySandboxError(PolicyError):

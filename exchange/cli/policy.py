@@ -7,6 +7,12 @@ active policy's decision (by default only security officers manage policy and
 decide; auditors read versions); the domain rules stay in :mod:`policies`
 (the proposer of a version neither approves nor activates it, and no version
 may lock the officers out). Output and exit codes are the same in both modes.
+
+``propose``, ``test``, ``approve`` and ``activate`` take ``--key KEYFILE``, the
+officer's own Ed25519 key file (``ibx identity keygen``; the format of ``ibx
+consent keygen``): each step is signed here as a duty (``policy.<step>`` on the
+full version hash, for the exchange's ledger origin) and the exchange verifies
+it against the key its ledger records for the officer. A refused duty exits 3.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from urllib.parse import quote
 
 import typer
 
+from consent import EnterpriseKey
 from core.canonical import JsonValue, parse_json_object
 from core.clock import format_rfc3339, parse_rfc3339
+from core.duty import SignedDuty
 from core.errors import CanonicalJsonError, IbxError
 from exchange.cli._api_client import user_client
 from exchange.cli._context import (
@@ -38,7 +46,13 @@ from exchange.schemas.policies import (
     PolicyVersionPublic,
     TestReportPublic,
 )
-from policies import CoverageReport, PolicyInputError, PolicySource, parse_requests_file
+from policies import (
+    CoverageReport,
+    PolicyInputError,
+    PolicySource,
+    parse_requests_file,
+    sign_policy_step,
+)
 
 __all__ = ["app"]
 
@@ -62,6 +76,41 @@ def _client(ctx: typer.Context, token: str | None, remote: Remote) -> ExchangeCl
     )
 
 
+KEY_OPTION: Path = typer.Option(
+    ...,
+    "--key",
+    help="your officer key file (Ed25519, mode 0600): the step is signed with it here",
+)
+
+
+def _sign_step(client: ExchangeClient, key_file: Path, step: str, version: str) -> SignedDuty:
+    """The caller's signed duty for ``step`` on ``version`` (a full hash), for the
+    exchange's origin.
+
+    Raises:
+        ConsentKeyError: the key file is missing, readable by others, or malformed.
+        RemoteRefusalError: the exchange refused to say who the caller is.
+        ProposalMismatchError: the exchange's answers are not what it should send.
+    """
+    signer = EnterpriseKey.load(key_file).signer
+    me = client.get("/v1/me").get("name")
+    checkpoint = client.call("GET", "/v1/ledger/checkpoint").text
+    origin = checkpoint.split("\n", 1)[0].strip()
+    if not isinstance(me, str) or not me or not origin:
+        raise ProposalMismatchError("the exchange did not say who the token is or its origin")
+    return sign_policy_step(signer, origin=origin, officer=me, step=step, version=version)
+
+
+def _signed_step(client: ExchangeClient, key_file: Path, step: str, version: str) -> JsonValue:
+    """Resolve ``version`` to its full hash, sign ``step`` on it and send it."""
+    full = client.get(f"/v1/policies/{_ref(version)}").get("hash")
+    if not isinstance(full, str):
+        raise ProposalMismatchError("the exchange did not name the version's hash")
+    duty = _sign_step(client, key_file, step, full)
+    answer: JsonValue = client.post(f"/v1/policies/{_ref(full)}/{step}", {"duty": duty.to_dict()})
+    return answer
+
+
 def _ref(version: str) -> str:
     """The path segment of a version reference (the exchange checks what it names)."""
     return quote(version.strip().lower(), safe="")
@@ -79,6 +128,7 @@ def _decision_line(decision: DecisionPublic) -> str:
 def propose(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     directory: Path = typer.Argument(..., help="policy dir: model.conf, policy.csv, *.rego..."),  # noqa: B008
+    key_file: Path = KEY_OPTION,
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
@@ -89,11 +139,13 @@ def propose(  # noqa: PLR0917 -- typer maps each option to a parameter
     """Check a policy directory, send it, and have it stored as a proposed version; print its hash.
 
     The directory is checked here first (the same static checks) and again in
-    full by the exchange, its Rego in the exchange's sandbox.
+    full by the exchange, its Rego in the exchange's sandbox. The proposal is
+    signed with --key (``policy.propose`` on the pack's version hash).
     """
     source = PolicySource.from_dir(directory)
     with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
-        answer = client.post("/v1/policies", source.to_dict())
+        duty = _sign_step(client, key_file, "propose", source.hash)
+        answer = client.post("/v1/policies", {**source.to_dict(), "duty": duty.to_dict()})
     version = PolicyVersionPublic.model_validate(answer)
     if version.hash != source.hash:
         raise ProposalMismatchError(
@@ -111,6 +163,7 @@ def propose(  # noqa: PLR0917 -- typer maps each option to a parameter
 def test(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or a prefix of 8+ hex digits)"),
+    key_file: Path = KEY_OPTION,
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
@@ -124,7 +177,7 @@ def test(  # noqa: PLR0917 -- typer maps each option to a parameter
     never evaluated are listed).
     """
     with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
-        answer = client.post(f"/v1/policies/{_ref(version)}/test")
+        answer = _signed_step(client, key_file, "test", version)
     report = TestReportPublic.model_validate(answer)
     if as_json:
         emit_json(report.to_dict())
@@ -200,6 +253,7 @@ def _diff_line(row: DiffRowPublic) -> str:
 def approve(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or prefix)"),
+    key_file: Path = KEY_OPTION,
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
@@ -207,9 +261,9 @@ def approve(  # noqa: PLR0917 -- typer maps each option to a parameter
     client_cert: Path | None = CLIENT_CERT_OPTION,
     client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
-    """Approve a tested version (a second security officer, not its proposer)."""
+    """Approve a tested version (a second security officer, not its proposer), signed with --key."""
     with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
-        answer = client.post(f"/v1/policies/{_ref(version)}/approve")
+        answer = _signed_step(client, key_file, "approve", version)
     result = PolicyVersionPublic.model_validate(answer)
     if as_json:
         emit_json(result.to_dict())
@@ -221,6 +275,7 @@ def approve(  # noqa: PLR0917 -- typer maps each option to a parameter
 def activate(  # noqa: PLR0917 -- typer maps each option to a parameter
     ctx: typer.Context,
     version: str = typer.Argument(..., help="version hash (or prefix)"),
+    key_file: Path = KEY_OPTION,
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
@@ -228,9 +283,9 @@ def activate(  # noqa: PLR0917 -- typer maps each option to a parameter
     client_cert: Path | None = CLIENT_CERT_OPTION,
     client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
-    """Activate an approved version; activating an earlier one is a rollback."""
+    """Activate an approved version (a rollback: an earlier one), signed with --key."""
     with _client(ctx, token, Remote(exchange, ca_bundle, client_cert, client_key)) as client:
-        answer = client.post(f"/v1/policies/{_ref(version)}/activate")
+        answer = _signed_step(client, key_file, "activate", version)
     result = PolicyVersionPublic.model_validate(answer)
     if as_json:
         emit_json(result.to_dict())

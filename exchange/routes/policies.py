@@ -1,11 +1,14 @@
 """``/v1/policies`` and ``/v1/decisions``: the security officers' four-eyes policy duties.
 
 Thin: who may call each route is decided by the active policy
-(:data:`exchange.access.ROUTES`); the acting officer is the grant's identity,
-and the domain rules (only officers change policy, the proposer neither
-approves nor activates, no version may lock the officers out) stay in
-:mod:`policies`. A proposal is re-checked here in full, its Rego in the
-sandbox, whatever the client checked before sending it.
+(:data:`exchange.access.ROUTES`); each step's body carries the officer's
+signed duty (``{"duty": {"statement", "signature"}}``; a proposal: the pack's
+fields and ``duty``), which :mod:`policies` verifies against the officer's
+ledgered key and requires to be signed by the grant's identity. The domain
+rules (only officers change policy, the proposer neither approves nor
+activates, no version may lock the officers out) stay in :mod:`policies`. A
+proposal is re-checked here in full, its Rego in the sandbox, whatever the
+client checked before sending it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from exchange.schemas.policies import (
     DiffCreate,
     DiffPublic,
     DiffRowPublic,
-    PolicySourceUpload,
+    PolicyProposal,
+    PolicyStepCreate,
     PolicyVersionPublic,
     TestReportPublic,
 )
@@ -42,9 +46,11 @@ _PROBLEM: dict[str, dict[str, Any]] = {"application/problem+json": {}}
 _WHY = {
     400: "invalid request (the body or a parameter)",
     401: "not authenticated (or an administrator without the client certificate)",
-    403: "the active policy, or a domain rule (four eyes), refuses this caller",
+    403: "the active policy, a domain rule (four eyes), or the signed duty's check refuses "
+    "this caller",
     404: "no policy version with that hash or prefix",
-    409: "the version's state does not allow this step, or it would lock out the officers",
+    409: "the version's state does not allow this step, it would lock out the officers, or "
+    "the active policy row disagrees with the ledger",
     413: "the request body is too large",
     422: "the policy content (or the subject, or a sample request) is invalid, or its sandbox "
     "run failed",
@@ -62,7 +68,8 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _officer(grant: Grant) -> Officer:
-    """The acting identity as :mod:`policies` needs it (it checks the role itself)."""
+    """The calling identity as :mod:`policies` needs it (it checks the role itself, and
+    that the caller signed the duty)."""
     return Officer(grant.identity.name, grant.identity.role.value)
 
 
@@ -97,13 +104,14 @@ def list_versions(
     responses=_problems(400, 401, 403, 409, 413, 422),
 )
 def propose(
-    upload: PolicySourceUpload,
+    upload: PolicyProposal,
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
     grant: Grant = Depends(granted),  # noqa: B008
 ) -> PolicyVersionPublic:
-    """Propose a policy pack (its canonical form); checked in full, its Rego in the sandbox."""
+    """Propose a policy pack (its canonical form) with the officer's signed
+    ``policy.propose`` on its hash; checked in full, its Rego in the sandbox."""
     source = PolicySource.from_dict(upload.to_source_dict())
-    version = runtime.policy.propose(source, officer=_officer(grant))
+    version = runtime.policy.propose(source, duty=upload.duty.to_signed(), caller=_officer(grant))
     return PolicyVersionPublic.from_version(version)
 
 
@@ -127,15 +135,17 @@ def show(
     responses=_problems(400, 401, 403, 404, 409, 422),
 )
 def test(
+    body: PolicyStepCreate,
     ref: str = REF,
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
     grant: Grant = Depends(granted),  # noqa: B008
 ) -> TestReportPublic:
     """Run the version's Rego ``test_`` rules and sample requests in the sandbox, with coverage.
 
-    A report whose ``passed`` is false is still a 200: the run happened and is recorded.
+    The body is the officer's signed ``policy.test`` on the full version hash. A
+    report whose ``passed`` is false is still a 200: the run happened and is recorded.
     """
-    report = runtime.policy.test(ref, officer=_officer(grant))
+    report = runtime.policy.test(ref, duty=body.duty.to_signed(), caller=_officer(grant))
     return TestReportPublic.from_report(report)
 
 
@@ -182,12 +192,15 @@ def _sample(index: int, raw: dict[str, Any]) -> SampleRequest:
     responses=_problems(400, 401, 403, 404, 409, 422),
 )
 def approve(
+    body: PolicyStepCreate,
     ref: str = REF,
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
     grant: Grant = Depends(granted),  # noqa: B008
 ) -> PolicyVersionPublic:
-    """Approve a tested version: a second security officer, not its proposer."""
-    return PolicyVersionPublic.from_version(runtime.policy.approve(ref, officer=_officer(grant)))
+    """Approve a tested version: a second security officer, not its proposer (the body:
+    their signed ``policy.approve`` on the full version hash)."""
+    version = runtime.policy.approve(ref, duty=body.duty.to_signed(), caller=_officer(grant))
+    return PolicyVersionPublic.from_version(version)
 
 
 @router.post(
@@ -196,12 +209,15 @@ def approve(
     responses=_problems(400, 401, 403, 404, 409, 422),
 )
 def activate(
+    body: PolicyStepCreate,
     ref: str = REF,
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
     grant: Grant = Depends(granted),  # noqa: B008
 ) -> PolicyVersionPublic:
-    """Activate an approved version (an earlier one: a rollback); not by its proposer."""
-    return PolicyVersionPublic.from_version(runtime.policy.activate(ref, officer=_officer(grant)))
+    """Activate an approved version (an earlier one: a rollback); not by its proposer (the
+    body: their signed ``policy.activate`` on the full version hash)."""
+    version = runtime.policy.activate(ref, duty=body.duty.to_signed(), caller=_officer(grant))
+    return PolicyVersionPublic.from_version(version)
 
 
 @router.post(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.canonical import JsonValue
 from core.clock import format_rfc3339
+from exchange.schemas.duties import SignedDutyBody
 from policies import Decision, DiffRow, PolicyVersion, TestReport
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "DiffCreate",
     "DiffPublic",
     "DiffRowPublic",
+    "PolicyProposal",
     "PolicySourceUpload",
+    "PolicyStepCreate",
     "PolicyVersionPublic",
     "TestReportPublic",
     "TestResultPublic",
@@ -54,8 +57,26 @@ class PolicySourceUpload(BaseModel):
 
     def to_source_dict(self) -> dict[str, JsonValue]:
         """The canonical-form mapping ``PolicySource.from_dict`` reads."""
-        value: dict[str, JsonValue] = self.model_dump(mode="json")
+        value: dict[str, JsonValue] = self.model_dump(
+            mode="json", include={"model", "lines", "modules", "data", "requests"}
+        )
         return value
+
+
+class PolicyProposal(PolicySourceUpload):
+    """``POST /v1/policies``: the pack and the proposing officer's signed duty
+    (``policy.propose`` on the pack's version hash, ``PolicySource.hash``)."""
+
+    duty: SignedDutyBody
+
+
+class PolicyStepCreate(BaseModel):
+    """``POST /v1/policies/{ref}/test|approve|activate``: the officer's signed duty
+    (``policy.<step>`` on the full version hash)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duty: SignedDutyBody
 
 
 class PolicyVersionPublic(BaseModel):
