@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import format_rfc3339, parse_rfc3339, require_aware
 from core.db import Database
+from core.duty import SignedDuty
 from core.events import Event, EventRecorder
 from core.keys import MasterKey
 from edge_tls._ca import (
@@ -58,6 +59,7 @@ from edge_tls.entries import (
     CertificateRenewEntry,
     CertificateRevokeEntry,
     RevokedMemberEntry,
+    SignedDutyEntry,
     TokenCreateEntry,
 )
 from edge_tls.errors import (
@@ -426,7 +428,13 @@ class EdgePki:
         )
 
     def revoke(
-        self, serial: int, reason: RevocationReason, *, actor: str, now: datetime
+        self,
+        serial: int,
+        reason: RevocationReason,
+        *,
+        actor: str,
+        now: datetime,
+        duty: SignedDuty | None = None,
     ) -> LineRevocation:
         """Revoke the certificate with ``serial`` and the rest of its device's line.
 
@@ -436,6 +444,9 @@ class EdgePki:
         reason (e.g. superseded) have their reason raised to key-compromise,
         keeping their revocation time. A server certificate is revoked alone.
         All of them are refused on their very next request.
+
+        ``duty`` is the acting officer's signed ``certificate.revoke`` (verified by
+        the caller against the officer's ledgered key); it goes into the entry.
 
         Raises:
             SerialNotFoundError: no certificate with that serial.
@@ -470,7 +481,9 @@ class EdgePki:
                             RevokedMemberEntry(serial=m.serial_hex, fingerprint=m.fingerprint)
                             for m in changed
                         ),
+                        duty=SignedDutyEntry.model_validate(duty.to_dict()) if duty else None,
                     ).payload(),
+                    subjects=(serial_hex,),
                 ),
                 session=session,
             )

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import format_rfc3339, parse_rfc3339, require_aware, utcnow
 from core.db import Base, Database
+from core.duty import DutyError, SignedDuty, check_duty
 from core.events import Event, EventRecorder
 from edge_tls import CaNotInitializedError, EdgePki, fingerprint
 from exchange.access import ADMIN_ROLES
@@ -43,8 +44,10 @@ from exchange.identities import (
     IdentityError,
     IdentityNotFoundError,
     IdentityRegistry,
+    Role,
     Status,
 )
+from exchange.identity_entries import CertificateIssueEntry, CertificateRevokeEntry
 
 __all__ = [
     "AdminCertificateRecord",
@@ -267,20 +270,17 @@ class AdminCertificates:
                 )
             )
             session.flush()
+            entry = CertificateIssueEntry(
+                name=name,
+                role=identity.role.value,
+                serial=format(cert.serial_number, "x"),
+                fingerprint=fingerprint(cert),
+                subject_uri=uri,
+                not_after=format_rfc3339(cert.not_valid_after_utc),
+                superseded=sorted(superseded),
+            )
             self._recorder.record(
-                Event(
-                    "identity.certificate.issue",
-                    actor,
-                    {
-                        "name": name,
-                        "role": identity.role.value,
-                        "serial": format(cert.serial_number, "x"),
-                        "fingerprint": fingerprint(cert),
-                        "subject_uri": uri,
-                        "not_after": format_rfc3339(cert.not_valid_after_utc),
-                        "superseded": sorted(superseded),
-                    },
-                ),
+                Event(entry.TYPE, actor, entry.to_payload(), subjects=(name, entry.serial)),
                 session=session,
             )
         logger.info("issued client certificate %x for %s", cert.serial_number, name)
@@ -290,39 +290,66 @@ class AdminCertificates:
         )
         return AdminCredentials(name, cert, chain, key_pem, tuple(sorted(superseded)))
 
-    def revoke(self, name: str, *, actor: str, now: datetime) -> tuple[str, ...]:
-        """Revoke every valid client certificate of ``name``; their serials (hex).
+    def revoke(
+        self,
+        name: str,
+        *,
+        duty: SignedDuty,
+        now: datetime,
+        actor: str | None = None,
+    ) -> tuple[str, ...]:
+        """Revoke the client certificate of ``name`` that ``duty`` names; its serial (hex).
+
+        ``duty`` is a ``certificate.revoke`` on the certificate's serial (lower-case
+        hex) with details ``{"reason"}``, signed by an active security officer and
+        verified against the officer's ledgered key before anything changes; the
+        officer is the entry's actor and the duty goes into its payload.
+        ``actor``, if given, must be that officer (the authenticated caller).
 
         Raises:
-            IdentityConflictError: ``name`` holds no unrevoked certificate.
+            DutyError: not a valid officer's duty for this serial, or another caller's.
+            IdentityConflictError: the serial is no unrevoked certificate of ``name``.
         """
-        stamp = format_rfc3339(require_aware(now, what="now").replace(microsecond=0))
+        when = require_aware(now, what="now")
+        serial = duty.duty.subject
+        officer = check_duty(
+            duty,
+            keys=self._identities.duty_keys,
+            origin=self._identities.origin,
+            action="certificate.revoke",
+            subject=serial,
+            role=Role.SECURITY_OFFICER.value,
+            now=when,
+        )
+        if actor is not None and actor != officer:
+            raise DutyError(f"the duty is {officer}'s, not the caller {actor}'s")
+        reason = duty.duty.details.get("reason")
+        if set(duty.duty.details) != {"reason"} or not isinstance(reason, str) or not reason:
+            raise DutyError('a certificate.revoke duty\'s details are {"reason": "<reason>"}')
+        stamp = format_rfc3339(when.replace(microsecond=0))
         with self._db.write() as session:
-            rows = list(
-                session.execute(
-                    select(_AdminCertificateRow).where(
-                        _AdminCertificateRow.name == name,
-                        _AdminCertificateRow.revoked_at.is_(None),
-                    )
-                ).scalars()
-            )
-            if not rows:
-                raise IdentityConflictError(f"{name} holds no unrevoked client certificate")
-            for row in rows:
-                row.revoked_at = stamp
-                row.revocation_reason = "revoked"
-            serials = tuple(sorted(row.serial_hex for row in rows))
+            row = session.get(_AdminCertificateRow, serial)
+            if row is None or row.name != name or row.revoked_at is not None:
+                raise IdentityConflictError(
+                    f"{serial} is no unrevoked client certificate of {name} "
+                    "(ibx identity certs NAME lists them)"
+                )
+            row.revoked_at = stamp
+            row.revocation_reason = reason[:32]
             session.flush()
+            entry = CertificateRevokeEntry(
+                name=name,
+                serials=[serial],
+                revoked_at=stamp,
+                reason=reason,
+                duty=duty.to_dict(),
+            )
             self._recorder.record(
-                Event(
-                    "identity.certificate.revoke",
-                    actor,
-                    {"name": name, "serials": list(serials), "revoked_at": stamp},
-                ),
+                Event(entry.TYPE, officer, entry.to_payload(), subjects=(name, serial)),
                 session=session,
             )
-        logger.info("revoked %d client certificate(s) of %s", len(serials), name)
-        return serials
+        logger.info("revoked client certificate %s of %s (by %s)", serial, name, officer)
+        return (serial,)
 
     def certificates(self, name: str | None = None) -> list[AdminCertificateRecord]:
         """The register (optionally one identity's), oldest first."""

@@ -1,4 +1,11 @@
-"""``ibx identity``: server-side administration of the identity registry."""
+"""``ibx identity``: server-side administration of the identity registry.
+
+Administrators (security officers, auditors, witnesses, system administrators)
+hold an Ed25519 key (``ibx identity keygen``) and are registered and revoked
+only with a security officer's signed duty: ``--key OFFICER_KEYFILE`` signs it
+here, on the officer's side, and the registry verifies it against the key the
+ledger records for the officer. Certificate revocations are signed the same way.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,39 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 app = typer.Typer(help="Create, list and revoke identities (on the server's data dir).")
+
+_OFFICER_KEY_HELP = (
+    "administrators: the security officer's key file (Ed25519, mode 0600) that signs this act here"
+)
+_OFFICER_HELP = "the signing security officer [default: the active officer holding --key]"
+
+
+def _public_key(text: str) -> Ed25519PublicKey:
+    """A base64 key, or a file holding one (a bare line, or a key file's ``public_key``).
+
+    Raises:
+        IdentityError: neither a key nor a readable file holding one.
+    """
+    path = Path(text)
+    if len(text) < 4096 and path.is_file():
+        content = path.read_text(encoding="utf-8").strip()
+        if content.startswith("{"):
+            import json
+
+            try:
+                loaded = json.loads(content)
+            except ValueError as exc:
+                raise IdentityError(f"--public-key: {path} is not a key file") from exc
+            found = loaded.get("public_key") if isinstance(loaded, dict) else None
+            if not isinstance(found, str):
+                raise IdentityError(f"--public-key: {path} names no public_key")
+            content = found
+        text = content
+    try:
+        return Ed25519PublicKey.from_base64(text.strip())
+    except ValueError as exc:
+        raise IdentityError(f"--public-key: {exc}") from exc
+
 
 _CERT_OUT_HELP = (
     "administrators: write NAME.crt and NAME.key (mode 0600), the client certificate "
@@ -83,13 +123,42 @@ class IdentityListing:
         }
 
 
+@app.command("keygen")
+def keygen(
+    out: Path = typer.Option(..., "--out", help="where to write the private key (mode 0600)"),  # noqa: B008
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Generate an administrator's Ed25519 key pair locally; print the public key.
+
+    Give the public key to the security officer who registers you
+    (``ibx identity create --public-key``); keep the file: you sign your duties with it.
+    """
+    from consent import EnterpriseKey
+
+    key = EnterpriseKey.generate(out)
+    public = key.signer.public_key
+    if as_json:
+        emit_json(
+            {
+                "key_file": str(out),
+                "public_key": public.to_base64(),
+                "key_fingerprint": public.fingerprint(),
+            }
+        )
+        return
+    typer.echo(f"wrote {out} (mode 0600; keep it private, the exchange never sees it)")
+    typer.echo(public.to_base64())
+
+
 @app.command("create")
 def create(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     role: Role = typer.Option(..., "--role", help="the identity's role"),  # noqa: B008
     name: str = typer.Option(..., "--name", help="unique name"),
     public_key: str | None = typer.Option(
-        None, "--public-key", help="base64 Ed25519 public key (enterprises)"
+        None,
+        "--public-key",
+        help="Ed25519 public key, base64 or a file holding it (administrators: required)",
     ),
     industry: str | None = typer.Option(
         None, "--industry", help="industry slug, e.g. lithium-battery (sub-brains, enterprises)"
@@ -97,24 +166,41 @@ def create(  # noqa: PLR0917 -- one parameter per CLI option
     cert_out: Path | None = typer.Option(  # noqa: B008
         None, "--cert-out", help=_CERT_OUT_HELP, file_okay=False
     ),
+    officer_key: Path | None = typer.Option(None, "--key", help=_OFFICER_KEY_HELP),  # noqa: B008
+    officer: str | None = typer.Option(None, "--officer", help=_OFFICER_HELP),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create an identity; its bearer token is printed once, as the last line."""
-    from exchange.access import ADMIN_ROLES
+    """Create an identity; its bearer token is printed once, as the last line.
 
-    key = None
-    if public_key is not None:
-        try:
-            key = Ed25519PublicKey.from_base64(public_key)
-        except ValueError as exc:
-            raise IdentityError(f"--public-key: {exc}") from exc
+    An administrator (security_officer, auditor, witness, sysadmin) needs
+    ``--public-key`` and ``--key OFFICER_KEYFILE``: the officer's
+    ``identity.create`` duty is signed here and recorded with the registration.
+    """
+    from exchange.access import ADMIN_ROLES
+    from exchange.cli._duties import sign_as_officer
+    from exchange.identities import ADMINISTRATIVE_ROLES
+
+    key = _public_key(public_key) if public_key is not None else None
     if cert_out is not None and role not in ADMIN_ROLES:
         raise IdentityError(
             f"--cert-out: only administrators (sysadmin, security_officer, auditor) hold "
             f"client certificates, not {role}"
         )
     runtime = cli_context(ctx).runtime
-    issued = runtime.identities.create(name, role, public_key=key, industry=industry)
+    duty = None
+    if role in ADMINISTRATIVE_ROLES:
+        if key is None or officer_key is None:
+            raise IdentityError(
+                f"a {role} is registered with its --public-key and a security officer's "
+                "signature: --key OFFICER_KEYFILE (ibx identity keygen makes keys)"
+            )
+        details: dict[str, JsonValue] = {"role": role.value, "public_key": key.to_base64()}
+        duty = sign_as_officer(
+            runtime, officer_key, "identity.create", name, details, officer=officer
+        )
+    elif officer_key is not None:
+        raise IdentityError(f"--key: {role} identities are registered without an officer's duty")
+    issued = runtime.identities.create(name, role, public_key=key, industry=industry, duty=duty)
     ident = issued.identity
     certificate = _issue_certificate(runtime, name, cert_out) if cert_out is not None else None
     if as_json:
@@ -157,15 +243,41 @@ def cert(
 
 
 @app.command("cert-revoke")
-def cert_revoke(
+def cert_revoke(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     name: str = typer.Argument(..., help="the administrator whose certificate to revoke"),
+    officer_key: Path = typer.Option(  # noqa: B008
+        ..., "--key", help="the security officer's key file that signs the revocation"
+    ),
+    officer: str | None = typer.Option(None, "--officer", help=_OFFICER_HELP),
+    reason: str = typer.Option("unspecified", "--reason", help="why (RFC 5280 reason name)"),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Revoke an administrator's client certificate: it is refused on its next request."""
-    serials = cli_context(ctx).runtime.admin_certificates.revoke(
-        name, actor="sysadmin", now=utcnow()
-    )
+    """Revoke an administrator's client certificate (signed by a security officer's --key):
+    it is refused on its next request."""
+    from exchange.cli._duties import sign_as_officer
+    from exchange.identities import IdentityConflictError
+
+    runtime = cli_context(ctx).runtime
+    valid = [
+        record
+        for record in runtime.admin_certificates.certificates(name)
+        if record.revoked_at is None
+    ]
+    if not valid:
+        raise IdentityConflictError(f"{name} holds no unrevoked client certificate")
+    serials: tuple[str, ...] = ()
+    for record in valid:
+        serial = format(record.serial, "x")
+        duty = sign_as_officer(
+            runtime,
+            officer_key,
+            "certificate.revoke",
+            serial,
+            {"reason": reason},
+            officer=officer,
+        )
+        serials += runtime.admin_certificates.revoke(name, duty=duty, now=utcnow())
     if as_json:
         emit_json({"name": name, "revoked": list(serials)})
         return
@@ -223,10 +335,36 @@ def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 def revoke(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="identity to revoke"),
+    officer_key: Path | None = typer.Option(None, "--key", help=_OFFICER_KEY_HELP),  # noqa: B008
+    officer: str | None = typer.Option(None, "--officer", help=_OFFICER_HELP),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Revoke an identity: its token stops working at once."""
-    ident = cli_context(ctx).runtime.identities.revoke(name)
+    """Revoke an identity: its token stops working at once.
+
+    An administrator is revoked only with a security officer's ``identity.revoke``
+    duty, signed here with ``--key OFFICER_KEYFILE``.
+    """
+    from exchange.cli._duties import sign_as_officer
+    from exchange.identities import ADMINISTRATIVE_ROLES
+
+    runtime = cli_context(ctx).runtime
+    current = runtime.identities.get(name)
+    duty = None
+    if current.role in ADMINISTRATIVE_ROLES:
+        if officer_key is None:
+            raise IdentityError(
+                f"{name} is a {current.role}: revoking an administrator needs a security "
+                "officer's signature (--key OFFICER_KEYFILE)"
+            )
+        duty = sign_as_officer(
+            runtime,
+            officer_key,
+            "identity.revoke",
+            name,
+            {"role": current.role.value},
+            officer=officer,
+        )
+    ident = runtime.identities.revoke(name, duty=duty)
     if as_json:
         emit_json(IdentityListing(ident).to_dict())
         return

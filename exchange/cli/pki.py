@@ -1,7 +1,9 @@
 """``ibx pki``: the edge certificate authority (on the server's data dir).
 
 ``revoke`` is a security officer's user command: it goes through the exchange's
-API as the identity of ``--token`` (locally in-process, or ``--exchange URL``).
+API as the identity of ``--token`` (locally in-process, or ``--exchange URL``),
+signed with the officer's own key file (``--key``): a ``certificate.revoke``
+duty on the serial, verified by the exchange against the officer's ledgered key.
 """
 
 from __future__ import annotations
@@ -162,6 +164,11 @@ def revoke(  # noqa: PLR0917 -- typer maps each option to a parameter
     reason: RevocationReason = typer.Option(  # noqa: B008
         RevocationReason.UNSPECIFIED, "--reason", help="RFC 5280 reason"
     ),
+    key_file: Path = typer.Option(  # noqa: B008
+        ...,
+        "--key",
+        help="your officer key file (Ed25519, mode 0600): the revocation is signed with it here",
+    ),
     as_json: bool = JSON_OPTION,
     token: str | None = TOKEN_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
@@ -169,7 +176,7 @@ def revoke(  # noqa: PLR0917 -- typer maps each option to a parameter
     client_cert: Path | None = CLIENT_CERT_OPTION,
     client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
-    """Revoke a certificate and its device's whole line (security officer).
+    """Revoke a certificate and its device's whole line (security officer, signed with --key).
 
     Every certificate of the same device still valid (those it was renewed
     from and those renewed from it) is revoked too; all are refused on their
@@ -177,6 +184,7 @@ def revoke(  # noqa: PLR0917 -- typer maps each option to a parameter
     ``--token`` through the exchange's API (``--exchange URL`` for a remote one).
     """
     from exchange.cli._api_client import user_client
+    from exchange.cli._duties import sign_as_caller
     from exchange.schemas.pki import RevocationPublic
 
     number = _serial(serial)
@@ -188,8 +196,12 @@ def revoke(  # noqa: PLR0917 -- typer maps each option to a parameter
         client_cert=client_cert,
         client_key=client_key,
     ) as client:
+        duty = sign_as_caller(
+            client, key_file, "certificate.revoke", f"{number:x}", {"reason": reason.value}
+        )
         answer = client.post(
-            f"/v1/pki/certificates/{number:x}/revocation", {"reason": reason.value}
+            f"/v1/pki/certificates/{number:x}/revocation",
+            {"reason": reason.value, "duty": duty.to_dict()},
         )
     revoked = RevocationPublic.model_validate(answer)
     if as_json:

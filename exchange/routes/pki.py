@@ -1,5 +1,6 @@
 """``/v1/pki``: the issuing CA's CRL (DER) and OCSP responder (RFC 6960), public; and the
-security officer's revocation of a certificate (authorized by the active policy)."""
+security officer's revocation of a certificate (authorized by the active policy, and
+signed: the body carries the officer's ``certificate.revoke`` duty)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from core.clock import utcnow
+from core.duty import DutyError, SignedDuty, check_duty
 from exchange.access import Grant
 from exchange.auth import get_runtime, granted
 from exchange.runtime import Runtime
@@ -74,7 +76,10 @@ _SERIAL = Path(
     responses={
         400: {"description": "an invalid serial or reason"},
         401: {"description": "not authenticated (or without the officer's client certificate)"},
-        403: {"description": "the active policy does not allow this (the detail names the rule)"},
+        403: {
+            "description": "the active policy does not allow this (the detail names the rule), "
+            "or the duty is not the caller's valid signature on this revocation"
+        },
         404: {"description": "no certificate with that serial"},
         409: {"description": "the certificate and the rest of its line are already revoked"},
     },
@@ -87,10 +92,29 @@ def revoke(
 ) -> RevocationPublic:
     """Revoke a certificate and every other still-valid one of its device's line.
 
-    All are refused on their next request and listed by the CRL and OCSP; the
-    revocation is recorded on the ledger with the officer's name.
+    All are refused on their next request and listed by the CRL and OCSP. The
+    body's duty must be the caller's own ``certificate.revoke`` on ``serial``
+    with this reason, verified against the caller's ledgered key; it is
+    recorded in the ledger entry.
+
+    Raises:
+        DutyError: no valid duty of the caller for this serial and reason.
     """
-    revoked = runtime.edge_pki.revoke(
-        int(serial, 16), body.reason, actor=grant.identity.name, now=utcnow()
+    number = int(serial, 16)
+    now = utcnow()
+    signed = SignedDuty.from_dict(body.duty)
+    officer = check_duty(
+        signed,
+        keys=runtime.duty_keys,
+        origin=runtime.settings.ledger_origin,
+        action="certificate.revoke",
+        subject=format(number, "x"),
+        role="security_officer",
+        now=now,
     )
+    if officer != grant.identity.name:
+        raise DutyError(f"the duty is {officer}'s, not the caller {grant.identity.name}'s")
+    if dict(signed.duty.details) != {"reason": body.reason.value}:
+        raise DutyError(f"the duty revokes for another reason than {body.reason.value}")
+    revoked = runtime.edge_pki.revoke(number, body.reason, actor=officer, now=now, duty=signed)
     return RevocationPublic.from_revocation(revoked)

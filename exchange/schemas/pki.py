@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.canonical import JsonValue
@@ -12,11 +14,22 @@ __all__ = ["RevocationCreate", "RevocationPublic", "RevokedPublic"]
 
 
 class RevocationCreate(BaseModel):
-    """A security officer revokes a certificate (and the rest of its device's line)."""
+    """A security officer revokes a certificate (and the rest of its device's line).
+
+    ``duty`` is the officer's signed ``certificate.revoke`` on the serial (lower-case
+    hex) with details ``{"reason": <reason>}`` (``core.duty.SignedDuty`` wire form).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reason: RevocationReason = Field(RevocationReason.UNSPECIFIED, description="RFC 5280 reason")
+    duty: dict[str, Any] = Field(
+        description=(
+            'the officer\'s signed duty: {"statement": {"kind": "ibx.duty/v1", "origin", '
+            '"actor", "action": "certificate.revoke", "subject": "<serial hex>", '
+            '"details": {"reason"}, "signed_at"}, "signature": "<base64>"}'
+        )
+    )
 
 
 class RevokedPublic(BaseModel):
