@@ -14,17 +14,22 @@ from audit._export import (
     write_export,
 )
 from audit._findings import Finding, VerifyReport
+from audit._parse import EntryTypes, ParsedEntry
+from audit._verify import verify
 from audit.errors import AuditError, ExportFormatError
 
 __all__ = [
     "EXPORT_FORMAT",
     "AuditError",
+    "EntryTypes",
     "ExportFormatError",
     "ExportHeader",
     "ExportedEntry",
     "Finding",
     "LedgerExport",
+    "ParsedEntry",
     "VerifyReport",
     "export_lines",
+    "verify",
     "write_export",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from core.canonical import JsonValue
 
@@ -39,6 +39,13 @@ class VerifyReport:
     root: bytes
     checkpoints: int
     findings: Sequence[Finding]
+    ledger_vkey: str = ""
+    """The key the checkpoints were checked with."""
+    pinned: bool = True
+    """False when the auditor pinned no key and the export's own was used: the export is
+    then only shown self-consistent (pin the key with ``--ledger-vkey``)."""
+    cosignatures: Mapping[str, int] = field(default_factory=dict)
+    """Witness key (C2SP vkey) → how many of the export's checkpoints it validly cosigned."""
 
     @property
     def ok(self) -> bool:
@@ -46,11 +53,15 @@ class VerifyReport:
         return not self.findings
 
     def to_dict(self) -> dict[str, JsonValue]:
-        """The ``--json`` form: ``{"ok", "tree_size", "root", "checkpoints", "findings"}``."""
+        """The ``--json`` form: ``{"ok", "tree_size", "root", "checkpoints", "findings",
+        "ledger_vkey", "ledger_vkey_pinned", "cosignatures"}``."""
         return {
             "ok": self.ok,
             "tree_size": self.tree_size,
             "root": self.root.hex(),
             "checkpoints": self.checkpoints,
             "findings": [f.to_dict() for f in self.findings],
+            "ledger_vkey": self.ledger_vkey,
+            "ledger_vkey_pinned": self.pinned,
+            "cosignatures": dict(self.cosignatures),
         }
