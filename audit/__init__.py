@@ -14,7 +14,10 @@ from audit._export import (
     write_export,
 )
 from audit._findings import Finding, VerifyReport
+from audit._invariants import LedgerFacts, check_invariants, derive_facts
 from audit._parse import EntryTypes, ParsedEntry
+from audit._reconcile import check_entries, reconcile
+from audit._state import ServedConsent, ServedIdentity, ServedState
 from audit._verify import verify
 from audit.errors import AuditError, ExportFormatError
 
@@ -27,9 +30,17 @@ __all__ = [
     "ExportedEntry",
     "Finding",
     "LedgerExport",
+    "LedgerFacts",
     "ParsedEntry",
+    "ServedConsent",
+    "ServedIdentity",
+    "ServedState",
     "VerifyReport",
+    "check_entries",
+    "check_invariants",
+    "derive_facts",
     "export_lines",
+    "reconcile",
     "verify",
     "write_export",
 ]
