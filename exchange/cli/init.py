@@ -21,11 +21,28 @@ from pathlib import Path
 
 import typer
 
-from exchange.cli._context import cli_context
+from exchange.cli._context import CliContext, cli_context
 
 __all__ = ["init"]
 
 _DEFAULT_OFFICERS = ("officer-1", "officer-2")
+
+
+def _holds_identities(context: CliContext) -> bool:
+    """Whether the data dir's database (one being adopted) already holds identities."""
+    from sqlalchemy import inspect, text
+
+    from core.db import Database
+
+    db = Database(context.settings.resolved_database_url())
+    try:
+        with db.engine.connect() as connection:
+            if not inspect(connection).has_table("exchange_identities"):
+                return False
+            found = connection.execute(text("SELECT 1 FROM exchange_identities LIMIT 1"))
+            return found.first() is not None
+    finally:
+        db.dispose()
 
 
 def init(
@@ -47,6 +64,7 @@ def init(
     """Create a deployment in the data dir: database, master key, ledger key, record, and
     the two bootstrap security officers (key files and tokens, printed once)."""
     from consent import EnterpriseKey
+    from exchange.datadir import read_record
     from exchange.identities import IdentityError
     from exchange.runtime import Runtime
 
@@ -56,9 +74,12 @@ def init(
     context = cli_context(ctx)
     key_dir = officer_keys or context.settings.data_dir / "bootstrap"
     paths = [key_dir / f"{name}.key" for name in names]
-    for path in paths:
-        if path.exists():
-            raise IdentityError(f"{path} already exists; refusing to overwrite an officer's key")
+    taken = [path for path in paths if path.exists()]
+    if taken and read_record(context.settings.data_dir) is None and not _holds_identities(context):
+        raise IdentityError(
+            f"{taken[0]} already exists; refusing to overwrite an officer's key "
+            "(choose another --officer-keys DIR)"
+        )
     runtime = Runtime.initialise(context.settings)
     record = runtime.record
     typer.echo(f"initialised {runtime.data_dir}")

@@ -14,6 +14,7 @@ from core.keys import Ed25519Signer
 from exchange.identities import IdentityError, Role, Status
 from exchange.runtime import Runtime
 from tests.conftest import initialised
+from tests.identities import register
 
 
 def test_token_authenticates_until_revoked(runtime: Runtime) -> None:
@@ -29,7 +30,7 @@ def test_token_authenticates_until_revoked(runtime: Runtime) -> None:
 
 
 def test_token_expires(runtime: Runtime) -> None:
-    issued = runtime.identities.create("auditor-1", Role.AUDITOR)
+    issued = register(runtime, "auditor-1", Role.AUDITOR)
     expires = issued.identity.token_expires_at
     assert runtime.identities.authenticate(issued.token, now=expires - timedelta(seconds=1))
     assert runtime.identities.authenticate(issued.token, now=expires) is None
@@ -46,7 +47,7 @@ def test_unknown_tokens_are_refused(runtime: Runtime, token: str) -> None:
 
 
 def test_only_the_hash_of_the_token_is_stored(runtime: Runtime, settings_path: Path) -> None:
-    issued = runtime.identities.create("officer-1", Role.SECURITY_OFFICER)
+    issued = register(runtime, "officer-3", Role.SECURITY_OFFICER)
     raw = settings_path.read_bytes()
     assert issued.token.encode() not in raw
     wal = settings_path.with_name(settings_path.name + "-wal")
@@ -77,9 +78,9 @@ def test_malformed_names_are_refused(runtime: Runtime, name: str, industry: str 
 
 
 def test_duplicate_names_and_double_revocation_are_refused(runtime: Runtime) -> None:
-    runtime.identities.create("dup", Role.WITNESS)
+    runtime.identities.create("dup", Role.SUBBRAIN)
     with pytest.raises(IdentityError):
-        runtime.identities.create("dup", Role.WITNESS)
+        runtime.identities.create("dup", Role.SUBBRAIN)
     runtime.identities.revoke("dup")
     with pytest.raises(IdentityError):
         runtime.identities.revoke("dup")

@@ -52,12 +52,12 @@ def test_init_once_then_every_command_opens_it(tmp_path: Path) -> None:
     assert "origin      gov.example/ibx" in done.stdout
     assert (data / RECORD_NAME).stat().st_mode & 0o077 == 0
     again = _ibx(data, "init")
-    assert again.returncode == 1 and "already holds a deployment" in again.stderr
+    assert again.returncode == 1 and "already holds a deployment" in again.stderr, again.stderr
     # the origin was fixed at init: unset, it is taken from the record
     appended = _ibx(data, "ledger", "append", "--type", "note", stdin='{"a": 1}\n')
     assert appended.returncode == 0, appended.stderr
     checkpoint = _ibx(data, "ledger", "checkpoint").stdout
-    assert checkpoint.startswith("gov.example/ibx\n1\n")
+    assert checkpoint.startswith("gov.example/ibx\n3\n")  # two bootstrap officers, the note
     # set to something else, it is refused with the stored value named
     other = _ibx(data, "ledger", "verify", env={"IBX_LEDGER_ORIGIN": "other.example/ibx"})
     assert other.returncode == 1
@@ -91,7 +91,8 @@ def test_a_data_dir_from_before_records_is_adopted_if_it_agrees(tmp_path: Path) 
     assert not (data / RECORD_NAME).exists()
     adopted = _ibx(data, "init", env=env)
     assert adopted.returncode == 0, adopted.stderr
-    assert _ibx(data, "ledger", "verify").stdout.startswith("ok size 1 ")
+    assert _ibx(data, "ledger", "verify").stdout.startswith("ok size 3 ")  # officers kept
+    assert "no bootstrap officers registered" in adopted.stdout
 
 
 def test_serve_init_creates_its_data_dir_explicitly(tmp_path: Path) -> None:
