@@ -138,6 +138,8 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/v1/ledger/entries"): _read("ledger_read", "ledger_read_own", "ledger"),
     ("GET", "/v1/ledger/proof/inclusion"): _read("ledger_read", "ledger_read_own", "ledger"),
     ("GET", "/v1/ledger/proof/consistency"): _read("ledger_read", "ledger_read_own", "ledger"),
+    # audit: the rows as served, reconciled with the ledger by ibx audit verify
+    ("GET", "/v1/audit/state"): _one("ledger_read", "ledger"),
     # the pipeline: compute requests, jobs and results (docs/pipeline.md)
     ("POST", "/v1/requests"): Access(
         (("request_submit", Scope.ALL),), "job", write=True, records_allow=True

@@ -20,6 +20,7 @@ from exchange.openapi import install_complete_openapi
 from exchange.pipeline.sweeper import PipelineSweeper
 from exchange.request_id import install_log_context
 from exchange.routes import ROUTERS
+from exchange.routes import audit as audit_routes
 from exchange.runtime import Runtime
 from exchange.settings import Settings, take_secret_environment
 from exchange.status import readiness
@@ -181,6 +182,7 @@ def create_app(
     install_complete_openapi(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(audit_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -108,6 +108,12 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "Who your token is (name, role, industry, expiry); rotate-token replaces it.",
     ),
     LazySubcommand(
+        "audit",
+        "exchange.cli.audit",
+        "app",
+        "Audit the ledger: export, verify, witness, trace, report and alerts.",
+    ),
+    LazySubcommand(
         "agent",
         "exchange.cli.agent",
         "agent",

@@ -19,3 +19,8 @@ app = typer.Typer(
     help="Audit the ledger: export, verify, witness, trace, report and alerts.",
     no_args_is_help=True,
 )
+
+from exchange.cli.audit_verify import export, verify  # noqa: E402 -- each subcommand registers below
+
+app.command("verify")(verify)
+app.command("export")(export)

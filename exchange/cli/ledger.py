@@ -1,6 +1,6 @@
 """``ibx ledger``: the verifiable ledger, on the server's data dir or read over the API.
 
-``append`` is server-side administration only. The read commands
+``append`` and ``export`` are server-side administration only. The read commands
 (``checkpoint``, ``vkey``, ``entries``, ``proof``, ``verify``) read the data
 dir's ledger without ``--exchange``, and with ``--exchange URL`` (or a
 profile) read the exchange's ``/v1/ledger`` routes as the caller's identity:
@@ -379,3 +379,31 @@ def _verify_served(
         opened.close()
     kept_size = None if verdict.kept is None else verdict.kept.checkpoint.size
     return verdict.report.size, verdict.report.root, kept_size
+
+
+_EXPORT_OUT_OPTION = typer.Option(
+    ..., "--out", help="the file to write (ibx-ledger-export/v1, docs/audit.md)"
+)
+_EXPORT_FORCE_OPTION = typer.Option(False, "--force", help="replace the file if it exists")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    out: Path = _EXPORT_OUT_OPTION,
+    force: bool = _EXPORT_FORCE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Export the data dir's ledger for auditors: entries, checkpoints, keys, rows.
+
+    The entries as stored, the checkpoints witnesses cosigned and the latest one; check it
+    offline with ibx audit verify --export.
+    """
+    from exchange.cli._ledger_export import DataDirExport, print_written, write_atomically
+
+    if out.exists() and not force:
+        typer.echo(f"ibx: {out} exists; pass --force to replace it", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    made = DataDirExport.of(cli_context(ctx).runtime)
+    written = write_atomically(out, made.lines(), force=force)
+    print_written(out, made.header.tree_size, len(made.checkpoints), written, as_json=as_json)
