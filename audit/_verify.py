@@ -23,6 +23,7 @@ from audit._checkpoints import (
 from audit._export import LedgerExport
 from audit._findings import Finding, VerifyReport
 from audit._parse import EntryTypes, parse_entries
+from audit._reconcile import check_entries
 from audit._tree import rebuild_tree
 from audit.errors import AuditError
 from ledger import CheckpointError, NoteVerifier
@@ -89,8 +90,9 @@ def verify(
                 trusted, origin=header.origin, verifier=verifier, roots=tree.roots, size=tree.size
             )
         )
-    _parsed, parse_findings = parse_entries(export.entries, entry_types)
+    parsed, parse_findings = parse_entries(export.entries, entry_types)
     findings.extend(parse_findings)
+    findings.extend(check_entries(parsed, origin=header.origin, state=export.state))
     findings.sort(key=_order)
     logger.debug("verified %d entries: %d findings", tree.size, len(findings))
     return VerifyReport(

@@ -176,8 +176,10 @@ def _identity_leaves(runtime: Runtime, size: int) -> list[bytes]:
 
 
 def _data_dir_state(runtime: Runtime) -> Mapping[str, JsonValue] | None:
-    """The rows as the exchange holds them (``exchange.audit_state``), once that exists."""
-    return None
+    """The rows as the exchange holds them (:func:`exchange.audit_state.served_state`)."""
+    from exchange.audit_state import served_state
+
+    return served_state(runtime).to_dict()
 
 
 # -- an exchange's API -------------------------------------------------------------------------
