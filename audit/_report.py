@@ -456,8 +456,8 @@ _REF = re.compile(r'(url\(#|href="#)([^")]+)')
 def _svg(chart: Chart, key: str) -> str:
     """The chart drawn by matplotlib as SVG text, ready to inline (ids prefixed by ``key``)."""
     import matplotlib  # noqa: PLC0415 -- loaded only when a report is drawn
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 -- as above
-    from matplotlib.figure import Figure  # noqa: PLC0415 -- no pyplot: no GUI backend, no state
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415 -- no pyplot: no GUI, no state
 
     with matplotlib.rc_context(
         {
@@ -484,7 +484,7 @@ def _svg(chart: Chart, key: str) -> str:
 
 
 def _bars(axes: Axes, chart: Chart) -> None:
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415 -- loaded only when drawn
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415 -- as in _svg
 
     count = max(len(chart.series), 1)
     width = 0.8 / count

@@ -23,19 +23,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from audit._export import LedgerExport
+from audit._parse import EntryTypes
 from audit.errors import AuditError
 from core.canonical import JsonValue
 from core.clock import format_rfc3339
 from ledger import InvalidEntryError, LedgerEntry
 
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
 __all__ = [
-    "EntryTypes",
     "JobTrace",
     "NodeKind",
     "TraceNode",
@@ -45,9 +42,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-EntryTypes = Mapping[str, "type[BaseModel]"]
-"""The typed registry (entry type → its pydantic payload class) the composition root hands in."""
 
 _POLICY_STEPS: Final = ("policy.propose", "policy.test", "policy.approve", "policy.activate")
 _KEY_PREFIX: Final = "mpc.key."
@@ -625,13 +619,13 @@ class _Tracer:
         """Why ``entry``'s payload does not parse through its typed class (None: it does)."""
         if self._types is None:
             return None
-        model = self._types.get(entry.type)
-        if model is None:
+        parse = self._types.get(entry.type)
+        if parse is None:
             return f"entry type {entry.type} is unknown to the typed registry"
         try:
-            model.model_validate(dict(entry.payload))
-        except ValueError as exc:  # pydantic.ValidationError is a ValueError
-            first = str(exc).splitlines()[0]
+            parse(entry.payload)
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            first = " ".join(str(exc).split())[:200]
             return f"the payload does not parse as {entry.type}: {first}"
         return None
 

@@ -24,3 +24,8 @@ from exchange.cli.audit_verify import export, verify  # noqa: E402 -- each subco
 
 app.command("verify")(verify)
 app.command("export")(export)
+
+from exchange.cli.audit_trace import report, trace  # noqa: E402 -- each subcommand registers below
+
+app.command("trace")(trace)
+app.command("report")(report)
