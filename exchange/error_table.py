@@ -132,6 +132,8 @@ RULES: tuple[_Rule, ...] = (
     _Rule("ledger.errors.LedgerIntegrityError", 500),
     _Rule("ledger.errors.ProofError", 400),
     _Rule("ledger.errors.CheckpointError", 400),
+    _Rule("exchange.witnessing.UnknownCheckpointError", 409),
+    _Rule("exchange.witnessing.ForkReportRefusedError", 422),
     _Rule("edge_tls.errors.BootstrapTokenError", 401),
     _Rule("edge_tls.errors.IdentityMismatchError", 403),
     _Rule("edge_tls.errors.CertificateRejectedError", 401),

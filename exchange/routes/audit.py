@@ -11,6 +11,7 @@ witnesses, who read every entry anyway).
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.canonical import JsonValue
 from exchange.access import Grant
@@ -18,7 +19,7 @@ from exchange.audit_state import served_state
 from exchange.auth import get_runtime, granted
 from exchange.runtime import Runtime
 
-__all__ = ["router"]
+__all__ = ["AuditStatePublic", "router"]
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -45,8 +46,43 @@ _STATE_EXAMPLE: dict[str, JsonValue] = {
 }
 
 
+class ConsentRowPublic(BaseModel):
+    """A consent row as stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consent_id: str
+    enterprise: str
+    receipt_hash: str = Field(description="hex SHA-256 of the stored receipt's RFC 8785 bytes")
+    ledger_index: int = Field(description="the consent.grant entry the row points at")
+    revoked: bool
+    use_count: int
+
+
+class IdentityRowPublic(BaseModel):
+    """An identity row as stored (never its token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    role: str
+    status: str
+    public_key: str | None = Field(description="base64 Ed25519 key, or null")
+
+
+class AuditStatePublic(BaseModel):
+    """The rows ``ibx audit verify`` reconciles with the ledger (``audit.ServedState``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consents: list[ConsentRowPublic]
+    identities: list[IdentityRowPublic]
+    active_policy: str | None = Field(description="the active policy row's version hash")
+
+
 @router.get(
     "/state",
+    response_model=AuditStatePublic,
     responses={
         200: {
             "description": "the rows as stored: consents, identities, the active policy version",
@@ -59,10 +95,10 @@ _STATE_EXAMPLE: dict[str, JsonValue] = {
 def state(
     _grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
-) -> dict[str, JsonValue]:
+) -> AuditStatePublic:
     """The exchange's rows as served, for reconciliation with the ledger (docs/audit.md).
 
     Raises:
         ForbiddenError: the caller may not read the ledger (403).
     """
-    return served_state(runtime).to_dict()
+    return AuditStatePublic.model_validate(served_state(runtime).to_dict())
