@@ -50,8 +50,9 @@ __all__ = ["BOOTSTRAP_WINDOW", "IdentityLookup", "LedgerDutyKeys"]
 logger = logging.getLogger(__name__)
 
 KEY_TYPES: Final = ("identity.create", "identity.public_key", "identity.revoke")
-BOOTSTRAP_WINDOW: Final = 64
-"""A bootstrap registration must be among the ledger's first entries (``ibx init``)."""
+BOOTSTRAP_WINDOW: Final = 10_000
+"""A bootstrap registration must be among the ledger's first entries (``ibx init``; a
+deployment adopted from before identities were signed may have a few thousand)."""
 _MAX_DEPTH: Final = 32
 ALERT_ACTOR: Final = "exchange"
 
@@ -205,20 +206,29 @@ class LedgerDutyKeys:
             )
 
     def _check_bootstrap(self, index: int) -> None:
-        """A bootstrap registration is among the first entries, after no other registration."""
+        """A bootstrap registration comes before every other registration on the ledger.
+
+        Raises:
+            DutyError: it is not among the first entries, or another registration
+                precedes it.
+        """
         if index >= BOOTSTRAP_WINDOW:
             raise DutyError(
                 f"a bootstrap registration at entry {index} is not one of the deployment's "
-                "first entries"
+                f"first {BOOTSTRAP_WINDOW} entries"
             )
-        for earlier in self._ledger.entries(0, index) if index else ():
-            if earlier.type != "identity.create":
-                continue
-            if not IdentityCreateEntry.model_validate(earlier.payload).bootstrap:
-                raise DutyError(
-                    f"the bootstrap registration at entry {index} follows another "
-                    f"registration (entry {earlier.index})"
-                )
+        start = 0
+        while start < index:
+            page = self._ledger.entries(start, index - start)
+            for earlier in page:
+                if earlier.type != "identity.create":
+                    continue
+                if not IdentityCreateEntry.model_validate(earlier.payload).bootstrap:
+                    raise DutyError(
+                        f"the bootstrap registration at entry {index} follows another "
+                        f"registration (entry {earlier.index})"
+                    )
+            start += len(page)
 
     def _create_entry(self, index: int, name: str) -> IdentityCreateEntry:
         entry = self._ledger.entry(index)

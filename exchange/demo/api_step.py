@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from consent import EnterpriseKey
 from core.clock import utcnow
+from core.duty import Duty
 from exchange.app import create_app
 from exchange.client import ExchangeClient
+from exchange.demo.policy_step import officer_key, officer_key_file
 from exchange.deployment_ca import ensure_deployment_ca
 from exchange.error_table import RemoteRefusalError
 from exchange.identities import IssuedIdentity, Role
@@ -45,6 +48,26 @@ def _start(config: uvicorn.Config) -> tuple[uvicorn.Server, threading.Thread, in
 def _identity(scene: Scene, name: str, role: Role, industry: str | None = None) -> IssuedIdentity:
     if name not in scene.identities:
         scene.identities[name] = scene.runtime.identities.create(name, role, industry=industry)
+    return scene.identities[name]
+
+
+def _administrator(scene: Scene, name: str, role: Role) -> IssuedIdentity:
+    """An administrator with a key of their own (``ibx identity keygen``), registered with
+    officer-wang's signed ``identity.create`` duty (``ibx identity create --key``)."""
+    if name not in scene.identities:
+        path = officer_key_file(scene, name)
+        key = EnterpriseKey.generate(path).signer.public_key
+        duty = Duty(
+            scene.runtime.settings.ledger_origin,
+            "officer-wang",
+            "identity.create",
+            name,
+            utcnow(),
+            {"role": role.value, "public_key": key.to_base64()},
+        ).sign(officer_key(scene, "officer-wang"))
+        scene.identities[name] = scene.runtime.identities.create(
+            name, role, public_key=key, duty=duty
+        )
     return scene.identities[name]
 
 
@@ -83,8 +106,8 @@ def run(scene: Scene) -> None:
     certs = scene.work_dir / "admin-certs"
     ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=utcnow())
     for issued in (
-        _identity(scene, "auditor-zhao", Role.AUDITOR),
-        _identity(scene, "admin-qian", Role.SYSADMIN),
+        _administrator(scene, "auditor-zhao", Role.AUDITOR),
+        _administrator(scene, "admin-qian", Role.SYSADMIN),
         scene.identities["officer-wang"],
     ):
         name = issued.identity.name

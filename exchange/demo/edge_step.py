@@ -20,6 +20,7 @@ import uvicorn
 from cryptography import x509
 
 from core.clock import utcnow
+from core.duty import Duty, check_duty
 from core.keys import Ed25519Signer
 from edge_tls import (
     BatchOpener,
@@ -34,6 +35,8 @@ from edge_tls import (
     seal_batch,
     sign_batch,
 )
+from exchange.demo import policy_step
+from exchange.demo.policy_step import officer_key
 from exchange.edge_server import edge_server_config
 from exchange.identities import Role
 
@@ -115,6 +118,9 @@ def _upload_and_open(
 def run(scene: Scene) -> None:
     """CA, bootstrap token, EST enrolment, sealed upload, enterprise opens it, revocation."""
     runtime = scene.runtime
+    officer = "officer-li"  # a bootstrap officer (the policy step's), with their key file
+    if officer not in scene.identities:  # the step run alone, on a fresh deployment
+        policy_step._bootstrap_officers(scene)
     pki = runtime.edge_pki
     if not pki.is_initialized():
         pki.init(actor="sysadmin", now=utcnow())
@@ -124,8 +130,6 @@ def run(scene: Scene) -> None:
     scene.identities[ENTERPRISE] = runtime.identities.create(
         ENTERPRISE, Role.ENTERPRISE, public_key=enterprise_key.public_key
     )
-    officer = runtime.identities.create("edge-officer", Role.SECURITY_OFFICER)
-    scene.identities["edge-officer"] = officer
     token = pki.create_token(DeviceId(ENTERPRISE, DEVICE), actor=ENTERPRISE, now=utcnow())
     scene.say(f"{ENTERPRISE} created a one-time bootstrap token for {DEVICE}")
 
@@ -141,13 +145,30 @@ def run(scene: Scene) -> None:
         mtls.load_cert_chain(device_dir.cert_path, device_dir.key_path)
         with httpx.Client(verify=mtls) as device:
             _upload_and_open(scene, device, url, device_dir, enterprise_key)
-            pki.revoke(
-                cert.serial_number,
-                RevocationReason.KEY_COMPROMISE,
-                actor=officer.identity.name,
+            reason = RevocationReason.KEY_COMPROMISE
+            serial = format(cert.serial_number, "x")
+            duty = Duty(
+                runtime.settings.ledger_origin,
+                officer,
+                "certificate.revoke",
+                serial,
+                utcnow(),
+                {"reason": reason.value},
+            ).sign(officer_key(scene, officer))
+            check_duty(
+                duty,
+                keys=runtime.duty_keys,
+                origin=runtime.settings.ledger_origin,
+                action="certificate.revoke",
+                subject=serial,
+                role=Role.SECURITY_OFFICER.value,
                 now=utcnow(),
             )
-            scene.say(f"the security officer revoked {cert.serial_number:x} (key-compromise)")
+            pki.revoke(cert.serial_number, reason, actor=officer, now=utcnow(), duty=duty)
+            scene.say(
+                f"{officer} revoked {serial} (key-compromise), the revocation signed with "
+                "their key and verified against the key the ledger records for them"
+            )
             refused = device.get(url + "/v1/edge/whoami")
             detail = refused.json()["detail"]
             scene.say(f"    next request, same connection: HTTP {refused.status_code} {detail}")

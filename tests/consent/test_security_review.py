@@ -11,6 +11,7 @@ from exchange.error_table import RemoteRefusalError
 from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
+from tests.identities import bootstrap, register
 
 runner = CliRunner()
 
@@ -69,8 +70,9 @@ def test_only_the_owner_and_auditors_read_who_used_the_data(tmp_path: Path) -> N
     receipts in full are the auditor's too: the security officer reads none."""
     data = tmp_path / "data"
     runtime = Runtime.initialise(Settings(data_dir=data))
+    bootstrap(runtime)
     tokens = {
-        name: runtime.identities.create(name, role, industry=industry).token
+        name: register(runtime, name, role, industry).token
         for name, role, industry in [
             ("ent-a", Role.ENTERPRISE, "lithium-battery"),
             ("ent-b", Role.ENTERPRISE, "lithium-battery"),

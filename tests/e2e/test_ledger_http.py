@@ -22,11 +22,14 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from ledger import Checkpoint, NoteVerifier, SignedNote, verify_consistency, verify_inclusion
 from tests.conftest import initialised
+from tests.identities import register
 from tests.server import running_exchange
 
 N = 23
-SIZE = N + 1
-"""The witness's ``identity.create`` (index 0), then the N appended entries."""
+FIRST = 3
+"""The bootstrap officers' and the witness's ``identity.create`` (0-2) come first."""
+SIZE = N + FIRST
+"""Those, then the N appended entries."""
 HEADERS: dict[str, str] = {}
 """``Authorization`` of the witness the fixture creates."""
 
@@ -35,10 +38,10 @@ HEADERS: dict[str, str] = {}
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = initialised(tmp_path_factory.mktemp("http") / "data")
     runtime = Runtime(Settings(data_dir=data))
-    HEADERS["Authorization"] = "Bearer " + runtime.identities.create("wit", Role.WITNESS).token
+    HEADERS["Authorization"] = "Bearer " + register(runtime, "wit", Role.WITNESS).token
     first = runtime.ledger.size()
     runtime.close()
-    assert first == 1  # identity.create; the N entries below follow it
+    assert first == FIRST  # identity.create x 3; the N entries below follow them
     lines = [json.dumps({"k": i, "名": "值", "f": i / 3}) + "\n" for i in range(N)]
     for chunk in ("".join(lines[: N // 2]), "".join(lines[N // 2 :])):
         subprocess.run(
@@ -83,13 +86,13 @@ def test_entries_hash_to_leaves_that_prove_into_the_checkpoint(base: str) -> Non
         SignedNote.from_text(httpx.get(f"{base}/v1/ledger/checkpoint").text).text
     )
     got = httpx.get(
-        f"{base}/v1/ledger/entries", params={"start": 1, "limit": 1000}, headers=HEADERS
+        f"{base}/v1/ledger/entries", params={"start": FIRST, "limit": 1000}, headers=HEADERS
     )
     assert got.headers["content-type"] == "application/json"
     assert got.json()["next"] is None
     assert got.json()["scope"] == "all"
     entries = got.json()["entries"]
-    assert [e["index"] for e in entries] == list(range(1, N + 1))
+    assert [e["index"] for e in entries] == list(range(FIRST, SIZE))
     for item in entries:
         leaf = bytes(rfc8785.dumps(item["entry"]))  # an outside verifier re-canonicalises
         assert item["entry"]["index"] == item["index"]

@@ -27,6 +27,8 @@ from exchange.edge_server import edge_server_config
 from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
+from tests.identities import bootstrap
+from tests.identities import write_key_file as write_officer_key
 
 
 @dataclass
@@ -87,12 +89,13 @@ def make_pki(work: Path, **settings: object) -> Pki:
             **settings,  # type: ignore[arg-type]
         )
     )
+    officer, _second = bootstrap(runtime, "officer", "officer-2")
+    write_officer_key(work, "officer")  # work/officer.key: signs the officer's revocations
     runtime.edge_pki.init(actor="sysadmin", now=utcnow())
     signer = Ed25519Signer.generate("factory-a")
     issued = runtime.identities.create(
         "factory-a", Role.ENTERPRISE, public_key=signer.public_key, industry="lithium-battery"
     )
-    officer = runtime.identities.create("officer", Role.SECURITY_OFFICER)
     key_file = work / "factory-a.key"
     write_key_file(key_file, signer)
     bundle = work / "ca.pem"

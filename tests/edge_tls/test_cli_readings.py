@@ -149,13 +149,16 @@ def test_nobody_else_can_read_the_batches(pki: Pki, device_dir: Path, tmp_path: 
 
 def test_revoke_is_a_security_officers_act(pki: Pki, device_dir: Path, tmp_path: Path) -> None:
     serial = ibx(pki, "edge", "renew", "--dir", str(device_dir)).split("serial ")[1].split()[0]
+    officer_key = str(pki.work / "officer.key")
     exc = ibx_fails(
-        pki, "pki", "revoke", serial, "--reason", "key-compromise", "--token", pki.enterprise_token
-    )
+        pki, "pki", "revoke", serial, "--reason", "key-compromise",
+        "--token", pki.enterprise_token, "--key", officer_key,
+    )  # fmt: skip
     assert "may not cert_revoke" in str(exc)
     revoked = ibx(
-        pki, "pki", "revoke", serial, "--reason", "key-compromise", "--token", pki.officer_token
-    )
+        pki, "pki", "revoke", serial, "--reason", "key-compromise",
+        "--token", pki.officer_token, "--key", officer_key,
+    )  # fmt: skip
     assert f"revoked {serial}" in revoked
     readings = tmp_path / "late.csv"
     readings.write_text(READINGS)

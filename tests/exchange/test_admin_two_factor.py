@@ -33,6 +33,7 @@ from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import admin_signer, bootstrap, register, sign_duty, write_key_file
 from tests.server import ExchangeUrl, running_exchange
 
 
@@ -98,21 +99,24 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     work = tmp_path_factory.mktemp("two-factor")
     data = initialised(work / "data")
     certs = work / "certs"
+    runtime = Runtime(Settings(data_dir=data))
+    _root, second = bootstrap(runtime, "officer-0", "officer-2")
+    officer_key = write_key_file(work, "officer-0")
     created = _ibx(
         "--data-dir", str(data), "identity", "create", "--role", "security_officer",
-        "--name", "officer-1", "--cert-out", str(certs),
+        "--name", "officer-1", "--public-key", admin_signer("officer-1").public_key.to_base64(),
+        "--key", str(officer_key), "--cert-out", str(certs),
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
-    runtime = Runtime(Settings(data_dir=data))
-    tokens = {"officer-1": created.stdout.strip().splitlines()[-1]}
+    tokens = {"officer-1": created.stdout.strip().splitlines()[-1], "officer-2": second.token}
     now = utcnow()
+    runtime.admin_certificates.issue("officer-2", actor="sysadmin", now=now).write(certs)
     for name, role in (
-        ("officer-2", Role.SECURITY_OFFICER),
         ("auditor-1", Role.AUDITOR),
         ("sysadmin-1", Role.SYSADMIN),
         ("leaver", Role.AUDITOR),
     ):
-        tokens[name] = runtime.identities.create(name, role).token
+        tokens[name] = register(runtime, name, role, by="officer-0").token
         runtime.admin_certificates.issue(name, actor="sysadmin", now=now).write(certs)
     tokens["factory-a"] = runtime.identities.create(
         "factory-a", Role.ENTERPRISE, industry="lithium-battery"
@@ -212,7 +216,12 @@ def test_a_certificate_from_another_ca_fails_the_handshake(
 def test_a_revoked_certificate_is_refused_at_once(deployment: Deployment) -> None:
     cert = deployment.certs / "officer-2.crt"
     assert _me(deployment, "officer-2", cert).status_code == 200
-    done = _ibx("--data-dir", str(deployment.data), "identity", "cert-revoke", "officer-2")
+    unsigned = _ibx("--data-dir", str(deployment.data), "identity", "cert-revoke", "officer-2")
+    assert unsigned.returncode == ExitCode.USAGE and "--key" in unsigned.stderr
+    done = _ibx(
+        "--data-dir", str(deployment.data), "identity", "cert-revoke", "officer-2",
+        "--key", str(deployment.data.parent / "officer-0.key"), "--reason", "key-compromise",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert _me(deployment, "officer-2", cert).status_code == 401
 
@@ -237,7 +246,10 @@ def test_a_reissued_certificate_supersedes_the_previous_one(
 def test_the_certificate_of_a_revoked_identity_is_refused(deployment: Deployment) -> None:
     cert = deployment.certs / "leaver.crt"
     assert _me(deployment, "leaver", cert).status_code == 200
-    deployment.runtime.identities.revoke("leaver")
+    duty = sign_duty(
+        deployment.runtime, "officer-0", "identity.revoke", "leaver", {"role": "auditor"}
+    )
+    deployment.runtime.identities.revoke("leaver", duty=duty)
     assert _me(deployment, "leaver", cert).status_code == 401
     assert not deployment.runtime.admin_certificates.belongs_to(
         x509.load_pem_x509_certificates(cert.read_bytes())[0].public_bytes(

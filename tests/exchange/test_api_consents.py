@@ -50,6 +50,7 @@ from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 from tests.server import ExchangeUrl, running_exchange
 
 LB = "lithium-battery"
@@ -141,8 +142,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for name in ("cathode-co", "anode-co", "stray")
     }
     tokens = {}
+    bootstrap(runtime)
     for name, (role, industry) in IDENTITIES.items():
-        tokens[name] = runtime.identities.create(name, role, industry=industry).token
+        tokens[name] = register(runtime, name, role, industry).token
         if name in keys:
             runtime.identities.set_public_key(name, keys[name].signer.public_key, actor=name)
     for name in ("cathode-co", "anode-co"):
@@ -614,9 +616,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     files = root / "files"
     files.mkdir()
     runtime = Runtime(Settings(data_dir=data))
+    bootstrap(runtime)
     for name, (role, industry) in IDENTITIES.items():
         token = files / f"{name}.token"
-        token.write_text(runtime.identities.create(name, role, industry=industry).token + "\n")
+        token.write_text(register(runtime, name, role, industry).token + "\n")
         token.chmod(0o600)
         if role is Role.ENTERPRISE:
             key = EnterpriseKey.generate(files / f"{name}.consent-key")

@@ -26,6 +26,7 @@ from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 from tests.server import ExchangeUrl, running_exchange
 
 LB, NM = "lithium-battery", "new-materials"
@@ -66,8 +67,9 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     runtime = Runtime(Settings(data_dir=initialised(tmp_path_factory.mktemp("cat") / "data")))
+    bootstrap(runtime)
     tokens = {
-        name: runtime.identities.create(name, role, industry=industry).token
+        name: register(runtime, name, role, industry).token
         for name, (role, industry) in IDENTITIES.items()
     }
     for owner, dataset_id, fields, classification, description in CATALOG:
@@ -223,9 +225,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     files = root / "files"
     files.mkdir()
     runtime = Runtime(Settings(data_dir=data))
+    bootstrap(runtime)
     for name, (role, industry) in IDENTITIES.items():
         token = files / f"{name}.token"
-        token.write_text(runtime.identities.create(name, role, industry=industry).token + "\n")
+        token.write_text(register(runtime, name, role, industry).token + "\n")
         token.chmod(0o600)
     ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=utcnow())
     runtime.admin_certificates.issue("aud", actor="sysadmin", now=utcnow()).write(files)

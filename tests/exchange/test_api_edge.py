@@ -35,6 +35,7 @@ from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 from tests.server import ExchangeUrl, free_port, running_exchange
 
 LB = "lithium-battery"
@@ -105,8 +106,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tokens: dict[str, str] = {}
     runtime = Runtime(Settings(data_dir=data))
     try:
+        bootstrap(runtime)
         for name, (role, industry) in IDENTITIES.items():
-            tokens[name] = runtime.identities.create(name, role, industry=industry).token
+            tokens[name] = register(runtime, name, role, industry).token
             token_file = files / f"{name}.token"
             token_file.write_text(tokens[name] + "\n")
             token_file.chmod(0o600)

@@ -33,6 +33,7 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from ledger import Checkpoint, LedgerEntry, SignedNote, verify_consistency, verify_inclusion
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 
 LB = "lithium-battery"
 
@@ -68,9 +69,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     }
     tokens: dict[str, str] = {}
     own: dict[str, set[int]] = {name: set() for name in people}
+    bootstrap(runtime)
     for name, (role, industry) in people.items():
         before = runtime.ledger.size()
-        tokens[name] = runtime.identities.create(name, role, industry=industry).token
+        tokens[name] = register(runtime, name, role, industry).token
         own[name].add(before)  # identity.create names it ("name")
     before = runtime.ledger.size()
     runtime.consents.catalog.register(

@@ -37,6 +37,7 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from ledger import Checkpoint, NoteVerifier, SignedNote, sign_note
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 from tests.ledger.reference import mth
 from tests.server import ExchangeUrl, running_exchange
 
@@ -123,6 +124,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     files.mkdir()
     runtime = Runtime(Settings(data_dir=data))
     own: set[int] = set()
+    bootstrap(runtime)
     for name, role, industry in [
         ("wit", Role.WITNESS, None),
         ("cathode-co", Role.ENTERPRISE, LB),
@@ -131,9 +133,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ]:
         if name == "cathode-co":
             own.add(runtime.ledger.size())
-        _write_secret(
-            files / f"{name}.token", runtime.identities.create(name, role, industry=industry).token
-        )
+        _write_secret(files / f"{name}.token", register(runtime, name, role, industry).token)
     ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=utcnow())
     runtime.admin_certificates.issue("aud", actor="sysadmin", now=utcnow()).write(files)
     for i in range(7):

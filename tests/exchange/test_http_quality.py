@@ -39,6 +39,7 @@ from exchange.request_id import install_log_context
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 from tests.server import running_exchange
 
 PROBLEM = "application/problem+json"
@@ -49,6 +50,7 @@ INDUSTRY = "lithium-battery"
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     data = initialised(tmp_path_factory.mktemp("http-quality") / "data")
     rt = Runtime(Settings(data_dir=data))
+    bootstrap(rt)
     yield rt
     rt.close()
 
@@ -68,7 +70,7 @@ def _token(runtime: Runtime, role: Role = Role.ENTERPRISE) -> tuple[str, str]:
     """A new identity of ``role``: its name and bearer token."""
     name = f"q-{role.value}-{next(_names)}"
     industry = INDUSTRY if role in (Role.ENTERPRISE, Role.SUBBRAIN) else None
-    issued = runtime.identities.create(name, role, industry=industry)
+    issued = register(runtime, name, role, industry)
     return name, issued.token
 
 

@@ -28,6 +28,8 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from policies import BASELINE_PACK
 from tests.conftest import initialised
+from tests.identities import admin_signer, write_key_file
+from tests.identities import bootstrap as bootstrap_officers
 
 runner = CliRunner()
 ORIGIN = "output.ibx.localhost/ledger"
@@ -144,11 +146,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     mp.delenv("IBX_TOKEN", raising=False)
     root = tmp_path_factory.mktemp("output")
     data_dir = initialised(root / "data", ledger_origin=ORIGIN)
+    opened = Runtime(Settings(data_dir=data_dir, ledger_origin=ORIGIN))
+    officer = bootstrap_officers(opened, "ops-a", "ops-b")[0].token
+    opened.close()
     ent = _token(
         data_dir, "--role", "enterprise", "--name", "ent-a", "--industry", "lithium-battery"
     )
-    officer = _token(data_dir, "--role", "security_officer", "--name", "ops-a")
-    auditor = _token(data_dir, "--role", "auditor", "--name", "aud")
+    auditor = _token(
+        data_dir, "--role", "auditor", "--name", "aud",
+        "--public-key", admin_signer("aud").public_key.to_base64(),
+        "--key", str(write_key_file(root, "ops-a")),
+    )  # fmt: skip
     partial = World(data_dir, ent, officer, auditor, root / "ent.key", "", "", root / "r.json")
     public = partial.run("consent", "keygen", "--out", str(partial.key_file)).split()[-1]
     partial.run("consent", "register-key", "--key", str(partial.key_file), "--token", ent)
@@ -198,8 +206,9 @@ def test_identity_list_in_a_pipe_is_the_tab_separated_lines(world: World) -> Non
         f"ent-a\tenterprise\tlithium-battery\tactive\t{ent['key_fingerprint'][:16]}\t{expires}\n"
         in out
     )
-    assert f"aud\tauditor\t-\tactive\t-\t{expires}\n" in out
-    assert out.count("\n") == 3
+    aud_key = admin_signer("aud").public_key.fingerprint()[:16]
+    assert f"aud\tauditor\t-\tactive\t{aud_key}\t{expires}\n" in out
+    assert out.count("\n") == 4  # ent-a, aud and the bootstrap officers ops-a, ops-b
     assert "name" not in out  # no header line for scripts to skip
 
 

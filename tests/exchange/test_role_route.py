@@ -35,6 +35,7 @@ from exchange.identities import Identity, Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 
 PROBLEM = "application/problem+json"
 INDUSTRY = "lithium-battery"
@@ -76,6 +77,7 @@ PUBLIC_RULES = sorted(rule for rule, access in ROUTES.items() if access.public)
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     data = initialised(tmp_path_factory.mktemp("role-route") / "data")
     rt = Runtime(Settings(data_dir=data))
+    bootstrap(rt)
     yield rt
     rt.close()
 
@@ -102,9 +104,7 @@ _serial = itertools.count()
 
 def _identity(runtime: Runtime, role: Role) -> tuple[Identity, str]:
     industry = INDUSTRY if role in INDUSTRY_ROLES else None
-    issued = runtime.identities.create(
-        f"rr-{role.value.replace('_', '-')}-{next(_serial)}", role, industry=industry
-    )
+    issued = register(runtime, f"rr-{role.value.replace('_', '-')}-{next(_serial)}", role, industry)
     return issued.identity, issued.token
 
 

@@ -30,6 +30,7 @@ from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 
 if TYPE_CHECKING:
     from schemathesis import APIOperation
@@ -49,6 +50,7 @@ INDUSTRY_ROLES = frozenset({Role.ENTERPRISE, Role.SUBBRAIN, Role.EDGE_DEVICE, Ro
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     data = initialised(tmp_path_factory.mktemp("schemathesis") / "data")
     rt = Runtime(Settings(data_dir=data))
+    bootstrap(rt)
     rt.edge_pki.init(actor="sysadmin", now=utcnow())  # the PKI routes answer, not 503
     yield rt
     rt.close()
@@ -128,7 +130,7 @@ class Tokens:
     def fresh(self, role: Role) -> str:
         industry = INDUSTRY if role in INDUSTRY_ROLES else None
         name = f"st-{role.value.replace('_', '-')}-{next(_serial)}"
-        return self._runtime.identities.create(name, role, industry=industry).token
+        return register(self._runtime, name, role, industry).token
 
     def shared(self, role: Role) -> str:
         if role not in self._shared:

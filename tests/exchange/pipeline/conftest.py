@@ -39,6 +39,7 @@ from exchange.pipeline import CONTRIBUTION_KIND, REFUSAL_KIND, AgentStatement
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import bootstrap, register
 
 LB = "lithium-battery"
 NM = "new-materials"
@@ -200,10 +201,11 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     runtime = Runtime(Settings(data_dir=initialised(tmp_path / "data")))
     made = World(runtime, tmp_path)
+    bootstrap(runtime)
     made.tokens["sb-lb"] = runtime.identities.create("sb-lb", Role.SUBBRAIN, industry=LB).token
     made.tokens["sb-nm"] = runtime.identities.create("sb-nm", Role.SUBBRAIN, industry=NM).token
-    made.tokens["aud"] = runtime.identities.create("aud", Role.AUDITOR).token
-    made.tokens["ops"] = runtime.identities.create("ops", Role.SYSADMIN).token
+    made.tokens["aud"] = register(runtime, "aud", Role.AUDITOR).token
+    made.tokens["ops"] = register(runtime, "ops", Role.SYSADMIN).token
     yield made
     for client in made.clients.values():
         client.close()
