@@ -13,7 +13,14 @@ from pathlib import Path
 
 from consent._catalog import Dataset, DatasetCatalog
 from consent._check import ConsentRecord, ConsentRequest, CoverageReport, Refusal, evaluate
-from consent._directory import KeyDirectory, RequesterDirectory, RequesterProfile, StaticDirectory
+from consent._directory import (
+    KeyDirectory,
+    KeyLedger,
+    LedgeredKey,
+    RequesterDirectory,
+    RequesterProfile,
+    StaticDirectory,
+)
 from consent._key_registration import (
     KEY_REGISTRATION_KIND,
     KeyRegistration,
@@ -34,6 +41,7 @@ from consent._receipt import (
 )
 from consent._service import ConsentConfig, ConsentService, ConsentUsage, ConsentUse, UsageEntry
 from consent._vocab import Classification, Engine, Operation, Purpose
+from consent.entries import ENTRY_TYPES
 from consent.errors import (
     BadConsentSignatureError,
     ConsentAccessError,
@@ -67,6 +75,7 @@ SCHEMAS = Path(__file__).resolve().parent / "schema"
 """JSON Schemas of the signed receipt and revocation (draft 2020-12)."""
 
 __all__ = [
+    "ENTRY_TYPES",
     "KEY_REGISTRATION_KIND",
     "MIGRATIONS",
     "RECEIPT_VERSION",
@@ -101,7 +110,9 @@ __all__ = [
     "ForeignKeyError",
     "InvalidConsentError",
     "KeyDirectory",
+    "KeyLedger",
     "KeyRegistration",
+    "LedgeredKey",
     "NoConsentError",
     "NoRegisteredKeyError",
     "OfflineVerdict",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from consent._tables import DatasetRow
 from consent._vocab import Classification
+from consent.entries import DatasetRegisterEntry
 from consent.errors import DatasetExistsError, InvalidConsentError, UnknownDatasetError
 from core.canonical import JsonValue
 from core.clock import format_rfc3339, parse_rfc3339, require_aware
@@ -152,8 +153,22 @@ class DatasetCatalog:
                 )
             )
             session.flush()
+            entry = DatasetRegisterEntry(
+                dataset_id=dataset.dataset_id,
+                owner=dataset.owner,
+                fields=list(dataset.fields),
+                classification=dataset.classification,
+                description=dataset.description,
+                created_at=format_rfc3339(dataset.created_at),
+            )
             self._recorder.record(
-                Event("dataset.register", owner, dataset.to_dict()), session=session
+                Event(
+                    DatasetRegisterEntry.TYPE,
+                    owner,
+                    entry.model_dump(mode="json"),
+                    subjects=(dataset.dataset_id, dataset.owner),
+                ),
+                session=session,
             )
         logger.info("registered dataset %s of %s", dataset_id, owner)
         return dataset

@@ -5,17 +5,32 @@
 key is registered to which enterprise) and :class:`RequesterDirectory` (an
 identity's role and industry, for group consents). :class:`StaticDirectory` is
 the in-memory implementation for tests, benchmarks and dry runs.
+
+The registry's rows are an index, not the authority: :class:`KeyLedger` is
+what the ledger recorded for an enterprise (its latest key entry), which the
+consent service checks the row's key against before it verifies anything
+with it (:mod:`consent._authority`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.keys import Ed25519PublicKey
 
-__all__ = ["KeyDirectory", "RequesterDirectory", "RequesterProfile", "StaticDirectory"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "KeyDirectory",
+    "KeyLedger",
+    "LedgeredKey",
+    "RequesterDirectory",
+    "RequesterProfile",
+    "StaticDirectory",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,37 @@ class KeyDirectory(Protocol):
 
     def key_owner(self, key: Ed25519PublicKey) -> str | None:
         """The identity this key is registered to, or None (used to explain refusals)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LedgeredKey:
+    """What the ledger records for an enterprise: the key of its latest key entry.
+
+    ``key`` is None when the ledger says the enterprise may not sign (revoked
+    after that entry, registered with another role, or registered without a
+    key); ``reason`` then says why. ``index`` is the ledger index the answer
+    rests on (the latest key entry, or the revocation).
+    """
+
+    enterprise: str
+    key: Ed25519PublicKey | None
+    index: int
+    reason: str | None = None
+
+
+class KeyLedger(Protocol):
+    """The enterprises' keys as the ledger records them (the authority over the rows)."""
+
+    def ledgered_keys(
+        self, enterprises: Collection[str], *, session: Session | None = None
+    ) -> dict[str, LedgeredKey]:
+        """What the ledger records for each of ``enterprises`` (one indexed lookup for
+        all); an enterprise the ledger records nothing for is absent.
+
+        Raises:
+            ledger.LedgerError: a recorded entry could not be read.
+        """
         ...
 
 

@@ -15,7 +15,6 @@ for it, so no decision made after a revocation is accepted can use the consent.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import json
 import logging
@@ -25,9 +24,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from consent._authority import LedgerAuthority, LedgerFacts, PendingAlerts, mismatch
 from consent._catalog import Dataset, DatasetCatalog
 from consent._check import (
     ConsentRecord,
@@ -38,10 +39,18 @@ from consent._check import (
     evaluate,
     validity_refusal,
 )
-from consent._directory import KeyDirectory, RequesterDirectory
+from consent._directory import KeyDirectory, KeyLedger, RequesterDirectory
 from consent._receipt import ConsentReceipt, Requester, SignedReceipt, SignedRevocation
 from consent._tables import GrantRow, NonceRow, ScopeRow, UseRow
 from consent._verified import StoredGrant, VerifiedReceipts
+from consent.entries import (
+    ConsentRef,
+    GrantEntry,
+    JobEntry,
+    RevokeEntry,
+    UseEntry,
+    receipt_subject,
+)
 from consent.errors import (
     BadConsentSignatureError,
     ConsentAccessError,
@@ -57,9 +66,9 @@ from consent.errors import (
     NoRegisteredKeyError,
     ReplayedNonceError,
     RequestTimeSkewError,
+    UseLimitReachedError,
     WrongOriginError,
 )
-from core.canonical import JsonValue
 from core.clock import format_rfc3339, parse_rfc3339, require_aware, utcnow
 from core.db import Database
 from core.events import Event
@@ -188,6 +197,13 @@ class ConsentService:
     ``clock`` is the exchange's clock: every "now" the service judges at comes
     from it (tests pass a controllable one). No method takes a time from its
     caller, so no route or command can let a requester choose it.
+
+    The rows are an index of the ledger, checked when they are used
+    (:mod:`consent._authority`): revocations, use counts and earlier grants of a
+    receipt are looked up on the ledger's subject index, and with ``key_ledger``
+    (the exchange passes its identity directory) an enterprise's key is the key
+    the ledger records for it, not its row's. A disagreement is refused and
+    raised as a ``row.mismatch`` alert.
     """
 
     def __init__(
@@ -199,6 +215,7 @@ class ConsentService:
         config: ConsentConfig,
         *,
         clock: Callable[[], datetime] = utcnow,
+        key_ledger: KeyLedger | None = None,
     ) -> None:
         self._db = db
         self._ledger = ledger
@@ -208,6 +225,7 @@ class ConsentService:
         self._clock = clock
         self.catalog = DatasetCatalog(db, ledger)
         self._receipts = VerifiedReceipts()
+        self._authority = LedgerAuthority(ledger, key_ledger)
 
     def now(self) -> datetime:
         """The exchange's time, from the service's clock (UTC).
@@ -238,10 +256,20 @@ class ConsentService:
                 f"made for {origin!r}; this deployment is {self.config.origin!r}",
                 consent_id=consent_id,
             )
-        registered = self._keys.enterprise_key(enterprise)
+        registered, disagreement = self.registered_key(enterprise)
         if registered is None:
+            if disagreement is not None:
+                raise NoRegisteredKeyError(
+                    f"{disagreement}; refused and reported", consent_id=consent_id
+                )
             raise NoRegisteredKeyError(
                 f"{enterprise} is not an active enterprise with a registered consent key",
+                consent_id=consent_id,
+            )
+        if public_key != registered and disagreement is not None:
+            raise ForeignKeyError(
+                f"{consent_id} is not signed with the key the ledger records for {enterprise}: "
+                f"{disagreement}; refused and reported",
                 consent_id=consent_id,
             )
         if public_key != registered:
@@ -258,6 +286,35 @@ class ConsentService:
             ) from exc
         if signed_at > now + self.config.clock_skew:
             raise InvalidConsentError(f"signed_at {format_rfc3339(signed_at)} is in the future")
+
+    def registered_key(self, enterprise: str) -> tuple[Ed25519PublicKey | None, str | None]:
+        """The key ``enterprise`` signs with, by the ledger, and what disagrees with it.
+
+        The second item is None when the registry's row agrees with the ledger;
+        otherwise it names the disagreement (already raised as a ``row.mismatch``
+        alert, in a transaction of its own: call this outside any write
+        transaction). Key registrations check the replaced key with this.
+
+        Raises:
+            ledger.LedgerError: the ledger could not be read or the alert not recorded.
+        """
+        pending = PendingAlerts()
+        row = self._keys.enterprise_key(enterprise)
+        keys, disagreements = self._authority.keys(
+            (enterprise,), {enterprise: row} if row is not None else {}, pending
+        )
+        self._authority.report(pending)
+        return keys.get(enterprise), disagreements.get(enterprise)
+
+    def _registered_keys(
+        self, enterprises: Iterable[str], pending: PendingAlerts, session: Session | None
+    ) -> tuple[dict[str, Ed25519PublicKey], dict[str, str]]:
+        """:meth:`registered_key` of several, alerts left in ``pending``."""
+        wanted = sorted(set(enterprises))
+        if not wanted:
+            return {}, {}
+        rows = self._keys.enterprise_keys(wanted)
+        return self._authority.keys(wanted, rows, pending, session=session)
 
     @staticmethod
     def _claim_nonce(
@@ -292,7 +349,9 @@ class ConsentService:
             ConsentExpiredError: its validity window has already ended.
             UnknownDatasetError: a dataset is not registered.
             DatasetNotOwnedError: a dataset belongs to another enterprise.
-            ReplayedNonceError: the nonce or consent id was seen before.
+            ReplayedNonceError: the nonce or consent id was seen before, or the ledger
+                already records this receipt (or a revocation of its consent) while
+                no row holds it: a replay after a database edit (raised as an alert).
             ledger.LedgerError: recording failed; nothing was stored.
         """
         now = self.now()
@@ -314,66 +373,97 @@ class ConsentService:
         one = receipt.requester.identity
         if one is not None and self._requesters.requester_profile(one) is None:
             raise InvalidConsentError(f"requester {one!r} is not an active identity")
-        with self._db.write() as session:
-            datasets = DatasetCatalog.many_in(session, receipt.datasets())
-            for scope in receipt.scope:
-                dataset = datasets[scope.dataset]
-                if dataset.owner != receipt.enterprise:
-                    raise DatasetNotOwnedError(
-                        scope.dataset, owner=dataset.owner, signer=receipt.enterprise
-                    )
-                unknown = sorted(set(scope.fields) - set(dataset.fields))
-                if unknown:
-                    raise InvalidConsentError(
-                        f"dataset {scope.dataset} has no field(s) {', '.join(unknown)}"
-                    )
-            if session.get(GrantRow, cid) is not None:
-                raise ReplayedNonceError(f"consent {cid} was already accepted", consent_id=cid)
-            self._claim_nonce(
-                session, receipt.enterprise, receipt.nonce, consent_id=cid, kind="grant", now=now
-            )
-            recorded = self._ledger.record(
-                Event(
-                    "consent.grant",
-                    actor,
-                    {
-                        "consent_id": cid,
-                        "enterprise": receipt.enterprise,
-                        "receipt": receipt.to_dict(),
-                        "receipt_hash": signed.receipt_hash(),
-                        "signature": base64.b64encode(signed.signature).decode(),
-                    },
+        try:
+            with self._db.write() as session:
+                index = self._store_grant(session, signed, actor=actor, now=now)
+        except _LedgerReplay as replay:
+            pending = PendingAlerts()
+            pending.add(
+                mismatch(
+                    cid,
+                    f"consent {cid} has no row but the ledger already records its receipt "
+                    f"(entries {', '.join(map(str, replay.evidence))}); a replay of it was "
+                    "refused",
+                    evidence=replay.evidence,
+                    details={"receipt_hash": signed.receipt_hash(), "actor": actor},
                 ),
-                session=session,
+                None,
             )
-            key = receipt.requester.key
-            session.add(
-                GrantRow(
-                    consent_id=cid,
-                    enterprise=receipt.enterprise,
-                    requester_key=key,
-                    receipt=signed.canonical(),
-                    signature=signed.signature,
-                    receipt_hash=signed.receipt_hash(),
-                    valid_from=format_rfc3339(receipt.valid_from),
-                    valid_until=format_rfc3339(receipt.valid_until),
-                    use_limit=receipt.use_limit,
-                    use_count=0,
-                    accepted_at=format_rfc3339(now),
-                    ledger_index=recorded.index,
-                )
-            )
-            session.flush()
-            session.execute(
-                insert(ScopeRow),
-                [
-                    {"consent_id": cid, "dataset": s.dataset, "field": f, "requester_key": key}
-                    for s in receipt.scope
-                    for f in s.fields
-                ],
-            )
+            self._authority.report(pending)
+            raise ReplayedNonceError(
+                f"consent {cid} was already granted on the ledger (entry {replay.evidence[0]}) "
+                "but has no row; refused as a replay and reported",
+                consent_id=cid,
+            ) from None
         logger.info("accepted consent %s of %s", cid, receipt.enterprise)
-        return ConsentRecord(signed, now, recorded.index, 0)
+        return ConsentRecord(signed, now, index, 0)
+
+    def _store_grant(
+        self, session: Session, signed: SignedReceipt, *, actor: str, now: datetime
+    ) -> int:
+        """:meth:`grant`'s write transaction; the ``consent.grant`` entry's index.
+
+        Raises:
+            _LedgerReplay: no row holds the consent, but the ledger records its receipt.
+        """
+        receipt = signed.receipt
+        cid = receipt.consent_id
+        datasets = DatasetCatalog.many_in(session, receipt.datasets())
+        for scope in receipt.scope:
+            dataset = datasets[scope.dataset]
+            if dataset.owner != receipt.enterprise:
+                raise DatasetNotOwnedError(
+                    scope.dataset, owner=dataset.owner, signer=receipt.enterprise
+                )
+            unknown = sorted(set(scope.fields) - set(dataset.fields))
+            if unknown:
+                raise InvalidConsentError(
+                    f"dataset {scope.dataset} has no field(s) {', '.join(unknown)}"
+                )
+        if session.get(GrantRow, cid) is not None:
+            raise ReplayedNonceError(f"consent {cid} was already accepted", consent_id=cid)
+        evidence = self._authority.replay_evidence(session, cid, signed.receipt_hash())
+        if evidence:
+            raise _LedgerReplay(evidence)
+        self._claim_nonce(
+            session, receipt.enterprise, receipt.nonce, consent_id=cid, kind="grant", now=now
+        )
+        recorded = self._ledger.record(
+            Event(
+                GrantEntry.TYPE,
+                actor,
+                GrantEntry.of(signed).model_dump(mode="json"),
+                subjects=(cid, receipt.enterprise, receipt_subject(signed.receipt_hash())),
+            ),
+            session=session,
+        )
+        key = receipt.requester.key
+        session.add(
+            GrantRow(
+                consent_id=cid,
+                enterprise=receipt.enterprise,
+                requester_key=key,
+                receipt=signed.canonical(),
+                signature=signed.signature,
+                receipt_hash=signed.receipt_hash(),
+                valid_from=format_rfc3339(receipt.valid_from),
+                valid_until=format_rfc3339(receipt.valid_until),
+                use_limit=receipt.use_limit,
+                use_count=0,
+                accepted_at=format_rfc3339(now),
+                ledger_index=recorded.index,
+            )
+        )
+        session.flush()
+        session.execute(
+            insert(ScopeRow),
+            [
+                {"consent_id": cid, "dataset": s.dataset, "field": f, "requester_key": key}
+                for s in receipt.scope
+                for f in s.fields
+            ],
+        )
+        return recorded.index
 
     def revoke(self, signed: SignedRevocation, *, actor: str) -> ConsentRecord:
         """Verify and accept a signed revocation; it binds every later decision.
@@ -424,15 +514,10 @@ class ConsentService:
             )
             recorded = self._ledger.record(
                 Event(
-                    "consent.revoke",
+                    RevokeEntry.TYPE,
                     actor,
-                    {
-                        "consent_id": cid,
-                        "enterprise": revocation.enterprise,
-                        "revocation": revocation.to_dict(),
-                        "receipt_hash": signed.receipt_hash(),
-                        "signature": base64.b64encode(signed.signature).decode(),
-                    },
+                    RevokeEntry.of(signed).model_dump(mode="json"),
+                    subjects=(cid, revocation.enterprise),
                 ),
                 session=session,
             )
@@ -474,15 +559,21 @@ class ConsentService:
 
         Candidates come from the (dataset, requester) index; each is checked in
         full (signature, origin, revocation, validity at the service's clock,
-        scope, use limit) and refusals are explained per owner.
+        scope, use limit) and refusals are explained per owner. Revocations,
+        use counts and enterprise keys are checked against the ledger; a row
+        that disagrees is refused and raised as an alert.
 
         Raises:
             RequestTimeSkewError: the request states a time too far from the clock.
             UnknownDatasetError: a requested dataset is not registered.
             ConsentConfigError: the service clock is naive.
+            ledger.LedgerError: the ledger could not be read or an alert not recorded.
         """
+        pending = PendingAlerts()
         with self._db.read() as session:
-            return self._check(session, request, self.now())
+            report = self._check(session, request, self.now(), None, pending)
+        self._authority.report(pending)
+        return report
 
     def _refuse_skewed(self, request: ConsentRequest, at: datetime) -> None:
         """Refuse a stated request time off from the exchange's time ``at``."""
@@ -497,8 +588,10 @@ class ConsentService:
         session: Session,
         request: ConsentRequest,
         at: datetime,
-        datasets: Mapping[str, Dataset] | None = None,
+        datasets: Mapping[str, Dataset] | None,
+        pending: PendingAlerts,
     ) -> CoverageReport:
+        """The check, in ``session``; disagreements with the ledger left in ``pending``."""
         self._refuse_skewed(request, at)
         if datasets is None or set(datasets) != set(request.datasets):
             datasets = DatasetCatalog.many_in(session, request.datasets)
@@ -524,16 +617,13 @@ class ConsentService:
             )
         covering: dict[str, list[ConsentRecord]] = defaultdict(list)
         refusals: dict[str, list[Refusal]] = defaultdict(list)
-        registered_keys = (
-            self._keys.enterprise_keys({r.enterprise for r in rows if r.enterprise in by_owner})
-            if rows
-            else {}
+        rows = [r for r in rows if r.enterprise in by_owner]
+        registered_keys, key_disagreements = self._registered_keys(
+            {r.enterprise for r in rows}, pending, session
         )
+        decoded: list[tuple[str, StoredGrant, ConsentRecord, bool]] = []
         for row in sorted(rows, key=lambda r: int(r.ledger_index)):
             owner = row.enterprise
-            if owner not in by_owner:
-                continue
-            registered = registered_keys.get(owner)
             grant = StoredGrant(
                 consent_id=row.consent_id,
                 receipt=_as_bytes(row.receipt),
@@ -545,7 +635,7 @@ class ConsentService:
                 revocation_ledger_index=row.revocation_ledger_index,
             )
             try:
-                record, verified = self._receipts.record_of(grant, registered)
+                record, verified = self._receipts.record_of(grant, registered_keys.get(owner))
             except (InvalidConsentError, ValueError):
                 refusals[owner].append(
                     Refusal(
@@ -557,6 +647,13 @@ class ConsentService:
                     )
                 )
                 continue
+            decoded.append((owner, grant, record, verified))
+        facts = self._ledger_facts(session, [d[2] for d in decoded])
+        for owner, grant, stored, verified in decoded:
+            registered = registered_keys.get(owner)
+            record, disagreement = self._believe_ledger(
+                stored, facts.get(stored.consent_id), pending
+            )
             signed_bytes = grant.receipt
             verify = self.config.verify_on_check and not verified
             if verify and registered is not None:
@@ -580,7 +677,16 @@ class ConsentService:
             )
             if error is None and record.enterprise != owner:
                 error = ForeignKeyError(
-                    "consent row names another owner", consent_id=row.consent_id
+                    "consent row names another owner", consent_id=record.consent_id
+                )
+            if disagreement is not None:
+                error = disagreement  # the ledger's word: revoked, or used up
+            if owner in key_disagreements and isinstance(
+                error, ForeignKeyError | NoRegisteredKeyError | BadConsentSignatureError
+            ):
+                error = type(error)(
+                    f"{error}; {key_disagreements[owner]} (refused and reported)",
+                    consent_id=record.consent_id,
                 )
             if error is None:
                 covering[owner].append(record)
@@ -607,6 +713,75 @@ class ConsentService:
             at=at,
             covering={o: tuple(v) for o, v in covering.items()},
             refusals={o: tuple(v) for o, v in refusals.items()},
+        )
+
+    def _ledger_facts(
+        self, session: Session, records: Sequence[ConsentRecord]
+    ) -> dict[str, LedgerFacts]:
+        """What the ledger says about the rows that say active (one lookup; two when some
+        receipt has a use limit)."""
+        live = [r for r in records if r.revoked_at is None]
+        return self._authority.facts(
+            session,
+            [r.consent_id for r in live],
+            [r.consent_id for r in live if r.signed.receipt.use_limit is not None],
+        )
+
+    def _believe_ledger(
+        self, record: ConsentRecord, facts: LedgerFacts | None, pending: PendingAlerts
+    ) -> tuple[ConsentRecord, ConsentRefusedError | None]:
+        """``record`` as the ledger has it, and the refusal a disagreement earns (if any).
+
+        A ``consent.revoke`` about a consent whose row says active: refused as
+        revoked. More ``consent.use`` entries than the row counts: the ledger's
+        count is the count (a refusal only if it reaches the limit). Either is
+        queued in ``pending`` as a ``row.mismatch`` alert.
+        """
+        if facts is None or record.revoked_at is not None:
+            return record, None
+        cid = record.consent_id
+        if facts.revocation is not None:
+            message = (
+                f"consent {cid} is revoked on the ledger (entry {facts.revocation}) but its "
+                "row says active"
+            )
+            pending.add(
+                mismatch(
+                    cid,
+                    message,
+                    evidence=(facts.revocation,),
+                    details={"enterprise": record.enterprise, "row_status": "active"},
+                ),
+                ("revoked", cid, str(facts.revocation)),
+            )
+            return record, ConsentRevokedError(f"{message}; refused and reported", consent_id=cid)
+        limit = record.signed.receipt.use_limit
+        counted = len(facts.uses)
+        if limit is None or counted <= record.use_count:
+            return record, None
+        message = (
+            f"consent {cid} has been used {counted} times on the ledger but its row "
+            f"counts {record.use_count}"
+        )
+        pending.add(
+            mismatch(
+                cid,
+                message,
+                evidence=facts.uses,
+                details={
+                    "enterprise": record.enterprise,
+                    "row_use_count": record.use_count,
+                    "ledger_use_count": counted,
+                    "use_limit": limit,
+                },
+            ),
+            ("uses", cid, str(counted - record.use_count)),
+        )
+        fixed = replace(record, use_count=counted)
+        if counted < limit:
+            return fixed, None
+        return fixed, UseLimitReachedError(
+            f"{message}, the limit is {limit}; refused and reported", consent_id=cid
         )
 
     # -- using ---------------------------------------------------------------------------
@@ -638,7 +813,10 @@ class ConsentService:
         A receipt's signature is verified once for the bytes, signature and
         registered key it is stored with (:mod:`consent._verified`); the
         revocation, the validity window, the scope and the use count are
-        judged from the row read in this transaction every time.
+        judged from the row read in this transaction every time, and the row
+        against the ledger (a revocation or uses it does not show are believed,
+        and raised as alerts: in ``session`` when given, which then carries them,
+        else in a transaction of their own after this one).
 
         Raises:
             InvalidConsentError: an empty decision id.
@@ -649,10 +827,15 @@ class ConsentService:
         """
         if not decision_id or len(decision_id) > 128:
             raise InvalidConsentError("decision_id must be 1-128 characters")
+        pending = PendingAlerts()
         if session is not None:
-            return self._use(session, request, decision_id, datasets)
+            use = self._use(session, request, decision_id, datasets, pending)
+            self._authority.report(pending, session=session)
+            return use
         with self._db.write() as own:
-            return self._use(own, request, decision_id, datasets)
+            use = self._use(own, request, decision_id, datasets, pending)
+        self._authority.report(pending)
+        return use
 
     def _use(
         self,
@@ -660,10 +843,11 @@ class ConsentService:
         request: ConsentRequest,
         decision_id: str,
         datasets: Mapping[str, Dataset] | None,
+        pending: PendingAlerts,
     ) -> ConsentUse:
         """:meth:`use` inside ``session``."""
         now = self.now()
-        report = self._check(session, request, now, datasets)
+        report = self._check(session, request, now, datasets, pending)
         chosen = report.chosen()
         if not chosen:
             return ConsentUse(decision_id, report, {}, None)
@@ -682,9 +866,13 @@ class ConsentService:
             RequestTimeSkewError: the request states a time too far from the clock.
             UnknownDatasetError: a requested dataset is not registered.
             ConsentConfigError: the service clock is naive.
+            ledger.LedgerError: the ledger could not be read or an alert not recorded.
         """
+        pending = PendingAlerts()
         with self._db.read() as session:
-            return self._check(session, request, self.now(), datasets)
+            report = self._check(session, request, self.now(), datasets, pending)
+        self._authority.report(pending)
+        return report
 
     def use_checked(
         self, report: CoverageReport, *, decision_id: str, session: Session
@@ -695,7 +883,8 @@ class ConsentService:
         (a write transaction holding the lock) each chosen consent's row is
         read again in one statement: when every one is unrevoked, valid at the
         service's clock now and below its use limit with the count as it is
-        now, the uses are counted and ``consent.use`` recorded exactly as
+        now -- and the ledger shows no revocation and no more uses of any (one
+        lookup) -- the uses are counted and ``consent.use`` recorded exactly as
         :meth:`use` does (``checked_at`` is this re-check's time). Otherwise
         nothing is written and None is returned: the caller checks afresh with
         :meth:`use` in the same transaction. So a revocation, a use counted by
@@ -726,6 +915,13 @@ class ConsentService:
             if fresh.status(now) != "active":
                 return None
             current[owner] = fresh
+        facts = self._ledger_facts(session, list(current.values()))
+        for record in current.values():
+            fact = facts.get(record.consent_id)
+            if fact is not None and (
+                fact.revocation is not None or len(fact.uses) > record.use_count
+            ):
+                return None  # the row disagrees with the ledger: use() refuses and reports
         return self._count(session, report, current, decision_id, now)
 
     def _count(
@@ -740,16 +936,18 @@ class ConsentService:
         request = report.request
         connection = session.connection()
         connection.execute(_COUNT_USE, {"ids": [r.consent_id for r in chosen.values()]})
+        entry = UseEntry(
+            decision_id=decision_id,
+            request=request.to_dict(),
+            checked_at=format_rfc3339(now),
+            consents=_consent_refs(chosen.values()),
+        )
         recorded = self._ledger.record(
             Event(
-                "consent.use",
+                UseEntry.TYPE,
                 request.requester,
-                {
-                    "decision_id": decision_id,
-                    "request": request.to_dict(),
-                    "checked_at": format_rfc3339(now),
-                    "consents": _consent_refs(chosen.values()),
-                },
+                entry.model_dump(mode="json"),
+                subjects=tuple(ref.consent_id for ref in entry.consents),
             ),
             session=session,
         )
@@ -782,7 +980,9 @@ class ConsentService:
 
         Raises:
             ConsentNotFoundError: the decision used no consent.
-            ConsentRevokedError: a consent was revoked since the decision (the job stops).
+            ConsentRevokedError: a consent was revoked since the decision (the job stops),
+                by its row or by the ledger (a row that says active while the ledger
+                records a revocation is raised as an alert too).
             ConsentNotYetValidError: a consent's validity has not started (the job stops).
             ConsentExpiredError: a consent expired since the decision (the job stops).
             ForeignKeyError, NoRegisteredKeyError, BadConsentSignatureError, WrongOriginError:
@@ -792,6 +992,7 @@ class ConsentService:
             ledger.LedgerError: recording failed.
         """
         stopped: ConsentRefusedError | None = None
+        pending = PendingAlerts()
         with self._db.write() as session:
             now = self.now()
             uses = (
@@ -805,41 +1006,49 @@ class ConsentService:
             )
             if not uses:
                 raise ConsentNotFoundError(f"decision {decision_id}")
-            records = []
+            rows = []
             for use in uses:
                 row = session.get(GrantRow, use.consent_id)
                 if row is None:
                     raise ConsentNotFoundError(use.consent_id)
-                record = _to_record(row)
-                records.append(record)
+                rows.append(row)
+            records = [_to_record(row) for row in rows]
+            registered, _ = self._registered_keys((r.enterprise for r in records), pending, session)
+            facts = self._authority.facts(
+                session, [r.consent_id for r in records if r.revoked_at is None], ()
+            )
+            for row, record in zip(rows, records, strict=True):
                 if stopped is not None:
-                    continue
+                    break
                 refusal = authenticity_refusal(
                     record,
-                    registered_key=self._keys.enterprise_key(record.enterprise),
+                    registered_key=registered.get(record.enterprise),
                     origin=self.config.origin,
                     signed_bytes=_as_bytes(row.receipt),
                 )
                 if refusal is None:
                     refusal = validity_refusal(record, at=now)
+                if refusal is None:
+                    _, refusal = self._believe_ledger(record, facts.get(record.consent_id), pending)
                 if refusal is not None:
                     # every leaf these two return takes (message, consent_id=)
                     stopped = type(refusal)(
                         f"job {job_id} must stop: {refusal}", consent_id=refusal.consent_id
                     )
-            status = "released" if stopped is None else "stopped"
+            entry = JobEntry(
+                decision_id=decision_id,
+                job_id=job_id,
+                status="released" if stopped is None else "stopped",
+                reason=None if stopped is None else stopped.reason,
+                checked_at=format_rfc3339(now),
+                consents=_consent_refs(records),
+            )
             recorded = self._ledger.record(
                 Event(
-                    "consent.job",
+                    JobEntry.TYPE,
                     "exchange",
-                    {
-                        "decision_id": decision_id,
-                        "job_id": job_id,
-                        "status": status,
-                        "reason": None if stopped is None else stopped.reason,
-                        "checked_at": format_rfc3339(now),
-                        "consents": _consent_refs(records),
-                    },
+                    entry.model_dump(mode="json"),
+                    subjects=tuple(ref.consent_id for ref in entry.consents),
                 ),
                 session=session,
             )
@@ -858,6 +1067,7 @@ class ConsentService:
                     for r in records
                 ],
             )
+        self._authority.report(pending)
         if stopped is not None:
             raise stopped
         return tuple(r.consent_id for r in records)
@@ -879,34 +1089,43 @@ class ConsentService:
                 ).scalars()
             ]
         per_consent: dict[str, list[UsageEntry]] = defaultdict(list)
-        decisions: dict[str, dict[str, JsonValue]] = {}
+        decisions: dict[str, ConsentRequest] = {}
         for use in uses:
             entry = self._ledger.entry(use.ledger_index)
-            payload = entry.payload
-            refs = payload.get("consents")
-            if not isinstance(refs, list) or not any(
-                isinstance(r, dict) and r.get("consent_id") == use.consent_id for r in refs
+            parsed: UseEntry | JobEntry
+            try:
+                if entry.type == UseEntry.TYPE:
+                    parsed = UseEntry.model_validate(entry.payload)
+                elif entry.type == JobEntry.TYPE:
+                    parsed = JobEntry.model_validate(entry.payload)
+                else:
+                    raise InvalidConsentError(f"ledger entry {entry.index} is a {entry.type}")
+            except ValidationError as exc:
+                raise InvalidConsentError(
+                    f"ledger entry {entry.index} is not a valid {entry.type}"
+                ) from exc
+            if parsed.decision_id != use.decision_id or not any(
+                ref.consent_id == use.consent_id for ref in parsed.consents
             ):
                 raise InvalidConsentError(
                     f"ledger entry {use.ledger_index} does not record {use.consent_id}"
                 )
-            if entry.type == "consent.use":
-                request = payload.get("request")
-                assert isinstance(request, dict)
-                decisions[use.decision_id] = request
+            request: ConsentRequest | None
+            if isinstance(parsed, UseEntry):
+                request = decisions[use.decision_id] = parsed.consent_request()
                 status = "used"
             else:
-                request = decisions.get(use.decision_id) or {}
-                status = str(payload.get("status"))
+                request = decisions.get(use.decision_id)
+                status = parsed.status
             per_consent[use.consent_id].append(
                 UsageEntry(
                     kind=use.kind,
                     decision_id=use.decision_id,
                     job_id=use.job_id,
-                    requester=str(request.get("requester", entry.actor)),
-                    purpose=str(request.get("purpose", "")),
-                    operation=str(request.get("operation", "")),
-                    engine=str(request.get("engine", "")),
+                    requester=request.requester if request else entry.actor,
+                    purpose=request.purpose.value if request else "",
+                    operation=request.operation.value if request else "",
+                    engine=request.engine.value if request else "",
                     time=entry.time,
                     ledger_index=entry.index,
                     status=status,
@@ -931,12 +1150,18 @@ class _UseView:
     ledger_index: int
 
 
-def _consent_refs(records: Iterable[ConsentRecord]) -> list[JsonValue]:
+def _consent_refs(records: Iterable[ConsentRecord]) -> list[ConsentRef]:
     return [
-        {
-            "consent_id": r.consent_id,
-            "enterprise": r.enterprise,
-            "receipt_hash": r.signed.receipt_hash(),
-        }
+        ConsentRef(
+            consent_id=r.consent_id, enterprise=r.enterprise, receipt_hash=r.signed.receipt_hash()
+        )
         for r in sorted(records, key=lambda r: r.enterprise)
     ]
+
+
+class _LedgerReplay(Exception):  # noqa: N818 -- internal signal, never leaves the service
+    """Inside a grant's transaction: the ledger already records the receipt (rolls it back)."""
+
+    def __init__(self, evidence: Sequence[int]) -> None:
+        super().__init__("the ledger already records this receipt")
+        self.evidence = tuple(evidence)

@@ -230,7 +230,7 @@ class Runtime:
         import consent
         from exchange.consent_directory import IdentityDirectory
 
-        directory = IdentityDirectory(self.identities)
+        directory = IdentityDirectory(self.identities, self.ledger)
         return consent.ConsentService(
             self.db,
             self.ledger,
@@ -240,6 +240,7 @@ class Runtime:
                 origin=self.settings.ledger_origin,
                 request_skew=timedelta(seconds=self.settings.consent_request_skew_seconds),
             ),
+            key_ledger=directory,
         )
 
     @cached_property

@@ -70,7 +70,12 @@ def test_consent_lifecycle(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixtu
     ent = cli.token("--role", "enterprise", "--name", "ent-a", "--industry", "lithium-battery")
     assert len(public) == 44
     sb = cli.token("--role", "subbrain", "--name", "sb-1", "--industry", "lithium-battery")
-    auditor = cli.token("--role", "auditor", "--name", "aud")
+    aud_key = tmp_path / "aud.key"
+    aud_public = cli.run("identity", "keygen", "--out", str(aud_key)).strip().splitlines()[-1]
+    auditor = cli.token(
+        "--role", "auditor", "--name", "aud", "--public-key", aud_public,
+        "--key", str(cli.data_dir / "bootstrap" / "officer-1.key"),
+    )  # fmt: skip
     cli.run("consent", "register-key", "--key", str(key), "--token", ent)
     assert "ent-a.energy" in cli.run(
         "dataset", "register", "--id", "ent-a.energy", "--field", "energy_kwh",
