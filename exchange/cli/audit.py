@@ -29,3 +29,7 @@ from exchange.cli.audit_trace import report, trace  # noqa: E402 -- each subcomm
 
 app.command("trace")(trace)
 app.command("report")(report)
+
+from exchange.cli.audit_witness import witness  # noqa: E402 -- each subcommand registers below
+
+app.command("witness")(witness)

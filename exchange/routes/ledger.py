@@ -1,4 +1,6 @@
-"""``/v1/ledger``: checkpoint and verifier key (public); entries and proofs (authorized).
+"""``/v1/ledger``: checkpoint and verifier key (public); entries and proofs (authorized);
+the checkpoints witnesses cosigned (public) and their cosignatures and fork reports
+(witnesses, :mod:`exchange.witnessing`).
 
 Entries carry consent receipts and decisions, which are business information.
 Auditors and witnesses (``ledger_read``) read every entry; identities the
@@ -44,19 +46,21 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from core.canonical import JsonValue, canonical_bytes
 from exchange.access import Grant
-from exchange.auth import get_runtime, granted
-from exchange.errors import ForbiddenError
+from exchange.auth import current_runtime, get_runtime, granted
+from exchange.errors import ForbiddenError, NotFoundError
 from exchange.runtime import Runtime
 from exchange.schemas.ledger import (
     ENTRY_PAGE_SCHEMA,
     ConsistencyProofPublic,
     InclusionProofPublic,
 )
-from ledger import LedgerEntry
+from exchange.schemas.witness import CheckpointPage, CosignatureAccepted, ForkRecorded, ForkReport
+from ledger import Checkpoint, CheckpointError, LedgerEntry
 
 __all__ = ["PARTY_KEYS", "concerns", "router"]
 
@@ -127,11 +131,143 @@ def _b64(hashes: tuple[bytes, ...]) -> list[str]:
 @router.get(
     "/checkpoint",
     response_class=Response,
-    responses=_text("the C2SP signed note: origin, size, root, signatures", _CHECKPOINT_EXAMPLE),
+    responses={
+        **_text(
+            "the C2SP signed note: origin, size, root, the ledger's signature, then the "
+            "witnesses' cosignature lines kept for it",
+            _CHECKPOINT_EXAMPLE,
+        ),
+        404: {"description": "witnessed=true, and no witness has cosigned a checkpoint yet"},
+    },
 )
-def checkpoint(runtime: Runtime = Depends(get_runtime)) -> Response:  # noqa: B008
-    """The latest signed checkpoint (C2SP signed note); public."""
-    return Response(runtime.ledger.checkpoint().to_text(), media_type=_TEXT)
+def checkpoint(
+    witnessed: bool = Query(
+        False,
+        description="the newest checkpoint a witness cosigned instead of the latest one",
+    ),
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+) -> Response:
+    """The latest signed checkpoint (C2SP signed note) with its cosignatures; public.
+
+    The ledger's body and signature line are served byte for byte; the
+    cosignature lines (C2SP ``tlog-cosignature``) witnesses brought back for
+    that checkpoint follow. ``witnessed=true``: the newest checkpoint any
+    witness cosigned (what an agent with ``--witness-quorum`` trusts).
+
+    Raises:
+        NotFoundError: ``witnessed=true`` before any cosignature (404).
+    """
+    from exchange.witnessing import served_note, store_of
+
+    if witnessed:
+        latest = store_of(runtime).latest()
+        if latest is None:
+            raise NotFoundError("no witness has cosigned a checkpoint of this ledger yet")
+        return Response(latest.to_text(), media_type=_TEXT)
+    return Response(served_note(runtime).to_text(), media_type=_TEXT)
+
+
+@router.get("/checkpoints", response_model=CheckpointPage)
+def checkpoints(
+    start: int = Query(0, ge=0, le=_MAX_INDEX, description="the smallest tree size to list"),
+    limit: int = Query(100, ge=1, le=1000, description="checkpoints per page"),
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+) -> CheckpointPage:
+    """The checkpoints witnesses cosigned, ascending by size, each with its cosignature
+    lines (for ``ibx audit export``); public. ``next`` is the ``start`` of the next page."""
+    from exchange.witnessing import store_of
+
+    notes, more = store_of(runtime).page(start - 1, limit)
+    last = Checkpoint.from_text(notes[-1].text).size if notes else None
+    return CheckpointPage(
+        checkpoints=[note.to_text() for note in notes],
+        next=last + 1 if more and last is not None else None,
+    )
+
+
+_MAX_NOTE = 64 * 1024
+_COSIGN_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"description": "not a signed note"},
+    401: {"description": "no token, or an unknown, expired or revoked one"},
+    403: {
+        "description": "not a witness, or the cosignature does not verify under the "
+        "calling witness's registered key"
+    },
+    409: {"description": "the body is not a checkpoint this exchange signed"},
+}
+
+
+@router.post(
+    "/cosignatures",
+    status_code=201,
+    response_model=CosignatureAccepted,
+    responses=_COSIGN_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "the checkpoint as served, with the witness's cosignature line",
+        }
+    },
+)
+async def cosignatures(
+    request: Request,
+    grant: Grant = Depends(granted),  # noqa: B008
+    runtime: Runtime = Depends(current_runtime),  # noqa: B008
+) -> CosignatureAccepted:
+    """A witness's cosignature (C2SP ``tlog-cosignature``) on a checkpoint of this ledger.
+
+    The body (``text/plain``) is the signed note: the checkpoint, this
+    ledger's signature line and the caller's cosignature line (named after the
+    witness identity, under the key the ledger records for it). Kept with the
+    checkpoint and recorded as a ``ledger.cosignature`` entry.
+
+    Raises:
+        CheckpointError: not a signed note (400).
+        CosignatureRefusedError: no valid cosignature by the caller's key (403).
+        UnknownCheckpointError: not a checkpoint this ledger signed, or not its history
+            (then also a ``witness.fork`` alert) (409).
+    """
+    from exchange.witnessing import accept_cosignature
+
+    body = await request.body()
+    if len(body) > _MAX_NOTE:
+        raise CheckpointError(f"a cosigned checkpoint is at most {_MAX_NOTE} bytes")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise CheckpointError("a signed note is UTF-8 text") from exc
+    accepted = await run_in_threadpool(accept_cosignature, runtime, grant, text)
+    return CosignatureAccepted.model_validate(accepted.to_dict())
+
+
+@router.post(
+    "/forks",
+    status_code=201,
+    response_model=ForkRecorded,
+    responses={
+        401: {"description": "no token, or an unknown, expired or revoked one"},
+        403: {"description": "not a witness"},
+        422: {"description": "not two checkpoints of this ledger that fork"},
+    },
+)
+def forks(
+    report: ForkReport,
+    grant: Grant = Depends(granted),  # noqa: B008
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+) -> ForkRecorded:
+    """A witness reports a fork: two checkpoints signed by this ledger's key that cannot
+    both be its history. Verified, then recorded as a critical ``witness.fork`` alert.
+
+    Raises:
+        ForkReportRefusedError: not both signed by this ledger's key, or both are its
+            history (422).
+    """
+    from exchange.witnessing import accept_fork_report
+
+    proof: JsonValue = list(report.consistency) if report.consistency is not None else None
+    index, reason = accept_fork_report(runtime, grant, report.checkpoints, proof)
+    return ForkRecorded(alert_index=index, reason=reason)
 
 
 @router.get(
