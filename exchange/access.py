@@ -89,6 +89,7 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/v1/ledger/checkpoint"): PUBLIC,
     ("GET", "/v1/ledger/vkey"): PUBLIC,
+    ("GET", "/v1/ledger/checkpoints"): PUBLIC,
     ("GET", "/v1/pki/ca"): PUBLIC,
     ("GET", "/v1/pki/crl"): PUBLIC,
     ("GET", "/v1/pki/ocsp/{encoded}"): PUBLIC,
@@ -140,6 +141,9 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/v1/ledger/proof/consistency"): _read("ledger_read", "ledger_read_own", "ledger"),
     # audit: the rows as served, reconciled with the ledger by ibx audit verify
     ("GET", "/v1/audit/state"): _one("ledger_read", "ledger"),
+    # witnesses: cosignatures on checkpoints, fork reports (exchange/witnessing.py)
+    ("POST", "/v1/ledger/cosignatures"): _one("ledger_cosign", "ledger", write=True),
+    ("POST", "/v1/ledger/forks"): _one("ledger_cosign", "ledger", write=True),
     # the pipeline: compute requests, jobs and results (docs/pipeline.md)
     ("POST", "/v1/requests"): Access(
         (("request_submit", Scope.ALL),), "job", write=True, records_allow=True
