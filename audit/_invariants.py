@@ -452,8 +452,11 @@ class _Pass:
             p, actor, action="policy.approve", subjects=(version,), officer=p.text("officer")
         )
         known = self.versions.get(version)
-        if known is None:
-            self.find("policy.unproposed", f"approves {version[:12]}, never proposed")
+        if known is None or known.proposer is None:
+            self.find(
+                "policy.unproposed",
+                f"approves {version[:12]}, never proposed by a verified officer",
+            )
             return
         if p.text("proposer") != known.proposer:
             self.find(
