@@ -8,7 +8,7 @@ from exchange.agent.journal import AgentState
 from exchange.agent.loop import AgentConfig, DataAgent, Say
 from exchange.agent.reads import ExchangeReads
 from exchange.agent.sources import ColumnMap, FieldReader, Source
-from exchange.agent.verify import TaskVerifier
+from exchange.agent.verify import TaskVerifier, WitnessQuorum
 from exchange.client import ExchangeClient
 from ledger import NoteVerifier
 
@@ -27,15 +27,24 @@ def assemble_agent(
     say: Say = print,
     warn: Say | None = None,
     config: AgentConfig | None = None,
+    witnesses: WitnessQuorum | None = None,
 ) -> DataAgent:
     """The data agent of ``enterprise`` speaking through ``client`` (as its token).
 
     ``ledger_key`` is the verifier key the enterprise was handed out of band;
-    ``signer`` its consent key (from its key file).
+    ``signer`` its consent key (from its key file); ``witnesses`` the witness
+    cosignatures a checkpoint must carry to be trusted (none by default).
     """
     public_key = signer.public_key
     reads = ExchangeReads(client)
-    verifier = TaskVerifier(reads, ledger_key, state, enterprise=enterprise, public_key=public_key)
+    verifier = TaskVerifier(
+        reads,
+        ledger_key,
+        state,
+        enterprise=enterprise,
+        public_key=public_key,
+        witnesses=witnesses,
+    )
 
     def he_context(job_id: str) -> bytes:
         return client.call("GET", f"/v1/agent/jobs/{job_id}/he-context").content

@@ -35,6 +35,10 @@ class VerifierReads(Protocol):
         """The latest signed checkpoint (C2SP signed note)."""
         ...
 
+    def witnessed_checkpoint_text(self) -> str | None:
+        """The newest checkpoint witnesses cosigned, with their lines; None before any."""
+        ...
+
     def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
         """RFC 9162 consistency proof between tree sizes ``first`` and ``second``."""
         ...
@@ -73,6 +77,22 @@ class ExchangeReads:
         except RemoteRefusalError as exc:
             _outage(exc)
             raise TaskRefused(f"the exchange refused its checkpoint: {exc}") from exc
+
+    def witnessed_checkpoint_text(self) -> str | None:
+        """See :class:`VerifierReads` (``GET /v1/ledger/checkpoint?witnessed=true``).
+
+        Raises:
+            TaskRefused: the exchange refused (other than 404: none yet).
+        """
+        try:
+            return self._client.call(
+                "GET", "/v1/ledger/checkpoint", params={"witnessed": "true"}
+            ).text
+        except RemoteRefusalError as exc:
+            if exc.status == 404:
+                return None
+            _outage(exc)
+            raise TaskRefused(f"the exchange refused its witnessed checkpoint: {exc}") from exc
 
     def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
         """See :class:`VerifierReads`.
@@ -198,6 +218,10 @@ class EvidenceReads:
         if self._checkpoint is not None:
             return self._checkpoint
         return self._fallback.checkpoint_text()
+
+    def witnessed_checkpoint_text(self) -> str | None:
+        """See :class:`VerifierReads` (not part of the evidence: asked of the fallback)."""
+        return self._fallback.witnessed_checkpoint_text()
 
     def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
         """See :class:`VerifierReads`."""

@@ -28,6 +28,15 @@
    RFC 8785 form of ``{"points": handed}``. So the exchange cannot have the
    agents blind a guessed item's hash and test whether it is in their sets.
 
+With ``--witness VKEY ... --witness-quorum K`` (K > 0) the agent trusts only a
+checkpoint that carries valid cosignatures (C2SP ``tlog-cosignature``) of K
+of the given witnesses: the served checkpoint if it does, else the newest
+checkpoint witnesses cosigned (``GET /v1/ledger/checkpoint?witnessed=true``),
+which must be signed by the pinned key and consistent with the served one.
+Tasks are then verified under that witnessed checkpoint (a decision beyond it
+is refused until a witness cosigns a later one); without such a checkpoint
+every task is refused, no data read.
+
 Every failure is a :class:`TaskRefused` whose message is the reason the
 agent signs and sends back.
 """
@@ -35,7 +44,7 @@ agent signs and sends back.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,6 +73,8 @@ from exchange.pipeline.statements import (
 from ledger import (
     Checkpoint,
     CheckpointError,
+    ConsistencyProofError,
+    CosignatureVerifier,
     InvalidEntryError,
     KeptCheckpoint,
     LedgerEntry,
@@ -72,11 +83,48 @@ from ledger import (
     ProofError,
     SignedNote,
     check_kept_checkpoint,
+    count_cosignatures,
     leaf_hash,
+    verify_consistency,
     verify_inclusion,
 )
 
-__all__ = ["Authorization", "TaskVerifier", "check_consent", "check_decision", "check_handoff"]
+__all__ = [
+    "Authorization",
+    "TaskVerifier",
+    "WitnessQuorum",
+    "check_consent",
+    "check_decision",
+    "check_handoff",
+]
+
+COSIGNATURE_SKEW = 300
+"""Seconds a cosignature's timestamp may be ahead of the agent's clock."""
+
+
+@dataclass(frozen=True)
+class WitnessQuorum:
+    """How many of which witnesses must have cosigned a checkpoint the agent trusts."""
+
+    witnesses: tuple[CosignatureVerifier, ...] = ()
+    quorum: int = 0
+
+    def __post_init__(self) -> None:
+        distinct = {(w.name, w.public_key.raw) for w in self.witnesses}
+        if not 0 <= self.quorum <= len(distinct):
+            raise ValueError(
+                f"a witness quorum of {self.quorum} needs at least that many distinct "
+                f"witness keys (--witness), not {len(distinct)}"
+            )
+
+    @classmethod
+    def of(cls, witnesses: Sequence[CosignatureVerifier], quorum: int) -> WitnessQuorum:
+        """The quorum ``quorum`` of ``witnesses``.
+
+        Raises:
+            ValueError: more than the distinct witnesses given, or negative.
+        """
+        return cls(tuple(witnesses), quorum)
 
 
 @dataclass(frozen=True)
@@ -100,6 +148,7 @@ class TaskVerifier:
         enterprise: str,
         public_key: Ed25519PublicKey,
         clock: Callable[[], datetime] = utcnow,
+        witnesses: WitnessQuorum | None = None,
     ) -> None:
         self._reads = reads
         self._ledger_key = ledger_key
@@ -107,6 +156,7 @@ class TaskVerifier:
         self.enterprise = enterprise
         self._public_key = public_key
         self._clock = clock
+        self._witnesses = witnesses or WitnessQuorum()
 
     @property
     def reads(self) -> VerifierReads:
@@ -125,16 +175,21 @@ class TaskVerifier:
             enterprise=self.enterprise,
             public_key=self._public_key,
             clock=self._clock,
+            witnesses=self._witnesses,
         )
 
     def head(self) -> Checkpoint:
         """Fetch, verify and keep the ledger's checkpoint.
 
+        With a witness quorum, the checkpoint returned is the witnessed one the
+        tasks are verified under (see the module docstring).
+
         Raises:
             LedgerAlarm: the alarm stands, or the log is not consistent with the kept
-                checkpoint (rolled back, forked, rewritten): the alarm is raised now.
+                checkpoint (rolled back, forked, rewritten), or with the checkpoint
+                witnesses cosigned: the alarm is raised now.
             TaskRefused: the checkpoint is malformed or not signed by the pinned key,
-                or a proof could not be fetched.
+                a proof could not be fetched, or no checkpoint carries the witness quorum.
         """
         standing = self._state.alarm()
         if standing is not None:
@@ -152,7 +207,79 @@ class TaskVerifier:
         if kept_text is not None:
             self._check_kept(kept_text, served, head)
         self._state.keep_checkpoint(served)  # consistent with the kept one, so never smaller
-        return head
+        if self._witnesses.quorum == 0:
+            return head
+        return self._witnessed(note, served, head)
+
+    def _cosigned_by(self, note: SignedNote) -> int:
+        not_after = int(self._clock().timestamp()) + COSIGNATURE_SKEW
+        return count_cosignatures(note, self._witnesses.witnesses, not_after=not_after)
+
+    def _witnessed(self, note: SignedNote, served: str, head: Checkpoint) -> Checkpoint:
+        """The checkpoint with the witness quorum the tasks are verified under.
+
+        Raises:
+            TaskRefused: no checkpoint with the quorum, or the witnessed one is malformed,
+                not signed by the pinned key, or of another origin.
+            LedgerAlarm: the witnessed checkpoint is not consistent with the served one.
+        """
+        wanted = self._witnesses.quorum
+        names = ", ".join(w.name for w in self._witnesses.witnesses)
+        if self._cosigned_by(note) >= wanted:
+            return head
+        text = self._reads.witnessed_checkpoint_text()
+        if text is None:
+            raise TaskRefused(
+                f"the ledger's checkpoint (size {head.size}) carries "
+                f"{self._cosigned_by(note)} of the {wanted} witness cosignatures this agent "
+                f"requires ({names}) and no witness has cosigned any checkpoint yet"
+            )
+        try:
+            witnessed_note = SignedNote.from_text(text)
+            witnessed_note.verify(self._ledger_key)
+            witnessed = Checkpoint.from_text(witnessed_note.text)
+        except CheckpointError as exc:
+            raise TaskRefused(
+                f"the witnessed checkpoint is not signed by the pinned ledger key: {exc}"
+            ) from exc
+        if witnessed.origin != head.origin:
+            raise TaskRefused(f"the witnessed checkpoint is for origin {witnessed.origin}")
+        count = self._cosigned_by(witnessed_note)
+        if count < wanted:
+            raise TaskRefused(
+                f"the newest witnessed checkpoint (size {witnessed.size}) carries {count} of "
+                f"the {wanted} witness cosignatures this agent requires ({names})"
+            )
+        self._check_witnessed(witnessed, head, text, served)
+        return witnessed
+
+    def _check_witnessed(
+        self, witnessed: Checkpoint, head: Checkpoint, text: str, served: str
+    ) -> None:
+        """Check the witnessed checkpoint is a prefix of the served one.
+
+        Raises:
+            LedgerAlarm: it is not (larger, another root at the same size, or no
+                consistency proof joins them).
+        """
+        reason: str | None = None
+        if witnessed.size > head.size:
+            reason = (
+                f"the witnessed checkpoint has {witnessed.size} entries, the served one "
+                f"{head.size}: the ledger was rolled back"
+            )
+        elif witnessed.size == head.size:
+            if witnessed.root != head.root:
+                reason = f"two checkpoints of size {head.size} with different roots"
+        elif witnessed.size > 0:
+            proof = self._reads.consistency(witnessed.size, head.size)
+            try:
+                verify_consistency(witnessed.size, head.size, witnessed.root, head.root, proof)
+            except ConsistencyProofError as exc:
+                reason = f"the served checkpoint does not extend the witnessed one: {exc}"
+        if reason is not None:
+            evidence = self._state.raise_alarm(reason, text, served)
+            raise LedgerAlarm(f"{reason} (evidence: {evidence})")
 
     def _check_kept(self, kept_text: str, served: str, head: Checkpoint) -> None:
         try:

@@ -25,6 +25,7 @@ from exchange.cli._context import (
 
 if TYPE_CHECKING:
     from exchange.agent import DataAgent
+    from exchange.agent.verify import WitnessQuorum
 
 __all__ = ["agent"]
 
@@ -64,6 +65,18 @@ def agent(
         "[default: --ca-bundle]",
         show_default=False,
     ),
+    witness: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--witness",
+        help="a witness's cosignature verifier key (C2SP vkey, type 0x04), or a file holding "
+        "it (repeatable)",
+    ),
+    witness_quorum: int = typer.Option(
+        0,
+        "--witness-quorum",
+        min=0,
+        help="trust only checkpoints cosigned by this many of the --witness keys (0: off)",
+    ),
     once: bool = typer.Option(False, "--once", help="handle the tasks listed now, then exit"),
     poll: int = typer.Option(
         20, "--poll", min=0, max=30, help="seconds the exchange may hold each long poll"
@@ -80,6 +93,9 @@ def agent(
     checkpoint with --ledger-vkey and its consistency with the checkpoint it
     kept, the decision's inclusion proof, and its own signed consent; any
     failure is a refusal signed with --key and sent back with the reason.
+    With --witness-quorum K, only a checkpoint cosigned by K of the --witness
+    keys is trusted (the newest witnessed one when the latest lacks them);
+    without one every task is refused.
     One line per event; never data values. A ledger inconsistent with the
     kept checkpoint raises an alarm (stderr, <state>/ledger-alarm, evidence
     kept): every task is refused until an operator removes the alarm file.
@@ -100,6 +116,7 @@ def agent(
         ledger_key = NoteVerifier.from_vkey(ledger_vkey.read_text())
     except CheckpointError as exc:
         raise typer.BadParameter(f"{ledger_vkey}: not a ledger verifier key ({exc})") from exc
+    quorum = _witness_quorum(witness, witness_quorum)
     try:
         columns = parse_column_options(column)
     except ValueError as exc:
@@ -160,6 +177,7 @@ def agent(
             say=say,
             warn=warn,
             config=AgentConfig(wait=poll),
+            witnesses=quorum,
         )
         if once:
             code = runner.run_once()
@@ -169,6 +187,25 @@ def agent(
         say(f"serving {data.description} from {client.where}; state in {agent_state.root}")
         _run_until_signalled(runner)
         say("stopped")
+
+
+def _witness_quorum(values: list[str], quorum: int) -> WitnessQuorum:
+    """The witness quorum of ``--witness`` (vkeys or files) and ``--witness-quorum``."""
+    from exchange.agent.verify import WitnessQuorum
+    from ledger import CheckpointError, CosignatureVerifier
+
+    witnesses = []
+    for value in values:
+        path = Path(value)
+        text = path.read_text() if path.is_file() else value
+        try:
+            witnesses.append(CosignatureVerifier.from_vkey(text))
+        except CheckpointError as exc:
+            raise typer.BadParameter(f"--witness {value}: {exc}") from exc
+    try:
+        return WitnessQuorum.of(witnesses, quorum)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--witness-quorum: {exc}") from exc
 
 
 def _run_until_signalled(runner: DataAgent) -> None:

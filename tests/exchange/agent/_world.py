@@ -69,9 +69,14 @@ class DirectReads:
     consents: dict[str, dict[str, Any]] = field(default_factory=dict)
     forged_entries: dict[int, bytes] = field(default_factory=dict)
     checkpoint_override: str | None = None
+    witnessed: str | None = None
+    """What ``GET /v1/ledger/checkpoint?witnessed=true`` serves (None: 404, none yet)."""
 
     def checkpoint_text(self) -> str:
         return self.checkpoint_override or self.log.checkpoint().to_text()
+
+    def witnessed_checkpoint_text(self) -> str | None:
+        return self.witnessed
 
     def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
         return self.log.consistency_proof(first, second).hashes
