@@ -341,10 +341,11 @@ def register_consent_key(
     me = grant.identity
     signed = _decode(SignedKeyRegistration.from_dict, body.model_dump())
     consents = runtime.consents
+    registered, _ = consents.registered_key(me.name)  # the ledger's key, not the row's
     key = signed.verify(
         origin=consents.config.origin,
         enterprise=me.name,
-        registered=me.public_key,
+        registered=registered,
         now=consents.now(),
         skew=consents.config.clock_skew,
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from consent import (
     DatasetScope,
     Engine,
     ForeignKeyError,
+    KeyRegistration,
     Operation,
     Purpose,
     ReplayedNonceError,
@@ -39,6 +39,8 @@ from core.alerts import ALERT_EVENT
 from core.clock import utcnow
 from core.db import Database
 from core.keys import Ed25519Signer
+from exchange.client import ExchangeClient
+from exchange.error_table import RemoteRefusalError
 from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
@@ -233,9 +235,10 @@ def test_a_deleted_revoked_consent_cannot_be_granted_again(world: World) -> None
 # -- key swap ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def exchange(tmp_path: Path) -> Iterator[Runtime]:
-    runtime = Runtime.initialise(Settings(data_dir=tmp_path / "data"))
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """One real exchange runtime (SQLite data dir) for the key tests (one enterprise each)."""
+    runtime = Runtime.initialise(Settings(data_dir=tmp_path_factory.mktemp("keys") / "data"))
     yield runtime
     runtime.close()
 
@@ -302,3 +305,27 @@ def test_a_swapped_key_row_signs_nothing_and_earlier_consents_still_verify(
     assert created.identity.public_key == real.public_key
     granted = {h.subject for h in log.find([earlier.consent_id], [GrantEntry.TYPE])}
     assert granted == {earlier.consent_id}  # nothing was granted with the attacker's key
+
+
+def test_a_swapped_key_row_cannot_be_rotated_onto_the_ledger(exchange: Runtime) -> None:
+    """Whoever swapped the row (and holds the token) signs a rotation "replacing" the
+    swapped-in key: the exchange checks the replaced key against the ledger's."""
+    real = Ed25519Signer.generate("ent-b")
+    swapped, wanted = Ed25519Signer.generate("swapped"), Ed25519Signer.generate("wanted")
+    token = exchange.identities.create(
+        "ent-b", Role.ENTERPRISE, public_key=real.public_key, industry="lithium-battery"
+    ).token
+    _sql(exchange.db, "UPDATE exchange_identities SET public_key = :key WHERE name = 'ent-b'",
+         key=swapped.public_key.raw)  # fmt: skip
+    origin = exchange.consents.config.origin
+    rotation = KeyRegistration(origin, "ent-b", wanted.public_key, swapped.public_key, utcnow())
+    with (
+        ExchangeClient.local(exchange, token=token) as client,
+        pytest.raises(RemoteRefusalError) as caught,
+    ):
+        client.call("PUT", "/v1/me/consent-key", json=rotation.sign(wanted, swapped).to_dict())
+    assert caught.value.status == 400
+    assert real.public_key.fingerprint()[:16] in str(caught.value)
+    log = exchange.ledger
+    assert [h.type for h in log.find(["ent-b"], ["identity.public_key"])] == []
+    assert _one_alert(log, "ent-b")["details"]["ledger_key"] == real.public_key.to_base64()
