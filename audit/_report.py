@@ -53,6 +53,9 @@ _LABEL: Final = 48
 """Chart labels are cut to this many characters (the table beside the chart has them whole)."""
 _ISSUED: Final = ("edge.certificate.issue", "edge.certificate.renew", "identity.certificate.issue")
 _REVOKED: Final = ("edge.certificate.revoke", "identity.certificate.revoke")
+_ALLOWING: Final = re.compile(r"^[a-z]+: (allowed by |attribute rules allow)")
+"""A decision's reasons name every engine's verdict; an engine's allowing verdict
+(``casbin: allowed by ...``, ``rego: attribute rules allow``) is not why it denied."""
 _COLOURS: Final = ("#2f6db3", "#c0392b", "#2e8b57", "#d68910", "#7d3c98")
 
 
@@ -261,6 +264,7 @@ def _denials(entries: Sequence[LedgerEntry]) -> ReportSection:
         if entry.type == "authz.decision" and entry.payload.get("effect") != "allow":
             given = entry.payload.get("reasons")
             texts = [r for r in given if isinstance(r, str)] if isinstance(given, list) else []
+            texts = [r for r in texts if not _ALLOWING.match(r)]
             found = texts or ["(no reason recorded)"]
         elif entry.type == "pipeline.job" and entry.payload.get("state") == "refused":
             found = [f"job refused: {_text(entry.payload, 'reason') or '(no reason recorded)'}"]
@@ -278,8 +282,9 @@ def _denials(entries: Sequence[LedgerEntry]) -> ReportSection:
     return ReportSection(
         "denials",
         "Denials by reason / 拒绝原因",
-        f"{sum(reasons.values())} denials: authorization decisions denied (each reason the "
-        "policy gave) and compute jobs refused.",
+        f"{len({i for found in where.values() for i in found})} denials (authorization "
+        "decisions denied and compute jobs refused); a denial that gave several reasons is "
+        "counted under each.",
         ReportTable(("reason", "count", "ledger indices"), rows),
         chart if rows else None,
     )
