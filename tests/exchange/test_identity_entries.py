@@ -98,7 +98,7 @@ def test_every_entry_type_is_exported_once() -> None:
 
 
 @pytest.mark.parametrize("model", ENTRY_TYPES, ids=lambda m: m.TYPE)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(data=st.data())
 def test_payload_round_trips(model: type[BaseModel], data: st.DataObject) -> None:
     entry = data.draw(STRATEGIES[model])
