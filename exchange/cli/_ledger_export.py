@@ -274,10 +274,13 @@ def write_atomically(path: Path, lines: Iterable[bytes], *, force: bool) -> int:
 
     Raises:
         FileExistsError: ``path`` exists and ``force`` is false.
+        FileNotFoundError: its directory does not exist.
         OSError: the directory is not writable.
     """
     if path.exists() and not force:
         raise FileExistsError(errno.EEXIST, "the file exists (--force replaces it)", str(path))
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(path.parent))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     written = 0

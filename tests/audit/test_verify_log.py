@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from audit import ExportedEntry
+from audit._tree import CompactRange, claimed_index, rebuild_tree
 from consent import Classification
 from core.clock import utcnow
 from core.keys import Ed25519Signer
@@ -41,6 +45,7 @@ from ledger import Checkpoint, SignedNote, cosign, leaf_hash, sign_note, with_co
 from ledger._merkle import append_nodes, root_from_nodes
 from tests.conftest import initialised
 from tests.identities import admin_signer, register_all
+from tests.ledger.reference import mth
 
 LB = "lithium-battery"
 
@@ -203,6 +208,35 @@ def assert_named(text: Done, as_json: Done, code: str, index: int | None) -> Non
         {"code": f["code"], "index": f["index"]} for f in as_json.findings()
     ], as_json.stdout
     assert json.loads(as_json.stdout)["ok"] is False
+
+
+# --- the tree, against the reference ---------------------------------------------------------
+
+
+@given(leaves=st.lists(st.binary(max_size=24), max_size=40), data=st.data())
+def test_the_rebuilt_tree_is_rfc9162s_at_every_size(leaves: list[bytes], data: Any) -> None:
+    """The compact range's root equals the RFC 9162 recursion (tests/ledger/reference.py)."""
+    sizes = data.draw(st.sets(st.integers(0, len(leaves) + 2)))
+    tree = rebuild_tree([ExportedEntry(i, leaf) for i, leaf in enumerate(leaves)], sizes)
+    assert tree.root == mth(leaves)
+    assert tree.roots == {s: mth(leaves[:s]) for s in sizes if s <= len(leaves)}
+    growing = CompactRange()
+    assert growing.root() == mth([])
+
+
+@pytest.mark.parametrize(
+    ("leaf", "index"),
+    [
+        (b'{"actor":"a","index":12,"payload":{},"time":"t","type":"x"}', 12),
+        (b'{"actor":"a\\",\\"index\\":9","index":3,"payload":{}}', 3),
+        (b'{"index":5,"actor":"a"}', 5),  # not canonical: parsed in full
+        (b'{"actor":"a","index":012,"payload":{}}', None),
+        (b"not json", None),
+    ],
+    ids=["canonical", "index-in-actor", "other-order", "leading-zero", "not-json"],
+)
+def test_the_claimed_index_is_the_entrys_own(leaf: bytes, index: int | None) -> None:
+    assert claimed_index(leaf) == index
 
 
 # --- the untampered log ------------------------------------------------------------------------
