@@ -60,6 +60,7 @@ from exchange.pipeline.statements import (
     StatementError,
 )
 from exchange.pipeline.tables import AnswerRow, JobRow, ParticipantRow
+from exchange.witnessing import served_note
 
 if TYPE_CHECKING:
     from exchange.pipeline.service import Pipeline
@@ -114,7 +115,10 @@ class AnswerDesk:
             pipeline.runtime.db, lambda: pipeline.signal.generation, max_age=PENDING_MAX_AGE
         )
         """Who may have a task now (a shared snapshot for the long polls' re-looks)."""
-        self.evidence = EvidenceCache(lambda: pipeline.runtime.ledger)
+        self.evidence = EvidenceCache(
+            lambda: pipeline.runtime.ledger,
+            served=lambda note: served_note(pipeline.runtime, note),
+        )
         """The ledger evidence served with tasks (immutable proofs kept)."""
 
     # -- tasks ----------------------------------------------------------------------------

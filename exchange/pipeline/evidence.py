@@ -12,7 +12,7 @@ the agent believes none of it and checks every piece exactly as before
 
 Wire form (hashes and leaf bytes in base64)::
 
-    head:  {"checkpoint": signed note text,
+    head:  {"checkpoint": signed note text (with its witnesses' cosignature lines),
             "consistency": {"first", "second", "hashes": [...]} | null}
     entry: {"index": i, "entry": leaf input bytes, "inclusion": [...]}
 """
@@ -106,9 +106,17 @@ class EvidenceCache:
     same decision, the same sizes) at about the same time. The checkpoint is read anew
     every time."""
 
-    def __init__(self, ledger: Callable[[], Ledger], size: int = CACHED_PROOFS) -> None:
+    def __init__(
+        self,
+        ledger: Callable[[], Ledger],
+        size: int = CACHED_PROOFS,
+        *,
+        served: Callable[[SignedNote], SignedNote] | None = None,
+    ) -> None:
         self._ledger = ledger
         self._size = size
+        self._served = served
+        """The checkpoint as served: with its witnesses' cosignature lines (exchange.witnessing)."""
         self._lock = threading.Lock()
         self._kept: OrderedDict[Hashable, object] = OrderedDict()
 
@@ -128,6 +136,8 @@ class EvidenceCache:
         """:func:`ledger_head`, its consistency proof kept."""
         ledger = self._ledger()
         note = ledger.checkpoint()
+        if self._served is not None:
+            note = self._served(note)
         size = Checkpoint.from_text(note.text).size
         if not 0 < since < size:
             return LedgerHead(note.to_text(), size)

@@ -11,11 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from core.db import Database
 from core.events import Event
 from core.keys import Ed25519Signer
 from exchange.agent import LedgerAlarm, TaskRefused
+from exchange.agent.reads import EvidenceReads
 from exchange.agent.verify import TaskVerifier, WitnessQuorum
-from ledger import Checkpoint, CosignatureVerifier, cosign, sign_note, with_cosignatures
+from exchange.pipeline.evidence import EvidenceCache
+from ledger import (
+    Checkpoint,
+    CheckpointStore,
+    CosignatureVerifier,
+    StoredCosignature,
+    cosign,
+    sign_note,
+    with_cosignatures,
+)
 from tests.exchange.agent._world import ME, World, make_world
 
 W1 = Ed25519Signer("w1", bytes(range(3, 35)))
@@ -98,3 +109,24 @@ def test_a_witnessed_checkpoint_off_the_served_log_raises_the_alarm(world: World
 def test_a_quorum_larger_than_the_witnesses_is_refused() -> None:
     with pytest.raises(ValueError, match="at least that many distinct"):
         WitnessQuorum.of(WITNESSES[:1] * 2, 2)
+
+
+def test_the_task_list_evidence_carries_the_cosignatures(world: World) -> None:
+    """The checkpoint bundled with the task list is served with its cosignature lines, so an
+    agent with a quorum needs no other read when the latest checkpoint was witnessed."""
+    db = Database(f"sqlite:///{world.root / 'ledger' / 'ledger.db'}")
+    try:
+        store = CheckpointStore(db)
+        note = world.log.checkpoint()
+        now = int(time.time())
+        line = cosign(note.text, "w1", W1, now)
+        with db.write() as session:
+            size = Checkpoint.from_text(note.text).size
+            store.add(note, StoredCosignature(size, line, now), session=session)
+        head = EvidenceCache(lambda: world.log, served=store.served).head(0)
+    finally:
+        db.dispose()
+    assert head.checkpoint.startswith(note.to_text()[:-1]) and "\u2014 w1 " in head.checkpoint
+    verifier = _verifier(world, 1).with_reads(EvidenceReads(world.reads, head.to_dict()))
+    assert world.reads.witnessed is None  # never asked: the served checkpoint has the quorum
+    assert verifier.head().size == size
