@@ -17,30 +17,39 @@ from audit._findings import Finding, VerifyReport
 from audit._invariants import LedgerFacts, check_invariants, derive_facts
 from audit._parse import EntryTypes, ParsedEntry
 from audit._reconcile import check_entries, reconcile
+from audit._report import AuditReport, build_report
 from audit._state import ServedConsent, ServedIdentity, ServedState
+from audit._trace import JobTrace, NodeKind, TraceNode, TraceNotFoundError, trace_job
 from audit._verify import verify
 from audit.errors import AuditError, ExportFormatError
 
 __all__ = [
     "EXPORT_FORMAT",
     "AuditError",
+    "AuditReport",
     "EntryTypes",
     "ExportFormatError",
     "ExportHeader",
     "ExportedEntry",
     "Finding",
+    "JobTrace",
     "LedgerExport",
     "LedgerFacts",
+    "NodeKind",
     "ParsedEntry",
     "ServedConsent",
     "ServedIdentity",
     "ServedState",
+    "TraceNode",
+    "TraceNotFoundError",
     "VerifyReport",
+    "build_report",
     "check_entries",
     "check_invariants",
     "derive_facts",
     "export_lines",
     "reconcile",
+    "trace_job",
     "verify",
     "write_export",
 ]

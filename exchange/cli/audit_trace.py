@@ -76,7 +76,7 @@ def trace(  # noqa: PLR0917 -- one parameter per CLI option
     Each line of the tree names the ledger index it was read from. Give --export PATH or
     --exchange URL. The trace reads; ibx audit verify is what checks the ledger.
     """
-    from audit._trace import TraceNotFoundError, trace_job
+    from audit import TraceNotFoundError, trace_job
     from exchange.cli.audit_verify import entry_types
 
     loaded = _load(ctx, export, token, Remote(exchange, ca_bundle, client_cert, client_key))
@@ -115,7 +115,7 @@ def report(  # noqa: PLR0917 -- one parameter per CLI option
     Sections: decisions over time, denials by reason, data use per enterprise, key
     operations, certificates issued and revoked, alerts. Give --export PATH or --exchange URL.
     """
-    from audit._report import build_report
+    from audit import build_report
     from exchange.cli._ledger_export import write_atomically
 
     first, last = _day(start, "--from"), _day(end, "--to")

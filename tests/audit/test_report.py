@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from audit import LedgerExport
-from audit._report import NONE_IN_PERIOD, build_report
+from audit import LedgerExport, build_report
+from audit._report import NONE_IN_PERIOD
 from tests.audit.traced_ledger import MARKUP, TracedLedger, ibx, traced_ledger
 
 if TYPE_CHECKING:

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from audit import LedgerExport, write_export
-from audit._trace import NodeKind, TraceNode, TraceNotFoundError, trace_job
+from audit import LedgerExport, NodeKind, TraceNode, TraceNotFoundError, trace_job, write_export
 from core.canonical import canonical_bytes
 from exchange.cli.audit_verify import entry_types
 from tests.audit.traced_ledger import OFFICERS, TracedLedger, ibx, traced_ledger
