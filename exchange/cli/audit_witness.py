@@ -200,6 +200,8 @@ def witness(
         def say(line: str) -> None:
             typer.echo(f"ibx audit witness {name}: {line}")
 
+        say(f"cosigning as {runner.verifier.to_vkey()} (give agents this --witness key)")
+
         try:
             if once:
                 _round(runner, say)
