@@ -22,6 +22,7 @@ from typing import Annotated, ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from core.canonical import JsonValue as CoreJsonValue
+from core.duty import DutyError, SignedDuty
 from edge_tls._revocation import RevocationReason
 
 __all__ = [
@@ -42,7 +43,11 @@ Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 SerialHex = Annotated[str, Field(pattern=r"^[0-9a-f]{1,40}$")]
 """A certificate serial number in lower-case hex, no leading zeros required."""
 Rfc3339 = Annotated[
-    str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+    str,
+    Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+    ),
 ]
 """An RFC 3339 timestamp."""
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -193,7 +198,9 @@ class DutyStatementEntry(BaseModel):
 
 
 class SignedDutyEntry(BaseModel):
-    """A signed duty as recorded in an entry's ``duty`` member (``core.duty.SignedDuty``)."""
+    """A signed duty as recorded in an entry's ``duty`` member (``core.duty.SignedDuty``,
+    whose parse it must pass; the signature is checked against the officer's key by
+    ``ibx audit verify``, not here)."""
 
     model_config = _CONFIG
 
@@ -201,6 +208,14 @@ class SignedDutyEntry(BaseModel):
     """The statement signed."""
     signature: str
     """Base64 Ed25519 signature over the statement's RFC 8785 bytes."""
+
+    @model_validator(mode="after")
+    def _parses_as_duty(self) -> Self:
+        try:
+            SignedDuty.from_dict(self.model_dump(mode="json"))
+        except DutyError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
 
 class CertificateRevokeEntry(_Entry):

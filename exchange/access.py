@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.events import Event
+from exchange.entries import AuthzDecisionEntry
 from exchange.error_table import AuthError, ForbiddenError
 from exchange.identities import Identity, Role
 
@@ -250,18 +251,15 @@ def _authz_event(
     allowed: bool,
     reasons: tuple[str, ...] = (),
 ) -> Event:
-    return Event(
-        "authz.decision",
-        identity.name,
-        {
-            "role": identity.role.value,
-            "action": action,
-            "resource": resource,
-            "effect": "allow" if allowed else "deny",
-            "policy_version": version,
-            "reasons": list(reasons),
-        },
+    entry = AuthzDecisionEntry(
+        role=identity.role.value,
+        action=action,
+        resource=resource,
+        effect="allow" if allowed else "deny",
+        policy_version=version,
+        reasons=reasons,
     )
+    return Event(entry.TYPE, identity.name, entry.payload())
 
 
 def _record(runtime: Runtime, event: Event) -> None:

@@ -56,7 +56,11 @@ Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 """An identity's name (enterprise, requester)."""
 Rfc3339 = Annotated[
-    str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+    str,
+    Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+    ),
 ]
 """An RFC 3339 timestamp."""
 Round = Annotated[int, Field(ge=1, le=16)]
