@@ -148,6 +148,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     data_dir = initialised(root / "data", ledger_origin=ORIGIN)
     opened = Runtime(Settings(data_dir=data_dir, ledger_origin=ORIGIN))
     officer = bootstrap_officers(opened, "ops-a", "ops-b")[0].token
+    officer_key = write_key_file(root, "ops-a")
     opened.close()
     ent = _token(
         data_dir, "--role", "enterprise", "--name", "ent-a", "--industry", "lithium-battery"
@@ -155,7 +156,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     auditor = _token(
         data_dir, "--role", "auditor", "--name", "aud",
         "--public-key", admin_signer("aud").public_key.to_base64(),
-        "--key", str(write_key_file(root, "ops-a")),
+        "--key", str(officer_key),
     )  # fmt: skip
     partial = World(data_dir, ent, officer, auditor, root / "ent.key", "", "", root / "r.json")
     public = partial.run("consent", "keygen", "--out", str(partial.key_file)).split()[-1]
@@ -180,7 +181,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         device.edge_pki.enroll("meter-1", bootstrap, csr, now=utcnow())
     finally:
         device.close()
-    partial.run("policy", "propose", str(BASELINE_PACK), "--token", officer)
+    partial.run(
+        "policy", "propose", str(BASELINE_PACK), "--token", officer, "--key", str(officer_key)
+    )
     mp.undo()
     return World(
         data_dir, ent, officer, auditor, partial.key_file, public, granted.split()[1],
@@ -237,7 +240,7 @@ def test_listings_in_a_pipe_keep_their_line_forms(world: World) -> None:
 def test_identity_list_json(world: World) -> None:
     items = world.json("identity", "list")
     assert isinstance(items, list)
-    assert [i["name"] for i in items] == ["aud", "ent-a", "ops-a"]
+    assert [i["name"] for i in items] == ["aud", "ent-a", "ops-a", "ops-b"]
     ent = next(i for i in items if i["name"] == "ent-a")
     assert set(ent) == {
         "name", "role", "industry", "status", "public_key", "key_fingerprint",
@@ -255,14 +258,14 @@ def test_identity_list_json(world: World) -> None:
 def test_identity_create_json_carries_the_token_once(world: World, tmp_path: Path) -> None:
     data_dir = initialised(tmp_path / "d", ledger_origin=ORIGIN)
     out = runner.invoke(
-        app, ["--data-dir", str(data_dir), "identity", "create", "--role", "auditor",
+        app, ["--data-dir", str(data_dir), "identity", "create", "--role", "subbrain",
               "--name", "aud-2", "--json"],
     )  # fmt: skip
     doc = json.loads(out.stdout)
     assert doc["name"] == "aud-2"
     assert len(doc["token"]) > 30
     who = runner.invoke(app, ["--data-dir", str(data_dir), "identity", "list"])
-    assert who.stdout.startswith("aud-2\tauditor\t")
+    assert who.stdout.startswith("aud-2\tsubbrain\t")
 
 
 def test_dataset_list_json(world: World) -> None:
