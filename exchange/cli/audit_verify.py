@@ -11,8 +11,6 @@ file, a malformed export, a malformed pinned key or kept checkpoint).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,25 +62,13 @@ _TRUSTED_OPTION = typer.Option(
 _OUT_OPTION = typer.Option(..., "--out", help="the file to write (ibx-ledger-export/v1)")
 FORCE_OPTION = typer.Option(False, "--force", help="replace the file if it exists")
 
-_ENTRY_MODULES = (
-    "exchange.identity_entries",
-    "exchange.entries",
-    "exchange.witness_entries",
-    "exchange.pipeline.entries",
-    "consent.entries",
-    "policies.entries",
-    "mpc.entries",
-    "edge_tls.entries",
-)
-
 
 def entry_types() -> EntryTypes:
-    """Entry type → payload parser: each typed entry class's ``model_validate``."""
-    classes: dict[str, Callable[..., object]] = {}
-    for name in _ENTRY_MODULES:
-        for model in importlib.import_module(name).ENTRY_TYPES:
-            classes[model.TYPE] = model.model_validate
-    return classes
+    """Entry type → payload parser: the registry of every package's typed entries
+    (:data:`exchange.ledger_types.ENTRY_PARSERS`)."""
+    from exchange.ledger_types import ENTRY_PARSERS
+
+    return ENTRY_PARSERS
 
 
 def load_export(
