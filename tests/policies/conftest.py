@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.canonical import JsonValue
-from policies import BASELINE_PACK, CompiledPolicy, DecisionRequest, Officer, PolicySource, Subject
+from policies import BASELINE_PACK, CompiledPolicy, DecisionRequest, PolicySource, Subject
 
 AT = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 LI = "lithium-battery"
@@ -22,8 +22,6 @@ CORE_COMPUTE: dict[str, JsonValue] = {
     "operation": "mean",
     "cohort": 6,
 }
-OFFICER_A = Officer("officer-a", "security_officer")
-OFFICER_B = Officer("officer-b", "security_officer")
 
 
 def make_request(

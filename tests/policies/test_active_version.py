@@ -18,17 +18,17 @@ from policies import (
     Subject,
     VersionHash,
 )
-from tests.policies.conftest import OFFICER_A, OFFICER_B
+from tests.policies.duties import OFFICER_A, OFFICER_B, Steps, signed_point
 
 TTL = 0.5
 SUBJECT = Subject("li-brain", "subbrain", "lithium-battery")
 CONTEXT = {"domain": "lithium-battery"}
 
 
-def _approved(point: PolicyDecisionPoint, pack: Path) -> VersionHash:
-    version = point.propose(pack, officer=OFFICER_A)
-    point.test(version.hash, officer=OFFICER_B)
-    point.approve(version.hash, officer=OFFICER_B)
+def _approved(steps: Steps, pack: Path) -> VersionHash:
+    version = steps.propose(OFFICER_A, pack)
+    steps.test(OFFICER_B, version.hash)
+    steps.approve(OFFICER_B, version.hash)
     return version.hash
 
 
@@ -43,18 +43,14 @@ def _seen_within(point: PolicyDecisionPoint, version: str, since: float) -> floa
 def test_an_activation_counts_at_once_here_and_within_the_bound_in_other_processes(
     runtime: Runtime, pack_copy: Path, tmp_path: Path
 ) -> None:
-    here = PolicyDecisionPoint(
-        runtime.db,
-        runtime.ledger,
-        PolicyConfig(bootstrap_pack=BASELINE_PACK, active_version_ttl=TTL),
+    here, at_here = signed_point(
+        runtime, PolicyConfig(bootstrap_pack=BASELINE_PACK, active_version_ttl=TTL)
     )
-    there = PolicyDecisionPoint(  # another worker or process on the same database
-        runtime.db,
-        runtime.ledger,
-        PolicyConfig(bootstrap_pack=BASELINE_PACK, active_version_ttl=TTL),
+    there, at_there = signed_point(  # another worker or process on the same database
+        runtime, PolicyConfig(bootstrap_pack=BASELINE_PACK, active_version_ttl=TTL)
     )
-    uncached = PolicyDecisionPoint(
-        runtime.db, runtime.ledger, PolicyConfig(bootstrap_pack=BASELINE_PACK, active_version_ttl=0)
+    uncached, _ = signed_point(
+        runtime, PolicyConfig(bootstrap_pack=BASELINE_PACK, active_version_ttl=0)
     )
     versions = []
     for n in (1, 2):  # two versions unlike the bootstrap pack (the baseline) and each other
@@ -62,7 +58,7 @@ def test_an_activation_counts_at_once_here_and_within_the_bound_in_other_process
         shutil.copytree(pack_copy, pack)
         with (pack / "policy.csv").open("a", encoding="utf-8") as lines:
             lines.write(f"g, nobody-{n}, subbrain, lithium-battery\n")
-        versions.append(_approved(here, pack))
+        versions.append(_approved(at_here, pack))
     first, second = versions
     bootstrap = PolicySource.from_dir(BASELINE_PACK).hash
     for point in (here, there, uncached):
@@ -71,13 +67,13 @@ def test_an_activation_counts_at_once_here_and_within_the_bound_in_other_process
         # each has just read (and may reuse) "none active": the bootstrap pack decides
         assert point.decide(SUBJECT, "consent_check", "consent:*", CONTEXT).version == bootstrap
 
-    here.activate(first, officer=OFFICER_B)
+    at_here.activate(OFFICER_B, first)
     done = time.monotonic()
     assert here.decide(SUBJECT, "consent_check", "consent:*", CONTEXT).version == first  # at once
     assert uncached.active_version() == first
     assert _seen_within(there, first, done) <= TTL + 0.1
 
-    there.activate(second, officer=OFFICER_B)  # a rollback elsewhere counts here within TTL
+    at_there.activate(OFFICER_B, second)  # a rollback elsewhere counts here within TTL
     done = time.monotonic()
     assert there.active_version() == second
     assert uncached.active_version() == second

@@ -14,15 +14,21 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.clock import utcnow
+from exchange.access import ADMIN_ROLES as CERTIFIED
 from exchange.cli import app
+from exchange.deployment_ca import ensure_deployment_ca
 from exchange.error_table import RemoteRefusalError
+from exchange.identities import Role
+from exchange.runtime import Runtime
+from exchange.settings import Settings
 from policies import BASELINE_PACK, PolicyInputError
 from tests.conftest import initialised
+from tests.identities import register_all, write_key_file
 from tests.server import ExchangeUrl, running_exchange
 
 runner = CliRunner()
 
-ADMIN_ROLES = ("security_officer", "auditor", "sysadmin")
 FOUR_EYES = "policies.errors.FourEyesError"
 TESTS_FAILED = "policies.errors.PolicyTestsFailedError"
 
@@ -35,6 +41,7 @@ class Cli:
         self.remote = remote
         self.certs = data_dir.parent / "certs"
         self.tokens: dict[str, str] = {}
+        self.keys: dict[str, Path] = {}
 
     def invoke(self, *args: str) -> tuple[int, str]:
         result = runner.invoke(app, ["--data-dir", str(self.data_dir), *args])
@@ -69,12 +76,27 @@ class Cli:
             check=False,
         )
 
-    def identity(self, role: str, name: str, *extra: str) -> str:
-        """Create ``name`` (administrators get a client certificate); its token."""
-        cert = ["--cert-out", str(self.certs)] if role in ADMIN_ROLES else []
-        out = self.run("identity", "create", "--role", role, "--name", name, *cert, *extra)
-        self.tokens[name] = out.strip().splitlines()[-1]
-        return self.tokens[name]
+    def register(self, identities: dict[str, tuple[Role, str | None]]) -> None:
+        """Register ``identities`` as the exchange requires (the first two officers as the
+        bootstrap officers, the other administrators with an officer's signed duty); each
+        administrator gets a client certificate, each officer a key file."""
+        runtime = Runtime(Settings(data_dir=self.data_dir))
+        try:
+            ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=utcnow())
+            for name, issued in register_all(runtime, identities).items():
+                self.tokens[name] = issued.token
+                if issued.identity.role in CERTIFIED:
+                    runtime.admin_certificates.issue(name, actor="sysadmin", now=utcnow()).write(
+                        self.certs
+                    )
+                if issued.identity.role is Role.SECURITY_OFFICER:
+                    self.keys[name] = write_key_file(self.data_dir.parent, name)
+        finally:
+            runtime.close()
+
+    def signed(self, name: str, *args: str) -> list[str]:
+        """:meth:`as_` with ``name``'s officer key file (``--key``)."""
+        return self.as_(name, *args, "--key", str(self.keys[name]))
 
 
 def _refused(cli: Cli, code: str, *args: str) -> RemoteRefusalError:
@@ -114,32 +136,37 @@ CONTEXT = json.dumps(
 
 
 def test_officers_change_policy_and_decisions_follow(cli: Cli, tmp_path: Path) -> None:
-    cli.identity("security_officer", "officer-a")
-    cli.identity("security_officer", "officer-b")
-    cli.identity("sysadmin", "ops")
-    cli.identity("auditor", "aud")
-    cli.identity("subbrain", "li-brain", "--industry", "lithium-battery")
+    cli.register(
+        {
+            "officer-a": (Role.SECURITY_OFFICER, None),
+            "officer-b": (Role.SECURITY_OFFICER, None),
+            "ops": (Role.SYSADMIN, None),
+            "aud": (Role.AUDITOR, None),
+            "li-brain": (Role.SUBBRAIN, "lithium-battery"),
+        }
+    )
+    cli.keys["ops"] = write_key_file(cli.data_dir.parent, "ops")
 
     # the pack decides who may call: separation of duties, the rule named
     refused = _refused(
         cli, "exchange.error_table.ForbiddenError",
-        *cli.as_("ops", "policy", "propose", str(BASELINE_PACK)),
+        *cli.signed("ops", "policy", "propose", str(BASELINE_PACK)),
     )  # fmt: skip
     assert refused.status == 403
     assert "ops (sysadmin) may not policy_propose policy:*: casbin: denied by " in str(refused)
-    out = cli.run(*cli.as_("officer-a", "policy", "propose", str(BASELINE_PACK)))
+    out = cli.run(*cli.signed("officer-a", "policy", "propose", str(BASELINE_PACK)))
     version = out.split()[1]
     assert len(version) == 64 and "by officer-a" in out
     short = version[:12]
 
-    _refused(cli, TESTS_FAILED, *cli.as_("officer-b", "policy", "approve", short))
-    tested = cli.run(*cli.as_("officer-b", "policy", "test", short))
+    _refused(cli, TESTS_FAILED, *cli.signed("officer-b", "policy", "approve", short))
+    tested = cli.run(*cli.signed("officer-b", "policy", "test", short))
     assert "PASS  data.ibx.authz_test.test_core_needs_he_or_mpc" in tested
     assert tested.strip().endswith("passed") and " 0/" not in tested
-    _refused(cli, FOUR_EYES, *cli.as_("officer-a", "policy", "approve", short))
-    cli.run(*cli.as_("officer-b", "policy", "approve", short))
-    _refused(cli, FOUR_EYES, *cli.as_("officer-a", "policy", "activate", short))
-    assert "activated " + version in cli.run(*cli.as_("officer-b", "policy", "activate", short))
+    _refused(cli, FOUR_EYES, *cli.signed("officer-a", "policy", "approve", short))
+    cli.run(*cli.signed("officer-b", "policy", "approve", short))
+    _refused(cli, FOUR_EYES, *cli.signed("officer-a", "policy", "activate", short))
+    assert "activated " + version in cli.run(*cli.signed("officer-b", "policy", "activate", short))
     listing = cli.run(*cli.as_("aud", "policy", "list"))
     assert listing.startswith(version[:16] + "\tactive\tofficer-a\tpassed\tofficer-b\tofficer-b")
     _refused(cli, "exchange.error_table.ForbiddenError", *cli.as_("ops", "policy", "list"))
@@ -167,22 +194,37 @@ def test_officers_change_policy_and_decisions_follow(cli: Cli, tmp_path: Path) -
     assert diff.strip().endswith("0 of 2 decisions differ from the active version")
 
     # a CLI error is one line and a non-zero exit, the same locally and remotely
-    done = cli.process(*cli.as_("officer-a", "policy", "approve", short))
+    done = cli.process(*cli.signed("officer-a", "policy", "approve", short))
     assert done.returncode == 3
     err = done.stderr.strip()
     assert err.count("\n") == 0
     assert err.startswith("ibx: four-eyes rule violated: officer-a proposed version")
 
+    # a step signed with another officer's key file is refused before anything happens
+    forged = _refused(
+        cli, "core.duty.DutyError",
+        *cli.as_("officer-b", "policy", "test", short, "--key", str(cli.keys["officer-a"])),
+    )  # fmt: skip
+    assert forged.status == 403
+    assert "does not verify under officer-b's ledgered key" in str(forged)
+    code, output = cli.invoke(*cli.as_("officer-b", "policy", "test", short))
+    assert code == 2 and "--key" in output
+
 
 def test_bad_directory_and_bad_context(data_dir: Path, tmp_path: Path) -> None:
     cli = Cli(data_dir)
-    a = cli.identity("security_officer", "officer-a")
+    cli.register(
+        {"officer-a": (Role.SECURITY_OFFICER, None), "officer-b": (Role.SECURITY_OFFICER, None)}
+    )
+    a = cli.tokens["officer-a"]
     bad = tmp_path / "bad"
     bad.mkdir()
     for name in ("model.conf", "policy.csv", "data.json", "authz.rego"):
         (bad / name).write_text((BASELINE_PACK / name).read_text())
     (bad / "policy.csv").write_text("p, root, lithium-battery, dataset, compute, allow\n")
-    done = cli.process("policy", "propose", str(bad), "--token", a)
+    done = cli.process(
+        "policy", "propose", str(bad), "--token", a, "--key", str(cli.keys["officer-a"])
+    )
     assert done.returncode == 2
     err = done.stderr.strip()
     assert err == (

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from exchange.cli import app
 from exchange.error_table import RemoteRefusalError
 from exchange.runtime import Runtime
+from exchange.settings import Settings
 from policies import (
     CoverageReport,
     CoverageThresholds,
@@ -27,7 +28,8 @@ from policies import (
     run_tests_in_sandbox,
 )
 from tests.conftest import initialised
-from tests.policies.conftest import OFFICER_A, OFFICER_B
+from tests.identities import bootstrap, write_key_file
+from tests.policies.duties import OFFICER_A, OFFICER_B, signed_point
 
 EMBARGO_RULE = """
 deny contains sprintf("%s data is under embargo", [input.context.classification]) if {
@@ -78,10 +80,17 @@ def _invoke(data_dir: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def _token(data_dir: Path, role: str, name: str) -> str:
-    code, out = _invoke(data_dir, "identity", "create", "--role", role, "--name", name)
-    assert code == 0, out
-    return out.strip().splitlines()[-1]
+def _officers(data_dir: Path, *names: str) -> dict[str, tuple[str, str]]:
+    """The bootstrap officers ``names``: each one's token and key file."""
+    runtime = Runtime(Settings(data_dir=data_dir))
+    try:
+        issued = bootstrap(runtime, *names)
+    finally:
+        runtime.close()
+    return {
+        i.identity.name: (i.token, str(write_key_file(data_dir.parent, i.identity.name)))
+        for i in issued
+    }
 
 
 def test_policy_test_refuses_a_deny_rule_reading_a_misspelled_key(
@@ -91,12 +100,12 @@ def test_policy_test_refuses_a_deny_rule_reading_a_misspelled_key(
     monkeypatch.delenv("IBX_OPA_URL", raising=False)
     line = _embargo(pack_copy, "classifcation_embargo", sample=False)
     data = initialised(tmp_path / "data")
-    a = _token(data, "security_officer", "officer-a")
-    b = _token(data, "security_officer", "officer-b")
-    code, out = _invoke(data, "policy", "propose", str(pack_copy), "--token", a)
+    officers = _officers(data, "officer-a", "officer-b")
+    a, b = (["--token", token, "--key", key] for token, key in officers.values())
+    code, out = _invoke(data, "policy", "propose", str(pack_copy), *a)
     assert code == 0, out
     version = out.split()[1][:12]
-    code, out = _invoke(data, "policy", "test", version, "--token", b)
+    code, out = _invoke(data, "policy", "test", version, *b)
     assert code == 1
     assert "FAIL  coverage: deny rules" in out
     assert "10/11 fired (minimum 100%)" in out
@@ -107,7 +116,7 @@ def test_policy_test_refuses_a_deny_rule_reading_a_misspelled_key(
     ) in out
     assert "coverage: deny rules 10/11" in out
     with pytest.raises(RemoteRefusalError) as refused:
-        _invoke(data, "policy", "approve", version, "--token", b)
+        _invoke(data, "policy", "approve", version, *b)
     assert refused.value.code == f"{PolicyTestsFailedError.__module__}.PolicyTestsFailedError"
 
 
@@ -144,9 +153,9 @@ def test_the_baseline_pack_covers_every_deny_rule_and_line(pack_source: PolicySo
 
 
 def test_the_ledger_records_the_coverage_of_a_test(runtime: Runtime, pack_copy: Path) -> None:
-    point = runtime.policy
-    version = point.propose(pack_copy, officer=OFFICER_A)
-    point.test(version.hash, officer=OFFICER_B)
+    _point, steps = signed_point(runtime)
+    version = steps.propose(OFFICER_A, pack_copy)
+    steps.test(OFFICER_B, version.hash)
     entries = runtime.ledger.entries(0, runtime.ledger.size())
     tested = [dict(e.payload) for e in entries if e.type == "policy.test"]
     assert tested[-1]["coverage"] == {

@@ -22,7 +22,8 @@ from policies import (
     run_sandbox,
     run_tests_in_sandbox,
 )
-from tests.policies.conftest import AT, CORE_COMPUTE, OFFICER_A, OFFICER_B, make_request
+from tests.policies.conftest import AT, CORE_COMPUTE, make_request
+from tests.policies.duties import OFFICER_A, OFFICER_B, signed_point
 
 CRASHING_TEST = """package ibx.crash_test
 
@@ -52,15 +53,15 @@ def test_regopy_with_trap_is_real_in_a_bare_process() -> None:
 
 def test_the_crash_is_contained_and_fails_the_version(runtime: Runtime, pack_copy: Path) -> None:
     (pack_copy / "crash_test.rego").write_text(CRASHING_TEST)
-    point = runtime.policy
-    version = point.propose(pack_copy, officer=OFFICER_A)  # `with` inside a test_ rule is fine
-    report = point.test(version.hash, officer=OFFICER_B)
+    _point, steps = signed_point(runtime)
+    version = steps.propose(OFFICER_A, pack_copy)  # `with` inside a test_ rule is fine
+    report = steps.test(OFFICER_B, version.hash)
     assert not report.passed
     assert report.error is not None
     assert "crashed (SIGSEGV) while running data.ibx.crash_test.test_big_cohort" in report.error
     assert any(r.name == "sandbox" and not r.passed for r in report.results)
     with pytest.raises(PolicyTestsFailedError):
-        point.approve(version.hash, officer=OFFICER_B)
+        steps.approve(OFFICER_B, version.hash)
     assert os.getpid() > 0  # still here
 
 

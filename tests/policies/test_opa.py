@@ -9,8 +9,8 @@ import pytest
 
 from exchange.runtime import Runtime
 from exchange.settings import Settings
-from policies import BASELINE_PACK, CompiledPolicy, OpaEvaluator, PolicySource
-from tests.policies.conftest import OFFICER_A, OFFICER_B
+from policies import BASELINE_PACK, CompiledPolicy, OpaEvaluator, PolicyConfig, PolicySource
+from tests.policies.duties import OFFICER_A, OFFICER_B, signed_point
 
 OPA_URL = os.environ.get("IBX_OPA_URL")
 
@@ -20,11 +20,11 @@ def test_opa_server_decides_like_embedded_regopy(tmp_path: Path, pack: CompiledP
     assert OPA_URL is not None
     runtime = Runtime.initialise(Settings(data_dir=tmp_path / "data", opa_url=OPA_URL))
     try:
-        point = runtime.policy
-        version = point.propose(BASELINE_PACK, officer=OFFICER_A)
-        assert point.test(version.hash, officer=OFFICER_B).passed
-        point.approve(version.hash, officer=OFFICER_B)
-        point.activate(version.hash, officer=OFFICER_B)  # publishes to the server
+        point, steps = signed_point(runtime, PolicyConfig(opa_url=OPA_URL))
+        version = steps.propose(OFFICER_A, BASELINE_PACK)
+        assert steps.test(OFFICER_B, version.hash).passed
+        steps.approve(OFFICER_B, version.hash)
+        steps.activate(OFFICER_B, version.hash)  # publishes to the server
         source = PolicySource.from_dir(BASELINE_PACK)
         for sample in source.requests:
             remote = point.decide_request(sample.request)

@@ -17,7 +17,6 @@ import pytest
 from exchange.runtime import Runtime
 from policies import (
     PolicyConfig,
-    PolicyDecisionPoint,
     PolicySource,
     SandboxLimits,
     SandboxMemoryError,
@@ -25,7 +24,8 @@ from policies import (
     run_tests_in_sandbox,
 )
 from policies._sandbox import resident_bytes
-from tests.policies.conftest import AT, CORE_COMPUTE, OFFICER_A, OFFICER_B
+from tests.policies.conftest import AT, CORE_COMPUTE
+from tests.policies.duties import OFFICER_A, OFFICER_B, signed_point
 
 LIMIT = 256 * 1024 * 1024
 BOMB = 'count([s | some i in numbers.range(1, 100000000); s := "aaaaaaaa"])'
@@ -38,20 +38,18 @@ pytestmark = pytest.mark.skipif(
 def test_a_memory_bomb_in_a_proposal_is_killed_and_refused(
     runtime: Runtime, pack_copy: Path
 ) -> None:
-    point = runtime.policy
-    good = point.propose(pack_copy, officer=OFFICER_A)  # an active version to keep deciding
-    point.test(good.hash, officer=OFFICER_B)
-    point.approve(good.hash, officer=OFFICER_B)
-    point.activate(good.hash, officer=OFFICER_B)
+    point, steps = signed_point(runtime)
+    good = steps.propose(OFFICER_A, pack_copy)  # an active version to keep deciding
+    steps.test(OFFICER_B, good.hash)
+    steps.approve(OFFICER_B, good.hash)
+    steps.activate(OFFICER_B, good.hash)
 
     authz = pack_copy / "authz.rego"
     authz.write_text(authz.read_text() + f"\nbomb := {BOMB}\n")
-    bounded = PolicyDecisionPoint(
-        runtime.db, runtime.ledger, PolicyConfig(sandbox_memory_limit=LIMIT)
-    )
+    _bounded, bounded_steps = signed_point(runtime, PolicyConfig(sandbox_memory_limit=LIMIT))
     started = time.monotonic()
     with pytest.raises(SandboxMemoryError, match="more than 256 MiB of resident memory") as caught:
-        bounded.propose(pack_copy, officer=OFFICER_A)
+        bounded_steps.propose(OFFICER_A, pack_copy)
     assert time.monotonic() - started < 30  # the memory bound fired, not the 60 s timeout
     assert caught.value.limit == LIMIT
     assert "while running evaluate package ibx.authz" in str(caught.value)

@@ -97,7 +97,10 @@ def test_the_cli_takes_the_master_key_out_of_the_environment(
     monkeypatch.setenv("IBX_MASTER_KEY", key_hex)
     result = CliRunner().invoke(
         cli_app,
-        ["--data-dir", str(data), "identity", "create", "--role", "auditor", "--name", "aud"],
+        [
+            *("--data-dir", str(data), "identity", "create", "--role", "enterprise"),
+            *("--name", "ent-a", "--industry", "lithium-battery"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "IBX_MASTER_KEY" not in os.environ
