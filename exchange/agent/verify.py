@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from consent import ConsentReceipt, InvalidConsentError, SignedReceipt
 from consent.errors import BadConsentSignatureError
 from core.canonical import canonical_sha256
@@ -59,6 +61,7 @@ from exchange.agent.errors import LedgerAlarm, TaskRefused
 from exchange.agent.journal import AgentState
 from exchange.agent.reads import VerifierReads
 from exchange.agent.task import Task
+from exchange.pipeline.entries import ContributionEntry
 from exchange.pipeline.jobs import CONTRIBUTION_EVENT
 from exchange.pipeline.psi_job import psi_predecessor
 from exchange.pipeline.request import EngineName
@@ -550,13 +553,18 @@ def check_handoff(task: Task, decision: DecisionRecord, enterprise: str, leaf: b
         raise TaskRefused(
             f"entry {index} is a {entry.type} by {entry.actor}, not {before}'s {CONTRIBUTION_EVENT}"
         )
-    raw_statement, signature = entry.payload.get("statement"), entry.payload.get("signature")
     try:
-        if not isinstance(raw_statement, dict) or not isinstance(signature, str):
-            raise StatementError("no signed statement")
-        statement = AgentStatement.from_dict(raw_statement)
+        recorded = ContributionEntry.model_validate(entry.payload)
+        statement = AgentStatement.from_dict(recorded.statement.model_dump(mode="json"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "payload"
+        raise TaskRefused(
+            f"entry {index} holds no contribution statement: {where}: {first['msg']}"
+        ) from exc
     except StatementError as exc:
         raise TaskRefused(f"entry {index} holds no contribution statement: {exc}") from exc
+    signature = recorded.signature
     wanted = (CONTRIBUTION_KIND, task.job_id, before, task.round - 1)
     if (statement.kind, statement.job_id, statement.enterprise, statement.round) != wanted:
         raise TaskRefused(
