@@ -594,18 +594,16 @@ def test_a_whole_pipeline_deployment_verifies_clean(tmp_path: Path) -> None:
         version = steps.propose(OFFICER_1, PolicySource.from_dir(BASELINE_PACK))
         steps.through(version.hash, OFFICER_1, OFFICER_2)
         made.tokens["sb-lb"] = runtime.identities.rotate_token("sb-lb", actor="sysadmin").token
-        for names in (ENTERPRISES,):
-            for name in names:
-                if name not in made.keys:
-                    made.enterprise(name)
-                    made.consent(name)
-            created = made.submit(datasets=[f"{n}.energy" for n in names], parameters={"length": 2})
-            job_id = created["job_id"]
-            assert made.wait_state(job_id, ["collecting"])["state"] == "collecting"
-            for name in names:
-                [task] = [t for t in made.tasks(name) if t["job_id"] == job_id]
-                made.post_answer(name, job_id, made.he_body(name, task, [1.0, 2.0]))
-            assert made.wait_state(job_id, ["released", "failed", "refused"])["state"] == "released"
+        for name in ENTERPRISES:
+            made.enterprise(name)
+            made.consent(name)
+        datasets = [f"{n}.energy" for n in ENTERPRISES]
+        job_id = made.submit(datasets=datasets, parameters={"length": 2})["job_id"]
+        assert made.wait_state(job_id, ["collecting"])["state"] == "collecting"
+        for name in ENTERPRISES:
+            [task] = made.tasks(name)
+            made.post_answer(name, job_id, made.he_body(name, task, [1.0, 2.0]))
+        assert made.wait_state(job_id, ["released", "failed", "refused"])["state"] == "released"
         made.revoke("ent-c")
         (tmp_path / "ledger.vkey").write_text(runtime.ledger.vkey() + "\n")
         for client in made.clients.values():
