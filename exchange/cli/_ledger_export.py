@@ -151,16 +151,26 @@ class DataDirExport:
             runtime, header, tuple(merge_checkpoints(stored, head)), _data_dir_state(runtime)
         )
 
-    def lines(self) -> Iterator[bytes]:
-        """The export's lines: the entries as the backend stores them, read in large batches.
+    def lines(self, written: list[int] | None = None) -> Iterator[bytes]:
+        """The export's lines: the entries as the backend stores them, read in large batches
+        (``written``, if given, gets the number of entry lines appended once they are).
 
         Raises:
             LedgerError: the ledger tables could not be read.
         """
         from ledger import SqlLedgerBackend
 
-        entries = SqlLedgerBackend(self.runtime.db).scan_entries(0, self.header.tree_size)
-        yield from export_lines(self.header, entries, self.checkpoints, self.state)
+        count = 0
+
+        def entries() -> Iterator[tuple[int, bytes]]:
+            nonlocal count
+            for row in SqlLedgerBackend(self.runtime.db).scan_entries(0, self.header.tree_size):
+                count += 1
+                yield row
+
+        yield from export_lines(self.header, entries(), self.checkpoints, self.state)
+        if written is not None:
+            written.append(count)
 
 
 def _identity_leaves(runtime: Runtime, size: int) -> list[bytes]:

@@ -405,5 +405,6 @@ def export(
         typer.echo(f"ibx: {out} exists; pass --force to replace it", err=True)
         raise typer.Exit(ExitCode.USAGE)
     made = DataDirExport.of(cli_context(ctx).runtime)
-    written = write_atomically(out, made.lines(), force=force)
-    print_written(out, made.header.tree_size, len(made.checkpoints), written, as_json=as_json)
+    entries: list[int] = []
+    written = write_atomically(out, made.lines(entries), force=force)
+    print_written(out, entries[0], len(made.checkpoints), written, as_json=as_json)
