@@ -106,8 +106,9 @@ def verify(  # noqa: PLR0917 -- one parameter per CLI option
 ) -> None:
     """Verify the whole ledger: tree, checkpoints, typed entries, invariants (exit 5 on a finding).
 
-    Give --export PATH (a file from ibx ledger export or ibx audit export) or --exchange URL
-    (fetched now as your identity: an auditor or witness).
+    Give --export PATH (written by ibx ledger export or ibx audit export).
+
+    Or --exchange URL: the ledger is fetched now, as your identity (an auditor or witness).
     """
     from audit import verify as run_verify
 
@@ -163,8 +164,9 @@ def export(  # noqa: PLR0917 -- one parameter per CLI option
 ) -> None:
     """Export the ledger an exchange serves (entries, checkpoints, keys, rows) to a file.
 
-    Read as your identity (an auditor or witness reads every entry); verify the file
-    later, offline, with ibx audit verify --export.
+    Read as your identity (an auditor or witness reads every entry).
+
+    Verify the file later, offline, with ibx audit verify --export.
     """
     from audit import export_lines
     from exchange.cli._ledger_export import print_written, write_atomically

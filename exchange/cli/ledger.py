@@ -396,8 +396,9 @@ def export(
 ) -> None:
     """Export the data dir's ledger for auditors: entries, checkpoints, keys, rows.
 
-    The entries as stored, the checkpoints witnesses cosigned and the latest one; check it
-    offline with ibx audit verify --export.
+    The entries as stored, the checkpoints witnesses cosigned and the latest one.
+
+    Check it offline with ibx audit verify --export.
     """
     from exchange.cli._ledger_export import DataDirExport, print_written, write_atomically
 
