@@ -516,10 +516,10 @@ class PolicyDecisionPoint:
                 now=now or utcnow(),
             )
         except DutyError as exc:
-            logger.warning("policy.%s on %s refused: %s", step, version[:12], exc)
+            logger.info("policy.%s on %s refused: %s", step, version[:12], exc)
             raise
         if caller is not None and caller.name != actor:
-            logger.warning("policy.%s: %s sent a duty signed by %s", step, caller.name, actor)
+            logger.info("policy.%s: %s sent a duty signed by %s", step, caller.name, actor)
             raise DutyError(
                 f"{caller.name} sent a duty signed by {actor}; each officer signs their own steps"
             )
