@@ -100,6 +100,11 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     # everyone authenticated
     ("GET", "/v1/me"): _one("whoami", "identity"),
     ("POST", "/v1/me/token"): _one("token_rotate", "identity", write=True),
+    # the registry: the system administrator (administrators only with an officer's duty)
+    ("POST", "/v1/identities"): _one("identity_manage", "identity", write=True),
+    ("POST", "/v1/identities/{name}/revocation"): _one(
+        "identity_manage", "identity", write=True, param="name"
+    ),
     # the catalog (metadata only)
     ("GET", "/v1/datasets"): _one("catalog_read", "dataset"),
     ("POST", "/v1/datasets"): _one("catalog_register", "dataset", write=True),

@@ -43,8 +43,11 @@ def sign_as_caller(
     action: str,
     subject: str,
     details: Mapping[str, JsonValue],
+    *,
+    actor: str | None = None,
 ) -> SignedDuty:
-    """``action`` on ``subject`` signed with ``key_file`` as the token's identity.
+    """``action`` on ``subject`` signed with ``key_file`` as ``actor`` (default: the
+    token's identity), for the exchange's ledger origin.
 
     Raises:
         ConsentKeyError: the key file cannot be used.
@@ -52,7 +55,7 @@ def sign_as_caller(
         DutyError: the exchange did not name the caller or its origin.
     """
     signer = load_signer(key_file)
-    me = client.get("/v1/me").get("name")
+    me = actor or client.get("/v1/me").get("name")
     origin = client.call("GET", "/v1/ledger/checkpoint").text.split("\n", 1)[0].strip()
     if not isinstance(me, str) or not me or not origin:
         raise DutyError("the exchange did not say who the token is or its ledger origin")

@@ -18,7 +18,14 @@ import typer
 from core.canonical import JsonValue
 from core.clock import format_rfc3339, utcnow
 from core.keys import Ed25519PublicKey
-from exchange.cli._context import cli_context
+from exchange.cli._context import (
+    CA_BUNDLE_OPTION,
+    CLIENT_CERT_OPTION,
+    CLIENT_KEY_OPTION,
+    TOKEN_OPTION,
+    Remote,
+    cli_context,
+)
 from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.identities import Identity, IdentityError, Role
 
@@ -123,6 +130,55 @@ class IdentityListing:
         }
 
 
+_EXCHANGE_OPTION = typer.Option(
+    None,
+    "--exchange",
+    help="register through a running exchange's API, https://HOST:PORT (system administrator)",
+    show_default=False,
+)
+
+
+def _create_remotely(
+    ctx: typer.Context,
+    body: dict[str, JsonValue],
+    officer_key: Path | None,
+    officer: str | None,
+    remote: Remote,
+    *,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """``identity create --exchange``: sign the officer's duty here, register over the API."""
+    from exchange.cli._api_client import user_client
+    from exchange.cli._duties import sign_as_caller
+    from exchange.schemas.identities import NewIdentity
+
+    with user_client(
+        ctx,
+        token,
+        exchange=remote.exchange,
+        ca_bundle=remote.ca_bundle,
+        client_cert=remote.client_cert,
+        client_key=remote.client_key,
+    ) as client:
+        if officer_key is not None:
+            if officer is None:
+                raise IdentityError(
+                    "--officer NAME: the officer whose --key signs (with --exchange)"
+                )
+            details = {"role": body["role"], "public_key": body["public_key"]}
+            duty = sign_as_caller(
+                client, officer_key, "identity.create", str(body["name"]), details, actor=officer
+            )
+            body = {**body, "duty": duty.to_dict()}
+        made = NewIdentity.model_validate(client.post("/v1/identities", body))
+    if as_json:
+        emit_json(made.to_dict())
+        return
+    typer.echo(f"created {made.name} ({made.role}) through the exchange")
+    typer.echo(made.token)
+
+
 @app.command("keygen")
 def keygen(
     out: Path = typer.Option(..., "--out", help="where to write the private key (mode 0600)"),  # noqa: B008
@@ -169,37 +225,64 @@ def create(  # noqa: PLR0917 -- one parameter per CLI option
     officer_key: Path | None = typer.Option(None, "--key", help=_OFFICER_KEY_HELP),  # noqa: B008
     officer: str | None = typer.Option(None, "--officer", help=_OFFICER_HELP),
     as_json: bool = JSON_OPTION,
+    exchange: str | None = _EXCHANGE_OPTION,
+    token: str | None = TOKEN_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    client_cert: Path | None = CLIENT_CERT_OPTION,
+    client_key: Path | None = CLIENT_KEY_OPTION,
 ) -> None:
     """Create an identity; its bearer token is printed once, as the last line.
 
     An administrator (security_officer, auditor, witness, sysadmin) needs
     ``--public-key`` and ``--key OFFICER_KEYFILE``: the officer's
     ``identity.create`` duty is signed here and recorded with the registration.
+    With ``--exchange URL`` the system administrator's ``--token`` registers it
+    through the API (``--officer NAME`` names the signing officer).
     """
     from exchange.access import ADMIN_ROLES
-    from exchange.cli._duties import sign_as_officer
     from exchange.identities import ADMINISTRATIVE_ROLES
 
     key = _public_key(public_key) if public_key is not None else None
-    if cert_out is not None and role not in ADMIN_ROLES:
+    if cert_out is not None and (role not in ADMIN_ROLES or exchange is not None):
         raise IdentityError(
             f"--cert-out: only administrators (sysadmin, security_officer, auditor) hold "
-            f"client certificates, not {role}"
+            f"client certificates, not {role}; issued on the server (not with --exchange)"
         )
+    if role in ADMINISTRATIVE_ROLES and (key is None or officer_key is None):
+        raise IdentityError(
+            f"a {role} is registered with its --public-key and a security officer's "
+            "signature: --key OFFICER_KEYFILE (ibx identity keygen makes keys)"
+        )
+    if role not in ADMINISTRATIVE_ROLES and officer_key is not None:
+        raise IdentityError(f"--key: {role} identities are registered without an officer's duty")
+    details: dict[str, JsonValue] = {
+        "role": role.value,
+        "public_key": key.to_base64() if key else None,
+    }
+    if exchange is not None:
+        _create_remotely(
+            ctx,
+            {
+                "name": name,
+                "role": role.value,
+                "industry": industry,
+                "public_key": details["public_key"],
+            },
+            officer_key,
+            officer,
+            Remote(exchange, ca_bundle, client_cert, client_key),
+            token=token,
+            as_json=as_json,
+        )
+        return
     runtime = cli_context(ctx).runtime
     duty = None
-    if role in ADMINISTRATIVE_ROLES:
-        if key is None or officer_key is None:
-            raise IdentityError(
-                f"a {role} is registered with its --public-key and a security officer's "
-                "signature: --key OFFICER_KEYFILE (ibx identity keygen makes keys)"
-            )
-        details: dict[str, JsonValue] = {"role": role.value, "public_key": key.to_base64()}
+    if officer_key is not None:
+        from exchange.cli._duties import sign_as_officer
+
         duty = sign_as_officer(
             runtime, officer_key, "identity.create", name, details, officer=officer
         )
-    elif officer_key is not None:
-        raise IdentityError(f"--key: {role} identities are registered without an officer's duty")
     issued = runtime.identities.create(name, role, public_key=key, industry=industry, duty=duty)
     ident = issued.identity
     certificate = _issue_certificate(runtime, name, cert_out) if cert_out is not None else None

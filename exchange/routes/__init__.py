@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from exchange.routes import agent, consents, datasets, edge, ledger, me, pki, policies, requests
+from exchange.routes import (
+    agent,
+    consents,
+    datasets,
+    edge,
+    identities,
+    ledger,
+    me,
+    pki,
+    policies,
+    requests,
+)
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
     me.router,
+    identities.router,
     datasets.router,
     consents.router,
     policies.router,

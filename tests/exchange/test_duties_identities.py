@@ -484,3 +484,45 @@ def test_write_key_file_matches_the_test_signer(tmp_path: Path) -> None:
 
     path = write_key_file(tmp_path, "officer-1")
     assert EnterpriseKey.load(path).signer.public_key == admin_signer("officer-1").public_key
+
+
+# --- over HTTP: the system administrator submits, the officer's duty decides -----------------
+
+
+def test_the_registry_routes_take_the_officers_duty(world: World) -> None:
+    runtime = world.runtime
+    if "ops-1" not in world.tokens:
+        world.tokens["ops-1"] = register(runtime, "ops-1", Role.SYSADMIN, by="officer-1").token
+    key = admin_signer("aud-http").public_key
+    body = {"name": "aud-http", "role": "auditor", "public_key": key.to_base64()}
+    forged = identity_duty(
+        runtime, "aud-http", Role.AUDITOR, key, signer=Ed25519Signer.generate("forger")
+    )
+    with ExchangeClient.local(runtime, token=world.tokens["ops-1"]) as client:
+        with pytest.raises(RemoteRefusalError) as unsigned:
+            client.post("/v1/identities", body)
+        assert unsigned.value.status == 400 and "duty" in str(unsigned.value)
+        with pytest.raises(RemoteRefusalError) as refused:
+            client.post("/v1/identities", {**body, "duty": forged.to_dict()})
+        assert refused.value.status == 403
+        duty = identity_duty(runtime, "aud-http", Role.AUDITOR, key, by="officer-2")
+        made = client.post("/v1/identities", {**body, "duty": duty.to_dict()})
+        assert made["name"] == "aud-http" and made["token"].startswith("ibx_")
+        enterprise = client.post(
+            "/v1/identities", {"name": "ent-http", "role": "enterprise", "industry": "x"}
+        )
+        assert enterprise["role"] == "enterprise"
+        path = "/v1/identities/aud-http/revocation"
+        with pytest.raises(RemoteRefusalError) as no_duty:
+            client.post(path, {})
+        assert no_duty.value.status == 400
+        revocation = sign_duty(
+            runtime, "officer-2", "identity.revoke", "aud-http", {"role": "auditor"}
+        )
+        assert client.post(path, {"duty": revocation.to_dict()})["status"] == "revoked"
+    with ExchangeClient.local(runtime, token=world.tokens["officer-1"]) as client:
+        with pytest.raises(RemoteRefusalError) as officer_alone:
+            client.post("/v1/identities", {"name": "ent-2", "role": "enterprise"})
+        assert officer_alone.value.status == 403  # separation of duties: the sysadmin's route
+    [hit] = runtime.ledger.find(["aud-http"], ["identity.create"])
+    assert runtime.ledger.entry(hit.index).actor == "officer-2"
