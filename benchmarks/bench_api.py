@@ -81,6 +81,7 @@ def prepare(root: Path) -> Deployment:
     """A deployment with a catalog, a sub-brain and a security officer (with certificate)."""
     from consent import Classification
     from core.clock import utcnow
+    from core.keys import Ed25519Signer
     from exchange.deployment_ca import CA_BUNDLE_NAME, ensure_deployment_ca
     from exchange.identities import Role
     from exchange.runtime import Runtime
@@ -90,6 +91,12 @@ def prepare(root: Path) -> Deployment:
     runtime = Runtime.initialise(Settings(data_dir=data_dir))
     try:
         now = utcnow()
+        officer, _second = runtime.identities.bootstrap_officers(
+            [
+                (name, Ed25519Signer.generate(name).public_key)
+                for name in ("bench-officer", "bench-officer-2")
+            ]
+        )  # as ibx init does: the deployment's first identities
         ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=now)
         owners = [
             runtime.identities.create(f"bench-ent-{i}", Role.ENTERPRISE, industry=INDUSTRY)
@@ -106,7 +113,6 @@ def prepare(root: Path) -> Deployment:
                 now=now,
             )
         subbrain = runtime.identities.create("bench-subbrain", Role.SUBBRAIN, industry=INDUSTRY)
-        officer = runtime.identities.create("bench-officer", Role.SECURITY_OFFICER)
         credentials = runtime.admin_certificates.issue("bench-officer", actor="sysadmin", now=now)
         cert, key = credentials.write(root / "certs")
     finally:

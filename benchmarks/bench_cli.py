@@ -117,29 +117,21 @@ def main() -> None:
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
+        initialised = subprocess.run(
+            [*IBX, "--data-dir", str(data), "init", "--officer", "bench-officer",
+             "--officer", "bench-officer-2"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        token = next(
+            line.split("token ")[1].strip()
+            for line in initialised.stdout.splitlines()
+            if line.startswith("officer     bench-officer ")
+        )
         subprocess.run(
-            [*IBX, "--data-dir", str(data), "init"], env=env, capture_output=True, check=True
-        )
-        created = subprocess.run(
-            [
-                *IBX,
-                "--data-dir",
-                str(data),
-                "identity",
-                "create",
-                "--role",
-                "security_officer",
-                "--name",
-                "bench-officer",
-                "--cert-out",
-                str(Path(tmp) / "certs"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        token = created.stdout.strip().splitlines()[-1]
+            [*IBX, "--data-dir", str(data), "identity", "cert", "bench-officer",
+             "--out", str(Path(tmp) / "certs")],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
         subprocess.run(
             [*IBX, "--data-dir", str(data), "ledger", "checkpoint"],
             env=env,
