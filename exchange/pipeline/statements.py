@@ -48,7 +48,7 @@ __all__ = [
     "new_job_id",
 ]
 
-DECISION_EVENT = "pipeline.decision"
+DECISION_EVENT = DecisionEntry.TYPE
 """Ledger event type of an authorization decision (actor: the requester)."""
 
 CONTRIBUTION_KIND = "ibx.contribution/v1"
