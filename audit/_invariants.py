@@ -45,7 +45,6 @@ from audit._facts import (
     JobFact,
     ParsedEntryLike,
     Payload,
-    PayloadShapeError,
     TokenFact,
 )
 from audit._findings import Finding
@@ -145,7 +144,8 @@ class _Pass:
         self._index, self._time = parsed.index, entry.time
         try:
             handler(self, Payload(entry.payload), entry.actor)
-        except PayloadShapeError as exc:
+        except (ValueError, TypeError, KeyError) as exc:  # PayloadShapeError, and whatever a
+            # hostile payload the typed parse refused could still make a reader raise
             if parsed.typed is not None:  # an untyped entry is already an entry.parse finding
                 self.find("entry.shape", f"{entry.type}: {exc}")
 

@@ -15,6 +15,7 @@ after the revocation or beyond the receipt's limit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -712,3 +713,110 @@ def test_a_finding_appears_exactly_at_uses_after_revocation_or_beyond_the_limit(
         assert finding.index is not None
         found.setdefault(finding.index, set()).add(finding.code)
     assert found == expected
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_KEYS = st.sampled_from(
+    [
+        "name",
+        "role",
+        "public_key",
+        "bootstrap",
+        "duty",
+        "consent_id",
+        "enterprise",
+        "receipt",
+        "revocation",
+        "receipt_hash",
+        "signature",
+        "decision_id",
+        "checked_at",
+        "consents",
+        "version",
+        "officer",
+        "proposer",
+        "previous",
+        "effect",
+        "action",
+        "policy_version",
+        "job_id",
+        "participants",
+        "min_cohort",
+        "decided_at",
+        "state",
+        "cohort",
+        "contributors",
+        "device",
+        "expires_at",
+        "kind",
+        "serial",
+        "not_after",
+        "previous_serial",
+        "line",
+        "serials",
+        "superseded",
+        "status",
+    ]
+)
+_TYPES = st.sampled_from(
+    [
+        "identity.create",
+        "identity.revoke",
+        "identity.public_key",
+        "consent.grant",
+        "consent.revoke",
+        "consent.use",
+        "consent.job",
+        "policy.propose",
+        "policy.approve",
+        "policy.activate",
+        "authz.decision",
+        "pipeline.decision",
+        "pipeline.job",
+        "pipeline.result",
+        "mpc.key.decrypt",
+        "edge.token.create",
+        "edge.certificate.issue",
+        "edge.certificate.renew",
+        "edge.certificate.revoke",
+        "identity.certificate.issue",
+        "identity.certificate.revoke",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_TYPES, st.dictionaries(_KEYS, _JSON, max_size=8)), max_size=6))
+def test_no_payload_makes_the_invariants_fail(entries: list[tuple[str, dict[str, Any]]]) -> None:
+    """Whatever an entry holds (the typed parse may have refused it), the pass reports;
+    it never raises."""
+    from ledger import LedgerEntry
+
+    story = _prefix()
+    parsed = list(story)
+    for offset, (type_, payload) in enumerate(entries):
+        index = len(story) + offset
+        entry = LedgerEntry(index, type_, "someone", START, payload, b"")
+        parsed.append(ParsedEntry(index, entry, object()))
+    found = check_invariants(parsed, origin=ORIGIN)
+    assert all(isinstance(f, Finding) for f in found)
+
+
+@functools.cache
+def _prefix() -> tuple[ParsedEntry, ...]:
+    """A short log the fuzzed entries follow: officers, an enterprise, a grant, a job."""
+    book = Book.open()
+    book.bootstrap("officer-1", "officer-2")
+    book.member("ent-a")
+    book.member("ent-b")
+    book.four_eyes()
+    cids = [book.grant("ent-a"), book.grant("ent-b")]
+    book.run(*cids)
+    book.token("meter-1")
+    return tuple(book.parsed())
