@@ -17,9 +17,11 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import text
 
 from core.canonical import JsonValue
 from core.clock import utcnow
@@ -32,8 +34,9 @@ from exchange.error_table import RemoteRefusalError
 from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
-from policies import BASELINE_PACK, PolicySource
+from policies import BASELINE_PACK, POLICY_STEPS, PolicySource, Subject, sign_policy_step
 from tests.conftest import initialised
+from tests.identities import admin_signer, register, register_all, sign_duty, write_key_file
 from tests.server import ExchangeUrl, running_exchange
 
 FOUR_EYES = "policies.errors.FourEyesError"
@@ -55,6 +58,30 @@ class World:
     def client(self, who: str) -> ExchangeClient:
         return ExchangeClient.local(self.runtime, token=self.tokens[who])
 
+    def duty(self, who: str, step: str, version: str) -> dict[str, JsonValue]:
+        """``who``'s signed ``policy.<step>`` on the full hash ``version``, as a body."""
+        signed = sign_policy_step(
+            admin_signer(who),
+            origin=self.runtime.settings.ledger_origin,
+            officer=who,
+            step=step,
+            version=version,
+        )
+        return {"duty": signed.to_dict()}
+
+    def proposal(self, who: str, source: PolicySource | None = None) -> dict[str, JsonValue]:
+        """The body of ``POST /v1/policies``: the pack and ``who``'s signed proposal."""
+        pack = source or PolicySource.from_dir(BASELINE_PACK)
+        return {**pack.to_dict(), **self.duty(who, "propose", pack.hash)}
+
+    def step(self, client: ExchangeClient, who: str, step: str, ref: str) -> dict[str, Any]:
+        """``who`` (calling through ``client``) signs and sends ``step`` on version ``ref``."""
+        version = self.runtime.policy.get(ref).hash
+        answer: dict[str, Any] = client.post(
+            f"/v1/policies/{ref}/{step}", self.duty(who, step, version)
+        )
+        return answer
+
 
 IDENTITIES = {
     "officer-a": (Role.SECURITY_OFFICER, None),
@@ -68,10 +95,7 @@ IDENTITIES = {
 
 def _deployment(data_dir: Path) -> tuple[Runtime, dict[str, str]]:
     runtime = Runtime(Settings(data_dir=initialised(data_dir)))
-    tokens = {
-        name: runtime.identities.create(name, role, industry=industry).token
-        for name, (role, industry) in IDENTITIES.items()
-    }
+    tokens = {name: issued.token for name, issued in register_all(runtime, IDENTITIES).items()}
     return runtime, tokens
 
 
@@ -95,10 +119,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for name, (role, _) in IDENTITIES.items():
         if role in ADMIN_ROLES:
             runtime.admin_certificates.issue(name, actor="ops", now=utcnow()).write(certs)
-    with ExchangeClient.local(runtime, token=tokens["officer-a"]) as client:
-        version = client.post("/v1/policies", _pack())["hash"]
+    for name in IDENTITIES:  # every caller's key file, for --key (only officers' verify)
+        write_key_file(certs.parent, name)
+    world = World(runtime.settings.data_dir, runtime, tokens, "", f"{issued.serial:x}")
+    with world.client("officer-a") as client:
+        world.version = client.post("/v1/policies", world.proposal("officer-a"))["hash"]
     try:
-        yield World(runtime.settings.data_dir, runtime, tokens, version, f"{issued.serial:x}")
+        yield world
     finally:
         runtime.close()
         mp.undo()
@@ -125,15 +152,16 @@ DECIDE: dict[str, JsonValue] = {
     "context": CONTEXT,
 }
 
-# (method, path, body, action); {v} is the proposed version, {s} a device certificate's serial
+# (method, path, body, action); {v} is the proposed version, {s} a device certificate's serial;
+# "pack" and "duty": a proposal or a step's body signed by the caller
 ROUTES = [
     ("GET", "/v1/policies", None, "policy_read"),
     ("POST", "/v1/policies", "pack", "policy_propose"),
     ("GET", "/v1/policies/{v}", None, "policy_read"),
-    ("POST", "/v1/policies/{v}/test", None, "policy_test"),
+    ("POST", "/v1/policies/{v}/test", "duty", "policy_test"),
     ("POST", "/v1/policies/{v}/diff", {}, "policy_test"),
-    ("POST", "/v1/policies/{v}/approve", None, "policy_approve"),
-    ("POST", "/v1/policies/{v}/activate", None, "policy_activate"),
+    ("POST", "/v1/policies/{v}/approve", "duty", "policy_approve"),
+    ("POST", "/v1/policies/{v}/activate", "duty", "policy_activate"),
     ("POST", "/v1/decisions", DECIDE, "policy_decide"),
     ("POST", "/v1/pki/certificates/{s}/revocation", {"reason": "key-compromise"}, "cert_revoke"),
 ]
@@ -143,7 +171,11 @@ READS = {"policy_read"}
 
 def _send(world: World, who: str, method: str, path: str, body: object) -> object:
     url = path.format(v=world.version, s=world.serial)
-    payload = _pack() if body == "pack" else body
+    payload = body
+    if body == "pack":
+        payload = world.proposal(who)
+    elif body == "duty":
+        payload = world.duty(who, url.rsplit("/", 1)[-1], world.version)
     with world.client(who) as client:
         if method == "GET":
             return client.get(url)
@@ -210,13 +242,17 @@ def test_bad_references_and_bodies_are_refused(world: World) -> None:
         bad_sample = _refused(
             client.post, f"/v1/policies/{world.version}/diff", {"requests": [{"name": "x"}]}
         )
-        bad_pack = _refused(client.post, "/v1/policies", {**_pack(), "lines": [["p", "root"]]})
-        extra = _refused(client.post, "/v1/policies", {**_pack(), "extra": 1})
+        proposal = world.proposal("officer-b")
+        bad_pack = _refused(client.post, "/v1/policies", {**proposal, "lines": [["p", "root"]]})
+        extra = _refused(client.post, "/v1/policies", {**proposal, "extra": 1})
+        unsigned = _refused(client.post, "/v1/policies", _pack())
+        no_duty = _refused(client.post, f"/v1/policies/{world.version}/test", {})
     assert (missing.status, short.status) == (404, 404)
     assert (no_subject.status, bad_time.status, bad_sample.status) == (422, 422, 422)
     assert "subject: " in str(no_subject)
     assert bad_pack.status == 422 and bad_pack.code == "policies.errors.CasbinLineError"
     assert extra.status == 400
+    assert (unsigned.status, no_duty.status) == (400, 400)  # no duty: the body is incomplete
 
 
 def test_the_decision_playground(world: World) -> None:
@@ -230,6 +266,108 @@ def test_the_decision_playground(world: World) -> None:
     assert "rego: raw export of core data is never allowed" in denied["reasons"]
     assert allowed["effect"] == "allow"
     assert list(denied) == ["effect", "reasons", "version"]
+
+
+# --- signed duties: the officer's own key, verified against the ledger --------------------------
+
+
+def _forged(world: World, who: str, step: str, version: str, *, key_of: str) -> JsonValue:
+    """``who``'s duty signed with ``key_of``'s test key."""
+    signed = sign_policy_step(
+        admin_signer(key_of),
+        origin=world.runtime.settings.ledger_origin,
+        officer=who,
+        step=step,
+        version=version,
+    )
+    return {"duty": signed.to_dict()}
+
+
+FORGERIES = [
+    ("another key in officer-b's name", "officer-b", "officer-b-forged", "does not verify under "
+     "officer-b's ledgered key"),
+    ("an officer with no identity", "officer-ghost", "officer-ghost", "officer-ghost"),
+    ("the auditor's own ledgered key", "aud", "aud", "aud"),
+    ("officer-a's duty sent by officer-b", "officer-a", "officer-a",
+     "officer-b sent a duty signed by officer-a"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "signer", "key_of", "why"), FORGERIES, ids=[f[0] for f in FORGERIES]
+)
+def test_a_forged_duty_is_refused_and_changes_nothing(
+    world: World, name: str, signer: str, key_of: str, why: str
+) -> None:
+    before = world.runtime.ledger.size()
+    with world.client("officer-b") as client:
+        refused = _refused(
+            client.post,
+            f"/v1/policies/{world.version}/test",
+            _forged(world, signer, "test", world.version, key_of=key_of),
+        )
+    assert (refused.status, refused.code) == (403, "core.duty.DutyError")
+    assert refused.title == "signed duty refused"
+    assert why in str(refused)
+    assert world.runtime.policy.get(world.version).state == "proposed"
+    added = world.runtime.ledger.entries(before, world.runtime.ledger.size() - before)
+    assert [e.type for e in added] == ["authz.decision"]  # the gate's decision, no policy step
+
+
+def test_a_duty_for_another_step_or_version_is_refused(world: World) -> None:
+    with world.client("officer-b") as client:
+        other_step = _refused(
+            client.post, f"/v1/policies/{world.version}/test",
+            world.duty("officer-b", "approve", world.version),
+        )  # fmt: skip
+        other_version = _refused(
+            client.post, f"/v1/policies/{world.version}/test",
+            world.duty("officer-b", "test", "0" * 64),
+        )  # fmt: skip
+        malformed = _refused(
+            client.post, f"/v1/policies/{world.version}/test",
+            {"duty": {"statement": {"kind": "ibx.duty/v1"}, "signature": "AA=="}},
+        )  # fmt: skip
+    assert (other_step.status, other_version.status, malformed.status) == (403, 403, 403)
+    assert "signs policy.approve" in str(other_step)
+    assert "not policy.test on" in str(other_version)
+    assert world.runtime.policy.get(world.version).state == "proposed"
+
+
+def test_a_hand_flipped_active_row_denies_everything_and_raises_an_alert(world: World) -> None:
+    """The operator makes the proposed, never approved version active in the database:
+    every decision (the API's own access checks included) is denied with the reason, one
+    critical row.mismatch alert is recorded, and no activation is on the ledger."""
+    runtime = world.runtime
+    fresh = Runtime(Settings(data_dir=world.data_dir))  # another worker: no cached read
+    try:
+        with runtime.db.write() as session:
+            session.execute(
+                text("INSERT INTO policies_active (id, version, activated_at) VALUES (1, :v, :t)"),
+                {"v": world.version, "t": "2026-12-02T08:00:00Z"},
+            )
+        try:
+            with ExchangeClient.local(fresh, token=world.tokens["officer-b"]) as client:
+                refused = _refused(client.post, "/v1/decisions", DECIDE)
+            assert refused.status == 403
+            assert "the active policy row disagrees with the ledger" in str(refused)
+            decision = fresh.policy.decide(
+                Subject("sb-lb", "subbrain", "lithium-battery"), "compute", "dataset:x",
+                {**CONTEXT, "engine": "mpc", "operation": "mean", "cohort": 6},
+            )  # fmt: skip
+            assert not decision.allow and decision.version is None
+        finally:
+            with runtime.db.write() as session:
+                session.execute(text("DELETE FROM policies_active"))
+        alerts = [
+            runtime.ledger.entry(hit.index).payload
+            for hit in runtime.ledger.find(["policy:active"], ["audit.alert"])
+        ]
+        assert [(a["rule"], a["severity"]) for a in alerts] == [("row.mismatch", "critical")]
+        assert alerts[0]["details"] == {"row": world.version, "ledger": None}
+        assert runtime.ledger.find(["policy:active"], ["policy.activate"]) == []
+    finally:
+        fresh.close()
 
 
 # --- officers: the four-eyes lifecycle over HTTP ------------------------------------------------
@@ -249,7 +387,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
 def test_officers_run_the_lifecycle_and_four_eyes_holds(deployment: World) -> None:
     a, b = deployment.client("officer-a"), deployment.client("officer-b")
     source = PolicySource.from_dir(BASELINE_PACK)
-    proposed = a.post("/v1/policies", source.to_dict())
+    proposed = a.post("/v1/policies", deployment.proposal("officer-a", source))
     version = proposed["hash"]
     assert version == source.hash  # the exchange stored exactly what was sent
     assert (proposed["state"], proposed["proposed_by"], proposed["tests"]) == (
@@ -257,10 +395,10 @@ def test_officers_run_the_lifecycle_and_four_eyes_holds(deployment: World) -> No
         "officer-a",
         "untested",
     )
-    again = _refused(a.post, "/v1/policies", source.to_dict())
+    again = _refused(a.post, "/v1/policies", deployment.proposal("officer-a", source))
     assert again.status == 409
 
-    report = a.post(f"/v1/policies/{version[:12]}/test")
+    report = deployment.step(a, "officer-a", "test", version[:12])
     assert report["passed"] is True and report["error"] is None
     assert report["coverage"]["requests"] > 0
     samples = json.loads((BASELINE_PACK / "requests.json").read_text())[:2]
@@ -268,13 +406,13 @@ def test_officers_run_the_lifecycle_and_four_eyes_holds(deployment: World) -> No
     assert [row["name"] for row in diff["rows"]] == [s["name"] for s in samples]
     assert all(row["active"] is None and row["changed"] for row in diff["rows"])
 
-    own = _refused(a.post, f"/v1/policies/{version}/approve")
+    own = _refused(deployment.step, a, "officer-a", "approve", version)
     assert (own.status, own.code) == (403, FOUR_EYES)
     assert str(own).startswith("officer-a proposed version ")
-    assert b.post(f"/v1/policies/{version}/approve")["approved_by"] == "officer-b"
-    own = _refused(a.post, f"/v1/policies/{version}/activate")
+    assert deployment.step(b, "officer-b", "approve", version)["approved_by"] == "officer-b"
+    own = _refused(deployment.step, a, "officer-a", "activate", version)
     assert (own.status, own.code) == (403, FOUR_EYES)
-    active = b.post(f"/v1/policies/{version}/activate")
+    active = deployment.step(b, "officer-b", "activate", version)
     assert (active["state"], active["activated_by"]) == ("active", "officer-b")
     decided = b.post("/v1/decisions", DECIDE)
     assert decided["version"] == version
@@ -285,6 +423,10 @@ def test_officers_run_the_lifecycle_and_four_eyes_holds(deployment: World) -> No
         if e.type.startswith(("policy.", "authz."))
     ]
     assert ("policy.propose", "officer-a", None, None) in events
+    activation = deployment.runtime.ledger.entry(
+        deployment.runtime.ledger.find(["policy:active"])[-1].index
+    )
+    assert activation.payload["duty"]["statement"]["actor"] == "officer-b"  # type: ignore[index,call-overload]
     assert ("policy.approve", "officer-b", None, None) in events
     assert ("policy.activate", "officer-b", None, None) in events
     # the pack allowed officer-a to ask; the four-eyes rule then refused: both recorded
@@ -300,12 +442,13 @@ def test_a_pack_that_lets_a_non_officer_propose_still_meets_the_domain_rule(
     security officer to change policy, whatever a version lets through."""
     a, b = deployment.client("officer-a"), deployment.client("officer-b")
     lax = _variant(tmp_path, add="p, subbrain, lithium-battery, policy, policy_propose, allow")
-    version = a.post("/v1/policies", PolicySource.from_dir(lax).to_dict())["hash"]
-    assert a.post(f"/v1/policies/{version}/test")["passed"] is True
-    b.post(f"/v1/policies/{version}/approve")
-    b.post(f"/v1/policies/{version}/activate")
+    lax_pack = PolicySource.from_dir(lax)
+    version = a.post("/v1/policies", deployment.proposal("officer-a", lax_pack))["hash"]
+    assert deployment.step(a, "officer-a", "test", version)["passed"] is True
+    deployment.step(b, "officer-b", "approve", version)
+    deployment.step(b, "officer-b", "activate", version)
     with deployment.client("sb-lb") as client:
-        refused = _refused(client.post, "/v1/policies", _pack())
+        refused = _refused(client.post, "/v1/policies", deployment.proposal("sb-lb"))
     assert (refused.status, refused.code) == (403, "policies.errors.OfficerRequiredError")
     assert "sb-lb is subbrain; only a security officer may change policy" in str(refused)
     a.close()
@@ -313,7 +456,7 @@ def test_a_pack_that_lets_a_non_officer_propose_still_meets_the_domain_rule(
 
 
 def test_a_proposal_is_bounded_in_size(deployment: World) -> None:
-    pack = _pack()
+    pack = deployment.proposal("officer-a")
     modules = pack["modules"]
     assert isinstance(modules, dict)
     padded = {**pack, "modules": {**modules, "pad.rego": "package pad\n#" + "x" * 70_000}}
@@ -353,9 +496,9 @@ def test_a_version_that_locks_the_officers_out_cannot_be_approved(
 ) -> None:
     a, b = deployment.client("officer-a"), deployment.client("officer-b")
     source = PolicySource.from_dir(_variant(tmp_path, drop=SO_APPROVES))
-    version = a.post("/v1/policies", source.to_dict())["hash"]
-    assert a.post(f"/v1/policies/{version}/test")["passed"] is True  # its own tests agree
-    refused = _refused(b.post, f"/v1/policies/{version}/approve")
+    version = a.post("/v1/policies", deployment.proposal("officer-a", source))["hash"]
+    assert deployment.step(a, "officer-a", "test", version)["passed"] is True  # agree
+    refused = _refused(deployment.step, b, "officer-b", "approve", version)
     assert (refused.status, refused.code) == (409, LOCKOUT)
     assert "would lock the security officers out of managing policy" in str(refused)
     assert "policy_approve" in str(refused)
@@ -372,14 +515,14 @@ def test_an_officer_cannot_activate_a_version_that_locks_them_out(
     demoted by it (a g line making them a sysadmin, whose policy duties are denied)
     cannot switch it on; another officer may."""
     runtime = deployment.runtime
-    c = runtime.identities.create("officer-c", Role.SECURITY_OFFICER).token
+    c = register(runtime, "officer-c", Role.SECURITY_OFFICER, by="officer-a").token
     a, b = deployment.client("officer-a"), deployment.client("officer-b")
-    demoting = _variant(tmp_path, add="g, officer-c, sysadmin, platform")
-    version = a.post("/v1/policies", PolicySource.from_dir(demoting).to_dict())["hash"]
-    assert a.post(f"/v1/policies/{version}/test")["passed"] is True
-    b.post(f"/v1/policies/{version}/approve")
+    demoting = PolicySource.from_dir(_variant(tmp_path, add="g, officer-c, sysadmin, platform"))
+    version = a.post("/v1/policies", deployment.proposal("officer-a", demoting))["hash"]
+    assert deployment.step(a, "officer-a", "test", version)["passed"] is True
+    deployment.step(b, "officer-b", "approve", version)
     with ExchangeClient.local(runtime, token=c) as client:
-        refused = _refused(client.post, f"/v1/policies/{version}/activate")
+        refused = _refused(deployment.step, client, "officer-c", "activate", version)
     assert (refused.status, refused.code) == (409, LOCKOUT)
     assert "cannot be activated" in str(refused)
     assert (
@@ -388,7 +531,7 @@ def test_an_officer_cannot_activate_a_version_that_locks_them_out(
         "policy_propose, deny'"
     ) in str(refused)
     assert runtime.policy.active_version() is None
-    assert b.post(f"/v1/policies/{version}/activate")["state"] == "active"
+    assert deployment.step(b, "officer-b", "activate", version)["state"] == "active"
     a.close()
     b.close()
 
@@ -408,13 +551,19 @@ def test_an_officer_revokes_a_certificate_over_the_api(deployment: World, tmp_pa
         serials.append(
             f"{runtime.edge_pki.enroll('kiln-1', bootstrap, csr, now=utcnow()).serial:x}"
         )
+
+    def body(serial: str, reason: str = "key-compromise") -> dict[str, JsonValue]:
+        details: dict[str, JsonValue] = {"reason": reason}
+        duty = sign_duty(runtime, "officer-b", "certificate.revoke", serial, details)
+        return {"reason": reason, "duty": duty.to_dict()}
+
     with deployment.client("officer-b") as client:
         path = f"/v1/pki/certificates/{serials[1]}/revocation"
-        revoked = client.post(path, {"reason": "key-compromise"})
-        again = _refused(client.post, path, {"reason": "key-compromise"})
-        unknown = _refused(client.post, "/v1/pki/certificates/abc123/revocation", {})
-        malformed = _refused(client.post, "/v1/pki/certificates/xyz/revocation", {})
-        bad_reason = _refused(client.post, path, {"reason": "bored"})
+        revoked = client.post(path, body(serials[1]))
+        again = _refused(client.post, path, body(serials[1]))
+        unknown = _refused(client.post, "/v1/pki/certificates/abc123/revocation", body("abc123"))
+        malformed = _refused(client.post, "/v1/pki/certificates/xyz/revocation", body("xyz"))
+        bad_reason = _refused(client.post, path, body(serials[1], "bored"))
     assert list(revoked) == ["serial", "reason", "revoked_at", "revoked"]
     assert (revoked["serial"], revoked["reason"]) == (serials[1], "key-compromise")
     assert {e["serial"] for e in revoked["revoked"]} == set(serials)  # the whole line
@@ -448,8 +597,11 @@ def _argv(
     world: World, args: tuple[str, ...], who: str, remote: ExchangeUrl | None, *, cert: bool
 ) -> list[str]:
     """``args`` as ``who`` runs them: locally, or against ``remote`` (administrators with
-    their client certificate unless ``cert`` is false)."""
+    their client certificate unless ``cert`` is false); a policy step or a revocation
+    signed with ``who``'s key file."""
     argv = ["--data-dir", str(world.data_dir), *args, "--token", world.tokens[who]]
+    if args[:2] in (("pki", "revoke"), *(("policy", s) for s in POLICY_STEPS)):
+        argv += ["--key", str(world.data_dir.parent / f"{who}.key")]
     if remote is not None:
         argv += remote.cli_args()
         crt = world.data_dir.parent / "certs" / f"{who}.crt"
