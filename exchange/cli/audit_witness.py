@@ -215,12 +215,15 @@ def witness(
             raise typer.Exit(ExitCode.VERIFICATION_FAILED) from exc
 
 
-def _round(runner: Witness, say: Callable[[str], None]) -> None:
+def _round(runner: Witness, say: Callable[[str], None], last: int | None = None) -> int:
+    """One round; its lines (a checkpoint not cosigned only when it is new since
+    ``last``, the size the previous round saw). The size seen."""
     result = runner.round()
     for size in result.cosigned:
         say(f"cosigned checkpoint {size}")
-    if result.skipped is not None:
+    if result.skipped is not None and result.size != last:
         say(f"checkpoint {result.size} verified, not cosigned: {result.skipped}")
+    return result.size
 
 
 def _outage(exc: Exception) -> str | None:
@@ -241,11 +244,12 @@ def _loop(
     stop = threading.Event()
     down_since: datetime | None = None
     delay = min(1.0, max_backoff)
+    last: int | None = None
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         while not stop.is_set():
             try:
-                _round(runner, say)
+                last = _round(runner, say, last)
             except Exception as exc:
                 why = _outage(exc)
                 if why is None:
