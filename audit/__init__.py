@@ -18,10 +18,11 @@ from audit._invariants import LedgerFacts, check_invariants, derive_facts
 from audit._parse import EntryTypes, ParsedEntry
 from audit._reconcile import check_entries, reconcile
 from audit._report import AuditReport, build_report
+from audit._risk import RiskEngine, RiskRule, RiskRules, Threshold, WorkingHours
 from audit._state import ServedConsent, ServedIdentity, ServedState
 from audit._trace import JobTrace, NodeKind, TraceNode, TraceNotFoundError, trace_job
 from audit._verify import verify
-from audit.errors import AuditError, ExportFormatError
+from audit.errors import AuditError, ExportFormatError, RiskRulesError
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -37,12 +38,18 @@ __all__ = [
     "LedgerFacts",
     "NodeKind",
     "ParsedEntry",
+    "RiskEngine",
+    "RiskRule",
+    "RiskRules",
+    "RiskRulesError",
     "ServedConsent",
     "ServedIdentity",
     "ServedState",
+    "Threshold",
     "TraceNode",
     "TraceNotFoundError",
     "VerifyReport",
+    "WorkingHours",
     "build_report",
     "check_entries",
     "check_invariants",

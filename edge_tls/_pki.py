@@ -51,31 +51,50 @@ from edge_tls._revocation import (
     build_crl,
     build_ocsp_response,
 )
-from edge_tls._tables import AuthorityRow, CertificateRow
+from edge_tls._tables import AuthorityRow, BootstrapTokenRow, CertificateRow
 from edge_tls._tokens import BootstrapToken, consume_token, new_token_row
 from edge_tls.entries import (
     CaInitEntry,
     CertificateIssueEntry,
     CertificateRenewEntry,
     CertificateRevokeEntry,
+    EnrolFailureEntry,
+    EnrolFailureReason,
     RevokedMemberEntry,
     SignedDutyEntry,
     TokenCreateEntry,
 )
 from edge_tls.errors import (
     AlreadyRevokedError,
+    BootstrapTokenError,
     CaAlreadyInitializedError,
     CaNotInitializedError,
     CertificateExpiredError,
     CertificateRevokedError,
     ClientCertificateMissingError,
+    CsrError,
+    EnrollmentError,
     SerialNotFoundError,
+    TokenExpiredError,
+    TokenUnknownError,
+    TokenUsedError,
     UnknownCertificateError,
 )
 
 __all__ = ["EdgePki"]
 
 logger = logging.getLogger(__name__)
+
+ENROL_FAILURES_RECORDED_PER_HOUR = 60
+"""Refused enrolments recorded per enterprise and hour (per process); past it they are
+logged only, so an unauthenticated client cannot flood the ledger."""
+_FAILURE_REASONS: tuple[tuple[type[EnrollmentError], EnrolFailureReason], ...] = (
+    (TokenUnknownError, "token_unknown"),
+    (TokenUsedError, "token_used"),
+    (TokenExpiredError, "token_expired"),
+    (BootstrapTokenError, "token_refused"),
+    (CsrError, "csr_refused"),
+)
 
 
 def _aad(name: str) -> bytes:
@@ -94,6 +113,8 @@ class EdgePki:
         self.config = config
         self._authority: CertificateAuthority | None = None
         self._lock = threading.Lock()
+        self._failures: dict[str, list[datetime]] = {}
+        self._failures_lock = threading.Lock()
 
     # -- the CA itself -------------------------------------------------------------------
 
@@ -232,19 +253,70 @@ class EdgePki:
             EnrollmentError: whatever ``admit`` raises.
         """
         ca = self.authority()
-        with self._db.write() as session:
-            device, spent = consume_token(session, device_name, token, now=now)
-            if admit is not None:
-                admit(device)
-            request = validate_csr(csr_body, device, trust_domain=self.config.trust_domain)
-            cert = ca.issue_device(request.public_key, device, now=now)
-            superseded = supersede(session, device, now=now)
-            self._store(session, cert, CertificateKind.DEVICE, device)
-            spent.used_serial_hex = format(cert.serial_number, "x")
-            issued = IssuedCertificate(cert, device)
-            self._record_issue(session, issued, actor=device.device, superseded=superseded)
+        try:
+            with self._db.write() as session:
+                device, spent = consume_token(session, device_name, token, now=now)
+                if admit is not None:
+                    admit(device)
+                request = validate_csr(csr_body, device, trust_domain=self.config.trust_domain)
+                cert = ca.issue_device(request.public_key, device, now=now)
+                superseded = supersede(session, device, now=now)
+                self._store(session, cert, CertificateKind.DEVICE, device)
+                spent.used_serial_hex = format(cert.serial_number, "x")
+                issued = IssuedCertificate(cert, device)
+                self._record_issue(session, issued, actor=device.device, superseded=superseded)
+        except EnrollmentError as exc:
+            self._record_enrol_failure(device_name, exc, now=now)
+            raise
         logger.info("enrolled %s/%s serial %x", device.enterprise, device.device, issued.serial)
         return issued
+
+    def _record_enrol_failure(
+        self, device_name: str, error: EnrollmentError, *, now: datetime
+    ) -> None:
+        """Record a refused enrolment (``edge.enrol.failure``) for the enterprise whose
+        bootstrap token names ``device_name`` (its newest). A device name no token names
+        is logged only, as are failures past :data:`ENROL_FAILURES_RECORDED_PER_HOUR`.
+        A failure to record is logged; the refusal stands either way."""
+        reason: EnrolFailureReason = next(
+            (code for kind, code in _FAILURE_REASONS if isinstance(error, kind)), "refused"
+        )
+        if not 0 < len(device_name) <= 128:  # the device column's width
+            logger.info("enrolment refused (%s), not recorded", reason)
+            return
+        try:
+            with self._db.write() as session:
+                enterprise = session.execute(
+                    select(BootstrapTokenRow.enterprise)
+                    .where(BootstrapTokenRow.device == device_name)
+                    .order_by(BootstrapTokenRow.created_at.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+                if enterprise is None or not self._failure_budget(enterprise, now):
+                    logger.info("enrolment refused (%s), not recorded", reason)
+                    return
+                entry = EnrolFailureEntry(enterprise=enterprise, device=device_name, reason=reason)
+                self._recorder.record(
+                    Event(entry.TYPE, device_name, entry.payload(), subjects=(enterprise,)),
+                    session=session,
+                )
+        except Exception as exc:
+            logger.error("could not record a refused enrolment: %s", type(exc).__name__)
+
+    def _failure_budget(self, enterprise: str, now: datetime) -> bool:
+        """Whether another refused enrolment of ``enterprise`` may be recorded this hour."""
+        since = now - timedelta(hours=1)
+        with self._failures_lock:
+            recent = [t for t in self._failures.get(enterprise, ()) if t > since]
+            if len(recent) >= ENROL_FAILURES_RECORDED_PER_HOUR:
+                self._failures[enterprise] = recent
+                return False
+            recent.append(now)
+            self._failures[enterprise] = recent
+            if len(self._failures) > 10_000:  # forget enterprises quiet for an hour
+                for name in [n for n, ts in self._failures.items() if ts[-1] <= since]:
+                    del self._failures[name]
+            return True
 
     def reenroll(
         self, peer: DeviceCertificate, csr_body: bytes, *, now: datetime

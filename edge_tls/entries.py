@@ -13,6 +13,7 @@ optional member the entry does not state is absent, not ``null``.
 * ``edge.certificate.renew`` — :class:`CertificateRenewEntry`
 * ``edge.certificate.revoke`` — :class:`CertificateRevokeEntry`
 * ``edge.readings.upload`` — :class:`ReadingsUploadEntry`
+* ``edge.enrol.failure`` — :class:`EnrolFailureEntry` (an EST enrolment refused)
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = [
     "CertificateRenewEntry",
     "CertificateRevokeEntry",
     "DutyStatementEntry",
+    "EnrolFailureEntry",
+    "EnrolFailureReason",
     "ReadingsUploadEntry",
     "RevokedMemberEntry",
     "SignedDutyEntry",
@@ -260,6 +263,26 @@ class ReadingsUploadEntry(_Entry):
     """Size of the sealed batch."""
 
 
+EnrolFailureReason = Literal[
+    "token_unknown", "token_used", "token_expired", "token_refused", "csr_refused", "refused"
+]
+"""Why an enrolment was refused (the token's fault, the request's, or otherwise)."""
+
+
+class EnrolFailureEntry(_Entry):
+    """``edge.enrol.failure``: an EST ``simpleenroll`` refused, for a device one of the
+    enterprise's bootstrap tokens names (actor: the device name as sent). Never the token."""
+
+    TYPE: ClassVar[str] = "edge.enrol.failure"
+
+    enterprise: Name
+    """The enterprise whose token names the device."""
+    device: Name
+    """The device name the client sent."""
+    reason: EnrolFailureReason
+    """Why it was refused."""
+
+
 ENTRY_TYPES: tuple[type[BaseModel], ...] = (
     CaInitEntry,
     TokenCreateEntry,
@@ -267,5 +290,6 @@ ENTRY_TYPES: tuple[type[BaseModel], ...] = (
     CertificateRenewEntry,
     CertificateRevokeEntry,
     ReadingsUploadEntry,
+    EnrolFailureEntry,
 )
 """Every entry type ``edge_tls`` writes."""

@@ -147,6 +147,8 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/v1/ledger/proof/consistency"): _read("ledger_read", "ledger_read_own", "ledger"),
     # audit: the rows as served, reconciled with the ledger by ibx audit verify
     ("GET", "/v1/audit/state"): _one("ledger_read", "ledger"),
+    # alerts (row.mismatch, risk.*, witness.fork): auditors and security officers
+    ("GET", "/v1/alerts"): _one("alert_read", "ledger"),
     # witnesses: cosignatures on checkpoints, fork reports (exchange/witnessing.py)
     ("POST", "/v1/ledger/cosignatures"): _one("ledger_cosign", "ledger", write=True),
     ("POST", "/v1/ledger/forks"): _one("ledger_cosign", "ledger", write=True),

@@ -19,7 +19,9 @@ from exchange.idempotency import Idempotency, IdempotencyStore
 from exchange.openapi import install_complete_openapi
 from exchange.pipeline.sweeper import PipelineSweeper
 from exchange.request_id import install_log_context
+from exchange.risk_watch import RiskWatch, load_rules
 from exchange.routes import ROUTERS
+from exchange.routes import alerts as alert_routes
 from exchange.routes import audit as audit_routes
 from exchange.runtime import Runtime
 from exchange.settings import Settings, take_secret_environment
@@ -141,17 +143,21 @@ def create_app(
     device that asks this (API) port for EST is told where to go instead.
 
     Raises:
-        ConfigurationError: the settings cannot be used.
+        ConfigurationError: the settings cannot be used (a risk rules file that is
+            group- or world-writable or does not parse among them).
     """
     secrets = take_secret_environment()  # before anything runs, whoever built the settings
     rt = runtime or Runtime(settings or Settings.from_environment(secrets))
+    risk_rules = load_rules(rt.settings)  # a writable or malformed rules file stops us here
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = PipelineSweeper.start(rt)  # one process of ibx serve --workers N holds it
+        watch = await RiskWatch.start(rt, risk_rules)  # likewise: one evaluator
         try:
             yield
         finally:
+            await watch.stop()
             if sweeper is not None:
                 await sweeper.stop()
             rt.close()
@@ -183,6 +189,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(audit_routes.router)
+    app.include_router(alert_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -9,6 +9,8 @@ entries"; JSON Schema in ``docs/schemas/ledger/``).
 * ``audit.alert`` — :class:`AlertEntry`: an alert, whoever raised it; it mirrors
   :meth:`core.alerts.Alert.to_payload` (``core`` writes it and cannot import
   this module; a test holds the two together).
+* ``audit.risk_rules`` — :class:`RiskRulesEntry`: the risk rules in force when the
+  exchange's risk watch started (``exchange/risk_watch.py``).
 
 The identity registry's entries are in :mod:`exchange.identity_entries`, the
 pipeline's in :mod:`exchange.pipeline.entries`.
@@ -23,7 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from core.alerts import ALERT_EVENT, Alert, Severity
 from core.canonical import JsonValue as CoreJsonValue
 
-__all__ = ["ENTRY_TYPES", "AlertEntry", "AuthzDecisionEntry"]
+__all__ = [
+    "ENTRY_TYPES",
+    "AlertEntry",
+    "AuthzDecisionEntry",
+    "DifferencingRuleEntry",
+    "OffHoursRuleEntry",
+    "RiskRuleEntry",
+    "RiskRulesEntry",
+]
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -88,5 +98,70 @@ class AlertEntry(BaseModel):
         )
 
 
-ENTRY_TYPES: Final[tuple[type[BaseModel], ...]] = (AuthzDecisionEntry, AlertEntry)
+class RiskRuleEntry(BaseModel):
+    """One risk rule's thresholds as in force (a section of ``risk.toml``)."""
+
+    model_config = _CONFIG
+
+    enabled: bool
+    """Whether the rule runs."""
+    threshold: int = Field(ge=1)
+    """Entries about one subject within the window that raise an alert."""
+    window_minutes: int = Field(ge=1)
+    """The sliding window, in minutes (also the quiet time after an alert)."""
+    severity: Severity
+    """The alerts' severity."""
+
+
+class DifferencingRuleEntry(RiskRuleEntry):
+    """``differencing``: which refusal reasons count."""
+
+    reasons: tuple[str, ...] = Field(min_length=1)
+    """A refused job counts when its reason starts with one of these."""
+
+
+class OffHoursRuleEntry(RiskRuleEntry):
+    """``off_hours_policy``: the working hours and the policy steps watched."""
+
+    timezone: str = Field(min_length=1)
+    """IANA time zone of the working hours."""
+    start: str = Field(pattern=r"^[0-2][0-9]:[0-5][0-9]$")
+    """Working hours start (``HH:MM``, included)."""
+    end: str = Field(pattern=r"^[0-2][0-9]:[0-5][0-9]$")
+    """Working hours end (``HH:MM``, excluded)."""
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...]
+    """Working days."""
+    types: tuple[str, ...]
+    """The ``policy.*`` entry types that count."""
+
+
+class RiskRulesEntry(BaseModel):
+    """``audit.risk_rules``: the risk rules in force from now on (actor: ``ibx-risk``)."""
+
+    TYPE: ClassVar[str] = "audit.risk_rules"
+    model_config = _CONFIG
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Hex SHA-256 of the rules file's bytes (of the shipped defaults when none is set)."""
+    source: Literal["file", "defaults"]
+    """A rules file the security officer set, or the shipped defaults."""
+    differencing: DifferencingRuleEntry
+    """``risk.differencing``."""
+    denial_burst: RiskRuleEntry
+    """``risk.denial_burst``."""
+    cohort_minimum: RiskRuleEntry
+    """``risk.cohort_minimum``."""
+    enrolment_failures: RiskRuleEntry
+    """``risk.enrolment_failures``."""
+    off_hours_policy: OffHoursRuleEntry
+    """``risk.off_hours_policy``."""
+    auth_failures: RiskRuleEntry
+    """``risk.auth_failures``."""
+
+    def payload(self) -> dict[str, CoreJsonValue]:
+        """The ledger payload."""
+        return self.model_dump(mode="json")
+
+
+ENTRY_TYPES: Final[tuple[type[BaseModel], ...]] = (AuthzDecisionEntry, AlertEntry, RiskRulesEntry)
 """Every entry type the exchange writes outside the identity registry and the pipeline."""

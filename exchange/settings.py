@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         le=3600,
         description="how far a consent request's stated time may be from the exchange's clock",
     )
+    risk_rules: Path | None = Field(
+        None,
+        description="the security officer's risk rules (TOML; refused when group- or "
+        "world-writable); default <data_dir>/risk.toml if present, else the shipped defaults",
+    )
 
     @field_validator("data_dir")
     @classmethod

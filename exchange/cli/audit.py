@@ -33,3 +33,7 @@ app.command("report")(report)
 from exchange.cli.audit_witness import witness  # noqa: E402 -- each subcommand registers below
 
 app.command("witness")(witness)
+
+from exchange.cli.audit_alerts import alerts  # noqa: E402 -- each subcommand registers below
+
+app.command("alerts")(alerts)

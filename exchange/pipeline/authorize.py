@@ -40,6 +40,7 @@ from core.db import Database
 from core.events import Event
 from exchange.access import domain_of
 from exchange.identities import Identity, Role
+from exchange.pipeline.entries import DenialEntry
 from exchange.pipeline.errors import InvalidComputeRequestError, RequestRefusedError
 from exchange.pipeline.jobs import JobState, JobView, move_event
 from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
@@ -66,6 +67,8 @@ __all__ = ["Authorization", "Authorizer", "GroupCommit", "StartAtOnce"]
 logger = logging.getLogger(__name__)
 
 _STRICTNESS = {"general": 0, "important": 1, "core": 2}
+_GROUP_THREAD = "pipeline-group-commit"
+_DENIAL_REASONS = frozenset({"policy", "consent", "cohort"})
 _MAX_INDUSTRY_DATASETS = 100_000
 _JOBS = cast(Table, JobRow.__table__)
 _PARTICIPANTS = cast(Table, ParticipantRow.__table__)
@@ -185,9 +188,7 @@ class GroupCommit:
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="pipeline-group-commit", daemon=True
-                )
+                self._thread = threading.Thread(target=self._loop, name=_GROUP_THREAD, daemon=True)
                 self._thread.start()
 
     def _loop(self) -> None:
@@ -412,9 +413,13 @@ class Authorizer:
             UnknownDatasetError: as :meth:`authorize`.
             RequestRefusedError: the policy or the cohort refused it (ahead of the lock).
         """
-        return self._authorize(
-            requester, request, now=now, check_engine=check_engine, authz=authz, start=start
-        )
+        try:
+            return self._authorize(
+                requester, request, now=now, check_engine=check_engine, authz=authz, start=start
+            )
+        except RequestRefusedError as exc:
+            self._record_denial(requester, request, exc)
+            raise
 
     def record_alone(self, event: Event) -> None:
         """Record ``event`` in a group commit of its own (a refused request's authz entry).
@@ -424,6 +429,29 @@ class Authorizer:
         """
         ledger = self._runtime.ledger
         self._group.run(lambda session: ledger.record(event, session=session))
+
+    def _record_denial(
+        self, requester: Identity, request: ComputeRequest, refusal: RequestRefusedError
+    ) -> None:
+        """Record the refusal on the ledger (``pipeline.denial``): a denied request is a
+        security-relevant fact (the risk rules count them per requester). From the group's
+        own thread (a refusal under the lock) it joins the next group instead of waiting.
+        A failure to record is logged; the refusal stands either way."""
+        entry = DenialEntry(
+            requester=requester.name,
+            reason=refusal.reason if refusal.reason in _DENIAL_REASONS else "policy",
+            detail=(str(refusal) or refusal.title)[:2000],
+            request_sha256=request.digest(),
+        )
+        event = Event(entry.TYPE, requester.name, entry.payload(), subjects=(requester.name,))
+        ledger = self._runtime.ledger
+        try:
+            if threading.current_thread().name == _GROUP_THREAD:
+                self._group.run_later(lambda session: ledger.record(event, session=session))
+            else:
+                self._group.run(lambda session: ledger.record(event, session=session))
+        except Exception as exc:
+            logger.error("could not record the refusal of %s's request: %s", requester.name, exc)
 
     def _authorize(
         self,
@@ -487,7 +515,11 @@ class Authorizer:
                 use = consents.use(
                     consent_request, decision_id=job_id, session=session, datasets=by_id
                 )
-                verdict = judge(use.report, use.used)
+                try:
+                    verdict = judge(use.report, use.used)
+                except RequestRefusedError as exc:
+                    self._record_denial(requester, request, exc)
+                    raise
             return self._record(
                 session,
                 requester,

@@ -16,6 +16,8 @@ Schema in ``docs/schemas/ledger/``).
 * ``pipeline.withdrawal`` — :class:`WithdrawalEntry`: an owner left out after its
   consent changed
 * ``pipeline.result`` — :class:`ResultEntry`: a result was released (its hash)
+* ``pipeline.denial`` — :class:`DenialEntry`: the pipeline refused a compute request
+  (policy, consent or the cohort), before any decision
 
 This module imports no other pipeline module but :mod:`exchange.pipeline.request`
 (the request's vocabulary), so every pipeline module may import it.
@@ -36,6 +38,7 @@ __all__ = [
     "ContributionEntry",
     "ContributionStatementEntry",
     "DecisionEntry",
+    "DenialEntry",
     "HandOffEntry",
     "JobEntry",
     "JobStateName",
@@ -316,8 +319,24 @@ class ResultEntry(_Entry):
     """The enterprises whose contributions it is computed from (sorted)."""
 
 
+class DenialEntry(_Entry):
+    """``pipeline.denial``: a compute request refused before a decision (actor: the requester)."""
+
+    TYPE: ClassVar[str] = "pipeline.denial"
+
+    requester: Name
+    """Who asked."""
+    reason: Literal["policy", "consent", "cohort"]
+    """What refused it."""
+    detail: str = Field(min_length=1, max_length=2000)
+    """The refusal as the requester was told it."""
+    request_sha256: Hex64
+    """Hex SHA-256 of the request's RFC 8785 form."""
+
+
 ENTRY_TYPES: tuple[type[BaseModel], ...] = (
     DecisionEntry,
+    DenialEntry,
     JobEntry,
     ContributionEntry,
     RefusalEntry,
