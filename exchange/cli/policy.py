@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import typer
 
-from consent import EnterpriseKey
 from core.canonical import JsonValue, parse_json_object
 from core.clock import format_rfc3339, parse_rfc3339
 from core.duty import SignedDuty
@@ -37,6 +36,7 @@ from exchange.cli._context import (
     TOKEN_OPTION,
     Remote,
 )
+from exchange.cli._duties import sign_as_caller
 from exchange.cli._output import JSON_OPTION, Table, emit_json, emit_records, emit_table
 from exchange.client import ExchangeClient
 from exchange.schemas.policies import (
@@ -51,7 +51,6 @@ from policies import (
     PolicyInputError,
     PolicySource,
     parse_requests_file,
-    sign_policy_step,
 )
 
 __all__ = ["app"]
@@ -90,15 +89,9 @@ def _sign_step(client: ExchangeClient, key_file: Path, step: str, version: str) 
     Raises:
         ConsentKeyError: the key file is missing, readable by others, or malformed.
         RemoteRefusalError: the exchange refused to say who the caller is.
-        ProposalMismatchError: the exchange's answers are not what it should send.
+        DutyError: the exchange did not name the caller or its origin.
     """
-    signer = EnterpriseKey.load(key_file).signer
-    me = client.get("/v1/me").get("name")
-    checkpoint = client.call("GET", "/v1/ledger/checkpoint").text
-    origin = checkpoint.split("\n", 1)[0].strip()
-    if not isinstance(me, str) or not me or not origin:
-        raise ProposalMismatchError("the exchange did not say who the token is or its origin")
-    return sign_policy_step(signer, origin=origin, officer=me, step=step, version=version)
+    return sign_as_caller(client, key_file, f"policy.{step}", version, {})
 
 
 def _signed_step(client: ExchangeClient, key_file: Path, step: str, version: str) -> JsonValue:

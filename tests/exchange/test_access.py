@@ -14,7 +14,9 @@ from exchange.client import ExchangeClient, InProcessTransport
 from exchange.error_table import RemoteRefusalError
 from exchange.identities import Role
 from exchange.runtime import Runtime
-from policies import BASELINE_PACK, Officer, Subject
+from policies import BASELINE_PACK, Subject
+from tests.identities import bootstrap
+from tests.policies.duties import OFFICER_A, OFFICER_B, Steps
 
 
 def test_a_route_missing_from_the_table_is_refused(runtime: Runtime) -> None:
@@ -62,11 +64,10 @@ def test_the_decision_cache_follows_the_active_version(runtime: Runtime, tmp_pat
         "\n".join(ln for ln in lines if not ("subbrain," in ln and "consent_check" in ln)) + "\n",
         encoding="utf-8",
     )
-    a, b = Officer("officer-a", "security_officer"), Officer("officer-b", "security_officer")
-    version = point.propose(pack, officer=a)
-    point.test(version.hash, officer=b)
-    point.approve(version.hash, officer=b)
-    point.activate(version.hash, officer=b)
+    bootstrap(runtime, OFFICER_A.name, OFFICER_B.name)  # officers with ledgered keys
+    steps = Steps(point, runtime.settings.ledger_origin)
+    version = steps.propose(OFFICER_A, pack)
+    steps.through(version.hash, OFFICER_B, OFFICER_B)
 
     after = point.decide(subject, "consent_check", "consent:*", context, at=at)
     assert not after.allow and after.version == version.hash

@@ -16,19 +16,19 @@ from core.clock import utcnow
 from core.events import Event
 from exchange.runtime import Runtime
 from exchange.status import deployment_status
-from policies import BASELINE_PACK, Officer
+from policies import BASELINE_PACK
 from tests.conftest import initialised
+from tests.identities import bootstrap
+from tests.policies.duties import OFFICER_A, OFFICER_B, Steps
 from tests.server import running_exchange
-
-OFFICER_A = Officer("officer-a", "security_officer")
-OFFICER_B = Officer("officer-b", "security_officer")
 
 
 def _activate_baseline(runtime: Runtime) -> None:
-    version = runtime.policy.propose(BASELINE_PACK, officer=OFFICER_A)
-    runtime.policy.test(version.hash, officer=OFFICER_A)
-    runtime.policy.approve(version.hash, officer=OFFICER_B)
-    runtime.policy.activate(version.hash, officer=OFFICER_B)
+    """The two officers (bootstrapped, ledgered keys) activate the baseline pack."""
+    bootstrap(runtime, OFFICER_A.name, OFFICER_B.name)
+    steps = Steps(runtime.policy, runtime.settings.ledger_origin)
+    version = steps.propose(OFFICER_A, BASELINE_PACK)
+    steps.through(version.hash, OFFICER_A, OFFICER_B)
 
 
 def _forge_head(data_dir: Path) -> None:
