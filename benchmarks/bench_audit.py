@@ -17,6 +17,24 @@ in batches of 10,000 with a signed checkpoint after each), writes its export
   (the root computation alone, the verifier's tree rebuild's counterpart).
 
 The roots of all three must agree.
+
+A run on 2 cores (x86_64, Python 3.11.7) shared with other test runs (load average 10-14),
+100,000 entries, 10 checkpoints:
+
+| stage | seconds | entries/s |
+|---|---:|---:|
+| ibx ledger export (write the file, from SQLite) | 8.76 | 11,410 |
+| audit: read the export | 6.91 | 14,475 |
+| audit: rebuild the tree (RFC 9162, compact range) | 1.41 | 71,123 |
+| audit: decode + typed parse of every entry | 15.36 | 6,509 |
+| audit: cross-entry invariants | 0.23 | 431,138 |
+| ibx audit verify, all of it (read excluded) | 20.45 | 4,891 |
+| peer: ibx ledger verify (Ledger.verify on SQLite) | 2.11 | 47,431 |
+| peer: pymerkle InmemoryTree, append + root | 4.42 | 22,630 |
+
+The tree is rebuilt faster than pymerkle builds it and as fast as the operator's own
+``Ledger.verify``; the typed parse (decode each entry, then the registry's strict JSON
+parse, which re-encodes the payload as RFC 8785 first) is three quarters of the time.
 """
 
 from __future__ import annotations
