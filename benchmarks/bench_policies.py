@@ -40,19 +40,20 @@ import ledger
 import policies
 from core.canonical import JsonValue
 from core.db import Database, migrate
+from core.duty import DutyError, SignedDuty
 from core.keyring import KeyRing
-from core.keys import MasterKey
+from core.keys import Ed25519PublicKey, Ed25519Signer, MasterKey
 from policies import (
     BASELINE_PACK,
     CasbinLine,
     CoverageThresholds,
     DecisionRequest,
-    Officer,
     PolicyConfig,
     PolicyDecisionPoint,
     PolicySource,
     Subject,
     prepare_input,
+    sign_policy_step,
 )
 
 AT = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -136,6 +137,32 @@ def row(name: str, samples: list[float]) -> tuple[str, float, float, float]:
     return name, median, p99, 1e6 / statistics.fmean(ordered)
 
 
+ORIGIN = "bench.ibx.localhost/ledger"
+
+
+class _BenchOfficers:
+    """Two officers' keys held in memory (a :class:`core.duty.DutyKeys`), and their signing."""
+
+    def __init__(self) -> None:
+        self._signers = {name: Ed25519Signer.generate(name) for name in ("officer-a", "officer-b")}
+
+    def duty_key(self, actor: str, role: str) -> Ed25519PublicKey:
+        """The officer's key.
+
+        Raises:
+            DutyError: not one of the two officers.
+        """
+        if role != "security_officer" or actor not in self._signers:
+            raise DutyError(f"{actor} is not a benchmark officer")
+        return self._signers[actor].public_key
+
+    def sign(self, officer: str, step: str, version: str) -> SignedDuty:
+        """``officer``'s signed ``policy.<step>`` on ``version``."""
+        return sign_policy_step(
+            self._signers[officer], origin=ORIGIN, officer=officer, step=step, version=version
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3_000)
@@ -150,19 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         log = ledger.Ledger(
             ledger.SqlLedgerBackend(db),
             KeyRing(db, MasterKey.load_or_create(Path(tmp) / "master.key")).get_or_create("ledger"),
-            ledger.LedgerConfig(origin="bench.ibx.localhost/ledger"),
+            ledger.LedgerConfig(origin=ORIGIN),
         )
         # the generated version has no sample requests: it is measured, not covered
         config = PolicyConfig(coverage=CoverageThresholds(min_deny=0.0))
-        point = PolicyDecisionPoint(db, log, config)
+        officers = _BenchOfficers()
+        point = PolicyDecisionPoint(db, log, config, duty_keys=officers, origin=ORIGIN)
         started = time.perf_counter()
-        a, b = Officer("officer-a", "security_officer"), Officer("officer-b", "security_officer")
-        version = point.propose(source, officer=a).hash
+        proposal = officers.sign("officer-a", "propose", source.hash)
+        version = point.propose(source, duty=proposal).hash
         proposed = time.perf_counter() - started
-        point.test(version, officer=b)
-        point.approve(version, officer=b)
+        point.test(version, duty=officers.sign("officer-b", "test", version))
+        point.approve(version, duty=officers.sign("officer-b", "approve", version))
         started = time.perf_counter()
-        point.activate(version, officer=b)  # compiles once (lines loaded through the adapter)
+        # compiles once (lines loaded through the adapter)
+        point.activate(version, duty=officers.sign("officer-b", "activate", version))
         compile_s = time.perf_counter() - started
         compiled = point.compiled(version)
 
