@@ -30,8 +30,8 @@ import consent
 import edge_tls
 import mpc
 import policies
-from core.canonical import JsonValue, canonical_bytes
-from core.errors import CanonicalJsonError, IbxError
+from core.canonical import JsonValue
+from core.errors import IbxError
 from exchange import entries as exchange_entries
 from exchange import identity_entries, witness_entries
 from exchange.pipeline import entries as pipeline_entries
@@ -144,13 +144,15 @@ def parse_entry(entry_type: str, payload: Mapping[str, JsonValue]) -> BaseModel:
             f"entry type {entry_type!r} is declared by no package", entry_type=entry_type
         )
     try:
-        return model.model_validate_json(canonical_bytes(payload), strict=True)
-    except CanonicalJsonError as exc:
+        text = json.dumps(dict(payload), allow_nan=False)
+    except (TypeError, ValueError) as exc:
         raise EntryPayloadError(
             f"the {entry_type} payload is not JSON: {exc}",
             entry_type=entry_type,
             problems=(str(exc),),
         ) from exc
+    try:
+        return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         problems = tuple(
             f"{'.'.join(str(p) for p in error['loc']) or '(payload)'}: {error['msg']}"

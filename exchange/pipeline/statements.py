@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,9 +32,8 @@ from pydantic import ValidationError
 
 from core.canonical import JsonValue, canonical_bytes
 from core.clock import format_rfc3339, parse_rfc3339
-from core.errors import CanonicalJsonError
 from core.keys import Ed25519PublicKey, Ed25519Signer, verify_ed25519
-from exchange.pipeline.entries import DecisionEntry, LeftOutEntry, ParticipantEntry, RequestEntry
+from exchange.pipeline.entries import DecisionEntry
 from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
 
 __all__ = [
@@ -133,21 +133,25 @@ class DecisionRecord:
     deadline: datetime
 
     def to_entry(self) -> DecisionEntry:
-        """The ``pipeline.decision`` entry (typed)."""
-        return DecisionEntry(
-            job_id=self.job_id,
-            requester=self.requester,
-            request=RequestEntry.model_validate(self.request.to_dict()),
-            request_sha256=self.request.digest(),
-            engine=self.engine.value,  # he, mpc or psi: resolved
-            policy_version=self.policy_version,
-            participants=tuple(
-                ParticipantEntry.model_validate(p.to_dict()) for p in self.participants
-            ),
-            left_out=tuple(LeftOutEntry(owner=o.owner, reason=o.reason) for o in self.left_out),
-            min_cohort=self.min_cohort,
-            decided_at=format_rfc3339(self.decided_at),
-            deadline=format_rfc3339(self.deadline),
+        """The ``pipeline.decision`` entry (typed; validated in one pass).
+
+        Raises:
+            ValueError: the record breaks the entry's schema (a pydantic ``ValidationError``).
+        """
+        return DecisionEntry.model_validate(
+            {
+                "job_id": self.job_id,
+                "requester": self.requester,
+                "request": self.request.to_dict(),
+                "request_sha256": self.request.digest(),
+                "engine": self.engine.value,  # he, mpc or psi: resolved
+                "policy_version": self.policy_version,
+                "participants": [p.to_dict() for p in self.participants],
+                "left_out": [o.to_dict() for o in self.left_out],
+                "min_cohort": self.min_cohort,
+                "decided_at": format_rfc3339(self.decided_at),
+                "deadline": format_rfc3339(self.deadline),
+            }
         )
 
     def to_payload(self) -> dict[str, JsonValue]:
@@ -165,11 +169,13 @@ class DecisionRecord:
             StatementError: malformed, or ``request_sha256`` is not the request's hash.
         """
         try:  # strictly, as JSON: no number from a string, no integer from a boolean
-            entry = DecisionEntry.model_validate_json(canonical_bytes(payload), strict=True)
-        except CanonicalJsonError as exc:
-            raise StatementError(f"decision: {exc}") from exc
+            entry = DecisionEntry.model_validate_json(
+                json.dumps(dict(payload), allow_nan=False), strict=True
+            )
         except ValidationError as exc:
             raise StatementError(f"decision: {_first_error(exc)}") from exc
+        except (TypeError, ValueError) as exc:
+            raise StatementError(f"decision: not JSON: {exc}") from exc
         return cls.from_entry(entry)
 
     @classmethod
