@@ -125,8 +125,11 @@ def _ledger_head(runtime: Runtime) -> Check:
 def _policy(runtime: Runtime) -> Check:
     try:
         active = runtime.policy.active_version()
+        mismatch = runtime.policy.active_mismatch()  # the row against the ledger
     except Exception as exc:
         return Check("policy", False, f"cannot read the active policy: {exc}")
+    if mismatch is not None:
+        return Check("policy", False, mismatch)
     if active is None:
         return Check(
             "policy", False, "no active policy: every decision is deny (ibx policy propose ...)"

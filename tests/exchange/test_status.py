@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from core.clock import utcnow
 from core.events import Event
@@ -73,6 +74,15 @@ def test_status_reports_every_check(runtime: Runtime) -> None:
     late = min(ca.root.not_valid_after_utc, ca.issuing.not_valid_after_utc) - timedelta(days=5)
     expiring = {c.name: c for c in deployment_status(runtime, now=late).checks}["edge-ca"]
     assert not expiring.ok and "expires within 30 days" in expiring.detail
+
+    with runtime.db.write() as session:  # an operator flips the active row by hand
+        session.execute(text("UPDATE policies_active SET version = :v"), {"v": "f" * 64})
+    other = Runtime(runtime.settings)  # another process: reads the row afresh
+    try:
+        flipped = {c.name: c for c in deployment_status(other, now=utcnow()).checks}["policy"]
+    finally:
+        other.close()
+    assert not flipped.ok and "disagrees with the ledger" in flipped.detail
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
