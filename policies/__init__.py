@@ -2,7 +2,12 @@
 
 Every use of data in ibx asks :meth:`PolicyDecisionPoint.decide`; security
 officers change the policy through versions that are proposed, tested,
-approved by a second officer and activated (see ``docs/policies.md``).
+approved by a second officer and activated (see ``docs/policies.md``), each
+step a duty the officer signs with their own key (:func:`sign_policy_step`)
+and the decision point verifies against the key the ledger records for them.
+The entries it writes are typed (:mod:`policies.entries`); the active
+version's row is checked against the latest ``policy.activate`` entry
+(:class:`ActivationRecord`).
 """
 
 from __future__ import annotations
