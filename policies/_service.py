@@ -787,7 +787,7 @@ class PolicyDecisionPoint:
                     version=version,
                     officer=officer.name,
                     duty=duty.to_dict(),
-                    previous=previous,
+                    previous=self._previous_activation(session, previous),
                     rollback=target.activated_at is not None,
                     proposer=row.proposed_by,
                     approver=row.approved_by or "",
@@ -863,6 +863,13 @@ class PolicyDecisionPoint:
                 Decision(raw["effect"] == "allow", tuple(raw["reasons"]), VersionHash(source.hash))
             )
         return decisions
+
+    def _previous_activation(self, session: Session, row: str | None) -> str | None:
+        """The version this activation replaces, as the ledger says (the row is an index;
+        it may have been flipped by hand)."""
+        if self._activations is None:
+            return row
+        return self._activations.latest_activation(session=session)
 
     def _record(
         self,

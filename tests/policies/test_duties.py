@@ -236,7 +236,7 @@ def test_four_eyes_compares_verified_signers(world: World) -> None:
 
 def test_a_row_flipped_by_hand_denies_and_raises_one_alert(world: World) -> None:
     """Runs last: the operator flips the active row to the approved, never activated,
-    second version; then deletes it; then puts it back."""
+    second version; then deletes it; then puts it back; then an officer activates."""
     runtime, point, first, second = world.runtime, world.point, world.first, world.second
     activations = LedgerActivations(runtime.ledger)
     assert activations.latest_activation() == first
@@ -279,6 +279,18 @@ def test_a_row_flipped_by_hand_denies_and_raises_one_alert(world: World) -> None
     decided = point.decide(SUBBRAIN, "compute", "dataset:x", CORE_COMPUTE)
     assert decided.allow and decided.version == first
     assert point.active_mismatch() is None
+
+    # flipped again (raised once already: no second alert here); an officer's activation
+    # writes row and entry together, naming what it replaces as the ledger says
+    _set_row(runtime, second)
+    assert point.active_mismatch() is not None
+    before = runtime.ledger.size()
+    activated = world.steps.activate(OFFICER_B, second)
+    assert activated.state is VersionState.ACTIVE
+    [entry] = runtime.ledger.entries(before, runtime.ledger.size() - before)
+    assert (entry.type, entry.payload["previous"]) == ("policy.activate", first)
+    decided = point.decide(SUBBRAIN, "compute", "dataset:x", CORE_COMPUTE)
+    assert decided.allow and decided.version == second
 
 
 def _set_row(runtime: Runtime, version: str) -> None:
