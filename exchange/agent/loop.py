@@ -16,6 +16,18 @@ checks separate reads, which it falls back to for anything missing. An HE
 contribution goes in the binary form (:mod:`exchange.pipeline.frames`),
 as JSON if the exchange does not take it (``415``).
 
+With a witness quorum (``--witness-quorum K``), a task whose decision is on
+the served ledger but beyond every checkpoint K witnesses cosigned waits
+instead of being refused (:class:`exchange.agent.errors.AwaitingWitnesses`):
+one line ``waiting for K witness cosignatures on a checkpoint covering
+decision #N``, nothing read for it. Until a witness moves, the agent polls
+the witnessed checkpoint (``GET /v1/ledger/checkpoint?witnessed=true``) with
+a growing delay instead of the task list (which would answer at once with
+the waiting task): when it changes, or after :attr:`AgentConfig.wait`
+seconds, the list is read again and every task re-checked. A waiting task
+whose deadline passes is dropped with one line and no answer: the exchange's
+sweeper fails or refuses the job on that deadline itself.
+
 When the exchange is down or restarting the agent waits and reconnects with
 a growing delay (at most :attr:`AgentConfig.max_backoff`), printing one line
 when an outage starts and one when it ends, never one per retry. Only a
@@ -26,6 +38,7 @@ stops it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,16 +50,15 @@ from core.canonical import JsonValue
 from core.clock import format_rfc3339, parse_rfc3339, utcnow
 from core.keys import Ed25519Signer
 from exchange.agent.contribute import Contribution, Contributor
-from exchange.agent.errors import AgentError, LedgerAlarm, TaskRefused
+from exchange.agent.errors import AgentError, AwaitingWitnesses, LedgerAlarm, TaskRefused
 from exchange.agent.journal import AgentState
 from exchange.agent.reads import EvidenceReads, kept_size
 from exchange.agent.task import Task
-from exchange.agent.verify import TaskVerifier
+from exchange.agent.verify import TaskVerifier, VerifiedHead
 from exchange.client import ExchangeClient
 from exchange.error_table import AuthError, RemoteRefusalError
 from exchange.pipeline.frames import FramedContribution
 from exchange.pipeline.statements import CONTRIBUTION_KIND, REFUSAL_KIND, AgentStatement
-from ledger import Checkpoint
 
 __all__ = ["AgentConfig", "AgentStopped", "DataAgent"]
 
@@ -108,6 +120,12 @@ class DataAgent:
         self.idle = False
         """True while the agent waits on the exchange with nothing in hand (safe to interrupt)."""
         self._outage_since: datetime | None = None
+        self._waiting: dict[tuple[str, int], Task] = {}
+        """Tasks waiting for witness cosignatures, by job id and round."""
+        self._dropped: set[tuple[str, int]] = set()
+        """Tasks dropped when their deadline passed while waiting (not answered)."""
+        self._witnessed_seen: str | None = None
+        """The witnessed checkpoint as served at the last verification of the head."""
 
     # -- control -------------------------------------------------------------------------
 
@@ -119,6 +137,11 @@ class DataAgent:
     def stopping(self) -> bool:
         """Whether :meth:`stop` was called."""
         return self._stop.is_set()
+
+    @property
+    def waiting(self) -> tuple[Task, ...]:
+        """The tasks waiting for witness cosignatures."""
+        return tuple(self._waiting.values())
 
     def run_once(self) -> int:
         """Handle the tasks listed now and any ranks to learn; 0, or 5 while the ledger
@@ -154,6 +177,8 @@ class DataAgent:
                 delay = self.config.first_backoff
                 self.handle(tasks, evidence)
                 self.learn_ranks()
+                if self._waiting:
+                    self._await_witnesses()
             except AgentStopped:
                 return
             except _Outage as exc:
@@ -218,20 +243,27 @@ class DataAgent:
         Raises:
             _Outage: the exchange went away mid-way (the rest stay listed there).
         """
+        self._forget_unlisted(listed)
         if not listed:
             return
         tasks: list[tuple[Task, Mapping[str, Any] | None]] = []
         for obj in listed:
             try:
                 served = obj.get("evidence")
-                tasks.append((Task.from_dict(obj), served if isinstance(served, dict) else None))
+                task = Task.from_dict(obj)
             except TaskRefused as exc:
                 self._refuse_raw(obj, str(exc))
+                continue
+            if (task.job_id, task.round) not in self._dropped:
+                tasks.append((task, served if isinstance(served, dict) else None))
+        if not tasks:
+            return
         base = self._verifier
-        head: Checkpoint | None = None
+        head: VerifiedHead | None = None
         reason: str | None = None
         try:
-            head = self._guard(base.with_reads(EvidenceReads(base.reads, evidence)).head)
+            head = self._guard(base.with_reads(EvidenceReads(base.reads, evidence)).heads)
+            self._witnessed_seen = head.witnessed_text
         except LedgerAlarm as exc:
             reason = f"ledger alarm: {exc}"
             self._warn(f"LEDGER ALARM: {exc}; refusing every task until it is cleared")
@@ -242,22 +274,36 @@ class DataAgent:
         for task, served in tasks:
             if self.stopping:
                 return
-            self._say(
-                f"{task.label}: received ({task.engine.value} {task.request.operation.value} "
-                f"of {', '.join(task.request.fields)}, decision #{task.decision_index})"
-            )
+            if (task.job_id, task.round) not in self._waiting:
+                self._say(
+                    f"{task.label}: received ({task.engine.value} "
+                    f"{task.request.operation.value} of {', '.join(task.request.fields)}, "
+                    f"decision #{task.decision_index})"
+                )
             if head is None:
+                self._waiting.pop((task.job_id, task.round), None)
                 self.refuse(task, reason or "the ledger could not be verified")
                 continue
             verifier = base.with_reads(EvidenceReads(base.reads, evidence, served))
             self._handle(task, head, verifier)
 
-    def _handle(self, task: Task, head: Checkpoint, verifier: TaskVerifier) -> None:
+    def _handle(self, task: Task, head: VerifiedHead, verifier: TaskVerifier) -> None:
+        key = (task.job_id, task.round)
         try:
-            auth = self._guard(lambda: verifier.verify(task, head))
+            auth = self._guard(lambda: verifier.check(task, head))
+        except AwaitingWitnesses as exc:
+            self._wait(task, exc)
+            return
+        except TaskRefused as exc:
+            self._waiting.pop(key, None)
+            self.refuse(task, str(exc))
+            return
+        self._waiting.pop(key, None)
+        size = head.trusted.size if head.trusted is not None else head.served.size
+        try:
             self._say(
                 f"{task.label}: verified decision #{task.decision_index} on the ledger "
-                f"(size {head.size}) and consent {auth.participant.consent_id}"
+                f"(size {size}) and consent {auth.participant.consent_id}"
             )
             contribution = self._guard(
                 lambda: self._contributor.contribute(task, auth.decision.engine)
@@ -269,6 +315,93 @@ class DataAgent:
             deadline = format_rfc3339(task.deadline) if task.deadline else None
             self._state.add_rank_tag(task.job_id, contribution.rank_tag, deadline)
         self._send_contribution(task, contribution)
+
+    # -- waiting for witnesses --------------------------------------------------------
+
+    def _wait(self, task: Task, why: AwaitingWitnesses) -> None:
+        """Keep ``task`` waiting for witnesses (one line the first time), or drop it when
+        its deadline has passed."""
+        key = (task.job_id, task.round)
+        if task.deadline is not None and utcnow() >= task.deadline:
+            self._drop(task)
+            return
+        if key in self._waiting:
+            return
+        self._waiting[key] = task
+        self._state.journal.record(
+            "waiting",
+            job_id=task.job_id,
+            round=task.round,
+            decision_index=task.decision_index,
+            reason=str(why),
+        )
+        self._say(f"{task.label}: {why}")
+
+    def _drop(self, task: Task) -> None:
+        key = (task.job_id, task.round)
+        self._waiting.pop(key, None)
+        if key in self._dropped:
+            return
+        self._dropped.add(key)
+        deadline = format_rfc3339(task.deadline) if task.deadline else "?"
+        self._state.journal.record(
+            "dropped", job_id=task.job_id, round=task.round, deadline=deadline
+        )
+        self._say(
+            f"{task.label}: dropped: its deadline {deadline} passed while waiting for "
+            "witness cosignatures (not answered; the exchange closes the job)"
+        )
+
+    def _drop_expired(self) -> None:
+        now = utcnow()
+        for task in list(self._waiting.values()):
+            if task.deadline is not None and now >= task.deadline:
+                self._drop(task)
+
+    def _forget_unlisted(self, listed: Sequence[Mapping[str, Any]]) -> None:
+        """Forget waiting (and dropped) tasks the exchange no longer lists: answered,
+        closed or failed there."""
+        keys = {(obj.get("job_id"), obj.get("round")) for obj in listed}
+        for key in [k for k in self._waiting if k not in keys]:
+            del self._waiting[key]
+            self._state.journal.record("unlisted", job_id=key[0], round=key[1])
+        self._dropped &= keys
+
+    def _await_witnesses(self) -> None:
+        """Poll the witnessed checkpoint with a growing delay until it changes (witnesses
+        moved: time to re-check), :attr:`AgentConfig.wait` seconds pass, or no task waits
+        any more (each dropped at its deadline).
+
+        Raises:
+            _Outage: the exchange went away.
+            AgentStopped: (from a signal handler) the agent was asked to stop.
+        """
+        seen = self._witnessed_seen
+        until = time.monotonic() + max(self.config.wait, 1)
+        delay = self.config.first_backoff
+        while True:
+            self._drop_expired()
+            if not self._waiting or self.stopping:
+                return
+            pause = min(delay, until - time.monotonic())
+            deadlines = [t.deadline for t in self._waiting.values() if t.deadline is not None]
+            if deadlines:
+                pause = min(pause, (min(deadlines) - utcnow()).total_seconds() + 0.01)
+            if pause <= 0:
+                return
+            self.idle = True
+            try:
+                if self._stop.wait(pause):
+                    return
+                try:
+                    text = self._guard(self._verifier.witnessed_text)
+                except TaskRefused:
+                    return  # the list is read again; its checks say what is wrong
+            finally:
+                self.idle = False
+            if text != seen:
+                return
+            delay = min(delay * 2, self.config.max_backoff)
 
     def _guard(self, step: Callable[[], Any]) -> Any:
         """Run ``step``; a lost connection or server error is an outage, not a refusal."""

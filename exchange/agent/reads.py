@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from core.canonical import canonical_bytes
@@ -35,8 +35,11 @@ class VerifierReads(Protocol):
         """The latest signed checkpoint (C2SP signed note)."""
         ...
 
-    def witnessed_checkpoint_text(self) -> str | None:
-        """The newest checkpoint witnesses cosigned, with their lines; None before any."""
+    def witnessed_checkpoint_text(
+        self, quorum: int = 1, witnesses: Sequence[str] = ()
+    ) -> str | None:
+        """The newest checkpoint witnesses cosigned, with their lines: the newest with lines
+        of ``quorum`` distinct witnesses (of ``witnesses`` when given); None before any."""
         ...
 
     def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
@@ -78,16 +81,21 @@ class ExchangeReads:
             _outage(exc)
             raise TaskRefused(f"the exchange refused its checkpoint: {exc}") from exc
 
-    def witnessed_checkpoint_text(self) -> str | None:
-        """See :class:`VerifierReads` (``GET /v1/ledger/checkpoint?witnessed=true``).
+    def witnessed_checkpoint_text(
+        self, quorum: int = 1, witnesses: Sequence[str] = ()
+    ) -> str | None:
+        """See :class:`VerifierReads` (``GET /v1/ledger/checkpoint?witnessed=true``, with
+        ``quorum=K`` and ``witness=NAME``... when asked for more than one of any).
 
         Raises:
             TaskRefused: the exchange refused (other than 404: none yet).
         """
+        params: dict[str, str | int | list[str]] = {"witnessed": "true"}
+        if quorum > 1 or witnesses:
+            params["quorum"] = quorum
+            params["witness"] = list(witnesses)
         try:
-            return self._client.call(
-                "GET", "/v1/ledger/checkpoint", params={"witnessed": "true"}
-            ).text
+            return self._client.call("GET", "/v1/ledger/checkpoint", params=params).text
         except RemoteRefusalError as exc:
             if exc.status == 404:
                 return None
@@ -219,9 +227,11 @@ class EvidenceReads:
             return self._checkpoint
         return self._fallback.checkpoint_text()
 
-    def witnessed_checkpoint_text(self) -> str | None:
+    def witnessed_checkpoint_text(
+        self, quorum: int = 1, witnesses: Sequence[str] = ()
+    ) -> str | None:
         """See :class:`VerifierReads` (not part of the evidence: asked of the fallback)."""
-        return self._fallback.witnessed_checkpoint_text()
+        return self._fallback.witnessed_checkpoint_text(quorum, witnesses)
 
     def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
         """See :class:`VerifierReads`."""

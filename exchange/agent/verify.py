@@ -31,11 +31,14 @@
 With ``--witness VKEY ... --witness-quorum K`` (K > 0) the agent trusts only a
 checkpoint that carries valid cosignatures (C2SP ``tlog-cosignature``) of K
 of the given witnesses: the served checkpoint if it does, else the newest
-checkpoint witnesses cosigned (``GET /v1/ledger/checkpoint?witnessed=true``),
-which must be signed by the pinned key and consistent with the served one.
-Tasks are then verified under that witnessed checkpoint (a decision beyond it
-is refused until a witness cosigns a later one); without such a checkpoint
-every task is refused, no data read.
+checkpoint the quorum cosigned (``GET /v1/ledger/checkpoint?witnessed=true
+&quorum=K&witness=NAME...``), which must be signed by the pinned key and
+consistent with the served one (else the ledger alarm). Tasks are verified
+under that witnessed checkpoint (:meth:`TaskVerifier.check` over
+:meth:`TaskVerifier.heads`): a task whose decision (or handed-on
+contribution) is on the served ledger but beyond every checkpoint with the
+quorum is not refused but waits (:class:`AwaitingWitnesses`), nothing read,
+until a witness cosigns a checkpoint covering it.
 
 Every failure is a :class:`TaskRefused` whose message is the reason the
 agent signs and sends back.
@@ -57,7 +60,7 @@ from core.canonical import canonical_sha256
 from core.clock import utcnow
 from core.errors import CanonicalJsonError
 from core.keys import Ed25519PublicKey
-from exchange.agent.errors import LedgerAlarm, TaskRefused
+from exchange.agent.errors import AwaitingWitnesses, LedgerAlarm, TaskRefused
 from exchange.agent.journal import AgentState
 from exchange.agent.reads import VerifierReads
 from exchange.agent.task import Task
@@ -95,6 +98,7 @@ from ledger import (
 __all__ = [
     "Authorization",
     "TaskVerifier",
+    "VerifiedHead",
     "WitnessQuorum",
     "check_consent",
     "check_decision",
@@ -128,6 +132,24 @@ class WitnessQuorum:
             ValueError: more than the distinct witnesses given, or negative.
         """
         return cls(tuple(witnesses), quorum)
+
+
+@dataclass(frozen=True)
+class VerifiedHead:
+    """The ledger head as the agent verified it.
+
+    ``served`` is the latest checkpoint (signed by the pinned key, consistent with the
+    kept one); ``trusted`` the one tasks are verified under: ``served`` itself without a
+    witness quorum or when it carries the quorum, else the newest witnessed checkpoint
+    with the quorum, None when there is none (``shortfall`` says why).
+    """
+
+    served: Checkpoint
+    trusted: Checkpoint | None
+    shortfall: str = ""
+    witnessed_text: str | None = None
+    """The witnessed checkpoint as served when it was read (what a waiting agent
+    compares with to learn that witnesses moved)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +203,23 @@ class TaskVerifier:
             witnesses=self._witnesses,
         )
 
+    @property
+    def quorum(self) -> int:
+        """How many witness cosignatures a trusted checkpoint carries (0: off)."""
+        return self._witnesses.quorum
+
+    def witnessed_text(self) -> str | None:
+        """The newest checkpoint the quorum cosigned, as served (unchecked; None before
+        any): what a waiting agent polls to learn that witnesses moved on.
+
+        Raises:
+            TaskRefused: the exchange refused.
+        """
+        return self._reads.witnessed_checkpoint_text(self.quorum, self._witness_names())
+
+    def _witness_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(w.name for w in self._witnesses.witnesses))
+
     def head(self) -> Checkpoint:
         """Fetch, verify and keep the ledger's checkpoint.
 
@@ -193,6 +232,23 @@ class TaskVerifier:
                 witnesses cosigned: the alarm is raised now.
             TaskRefused: the checkpoint is malformed or not signed by the pinned key,
                 a proof could not be fetched, or no checkpoint carries the witness quorum.
+        """
+        verified = self.heads()
+        if verified.trusted is None:
+            raise TaskRefused(verified.shortfall)
+        return verified.trusted
+
+    def heads(self) -> VerifiedHead:
+        """Fetch, verify and keep the ledger's checkpoint; with a witness quorum, find the
+        witnessed checkpoint the tasks are verified under (None when none has it).
+
+        Raises:
+            LedgerAlarm: the alarm stands, or the log is not consistent with the kept
+                checkpoint (rolled back, forked, rewritten), or with the checkpoint
+                witnesses cosigned: the alarm is raised now.
+            TaskRefused: the checkpoint is malformed or not signed by the pinned key, a
+                proof could not be fetched, or the witnessed checkpoint served is
+                malformed, not signed by the pinned key or of another origin.
         """
         standing = self._state.alarm()
         if standing is not None:
@@ -211,31 +267,34 @@ class TaskVerifier:
             self._check_kept(kept_text, served, head)
         self._state.keep_checkpoint(served)  # consistent with the kept one, so never smaller
         if self._witnesses.quorum == 0:
-            return head
+            return VerifiedHead(head, head)
         return self._witnessed(note, served, head)
 
     def _cosigned_by(self, note: SignedNote) -> int:
         not_after = int(self._clock().timestamp()) + COSIGNATURE_SKEW
         return count_cosignatures(note, self._witnesses.witnesses, not_after=not_after)
 
-    def _witnessed(self, note: SignedNote, served: str, head: Checkpoint) -> Checkpoint:
+    def _witnessed(self, note: SignedNote, served: str, head: Checkpoint) -> VerifiedHead:
         """The checkpoint with the witness quorum the tasks are verified under.
 
         Raises:
-            TaskRefused: no checkpoint with the quorum, or the witnessed one is malformed,
-                not signed by the pinned key, or of another origin.
+            TaskRefused: the witnessed checkpoint is malformed, not signed by the pinned
+                key, or of another origin.
             LedgerAlarm: the witnessed checkpoint is not consistent with the served one.
         """
         wanted = self._witnesses.quorum
-        names = ", ".join(w.name for w in self._witnesses.witnesses)
-        if self._cosigned_by(note) >= wanted:
-            return head
-        text = self._reads.witnessed_checkpoint_text()
+        names = ", ".join(self._witness_names())
+        have = self._cosigned_by(note)
+        if have >= wanted:
+            return VerifiedHead(head, head)
+        text = self.witnessed_text()
         if text is None:
-            raise TaskRefused(
-                f"the ledger's checkpoint (size {head.size}) carries "
-                f"{self._cosigned_by(note)} of the {wanted} witness cosignatures this agent "
-                f"requires ({names}) and no witness has cosigned any checkpoint yet"
+            return VerifiedHead(
+                head,
+                None,
+                f"the ledger's checkpoint (size {head.size}) carries {have} of the {wanted} "
+                f"witness cosignatures this agent requires ({names}) and no witness has "
+                "cosigned any checkpoint yet",
             )
         try:
             witnessed_note = SignedNote.from_text(text)
@@ -247,14 +306,17 @@ class TaskVerifier:
             ) from exc
         if witnessed.origin != head.origin:
             raise TaskRefused(f"the witnessed checkpoint is for origin {witnessed.origin}")
+        self._check_witnessed(witnessed, head, text, served)  # signed: a fork is a fork
         count = self._cosigned_by(witnessed_note)
         if count < wanted:
-            raise TaskRefused(
+            return VerifiedHead(
+                head,
+                None,
                 f"the newest witnessed checkpoint (size {witnessed.size}) carries {count} of "
-                f"the {wanted} witness cosignatures this agent requires ({names})"
+                f"the {wanted} witness cosignatures this agent requires ({names})",
+                text,
             )
-        self._check_witnessed(witnessed, head, text, served)
-        return witnessed
+        return VerifiedHead(head, witnessed, witnessed_text=text)
 
     def _check_witnessed(
         self, witnessed: Checkpoint, head: Checkpoint, text: str, served: str
@@ -308,7 +370,33 @@ class TaskVerifier:
         Raises:
             TaskRefused: any check fails (the message is the reason).
         """
-        leaf = self._verified_leaf(task.decision_index, head, "decision entry")
+        return self._verify(task, head, head.origin)
+
+    def check(self, task: Task, verified: VerifiedHead) -> Authorization:
+        """Check ``task`` under ``verified.trusted``; with a witness quorum, a task whose
+        decision (or handed-on contribution) is on the served ledger but not under the
+        trusted checkpoint waits instead.
+
+        Raises:
+            AwaitingWitnesses: the task waits for a witness (nothing read for it but the
+                checkpoints; no consent, no data).
+            TaskRefused: any check fails (the message is the reason).
+        """
+        waits_below = verified.served.size if self._witnesses.quorum else 0
+        if verified.trusted is None and task.decision_index >= waits_below:
+            raise TaskRefused(verified.shortfall)
+        return self._verify(task, verified.trusted, verified.served.origin, waits_below)
+
+    def _verify(
+        self, task: Task, head: Checkpoint | None, origin: str, waits_below: int = 0
+    ) -> Authorization:
+        """See :meth:`verify` and :meth:`check` (``head`` None: no entry is trusted yet).
+
+        Raises:
+            AwaitingWitnesses: an entry needed is below ``waits_below`` but not in ``head``.
+            TaskRefused: any check fails.
+        """
+        leaf = self._verified_leaf(task.decision_index, head, "decision entry", waits_below)
         decision, participant = check_decision(task, leaf, self.enterprise)
         body = self._reads.consent(participant.consent_id)
         receipt = check_consent(
@@ -317,14 +405,16 @@ class TaskVerifier:
             participant,
             body,
             public_key=self._public_key,
-            origin=head.origin,
+            origin=origin,
             revoked=self._state.revoked(),
             now=self._clock(),
             used_by=self._uses(participant.consent_id, body),
         )
         if decision.engine is EngineName.PSI and task.round > 1:
             index = _handoff_index(task)
-            handed = self._verified_leaf(index, head, "the handed-on contribution entry")
+            handed = self._verified_leaf(
+                index, head, "the handed-on contribution entry", waits_below
+            )
             check_handoff(task, decision, self.enterprise, handed)
         return Authorization(decision, participant, receipt)
 
@@ -336,16 +426,23 @@ class TaskVerifier:
             return frozenset()
         return self._state.jobs_contributed(consent_id)
 
-    def _verified_leaf(self, index: int, head: Checkpoint, what: str) -> bytes:
+    def _verified_leaf(
+        self, index: int, head: Checkpoint | None, what: str, waits_below: int = 0
+    ) -> bytes:
         """The leaf input at ``index``, proven included in the verified tree ``head``.
 
         Raises:
+            AwaitingWitnesses: beyond ``head`` but below ``waits_below`` (on the served
+                ledger, not yet under a checkpoint with the witness quorum).
             TaskRefused: beyond the checkpoint, not served, or the proof does not verify.
         """
-        if index >= head.size:
-            raise TaskRefused(
-                f"{what} {index} is beyond the verified checkpoint ({head.size} entries)"
-            )
+        size = head.size if head is not None else 0
+        if index >= size:
+            if index < waits_below:
+                what_waits = "decision" if what == "decision entry" else "contribution"
+                raise AwaitingWitnesses(index, self._witnesses.quorum, what_waits)
+            raise TaskRefused(f"{what} {index} is beyond the verified checkpoint ({size} entries)")
+        assert head is not None  # size > index >= 0
         leaf = self._reads.entry(index)
         if leaf is None:
             raise TaskRefused(f"the exchange did not serve {what} {index}")

@@ -68,6 +68,7 @@ router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
 _TEXT = "text/plain; charset=utf-8"
 _MAX_INDEX = (1 << 53) - 1
+_MAX_QUORUM = 100
 
 PARTY_KEYS = frozenset({"enterprise", "owner", "requester", "identity", "name", "officer"})
 """Payload members whose string value names a party of the entry (see the module docstring)."""
@@ -137,7 +138,10 @@ def _b64(hashes: tuple[bytes, ...]) -> list[str]:
             "witnesses' cosignature lines kept for it",
             _CHECKPOINT_EXAMPLE,
         ),
-        404: {"description": "witnessed=true, and no witness has cosigned a checkpoint yet"},
+        404: {
+            "description": "witnessed=true, and no checkpoint carries the cosignatures asked "
+            "for (none yet, or fewer than quorum of the named witnesses)"
+        },
     },
 )
 def checkpoint(
@@ -145,24 +149,45 @@ def checkpoint(
         False,
         description="the newest checkpoint a witness cosigned instead of the latest one",
     ),
+    quorum: int = Query(
+        1,
+        ge=1,
+        le=_MAX_QUORUM,
+        description="with witnessed=true: the newest checkpoint cosigned by at least this "
+        "many distinct witnesses",
+    ),
+    witness: list[str] | None = Query(  # noqa: B008
+        None,
+        max_length=_MAX_QUORUM,
+        description="with witnessed=true (repeatable): count only these witnesses' "
+        "cosignatures (their identity names)",
+    ),
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
 ) -> Response:
     """The latest signed checkpoint (C2SP signed note) with its cosignatures; public.
 
     The ledger's body and signature line are served byte for byte; the
     cosignature lines (C2SP ``tlog-cosignature``) witnesses brought back for
-    that checkpoint follow. ``witnessed=true``: the newest checkpoint any
-    witness cosigned (what an agent with ``--witness-quorum`` trusts).
+    that checkpoint follow. ``witnessed=true``: the newest checkpoint
+    witnesses cosigned (what an agent with ``--witness-quorum`` trusts);
+    with ``quorum=K`` the newest one ``K`` distinct witnesses cosigned, of the
+    ``witness=NAME`` given when any (an agent asks for its own quorum). Every
+    line is still the agent's to verify under the keys it holds.
 
     Raises:
-        NotFoundError: ``witnessed=true`` before any cosignature (404).
+        NotFoundError: ``witnessed=true`` and no checkpoint with the cosignatures asked
+            for (404).
     """
     from exchange.witnessing import served_note, store_of
 
     if witnessed:
-        latest = store_of(runtime).latest()
+        names = tuple(witness or ())
+        latest = store_of(runtime).newest_cosigned(quorum, names)
         if latest is None:
-            raise NotFoundError("no witness has cosigned a checkpoint of this ledger yet")
+            of = f" of {', '.join(names)}" if names else ""
+            raise NotFoundError(
+                f"no checkpoint of this ledger carries cosignatures of {quorum} witness(es){of} yet"
+            )
         return Response(latest.to_text(), media_type=_TEXT)
     return Response(served_note(runtime).to_text(), media_type=_TEXT)
 

@@ -14,10 +14,11 @@ verify``). The exchange checks each line before it stores it
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import BigInteger, LargeBinary, String, Table, Text, select
+from sqlalchemy import BigInteger, LargeBinary, String, Table, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.clock import format_rfc3339, utcnow
@@ -190,6 +191,34 @@ class CheckpointStore:
             size = (
                 s.connection()
                 .execute(select(_CHECKPOINTS.c.size).order_by(_CHECKPOINTS.c.size.desc()).limit(1))
+                .scalar_one_or_none()
+            )
+        if size is None:
+            return None
+        notes, _ = self.page(int(size) - 1, 1)
+        return notes[0] if notes else None
+
+    def newest_cosigned(self, quorum: int = 1, names: Collection[str] = ()) -> SignedNote | None:
+        """The largest stored checkpoint with cosignature lines of at least ``quorum``
+        distinct witness names (of ``names`` when given, else of any), with all its
+        lines; None when no stored checkpoint has that many.
+
+        The names are counted as stored (each line was verified when posted); whoever
+        trusts the answer verifies every line under the keys it holds.
+        """
+        wanted = max(quorum, 1)
+        query = select(_COSIGNATURES.c.size)
+        if names:
+            query = query.where(_COSIGNATURES.c.name.in_(list(names)))
+        with self._db.read() as s:
+            size = (
+                s.connection()
+                .execute(
+                    query.group_by(_COSIGNATURES.c.size)
+                    .having(func.count(func.distinct(_COSIGNATURES.c.name)) >= wanted)
+                    .order_by(_COSIGNATURES.c.size.desc())
+                    .limit(1)
+                )
                 .scalar_one_or_none()
             )
         if size is None:

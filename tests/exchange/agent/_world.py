@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,11 +71,16 @@ class DirectReads:
     checkpoint_override: str | None = None
     witnessed: str | None = None
     """What ``GET /v1/ledger/checkpoint?witnessed=true`` serves (None: 404, none yet)."""
+    witnessed_asks: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    """The quorum and witness names each such read asked for."""
 
     def checkpoint_text(self) -> str:
         return self.checkpoint_override or self.log.checkpoint().to_text()
 
-    def witnessed_checkpoint_text(self) -> str | None:
+    def witnessed_checkpoint_text(
+        self, quorum: int = 1, witnesses: Sequence[str] = ()
+    ) -> str | None:
+        self.witnessed_asks.append((quorum, tuple(witnesses)))
         return self.witnessed
 
     def consistency(self, first: int, second: int) -> tuple[bytes, ...]:
