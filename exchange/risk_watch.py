@@ -48,8 +48,6 @@ from core.events import Event
 from exchange.entries import RiskRulesEntry
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from exchange.runtime import Runtime
     from exchange.settings import Settings
 
@@ -75,7 +73,7 @@ LOCK_RETRY = 5.0
 """Seconds between a non-evaluating process's tries to take the lock."""
 PAGE = 1000
 """Entries one pass reads at most (the ledger's largest read)."""
-STARTUP_ENTRIES = 20_000
+STARTUP_ENTRIES = 5_000
 """Entries the evaluator catches up on before the server starts answering; the rest
 follow in the background."""
 RULES_FILE = "risk.toml"
@@ -192,7 +190,8 @@ class RiskWatch:
         if hits and ledger.entry(hits[-1].index).payload == payload:
             return False
         event = Event(entry.TYPE, RISK_ACTOR, payload, subjects=(RULES_SUBJECT,))
-        runtime.pipeline.group.run(lambda session: ledger.record(event, session=session))
+        with runtime.db.write() as session:
+            ledger.record(event, session=session)
         logger.info(
             "risk rules in force: %s (sha256 %s)",
             self.loaded.path or "the shipped defaults",
@@ -238,7 +237,7 @@ class RiskWatch:
             events = [alert.event(RISK_ACTOR) for alert in alerts]
             stamp = format_rfc3339(utcnow())
 
-            def work(session: Session) -> None:
+            with runtime.db.write() as session:  # the alerts and the cursor, or neither
                 if events:
                     runtime.ledger.record_batch(events, session=session)
                 moved = session.connection().execute(
@@ -248,8 +247,6 @@ class RiskWatch:
                 )
                 if moved.rowcount != 1:
                     raise _CursorMovedError
-
-            runtime.pipeline.group.run(work)
         except _CursorMovedError:
             logger.info("the risk cursor moved under this evaluator; following it")
             self._engine, self._engine_at = None, -1
@@ -367,6 +364,10 @@ class RiskWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.release()
+
+    def release(self) -> None:
+        """Release the lock (another process may then evaluate)."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
