@@ -414,7 +414,7 @@ def test_an_unusable_rules_file_stops_the_app(
         opened.close()
 
 
-@pytest.mark.slow  # a CLI process of its own; test_an_unusable_rules_file_stops_the_app is the fast one
+@pytest.mark.slow  # a CLI process of its own; the fast version: ..._stops_the_app
 def test_ibx_serve_refuses_a_rules_file_others_may_write(world: World, tmp_path: Path) -> None:
     path = tmp_path / "risk.toml"
     path.write_text("")
