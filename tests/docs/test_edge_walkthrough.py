@@ -19,8 +19,11 @@ def test_edge_walkthrough_runs_as_written(tmp_path: Path) -> None:
 
 
 def _names(doc: Path) -> set[str]:
-    """The identities a doc creates (every ``--name X``)."""
-    return {part.split()[0] for part in doc.read_text(encoding="utf-8").split("--name ")[1:]}
+    """The identities a doc creates (every ``--name X`` and bootstrap ``--officer X``)."""
+    text = doc.read_text(encoding="utf-8")
+    return {
+        part.split()[0] for option in ("--name ", "--officer ") for part in text.split(option)[1:]
+    }
 
 
 def test_edge_walkthrough_names_nobody_the_tour_names() -> None:
