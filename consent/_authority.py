@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -58,10 +57,11 @@ _GRANT: Final = GrantEntry.TYPE
 
 @dataclass(frozen=True)
 class LedgerFacts:
-    """What the ledger says about one consent: its revocation and (when asked) its uses."""
+    """What the ledger says about one consent: its revocation and (when asked) how many
+    ``consent.use`` entries cite it."""
 
     revocation: int | None = None
-    uses: tuple[int, ...] = ()
+    uses: int = 0
 
 
 @dataclass
@@ -111,25 +111,31 @@ class LedgerAuthority:
         self, session: Session | None, unrevoked: Collection[str], limited: Collection[str]
     ) -> dict[str, LedgerFacts]:
         """Per consent: its ``consent.revoke`` entry, among ``unrevoked`` (rows that say
-        active), and its ``consent.use`` entries, among ``limited`` (receipts with a use
-        limit). One lookup when no consent is limited, two otherwise (the uses of an
-        unlimited consent are never read: they grow with every decision).
+        active), and the number of its ``consent.use`` entries, among ``limited``
+        (receipts with a use limit). One lookup when no consent is limited; otherwise
+        a second, counted by the database (the uses of an unlimited consent are never
+        read: they grow with every decision).
 
         Raises:
             ledger.LedgerError: the index could not be read.
         """
         revoked: dict[str, int] = {}
-        uses: dict[str, list[int]] = defaultdict(list)
+        uses: dict[str, int] = {}
         if unrevoked:
             for hit in self._ledger.find(list(unrevoked), [_REVOKE], session=session):
                 revoked.setdefault(hit.subject, hit.index)
         if limited:
-            for hit in self._ledger.find(list(limited), [_USE], session=session):
-                uses[hit.subject].append(hit.index)
-        return {
-            cid: LedgerFacts(revoked.get(cid), tuple(uses.get(cid, ())))
-            for cid in {*revoked, *uses}
-        }
+            uses = self._ledger.count(list(limited), [_USE], session=session)
+        return {cid: LedgerFacts(revoked.get(cid), uses.get(cid, 0)) for cid in {*revoked, *uses}}
+
+    def use_entries(self, session: Session | None, consent_id: str) -> list[int]:
+        """The indices of the ``consent.use`` entries citing ``consent_id`` (an alert's
+        evidence).
+
+        Raises:
+            ledger.LedgerError: the index could not be read.
+        """
+        return [hit.index for hit in self._ledger.find([consent_id], [_USE], session=session)]
 
     def replay_evidence(
         self, session: Session | None, consent_id: str, receipt_hash: str

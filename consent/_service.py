@@ -652,7 +652,7 @@ class ConsentService:
         for owner, grant, stored, verified in decoded:
             registered = registered_keys.get(owner)
             record, disagreement = self._believe_ledger(
-                stored, facts.get(stored.consent_id), pending
+                stored, facts.get(stored.consent_id), pending, session
             )
             signed_bytes = grant.receipt
             verify = self.config.verify_on_check and not verified
@@ -728,7 +728,11 @@ class ConsentService:
         )
 
     def _believe_ledger(
-        self, record: ConsentRecord, facts: LedgerFacts | None, pending: PendingAlerts
+        self,
+        record: ConsentRecord,
+        facts: LedgerFacts | None,
+        pending: PendingAlerts,
+        session: Session,
     ) -> tuple[ConsentRecord, ConsentRefusedError | None]:
         """``record`` as the ledger has it, and the refusal a disagreement earns (if any).
 
@@ -756,7 +760,7 @@ class ConsentService:
             )
             return record, ConsentRevokedError(f"{message}; refused and reported", consent_id=cid)
         limit = record.signed.receipt.use_limit
-        counted = len(facts.uses)
+        counted = facts.uses
         if limit is None or counted <= record.use_count:
             return record, None
         message = (
@@ -767,7 +771,7 @@ class ConsentService:
             mismatch(
                 cid,
                 message,
-                evidence=facts.uses,
+                evidence=self._authority.use_entries(session, cid),
                 details={
                     "enterprise": record.enterprise,
                     "row_use_count": record.use_count,
@@ -918,9 +922,7 @@ class ConsentService:
         facts = self._ledger_facts(session, list(current.values()))
         for record in current.values():
             fact = facts.get(record.consent_id)
-            if fact is not None and (
-                fact.revocation is not None or len(fact.uses) > record.use_count
-            ):
+            if fact is not None and (fact.revocation is not None or fact.uses > record.use_count):
                 return None  # the row disagrees with the ledger: use() refuses and reports
         return self._count(session, report, current, decision_id, now)
 
@@ -1029,7 +1031,9 @@ class ConsentService:
                 if refusal is None:
                     refusal = validity_refusal(record, at=now)
                 if refusal is None:
-                    _, refusal = self._believe_ledger(record, facts.get(record.consent_id), pending)
+                    _, refusal = self._believe_ledger(
+                        record, facts.get(record.consent_id), pending, session
+                    )
                 if refusal is not None:
                     # every leaf these two return takes (message, consent_id=)
                     stopped = type(refusal)(

@@ -282,6 +282,17 @@ class Ledger:
         """
         return self._backend.find(subjects, types, session=session)
 
+    def count(
+        self, subjects: Sequence[str], types: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, int]:
+        """How many entries of ``types`` are about each of ``subjects`` (a subject with none
+        is absent): :meth:`find` counted by the database, for subjects with many entries
+        (the uses of a consent). Like :meth:`find`, an index, not the verified log.
+
+        With ``session``, read in the caller's transaction.
+        """
+        return self._backend.count(subjects, types, session=session)
+
     def _nodes_within(self, tree_size: int, keys: set[NodeKey]) -> dict[NodeKey, bytes]:
         size, nodes = self._backend.nodes_with_size(keys)
         if tree_size > size:

@@ -123,3 +123,12 @@ class LedgerBackend(Protocol):
         uncommitted entries and the rows it holds locked).
         """
         ...
+
+    def count(
+        self, subjects: Sequence[str], types: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, int]:
+        """How many entries of ``types`` are indexed under each of ``subjects`` (absent: none).
+
+        With ``session``, read in the caller's transaction.
+        """
+        ...

@@ -92,6 +92,15 @@ class MemoryLedgerBackend:
             hits = [h for h in hits if h.type in types]
         return sorted(hits, key=lambda h: (h.index, h.subject))
 
+    def count(
+        self, subjects: Sequence[str], types: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, int]:
+        """How many entries of ``types`` are indexed under each of ``subjects``."""
+        counts: dict[str, int] = {}
+        for hit in self.find(subjects, types, session=session):
+            counts[hit.subject] = counts.get(hit.subject, 0) + 1
+        return counts
+
     def scan_entries(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
         """``(index, leaf_input)`` rows."""
         for entry in self._entries[start:stop]:

@@ -16,7 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Table, Text, select
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, Database
@@ -61,6 +72,7 @@ class LedgerSubjectRow(Base):
     """What an entry is about (:attr:`core.events.Event.subjects`): an index, never hashed."""
 
     __tablename__ = "ledger_subjects"
+    __table_args__ = (Index("ix_ledger_subjects_subject_type", "subject", "type", "idx"),)
 
     subject: Mapped[str] = mapped_column(String(200), primary_key=True)
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -82,6 +94,20 @@ class LedgerHeadRow(Base):
 _ENTRIES = cast(Table, LedgerEntryRow.__table__)
 _NODES = cast(Table, LedgerNodeRow.__table__)
 _SUBJECTS = cast(Table, LedgerSubjectRow.__table__)
+_FIND = (
+    select(_SUBJECTS.c.subject, _SUBJECTS.c.idx, _SUBJECTS.c.type)
+    .where(_SUBJECTS.c.subject.in_(bindparam("subjects", expanding=True)))
+    .order_by(_SUBJECTS.c.idx)
+)
+_FIND_TYPED = _FIND.where(_SUBJECTS.c.type.in_(bindparam("types", expanding=True)))
+_COUNT = (
+    select(_SUBJECTS.c.subject, func.count())
+    .where(
+        _SUBJECTS.c.subject.in_(bindparam("subjects", expanding=True)),
+        _SUBJECTS.c.type.in_(bindparam("types", expanding=True)),
+    )
+    .group_by(_SUBJECTS.c.subject)
+)
 
 
 class _SqlWriter:
@@ -241,18 +267,34 @@ class SqlLedgerBackend:
         wanted = list(dict.fromkeys(subjects))
         if not wanted:
             return []
-        query = select(_SUBJECTS.c.subject, _SUBJECTS.c.idx, _SUBJECTS.c.type).where(
-            _SUBJECTS.c.subject.in_(wanted)
-        )
+        # Prebuilt statements with expanding parameters: a service checks its rows with
+        # this on every use, and building an IN clause per call cost more than the query.
+        query = _FIND if types is None else _FIND_TYPED
+        params: dict[str, list[str]] = {"subjects": wanted}
         if types is not None:
-            query = query.where(_SUBJECTS.c.type.in_(list(types)))
-        query = query.order_by(_SUBJECTS.c.idx)
+            params["types"] = list(types)
         if session is not None:
-            rows = session.connection().execute(query).all()
+            rows = session.connection().execute(query, params).all()
         else:
             with self._db.read() as own:
-                rows = own.connection().execute(query).all()
+                rows = own.connection().execute(query, params).all()
         return [SubjectHit(str(s), int(i), str(t)) for s, i, t in rows]
+
+    def count(
+        self, subjects: Sequence[str], types: Sequence[str], *, session: Session | None = None
+    ) -> dict[str, int]:
+        """How many entries of ``types`` are indexed under each of ``subjects`` (one
+        grouped count on the (subject, type) index)."""
+        wanted = list(dict.fromkeys(subjects))
+        if not wanted or not types:
+            return {}
+        params = {"subjects": wanted, "types": list(types)}
+        if session is not None:
+            rows = session.connection().execute(_COUNT, params).all()
+        else:
+            with self._db.read() as own:
+                rows = own.connection().execute(_COUNT, params).all()
+        return {str(subject): int(n) for subject, n in rows}
 
     def scan_entries(self, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
         """``(index, leaf_input)`` rows in index order, read in large batches."""

@@ -82,3 +82,17 @@ def test_sql_batch_rolled_back_leaves_no_subjects(tmp_path: Path) -> None:
 def test_bad_subjects_are_refused() -> None:
     with pytest.raises(ValueError, match="subjects"):
         Event("t.x", "a", {}, subjects=("",))
+
+
+def test_count_by_subject_and_type_agrees_with_find(ledger: Ledger) -> None:
+    """:meth:`ledger.Ledger.count`: the uses of a consent counted by the database."""
+    ledger.record(Event("consent.grant", "e1", {"n": 0}, subjects=("c1",)))
+    for n in range(5):
+        ledger.record(Event("consent.use", "sb", {"n": n}, subjects=("c1", "c2")))
+    ledger.record(Event("consent.use", "sb", {"n": 9}, subjects=("c2",)))
+    assert ledger.count(["c1", "c2", "c3"], ["consent.use"]) == {"c1": 5, "c2": 6}
+    assert ledger.count(["c1"], ["consent.use", "consent.grant"]) == {"c1": 6}
+    assert ledger.count(["c1"], []) == {}
+    assert ledger.count([], ["consent.use"]) == {}
+    found = ledger.find(["c1", "c2"], ["consent.use"])
+    assert sum(ledger.count(["c1", "c2"], ["consent.use"]).values()) == len(found)
