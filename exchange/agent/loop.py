@@ -26,7 +26,8 @@ a growing delay instead of the task list (which would answer at once with
 the waiting task): when it changes, or after :attr:`AgentConfig.wait`
 seconds, the list is read again and every task re-checked. A waiting task
 whose deadline passes is dropped with one line and no answer: the exchange's
-sweeper fails or refuses the job on that deadline itself.
+sweeper fails or refuses the job on that deadline itself (a waiting task the
+exchange stops listing, its collection ended, is forgotten with one line too).
 
 When the exchange is down or restarting the agent waits and reconnects with
 a growing delay (at most :attr:`AgentConfig.max_backoff`), printing one line
@@ -126,6 +127,8 @@ class DataAgent:
         """Tasks dropped when their deadline passed while waiting (not answered)."""
         self._witnessed_seen: str | None = None
         """The witnessed checkpoint as served at the last verification of the head."""
+        self._only_dropped = False
+        """The last list held tasks, every one dropped (its job not closed yet)."""
 
     # -- control -------------------------------------------------------------------------
 
@@ -179,6 +182,8 @@ class DataAgent:
                 self.learn_ranks()
                 if self._waiting:
                     self._await_witnesses()
+                elif self._only_dropped:  # listed at once again until the job is closed
+                    self._rest(self.config.first_backoff)
             except AgentStopped:
                 return
             except _Outage as exc:
@@ -244,6 +249,7 @@ class DataAgent:
             _Outage: the exchange went away mid-way (the rest stay listed there).
         """
         self._forget_unlisted(listed)
+        self._only_dropped = False
         if not listed:
             return
         tasks: list[tuple[Task, Mapping[str, Any] | None]] = []
@@ -257,6 +263,7 @@ class DataAgent:
             if (task.job_id, task.round) not in self._dropped:
                 tasks.append((task, served if isinstance(served, dict) else None))
         if not tasks:
+            self._only_dropped = bool(self._dropped)
             return
         base = self._verifier
         head: VerifiedHead | None = None
@@ -363,9 +370,21 @@ class DataAgent:
         closed or failed there."""
         keys = {(obj.get("job_id"), obj.get("round")) for obj in listed}
         for key in [k for k in self._waiting if k not in keys]:
-            del self._waiting[key]
+            task = self._waiting.pop(key)
             self._state.journal.record("unlisted", job_id=key[0], round=key[1])
+            self._say(
+                f"{task.label}: no longer listed (the exchange answered, closed or failed "
+                "the job); stopped waiting for witness cosignatures"
+            )
         self._dropped &= keys
+
+    def _rest(self, seconds: float) -> None:
+        """Wait ``seconds`` with nothing in hand (a signal interrupts it)."""
+        self.idle = True
+        try:
+            self._stop.wait(seconds)
+        finally:
+            self.idle = False
 
     def _await_witnesses(self) -> None:
         """Poll the witnessed checkpoint with a growing delay until it changes (witnesses
