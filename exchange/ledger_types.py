@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -41,6 +41,7 @@ __all__ = [
     "ENTRY_TYPES",
     "JSON_SCHEMA_DIALECT",
     "WRITERS",
+    "EntryParser",
     "EntryPayloadError",
     "LedgerTypeError",
     "UnknownEntryTypeError",
@@ -154,30 +155,66 @@ def parse_entry(entry_type: str, payload: Mapping[str, JsonValue]) -> BaseModel:
     try:
         return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        problems = tuple(
-            f"{'.'.join(str(p) for p in error['loc']) or '(payload)'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise EntryPayloadError(
-            f"the {entry_type} payload does not parse: {'; '.join(problems)}",
-            entry_type=entry_type,
-            problems=problems,
-        ) from exc
+        raise _payload_error(entry_type, exc) from exc
 
 
-def _parser(entry_type: str) -> Callable[[Mapping[str, JsonValue]], BaseModel]:
-    def parse(payload: Mapping[str, JsonValue]) -> BaseModel:
-        return parse_entry(entry_type, payload)
+class EntryParser:
+    """The parser of one entry type's payload, as ``audit``'s verifier takes it.
 
-    parse.__qualname__ = f"parse_entry[{entry_type}]"
-    return parse
+    Called with a decoded payload it is :func:`parse_entry`;
+    :meth:`parse_json` parses the payload's JSON text as it stands (the bytes
+    sliced from a stored leaf), strictly, without decoding and re-encoding it
+    first: the same strict JSON parse, one step shorter.
+    """
+
+    __slots__ = ("_validator", "entry_type")
+
+    def __init__(self, entry_type: str, model: type[BaseModel]) -> None:
+        self.entry_type = entry_type
+        self._validator = model.__pydantic_validator__
+
+    def __call__(self, payload: Mapping[str, JsonValue]) -> BaseModel:
+        """:func:`parse_entry` of this type.
+
+        Raises:
+            EntryPayloadError: the payload does not parse.
+        """
+        return parse_entry(self.entry_type, payload)
+
+    def parse_json(self, text: str | bytes) -> BaseModel:
+        """The payload's JSON text parsed strictly through this type's model.
+
+        Raises:
+            EntryPayloadError: not JSON, or the payload does not parse.
+        """
+        try:
+            typed: BaseModel = self._validator.validate_json(text, strict=True)
+        except ValidationError as exc:
+            raise _payload_error(self.entry_type, exc) from exc
+        return typed
+
+    def __repr__(self) -> str:
+        return f"parse_entry[{self.entry_type}]"
 
 
-ENTRY_PARSERS: Final[Mapping[str, Callable[[Mapping[str, JsonValue]], BaseModel]]] = (
-    MappingProxyType({entry_type: _parser(entry_type) for entry_type in ENTRY_TYPES})
+def _payload_error(entry_type: str, exc: ValidationError) -> EntryPayloadError:
+    problems = tuple(
+        f"{'.'.join(str(p) for p in error['loc']) or '(payload)'}: {error['msg']}"
+        for error in exc.errors()
+    )
+    return EntryPayloadError(
+        f"the {entry_type} payload does not parse: {'; '.join(problems)}",
+        entry_type=entry_type,
+        problems=problems,
+    )
+
+
+ENTRY_PARSERS: Final[Mapping[str, EntryParser]] = MappingProxyType(
+    {entry_type: EntryParser(entry_type, model) for entry_type, model in ENTRY_TYPES.items()}
 )
 """Entry type → :func:`parse_entry` for it (what ``audit``'s verifier takes; each
-raises :class:`EntryPayloadError`, a ``ValueError``)."""
+raises :class:`EntryPayloadError`, a ``ValueError``, and parses JSON text too:
+:meth:`EntryParser.parse_json`)."""
 
 
 # -- published schemas -----------------------------------------------------------------
