@@ -95,7 +95,8 @@ def agent(
     failure is a refusal signed with --key and sent back with the reason.
     With --witness-quorum K, only a checkpoint cosigned by K of the --witness
     keys is trusted (the newest witnessed one when the latest lacks them);
-    without one every task is refused.
+    a task beyond every such checkpoint waits (one line, nothing read) until
+    a witness cosigns one covering it, or is dropped at its deadline.
     One line per event; never data values. A ledger inconsistent with the
     kept checkpoint raises an alarm (stderr, <state>/ledger-alarm, evidence
     kept): every task is refused until an operator removes the alarm file.
