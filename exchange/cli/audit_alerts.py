@@ -43,7 +43,7 @@ def alerts(  # noqa: PLR0917 -- one parameter per CLI option
 
     Auditors and security officers. Give --exchange URL, or run on the data dir.
     """
-    from exchange.routes.alerts import AlertPage, AlertPublic
+    from exchange.schemas.alerts import AlertPage, AlertPublic
 
     found: list[AlertPublic] = []
     start: int | None = since

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from core.alerts import ALERT_EVENT, ALERT_SUBJECT
@@ -22,8 +22,9 @@ from exchange.access import Grant
 from exchange.auth import get_runtime, granted
 from exchange.entries import AlertEntry
 from exchange.runtime import Runtime
+from exchange.schemas.alerts import AlertPage, AlertPublic
 
-__all__ = ["AlertPage", "AlertPublic", "list_alerts", "router"]
+__all__ = ["list_alerts", "router"]
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -43,31 +44,6 @@ _EXAMPLE: dict[str, Any] = {
     ],
     "next_since": None,
 }
-
-
-class AlertPublic(BaseModel):
-    """One alert as recorded (``audit.alert``), with where and when."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    index: int = Field(description="the alert's ledger index")
-    time: str = Field(description="when it was recorded (RFC 3339)")
-    actor: str = Field(description="who raised it (ibx-risk, a service, a witness)")
-    rule: str = Field(description="row.mismatch, risk.<name> or witness.fork")
-    severity: str = Field(description="warning or critical")
-    subject: str = Field(description="whom or what it is about")
-    message: str
-    evidence: list[int] = Field(description="the ledger indices it rests on")
-    details: dict[str, JsonValue] = Field(description="rule-specific facts")
-
-
-class AlertPage(BaseModel):
-    """A page of alerts in index order."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[AlertPublic]
-    next_since: int | None = Field(description="?since= of the next page; null on the last")
 
 
 def list_alerts(runtime: Runtime, *, since: int, limit: int) -> AlertPage:
