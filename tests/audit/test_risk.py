@@ -92,7 +92,12 @@ def _policy_at_night(log: Log, who: str, after: timedelta) -> LedgerEntry:
 
 
 def _locked_out(log: Log, who: str, after: timedelta) -> LedgerEntry:
-    payload: dict[str, JsonValue] = {"source": who, "failures": 10, "window_seconds": 60}
+    payload: dict[str, JsonValue] = {
+        "source": who,
+        "failures": 10,
+        "window_seconds": 60,
+        "locked_until": "2026-12-02T02:05:00.000000Z",
+    }
     return log.entry("identity.auth_lockout", "exchange", payload, after=after)
 
 
@@ -198,6 +203,21 @@ def test_subjects_are_counted_apart_and_a_page_fed_twice_raises_once(
     assert len(engine.evaluate(page)) == 1
     assert engine.evaluate(page) == []  # already seen: the watcher may hand a page again
     assert engine.next_index == page[0].index + 1
+
+
+TYPED = [r for r in RULES if r[0] not in (RiskRule.COHORT_MINIMUM, RiskRule.OFF_HOURS_POLICY)]
+
+
+@pytest.mark.parametrize(("rule", "make", "who"), TYPED, ids=[r[0].value for r in TYPED])
+def test_the_entries_as_their_writers_type_them_count(
+    tight: RiskRules, rule: RiskRule, make: Maker, who: str
+) -> None:
+    """The same entries parse through the exchange's registry and still count."""
+    log, engine = Log(), RiskEngine(tight, entry_types=ENTRY_PARSERS)
+    entries = [make(log, who, timedelta(minutes=1)) for _ in range(3)]
+    for entry in entries:
+        ENTRY_PARSERS[entry.type](entry.payload)
+    assert [a.rule for a in engine.evaluate(entries)] == [rule.alert_rule]
 
 
 @pytest.mark.parametrize(("rule", "make", "who"), RULES, ids=IDS)
