@@ -3,8 +3,8 @@
 Reads ``GET /v1/alerts`` as the caller (an auditor or a security officer):
 over HTTPS with ``--exchange URL``, else in-process on the local data dir,
 every page from ``--since INDEX`` on. One line per alert (ledger index, time,
-severity, rule, subject and what is wrong), or ``--json``:
-``{"alerts": [...], "count": N}``.
+severity, rule, subject and what is wrong; nothing on stdout when there is
+none), or ``--json``: ``{"alerts": [...], "count": N}``.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def alerts(  # noqa: PLR0917 -- one parameter per CLI option
         emit_json({"alerts": [a.model_dump(mode="json") for a in found], "count": len(found)})
         return
     if not found:
-        typer.echo(f"no alerts from index {since} on")
+        typer.echo(f"ibx: no alerts from index {since} on", err=True)  # stdout: none
         return
     emit_table(
         Table(
