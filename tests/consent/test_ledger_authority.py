@@ -329,3 +329,19 @@ def test_a_swapped_key_row_cannot_be_rotated_onto_the_ledger(exchange: Runtime) 
     log = exchange.ledger
     assert [h.type for h in log.find(["ent-b"], ["identity.public_key"])] == []
     assert _one_alert(log, "ent-b")["details"]["ledger_key"] == real.public_key.to_base64()
+
+
+def test_an_enterprise_revoked_on_the_ledger_signs_nothing_when_its_row_is_reactivated(
+    exchange: Runtime,
+) -> None:
+    signer = Ed25519Signer.generate("ent-c")
+    exchange.identities.create(
+        "ent-c", Role.ENTERPRISE, public_key=signer.public_key, industry="lithium-battery"
+    )
+    exchange.identities.revoke("ent-c")
+    _sql(exchange.db, "UPDATE exchange_identities SET status = 'active' WHERE name = 'ent-c'")
+    assert exchange.consents.registered_key("ent-c")[0] is None
+    [revocation] = exchange.ledger.find(["ent-c"], ["identity.revoke"])
+    alert = _one_alert(exchange.ledger, "ent-c")
+    assert alert["evidence"] == [revocation.index]
+    assert "the ledger records ent-c as revoked" in alert["message"]
