@@ -88,7 +88,7 @@ class ExportHeader:
         return cls(obj["origin"], obj["ledger_vkey"], size, exported_at, tuple(witnesses))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExportedEntry:
     """An entry line: the index it claims and the exact leaf input bytes."""
 

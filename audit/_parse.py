@@ -57,7 +57,7 @@ class JsonEntryParser(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParsedEntry:
     """An entry of the export: the index its line gives, the decoded entry, and its
     typed payload (None when the payload did not parse: already a finding)."""
@@ -98,10 +98,10 @@ def _parse_short(
     leaf = exported.leaf
     try:
         text = leaf.decode()
-        obj = _DECODER.decode(text)
+        obj, stop = _DECODER.raw_decode(text)
     except (ValueError, UnicodeDecodeError):  # JSONDecodeError and _refuse are ValueErrors
         return None
-    if type(obj) is not dict or len(obj) != 5:
+    if stop != len(text) or type(obj) is not dict or len(obj) != 5:
         return None
     actor, index, payload = obj.get("actor"), obj.get("index"), obj.get("payload")
     time, entry_type = obj.get("time"), obj.get("type")

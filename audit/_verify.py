@@ -22,6 +22,7 @@ from audit._checkpoints import (
 )
 from audit._export import LedgerExport
 from audit._findings import Finding, VerifyReport
+from audit._gc_pause import collection_paused
 from audit._parse import EntryTypes, parse_entries
 from audit._reconcile import check_entries
 from audit._tree import rebuild_tree
@@ -53,6 +54,16 @@ def verify(
         AuditError: the pinned key or the trusted checkpoint is malformed (the auditor's
             own inputs; nothing in the export raises: it is reported).
     """
+    with collection_paused():
+        return _verify(export, entry_types, ledger_vkey, trusted_checkpoint)
+
+
+def _verify(
+    export: LedgerExport,
+    entry_types: EntryTypes,
+    ledger_vkey: str | None,
+    trusted_checkpoint: str | None,
+) -> VerifyReport:
     header = export.header
     findings: list[Finding] = []
     verifier = _verifier(header.ledger_vkey, ledger_vkey, findings)
