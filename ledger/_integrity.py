@@ -66,9 +66,46 @@ def check_integrity(
     :data:`PROGRESS_EVERY` entries and once when every entry is read; it only
     observes (the tree levels that follow take a fraction of the time).
 
+    A log that grows while it is read (a running exchange appends) is read
+    again under its new head, up to :data:`_ATTEMPTS` times: only rows beyond a
+    head that did not move are tampering.
+
     Raises:
         LedgerIntegrityError: the first problem found, with the index it concerns.
     """
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return _check_once(backend, verifier, origin, progress)
+        except _HeadMovedError:
+            continue
+    try:
+        return _check_once(backend, verifier, origin, progress)
+    except _HeadMovedError as moved:
+        raise moved.error from None
+
+
+_ATTEMPTS = 3
+
+
+class _HeadMovedError(Exception):
+    """Rows beyond the head were met, and the head has since grown: read again."""
+
+    def __init__(self, error: LedgerIntegrityError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _beyond(backend: LedgerBackend, size: int, error: LedgerIntegrityError) -> Exception:
+    """``error`` for rows beyond a head of ``size``, or :class:`_HeadMovedError` if it grew."""
+    return _HeadMovedError(error) if backend.head().size > size else error
+
+
+def _check_once(
+    backend: LedgerBackend,
+    verifier: NoteVerifier,
+    origin: str,
+    progress: ProgressReport | None,
+) -> IntegrityReport:
     head = backend.head()
     size = head.size
     _check_checkpoint(head.checkpoint, head.size, head.root, verifier, origin)
@@ -80,8 +117,13 @@ def check_integrity(
         if idx != expected:
             raise LedgerIntegrityError("entry is missing (a row was deleted)", index=expected)
         if idx >= size:
-            raise LedgerIntegrityError(
-                f"entry exists beyond the checkpointed size {size} (a row was inserted)", index=idx
+            raise _beyond(
+                backend,
+                size,
+                LedgerIntegrityError(
+                    f"entry exists beyond the checkpointed size {size} (a row was inserted)",
+                    index=idx,
+                ),
             )
         claimed = _claimed_index(leaf)
         if claimed != idx:
@@ -111,8 +153,13 @@ def check_integrity(
         seen = 0
         for idx, stored in backend.scan_level(level):
             if idx >= count:
-                raise LedgerIntegrityError(
-                    f"a stored tree node at level {level} lies beyond the log", index=idx << level
+                raise _beyond(
+                    backend,
+                    size,
+                    LedgerIntegrityError(
+                        f"a stored tree node at level {level} lies beyond the log",
+                        index=idx << level,
+                    ),
                 )
             if idx != seen:
                 raise LedgerIntegrityError(

@@ -6,6 +6,7 @@ then runs the real CLI and expects a non-zero exit naming the first bad index.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,8 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from core.db import Database, migrate
+from core.events import Event
+from core.keys import Ed25519Signer
+from ledger import MIGRATIONS, Ledger, SqlLedgerBackend
+
 IBX = [sys.executable, "-m", "exchange.cli"]
 N = 12
+B = 2
+"""`ibx init` records its two bootstrap officers first: the readings start at index B."""
 
 
 def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -36,17 +44,14 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = "".join(f'{{"reading": {i}, "site": "plant-{i % 3}"}}\n' for i in range(N))
     done = _ibx(data, "ledger", "append", "--type", "demo.reading", stdin=lines)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(i) for i in range(N)]
+    assert done.stdout.split() == [str(B + i) for i in range(N)]
     return data
 
 
 @pytest.fixture
 def data_dir(pristine: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "data"
-    copy.mkdir()
-    for item in pristine.iterdir():
-        (copy / item.name).write_bytes(item.read_bytes())
-    (copy / "master.key").chmod(0o600)
+    shutil.copytree(pristine, copy)
     return copy
 
 
@@ -66,59 +71,59 @@ def _leaf(data_dir: Path, idx: int) -> bytes:
 
 
 def _edit_payload(d: Path) -> None:
-    leaf = _leaf(d, 5).replace(b'"reading":5', b'"reading":6')
+    leaf = _leaf(d, B + 5).replace(b'"reading":5', b'"reading":6')
     con = sqlite3.connect(d / "ibx.db")
     with con:
-        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = 5", (leaf,))
+        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = ?", (leaf, B + 5))
     con.close()
 
 
 def _edit_stored_hash(d: Path) -> None:
-    _sql(d, "UPDATE ledger_nodes SET hash = zeroblob(32) WHERE id = 7")
+    _sql(d, f"UPDATE ledger_nodes SET hash = zeroblob(32) WHERE id = {B + 7}")
 
 
 def _edit_payload_and_its_hash(d: Path) -> None:
     import hashlib
 
-    leaf = _leaf(d, 3).replace(b'"reading":3', b'"reading":30')
+    leaf = _leaf(d, B + 3).replace(b'"reading":3', b'"reading":30')
     con = sqlite3.connect(d / "ibx.db")
     with con:
-        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = 3", (leaf,))
+        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = ?", (leaf, B + 3))
         con.execute(
-            "UPDATE ledger_nodes SET hash = ? WHERE id = 3",
-            (hashlib.sha256(b"\0" + leaf).digest(),),
+            "UPDATE ledger_nodes SET hash = ? WHERE id = ?",
+            (hashlib.sha256(b"\0" + leaf).digest(), B + 3),
         )
     con.close()
 
 
 def _delete_row(d: Path) -> None:
-    _sql(d, "DELETE FROM ledger_entries WHERE idx = 4")
+    _sql(d, f"DELETE FROM ledger_entries WHERE idx = {B + 4}")
 
 
 def _delete_last_row(d: Path) -> None:
-    _sql(d, f"DELETE FROM ledger_entries WHERE idx = {N - 1}")
+    _sql(d, f"DELETE FROM ledger_entries WHERE idx = {B + N - 1}")
 
 
 def _swap_rows(d: Path) -> None:
-    a, b = _leaf(d, 2), _leaf(d, 8)
+    a, b = _leaf(d, B + 2), _leaf(d, B + 8)
     con = sqlite3.connect(d / "ibx.db")
     with con:
-        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = 2", (b,))
-        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = 8", (a,))
+        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = ?", (b, B + 2))
+        con.execute("UPDATE ledger_entries SET leaf_input = ? WHERE idx = ?", (a, B + 8))
     con.close()
 
 
 def _truncate_head(d: Path) -> None:
-    _sql(d, "UPDATE ledger_head SET size = 10")
+    _sql(d, f"UPDATE ledger_head SET size = {B + 10}")
 
 
 ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
-    ("edited-payload", _edit_payload, "index 5:"),
-    ("edited-stored-hash", _edit_stored_hash, "index 7:"),
-    ("edited-payload-and-leaf-hash", _edit_payload_and_its_hash, "index 2:"),
-    ("deleted-row", _delete_row, "index 4:"),
-    ("deleted-last-row", _delete_last_row, f"index {N - 1}:"),
-    ("swapped-rows", _swap_rows, "index 2:"),
+    ("edited-payload", _edit_payload, f"index {B + 5}:"),
+    ("edited-stored-hash", _edit_stored_hash, f"index {B + 7}:"),
+    ("edited-payload-and-leaf-hash", _edit_payload_and_its_hash, f"index {B + 2}:"),
+    ("deleted-row", _delete_row, f"index {B + 4}:"),
+    ("deleted-last-row", _delete_last_row, f"index {B + N - 1}:"),
+    ("swapped-rows", _swap_rows, f"index {B + 2}:"),
     ("rolled-back-head", _truncate_head, "checkpoint"),
 ]
 
@@ -126,7 +131,7 @@ ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
 def test_untouched_ledger_verifies(data_dir: Path) -> None:
     done = _ibx(data_dir, "ledger", "verify")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"ok size {N} root ")
+    assert done.stdout.startswith(f"ok size {B + N} root ")
 
 
 @pytest.mark.parametrize(("name", "attack", "names"), ATTACKS, ids=[a[0] for a in ATTACKS])
@@ -151,7 +156,7 @@ def test_a_bad_stdin_line_appends_nothing_and_names_the_line(data_dir: Path) -> 
     )
     assert done.returncode != 0
     assert "line 2" in done.stderr
-    assert _ibx(data_dir, "ledger", "verify").stdout.startswith(f"ok size {N} ")
+    assert _ibx(data_dir, "ledger", "verify").stdout.startswith(f"ok size {B + N} ")
 
 
 def test_an_oversized_line_is_named_by_its_stdin_line_number(data_dir: Path) -> None:
@@ -159,4 +164,25 @@ def test_an_oversized_line_is_named_by_its_stdin_line_number(data_dir: Path) -> 
     done = _ibx(data_dir, "ledger", "append", "--type", "demo.big", stdin=f'{{"ok": 1}}\n\n{big}\n')
     assert done.returncode == 2
     assert "line 3" in done.stderr and "65536" in done.stderr
-    assert _ibx(data_dir, "ledger", "verify").stdout.startswith(f"ok size {N} ")
+    assert _ibx(data_dir, "ledger", "verify").stdout.startswith(f"ok size {B + N} ")
+
+
+def test_verify_reads_a_growing_log_again_under_its_new_head(tmp_path: Path) -> None:
+    """``ibx ledger verify`` on a running exchange: rows appended while the log is read are
+    not tampering (the head grew); rows beyond a head that did not move still are."""
+    db = Database(f"sqlite:///{tmp_path / 'grow.db'}")
+    migrate(db, [MIGRATIONS])
+    backend = SqlLedgerBackend(db)
+    ledger = Ledger(backend, Ed25519Signer("grow", bytes(32)))
+    ledger.record_batch([Event("t.x", "a", {"n": n}) for n in range(5)])
+    scan = backend.scan_entries
+    appended = []
+
+    def scan_while_appending(start: int, stop: int):  # type: ignore[no-untyped-def]
+        if not appended:
+            appended.append(ledger.record(Event("t.x", "a", {"n": 99})))
+        yield from scan(start, stop)
+
+    backend.scan_entries = scan_while_appending  # type: ignore[method-assign]
+    assert ledger.verify().size == 6
+    db.dispose()
