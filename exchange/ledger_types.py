@@ -144,6 +144,12 @@ def parse_entry(entry_type: str, payload: Mapping[str, JsonValue]) -> BaseModel:
         raise UnknownEntryTypeError(
             f"entry type {entry_type!r} is declared by no package", entry_type=entry_type
         )
+    return _parse_payload(entry_type, model, payload)
+
+
+def _parse_payload(
+    entry_type: str, model: type[BaseModel], payload: Mapping[str, JsonValue]
+) -> BaseModel:
     try:
         text = json.dumps(dict(payload), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -167,10 +173,11 @@ class EntryParser:
     first: the same strict JSON parse, one step shorter.
     """
 
-    __slots__ = ("_validator", "entry_type")
+    __slots__ = ("_model", "_validator", "entry_type")
 
     def __init__(self, entry_type: str, model: type[BaseModel]) -> None:
         self.entry_type = entry_type
+        self._model = model
         self._validator = model.__pydantic_validator__
 
     def __call__(self, payload: Mapping[str, JsonValue]) -> BaseModel:
@@ -179,7 +186,7 @@ class EntryParser:
         Raises:
             EntryPayloadError: the payload does not parse.
         """
-        return parse_entry(self.entry_type, payload)
+        return _parse_payload(self.entry_type, self._model, payload)
 
     def parse_json(self, text: str | bytes) -> BaseModel:
         """The payload's JSON text parsed strictly through this type's model.
