@@ -56,7 +56,18 @@ app = typer.Typer(
 proof_app = typer.Typer(help="RFC 9162 inclusion and consistency proofs (hashes in base64).")
 app.add_typer(proof_app, name="proof")
 
-RESERVED_TYPES = ("identity.", "dataset.", "consent.", "policy.", "edge.", "mpc.")
+RESERVED_TYPES = (
+    "identity.",
+    "dataset.",
+    "consent.",
+    "policy.",
+    "edge.",
+    "mpc.",
+    "pipeline.",
+    "authz.",
+    "audit.",
+    "ledger.",
+)
 """Entry types that only the owning package writes: an operator must not be able to
 append a policy approval, a consent, a certificate revocation or a key operation."""
 

@@ -571,3 +571,11 @@ def test_every_entry_of_a_real_run_parses(real_ledger: list[Any]) -> None:
         "audit.alert",
     }
     assert expected <= seen, sorted(expected - seen)
+
+
+def test_an_operator_note_cannot_take_a_typed_entrys_name() -> None:
+    """``ibx ledger append`` refuses every family a package writes: an operator cannot append a
+    well-shaped ``pipeline.result`` or ``audit.alert`` of their own."""
+    from exchange.cli.ledger import RESERVED_TYPES
+
+    assert all(name.startswith(RESERVED_TYPES) for name in ENTRY_TYPES)
