@@ -14,6 +14,9 @@ from exchange.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTORS = SHARED / "vectors"
+RISK_RULES = Path(__file__).resolve().parent / "risk_rules.toml"
+os.environ.setdefault("IBX_RISK_RULES", str(RISK_RULES))
+"""Every runtime and ``ibx serve`` in the suite evaluates these rules (see the file)."""
 
 
 def vectors_dir(name: str) -> Path:

@@ -174,6 +174,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "IBX_AUTH_MAX_FAILURES": "2",
         "IBX_AUTH_FAILURE_WINDOW_SECONDS": "60",
         "IBX_AUTH_LOCKOUT_SECONDS": "1",
+        "IBX_RISK_RULES": str(rules),  # the officer's file (the suite's default is set in conftest)
     }
     with running_exchange(data, env=env) as url:
         yield World(data, files, url, tokens, hashlib.sha256(rules.read_bytes()).hexdigest())
@@ -313,7 +314,7 @@ def _watch(runtime: Runtime, text: str) -> RiskWatch:
     path = runtime.data_dir / "risk.toml"
     path.write_text(text)
     path.chmod(0o600)
-    return RiskWatch(runtime, load_rules(runtime.settings))
+    return RiskWatch(runtime, load_rules(runtime.settings.model_copy(update={"risk_rules": path})))
 
 
 def test_refused_enrolments_are_recorded_per_enterprise_and_raise_an_alert(
@@ -439,7 +440,7 @@ def _environ() -> dict[str, str]:
 
 
 def test_the_shipped_defaults_apply_without_a_file(runtime: Runtime) -> None:
-    loaded = load_rules(runtime.settings)
+    loaded = load_rules(runtime.settings.model_copy(update={"risk_rules": None}))
     assert loaded.source == "defaults" and loaded.path is None
     assert loaded.rules.denial_burst.window == timedelta(minutes=10)
     entry = loaded.entry()
