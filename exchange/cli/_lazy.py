@@ -45,7 +45,7 @@ SUBCOMMANDS: tuple[LazySubcommand, ...] = (
         "init",
         "exchange.cli.init",
         "init",
-        "Create a deployment in the data dir: database, master key, ledger key, record.",
+        "Create a deployment: database, master key, ledger key, record, two bootstrap officers.",
     ),
     LazySubcommand(
         "identity",

@@ -61,8 +61,9 @@ def init(
         show_default=False,
     ),
 ) -> None:
-    """Create a deployment in the data dir: database, master key, ledger key, record, and
-    the two bootstrap security officers (key files and tokens, printed once)."""
+    """Create a deployment: database, master key, ledger key, record, two bootstrap officers.
+
+    The two bootstrap security officers' key files and tokens are printed once."""
     from consent import EnterpriseKey
     from exchange.datadir import read_record
     from exchange.identities import IdentityError

@@ -101,15 +101,24 @@ def test_remote_user_commands_load_no_engine_framework_or_database_layer(
     ``policy list`` and ``ledger checkpoint`` with ``--exchange URL`` load no policy engine,
     compute library, web framework or database layer (issue 10: simple commands start at
     once). Locally the same app runs in-process, its decision point included."""
-    from tests.conftest import initialised
     from tests.server import running_exchange
 
-    data = initialised(tmp_path / "d")
+    data = tmp_path / "d"
     certs = tmp_path / "certs"
     ibx = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data)]
-    create = ["identity", "create", "--role", "auditor", "--name", "lister", "--cert-out"]
+    subprocess.run([*ibx, "init"], capture_output=True, check=True, timeout=120)
+    lister_key = tmp_path / "lister.key"
+    subprocess.run(
+        [*ibx, "identity", "keygen", "--out", str(lister_key)], capture_output=True, check=True
+    )
+    create = ["identity", "create", "--role", "auditor", "--name", "lister"]
+    create += ["--public-key", str(lister_key), "--key", str(data / "bootstrap" / "officer-1.key")]
     created = subprocess.run(
-        [*ibx, *create, str(certs)], capture_output=True, text=True, check=True, timeout=120
+        [*ibx, *create, "--cert-out", str(certs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     token = created.stdout.strip().splitlines()[-1]
     with running_exchange(data) as url:
