@@ -59,7 +59,7 @@ class Requester:
         self.approved: list[np.ndarray] = []
 
     def cohort(self) -> list[int]:
-        size = int(self.rng.integers(5, 201))
+        size = int(self.rng.integers(5, min(200, len(self.names)) + 1))
         return [int(i) for i in self.rng.choice(len(self.names), size=size, replace=False)]
 
     def release(self, cohort: list[int]) -> bool:
@@ -123,7 +123,8 @@ def main() -> None:
         migrate(db, [core.MIGRATIONS, ledger.MIGRATIONS, mpc.MIGRATIONS])
         guard = mpc.ReleaseGuard(db)
         requester = Requester(guard, names, seed=9)
-        print(f"{args.enterprises} enterprises, one group, cohorts of 5-200, min cohort 5")
+        largest = min(200, args.enterprises)
+        print(f"{args.enterprises} enterprises, one group, cohorts of 5-{largest}, min cohort 5")
         build_start = time.perf_counter()
         for target in sorted(args.history):
             building: list[float] = []
