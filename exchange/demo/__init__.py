@@ -1,89 +1,135 @@
-"""``make demo``: the end-to-end scenario on the embedded defaults.
+"""``make demo``: a lithium-battery industry cluster, told step by step.
 
-Each capability adds one step module (``exchange/demo/<name>.py`` with
-``run(scene)``) and one line to :data:`STEPS`. Steps share a :class:`Scene`:
-the runtime on a fresh data dir and the identities created so far.
+Everyone acts as in production, each with their own files in ``./.ibx-demo``
+(:mod:`exchange.demo.scene`): ``ibx init`` makes the deployment and its two
+bootstrap security officers; one ``ibx serve`` runs the API and the edge
+listener; the officers, the five plants, the edge terminal, the sub-brain,
+the witness and the auditor each run ``ibx`` commands with their own key
+files and tokens, over HTTPS; every plant runs its own ``ibx agent``. The
+narrator prints one line per fact and the ledger entry behind it.
+
+Run it again and it starts over: ``.ibx-demo`` is wiped first, and every
+process it starts is stopped when it ends, fails or is interrupted.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from exchange.cli._progress import Progress
-from exchange.demo import (
-    api_step,
-    consent_step,
-    edge_step,
-    ledger_step,
-    mpc_step,
-    pipeline_step,
-    policy_step,
-)
-from exchange.identities import IssuedIdentity
-from exchange.runtime import Runtime
-from exchange.settings import Settings
+from exchange.demo import audit_acts, setup_acts, use_acts
+from exchange.demo.launcher import check_stop, preload, request_stop, stop_running
+from exchange.demo.narration import LedgerView, Narrator
+from exchange.demo.processes import Background, Cli, DemoError
+from exchange.demo.scene import Scene
 
-__all__ = ["STEPS", "Scene", "main"]
-
-
-@dataclass
-class Scene:
-    """What the demo steps share."""
-
-    runtime: Runtime
-    work_dir: Path
-    identities: dict[str, IssuedIdentity] = field(default_factory=dict)
-
-    def say(self, text: str = "") -> None:
-        """Print a line of the demo's story."""
-        print(text, flush=True)
-
-    def heading(self, text: str) -> None:
-        """Print a step heading."""
-        print(f"\n== {text}", flush=True)
-
+__all__ = ["STEPS", "main"]
 
 STEPS: list[tuple[str, Callable[[Scene], None]]] = [
-    ("ledger: record events, checkpoint, inclusion proof", ledger_step.run),
-    ("policy: four-eyes activation of the baseline pack, two decisions", policy_step.run),
-    ("consent: enterprise-signed grants, a revocation, checks before and after", consent_step.run),
-    ("the API: every duty over HTTPS, authorized by the policy decision point", api_step.run),
+    ("ibx init: the deployment and its two bootstrap security officers", setup_acts.deploy),
     (
-        "the engines alone (operator tools, no policy or consent): HE mean, MPC round, PSI",
-        mpc_step.run,
+        "Two officers put the policy pack in force (four eyes, signed duties); "
+        "the auditor and the witness are registered",
+        setup_acts.officers_and_policy,
     ),
     (
-        "the pipeline: ibx serve, an ibx agent per enterprise, HE/MPC/PSI requests, refusals",
-        pipeline_step.run,
+        "Five lithium-battery plants register their data, sign consents, start their agents",
+        setup_acts.plants_join,
     ),
-    ("edge: EST enrolment, sealed upload over mutual TLS, revocation", edge_step.run),
+    ("An edge terminal enrols and uploads its plant's monthly readings", setup_acts.edge_readings),
+    ("The witness cosigns the ledger", functools.partial(setup_acts.witness_round, first=True)),
+    (
+        "The sub-brain computes: HE mean, MPC benchmarking, PSI supplier match",
+        use_acts.subbrain_computes,
+    ),
+    ("Two requests denied: raw data, and a cohort too small", use_acts.denials),
+    ("A plant revokes its consent and is left out of the next job", use_acts.revocation),
+    ("The witness cosigns again", functools.partial(setup_acts.witness_round, first=False)),
+    ("The auditor exports, verifies, traces, reports", audit_acts.auditor_checks),
 ]
 
 
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGINT: stop the story (and, in ``finally``, every process it started)."""
+    del signum, frame
+    request_stop()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every step on a fresh data dir (``./.ibx-demo``)."""
+    """Tell the whole story on a fresh ``./.ibx-demo``; 0 when every step went as told."""
     del argv
     work = Path(".ibx-demo").resolve()
     if work.exists():
         shutil.rmtree(work)
-    runtime = Runtime.initialise(
-        Settings(data_dir=work / "data", ledger_origin="demo.ibx.localhost/ledger")
-    )
-    scene = Scene(runtime=runtime, work_dir=work)
-    started = time.perf_counter()
+    work.mkdir(mode=0o700)
+    preload()
+    say = Narrator()
+    scene = Scene(work, Cli(work, work / "data"), say, LedgerView(work / "data"), Background())
+    previous = {
+        signum: signal.signal(signum, _stop)
+        for signum in (signal.SIGTERM, signal.SIGINT)
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
     progress = Progress.for_stderr()  # on a terminal: which step runs, and for how long
-    for number, (title, step) in enumerate(STEPS, start=1):
-        scene.heading(title)
-        with progress.working(f"step {number}/{len(STEPS)}: {title.split(':')[0]}"):
-            step(scene)
-    scene.heading(f"demo finished in {time.perf_counter() - started:.1f} s; data in {work}")
-    runtime.close()
+    started = time.perf_counter()
+    number = 0
+    try:
+        for number, (title, step) in enumerate(STEPS, start=1):
+            check_stop()
+            say.step(number, title)
+            with progress.working(f"step {number}/{len(STEPS)}"):
+                step(scene)
+    except DemoError as exc:
+        print(f"demo: step {number} failed: {exc}", file=sys.stderr)
+        print(f"demo: the logs are in {work} (serve.log, plants/*/agent.log)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted; its processes are stopped", file=sys.stderr)
+        return 130
+    finally:
+        stop_running()
+        scene.background.stop_all()
+        scene.ledger.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    _closing(scene, time.perf_counter() - started)
     return 0
+
+
+def _closing(scene: Scene, seconds: float) -> None:
+    say, work = scene.say, scene.work
+    here = Path.cwd()
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+    export = scene.auditor.home / "ledger-export.jsonl"
+    say.say(f"\n== demo finished in {seconds:.1f} s; every process it started is stopped")
+    say.say("What to look at next:")
+    for label, text in (
+        ("the audit report", f"{shown(scene.report)} (open it in a browser: nothing is fetched)"),
+        (
+            "the auditor's export",
+            f"{shown(export)}: ibx audit verify --export {shown(export)} "
+            f"--ledger-vkey {shown(scene.ledger_vkey)}",
+        ),
+        (
+            "the data dir",
+            f"{shown(scene.data_dir)}: ibx --data-dir {shown(scene.data_dir)} status "
+            "(or ledger verify, identity list, policy list)",
+        ),
+        ("every command run", shown(work / "commands.log")),
+        ("the logs", f"{shown(work / 'serve.log')}, {shown(work / 'plants')}/*/agent.log"),
+    ):
+        say.say(f"  {label:<22}{text}")
 
 
 if __name__ == "__main__":

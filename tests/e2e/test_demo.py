@@ -1,27 +1,170 @@
-"""`make demo`'s scenario runs to the end on the embedded defaults."""
+"""`make demo`: the lithium-battery cluster's story runs to the end, as told, and cleans up.
+
+The story runs once for the module (``python -m exchange.demo`` in a fresh
+directory that already holds a stale ``.ibx-demo``); each test reads what it
+printed, the files it left, and the processes it did not leave.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+
+@dataclass(frozen=True)
+class Told:
+    """One run of the demo: where, its exit code and what it printed."""
+
+    cwd: Path
+    code: int
+    out: str
+    err: str
+
+    def step(self, number: int) -> str:
+        """The lines of step ``number`` (from its heading to the next one)."""
+        found = re.search(rf"^== {number}\. .*?(?=^== |\Z)", self.out, re.M | re.S)
+        assert found, f"no step {number} in:\n{self.out[-2000:]}"
+        return found.group(0)
+
+
+def _processes_under(path: Path) -> list[str]:
+    """Command lines of running processes that name ``path`` (the demo's leftovers)."""
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline:
+            left.append(cmdline)
+    return left
+
+
+@pytest.fixture(scope="module")
+def told(tmp_path_factory: pytest.TempPathFactory) -> Told:
+    cwd = tmp_path_factory.mktemp("demo")
+    (cwd / ".ibx-demo" / "data").mkdir(parents=True)
+    (cwd / ".ibx-demo" / "stale-from-an-earlier-run").write_text("x")
     done = subprocess.run(
         [sys.executable, "-m", "exchange.demo"],
-        cwd=tmp_path,
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IBX_")},
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "demo finished" in done.stdout
-    assert "inclusion proof verified" in done.stdout
-    # the API step: HTTPS, refusals by the pack (403) and by authentication (401), no noise
-    assert "the exchange serves HTTPS on https://127.0.0.1:" in done.stdout
-    assert "admin-qian (sysadmin) reading consent receipts: HTTP 403 forbidden" in done.stdout
-    assert "separation of duties: sysadmin may not consent_read_all" in done.stdout
-    assert "officer-wang without its client certificate: HTTP 401" in done.stdout
-    assert "Request: " not in done.stdout + done.stderr  # no per-request Casbin log lines
+    return Told(cwd, done.returncode, done.stdout, done.stderr)
+
+
+def test_the_story_runs_to_the_end_and_leaves_nothing_running(told: Told) -> None:
+    assert told.code == 0, told.out[-3000:] + told.err[-3000:]
+    headings = re.findall(r"^== (\d+)\. ", told.out, re.M)
+    assert headings == [str(n) for n in range(1, 11)]
+    assert "demo finished in" in told.out
+    assert not (told.cwd / ".ibx-demo" / "stale-from-an-earlier-run").exists()  # wiped first
+    assert _processes_under(told.cwd) == []
+    assert "Traceback" not in told.err
+    assert "Request: " not in told.out + told.err  # no per-request Casbin log lines
+
+
+def test_officers_and_plants_act_with_their_own_files(told: Told) -> None:
+    work = told.cwd / ".ibx-demo"
+    two = told.step(2)
+    assert re.search(r"officer-wang proposes the baseline pack.*ledger #\d+", two)
+    assert re.search(r"officer-li approves it, a signed duty .*ledger #\d+", two)
+    assert "four eyes: proposed by officer-wang, approved by officer-li" in two
+    assert "auditor auditor-zhao" in two and "witness witness-qiu" in two
+    for name in ("officer-wang", "officer-li"):
+        assert (work / "officers" / name / "officer.key").stat().st_mode & 0o077 == 0
+        assert (work / "officers" / name / "token").stat().st_mode & 0o077 == 0
+    assert not (work / "init-keys").exists()  # the officers' copies were handed over
+    three = told.step(3)
+    assert len(re.findall(r"consent signed, ledger #\d+", three)) == 5
+    assert "5 ibx agent processes started" in three
+    four = told.step(4)
+    assert "enrols over EST" in four and "uploads them over mutual TLS" in four
+    commands = (work / "commands.log").read_text()
+    assert "ibx_" not in commands  # tokens travel in files, never in a command line
+    assert "request submit" in commands and "audit verify" in commands
+
+
+def test_the_sub_brain_sees_results_decided_before_any_agent(told: Told) -> None:
+    six = told.step(6)
+    decision = int(re.search(r"decision on ledger #(\d+)", six).group(1))  # type: ignore[union-attr]
+    agents = re.search(r"5 agents each verified .*: ledger ((?:#\d+(?:, )?)+)", six)
+    assert agents, six
+    contributions = [int(i) for i in re.findall(r"#(\d+)", agents.group(1))]
+    assert len(contributions) == 5 and min(contributions) > decision
+    mean = re.search(r"released: ([\d.]+) kWh .*over 5 plants \(in the clear, .*: ([\d.]+)\)", six)
+    assert mean and abs(float(mean.group(1)) - float(mean.group(2))) < 0.05
+    assert re.search(r"median [\d.]+, quartiles [\d.]+, [\d.]+, [\d.]+", six)
+    assert len(re.findall(r": above \d+% of the cohort", six)) == 5
+    psi = re.search(r"(\d+) suppliers in common \(in the clear: (\d+)\)", six)
+    assert psi and psi.group(1) == psi.group(2)
+
+
+def test_denials_name_the_rule_and_who_was_left_out(told: Told) -> None:
+    seven = told.step(7)
+    assert "DENIED by the policy (exit 3)" in seven
+    assert "purpose benchmarking is not whitelisted for core data" in seven
+    assert re.search(r"two plants only .*DENIED \(exit 3\), ledger #\d+", seven)
+    assert "left out: lanjiang-cells: min_cohort; qingchuan-lineng: min_cohort" in seven
+
+
+def test_a_revoked_plant_is_left_out_of_the_next_job(told: Told) -> None:
+    eight = told.step(8)
+    assert re.search(r"Shimen Battery\) revokes its consent cst_\w+, .*ledger #\d+", eight)
+    assert "4 plants included; left out: shimen-battery (revoked" in eight
+    assert "released over 4 plants" in eight
+
+
+def test_the_witness_cosigns_and_the_auditor_verifies_traces_and_reports(told: Told) -> None:
+    assert "cosigns it and keeps it" in told.step(5)
+    assert re.search(r"consistency proof from the checkpoint it kept \(size \d+\)", told.step(9))
+    ten = told.step(10)
+    assert re.search(r"witness witness-qiu\+\w+\+\S+: cosigned 2 checkpoint\(s\)", ten)
+    assert re.search(r"ibx audit verify .*: ok: \d+ entries, 3 checkpoints", ten)
+    assert "FINDING" not in ten
+    assert re.search(r"├── #\d+ decision: allowed, engine he, 5 participant", ten)
+    assert re.search(r"└── #\d+ result sha256 [0-9a-f]{64}, cohort 5", ten)
+    report = told.cwd / ".ibx-demo" / "report.html"
+    assert f"ibx audit report: {report}" in ten
+    assert "<svg" in report.read_text(encoding="utf-8")
+    assert "ibx audit alerts:" in ten
+
+
+@pytest.mark.slow  # a second run, stopped half-way (about 20 s)
+def test_a_stopped_demo_stops_every_process_it_started(tmp_path: Path) -> None:
+    """SIGTERM (a supervisor; Ctrl-C takes the same path, KeyboardInterrupt) once the agents
+    run: exit 130, and no server, agent or command is left behind."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "exchange.demo"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IBX_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                if "ibx agent processes started" in line:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert code == 130
+    assert _processes_under(tmp_path) == []
