@@ -105,12 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _closing(scene: Scene, seconds: float) -> None:
-    say, work = scene.say, scene.work
-    here = Path.cwd()
-
-    def shown(path: Path) -> str:
-        return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
-
+    say, shown = scene.say, scene.shown
     export = scene.auditor.home / "ledger-export.jsonl"
     say.say(f"\n== demo finished in {seconds:.1f} s; every process it started is stopped")
     say.say("What to look at next:")
@@ -126,8 +121,11 @@ def _closing(scene: Scene, seconds: float) -> None:
             f"{shown(scene.data_dir)}: ibx --data-dir {shown(scene.data_dir)} status "
             "(or ledger verify, identity list, policy list)",
         ),
-        ("every command run", shown(work / "commands.log")),
-        ("the logs", f"{shown(work / 'serve.log')}, {shown(work / 'plants')}/*/agent.log"),
+        ("every command run", shown(scene.work / "commands.log")),
+        (
+            "the logs",
+            f"{shown(scene.work / 'serve.log')}, {shown(scene.work / 'plants')}/*/agent.log",
+        ),
     ):
         say.say(f"  {label:<22}{text}")
 

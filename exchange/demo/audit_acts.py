@@ -30,7 +30,11 @@ def auditor_checks(scene: Scene) -> None:
     export = auditor.home / "ledger-export.jsonl"
     ran = cli.as_actor(auditor, "audit", "export", "--out", str(export), admin=True)
     for line in ran.stdout.splitlines():
-        say.fact(f"ibx audit export: {line}" if line.startswith("wrote") else f"    {line}")
+        if line.startswith("wrote "):
+            wrote = line.replace(str(export), scene.shown(export))
+            say.fact(f"ibx audit export (over HTTPS, as {auditor.name}): {wrote}")
+        else:
+            say.detail(line)
     verified = cli.as_actor(
         auditor,
         "audit",
@@ -78,7 +82,7 @@ def auditor_checks(scene: Scene) -> None:
         remote=False,
     )
     say.fact(
-        f"ibx audit report: {scene.report} (one self-contained HTML file: decisions, "
+        f"ibx audit report: {scene.shown(scene.report)} (one self-contained HTML file: decisions, "
         "denials by reason, data use per plant, key operations, certificates, alerts)"
     )
     alerts = cli.as_actor(auditor, "audit", "alerts", admin=True)

@@ -5,7 +5,8 @@ own, the way the actor would type it: the operator's on the data dir
 (:meth:`Cli.operator`), everyone else's over HTTPS as the identity of their
 own token file (:meth:`Cli.as_actor`). Tokens and bootstrap tokens travel in
 files and the environment, never in argv, so ``commands.log`` (every command
-line the story ran, in order) holds no secret.
+line the story ran, in order) holds no secret. Each command is a process of
+its own, forked from the preloaded command line (:mod:`exchange.demo.launcher`).
 
 The long-running processes — ``ibx serve`` and the enterprises' ``ibx
 agent`` — are :class:`Background` children: each is stopped (SIGTERM, then

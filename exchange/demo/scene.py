@@ -101,6 +101,11 @@ class Scene:
         """Where the auditor writes the HTML report."""
         return self.work / "report.html"
 
+    def shown(self, path: Path) -> str:
+        """``path`` as the reader would type it: relative to where the demo was started."""
+        here = self.work.parent
+        return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
     def officer_key(self, name: str) -> Path:
         """Officer ``name``'s key file."""
         return self.officers[name].home / "officer.key"

@@ -69,7 +69,7 @@ def deploy(scene: Scene) -> None:
     )
     info = dict(_pairs(ran.stdout))
     say.fact(
-        f"ibx init: a deployment in {scene.data_dir} ({info.get('database', '?')}), "
+        f"ibx init: a deployment in {scene.shown(scene.data_dir)} ({info.get('database', '?')}), "
         f"ledger origin {info.get('origin', '?')}"
     )
     for line in ran.stdout.splitlines():

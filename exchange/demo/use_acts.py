@@ -136,7 +136,7 @@ def _mpc_benchmark(scene: Scene) -> None:
         f"yearly intensity to 3 parties; median {values['median'][0]:.2f}, quartiles "
         f"{quartiles}"
     )
-    say.detail("each plant's agent alone reads its own rank (higher: more energy per kWh):")
+    say.detail("each plant's agent alone learns its own rank, from its own share:")
     for plant in scene.plants:
         say.detail(f"    {plant.profile.title}: {_own_rank(plant, job)}")
 
@@ -157,7 +157,8 @@ def _own_rank(plant: Plant, job_id: str) -> str:
             if event.get("job_id") != job_id:
                 continue
             if event.get("event") == "rank":
-                return f"above {float(event['percentile']):.0f}% of the cohort"
+                share = float(event["percentile"])
+                return f"{share:.0f}% of the other plants use less energy per kWh of cells"
             if event.get("event") == "rank_unknown":
                 return f"no rank ({event.get('reason')})"
         time.sleep(0.2)

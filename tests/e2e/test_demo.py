@@ -108,7 +108,7 @@ def test_the_sub_brain_sees_results_decided_before_any_agent(told: Told) -> None
     mean = re.search(r"released: ([\d.]+) kWh .*over 5 plants \(in the clear, .*: ([\d.]+)\)", six)
     assert mean and abs(float(mean.group(1)) - float(mean.group(2))) < 0.05
     assert re.search(r"median [\d.]+, quartiles [\d.]+, [\d.]+, [\d.]+", six)
-    assert len(re.findall(r": above \d+% of the cohort", six)) == 5
+    assert len(re.findall(r": \d+% of the other plants use less energy", six)) == 5
     psi = re.search(r"(\d+) suppliers in common \(in the clear: (\d+)\)", six)
     assert psi and psi.group(1) == psi.group(2)
 
@@ -138,7 +138,7 @@ def test_the_witness_cosigns_and_the_auditor_verifies_traces_and_reports(told: T
     assert re.search(r"├── #\d+ decision: allowed, engine he, 5 participant", ten)
     assert re.search(r"└── #\d+ result sha256 [0-9a-f]{64}, cohort 5", ten)
     report = told.cwd / ".ibx-demo" / "report.html"
-    assert f"ibx audit report: {report}" in ten
+    assert "ibx audit report: .ibx-demo/report.html" in ten
     assert "<svg" in report.read_text(encoding="utf-8")
     assert "ibx audit alerts:" in ten
 
