@@ -7,7 +7,8 @@ tests attack that: leaves an operator could forge (JSON the strict parse would
 not take, members out of order, two payloads, text in a string that looks like
 the members after the payload, bytes that are no UTF-8) must come out of
 ``parse_entries`` exactly as from the long way alone (same findings, same typed
-payloads), and a canonical leaf must take the short way.
+payloads), a canonical leaf must take the short way, and an entry line must read as
+its JSON reading.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 from pydantic import JsonValue as PydanticJson
 
-from audit import ExportedEntry
+from audit import ExportedEntry, ExportHeader, LedgerExport
+from audit._export import export_lines
 from audit._parse import EntryTypes, JsonEntryParser, parse_entries
+from audit.errors import ExportFormatError
 from core.canonical import JsonValue, canonical_bytes
+from core.clock import utcnow
 from exchange.ledger_types import ENTRY_PARSERS, EntryParser
 
 PAYLOAD: dict[str, JsonValue] = {
@@ -182,3 +186,42 @@ def test_any_member_values_parse_as_the_long_way(actor: str, text: str, value: o
         b"1.5", json.dumps(value, allow_nan=True).encode()
     )
     _same_both_ways(leaf, described, reading)
+
+
+def _read(*entry_lines: bytes) -> tuple[ExportedEntry, ...] | str:
+    """The entries an export with these entry lines holds, or the error reading it."""
+    header = ExportHeader("o", "k", 0, utcnow())
+    lines = [next(export_lines(header, [], [])), *entry_lines]
+    try:
+        return LedgerExport.parse(lines).entries
+    except ExportFormatError as exc:
+        return str(exc)
+
+
+def _read_as_json(line: bytes) -> tuple[ExportedEntry, ...] | str:
+    """What the JSON reading of one entry line gives (the line re-serialised with spaces,
+    so the short way cannot take it)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return _read(line)
+    return _read(json.dumps(obj, separators=(", ", ": ")).encode() + b"\n")
+
+
+def test_entry_lines_read_short_as_the_json_reading() -> None:
+    written = list(export_lines(ExportHeader("o", "k", 2, utcnow()), [(0, b"a"), (7, b"")], []))
+    assert written[1:] == [b'{"index":0,"leaf":"YQ=="}\n', b'{"index":7,"leaf":""}\n']
+    assert _read(*written[1:]) == (ExportedEntry(0, b"a"), ExportedEntry(7, b""))
+    for line in [
+        b'{"index":3,"leaf":"YWJj"}\n',
+        b'  {"index":3,"leaf":"YWJj"}\r\n',
+        b'{"index":3,"leaf":"YWJ"}\n',  # no base64
+        b'{"index":3,"leaf":"YW=j"}\n',
+        b'{"index":03,"leaf":"YWJj"}\n',  # no JSON
+        b'{"index":-3,"leaf":"YWJj"}\n',
+        b'{"index":3,"leaf":"Y\\/Jj"}\n',  # an escaped solidus
+        b'{"index":3,"leaf":"YWJj","x":1}\n',
+        b'{"index":true,"leaf":"YWJj"}\n',
+        b'{"index":3,"leaf":"YWJj"}\x0c\n',
+    ]:
+        assert _read(line) == _read_as_json(line), line
