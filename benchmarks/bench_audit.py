@@ -112,7 +112,11 @@ def _load() -> str:
 
 
 def run(entries: int, repeat: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="ibx-bench-audit-"))
+    with tempfile.TemporaryDirectory(prefix="ibx-bench-audit-") as tmp:
+        _run(Path(tmp), entries, repeat)
+
+
+def _run(work: Path, entries: int, repeat: int) -> None:
     db = Database(f"sqlite:///{work / 'ibx.db'}")
     migrate(db, [core.MIGRATIONS, MIGRATIONS])
     signer = KeyRing(db, MasterKey(os.urandom(32))).get_or_create("ledger")
@@ -180,6 +184,7 @@ def run(entries: int, repeat: int) -> None:
         f"{t_verify[0] / t_ledger[0]:.1f}x wall, {t_verify[1] / t_ledger[1]:.1f}x CPU; "
         f"load average after: {_load()}"
     )
+    db.dispose()
 
 
 def main() -> None:
