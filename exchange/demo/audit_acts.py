@@ -24,7 +24,11 @@ TRACE_LINES = 40
 
 
 def auditor_checks(scene: Scene) -> None:
-    """10. ``ibx audit export``, ``verify``, ``trace``, ``report``, ``alerts``."""
+    """10. ``ibx audit export``, ``verify``, ``trace``, ``report``, ``alerts``.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, cli = scene.say, scene.cli
     auditor = scene.auditor
     export = auditor.home / "ledger-export.jsonl"

@@ -61,7 +61,11 @@ partners, by mean, rank and supplier overlap, over at least three plants."""
 
 
 def deploy(scene: Scene) -> None:
-    """1. ``ibx init`` with two bootstrap officers, then ``ibx serve``."""
+    """1. ``ibx init`` with two bootstrap officers, then ``ibx serve``.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, cli = scene.say, scene.cli
     handed = scene.work / "init-keys"
     ran = cli.operator(
@@ -122,7 +126,11 @@ def _pairs(text: str) -> list[tuple[str, str]]:
 
 def officers_and_policy(scene: Scene) -> None:
     """2. 王 proposes and tests the pack, 李 approves and activates it; 王 registers the
-    auditor and the witness."""
+    auditor and the witness.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, cli, ledger = scene.say, scene.cli, scene.ledger
     wang, li = (scene.officers[n] for n in OFFICERS)
     mark = ledger.size()
@@ -242,7 +250,11 @@ def _index(scene: Scene, type_: str, since: int) -> int:
 
 def plants_join(scene: Scene) -> None:
     """3. The operator registers the sub-brain and five plants; each plant makes its key,
-    registers its dataset, signs its consent and starts its agent."""
+    registers its dataset, signs its consent and starts its agent.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, cli = scene.say, scene.cli
     subbrain = scene.subbrain
     created = cli.operator(
@@ -383,7 +395,11 @@ def _start_agent(scene: Scene, plant: Plant) -> None:
 
 
 def edge_readings(scene: Scene) -> None:
-    """4. The edge plant's meter enrols over EST and uploads its months over mutual TLS."""
+    """4. The edge plant's meter enrols over EST and uploads its months over mutual TLS.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, cli, ledger = scene.say, scene.cli, scene.ledger
     plant = scene.plant(EDGE_PLANT)
     mark = ledger.size()
@@ -446,7 +462,11 @@ def _public_key(plant: Plant) -> str:
 
 
 def witness_round(scene: Scene, *, first: bool) -> None:
-    """5 and 9. The witness checks the new checkpoint against the one it kept and cosigns."""
+    """5 and 9. The witness checks the new checkpoint against the one it kept and cosigns.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, cli = scene.say, scene.cli
     witness = scene.witness
     ran = cli.as_actor(

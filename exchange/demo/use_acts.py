@@ -84,7 +84,11 @@ def _contributions(scene: Scene, job_id: str, since: int) -> list[int]:
 
 
 def subbrain_computes(scene: Scene) -> None:
-    """6. HE mean energy intensity; MPC benchmarking with each plant's own rank; PSI."""
+    """6. HE mean energy intensity; MPC benchmarking with each plant's own rank; PSI.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, sb = scene.say, scene.subbrain.name
     _, decision, result = _he_mean(scene, "he", "kwh_per_kwh")
     job = scene.jobs["he"]
@@ -190,7 +194,11 @@ def _psi_match(scene: Scene) -> None:
 
 
 def denials(scene: Scene) -> None:
-    """7. A raw-data request refused by the policy; a cohort too small, refused by name."""
+    """7. A raw-data request refused by the policy; a cohort too small, refused by name.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, ledger = scene.say, scene.ledger
     mark = ledger.size()
     raw = _submit(
@@ -249,7 +257,11 @@ def _denial(scene: Scene, since: int, reason: str) -> int:
 
 
 def revocation(scene: Scene) -> None:
-    """8. A plant revokes its consent; the next job runs without it, and says so."""
+    """8. A plant revokes its consent; the next job runs without it, and says so.
+
+    Raises:
+        DemoError: a command failed or printed something the story did not expect.
+    """
     say, cli = scene.say, scene.cli
     quitter = scene.plants[-1]
     revoked = cli.as_actor(
