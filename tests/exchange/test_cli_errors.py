@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from core.clock import utcnow
+from exchange.runtime import Runtime
+from exchange.settings import Settings
 from tests.conftest import initialised
 
 
@@ -38,6 +40,16 @@ def enterprise(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     created = _ibx(data, "identity", "create", "--role", "enterprise", "--name", "ent-a")
     assert created.returncode == 0, created.stderr
     return data, created.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def files(enterprise: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A consent key (made by ``ibx consent keygen``) and a self-signed CA, shared by the cases."""
+    data, _token = enterprise
+    folder = tmp_path_factory.mktemp("cli-files")
+    assert _ibx(data, "consent", "keygen", "--out", str(folder / "k")).returncode == 0
+    (folder / "ca.pem").write_bytes(_self_signed_pem())
+    return folder
 
 
 def _self_signed_pem() -> bytes:
@@ -132,14 +144,14 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_bad_input_is_one_line_without_traceback(
-    enterprise: tuple[Path, str], tmp_path: Path, case: tuple[tuple[str, ...], int, str]
+    enterprise: tuple[Path, str],
+    files: Path,
+    tmp_path: Path,
+    case: tuple[tuple[str, ...], int, str],
 ) -> None:
     data, token = enterprise
     args, code, needle = case
-    key = tmp_path / "k"
-    assert _ibx(data, "consent", "keygen", "--out", str(key)).returncode == 0
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(_self_signed_pem())
+    key, ca = files / "k", files / "ca.pem"
     args = tuple(
         a.replace("{key}", str(key)).replace("{ca}", str(ca)).replace("{out}", str(tmp_path / "o"))
         for a in args
@@ -154,6 +166,15 @@ def test_bad_input_is_one_line_without_traceback(
     assert needle in lines[0]
 
 
+def _ledger_size(data_dir: Path) -> int:
+    """The ledger's size, read from the data dir's database (no process, no write)."""
+    runtime = Runtime(Settings(data_dir=data_dir))
+    try:
+        return runtime.ledger.size()
+    finally:
+        runtime.close()
+
+
 @pytest.mark.parametrize(
     "entry_type",
     ["policy.approve", "consent.grant", "identity.create", "edge.certificate.revoke", "mpc.key.x"],
@@ -165,11 +186,19 @@ def test_operator_cannot_append_records_owned_by_the_packages(
     approval, a consent, an identity change, a revocation or a key operation."""
     data, _token = enterprise
     forged = '{"version": "0123456789abcdef", "officer": "officer-b"}\n'
-    before = _ibx(data, "ledger", "checkpoint").stdout
+    before = _ledger_size(data)
     args = ("ledger", "append", "--type", entry_type, "--actor", "officer-b")
     result = _ibx(data, *args, stdin=forged)
     assert result.returncode == 3, result.stdout  # denied
     assert "reserved" in result.stderr
-    assert _ibx(data, "ledger", "checkpoint").stdout == before
+    assert _ledger_size(data) == before
+
+
+def test_operator_appends_records_of_their_own_types(enterprise: tuple[Path, str]) -> None:
+    """What the reserved types leave the sysadmin: an operational note is appended."""
+    data, _token = enterprise
+    before = _ibx(data, "ledger", "checkpoint").stdout
     note = _ibx(data, "ledger", "append", "--type", "ops.note", stdin='{"k": 1}\n')
     assert note.returncode == 0, note.stderr
+    after = _ibx(data, "ledger", "checkpoint").stdout
+    assert after != before and _ledger_size(data) == int(before.splitlines()[1]) + 1
