@@ -29,9 +29,53 @@ def vectors_dir(name: str) -> Path:
     return path
 
 
+_MIGRATED: list[Path] = []
+"""The empty database every package's migrations made, once per test process."""
+
+
+def _migrated_template() -> Path:
+    """A SQLite file that every migration branch has run on, and nothing else."""
+    if not _MIGRATED:
+        import atexit
+        import shutil
+        import tempfile
+
+        from core.db import migrate
+
+        folder = tempfile.mkdtemp(prefix="ibx-migrated-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = Path(folder) / "ibx.db"
+        database = Database(f"sqlite:///{path}")
+        migrate(database, MIGRATION_BRANCHES)
+        with database.engine.begin() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        database.dispose()
+        _MIGRATED.append(path)
+    return _MIGRATED[0]
+
+
+def migrated_database(path: Path) -> Path:
+    """``path`` made a copy of the migrated empty database (the migrations run once per
+    process, not once per test: they cost more than everything else a fresh deployment
+    does); returns it. The deployment made on it still generates its own keys."""
+    import shutil
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_migrated_template(), path)
+    return path
+
+
+def _premigrated(settings: Settings) -> Settings:
+    """``settings``, their default SQLite file already holding the migrated tables."""
+    if settings.database_url is None and not (settings.data_dir / "ibx.db").exists():
+        migrated_database(settings.data_dir / "ibx.db")
+    return settings
+
+
 def initialised(data_dir: Path, **settings: object) -> Path:
     """``data_dir`` made a deployment, as ``ibx --data-dir DIR init`` does; returns it."""
-    Runtime.initialise(Settings(data_dir=data_dir, **settings)).close()  # type: ignore[arg-type]
+    made = _premigrated(Settings(data_dir=data_dir, **settings))  # type: ignore[arg-type]
+    Runtime.initialise(made).close()
     return data_dir
 
 
@@ -50,7 +94,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
     """A real runtime: migrated SQLite database, master key file, ledger."""
-    rt = Runtime.initialise(settings)
+    rt = Runtime.initialise(_premigrated(settings))
     yield rt
     rt.close()
 
@@ -58,10 +102,7 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     """A migrated SQLite database with every package's tables."""
-    from core.db import migrate
-
-    database = Database(f"sqlite:///{tmp_path / 'test.db'}")
-    migrate(database, MIGRATION_BRANCHES)
+    database = Database(f"sqlite:///{migrated_database(tmp_path / 'test.db')}")
     yield database
     database.dispose()
 
