@@ -15,18 +15,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.in_process import Done, ibx
+
 IBX = [sys.executable, "-m", "exchange.cli"]
 
 
-def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _process(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ibx`` in its own process, as an auditor runs it."""
     return subprocess.run(
         [*IBX, "--data-dir", str(data_dir), *args],
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _ibx(data_dir: Path, *args: str, stdin: str = "") -> Done:
+    """``ibx`` through its entry point in this process (setup, and checks of its logic)."""
+    return ibx("--data-dir", str(data_dir), *args, stdin=stdin)
 
 
 def _append(data_dir: Path, tag: str, count: int) -> None:
@@ -75,7 +82,7 @@ def test_a_rolled_back_log_verifies_alone_but_not_against_the_kept_checkpoint(
     rolled = tmp_path / "rolled"
     shutil.copytree(history["early"], rolled)
     assert _ibx(rolled, "ledger", "verify").returncode == 0  # the attack works on its own
-    done = _ibx(rolled, "ledger", "verify", "--checkpoint", str(history["kept"]))
+    done = _process(rolled, "ledger", "verify", "--checkpoint", str(history["kept"]))
     assert done.returncode == 5
     assert "rolled back" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
