@@ -1,7 +1,8 @@
 """An operator with write access to the database edits it; `ibx ledger verify` catches it.
 
 Each attack works on the SQLite file directly, as someone bypassing ibx would,
-then runs the real CLI and expects a non-zero exit naming the first bad index.
+then runs the real CLI (its entry point in process; the untouched ledger and one
+edit in a real process) and expects a non-zero exit naming the first bad index.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from core.db import Database, migrate
 from core.events import Event
 from core.keys import Ed25519Signer
 from ledger import MIGRATIONS, Ledger, SqlLedgerBackend
+from tests.in_process import Done, ibx
 
 IBX = [sys.executable, "-m", "exchange.cli"]
 N = 12
@@ -26,15 +28,20 @@ B = 2
 """`ibx init` records its two bootstrap officers first: the readings start at index B."""
 
 
-def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _process(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ibx`` in its own process, as the operator runs it."""
     return subprocess.run(
         [*IBX, "--data-dir", str(data_dir), *args],
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _ibx(data_dir: Path, *args: str, stdin: str = "") -> Done:
+    """``ibx`` through its entry point in this process."""
+    return ibx("--data-dir", str(data_dir), *args, stdin=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +136,12 @@ ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
 
 
 def test_untouched_ledger_verifies(data_dir: Path) -> None:
-    done = _ibx(data_dir, "ledger", "verify")
+    done = _process(data_dir, "ledger", "verify")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"ok size {B + N} root ")
+    _edit_payload(data_dir)  # and the same process catches an edit
+    done = _process(data_dir, "ledger", "verify")
+    assert done.returncode != 0 and f"index {B + 5}:" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(("name", "attack", "names"), ATTACKS, ids=[a[0] for a in ATTACKS])
