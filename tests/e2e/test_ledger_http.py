@@ -18,6 +18,7 @@ import pytest
 import rfc8785
 
 from exchange.identities import Role
+from exchange.risk_watch import RiskWatch, load_rules
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from ledger import Checkpoint, NoteVerifier, SignedNote, verify_consistency, verify_inclusion
@@ -26,8 +27,9 @@ from tests.identities import register
 from tests.server import running_exchange
 
 N = 23
-FIRST = 3
-"""The bootstrap officers' and the witness's ``identity.create`` (0-2) come first."""
+FIRST = 4
+"""The bootstrap officers' and the witness's ``identity.create`` (0-2) and the risk rules in
+force (3; ``ibx serve`` would record them at start otherwise) come first."""
 SIZE = N + FIRST
 """Those, then the N appended entries."""
 HEADERS: dict[str, str] = {}
@@ -39,9 +41,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = initialised(tmp_path_factory.mktemp("http") / "data")
     runtime = Runtime(Settings(data_dir=data))
     HEADERS["Authorization"] = "Bearer " + register(runtime, "wit", Role.WITNESS).token
+    assert RiskWatch(runtime, load_rules(runtime.settings)).record_rules()
     first = runtime.ledger.size()
     runtime.close()
-    assert first == FIRST  # identity.create x 3; the N entries below follow them
+    assert first == FIRST  # identity.create x 3, audit.risk_rules; the N entries follow them
     lines = [json.dumps({"k": i, "名": "值", "f": i / 3}) + "\n" for i in range(N)]
     for chunk in ("".join(lines[: N // 2]), "".join(lines[N // 2 :])):
         subprocess.run(
