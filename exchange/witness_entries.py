@@ -23,6 +23,10 @@ __all__ = ["COSIGNATURE_EVENT", "ENTRY_TYPES", "CosignatureEntry"]
 COSIGNATURE_EVENT: Final = "ledger.cosignature"
 
 
+_JSON_INT = (1 << 53) - 1
+"""The largest integer RFC 8785 (I-JSON) writes exactly: the entry must stay canonical."""
+
+
 class CosignatureEntry(BaseModel):
     """A witness cosigned the ledger's checkpoint of ``size`` (``ledger.cosignature``)."""
 
@@ -32,12 +36,12 @@ class CosignatureEntry(BaseModel):
 
     witness: str = Field(min_length=1, max_length=128, description="the witness identity")
     origin: str = Field(min_length=1, description="the checkpoint's origin line")
-    size: int = Field(ge=0, description="the tree size the checkpoint states")
+    size: int = Field(ge=0, le=_JSON_INT, description="the tree size the checkpoint states")
     root: str = Field(description="the checkpoint's root hash, base64")
     key_id: str = Field(
         pattern="^[0-9a-f]{8}$", description="the witness's cosignature/v1 key id, hex"
     )
-    timestamp: int = Field(ge=0, le=(1 << 63) - 1, description="the cosignature's POSIX time")
+    timestamp: int = Field(ge=0, le=_JSON_INT, description="the cosignature's POSIX time")
     cosignature: str = Field(
         description="base64(key id || u64 timestamp || Ed25519 signature), as on the note line"
     )
