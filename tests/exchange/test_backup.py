@@ -1,9 +1,10 @@
 """``ibx backup`` / ``ibx restore``: online snapshots under load, and restores that refuse.
 
-Real processes and real SQLite files throughout: a separate process appends to
-the ledger while a real ``ibx serve`` runs and ``ibx backup`` snapshots the data
+Real processes and real SQLite files: a separate process appends to the ledger
+while a real ``ibx serve`` runs and an ``ibx backup`` process snapshots the data
 dir; the archive is restored by ``ibx restore`` and checked by ``ibx ledger
-verify``. The attack tests tamper with real archives and real keys.
+verify``, each a process. The refusals run ``ibx`` through its entry point in
+process; the attack tests tamper with real archives and real keys.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from exchange.backup import (
 from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
+from tests.in_process import Done, ibx
 from tests.server import running_exchange
 
 ORIGIN = "backup.test.ibx.localhost/ledger"
@@ -54,7 +56,8 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _ibx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``ibx`` in its own process (the snapshots under load)."""
     return subprocess.run(
         [sys.executable, "-m", "exchange.cli", *args],
         env=env if env is not None else _env(),
@@ -63,6 +66,12 @@ def _ibx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         timeout=120,
         check=False,
     )
+
+
+def _ibx(*args: str, env: dict[str, str] | None = None) -> Done:
+    """``ibx`` through its entry point in this process (``IBX_LEDGER_ORIGIN`` set, or ``env``)."""
+    extra = {k: v for k, v in (env if env is not None else _env()).items() if k.startswith("IBX_")}
+    return ibx(*args, env=extra)
 
 
 def _make_deployment(data: Path, entries: int = 20) -> None:
@@ -151,7 +160,7 @@ def test_backup_under_concurrent_appends_restores_every_acknowledged_entry(
             acks = _Acks(appender)
             acks.wait_for(300)
             before = acks.now()  # acknowledged before the backup started
-            done = _ibx("--data-dir", str(data), "backup", "--out", str(out))
+            done = _process("--data-dir", str(data), "backup", "--out", str(out))
             assert done.returncode == 0, done.stderr
             during = len(acks.now())
             acks.wait_for(during + 100)  # the appender went on after the snapshot
@@ -166,7 +175,7 @@ def test_backup_under_concurrent_appends_restores_every_acknowledged_entry(
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
     restored = tmp_path / "restored"
-    done = _ibx(
+    done = _process(
         "restore",
         "--from",
         str(out),
@@ -176,7 +185,7 @@ def test_backup_under_concurrent_appends_restores_every_acknowledged_entry(
         str(data / "master.key"),
     )
     assert done.returncode == 0, done.stderr
-    verified = _ibx("--data-dir", str(restored), "ledger", "verify")
+    verified = _process("--data-dir", str(restored), "ledger", "verify")
     assert verified.returncode == 0, verified.stderr
     size = manifest.ledger.tree_size
     root = base64.b64encode(manifest.ledger.root_hash).decode()
@@ -499,7 +508,7 @@ def test_postgresql_backup_under_concurrent_appends_restores_into_an_empty_datab
         acks = _Acks(appender)
         acks.wait_for(50)
         before = acks.now()
-        done = _ibx("--data-dir", str(data), "backup", "--out", str(out), env=env)
+        done = _process("--data-dir", str(data), "backup", "--out", str(out), env=env)
         assert done.returncode == 0, done.stderr
         acks.wait_for(len(acks.now()) + 20)
     finally:
@@ -513,7 +522,7 @@ def test_postgresql_backup_under_concurrent_appends_restores_into_an_empty_datab
 
     restored = tmp_path / "restored"
     target_env = _env(IBX_DATABASE_URL=target_url)
-    done = _ibx(
+    done = _process(
         "restore",
         "--from",
         str(out),
@@ -524,12 +533,12 @@ def test_postgresql_backup_under_concurrent_appends_restores_into_an_empty_datab
         env=target_env,
     )
     assert done.returncode == 0, done.stderr
-    verified = _ibx("--data-dir", str(restored), "ledger", "verify", env=target_env)
+    verified = _process("--data-dir", str(restored), "ledger", "verify", env=target_env)
     assert verified.returncode == 0, verified.stderr
     root = base64.b64encode(manifest.ledger.root_hash).decode()
     assert verified.stdout.split() == ["ok", "size", str(manifest.ledger.tree_size), "root", root]
     # A second restore into the now-filled database is refused.
-    again = _ibx(
+    again = _process(
         "restore",
         "--from",
         str(out),
