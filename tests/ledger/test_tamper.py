@@ -11,13 +11,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from core.db import Database, migrate
-from core.events import Event
+from core.events import Event, RecordedEvent
 from core.keys import Ed25519Signer
 from ledger import MIGRATIONS, Ledger, SqlLedgerBackend
 from tests.in_process import Done, ibx
@@ -186,9 +186,9 @@ def test_verify_reads_a_growing_log_again_under_its_new_head(tmp_path: Path) -> 
     ledger = Ledger(backend, Ed25519Signer("grow", bytes(32)))
     ledger.record_batch([Event("t.x", "a", {"n": n}) for n in range(5)])
     scan = backend.scan_entries
-    appended = []
+    appended: list[RecordedEvent] = []
 
-    def scan_while_appending(start: int, stop: int):  # type: ignore[no-untyped-def]
+    def scan_while_appending(start: int, stop: int) -> Iterator[tuple[int, bytes]]:
         if not appended:
             appended.append(ledger.record(Event("t.x", "a", {"n": 99})))
         yield from scan(start, stop)
