@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 
 from exchange.datadir import RECORD_NAME
+from tests.in_process import Done, ibx
 
 IBX = [sys.executable, "-m", "exchange.cli"]
 
 
-def _ibx(data: Path, *args: str, env: dict[str, str] | None = None, stdin: str = ""):
+def _ibx(data: Path, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> Done:
+    """``ibx`` through its entry point in this process (no ``IBX_*`` but ``env``)."""
+    return ibx("--data-dir", str(data), *args, env=env, stdin=stdin)
+
+
+def _process(data: Path, *args: str, env: dict[str, str] | None = None, stdin: str = ""):
+    """``ibx`` in its own process: what a fresh process reads from the data dir."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
     return subprocess.run(
         [*IBX, "--data-dir", str(data), *args],
@@ -47,19 +54,19 @@ def test_a_mistyped_data_dir_is_refused_and_nothing_is_created(
 
 def test_init_once_then_every_command_opens_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    done = _ibx(data, "init", env={"IBX_LEDGER_ORIGIN": "gov.example/ibx"})
+    done = _process(data, "init", env={"IBX_LEDGER_ORIGIN": "gov.example/ibx"})
     assert done.returncode == 0, done.stderr
     assert "origin      gov.example/ibx" in done.stdout
     assert (data / RECORD_NAME).stat().st_mode & 0o077 == 0
-    again = _ibx(data, "init")
+    again = _process(data, "init")
     assert again.returncode == 1 and "already holds a deployment" in again.stderr, again.stderr
     # the origin was fixed at init: unset, it is taken from the record
-    appended = _ibx(data, "ledger", "append", "--type", "note", stdin='{"a": 1}\n')
+    appended = _process(data, "ledger", "append", "--type", "note", stdin='{"a": 1}\n')
     assert appended.returncode == 0, appended.stderr
-    checkpoint = _ibx(data, "ledger", "checkpoint").stdout
+    checkpoint = _process(data, "ledger", "checkpoint").stdout
     assert checkpoint.startswith("gov.example/ibx\n3\n")  # two bootstrap officers, the note
     # set to something else, it is refused with the stored value named
-    other = _ibx(data, "ledger", "verify", env={"IBX_LEDGER_ORIGIN": "other.example/ibx"})
+    other = _process(data, "ledger", "verify", env={"IBX_LEDGER_ORIGIN": "other.example/ibx"})
     assert other.returncode == 1
     assert "this deployment's origin is 'gov.example/ibx'" in other.stderr
 
