@@ -25,18 +25,13 @@ from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.in_process import Done, ibx
 from tests.server import ExchangeUrl, running_exchange
 
 
-def _ibx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exchange.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+def _ibx(*args: str, env: dict[str, str] | None = None) -> Done:
+    """``ibx`` through its entry point in this process, ``env`` its only ``IBX_*`` variables."""
+    return ibx(*args, env=env)
 
 
 @dataclass
