@@ -81,6 +81,13 @@ def _issue_certificate(runtime: Runtime, name: str, out: Path) -> tuple[AdminCre
     and write it into ``out``; the credentials and the certificate's path."""
     from exchange.deployment_ca import ensure_deployment_ca
 
+    existing = out / f"{name}.key"
+    if existing.is_file() and not existing.read_bytes().lstrip().startswith(b"-----BEGIN"):
+        raise typer.BadParameter(
+            f"{existing} is not a TLS key from an earlier certificate (an officer's signing "
+            "key file?); it is not overwritten: choose another directory",
+            param_hint="--out/--cert-out",
+        )
     now = utcnow()
     ca = ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=now)
     if ca.created:
@@ -250,8 +257,8 @@ def create(  # noqa: PLR0917 -- one parameter per CLI option
         )
     if role in ADMINISTRATIVE_ROLES and (key is None or officer_key is None):
         raise IdentityError(
-            f"a {role} is registered with its --public-key and a security officer's "
-            "signature: --key OFFICER_KEYFILE (ibx identity keygen makes keys)"
+            f"an administrator ({role}) is registered with its --public-key and a security "
+            "officer's signature: --key OFFICER_KEYFILE (ibx identity keygen makes keys)"
         )
     if role not in ADMINISTRATIVE_ROLES and officer_key is not None:
         raise IdentityError(f"--key: {role} identities are registered without an officer's duty")

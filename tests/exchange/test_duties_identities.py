@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -526,3 +528,24 @@ def test_the_registry_routes_take_the_officers_duty(world: World) -> None:
         assert officer_alone.value.status == 403  # separation of duties: the sysadmin's route
     [hit] = runtime.ledger.find(["aud-http"], ["identity.create"])
     assert runtime.ledger.entry(hit.index).actor == "officer-2"
+
+
+def test_a_certificate_never_overwrites_an_officers_signing_key(tmp_path: Path) -> None:
+    """``ibx init`` names an officer's signing key ``NAME.key``, as a client certificate's TLS
+    key is named: ``identity cert --out`` into that directory is refused, the key kept."""
+    data = tmp_path / "data"
+    ibx = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data)]
+    subprocess.run([*ibx, "init"], capture_output=True, check=True, timeout=120)
+    keys = data / "bootstrap"
+    before = (keys / "officer-1.key").read_bytes()
+    done = subprocess.run(
+        [*ibx, "identity", "cert", "officer-1", "--out", str(keys)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "not overwritten" in done.stderr
+    assert (keys / "officer-1.key").read_bytes() == before
+    assert not (keys / "officer-1.crt").exists()
