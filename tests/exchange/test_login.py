@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from exchange.identities import Role
+from exchange.runtime import Runtime
+from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.identities import register
+from tests.in_process import ibx
 from tests.server import running_exchange
 
 IBX = [sys.executable, "-m", "exchange.cli"]
@@ -33,9 +38,8 @@ def _ibx(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.Complet
 def served(tmp_path_factory: pytest.TempPathFactory):
     """A running exchange: its URL, its CA's fingerprint and its data dir."""
     data = initialised(tmp_path_factory.mktemp("login") / "data")
-    env: dict[str, str] = {}
-    assert _ibx("--data-dir", str(data), "pki", "init", env=env).returncode == 0
-    fingerprint = _ibx("--data-dir", str(data), "pki", "fingerprint", env=env).stdout.strip()
+    assert ibx("--data-dir", str(data), "pki", "init").returncode == 0
+    fingerprint = ibx("--data-dir", str(data), "pki", "fingerprint").stdout.strip()
     with running_exchange(data) as base:
         yield base, fingerprint, data
 
@@ -44,6 +48,17 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 def exchange(served: tuple[str, str, Path]) -> tuple[str, str]:
     base, fingerprint, _ = served
     return base, fingerprint
+
+
+def _registered(data: Path, name: str, role: Role) -> str:
+    """Register ``name`` in the deployment at ``data`` (an administrator with an officer's
+    signed duty); its token."""
+    runtime = Runtime(Settings(data_dir=data))
+    try:
+        industry = "lithium-battery" if role is Role.ENTERPRISE else None
+        return register(runtime, name, role, industry).token
+    finally:
+        runtime.close()
 
 
 def _token_file(tmp_path: Path, mode: int = 0o600) -> Path:
@@ -142,9 +157,7 @@ def test_token_file_and_profile_act_as_the_identity_without_argv(
 ) -> None:
     base, fingerprint, served_data = served
     data = initialised(tmp_path / "data")
-    created = _ibx("--data-dir", str(data), "identity", "create", "--role", "auditor",
-                   "--name", "aud", env={})  # fmt: skip
-    token = created.stdout.strip().splitlines()[-1]
+    token = _registered(data, "aud", Role.AUDITOR)
     token_file = tmp_path / "aud.token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
@@ -157,28 +170,26 @@ def test_token_file_and_profile_act_as_the_identity_without_argv(
                   env={**env, "IBX_TOKEN_FILE": str(token_file)})  # fmt: skip
     assert by_env.returncode == 0, by_env.stderr
 
-    token_file.chmod(0o640)
-    shared = _ibx("--data-dir", str(data), "--token-file", str(token_file), "consent", "list",
-                  env=env)  # fmt: skip
+    token_file.chmod(0o640)  # the refusals and the login: ibx's entry point in this process
+    shared = ibx("--data-dir", str(data), "--token-file", str(token_file), "consent", "list",
+                 env=env)  # fmt: skip
     assert shared.returncode == 1 and "chmod 600" in shared.stderr
     token_file.chmod(0o600)
 
     # A profile is an exchange and a token: its commands act at that exchange, as an
     # identity registered there (an enterprise: it needs no client certificate).
-    remote = _ibx("--data-dir", str(served_data), "identity", "create", "--role", "enterprise",
-                  "--name", "ent-login", "--industry", "lithium-battery", env={})  # fmt: skip
     remote_token = tmp_path / "ent.token"
-    remote_token.write_text(remote.stdout.strip().splitlines()[-1] + "\n")
+    remote_token.write_text(_registered(served_data, "ent-login", Role.ENTERPRISE) + "\n")
     remote_token.chmod(0o600)
-    login = _ibx("login", "--exchange", base, "--ca-fingerprint", fingerprint, "--profile",
-                 "ent", "--token-file", str(remote_token), env=env)  # fmt: skip
+    login = ibx("login", "--exchange", base, "--ca-fingerprint", fingerprint, "--profile",
+                "ent", "--token-file", str(remote_token), env=env)  # fmt: skip
     assert login.returncode == 0, login.stderr
     by_profile = _ibx("--data-dir", str(data), "--profile", "ent", "consent", "list", env=env)
     assert by_profile.returncode == 0, by_profile.stderr
-    as_aud = _ibx("--data-dir", str(data), "--profile", "ent", "--token-file", str(token_file),
-                  "consent", "list", env=env)  # fmt: skip
+    as_aud = ibx("--data-dir", str(data), "--profile", "ent", "--token-file", str(token_file),
+                 "consent", "list", env=env)  # fmt: skip
     assert as_aud.returncode == 4, as_aud.stderr  # aud is not an identity of that exchange
-    missing = _ibx("--data-dir", str(data), "--profile", "nobody", "consent", "list", env=env)
+    missing = ibx("--data-dir", str(data), "--profile", "nobody", "consent", "list", env=env)
     assert missing.returncode == 1 and "ibx login" in missing.stderr
-    nothing = _ibx("--data-dir", str(data), "consent", "list", env=env)
+    nothing = ibx("--data-dir", str(data), "consent", "list", env=env)
     assert nothing.returncode == 4 and "--token-file" in nothing.stderr
