@@ -22,6 +22,7 @@ from exchange.error_table import (
     status_for,
 )
 from tests.conftest import initialised
+from tests.in_process import ibx
 
 IBX = [sys.executable, "-m", "exchange.cli"]
 
@@ -96,39 +97,47 @@ def test_the_help_documents_the_exit_codes() -> None:
     )
 
 
-def test_a_server_on_the_wrong_port_or_none_says_what_to_try(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A data dir with its edge PKI, and the CA bundle a device is handed."""
+    data = initialised(tmp_path_factory.mktemp("ports") / "data")
+    assert ibx("--data-dir", str(data), "pki", "init").returncode == 0
+    bundle = data.parent / "ca.pem"
+    bundle.write_text(ibx("--data-dir", str(data), "pki", "ca-bundle").stdout)
+    return data, bundle
+
+
+def test_a_server_on_the_wrong_port_or_none_says_what_to_try(
+    deployment: tuple[Path, Path], tmp_path: Path
+) -> None:
     from tests.server import free_port, running_exchange
 
-    data = initialised(tmp_path / "data")
-    assert _ibx("--data-dir", str(data), "pki", "init").returncode == 0
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text(_ibx("--data-dir", str(data), "pki", "ca-bundle").stdout)
+    data, bundle = deployment
     with running_exchange(data, tls=False) as base:  # a plain-HTTP API port
         port = base.rsplit(":", 1)[1]
-        done = _ibx("edge", "enroll", "--server", f"https://127.0.0.1:{port}",
-                    "--ca-bundle", str(bundle), "--device", "d1", "--out",
-                    str(tmp_path / "d1"), "--token", "unused")  # fmt: skip
+        done = ibx("edge", "enroll", "--server", f"https://127.0.0.1:{port}",
+                   "--ca-bundle", str(bundle), "--device", "d1", "--out",
+                   str(tmp_path / "d1"), "--token", "unused")  # fmt: skip
     assert done.returncode == ExitCode.ERROR
     assert "this port does not speak TLS" in done.stderr
     assert len(done.stderr.splitlines()) == 1
-    nobody = _ibx("login", "--exchange", f"http://127.0.0.1:{free_port()}",
-                  "--ca-fingerprint", "00" * 32)  # fmt: skip
+    nobody = ibx("login", "--exchange", f"http://127.0.0.1:{free_port()}",
+                 "--ca-fingerprint", "00" * 32)  # fmt: skip
     assert nobody.returncode == ExitCode.ERROR
     assert "nothing listens there" in nobody.stderr
 
 
-def test_a_device_asking_the_api_port_for_est_is_told_the_edge_port(tmp_path: Path) -> None:
+def test_a_device_asking_the_api_port_for_est_is_told_the_edge_port(
+    deployment: tuple[Path, Path], tmp_path: Path
+) -> None:
     from tests.server import free_port, running_exchange
 
-    data = initialised(tmp_path / "data")
-    assert _ibx("--data-dir", str(data), "pki", "init").returncode == 0
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text(_ibx("--data-dir", str(data), "pki", "ca-bundle").stdout)
+    data, bundle = deployment
     edge = free_port()
     with running_exchange(data, "--edge-port", str(edge)) as base:
-        done = _ibx("edge", "enroll", "--server", base, "--ca-bundle", str(bundle),
-                    "--device", "d1", "--out", str(tmp_path / "d1"),
-                    "--token", "unused")  # fmt: skip
+        done = ibx("edge", "enroll", "--server", base, "--ca-bundle", str(bundle),
+                   "--device", "d1", "--out", str(tmp_path / "d1"),
+                   "--token", "unused")  # fmt: skip
     assert done.returncode == ExitCode.ERROR
     assert f"EST is served on the edge listener on port {edge}" in done.stderr
     assert len(done.stderr.splitlines()) == 1
