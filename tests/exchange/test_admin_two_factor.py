@@ -9,10 +9,7 @@ and a valid one after its identity was revoked.
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,18 +31,14 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
 from tests.identities import admin_signer, bootstrap, register, sign_duty, write_key_file
+from tests.in_process import Done, ibx
 from tests.server import ExchangeUrl, running_exchange
 
 
-def _ibx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exchange.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+def _ibx(*args: str, env: dict[str, str] | None = None) -> Done:
+    """``ibx`` through its entry point in this process, ``env`` its only ``IBX_*`` variables
+    (the exchange it talks to is a real ``ibx serve``)."""
+    return ibx(*args, env=env)
 
 
 def _write_pair(
