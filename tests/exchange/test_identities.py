@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from exchange.identities import IdentityError, Role, Status
 from exchange.runtime import Runtime
 from tests.conftest import initialised
 from tests.identities import register
+from tests.in_process import Done, ibx
 
 
 def test_token_authenticates_until_revoked(runtime: Runtime) -> None:
@@ -100,14 +99,9 @@ def test_identity_changes_are_on_the_ledger_without_the_token(runtime: Runtime) 
     assert created.payload["public_key"] == key.to_base64()
 
 
-def _ibx(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _ibx(data: Path, *args: str) -> Done:
+    """``ibx --data-dir DATA ARGS`` through its entry point in this process."""
+    return ibx("--data-dir", str(data), *args)
 
 
 def test_cli_prints_the_token_once_as_the_last_line(tmp_path: Path) -> None:
