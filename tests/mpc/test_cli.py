@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from exchange.cli import app
 from mpc import MpcStatistic, mpc_precision
 from tests.conftest import initialised
+from tests.in_process import Done, ibx
 
 
 @pytest.fixture(autouse=True)
@@ -159,17 +159,10 @@ def test_every_he_operation_runs_from_the_command_line(tmp_path: Path) -> None:
     assert _he(tmp_path, "--operation", "count", "--input", counts)["values"] == [10.0, 20.0]
 
 
-def _ibx(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
-    command = [sys.executable, "-m", "exchange.cli", "--data-dir", str(tmp_path / "data")]
-    return subprocess.run(
-        [*command, "mpc", "he", "--min-cohort", "3", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _ibx(tmp_path: Path, *args: str) -> Done:
+    """``ibx mpc he`` through the console script's entry point in this process (its one-line
+    errors and exit codes)."""
+    return ibx("--data-dir", str(tmp_path / "data"), "mpc", "he", "--min-cohort", "3", *args)
 
 
 MALFORMED_INPUTS = {
