@@ -1,8 +1,10 @@
 """``ibx mpc run`` through the real console script: every MPC operation, and bad input refused.
 
-Refusals are one line on stderr naming the contributor, a non-zero exit,
-nothing on stdout and no party started (each kind of bad value once here;
-``tests/mpc/test_sharing.py`` covers every kind at the dealer).
+The jobs run as the console script's process; the refusals, which no party
+ever sees, through its entry point in this process. Refusals are one line on
+stderr naming the contributor, a non-zero exit, nothing on stdout and no party
+started (each kind of bad value once here; ``tests/mpc/test_sharing.py``
+covers every kind at the dealer).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import initialised
+from tests.in_process import Done, ibx
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +43,12 @@ def _ibx(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _refused(data: Path, *args: str) -> Done:
+    """``ibx mpc run`` through the console script's entry point in this process: a refusal
+    before any party starts needs no interpreter of its own."""
+    return ibx("--data-dir", str(data), "mpc", "run", *args)
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -53,8 +62,8 @@ def _ibx(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_bad_input_is_refused_naming_the_contributor(tmp_path: Path, text, needle) -> None:
     values = tmp_path / "values.json"
     values.write_text(text)
-    done = _ibx(tmp_path / "data", "--input", str(values), "--stat", "sum")
-    assert done.returncode == 2, done
+    done = _refused(tmp_path / "data", "--input", str(values), "--stat", "sum")
+    assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ibx: {needle}"), lines
     assert done.stdout == ""
@@ -72,8 +81,8 @@ def test_bad_input_is_refused_naming_the_contributor(tmp_path: Path, text, needl
 def test_bad_options_are_one_line_errors(tmp_path: Path, args, needle) -> None:
     values = tmp_path / "values.json"
     values.write_text('{"a": 1.0, "b": 2.0, "c": 3.0}')
-    done = _ibx(tmp_path / "data", "--input", str(values), *args)
-    assert done.returncode == 2, done
+    done = _refused(tmp_path / "data", "--input", str(values), *args)
+    assert done.returncode == 2, done.stderr
     assert needle in done.stderr and done.stdout == ""
     assert "Traceback" not in done.stderr
 
