@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,28 @@ def _environment(env: Mapping[str, str] | None) -> Iterator[None]:
         os.environ.update(saved)
 
 
+@contextlib.contextmanager
+def _databases_closed_after() -> Iterator[None]:
+    """Every :class:`core.db.Database` the command opens has its pool closed when it ends,
+    as the end of its process would (no connection outlives the command here either)."""
+    from core.db import Database
+
+    opened: list[Database] = []
+    original = Database.__init__
+
+    def tracked(self: Database, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    Database.__init__ = tracked  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Database.__init__ = original  # type: ignore[method-assign]
+        for database in opened:
+            database.dispose()
+
+
 def ibx(*argv: str, stdin: str = "", env: Mapping[str, str] | None = None) -> Done:
     """``ibx ARGV`` in this process with ``stdin`` as its standard input and ``env`` added
     to an environment cleared of ``IBX_*`` variables; never raises for a failed command
@@ -61,6 +84,7 @@ def ibx(*argv: str, stdin: str = "", env: Mapping[str, str] | None = None) -> Do
     try:
         with (
             _environment(env),
+            _databases_closed_after(),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
         ):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.in_process import Done, ibx
+from tests.in_process import ibx as in_process
 
 pytestmark = pytest.mark.postgres
 
@@ -32,32 +32,34 @@ def test_demo_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
 
 
 def test_cli_ledger_and_identities_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    data = str(tmp_path / "d")
-    init = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", data, "init"],
-        env={**os.environ, "IBX_DATABASE_URL": postgres_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )  # a real process migrates and initialises the PostgreSQL database
-    assert init.returncode == 0, init.stderr
+    """Real processes: each opens the PostgreSQL database and ends (in this process a
+    command's connections would outlive it)."""
+    env = {**os.environ, "IBX_DATABASE_URL": postgres_url}
 
-    def ibx_pg(*args: str, stdin: str = "") -> Done:
-        """``ibx`` on that deployment, through its entry point in this process."""
-        return ibx("--data-dir", data, *args, stdin=stdin, env={"IBX_DATABASE_URL": postgres_url})
+    def ibx(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "exchange.cli", "--data-dir", str(tmp_path / "d"), *args],
+            input=stdin,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
-    # the same data dir without IBX_DATABASE_URL would be a SQLite deployment
-    wrong_kind = ibx("--data-dir", data, "ledger", "vkey")
+    assert ibx("init").returncode == 0
+    # the same data dir without IBX_DATABASE_URL would be a SQLite deployment (this one
+    # opens no database: in this process)
+    wrong_kind = in_process("--data-dir", str(tmp_path / "d"), "ledger", "vkey")
     assert wrong_kind.returncode == 1
     assert "this deployment's database is postgresql" in wrong_kind.stderr
-    created = ibx_pg("identity", "create", "--role", "enterprise", "--name", "ent-1",
-                     "--industry", "lithium-battery")  # fmt: skip
+    created = ibx("identity", "create", "--role", "enterprise", "--name", "ent-1",
+                  "--industry", "lithium-battery")  # fmt: skip
     assert created.returncode == 0, created.stderr
-    appended = ibx_pg("ledger", "append", "--type", "pg.test", stdin='{"a":1}\n{"b":2}\n')
+    appended = ibx("ledger", "append", "--type", "pg.test", stdin='{"a":1}\n{"b":2}\n')
     assert appended.returncode == 0, appended.stderr
     # indexes 0 and 1 are init's bootstrap officers, 2 the enterprise
     assert appended.stdout.split() == ["3", "4"]
-    verified = ibx_pg("ledger", "verify")
+    verified = ibx("ledger", "verify")
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith("ok size 5 ")
