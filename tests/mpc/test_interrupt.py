@@ -50,6 +50,12 @@ def _wait_for(predicate: object, timeout: float) -> bool:
     return bool(predicate())
 
 
+def _terminal_signals() -> None:
+    """SIGINT and SIGHUP as a terminal's foreground job has them (not ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.fixture
 def started_job(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``ibx mpc run`` with 300 contributors and ranks, once its three parties run."""
@@ -64,7 +70,8 @@ def started_job(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]
         stderr=subprocess.PIPE,
         start_new_session=True,  # a terminal's foreground job: Ctrl-C goes to this group
         # as at a terminal, even when this test runs as a background job (SIGINT ignored)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        # or under nohup (SIGHUP ignored)
+        preexec_fn=_terminal_signals,  # noqa: PLW1509
     )
     marker = str(data)
     try:
