@@ -30,6 +30,7 @@ from policies import BASELINE_PACK
 from tests.conftest import initialised
 from tests.identities import admin_signer, write_key_file
 from tests.identities import bootstrap as bootstrap_officers
+from tests.in_process import Done, ibx
 
 runner = CliRunner()
 ORIGIN = "output.ibx.localhost/ledger"
@@ -119,6 +120,10 @@ class World:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "--json"))
+
+    def entry(self, *args: str) -> Done:
+        """``ibx`` through its console entry point in this process (its real exit code)."""
+        return ibx("--data-dir", str(self.data_dir), *args, env={"IBX_LEDGER_ORIGIN": ORIGIN})
 
     def process(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "IBX_TOKEN"}
@@ -354,7 +359,7 @@ def test_status_json(world: World) -> None:
     assert (doc["ok"], code) == (False, 1)
 
 
-# --- real processes: exit codes and stderr are the same with --json ------------------------
+# --- exit codes and stderr are the same with --json (a real process, then the entry point) ---
 
 
 def test_a_failed_verify_with_json_exits_5_with_one_line_on_stderr(
@@ -369,7 +374,7 @@ def test_a_failed_verify_with_json_exits_5_with_one_line_on_stderr(
 
 
 def test_a_deny_with_json_exits_3_and_prints_the_decision(world: World) -> None:
-    done = world.process(
+    done = world.entry(
         "policy", "decide", "--subject", "ent-a", "--action", "raw_export",
         "--resource", "dataset:ent-a.energy", "--json", "--token", world.officer,
     )  # fmt: skip
@@ -381,7 +386,7 @@ def test_a_deny_with_json_exits_3_and_prints_the_decision(world: World) -> None:
 def test_an_error_with_json_is_one_line_on_stderr_and_nothing_on_stdout(
     world: World, tmp_path: Path
 ) -> None:
-    done = world.process("consent", "list", "--json", "--token", "not-a-token")
+    done = world.entry("consent", "list", "--json", "--token", "not-a-token")
     assert done.returncode == 4, done.stderr
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1
