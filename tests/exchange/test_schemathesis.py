@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     Case = AnyCase[Any]
 
-EXAMPLES = 3
+EXAMPLES = 2
 """Valid inputs per operation (and as many invalid ones), each sent as every role."""
 PROBLEM = "application/problem+json"
 INDUSTRY = "lithium-battery"
