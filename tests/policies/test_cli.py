@@ -25,6 +25,7 @@ from exchange.settings import Settings
 from policies import BASELINE_PACK, PolicyInputError
 from tests.conftest import initialised
 from tests.identities import register_all, write_key_file
+from tests.in_process import Done, ibx
 from tests.server import ExchangeUrl, running_exchange
 
 runner = CliRunner()
@@ -75,6 +76,11 @@ class Cli:
             timeout=120,
             check=False,
         )
+
+    def entry(self, *args: str) -> Done:
+        """``ibx`` through its console entry point in this process (one-line errors, exit
+        codes), without a real process's start-up."""
+        return ibx("--data-dir", str(self.data_dir), *args)
 
     def register(self, identities: dict[str, tuple[Role, str | None]]) -> None:
         """Register ``identities`` as the exchange requires (the first two officers as the
@@ -222,7 +228,7 @@ def test_bad_directory_and_bad_context(data_dir: Path, tmp_path: Path) -> None:
     for name in ("model.conf", "policy.csv", "data.json", "authz.rego"):
         (bad / name).write_text((BASELINE_PACK / name).read_text())
     (bad / "policy.csv").write_text("p, root, lithium-battery, dataset, compute, allow\n")
-    done = cli.process(
+    done = cli.entry(
         "policy", "propose", str(bad), "--token", a, "--key", str(cli.keys["officer-a"])
     )
     assert done.returncode == 2
@@ -236,12 +242,12 @@ def test_bad_directory_and_bad_context(data_dir: Path, tmp_path: Path) -> None:
             "policy", "decide", "--subject", "officer-a", "--action", "compute",
             "--resource", "dataset:x", "--context", "[1]", "--token", a,
         )  # fmt: skip
-    unknown = cli.process(
+    unknown = cli.entry(
         "policy", "decide", "--subject", "nobody", "--action", "compute",
         "--resource", "dataset:x", "--token", a,
     )  # fmt: skip
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("ibx: invalid policy input: subject: ")
-    anonymous = cli.process("policy", "list")
+    anonymous = cli.entry("policy", "list")
     assert anonymous.returncode == 4
     assert anonymous.stderr.startswith("ibx: authentication required: a bearer token is required")
