@@ -17,7 +17,11 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 
 
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize(
+    "round_",
+    [0, *(pytest.param(n, marks=pytest.mark.slow) for n in (1, 2))],
+    ids=str,
+)  # three kills at random moments per round; `make test-slow` runs two more rounds
 def test_sigkill_leaves_every_acknowledged_entry_and_no_partial_one(
     tmp_path: Path, round_: int
 ) -> None:
