@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -24,6 +22,7 @@ from exchange.settings import Settings
 from ledger import Checkpoint, NoteVerifier, SignedNote, verify_consistency, verify_inclusion
 from tests.conftest import initialised
 from tests.identities import register
+from tests.in_process import ibx
 from tests.server import running_exchange
 
 N = 23
@@ -46,26 +45,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     runtime.close()
     assert first == FIRST  # identity.create x 3, audit.risk_rules; the N entries follow them
     lines = [json.dumps({"k": i, "名": "值", "f": i / 3}) + "\n" for i in range(N)]
-    for chunk in ("".join(lines[: N // 2]), "".join(lines[N // 2 :])):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "exchange.cli",
-                "--data-dir",
-                str(data),
-                "ledger",
-                "append",
-                "--type",
-                "http.test",
-                "--actor",
-                "tester",
-            ],
-            input=chunk,
-            text=True,
-            check=True,
-            capture_output=True,
-        )
+    for chunk in ("".join(lines[: N // 2]), "".join(lines[N // 2 :])):  # two batches
+        args = ("ledger", "append", "--type", "http.test", "--actor", "tester")
+        appended = ibx("--data-dir", str(data), *args, stdin=chunk)
+        assert appended.returncode == 0, appended.stderr
     with running_exchange(data, tls=False) as url:
         yield url
 

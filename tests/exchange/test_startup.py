@@ -28,15 +28,19 @@ _PROBE = """
 import sys
 sys.argv = ["ibx", *{args!r}]
 from exchange.cli import main
+code = 0
 try:
     main()
-except SystemExit:
-    pass
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else 1
+print("EXIT", code)
 print("LOADED", " ".join(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
-def _loaded(args: list[str], heavy: tuple[str, ...] = HEAVY) -> set[str]:
+def _run(args: list[str], heavy: tuple[str, ...] = HEAVY) -> tuple[set[str], int, str]:
+    """``ibx ARGS`` in a fresh interpreter: which of ``heavy`` it loaded, its exit code, and
+    what it printed before the probe's lines."""
     done = subprocess.run(
         [sys.executable, "-c", _PROBE.format(args=args, heavy=heavy)],
         capture_output=True,
@@ -44,9 +48,17 @@ def _loaded(args: list[str], heavy: tuple[str, ...] = HEAVY) -> set[str]:
         check=False,
         timeout=120,
     )
-    line = [x for x in done.stdout.splitlines() if x.startswith("LOADED")]
+    lines = done.stdout.splitlines()
+    line = [x for x in lines if x.startswith("LOADED")]
     assert line, done.stdout + done.stderr
-    return set(line[-1].split()[1:])
+    exit_line = [x for x in lines if x.startswith("EXIT ")][-1]
+    printed = done.stdout[: done.stdout.rindex(exit_line)]
+    assert int(exit_line.split()[1]) == 0 or done.stderr, done.stderr
+    return set(line[-1].split()[1:]), int(exit_line.split()[1]), printed
+
+
+def _loaded(args: list[str], heavy: tuple[str, ...] = HEAVY) -> set[str]:
+    return _run(args, heavy)[0]
 
 
 @pytest.mark.parametrize("args", [["--help"], []], ids=["help", "bare"])
@@ -101,25 +113,18 @@ def test_remote_user_commands_load_no_engine_framework_or_database_layer(
     ``policy list`` and ``ledger checkpoint`` with ``--exchange URL`` load no policy engine,
     compute library, web framework or database layer (issue 10: simple commands start at
     once). Locally the same app runs in-process, its decision point included."""
+    from tests.in_process import ibx
     from tests.server import running_exchange
 
     data = tmp_path / "d"
     certs = tmp_path / "certs"
-    ibx = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data)]
-    subprocess.run([*ibx, "init"], capture_output=True, check=True, timeout=120)
+    assert ibx("--data-dir", str(data), "init").returncode == 0  # setup: in this process
     lister_key = tmp_path / "lister.key"
-    subprocess.run(
-        [*ibx, "identity", "keygen", "--out", str(lister_key)], capture_output=True, check=True
-    )
+    assert ibx("identity", "keygen", "--out", str(lister_key)).returncode == 0
     create = ["identity", "create", "--role", "auditor", "--name", "lister"]
     create += ["--public-key", str(lister_key), "--key", str(data / "bootstrap" / "officer-1.key")]
-    created = subprocess.run(
-        [*ibx, *create, "--cert-out", str(certs)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    created = ibx("--data-dir", str(data), *create, "--cert-out", str(certs))
+    assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     with running_exchange(data) as url:
         args = ["policy", "list", "--token", token, *url.cli_args()]
@@ -129,23 +134,18 @@ def test_remote_user_commands_load_no_engine_framework_or_database_layer(
             "--client-key",
             str(certs / "lister.key"),
         ]
-        loaded = _loaded(args)
-        listed = subprocess.run(
-            [*ibx, *args], capture_output=True, text=True, check=False, timeout=120
-        )
+        # each a fresh interpreter running the command to its end
+        loaded, listed, _ = _run(["--data-dir", str(data), *args])
         checkpoint = ["ledger", "checkpoint", "--token", token, *args[4:]]
-        loaded_checkpoint = _loaded(checkpoint)
-        loaded_printing = _loaded(checkpoint, heavy=("rich", "pygments"))
-        read = subprocess.run(
-            [*ibx, *checkpoint], capture_output=True, text=True, check=False, timeout=120
+        loaded_checkpoint, read, printed = _run(
+            ["--data-dir", str(data), *checkpoint], heavy=(*HEAVY, "rich", "pygments")
         )
-    assert listed.returncode == 0, listed.stderr  # it did ask the exchange, and was answered
-    assert read.returncode == 0, read.stderr
-    assert read.stdout.startswith("ibx.localhost/ledger\n")
+    assert listed == 0  # it did ask the exchange, and was answered
+    assert read == 0
+    assert printed.startswith("ibx.localhost/ledger\n")
     assert not loaded & set(HEAVY), loaded
-    assert not loaded_checkpoint & set(HEAVY), loaded_checkpoint
     # nor httpx's own command-line tool (Rich, Pygments) when the output is not a terminal
-    assert not loaded_printing, loaded_printing
+    assert not loaded_checkpoint, loaded_checkpoint
 
 
 def test_policies_still_gives_its_rego_names_on_first_use() -> None:
