@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from exchange.status import deployment_status
 from policies import BASELINE_PACK
 from tests.conftest import initialised
 from tests.identities import bootstrap
+from tests.in_process import ibx
 from tests.policies.duties import OFFICER_A, OFFICER_B, Steps
 from tests.server import running_exchange
 
@@ -88,14 +87,7 @@ def test_status_reports_every_check(runtime: Runtime) -> None:
 @pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
 def test_ibx_status_exits_non_zero_when_a_check_fails(tmp_path: Path, as_json: bool) -> None:
     data = initialised(tmp_path / "data")
-    args = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data), "status"]
-    done = subprocess.run(
-        [*args, *(["--json"] if as_json else [])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = ibx("--data-dir", str(data), "status", *(["--json"] if as_json else []))
     assert done.returncode == 1, done.stderr
     if as_json:
         report = json.loads(done.stdout)
