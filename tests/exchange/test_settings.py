@@ -49,16 +49,10 @@ def test_importing_everything_reads_no_environment(tmp_path: Path) -> None:
 
 
 def test_cli_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
-    import os
+    """Through the entry point in this process (a real process: tests/exchange/test_exit_codes)."""
+    from tests.in_process import ibx
 
-    done = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(tmp_path), "ledger", "vkey"],
-        env={**os.environ, "IBX_TOKEN_TTL_DAYS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = ibx("--data-dir", str(tmp_path), "ledger", "vkey", env={"IBX_TOKEN_TTL_DAYS": "0"})
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
 
