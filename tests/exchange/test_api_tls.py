@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from core.clock import utcnow
 from exchange.error_table import ExitCode
 from tests.conftest import initialised
+from tests.in_process import ibx
 from tests.server import ExchangeUrl, free_port, running_exchange
 
 _TLS11, _TLS12 = 0x0302, 0x0303
@@ -172,6 +173,12 @@ def test_a_plain_http_client_on_the_tls_port_gets_nothing_and_a_hint(
     assert "pass --ca-bundle" in untrusted.stderr
 
 
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir the refused ``serve`` commands point at."""
+    return initialised(tmp_path_factory.mktemp("refusing") / "data")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -182,10 +189,11 @@ def test_a_plain_http_client_on_the_tls_port_gets_nothing_and_a_hint(
     ],
     ids=["ipv4-any", "ipv6-any", "an-address", "with-tls-cert"],
 )
-def test_plain_http_is_refused_off_loopback(tmp_path: Path, args: list[str], message: str) -> None:
-    data = initialised(tmp_path / "data")
+def test_plain_http_is_refused_off_loopback(refusing: Path, args: list[str], message: str) -> None:
     port = free_port()
-    done = _ibx("--data-dir", str(data), "serve", "--port", str(port), *args)
+    # through the entry point in this process: refused before anything binds (were it not,
+    # the server would run here and the test time out)
+    done = ibx("--data-dir", str(refusing), "serve", "--port", str(port), *args)
     assert done.returncode == ExitCode.USAGE, done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
