@@ -734,12 +734,13 @@ def test_pki_revoke_is_the_same_locally_and_remotely(
     assert {p["serial"] for p in revoked} >= set(serials)
 
 
-def test_four_eyes_exits_3_locally_and_remotely(world: World, served: ExchangeUrl) -> None:
-    """In real processes, as a user runs ``ibx``."""
-    local = _process(world, "policy", "approve", world.version[:12], who="officer-a")
-    remote = _process(
-        world, "policy", "approve", world.version[:12], who="officer-a", remote=served
-    )
+def test_four_eyes_exits_3_locally_and_remotely(
+    world: World, served: ExchangeUrl, ibx: Ibx
+) -> None:
+    """Through the entry point (tests/policies/test_cli.py runs the same refusal in a real
+    process, locally and remotely)."""
+    local = ibx("policy", "approve", world.version[:12], who="officer-a")
+    remote = ibx("policy", "approve", world.version[:12], who="officer-a", remote=served)
     assert (local.returncode, remote.returncode) == (3, 3)
     assert local.stderr == remote.stderr
     assert local.stderr.startswith(
