@@ -25,8 +25,43 @@ _SIG_PREFIX = "\u2014 "
 _NAME = re.compile(r"^[^\s+]+$")
 
 
-def _key_id(name: str, public: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([_ED25519]) + public).digest()[:4]
+def key_id(name: str, public: bytes, key_type: int = _ED25519) -> bytes:
+    """A note key's id: the first four bytes of SHA-256(name || 0x0A || type || public key)."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([key_type]) + public).digest()[:4]
+
+
+def format_vkey(name: str, public: bytes, key_type: int) -> str:
+    """The C2SP verifier key ``name+hexid+base64(type || public key)``."""
+    blob = base64.b64encode(bytes([key_type]) + public).decode()
+    return f"{name}+{key_id(name, public, key_type).hex()}+{blob}"
+
+
+def parse_vkey(vkey: str, key_type: int, what: str) -> tuple[str, Ed25519PublicKey]:
+    """The name and Ed25519 key of a verifier key of ``key_type`` (``what`` names the type).
+
+    Raises:
+        CheckpointError: malformed, another type or name, or the key id does not match.
+    """
+    parts = vkey.strip().split("+", 2)
+    if len(parts) != 3:
+        raise CheckpointError("a verifier key is <name>+<hex key id>+<base64 key>")
+    name, hex_id, blob = parts
+    try:
+        raw = base64.b64decode(blob, validate=True)
+        claimed = bytes.fromhex(hex_id)
+    except (binascii.Error, ValueError) as exc:
+        raise CheckpointError("verifier key has a malformed id or key") from exc
+    if len(raw) != 33 or raw[0] != key_type:
+        raise CheckpointError(f"verifier key is not {what}")
+    if not _NAME.fullmatch(name):
+        raise CheckpointError(f"key name {name!r} must be non-empty, no spaces or '+'")
+    try:
+        public = Ed25519PublicKey(raw[1:])
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if len(hex_id) != 8 or key_id(name, public.raw, key_type) != claimed:
+        raise CheckpointError("verifier key id does not match its name and key")
+    return name, public
 
 
 @dataclass(frozen=True)
@@ -43,12 +78,11 @@ class NoteVerifier:
     @property
     def key_id(self) -> bytes:
         """First four bytes of SHA-256(name || '\\n' || 0x01 || public key)."""
-        return _key_id(self.name, self.public_key.raw)
+        return key_id(self.name, self.public_key.raw)
 
     def to_vkey(self) -> str:
         """The C2SP verifier key string."""
-        blob = base64.b64encode(bytes([_ED25519]) + self.public_key.raw).decode()
-        return f"{self.name}+{self.key_id.hex()}+{blob}"
+        return format_vkey(self.name, self.public_key.raw, _ED25519)
 
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
@@ -57,24 +91,7 @@ class NoteVerifier:
         Raises:
             CheckpointError: malformed, not Ed25519, or the key id does not match.
         """
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise CheckpointError("a verifier key is <name>+<hex key id>+<base64 key>")
-        name, hex_id, blob = parts
-        try:
-            raw = base64.b64decode(blob, validate=True)
-            key_id = bytes.fromhex(hex_id)
-        except (binascii.Error, ValueError) as exc:
-            raise CheckpointError("verifier key has a malformed id or key") from exc
-        if len(raw) != 33 or raw[0] != _ED25519:
-            raise CheckpointError("verifier key is not an Ed25519 (type 0x01) key")
-        try:
-            verifier = cls(name, Ed25519PublicKey(raw[1:]))
-        except ValueError as exc:
-            raise CheckpointError(str(exc)) from exc
-        if verifier.key_id != key_id:
-            raise CheckpointError("verifier key id does not match its name and key")
-        return verifier
+        return cls(*parse_vkey(vkey, _ED25519, "an Ed25519 (type 0x01) key"))
 
 
 @dataclass(frozen=True)
@@ -204,5 +221,5 @@ def sign_note(text: str, name: str, signer: Ed25519Signer) -> SignedNote:
     """
     if not text.endswith("\n") or "\n\n" in text or not text.strip():
         raise ValueError("note text must be non-empty lines each ending in a newline")
-    key_id = _key_id(name, signer.public_key.raw)
-    return SignedNote(text, (NoteSignature(name, key_id, signer.sign(text.encode())),))
+    kid = key_id(name, signer.public_key.raw)
+    return SignedNote(text, (NoteSignature(name, kid, signer.sign(text.encode())),))

@@ -19,9 +19,6 @@ lines it is given (:mod:`ledger.backends.checkpoint_store`).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
 import struct
 from collections.abc import Iterable, Sequence
@@ -29,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from core.keys import Ed25519PublicKey, Ed25519Signer, verify_ed25519
-from ledger._checkpoint import NoteSignature, SignedNote
+from ledger._checkpoint import NoteSignature, SignedNote, format_vkey, key_id, parse_vkey
 from ledger.errors import CheckpointError
 
 __all__ = [
@@ -54,10 +51,6 @@ _BLOB_SIZE: Final = 8 + 64
 """A cosignature's bytes after the key id: the timestamp and the Ed25519 signature."""
 
 
-def _key_id(name: str, public: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([COSIGNATURE_V1]) + public).digest()[:4]
-
-
 @dataclass(frozen=True)
 class CosignatureVerifier:
     """A witness's cosignature/v1 verifier: its name and Ed25519 public key."""
@@ -72,12 +65,11 @@ class CosignatureVerifier:
     @property
     def key_id(self) -> bytes:
         """First four bytes of SHA-256(name || '\\n' || 0x04 || public key)."""
-        return _key_id(self.name, self.public_key.raw)
+        return key_id(self.name, self.public_key.raw, COSIGNATURE_V1)
 
     def to_vkey(self) -> str:
         """The C2SP verifier key: ``name+hexid+base64(0x04 || public key)``."""
-        blob = base64.b64encode(bytes([COSIGNATURE_V1]) + self.public_key.raw).decode()
-        return f"{self.name}+{self.key_id.hex()}+{blob}"
+        return format_vkey(self.name, self.public_key.raw, COSIGNATURE_V1)
 
     @classmethod
     def from_vkey(cls, vkey: str) -> CosignatureVerifier:
@@ -86,24 +78,7 @@ class CosignatureVerifier:
         Raises:
             CheckpointError: malformed, not of type 0x04, or the key id does not match.
         """
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise CheckpointError("a verifier key is <name>+<hex key id>+<base64 key>")
-        name, hex_id, blob = parts
-        try:
-            raw = base64.b64decode(blob, validate=True)
-            key_id = bytes.fromhex(hex_id)
-        except (binascii.Error, ValueError) as exc:
-            raise CheckpointError("verifier key has a malformed id or key") from exc
-        if len(raw) != 33 or raw[0] != COSIGNATURE_V1:
-            raise CheckpointError("verifier key is not an Ed25519 cosignature/v1 (type 0x04) key")
-        try:
-            verifier = cls(name, Ed25519PublicKey(raw[1:]))
-        except ValueError as exc:
-            raise CheckpointError(str(exc)) from exc
-        if verifier.key_id != key_id or len(hex_id) != 8:
-            raise CheckpointError("verifier key id does not match its name and key")
-        return verifier
+        return cls(*parse_vkey(vkey, COSIGNATURE_V1, "an Ed25519 cosignature/v1 (type 0x04) key"))
 
 
 def cosignature_message(checkpoint_body: str, timestamp: int) -> bytes:
