@@ -420,3 +420,12 @@ def export(
     entries: list[int] = []
     written = write_atomically(out, made.lines(entries), force=force)
     print_written(out, entries[0], len(made.checkpoints), written, as_json=as_json)
+
+
+from exchange.cli.ledger_chaincode import (  # noqa: E402 -- the Fabric chaincode commands register below
+    chaincode,
+    chaincode_package,
+)
+
+app.command("chaincode")(chaincode)
+app.command("chaincode-package")(chaincode_package)
