@@ -9,6 +9,9 @@ Loading this package loads no gRPC: the gateway client, the shipper and the
 chaincode service are imported from their modules when used.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ledger.fabric.channel import LedgerChannel
 from ledger.fabric.config import FabricConfig, FabricMode
 from ledger.fabric.errors import (
@@ -34,6 +37,32 @@ from ledger.fabric.wire import (
     WireError,
 )
 
+if TYPE_CHECKING:
+    from ledger.fabric.gateway import GatewayChannel, GatewayClient, Submitted, open_channel
+    from ledger.fabric.identity import FabricIdentity
+
+_LAZY = {
+    "FabricIdentity": "ledger.fabric.identity",
+    "GatewayChannel": "ledger.fabric.gateway",
+    "GatewayClient": "ledger.fabric.gateway",
+    "Submitted": "ledger.fabric.gateway",
+    "open_channel": "ledger.fabric.gateway",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The gateway client and identity load on first use (PEP 562): importing this package
+    loads no gRPC or protobuf.
+
+    Raises:
+        AttributeError: not a name of this package.
+    """
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ledger.fabric' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "AnchorHead",
     "AnchorPage",
@@ -48,12 +77,17 @@ __all__ = [
     "FabricConfig",
     "FabricConfigError",
     "FabricError",
+    "FabricIdentity",
     "FabricMode",
     "FabricUnavailableError",
+    "GatewayChannel",
+    "GatewayClient",
     "LedgerChannel",
     "LedgerEvent",
     "LogGenesis",
     "Refusal",
+    "Submitted",
     "TransactionInvalidError",
     "WireError",
+    "open_channel",
 ]
