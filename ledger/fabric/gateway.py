@@ -92,7 +92,14 @@ CONFLICTS: Final = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
 """Commit codes meaning another transaction changed what this one read."""
 
 _DETAILS_KEY: Final = "grpc-status-details-bin"
-_TLS_REFUSALS: Final = ("CERTIFICATE_VERIFY_FAILED", "Peer name", "certificate verify failed")
+_TLS_REFUSALS: Final = (
+    "handshake failed",
+    "hostname verification",
+    "certificate_verify_failed",
+    "certificate verify failed",
+)
+"""gRPC's words (lower case) for a peer certificate the TLS root or server name does not
+verify: not transient, so not retried."""
 
 T = TypeVar("T")
 
@@ -222,6 +229,8 @@ class GatewayClient:
             ChaincodeRefusedError: the chaincode refused.
             EndorsementError: no peer could run it (with each peer's answer).
             FabricUnavailableError: the gateway did not answer after the retries.
+            FabricConfigError: the gateway's TLS certificate does not verify against the
+                TLS root (or the server name).
             FabricError: the gateway refused the request otherwise.
         """
         proposal = self._propose(channel, chaincode, args)
@@ -250,6 +259,8 @@ class GatewayClient:
             CommitConflictError: committed invalid with an MVCC or phantom read conflict.
             TransactionInvalidError: committed invalid otherwise.
             FabricUnavailableError: the gateway did not answer after the retries.
+            FabricConfigError: the gateway's TLS certificate does not verify against the
+                TLS root (or the server name).
             FabricError: the gateway refused the request otherwise, or assembled another
                 transaction than the one proposed.
         """
@@ -281,6 +292,8 @@ class GatewayClient:
             CommitConflictError: committed invalid with an MVCC or phantom read conflict.
             TransactionInvalidError: committed invalid otherwise.
             FabricUnavailableError: the gateway did not answer after the retries.
+            FabricConfigError: the gateway's TLS certificate does not verify against the
+                TLS root (or the server name).
             FabricError: the gateway refused the request.
         """
         request = signed_commit_status_request(self.identity, channel, tx_id)
@@ -310,6 +323,8 @@ class GatewayClient:
 
         Raises:
             FabricUnavailableError: the gateway did not answer after the retries.
+            FabricConfigError: the gateway's TLS certificate does not verify against the
+                TLS root (or the server name).
             FabricError: the gateway refused the request.
         """
         block, after = start_block, ""
@@ -336,6 +351,7 @@ class GatewayClient:
                 failure = _Failure.of(exc)
                 if self._closed.is_set() or failure.code == grpc.StatusCode.CANCELLED:
                     return
+                self._check_tls(failure, exc)
                 if failure.code not in TRANSIENT:
                     raise FabricError(
                         f"the Fabric gateway at {self.endpoint} refused the chaincode events "
@@ -385,13 +401,7 @@ class GatewayClient:
                 return call()
             except grpc.RpcError as exc:
                 failure = _Failure.of(exc)
-                if failure.code == grpc.StatusCode.UNAVAILABLE and any(
-                    s in failure.message for s in _TLS_REFUSALS
-                ):
-                    raise FabricConfigError(
-                        f"the Fabric gateway at {self.endpoint} failed TLS verification against"
-                        f" the configured TLS root (or server name): {failure.message}"
-                    ) from exc
+                self._check_tls(failure, exc)
                 if failure.code not in TRANSIENT:
                     raise _GatewayRefusalError(failure, exc) from exc
                 attempt += 1
@@ -406,6 +416,20 @@ class GatewayClient:
                     self.retries,
                 )
                 self._pause(attempt)
+
+    def _check_tls(self, failure: _Failure, exc: grpc.RpcError) -> None:
+        """Raise when the failure is the TLS handshake refusing the peer's certificate.
+
+        Raises:
+            FabricConfigError: it is.
+        """
+        if failure.code == grpc.StatusCode.UNAVAILABLE and any(
+            s in failure.message.lower() for s in _TLS_REFUSALS
+        ):
+            raise FabricConfigError(
+                f"the Fabric gateway at {self.endpoint} failed TLS verification against the"
+                f" configured TLS root (or server name): {failure.message}"
+            ) from exc
 
     def _unavailable(self, failure: _Failure) -> FabricUnavailableError:
         return FabricUnavailableError(
