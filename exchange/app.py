@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from exchange.access_log import RequestContext
 from exchange.auth import enforce_access
 from exchange.errors import install_problem_handlers, problem
+from exchange.fabric_shipping import FabricShipping, check_fabric_settings
 from exchange.idempotency import Idempotency, IdempotencyStore
 from exchange.openapi import install_complete_openapi
 from exchange.pipeline.sweeper import PipelineSweeper
@@ -149,14 +150,18 @@ def create_app(
     secrets = take_secret_environment()  # before anything runs, whoever built the settings
     rt = runtime or Runtime(settings or Settings.from_environment(secrets))
     risk_rules = load_rules(rt.settings)  # a writable or malformed rules file stops us here
+    check_fabric_settings(rt)  # likewise incomplete Fabric settings or unreadable key files
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = PipelineSweeper.start(rt)  # one process of ibx serve --workers N holds it
         watch = await RiskWatch.start(rt, risk_rules)  # likewise: one evaluator
+        fabric = FabricShipping.start(rt)  # likewise: one shipper to the Fabric channel
         try:
             yield
         finally:
+            if fabric is not None:
+                await run_in_threadpool(fabric.stop)
             await watch.stop()
             if sweeper is not None:
                 await sweeper.stop()

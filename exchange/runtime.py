@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from exchange.duty_keys import LedgerDutyKeys
     from exchange.identities import IdentityRegistry
     from exchange.pipeline.service import Pipeline
+    from ledger.fabric import FabricConfig
+    from ledger.fabric.shipper import FabricShipper
 
 __all__ = ["MIGRATION_BRANCHES", "Runtime"]
 
@@ -184,6 +186,46 @@ class Runtime:
         )
 
     @cached_property
+    def fabric_config(self) -> FabricConfig | None:
+        """How the ledger reaches its Fabric channel (``IBX_LEDGER_FABRIC_*``); None when off.
+
+        Raises:
+            ConfigurationError: a mode is set but the settings are incomplete or the
+                ledger origin cannot name a log (:meth:`Settings.fabric_config`).
+        """
+        return self.settings.fabric_config()
+
+    @cached_property
+    def fabric_shipper(self) -> FabricShipper | None:
+        """The shipper of the ledger to its Fabric channel; None when shipping is off.
+
+        Opens the gateway connection (lazily: nothing is dialled until the first call).
+
+        Raises:
+            ConfigurationError: as :attr:`fabric_config`.
+            FabricConfigError: a certificate or key file is unreadable or unusable.
+        """
+        config = self.fabric_config
+        if config is None:
+            return None
+        import ledger
+        from ledger.fabric.gateway import open_channel
+        from ledger.fabric.outbox import FabricOutbox, OutboxKey
+        from ledger.fabric.shipper import FabricShipper, OutboxSlot
+
+        origin = self.settings.ledger_origin
+        channel = open_channel(config, origin)
+        key = OutboxKey(config.channel, config.chaincode, origin, str(config.mode))
+        return FabricShipper(
+            self.ledger,
+            ledger.SqlLedgerBackend(self.db),
+            channel,
+            config.mode,
+            batch_size=config.batch_size,
+            outbox=OutboxSlot(FabricOutbox(self.db), key),
+        )
+
+    @cached_property
     def identities(self) -> IdentityRegistry:
         """The identity registry."""
         from exchange.identities import IdentityRegistry
@@ -314,6 +356,9 @@ class Runtime:
         """Release database connections (after the pipeline's running work, if it was used)."""
         if "pipeline" in self.__dict__:
             self.pipeline.close()
+        shipper = self.__dict__.get("fabric_shipper")
+        if shipper is not None:
+            shipper.channel.close()
         self.db.dispose()
 
 

@@ -11,7 +11,11 @@ from collections.abc import MutableMapping
 
 __all__ = ["SECRET_VARIABLES", "take_secret_environment"]
 
-SECRET_VARIABLES = {"IBX_MASTER_KEY": "master_key", "IBX_DATABASE_URL": "database_url"}
+SECRET_VARIABLES = {
+    "IBX_MASTER_KEY": "master_key",
+    "IBX_DATABASE_URL": "database_url",
+    "IBX_LEDGER_FABRIC_KEY_PASSWORD": "ledger_fabric_key_password",
+}
 """Secret-bearing variables and the settings they feed. They are taken out of the
 process environment before anything else runs (the CLI's root command, ``create_app``):
 a process that evaluates officer Rego must hold no secret a built-in could read."""

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import ConfigurationError
 from exchange.secret_env import SECRET_VARIABLES, take_secret_environment
+
+if TYPE_CHECKING:
+    from ledger.fabric import FabricConfig
 
 __all__ = ["SECRET_VARIABLES", "Settings", "take_secret_environment"]
 
@@ -81,6 +85,43 @@ class Settings(BaseSettings):
         "world-writable); default <data_dir>/risk.toml if present, else the shipped defaults",
     )
 
+    ledger_fabric_mode: Literal["off", "full", "anchor"] = Field(
+        "off",
+        description="ship the ledger to a Hyperledger Fabric channel: every entry (full) or "
+        "signed checkpoints (anchor); docs/fabric.md",
+    )
+    ledger_fabric_gateway: str | None = Field(
+        None, description="the Fabric peer's Gateway endpoint, HOST:PORT"
+    )
+    ledger_fabric_tls_root: Path | None = Field(
+        None, description="PEM file of the CA that issued the peer's TLS certificate"
+    )
+    ledger_fabric_server_name: str | None = Field(
+        None, description="the name on the peer's TLS certificate, if not the gateway's host"
+    )
+    ledger_fabric_msp_id: str | None = Field(
+        None, description="the MSP id of the exchange's Fabric client identity"
+    )
+    ledger_fabric_cert: Path | None = Field(
+        None, description="PEM file of the Fabric client identity's certificate"
+    )
+    ledger_fabric_key: Path | None = Field(
+        None, description="PEM file of its ECDSA P-256 private key (mode 0600)"
+    )
+    ledger_fabric_key_password: SecretStr | None = Field(
+        None, description="the key file's password, if it is encrypted"
+    )
+    ledger_fabric_channel: str | None = Field(None, description="the Fabric channel's name")
+    ledger_fabric_chaincode: str = Field(
+        "ibx-ledger", description="the ledger chaincode's name on the channel"
+    )
+    ledger_fabric_batch: int = Field(
+        500, ge=1, le=1000, description="entries per full-mode transaction"
+    )
+    ledger_fabric_anchor_seconds: int = Field(
+        10, ge=1, le=86_400, description="how often anchor mode anchors a grown head (seconds)"
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
@@ -121,6 +162,65 @@ class Settings(BaseSettings):
         """
         taken = take_secret_environment() if secrets is None else dict(secrets)
         return cls(**{**taken, **overrides})
+
+    def fabric_config(self) -> FabricConfig | None:
+        """How the ledger reaches its Fabric channel; None when shipping is off.
+
+        Raises:
+            ConfigurationError: a mode is set but a variable is missing (every missing
+                one is named), the gateway is not HOST:PORT, or the ledger origin cannot
+                name a log on the channel.
+        """
+        if self.ledger_fabric_mode == "off":
+            return None
+        from ledger.fabric import FabricConfig, FabricMode, WireError
+        from ledger.fabric.wire import check_log_id
+
+        required = {
+            "IBX_LEDGER_FABRIC_GATEWAY": self.ledger_fabric_gateway,
+            "IBX_LEDGER_FABRIC_TLS_ROOT": self.ledger_fabric_tls_root,
+            "IBX_LEDGER_FABRIC_MSP_ID": self.ledger_fabric_msp_id,
+            "IBX_LEDGER_FABRIC_CERT": self.ledger_fabric_cert,
+            "IBX_LEDGER_FABRIC_KEY": self.ledger_fabric_key,
+            "IBX_LEDGER_FABRIC_CHANNEL": self.ledger_fabric_channel,
+        }
+        missing = [name for name, value in required.items() if value in (None, "")]
+        mode = f"IBX_LEDGER_FABRIC_MODE={self.ledger_fabric_mode}"
+        if missing:
+            raise ConfigurationError(
+                f"{mode} needs {', '.join(missing)} (docs/fabric.md), or set "
+                "IBX_LEDGER_FABRIC_MODE=off"
+            )
+        gateway = str(self.ledger_fabric_gateway)
+        host, sep, port = gateway.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"IBX_LEDGER_FABRIC_GATEWAY must be HOST:PORT, not {gateway!r}"
+            )
+        try:
+            check_log_id(self.ledger_origin)
+        except WireError as exc:
+            raise ConfigurationError(
+                f"IBX_LEDGER_ORIGIN {self.ledger_origin!r} cannot name the ledger's log on the "
+                f"Fabric channel: {exc}"
+            ) from exc
+        assert self.ledger_fabric_tls_root is not None and self.ledger_fabric_msp_id is not None
+        assert self.ledger_fabric_cert is not None and self.ledger_fabric_key is not None
+        assert self.ledger_fabric_channel is not None
+        password = self.ledger_fabric_key_password
+        return FabricConfig(
+            mode=FabricMode(self.ledger_fabric_mode),
+            gateway=gateway,
+            tls_root=self.ledger_fabric_tls_root.expanduser(),
+            msp_id=self.ledger_fabric_msp_id,
+            cert=self.ledger_fabric_cert.expanduser(),
+            key=self.ledger_fabric_key.expanduser(),
+            channel=self.ledger_fabric_channel,
+            chaincode=self.ledger_fabric_chaincode,
+            server_name=self.ledger_fabric_server_name or None,
+            key_password=None if password is None else password.get_secret_value().encode(),
+            batch_size=self.ledger_fabric_batch,
+        )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""

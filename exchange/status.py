@@ -73,12 +73,13 @@ def readiness(runtime: Runtime) -> tuple[Check, ...]:
 
 
 def deployment_status(runtime: Runtime, *, now: datetime) -> DeploymentStatus:
-    """Every check: readiness, the active policy, the edge CA, the MPC parties."""
+    """Every check: readiness, the active policy, the edge CA, the MPC parties, Fabric."""
     checks = (
         *readiness(runtime),
         _policy(runtime),
         _edge_ca(runtime, now=now),
         _parties(runtime),
+        _fabric(runtime),
     )
     size = 0
     try:
@@ -169,3 +170,38 @@ def _parties(runtime: Runtime) -> Check:
         True,
         f"{deployment.parties} parties, threshold {deployment.threshold}, in {base}",
     )
+
+
+def _fabric(runtime: Runtime) -> Check:
+    """Shipping to the Fabric channel, as the shipper last recorded it (nothing is dialled)."""
+    from core.errors import ConfigurationError
+
+    try:
+        config = runtime.fabric_config
+    except ConfigurationError as exc:
+        return Check("fabric", False, str(exc))
+    if config is None:
+        return Check("fabric", True, "off (IBX_LEDGER_FABRIC_MODE=off)")
+    from ledger.fabric.outbox import FabricOutbox, OutboxKey
+
+    origin = runtime.settings.ledger_origin
+    where = f"{config.mode} mode to {config.channel}/{config.chaincode} via {config.gateway}"
+    try:
+        sql_size = runtime.ledger.size()
+        status = FabricOutbox(runtime.db).status(
+            OutboxKey(config.channel, config.chaincode, origin, str(config.mode))
+        )
+    except Exception as exc:
+        return Check("fabric", False, f"{where}: cannot read the shipping status: {exc}")
+    if status is None:
+        return Check("fabric", True, f"{where}: nothing shipped yet (SQL size {sql_size})")
+    lag = max(0, sql_size - status.shipped_size)
+    detail = f"{where}: channel size {status.shipped_size} of SQL size {sql_size} (lag {lag})"
+    if status.last_error is not None:
+        return Check(
+            "fabric",
+            False,
+            f"{detail}; {status.failures} failed passes in a row, the last at "
+            f"{status.last_attempt}: {status.last_error}",
+        )
+    return Check("fabric", True, f"{detail}, as of {status.last_attempt}")

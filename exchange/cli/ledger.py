@@ -88,6 +88,12 @@ _VKEY_OPTION = typer.Option(
     readable=True,
 )
 
+_FABRIC_OPTION = typer.Option(
+    False,
+    "--fabric",
+    help="also compare the log with its copy on the Fabric channel (IBX_LEDGER_FABRIC_*)",
+)
+
 
 @app.command("append")
 def append(
@@ -315,6 +321,7 @@ def verify(  # noqa: PLR0917 -- one parameter per CLI option
     ctx: typer.Context,
     kept: Path | None = _KEPT_OPTION,
     pinned_vkey: Path | None = _VKEY_OPTION,
+    fabric: bool = _FABRIC_OPTION,
     as_json: bool = JSON_OPTION,
     exchange: str | None = EXCHANGE_OPTION,
     ca_bundle: Path | None = CA_BUNDLE_OPTION,
@@ -327,6 +334,8 @@ def verify(  # noqa: PLR0917 -- one parameter per CLI option
     With --exchange: the checkpoint must be signed by the --vkey key (or the --checkpoint's).
 
     With --exchange: every entry served must be there, in place, and hash to the signed root.
+
+    With --fabric: the Fabric channel must hold the same entries and roots (or checkpoints).
 
     A failure is one line on stderr and exit 5, with or without ``--json``.
     """
@@ -342,6 +351,13 @@ def verify(  # noqa: PLR0917 -- one parameter per CLI option
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
+    if fabric and is_remote(context, remote):
+        typer.echo(
+            "ibx: ledger verify --fabric reads the data dir's ledger and its channel; it does "
+            "not go with --exchange",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
     try:
         pinned = None if pinned_vkey is None else NoteVerifier.from_vkey(pinned_vkey.read_text())
         kept_text = None if kept is None else kept.read_text()
@@ -350,15 +366,51 @@ def verify(  # noqa: PLR0917 -- one parameter per CLI option
         else:
             size, root, kept_size = _verify_data_dir(ctx, pinned, kept_text)
     except (LedgerIntegrityError, CheckpointError) as exc:
-        typer.echo(f"ibx: ledger verify failed: {exc}", err=True)
+        also = _fabric_disagreement(ctx) if fabric else ""
+        typer.echo(f"ibx: ledger verify failed: {exc}{also}", err=True)
         raise typer.Exit(ExitCode.VERIFICATION_FAILED) from exc
+    comparison = None
+    if fabric:
+        from exchange.cli.ledger_fabric import fabric_comparison
+
+        comparison = fabric_comparison(context.runtime)
+        if not comparison.ok:
+            typer.echo(
+                f"ibx: ledger verify --fabric failed: {comparison.first_disagreement}", err=True
+            )
+            raise typer.Exit(ExitCode.VERIFICATION_FAILED)
     encoded = base64.b64encode(root).decode()
     if as_json:
-        emit_json({"ok": True, "size": size, "root": encoded, "kept_checkpoint_size": kept_size})
+        document: dict[str, object] = {
+            "ok": True,
+            "size": size,
+            "root": encoded,
+            "kept_checkpoint_size": kept_size,
+        }
+        if comparison is not None:
+            document["fabric"] = comparison.to_dict()
+        emit_json(document)
         return
     typer.echo(f"ok size {size} root {encoded}")
     if kept_size is not None:
         typer.echo(f"consistent with kept checkpoint size {kept_size}")
+    if comparison is not None:
+        from exchange.cli.ledger_fabric import fabric_line
+
+        typer.echo(fabric_line(comparison))
+
+
+def _fabric_disagreement(ctx: typer.Context) -> str:
+    """What the channel says when the SQL log failed its own check (``""`` if nothing)."""
+    from exchange.cli.ledger_fabric import fabric_comparison
+
+    try:
+        comparison = fabric_comparison(cli_context(ctx).runtime)
+    except typer.Exit:  # off, misconfigured or unreachable: said on stderr already
+        return ""
+    if comparison.ok:
+        return ""
+    return f"; and the Fabric channel: {comparison.first_disagreement}"
 
 
 def _verify_data_dir(
@@ -426,6 +478,9 @@ from exchange.cli.ledger_chaincode import (  # noqa: E402 -- the Fabric chaincod
     chaincode,
     chaincode_package,
 )
+from exchange.cli.ledger_fabric import follow, ship  # noqa: E402 -- likewise the shipping commands
 
 app.command("chaincode")(chaincode)
 app.command("chaincode-package")(chaincode_package)
+app.command("ship")(ship)
+app.command("follow")(follow)

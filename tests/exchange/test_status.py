@@ -59,7 +59,8 @@ def test_readyz_is_ready_on_a_sound_deployment_and_503_on_a_forged_head(runtime:
 def test_status_reports_every_check(runtime: Runtime) -> None:
     report = deployment_status(runtime, now=utcnow())
     by_name = {check.name: check for check in report.checks}
-    assert set(by_name) == {"database", "ledger", "policy", "edge-ca", "mpc-parties"}
+    assert set(by_name) == {"database", "ledger", "policy", "edge-ca", "mpc-parties", "fabric"}
+    assert by_name["fabric"].ok and by_name["fabric"].detail.startswith("off")
     assert not by_name["policy"].ok and "no active policy" in by_name["policy"].detail
     assert not report.ok
 
