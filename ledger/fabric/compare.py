@@ -27,7 +27,7 @@ from ledger.backends.sql import SqlLedgerBackend
 from ledger.errors import CheckpointError, LedgerError
 from ledger.fabric.channel import LedgerChannel
 from ledger.fabric.config import FabricMode
-from ledger.fabric.wire import MAX_PAGE, WireError
+from ledger.fabric.wire import MAX_PAGE, AnchorHead, ChannelHead, WireError
 
 __all__ = ["FabricComparison", "compare"]
 
@@ -84,7 +84,12 @@ def compare(
     genesis = channel.genesis()
     if genesis is None:  # nothing shipped yet: all of SQL is lag
         return FabricComparison(True, mode, sql_size, 0)
-    channel_size = 0
+    if mode is FabricMode.FULL:
+        head = channel.head()
+        channel_size = head.size
+    else:
+        anchored = channel.anchor_head()
+        channel_size = anchored.size
     try:
         if genesis.vkey != ledger.vkey():
             raise _DisagreementError(
@@ -92,18 +97,21 @@ def compare(
                 f"not this ledger's {ledger.vkey()}"
             )
         if mode is FabricMode.FULL:
-            channel_size = _compare_full(ledger, backend, channel, sql_size)
+            _compare_full(ledger, backend, channel, head, sql_size)
         else:
-            channel_size = _compare_anchors(ledger, channel, sql_size)
+            _compare_anchors(ledger, channel, anchored, sql_size)
     except _DisagreementError as exc:
         return FabricComparison(False, mode, sql_size, channel_size, str(exc))
     return FabricComparison(True, mode, sql_size, channel_size)
 
 
 def _compare_full(
-    ledger: Ledger, backend: SqlLedgerBackend, channel: LedgerChannel, sql_size: int
-) -> int:
-    head = channel.head()
+    ledger: Ledger,
+    backend: SqlLedgerBackend,
+    channel: LedgerChannel,
+    head: ChannelHead,
+    sql_size: int,
+) -> None:
     try:
         head.compact()
     except WireError as exc:
@@ -140,7 +148,6 @@ def _compare_full(
             f"at size {head.size} the channel's root is {_b64(head.root)} but the SQL log's "
             f"is {_b64(root)}"
         )
-    return head.size
 
 
 def _channel_pages(channel: LedgerChannel, size: int) -> Iterator[tuple[int, tuple[bytes, ...]]]:
@@ -205,8 +212,9 @@ def _root_at(ledger: Ledger, size: int) -> bytes:
         raise _DisagreementError(f"the SQL log has no root at size {size}: {exc}") from exc
 
 
-def _compare_anchors(ledger: Ledger, channel: LedgerChannel, sql_size: int) -> int:
-    anchored = channel.anchor_head()
+def _compare_anchors(
+    ledger: Ledger, channel: LedgerChannel, anchored: AnchorHead, sql_size: int
+) -> None:
     if anchored.size > sql_size:
         raise _DisagreementError(
             f"the channel anchors size {anchored.size} but the SQL log holds only {sql_size}"
@@ -238,4 +246,3 @@ def _compare_anchors(ledger: Ledger, channel: LedgerChannel, sql_size: int) -> i
             f"the channel's anchor head says size {anchored.size} but its last anchored "
             f"checkpoint is of size {last}"
         )
-    return anchored.size
