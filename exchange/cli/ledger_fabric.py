@@ -116,6 +116,7 @@ def ship(
     """
     runtime = cli_context(ctx).runtime
     shipper = _shipper(runtime)
+    ctx.call_on_close(shipper.channel.close)
     if once:
         report = _pass(shipper)
         if report.error is not None:

@@ -222,30 +222,27 @@ class FabricShipper:
         self._progress = _Progress(sql.size)
         head = self._agreed_head(sql.size)
         self._progress.channel_size = head.size
-        replans = 0
+        stalled = 0
         while head.size < sql.size and (
             max_batches is None or self._progress.transactions < max_batches
         ):
             batch = self._plan(head.size, sql.size, sql.checkpoint)
             try:
                 head = self._channel.append(batch)
-            except CommitConflictError as exc:
-                replans = self._replan(replans, exc)
-                head = self._agreed_head(sql.size)
-                self._progress.channel_size = head.size
-                continue
-            except ChaincodeRefusedError as exc:
-                if exc.refusal.code != "gap":
+            except (CommitConflictError, ChaincodeRefusedError) as exc:
+                if isinstance(exc, ChaincodeRefusedError) and exc.refusal.code != "gap":
                     raise
-                replans = self._replan(replans, exc)
+                before = head.size
                 head = self._agreed_head(sql.size)
                 self._progress.channel_size = head.size
+                stalled = self._replanned(exc, stalled, moved=head.size != before)
                 continue
             if head.size != batch.end or head.root != batch.root:
                 raise LedgerIntegrityError(
                     f"the channel answered size {head.size} root {_b64(head.root)} to a batch "
                     f"ending at {batch.end} with root {_b64(batch.root)}"
                 )
+            stalled = 0
             self._progress.shipped += len(batch.leaves)
             self._progress.transactions += 1
             self._progress.channel_size = head.size
@@ -255,16 +252,20 @@ class FabricShipper:
             self._record(head.size, head.root)
         return self._progress.report(self.mode)
 
-    def _replan(self, replans: int, exc: Exception) -> int:
-        """Count one re-read of the head after ``exc``.
+    def _replanned(self, exc: Exception, stalled: int, *, moved: bool) -> int:
+        """Count a re-read of the head after a conflict or a gap: another shipper moved the
+        head (``moved``: carry on), or nothing moved (at most :data:`MAX_REPLANS` times).
 
         Raises:
-            Exception: ``exc`` itself, when the pass re-planned :data:`MAX_REPLANS` times.
+            Exception: ``exc`` itself, after :data:`MAX_REPLANS` re-reads in a row that
+                found the head where it was.
         """
-        if replans >= MAX_REPLANS:
-            raise exc
         logger.info("the channel's head moved under the shipper (%s); re-reading it", exc)
-        return replans + 1
+        if moved:
+            return 0
+        if stalled >= MAX_REPLANS:
+            raise exc
+        return stalled + 1
 
     def _agreed_head(self, sql_size: int) -> ChannelHead:
         """The channel's head, checked against the SQL log at the channel's size.
@@ -274,6 +275,8 @@ class FabricShipper:
         """
         head = self._channel.head()
         log = self._channel.log
+        if head.size > sql_size:  # another shipper may have shipped what we have not seen
+            sql_size = self._ledger.size()
         if head.size > sql_size:
             raise LedgerIntegrityError(
                 f"the channel's log {log} holds {head.size} entries but the SQL log only "
@@ -318,24 +321,20 @@ class FabricShipper:
         self._progress = _Progress(sql.size)
         anchored = self._agreed_anchor(sql.size)
         self._progress.channel_size = anchored.size
-        replans = 0
+        stalled = 0
         while anchored.size < sql.size and sql.checkpoint:
             first = anchored.size
             proof = () if first == 0 else self._ledger.consistency_proof(first, sql.size).hashes
             try:
                 anchored = self._channel.anchor(AnchorRequest(sql.checkpoint, proof))
-            except CommitConflictError as exc:
-                replans = self._replan(replans, exc)
-                anchored = self._agreed_anchor(sql.size)
-                self._progress.channel_size = anchored.size
-                continue
-            except ChaincodeRefusedError as exc:
-                if exc.refusal.code != "not-newer":
+            except (CommitConflictError, ChaincodeRefusedError) as exc:
+                if isinstance(exc, ChaincodeRefusedError) and exc.refusal.code != "not-newer":
                     raise
-                replans = self._replan(replans, exc)
                 anchored = self._agreed_anchor(sql.size)
                 self._progress.channel_size = anchored.size
+                stalled = self._replanned(exc, stalled, moved=anchored.size != first)
                 continue
+            stalled = 0
             self._progress.shipped += anchored.size - first
             self._progress.transactions += 1
             self._progress.channel_size = anchored.size
@@ -353,6 +352,8 @@ class FabricShipper:
         """
         anchored = self._channel.anchor_head()
         log = self._channel.log
+        if anchored.size > sql_size:  # another shipper may have anchored a newer head
+            sql_size = self._ledger.size()
         if anchored.size > sql_size:
             raise LedgerIntegrityError(
                 f"the channel's log {log} anchors size {anchored.size} but the SQL log holds "
