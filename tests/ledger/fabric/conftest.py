@@ -5,9 +5,11 @@ in-process Gateway double, client configurations for it, and the real-network sw
 - ``chaincode_service`` (session): a real ``ibx ledger chaincode`` process.
 - ``gateway_double`` (module): a :class:`GatewayDouble` (with its own channel state)
   running that chaincode; knobs and faults are reset after each test that used it.
-- ``fabric_config`` (function): ``make(mode=FULL, **changes) -> FabricConfig`` for the double.
+- ``fabric_config`` (function): ``make(directory=None, mode=FULL, **changes) ->
+  FabricConfig`` for the double (the client's files are written into ``directory``,
+  default a fresh one under ``tmp_path``).
 - ``real_fabric_config`` (session): the same maker for the network ``IBX_FABRIC_*``
-  names; skips (never fakes) when they are unset.
+  names (``directory`` unused); skips (never fakes) when they are unset.
 - ``fabric_target`` (function, parametrized ``double`` / ``network``): a
   :class:`FabricTarget` for suites that run against both.
 """
@@ -51,7 +53,7 @@ REAL_NETWORK_VARIABLES = (
 NO_NETWORK = "no Fabric network: set IBX_FABRIC_* (docs/fabric.md)"
 
 ConfigMaker = Callable[..., FabricConfig]
-"""``make(mode=FabricMode.FULL, **changes) -> FabricConfig``."""
+"""``make(directory=None, mode=FabricMode.FULL, **changes) -> FabricConfig``."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class FabricTarget:
 
     Attributes:
         name: ``double`` or ``network``.
-        make: the configuration maker (``make(mode, **changes)``).
+        make: the configuration maker (``make(directory=None, mode=FULL, **changes)``).
         double: the Gateway double (None on a real network: no fault injection there).
     """
 
@@ -78,12 +80,17 @@ class FabricTarget:
     make: ConfigMaker
     double: GatewayDouble | None = None
 
-    def config(self, mode: FabricMode = FabricMode.FULL, **changes: Any) -> FabricConfig:
-        """A client configuration for this target."""
-        return self.make(mode, **changes)
+    def config(
+        self, directory: Path | None = None, mode: FabricMode = FabricMode.FULL, **changes: Any
+    ) -> FabricConfig:
+        """A client configuration for this target (the double's client files go into
+        ``directory``; a real network's are where ``IBX_FABRIC_*`` says)."""
+        return self.make(directory, mode, **changes)
 
-    def __call__(self, mode: FabricMode = FabricMode.FULL, **changes: Any) -> FabricConfig:
-        return self.config(mode, **changes)
+    def __call__(
+        self, directory: Path | None = None, mode: FabricMode = FabricMode.FULL, **changes: Any
+    ) -> FabricConfig:
+        return self.config(directory, mode, **changes)
 
     @staticmethod
     def new_log_id(prefix: str = "test") -> str:
@@ -168,11 +175,20 @@ def _restore_gateway_double(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def fabric_config(tmp_path: Path, gateway_double: GatewayDouble) -> ConfigMaker:
-    """``make(mode=FULL, **changes)``: a client configuration for the module's double."""
+    """``make(directory=None, mode=FULL, **changes)``: a client configuration for the
+    module's double."""
+    return _double_maker(tmp_path, gateway_double)
+
+
+def _double_maker(tmp_path: Path, double: GatewayDouble) -> ConfigMaker:
     from tests.ledger.fabric.gateway_double import double_fabric_config
 
-    def make(mode: FabricMode = FabricMode.FULL, **changes: Any) -> FabricConfig:
-        return double_fabric_config(tmp_path / "fabric-client", gateway_double, mode, **changes)
+    def make(
+        directory: Path | None = None, mode: FabricMode = FabricMode.FULL, **changes: Any
+    ) -> FabricConfig:
+        return double_fabric_config(
+            directory or tmp_path / "fabric-client", double, mode, **changes
+        )
 
     return make
 
@@ -198,11 +214,15 @@ def real_network_config(mode: FabricMode = FabricMode.FULL, **changes: Any) -> F
 
 @pytest.fixture(scope="session")
 def real_fabric_config() -> ConfigMaker:
-    """``make(mode=FULL, **changes)`` for the real network; skips without ``IBX_FABRIC_*``."""
+    """``make(directory=None, mode=FULL, **changes)`` for the real network; skips
+    without ``IBX_FABRIC_*``."""
     if real_network_config() is None:
         pytest.skip(NO_NETWORK)
 
-    def make(mode: FabricMode = FabricMode.FULL, **changes: Any) -> FabricConfig:
+    def make(
+        directory: Path | None = None, mode: FabricMode = FabricMode.FULL, **changes: Any
+    ) -> FabricConfig:
+        del directory  # the network's client files are where IBX_FABRIC_* says
         config = real_network_config(mode, **changes)
         assert config is not None
         return config
@@ -215,11 +235,5 @@ def fabric_target(request: pytest.FixtureRequest, tmp_path: Path) -> FabricTarge
     """The Gateway double, then (marked ``fabric``) the real network when configured."""
     if request.param == "network":
         return FabricTarget("network", request.getfixturevalue("real_fabric_config"))
-    from tests.ledger.fabric.gateway_double import double_fabric_config
-
     double: GatewayDouble = request.getfixturevalue("gateway_double")
-
-    def make(mode: FabricMode = FabricMode.FULL, **changes: Any) -> FabricConfig:
-        return double_fabric_config(tmp_path / "fabric-client", double, mode, **changes)
-
-    return FabricTarget("double", make, double)
+    return FabricTarget("double", _double_maker(tmp_path, double), double)

@@ -1,0 +1,1037 @@
+"""An in-process Fabric Gateway that speaks the real wire protocol and runs the real chaincode.
+
+CI cannot run a Fabric network, so the ledger's Gateway client is tested
+against this double. It is a gRPC server (TLS, the real ``gateway.Gateway``
+service and protobuf messages) that behaves, where a client can see it, like
+a Fabric peer's embedded Gateway with its endorsers, an orderer and a
+committing peer:
+
+- **Evaluate / Endorse** check the signed proposal as a peer does
+  (``core/endorser/msgvalidation.go``: header, nonce, transaction id, creator
+  an issued member of a channel MSP, low-S signature), then run the chaincode:
+  a real ``ibx ledger chaincode`` service reached over the chaincode shim
+  protocol (``tests/ledger/fabric/shim_peer.py``) against the channel's world
+  state. Endorse signs the proposal response with each endorsing peer's key
+  and returns the prepared transaction exactly as ``prepareTransaction`` in
+  ``internal/pkg/gateway/submit.go`` assembles it. Failures carry the status
+  codes, messages and ``gateway.ErrorDetail``s of ``internal/pkg/gateway``.
+- **Submit** checks the envelope's creator signature (the orderer's Writers
+  policy) and orders it; blocks are cut per :attr:`GatewayDouble.batch_size`
+  (one transaction per block by default) and committed by
+  :class:`~tests.ledger.fabric.fabric_committer.Committer` (endorsement policy,
+  MVCC, duplicates).
+- **CommitStatus** waits for the commit; **ChaincodeEvents** streams the
+  chaincode's events of valid transactions from a start block.
+
+Knobs for tests: :attr:`endorsers_required` (the endorsement policy: distinct
+organisations) and :attr:`endorsers_available` (peers that answer; the rest
+fail as unreachable peers do); :meth:`fail_next` (a gRPC failure before, or
+after, the call did its work); :meth:`hold_commits` / :meth:`release_commits`;
+:meth:`compete_next` (the double commits a transaction of its own just before
+the next submitted one is ordered, to provoke an MVCC conflict);
+:meth:`stop` / :meth:`start` (an outage, on the same port);
+:meth:`seen` (every transaction id each method was called with).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+from fabric_protos.peer import (
+    chaincode_event_pb2,
+    chaincode_pb2,
+    proposal_pb2,
+    proposal_response_pb2,
+    transaction_pb2,
+)
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from google.rpc import status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status
+
+from ledger.fabric.config import FabricConfig, FabricMode
+from tests.ledger.fabric.fabric_committer import (
+    AccessDeniedError,
+    ChannelMsps,
+    Committer,
+    TxCode,
+    proposal_hash,
+)
+from tests.ledger.fabric.fabric_pki import FabricPki, Identity
+from tests.ledger.fabric.raw_gateway import (
+    compute_tx_id,
+    signed_proposal,
+)
+from tests.ledger.fabric.shim_peer import ShimPeer, ShimProtocolError, Simulation, World
+
+__all__ = [
+    "CHAINCODE",
+    "CHANNEL",
+    "GatewayDouble",
+    "OwnTransaction",
+    "double_fabric_config",
+]
+
+CHANNEL = "ibx-channel"
+"""The double's channel."""
+CHAINCODE = "ibx-ledger"
+"""The chaincode's name on it."""
+CHAINCODE_VERSION = "1"
+"""The chaincode definition's version (``ChaincodeAction.chaincode_id.version``)."""
+
+_MAX_MESSAGE = 64 << 20
+_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.so_reuseport", 0),
+]
+METHODS = ("Evaluate", "Endorse", "Submit", "CommitStatus", "ChaincodeEvents")
+"""The Gateway's methods (for :meth:`GatewayDouble.fail_next` and :meth:`GatewayDouble.seen`)."""
+
+_READERS_DENIED = (
+    "failed evaluating policy on signed data during check policy [/Channel/Application/Readers]: "
+    "[implicit policy evaluation failed - 0 sub-policies were satisfied, but this policy "
+    "requires 1 of the 'Readers' sub-policies to be satisfied]"
+)
+_WRITERS_DENIED = (
+    "implicit policy evaluation failed - 0 sub-policies were satisfied, but this policy "
+    "requires 1 of the 'Writers' sub-policies to be satisfied: permission denied"
+)
+
+_SHIM_ERROR = 500
+_CHAINCODE_FAILURE = "transaction returned with failure: "
+
+T = TypeVar("T")
+
+
+class _GatewayError(Exception):
+    """A Gateway error: status code, message and ``ErrorDetail``s."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, details: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = tuple(details)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: _GatewayError) -> None:
+    """Fail the call as Fabric's ``newRpcError`` does (details in ``grpc-status-details-bin``)."""
+    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    for detail in error.details:
+        status.details.add().Pack(detail)
+    rich = rpc_status.to_status(status)
+    await context.abort(rich.code, rich.details, rich.trailing_metadata)
+
+
+@dataclass
+class _Fault:
+    code: grpc.StatusCode
+    times: int
+    after: bool
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    """A proposal unpacked and checked as a peer's ``UnpackProposal`` + ``Validate`` do."""
+
+    tx_id: str
+    channel: str
+    chaincode: str
+    args: tuple[bytes, ...]
+    header: Any  # common.Header
+    cpp: Any  # peer.ChaincodeProposalPayload
+    hash: bytes
+    creator: bytes
+    signed: Any  # peer.SignedProposal
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One peer's ``ProcessProposal`` outcome, classified as ``responseStatus`` does."""
+
+    code: grpc.StatusCode
+    message: str
+    response: Any = None  # peer.ProposalResponse when OK
+
+
+@dataclass(frozen=True)
+class OwnTransaction:
+    """A transaction the double endorsed, ordered and committed by itself."""
+
+    tx_id: str
+    code: TxCode
+    block: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class _Peer:
+    address: str
+    identity: Identity
+
+
+class GatewayDouble:
+    """The Gateway double (see the module docstring). All state lives on one asyncio
+    loop in a background thread; the public methods are synchronous and thread-safe.
+
+    Args:
+        pki: the consortium's PKI: the channel's MSPs, the endorsing peers, the TLS server.
+        chaincode_address: where the ``ibx ledger chaincode`` service listens.
+        chaincode_id: the package id the service was started with (checked on REGISTER).
+        channel: the channel name.
+        chaincode: the chaincode name.
+        batch_size: transactions per block.
+        batch_timeout: seconds before a partial block is cut.
+    """
+
+    def __init__(
+        self,
+        pki: FabricPki,
+        chaincode_address: str,
+        *,
+        chaincode_id: str | None = None,
+        channel: str = CHANNEL,
+        chaincode: str = CHAINCODE,
+        batch_size: int = 1,
+        batch_timeout: float = 0.02,
+    ) -> None:
+        self.pki = pki
+        self.chaincode_address = chaincode_address
+        self.chaincode_id = chaincode_id
+        self.channel = channel
+        self.chaincode = chaincode
+        self.batch_size = batch_size
+        self.batch_timeout = batch_timeout
+        self.endorsers_required = 1
+        """Distinct organisations whose endorsements a transaction needs (the policy)."""
+        self.endorsers_available = len(pki.peers)
+        """How many peers (in organisation order; the first is the Gateway's own) answer."""
+        self.peers = tuple(
+            _Peer(f"peer0.org{i}.example.com:{7051 + 2000 * (i - 1)}", identity)
+            for i, identity in enumerate(pki.peers, 1)
+        )
+        self.rival = pki.organisations[0].issue("rival@org1.example.com")
+        """The identity of the double's own transactions (:meth:`submit_own`)."""
+        self.world = World()
+        self.msps = ChannelMsps(pki.organisations)
+        self.committer = Committer(
+            self.world,
+            self.msps,
+            channel=channel,
+            chaincode=chaincode,
+            policy=lambda: self.endorsers_required,
+        )
+        self.port = 0
+        self._faults: dict[str, list[_Fault]] = {m: [] for m in METHODS}
+        self._seen: dict[str, list[str]] = {m: [] for m in METHODS}
+        self._compete: list[tuple[bytes, ...]] = []
+        self._pending: list[bytes] = []
+        self._held = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._guard = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: grpc.aio.Server | None = None
+        self._shim: ShimPeer | None = None
+        self._committed: asyncio.Condition | None = None
+        self._commit_order: asyncio.Lock | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT`` (valid once started; the same after a restart)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the gRPC server is up."""
+        return self._server is not None
+
+    def start(self) -> GatewayDouble:
+        """Serve (again): the first start dials the chaincode and binds a free port; a
+        restart binds the same port, with the channel's state as it was."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="fabric-gateway-double", daemon=True
+            )
+            thread.start()
+            self._loop, self._thread = loop, thread
+            self._run(self._setup())
+        self._run(self._serve())
+        return self
+
+    def stop(self) -> None:
+        """Take the Gateway down (in-flight calls fail); the channel keeps its state and
+        transactions already ordered are still committed."""
+        if self._loop is not None and self._server is not None:
+            self._run(self._unserve())
+
+    def close(self) -> None:
+        """Stop, close the chaincode connection and end the loop thread."""
+        if self._loop is None:
+            return
+        self.stop()
+        self._run(self._teardown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._loop.close()
+        self._loop = None
+        self._thread = None
+
+    def __enter__(self) -> GatewayDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- knobs and records -------------------------------------------------------------
+
+    def fail_next(
+        self, method: str, code: grpc.StatusCode, times: int = 1, *, after: bool = False
+    ) -> None:
+        """Fail the next ``times`` calls of ``method`` with ``code``: before doing anything,
+        or, ``after=True``, after doing the work (the answer is lost: a Submit was ordered,
+        an Endorse simulated).
+
+        Raises:
+            ValueError: an unknown method.
+        """
+        if method not in self._faults:
+            raise ValueError(f"unknown Gateway method {method!r} (one of {METHODS})")
+        with self._guard:
+            self._faults[method].append(_Fault(code, times, after))
+
+    def reset(self) -> None:
+        """Forget the faults and competing transactions, restore the knobs, release commits."""
+        with self._guard:
+            for faults in self._faults.values():
+                faults.clear()
+            self._compete.clear()
+        self.endorsers_required = 1
+        self.endorsers_available = len(self.peers)
+        self.release_commits()
+
+    def seen(self, method: str) -> list[str]:
+        """The transaction ids ``method`` was called with, in order (retries included)."""
+        with self._guard:
+            return list(self._seen[method])
+
+    def hold_commits(self) -> None:
+        """Keep ordered transactions out of blocks until :meth:`release_commits`."""
+        self._held = True
+
+    def release_commits(self) -> None:
+        """Cut and commit every held transaction (in blocks of :attr:`batch_size`)."""
+        self._held = False
+        if self._loop is not None:
+            self._run(self._drain())
+
+    def compete_next(self, args: Sequence[bytes]) -> None:
+        """Before the next submitted transaction is ordered, endorse and commit one of the
+        double's own with chaincode arguments ``args`` (an MVCC conflict, deterministically)."""
+        with self._guard:
+            self._compete.append(tuple(args))
+
+    def submit_own(self, args: Sequence[bytes]) -> OwnTransaction:
+        """Endorse, order and commit a transaction as :attr:`rival`; wait for its block.
+
+        Raises:
+            RuntimeError: the endorsement failed (the message says why).
+        """
+        return self._run(self._submit_own(tuple(args)))
+
+    @property
+    def height(self) -> int:
+        """The channel's block height (the next block's number)."""
+        return self.committer.height
+
+    def status(self, tx_id: str) -> tuple[TxCode, int] | None:
+        """A transaction's committed (first) code and block."""
+        return self.committer.status(tx_id)
+
+    # -- loop plumbing -----------------------------------------------------------------
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        assert self._loop is not None, "the Gateway double is not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _setup(self) -> None:
+        self._committed = asyncio.Condition()
+        self._commit_order = asyncio.Lock()
+        self._shim = await ShimPeer.dial(
+            self.chaincode_address, chaincode_id=self.chaincode_id, namespace=self.chaincode
+        )
+
+    async def _teardown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._shim is not None:
+            await self._shim.close()
+            self._shim = None
+
+    async def _serve(self) -> None:
+        if self._server is not None:
+            return
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(_Servicer(self), server)
+        credentials = grpc.ssl_server_credentials(
+            [(self.pki.tls_server_key_pem, self.pki.tls_server_cert_pem)]
+        )
+        port = server.add_secure_port(f"127.0.0.1:{self.port}", credentials)
+        if not port:
+            raise OSError(f"the Gateway double could not bind 127.0.0.1:{self.port}")
+        await server.start()
+        self.port = port
+        self._server = server
+
+    async def _unserve(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(None)
+
+    # -- faults ------------------------------------------------------------------------
+
+    def _record(self, method: str, tx_id: str) -> None:
+        with self._guard:
+            self._seen[method].append(tx_id)
+
+    def _take_fault(self, method: str, after: bool) -> _Fault | None:
+        with self._guard:
+            for fault in self._faults[method]:
+                if fault.after == after:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults[method].remove(fault)
+                    return fault
+        return None
+
+    def _injected(self, method: str, *, after: bool) -> None:
+        fault = self._take_fault(method, after)
+        if fault is not None:
+            when = "after doing its work" if after else "before doing anything"
+            raise _GatewayError(
+                fault.code, f"the Gateway double failed this {method} {when} (injected)"
+            )
+
+    # -- proposals ---------------------------------------------------------------------
+
+    def _unpack(self, signed: Any) -> _Proposal:
+        """The gateway's ``getChannelAndChaincodeFromSignedProposal`` (InvalidArgument)."""
+        if not signed.proposal_bytes:
+            raise _GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "a signed proposal is required")
+        try:
+            proposal = proposal_pb2.Proposal.FromString(signed.proposal_bytes)
+            header = common_pb2.Header.FromString(proposal.header)
+            channel_header = common_pb2.ChannelHeader.FromString(header.channel_header)
+            signature_header = common_pb2.SignatureHeader.FromString(header.signature_header)
+            cpp = proposal_pb2.ChaincodeProposalPayload.FromString(proposal.payload)
+            spec = chaincode_pb2.ChaincodeInvocationSpec.FromString(cpp.input)
+        except DecodeError as exc:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"failed to unpack transaction proposal: {exc}"
+            ) from exc
+        if not channel_header.channel_id:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "failed to unpack transaction proposal: no channel id provided",
+            )
+        name = spec.chaincode_spec.chaincode_id.name
+        if not name:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "failed to unpack transaction proposal: no chaincode name is provided, "
+                f"channel id [{channel_header.channel_id}]",
+            )
+        cpp_no_transient = proposal_pb2.ChaincodeProposalPayload(input=cpp.input)
+        return _Proposal(
+            tx_id=channel_header.tx_id,
+            channel=channel_header.channel_id,
+            chaincode=name,
+            args=tuple(spec.chaincode_spec.input.args),
+            header=header,
+            cpp=cpp,
+            hash=proposal_hash(
+                header.channel_header,
+                header.signature_header,
+                cpp_no_transient.SerializeToString(),
+            ),
+            creator=signature_header.creator,
+            signed=signed,
+        )
+
+    def _plan(self, proposal: _Proposal) -> None:
+        """The registry's plan: this channel and chaincode have peers (FailedPrecondition)."""
+        if proposal.channel != self.channel or proposal.chaincode != self.chaincode:
+            raise _GatewayError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"no peers available to evaluate chaincode {proposal.chaincode} "
+                f"in channel {proposal.channel}",
+            )
+
+    def _validate(self, proposal: _Proposal) -> str | None:
+        """A peer's ``preProcess``: the error message, or None when the proposal is fine."""
+        channel_header = common_pb2.ChannelHeader.FromString(proposal.header.channel_header)
+        signature_header = common_pb2.SignatureHeader.FromString(proposal.header.signature_header)
+        try:
+            extension = proposal_pb2.ChaincodeHeaderExtension.FromString(channel_header.extension)
+        except DecodeError as exc:
+            return str(exc)
+        if not extension.chaincode_id.name:
+            return "ChaincodeHeaderExtension.ChaincodeId.Name is empty"
+        prefix = "error validating proposal: "
+        if channel_header.type not in {common_pb2.ENDORSER_TRANSACTION, common_pb2.CONFIG}:
+            return prefix + f"invalid header type {channel_header.type}"
+        if channel_header.epoch != 0:
+            return prefix + "epoch is non-zero"
+        if not signature_header.nonce:
+            return prefix + "nonce is empty"
+        if not signature_header.creator:
+            return prefix + "creator is empty"
+        expected = compute_tx_id(signature_header.nonce, signature_header.creator)
+        if proposal.tx_id != expected:
+            return prefix + f"incorrectly computed txid '{proposal.tx_id}' -- expected '{expected}'"
+        if not proposal.signed.signature:
+            return prefix + "empty signature bytes"
+        try:
+            self.msps.verify(
+                signature_header.creator,
+                proposal.channel,
+                proposal.signed.proposal_bytes,
+                proposal.signed.signature,
+            )
+        except AccessDeniedError as exc:
+            return prefix + str(exc)
+        if self.committer.status(proposal.tx_id) is not None:
+            return (
+                f"duplicate transaction found [{proposal.tx_id}]. "
+                f"Creator [{signature_header.creator.hex()}]"
+            )
+        return None
+
+    async def _process(self, index: int, proposal: _Proposal) -> _Answer:
+        """Peer ``index``'s ``ProcessProposal``, through ``responseStatus``."""
+        peer = self.peers[index]
+        if index >= self.endorsers_available:
+            return _Answer(
+                grpc.StatusCode.UNAVAILABLE,
+                "rpc error: code = Unavailable desc = connection error: desc = "
+                f'"transport: Error while dialing: dial tcp {peer.address}: '
+                'connect: connection refused"',
+            )
+        problem = self._validate(proposal)
+        if problem is not None:
+            return _Answer(grpc.StatusCode.FAILED_PRECONDITION, problem)
+        assert self._shim is not None
+        try:
+            # Reads see the committed state as of the start (the World keeps versions).
+            simulation = await self._shim.execute(
+                self.world,
+                channel=proposal.channel,
+                tx_id=proposal.tx_id,
+                args=proposal.args,
+                signed_proposal=proposal.signed,
+            )
+        except (ShimProtocolError, ValueError) as exc:
+            # The chaincode is gone or hung: a 500 the peer made itself (retried elsewhere).
+            return _Answer(grpc.StatusCode.ABORTED, f"error in simulation: {exc}")
+        if (
+            simulation.status == _SHIM_ERROR
+            and not simulation.payload
+            and simulation.message.startswith(_CHAINCODE_FAILURE)
+        ):
+            # An ERROR message, not a COMPLETED response: the peer's own 500, no payload.
+            return _Answer(grpc.StatusCode.ABORTED, f"error in simulation: {simulation.message}")
+        return self._respond(peer, proposal, simulation)
+
+    def _respond(self, peer: _Peer, proposal: _Proposal, simulation: Simulation) -> _Answer:
+        """``ProcessProposalSuccessfullyOrError`` and the gateway's ``responseStatus``."""
+        response = proposal_response_pb2.Response(
+            status=simulation.status, message=simulation.message, payload=simulation.payload
+        )
+        if 400 <= simulation.status < 500:
+            return _Answer(
+                grpc.StatusCode.UNKNOWN,
+                f"chaincode response {simulation.status}, {simulation.message}",
+            )
+        event = b""
+        if simulation.event is not None:
+            chaincode_event = chaincode_event_pb2.ChaincodeEvent()
+            chaincode_event.CopyFrom(simulation.event)
+            chaincode_event.chaincode_id = self.chaincode
+            chaincode_event.tx_id = proposal.tx_id
+            event = chaincode_event.SerializeToString()
+        action = proposal_pb2.ChaincodeAction(
+            results=simulation.results(self.chaincode),
+            events=event,
+            response=response,
+            chaincode_id=chaincode_pb2.ChaincodeID(name=self.chaincode, version=CHAINCODE_VERSION),
+        )
+        payload = proposal_response_pb2.ProposalResponsePayload(
+            proposal_hash=proposal.hash, extension=action.SerializeToString()
+        ).SerializeToString()
+        if simulation.status >= 500 or simulation.status < 200:
+            return _Answer(
+                grpc.StatusCode.UNKNOWN,
+                f"chaincode response {simulation.status}, {simulation.message}",
+            )
+        endorser = peer.identity.serialized()
+        endorsement = proposal_response_pb2.Endorsement(
+            endorser=endorser, signature=peer.identity.sign(payload + endorser)
+        )
+        return _Answer(
+            grpc.StatusCode.OK,
+            "",
+            proposal_response_pb2.ProposalResponse(
+                version=1, response=response, payload=payload, endorsement=endorsement
+            ),
+        )
+
+    def _detail(self, index: int, message: str) -> Any:
+        peer = self.peers[index]
+        return gateway_pb2.ErrorDetail(
+            address=peer.address, msp_id=peer.identity.msp_id, message=message
+        )
+
+    async def _evaluate(self, proposal: _Proposal) -> Any:
+        self._plan(proposal)
+        details = []
+        last = grpc.StatusCode.UNAVAILABLE
+        for index in range(len(self.peers)):
+            if index > 0 and self.peers[index].identity.msp_id != self.peers[0].identity.msp_id:
+                break  # the evaluator stays in the Gateway's organisation
+            answer = await self._process(index, proposal)
+            if answer.code == grpc.StatusCode.OK:
+                result = answer.response.response
+                action = proposal_pb2.ChaincodeAction.FromString(
+                    proposal_response_pb2.ProposalResponsePayload.FromString(
+                        answer.response.payload
+                    ).extension
+                )
+                result.payload = action.response.payload
+                return gateway_pb2.EvaluateResponse(result=result)
+            details.append(self._detail(index, answer.message))
+            if answer.code not in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}:
+                raise _GatewayError(
+                    answer.code,
+                    "evaluate call to endorser returned error: " + answer.message,
+                    details,
+                )
+            last = answer.code
+        raise _GatewayError(
+            last, "failed to evaluate transaction, see attached details for more info", details
+        )
+
+    async def _endorse(self, proposal: _Proposal) -> Any:
+        """Collect endorsements and assemble the prepared transaction (``Endorse``)."""
+        self._plan(proposal)
+        first = await self._process(0, proposal)
+        if first.code != grpc.StatusCode.OK:
+            raise _GatewayError(
+                grpc.StatusCode.ABORTED,
+                "failed to endorse transaction, see attached details for more info",
+                [self._detail(0, first.message)],
+            )
+        responses = [first.response]
+        details = []
+        for index in range(1, len(self.peers)):
+            if len(responses) >= self.endorsers_required:
+                break
+            answer = await self._process(index, proposal)
+            if answer.code != grpc.StatusCode.OK:
+                details.append(self._detail(index, answer.message))
+            elif answer.response.payload != first.response.payload:
+                details.append(
+                    self._detail(
+                        index,
+                        "ProposalResponsePayloads do not match (base64): "
+                        f"'{base64.b64encode(answer.response.payload).decode()}' vs "
+                        f"'{base64.b64encode(first.response.payload).decode()}'",
+                    )
+                )
+            else:
+                responses.append(answer.response)
+        if len(responses) < self.endorsers_required:
+            raise _GatewayError(
+                grpc.StatusCode.ABORTED,
+                "failed to collect enough transaction endorsements, "
+                "see attached details for more info",
+                details,
+            )
+        action = transaction_pb2.ChaincodeEndorsedAction(
+            proposal_response_payload=first.response.payload,
+            endorsements=[r.endorsement for r in responses],
+        )
+        return _prepare_transaction(proposal, action)
+
+    # -- ordering and commit -----------------------------------------------------------
+
+    def _check_envelope(self, envelope: Any) -> str:
+        """The orderer's Broadcast checks; the transaction id."""
+        try:
+            payload = common_pb2.Payload.FromString(envelope.payload)
+            channel_header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+            signature_header = common_pb2.SignatureHeader.FromString(
+                payload.header.signature_header
+            )
+        except DecodeError as exc:
+            raise _GatewayError(
+                grpc.StatusCode.ABORTED,
+                "received unsuccessful response from orderer: status=BAD_REQUEST, "
+                f"info=bad payload: {exc}",
+            ) from exc
+        try:
+            self.msps.verify(
+                signature_header.creator, self.channel, envelope.payload, envelope.signature
+            )
+        except AccessDeniedError as exc:
+            raise _GatewayError(
+                grpc.StatusCode.ABORTED,
+                "received unsuccessful response from orderer: status=FORBIDDEN, "
+                f"info={_WRITERS_DENIED}",
+            ) from exc
+        return str(channel_header.tx_id)
+
+    async def _order(self, raw: bytes) -> None:
+        with self._guard:
+            rivals = list(self._compete)
+            self._compete.clear()
+        for args in rivals:
+            await self._submit_own(args)
+        self._pending.append(raw)
+        await self._schedule()
+
+    async def _schedule(self) -> None:
+        if self._held:
+            return
+        if len(self._pending) >= self.batch_size:
+            asyncio.get_running_loop().create_task(self._cut())
+        elif self._pending and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.batch_timeout, lambda: asyncio.ensure_future(self._cut())
+            )
+
+    async def _cut(self) -> None:
+        assert self._commit_order is not None
+        async with self._commit_order:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._held or not self._pending:
+                return
+            envelopes = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            self.committer.commit(envelopes)
+            await self._notify()
+        if self._pending:
+            await self._schedule()
+
+    async def _drain(self) -> None:
+        while self._pending and not self._held:
+            await self._cut()
+
+    async def _notify(self) -> None:
+        assert self._committed is not None
+        async with self._committed:
+            self._committed.notify_all()
+
+    async def _wait_for(self, ready: Callable[[], bool]) -> None:
+        assert self._committed is not None
+        async with self._committed:
+            await self._committed.wait_for(ready)
+
+    async def _submit_own(self, args: tuple[bytes, ...]) -> OwnTransaction:
+        raw = signed_proposal(self.rival, self.channel, self.chaincode, args)
+        proposal = self._unpack(raw.signed)
+        try:
+            prepared = await self._endorse(proposal)
+        except _GatewayError as exc:
+            raise RuntimeError(f"{exc.message}: {[d.message for d in exc.details]}") from None
+        envelope = common_pb2.Envelope(
+            payload=prepared.payload, signature=self.rival.sign(prepared.payload)
+        )
+        assert self._commit_order is not None
+        async with self._commit_order:
+            block = self.committer.commit([envelope.SerializeToString()])
+        await self._notify()
+        answer = proposal_response_pb2.ProposalResponsePayload.FromString(
+            transaction_pb2.ChaincodeActionPayload.FromString(
+                transaction_pb2.Transaction.FromString(
+                    common_pb2.Payload.FromString(prepared.payload).data
+                )
+                .actions[0]
+                .payload
+            ).action.proposal_response_payload
+        )
+        result = proposal_pb2.ChaincodeAction.FromString(answer.extension).response.payload
+        code = block.transactions[0].code
+        return OwnTransaction(raw.tx_id, code, block.number, bytes(result))
+
+    # -- signed requests (CommitStatus, ChaincodeEvents) ---------------------------------
+
+    def _check_signed(
+        self, identity: bytes, channel: str, request: bytes, signature: bytes
+    ) -> None:
+        try:
+            self.msps.verify(identity, channel, request, signature)
+        except AccessDeniedError as exc:
+            raise _GatewayError(grpc.StatusCode.PERMISSION_DENIED, _READERS_DENIED) from exc
+
+    async def _commit_status(self, signed: Any) -> Any:
+        if not signed.request:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, "a commit status request is required"
+            )
+        try:
+            request = gateway_pb2.CommitStatusRequest.FromString(signed.request)
+        except DecodeError as exc:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"invalid status request: {exc}"
+            ) from exc
+        if not request.identity:
+            raise _GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "no identity provided")
+        if not request.channel_id:
+            raise _GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "no channel ID provided")
+        if not request.transaction_id:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, "transaction ID should not be empty"
+            )
+        self._check_signed(request.identity, request.channel_id, signed.request, signed.signature)
+        if request.channel_id != self.channel:
+            raise _GatewayError(grpc.StatusCode.ABORTED, f"channel {request.channel_id} not found")
+        tx_id = request.transaction_id
+        await self._wait_for(lambda: self.committer.status(tx_id) is not None)
+        status = self.committer.status(tx_id)
+        assert status is not None
+        return gateway_pb2.CommitStatusResponse(result=status[0], block_number=status[1])
+
+    async def _events(self, signed: Any) -> AsyncIterator[Any]:
+        if not signed.request:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, "a chaincode events request is required"
+            )
+        try:
+            request = gateway_pb2.ChaincodeEventsRequest.FromString(signed.request)
+        except DecodeError as exc:
+            raise _GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"invalid chaincode events request: {exc}"
+            ) from exc
+        self._check_signed(request.identity, request.channel_id, signed.request, signed.signature)
+        if request.channel_id != self.channel:
+            raise _GatewayError(
+                grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found"
+            )
+        after = request.after_transaction_id
+        start = self.committer.block_of(after) if after else None
+        if start is None:
+            position = request.start_position.WhichOneof("Type")
+            if position == "specified":
+                start = request.start_position.specified.number
+            elif position in {None, "next_commit"}:
+                start = self.committer.height
+            else:
+                raise _GatewayError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"invalid start position type: *orderer.SeekPosition_{position.title()}",
+                )
+        passed = not after
+        block_number = start
+        while True:
+            wanted = block_number
+
+            def arrived(at: int = wanted) -> bool:
+                return self.committer.height > at
+
+            await self._wait_for(arrived)
+            for block in self.committer.blocks[block_number:]:
+                events = []
+                for tx in block.transactions:
+                    if not passed:
+                        passed = tx.tx_id == after
+                        continue
+                    if (
+                        tx.code == transaction_pb2.VALID
+                        and tx.event is not None
+                        and tx.event.chaincode_id == request.chaincode_id
+                    ):
+                        events.append(tx.event)
+                block_number = block.number + 1
+                if events:
+                    yield gateway_pb2.ChaincodeEventsResponse(
+                        events=events, block_number=block.number
+                    )
+
+
+def _prepare_transaction(proposal: _Proposal, action: Any) -> Any:
+    """``prepareTransaction`` (submit.go): the unsigned envelope the client signs."""
+    cpp_no_transient = proposal_pb2.ChaincodeProposalPayload(input=proposal.cpp.input)
+    action_payload = transaction_pb2.ChaincodeActionPayload(
+        chaincode_proposal_payload=cpp_no_transient.SerializeToString(), action=action
+    )
+    transaction = transaction_pb2.Transaction(
+        actions=[
+            transaction_pb2.TransactionAction(
+                header=proposal.header.signature_header,
+                payload=action_payload.SerializeToString(),
+            )
+        ]
+    )
+    payload = common_pb2.Payload(header=proposal.header, data=transaction.SerializeToString())
+    return common_pb2.Envelope(payload=payload.SerializeToString())
+
+
+class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
+    """The ``gateway.Gateway`` service over a :class:`GatewayDouble`."""
+
+    def __init__(self, double: GatewayDouble) -> None:
+        self._double = double
+
+    async def _call(
+        self,
+        method: str,
+        tx_id: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        work: Callable[[], Awaitable[T]],
+    ) -> T | None:
+        double = self._double
+        double._record(method, tx_id)
+        try:
+            double._injected(method, after=False)
+            result = await work()
+            double._injected(method, after=True)
+        except _GatewayError as error:
+            await _abort(context, error)
+            return None
+        return result
+
+    async def Evaluate(self, request: Any, context: Any) -> Any:
+        double = self._double
+
+        async def work() -> Any:
+            return await double._evaluate(double._unpack(request.proposed_transaction))
+
+        return await self._call(
+            "Evaluate", _proposal_tx_id(request.proposed_transaction), context, work
+        )
+
+    async def Endorse(self, request: Any, context: Any) -> Any:
+        double = self._double
+
+        async def work() -> Any:
+            prepared = await double._endorse(double._unpack(request.proposed_transaction))
+            return gateway_pb2.EndorseResponse(prepared_transaction=prepared)
+
+        return await self._call(
+            "Endorse", _proposal_tx_id(request.proposed_transaction), context, work
+        )
+
+    async def Submit(self, request: Any, context: Any) -> Any:
+        double = self._double
+        envelope = request.prepared_transaction
+
+        async def work() -> Any:
+            if not request.HasField("prepared_transaction"):
+                raise _GatewayError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "a prepared transaction is required"
+                )
+            if not envelope.signature:
+                raise _GatewayError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "prepared transaction must be signed"
+                )
+            if request.channel_id != double.channel:
+                raise _GatewayError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"channel {request.channel_id} not found",
+                )
+            double._check_envelope(envelope)
+            await double._order(envelope.SerializeToString())
+            return gateway_pb2.SubmitResponse()
+
+        return await self._call("Submit", _envelope_tx_id(envelope), context, work)
+
+    async def CommitStatus(self, request: Any, context: Any) -> Any:
+        double = self._double
+
+        async def work() -> Any:
+            return await double._commit_status(request)
+
+        return await self._call("CommitStatus", _status_tx_id(request), context, work)
+
+    async def ChaincodeEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        double = self._double
+        double._record("ChaincodeEvents", "")
+        try:
+            double._injected("ChaincodeEvents", after=False)
+            async for response in double._events(request):
+                yield response
+        except _GatewayError as error:
+            await _abort(context, error)
+
+
+def _proposal_tx_id(signed: Any) -> str:
+    try:
+        proposal = proposal_pb2.Proposal.FromString(signed.proposal_bytes)
+        header = common_pb2.Header.FromString(proposal.header)
+        return str(common_pb2.ChannelHeader.FromString(header.channel_header).tx_id)
+    except DecodeError:
+        return ""
+
+
+def _envelope_tx_id(envelope: Any) -> str:
+    try:
+        payload = common_pb2.Payload.FromString(envelope.payload)
+        return str(common_pb2.ChannelHeader.FromString(payload.header.channel_header).tx_id)
+    except DecodeError:
+        return ""
+
+
+def _status_tx_id(signed: Any) -> str:
+    try:
+        return str(gateway_pb2.CommitStatusRequest.FromString(signed.request).transaction_id)
+    except DecodeError:
+        return ""
+
+
+def double_fabric_config(
+    directory: Path,
+    double: GatewayDouble,
+    mode: FabricMode = FabricMode.FULL,
+    *,
+    identity: Identity | None = None,
+    password: bytes | None = None,
+    tls_root_pem: bytes | None = None,
+    **changes: Any,
+) -> FabricConfig:
+    """A :class:`FabricConfig` for the double: writes the client's certificate, key (mode
+    0600, encrypted under ``password`` if given) and the TLS root into ``directory``.
+    ``changes`` override any other field (``batch_size``, ``timeout``, ``retries``, ...)."""
+    files = double.pki.write_client(
+        directory, identity, password=password, tls_root_pem=tls_root_pem
+    )
+    who = identity or double.pki.client
+    config = FabricConfig(
+        mode=mode,
+        gateway=double.address,
+        tls_root=files.tls_root,
+        msp_id=who.msp_id,
+        cert=files.certificate,
+        key=files.key,
+        channel=double.channel,
+        chaincode=double.chaincode,
+        key_password=password,
+        timeout=10.0,
+        retries=4,
+    )
+    return dataclasses.replace(config, **changes)
