@@ -63,7 +63,7 @@ def chaincode(  # noqa: PLR0917 -- one parameter per CLI option
     The peer connects to it; it checks that every batch continues its log and
     that every anchored checkpoint is signed and consistent.
     """
-    from ledger.fabric.chaincode import ChaincodeServiceConfig, run_service
+    from ledger.fabric.chaincode import ChaincodeServiceConfig, ChaincodeServiceError, run_service
 
     if (tls_cert is None) != (tls_key is None):
         typer.echo("ibx: --tls-cert and --tls-key go together", err=True)
@@ -80,7 +80,11 @@ def chaincode(  # noqa: PLR0917 -- one parameter per CLI option
     except ValueError as exc:
         typer.echo(f"ibx: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
-    run_service(config)
+    try:
+        run_service(config)
+    except ChaincodeServiceError as exc:
+        typer.echo(f"ibx: {exc}", err=True)
+        raise typer.Exit(ExitCode.ERROR) from exc
 
 
 def chaincode_package(  # noqa: PLR0917 -- one parameter per CLI option

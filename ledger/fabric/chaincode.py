@@ -510,7 +510,7 @@ async def _serve(config: ChaincodeServiceConfig) -> None:
 
     lib = _shim()
     host, _port = _split_address(config.address)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a taken port is an error
     lib.shim_grpc.add_ChaincodeServicer_to_server(
         _service(config.chaincode_id, new_chaincode(config.pinned_vkeys)), server
     )

@@ -522,7 +522,7 @@ class ShimPeer:
             if tx is None:
                 raise _RequestError("no ledger context")
             payload = self._handle(tx, message)
-        except _RequestError as exc:
+        except Exception as exc:  # as handler.go: any failure is an ERROR reply
             text = f"{name} failed: transaction ID: {message.txid}: {exc}"
             return Message(type=Message.ERROR, payload=text.encode(), **reply)
         return Message(type=Message.RESPONSE, payload=payload, **reply)
