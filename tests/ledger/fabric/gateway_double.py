@@ -36,7 +36,6 @@ the next submitted one is ordered, to provoke an MVCC conflict);
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -49,8 +48,6 @@ import grpc.aio
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.peer import (
-    chaincode_event_pb2,
-    chaincode_pb2,
     proposal_pb2,
     proposal_response_pb2,
     transaction_pb2,
@@ -65,14 +62,11 @@ from tests.ledger.fabric.fabric_committer import (
     ChannelMsps,
     Committer,
     TxCode,
-    proposal_hash,
 )
+from tests.ledger.fabric.fabric_endorser import Endorsers, GatewayError, Peer
 from tests.ledger.fabric.fabric_pki import FabricPki, Identity
-from tests.ledger.fabric.raw_gateway import (
-    compute_tx_id,
-    signed_proposal,
-)
-from tests.ledger.fabric.shim_peer import ShimPeer, ShimProtocolError, Simulation, World
+from tests.ledger.fabric.raw_gateway import signed_proposal
+from tests.ledger.fabric.shim_peer import ShimPeer, World
 
 __all__ = [
     "CHAINCODE",
@@ -86,8 +80,6 @@ CHANNEL = "ibx-channel"
 """The double's channel."""
 CHAINCODE = "ibx-ledger"
 """The chaincode's name on it."""
-CHAINCODE_VERSION = "1"
-"""The chaincode definition's version (``ChaincodeAction.chaincode_id.version``)."""
 
 _MAX_MESSAGE = 64 << 20
 _SERVER_OPTIONS = [
@@ -108,23 +100,11 @@ _WRITERS_DENIED = (
     "requires 1 of the 'Writers' sub-policies to be satisfied: permission denied"
 )
 
-_SHIM_ERROR = 500
-_CHAINCODE_FAILURE = "transaction returned with failure: "
 
 T = TypeVar("T")
 
 
-class _GatewayError(Exception):
-    """A Gateway error: status code, message and ``ErrorDetail``s."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, details: Sequence[Any] = ()) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = tuple(details)
-
-
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: _GatewayError) -> None:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: GatewayError) -> None:
     """Fail the call as Fabric's ``newRpcError`` does (details in ``grpc-status-details-bin``)."""
     status = status_pb2.Status(code=error.code.value[0], message=error.message)
     for detail in error.details:
@@ -141,30 +121,6 @@ class _Fault:
 
 
 @dataclass(frozen=True)
-class _Proposal:
-    """A proposal unpacked and checked as a peer's ``UnpackProposal`` + ``Validate`` do."""
-
-    tx_id: str
-    channel: str
-    chaincode: str
-    args: tuple[bytes, ...]
-    header: Any  # common.Header
-    cpp: Any  # peer.ChaincodeProposalPayload
-    hash: bytes
-    creator: bytes
-    signed: Any  # peer.SignedProposal
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """One peer's ``ProcessProposal`` outcome, classified as ``responseStatus`` does."""
-
-    code: grpc.StatusCode
-    message: str
-    response: Any = None  # peer.ProposalResponse when OK
-
-
-@dataclass(frozen=True)
 class OwnTransaction:
     """A transaction the double endorsed, ordered and committed by itself."""
 
@@ -172,12 +128,6 @@ class OwnTransaction:
     code: TxCode
     block: int
     payload: bytes
-
-
-@dataclass(frozen=True)
-class _Peer:
-    address: str
-    identity: Identity
 
 
 class GatewayDouble:
@@ -212,14 +162,6 @@ class GatewayDouble:
         self.chaincode = chaincode
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
-        self.endorsers_required = 1
-        """Distinct organisations whose endorsements a transaction needs (the policy)."""
-        self.endorsers_available = len(pki.peers)
-        """How many peers (in organisation order; the first is the Gateway's own) answer."""
-        self.peers = tuple(
-            _Peer(f"peer0.org{i}.example.com:{7051 + 2000 * (i - 1)}", identity)
-            for i, identity in enumerate(pki.peers, 1)
-        )
         self.rival = pki.organisations[0].issue("rival@org1.example.com")
         """The identity of the double's own transactions (:meth:`submit_own`)."""
         self.world = World()
@@ -229,7 +171,18 @@ class GatewayDouble:
             self.msps,
             channel=channel,
             chaincode=chaincode,
-            policy=lambda: self.endorsers_required,
+            policy=lambda: self.endorsers.required,
+        )
+        self.endorsers = Endorsers(
+            [
+                Peer(f"peer0.org{i}.example.com:{7051 + 2000 * (i - 1)}", identity)
+                for i, identity in enumerate(pki.peers, 1)
+            ],
+            self.msps,
+            self.committer,
+            self.world,
+            channel=channel,
+            chaincode=chaincode,
         )
         self.port = 0
         self._faults: dict[str, list[_Fault]] = {m: [] for m in METHODS}
@@ -242,11 +195,33 @@ class GatewayDouble:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: grpc.aio.Server | None = None
-        self._shim: ShimPeer | None = None
         self._committed: asyncio.Condition | None = None
         self._commit_order: asyncio.Lock | None = None
 
     # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        """The endorsing peers, one per organisation (the first is the Gateway's own)."""
+        return self.endorsers.peers
+
+    @property
+    def endorsers_required(self) -> int:
+        """Distinct organisations whose endorsements a transaction needs (the policy)."""
+        return self.endorsers.required
+
+    @endorsers_required.setter
+    def endorsers_required(self, count: int) -> None:
+        self.endorsers.required = count
+
+    @property
+    def endorsers_available(self) -> int:
+        """How many peers, in organisation order, answer (the rest are unreachable)."""
+        return self.endorsers.available
+
+    @endorsers_available.setter
+    def endorsers_available(self, count: int) -> None:
+        self.endorsers.available = count
 
     @property
     def address(self) -> str:
@@ -321,7 +296,7 @@ class GatewayDouble:
                 faults.clear()
             self._compete.clear()
         self.endorsers_required = 1
-        self.endorsers_available = len(self.peers)
+        self.endorsers_available = len(self.endorsers.peers)
         self.release_commits()
 
     def seen(self, method: str) -> list[str]:
@@ -371,16 +346,16 @@ class GatewayDouble:
     async def _setup(self) -> None:
         self._committed = asyncio.Condition()
         self._commit_order = asyncio.Lock()
-        self._shim = await ShimPeer.dial(
+        self.endorsers.shim = await ShimPeer.dial(
             self.chaincode_address, chaincode_id=self.chaincode_id, namespace=self.chaincode
         )
 
     async def _teardown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._shim is not None:
-            await self._shim.close()
-            self._shim = None
+        if self.endorsers.shim is not None:
+            await self.endorsers.shim.close()
+            self.endorsers.shim = None
 
     async def _serve(self) -> None:
         if self._server is not None:
@@ -422,259 +397,11 @@ class GatewayDouble:
         fault = self._take_fault(method, after)
         if fault is not None:
             when = "after doing its work" if after else "before doing anything"
-            raise _GatewayError(
+            raise GatewayError(
                 fault.code, f"the Gateway double failed this {method} {when} (injected)"
             )
 
     # -- proposals ---------------------------------------------------------------------
-
-    def _unpack(self, signed: Any) -> _Proposal:
-        """The gateway's ``getChannelAndChaincodeFromSignedProposal`` (InvalidArgument)."""
-        if not signed.proposal_bytes:
-            raise _GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "a signed proposal is required")
-        try:
-            proposal = proposal_pb2.Proposal.FromString(signed.proposal_bytes)
-            header = common_pb2.Header.FromString(proposal.header)
-            channel_header = common_pb2.ChannelHeader.FromString(header.channel_header)
-            signature_header = common_pb2.SignatureHeader.FromString(header.signature_header)
-            cpp = proposal_pb2.ChaincodeProposalPayload.FromString(proposal.payload)
-            spec = chaincode_pb2.ChaincodeInvocationSpec.FromString(cpp.input)
-        except DecodeError as exc:
-            raise _GatewayError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"failed to unpack transaction proposal: {exc}"
-            ) from exc
-        if not channel_header.channel_id:
-            raise _GatewayError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "failed to unpack transaction proposal: no channel id provided",
-            )
-        name = spec.chaincode_spec.chaincode_id.name
-        if not name:
-            raise _GatewayError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "failed to unpack transaction proposal: no chaincode name is provided, "
-                f"channel id [{channel_header.channel_id}]",
-            )
-        cpp_no_transient = proposal_pb2.ChaincodeProposalPayload(input=cpp.input)
-        return _Proposal(
-            tx_id=channel_header.tx_id,
-            channel=channel_header.channel_id,
-            chaincode=name,
-            args=tuple(spec.chaincode_spec.input.args),
-            header=header,
-            cpp=cpp,
-            hash=proposal_hash(
-                header.channel_header,
-                header.signature_header,
-                cpp_no_transient.SerializeToString(),
-            ),
-            creator=signature_header.creator,
-            signed=signed,
-        )
-
-    def _plan(self, proposal: _Proposal) -> None:
-        """The registry's plan: this channel and chaincode have peers (FailedPrecondition)."""
-        if proposal.channel != self.channel or proposal.chaincode != self.chaincode:
-            raise _GatewayError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"no peers available to evaluate chaincode {proposal.chaincode} "
-                f"in channel {proposal.channel}",
-            )
-
-    def _validate(self, proposal: _Proposal) -> str | None:
-        """A peer's ``preProcess``: the error message, or None when the proposal is fine."""
-        channel_header = common_pb2.ChannelHeader.FromString(proposal.header.channel_header)
-        signature_header = common_pb2.SignatureHeader.FromString(proposal.header.signature_header)
-        try:
-            extension = proposal_pb2.ChaincodeHeaderExtension.FromString(channel_header.extension)
-        except DecodeError as exc:
-            return str(exc)
-        if not extension.chaincode_id.name:
-            return "ChaincodeHeaderExtension.ChaincodeId.Name is empty"
-        prefix = "error validating proposal: "
-        if channel_header.type not in {common_pb2.ENDORSER_TRANSACTION, common_pb2.CONFIG}:
-            return prefix + f"invalid header type {channel_header.type}"
-        if channel_header.epoch != 0:
-            return prefix + "epoch is non-zero"
-        if not signature_header.nonce:
-            return prefix + "nonce is empty"
-        if not signature_header.creator:
-            return prefix + "creator is empty"
-        expected = compute_tx_id(signature_header.nonce, signature_header.creator)
-        if proposal.tx_id != expected:
-            return prefix + f"incorrectly computed txid '{proposal.tx_id}' -- expected '{expected}'"
-        if not proposal.signed.signature:
-            return prefix + "empty signature bytes"
-        try:
-            self.msps.verify(
-                signature_header.creator,
-                proposal.channel,
-                proposal.signed.proposal_bytes,
-                proposal.signed.signature,
-            )
-        except AccessDeniedError as exc:
-            return prefix + str(exc)
-        if self.committer.status(proposal.tx_id) is not None:
-            return (
-                f"duplicate transaction found [{proposal.tx_id}]. "
-                f"Creator [{signature_header.creator.hex()}]"
-            )
-        return None
-
-    async def _process(self, index: int, proposal: _Proposal) -> _Answer:
-        """Peer ``index``'s ``ProcessProposal``, through ``responseStatus``."""
-        peer = self.peers[index]
-        if index >= self.endorsers_available:
-            return _Answer(
-                grpc.StatusCode.UNAVAILABLE,
-                "rpc error: code = Unavailable desc = connection error: desc = "
-                f'"transport: Error while dialing: dial tcp {peer.address}: '
-                'connect: connection refused"',
-            )
-        problem = self._validate(proposal)
-        if problem is not None:
-            return _Answer(grpc.StatusCode.FAILED_PRECONDITION, problem)
-        assert self._shim is not None
-        try:
-            # Reads see the committed state as of the start (the World keeps versions).
-            simulation = await self._shim.execute(
-                self.world,
-                channel=proposal.channel,
-                tx_id=proposal.tx_id,
-                args=proposal.args,
-                signed_proposal=proposal.signed,
-            )
-        except (ShimProtocolError, ValueError) as exc:
-            # The chaincode is gone or hung: a 500 the peer made itself (retried elsewhere).
-            return _Answer(grpc.StatusCode.ABORTED, f"error in simulation: {exc}")
-        if (
-            simulation.status == _SHIM_ERROR
-            and not simulation.payload
-            and simulation.message.startswith(_CHAINCODE_FAILURE)
-        ):
-            # An ERROR message, not a COMPLETED response: the peer's own 500, no payload.
-            return _Answer(grpc.StatusCode.ABORTED, f"error in simulation: {simulation.message}")
-        return self._respond(peer, proposal, simulation)
-
-    def _respond(self, peer: _Peer, proposal: _Proposal, simulation: Simulation) -> _Answer:
-        """``ProcessProposalSuccessfullyOrError`` and the gateway's ``responseStatus``."""
-        response = proposal_response_pb2.Response(
-            status=simulation.status, message=simulation.message, payload=simulation.payload
-        )
-        if 400 <= simulation.status < 500:
-            return _Answer(
-                grpc.StatusCode.UNKNOWN,
-                f"chaincode response {simulation.status}, {simulation.message}",
-            )
-        event = b""
-        if simulation.event is not None:
-            chaincode_event = chaincode_event_pb2.ChaincodeEvent()
-            chaincode_event.CopyFrom(simulation.event)
-            chaincode_event.chaincode_id = self.chaincode
-            chaincode_event.tx_id = proposal.tx_id
-            event = chaincode_event.SerializeToString()
-        action = proposal_pb2.ChaincodeAction(
-            results=simulation.results(self.chaincode),
-            events=event,
-            response=response,
-            chaincode_id=chaincode_pb2.ChaincodeID(name=self.chaincode, version=CHAINCODE_VERSION),
-        )
-        payload = proposal_response_pb2.ProposalResponsePayload(
-            proposal_hash=proposal.hash, extension=action.SerializeToString()
-        ).SerializeToString()
-        if simulation.status >= 500 or simulation.status < 200:
-            return _Answer(
-                grpc.StatusCode.UNKNOWN,
-                f"chaincode response {simulation.status}, {simulation.message}",
-            )
-        endorser = peer.identity.serialized()
-        endorsement = proposal_response_pb2.Endorsement(
-            endorser=endorser, signature=peer.identity.sign(payload + endorser)
-        )
-        return _Answer(
-            grpc.StatusCode.OK,
-            "",
-            proposal_response_pb2.ProposalResponse(
-                version=1, response=response, payload=payload, endorsement=endorsement
-            ),
-        )
-
-    def _detail(self, index: int, message: str) -> Any:
-        peer = self.peers[index]
-        return gateway_pb2.ErrorDetail(
-            address=peer.address, msp_id=peer.identity.msp_id, message=message
-        )
-
-    async def _evaluate(self, proposal: _Proposal) -> Any:
-        self._plan(proposal)
-        details = []
-        last = grpc.StatusCode.UNAVAILABLE
-        for index in range(len(self.peers)):
-            if index > 0 and self.peers[index].identity.msp_id != self.peers[0].identity.msp_id:
-                break  # the evaluator stays in the Gateway's organisation
-            answer = await self._process(index, proposal)
-            if answer.code == grpc.StatusCode.OK:
-                result = answer.response.response
-                action = proposal_pb2.ChaincodeAction.FromString(
-                    proposal_response_pb2.ProposalResponsePayload.FromString(
-                        answer.response.payload
-                    ).extension
-                )
-                result.payload = action.response.payload
-                return gateway_pb2.EvaluateResponse(result=result)
-            details.append(self._detail(index, answer.message))
-            if answer.code not in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}:
-                raise _GatewayError(
-                    answer.code,
-                    "evaluate call to endorser returned error: " + answer.message,
-                    details,
-                )
-            last = answer.code
-        raise _GatewayError(
-            last, "failed to evaluate transaction, see attached details for more info", details
-        )
-
-    async def _endorse(self, proposal: _Proposal) -> Any:
-        """Collect endorsements and assemble the prepared transaction (``Endorse``)."""
-        self._plan(proposal)
-        first = await self._process(0, proposal)
-        if first.code != grpc.StatusCode.OK:
-            raise _GatewayError(
-                grpc.StatusCode.ABORTED,
-                "failed to endorse transaction, see attached details for more info",
-                [self._detail(0, first.message)],
-            )
-        responses = [first.response]
-        details = []
-        for index in range(1, len(self.peers)):
-            if len(responses) >= self.endorsers_required:
-                break
-            answer = await self._process(index, proposal)
-            if answer.code != grpc.StatusCode.OK:
-                details.append(self._detail(index, answer.message))
-            elif answer.response.payload != first.response.payload:
-                details.append(
-                    self._detail(
-                        index,
-                        "ProposalResponsePayloads do not match (base64): "
-                        f"'{base64.b64encode(answer.response.payload).decode()}' vs "
-                        f"'{base64.b64encode(first.response.payload).decode()}'",
-                    )
-                )
-            else:
-                responses.append(answer.response)
-        if len(responses) < self.endorsers_required:
-            raise _GatewayError(
-                grpc.StatusCode.ABORTED,
-                "failed to collect enough transaction endorsements, "
-                "see attached details for more info",
-                details,
-            )
-        action = transaction_pb2.ChaincodeEndorsedAction(
-            proposal_response_payload=first.response.payload,
-            endorsements=[r.endorsement for r in responses],
-        )
-        return _prepare_transaction(proposal, action)
 
     # -- ordering and commit -----------------------------------------------------------
 
@@ -687,7 +414,7 @@ class GatewayDouble:
                 payload.header.signature_header
             )
         except DecodeError as exc:
-            raise _GatewayError(
+            raise GatewayError(
                 grpc.StatusCode.ABORTED,
                 "received unsuccessful response from orderer: status=BAD_REQUEST, "
                 f"info=bad payload: {exc}",
@@ -697,7 +424,7 @@ class GatewayDouble:
                 signature_header.creator, self.channel, envelope.payload, envelope.signature
             )
         except AccessDeniedError as exc:
-            raise _GatewayError(
+            raise GatewayError(
                 grpc.StatusCode.ABORTED,
                 "received unsuccessful response from orderer: status=FORBIDDEN, "
                 f"info={_WRITERS_DENIED}",
@@ -754,10 +481,10 @@ class GatewayDouble:
 
     async def _submit_own(self, args: tuple[bytes, ...]) -> OwnTransaction:
         raw = signed_proposal(self.rival, self.channel, self.chaincode, args)
-        proposal = self._unpack(raw.signed)
+        proposal = Endorsers.unpack(raw.signed)
         try:
-            prepared = await self._endorse(proposal)
-        except _GatewayError as exc:
+            prepared = await self.endorsers.endorse(proposal)
+        except GatewayError as exc:
             raise RuntimeError(f"{exc.message}: {[d.message for d in exc.details]}") from None
         envelope = common_pb2.Envelope(
             payload=prepared.payload, signature=self.rival.sign(prepared.payload)
@@ -787,30 +514,30 @@ class GatewayDouble:
         try:
             self.msps.verify(identity, channel, request, signature)
         except AccessDeniedError as exc:
-            raise _GatewayError(grpc.StatusCode.PERMISSION_DENIED, _READERS_DENIED) from exc
+            raise GatewayError(grpc.StatusCode.PERMISSION_DENIED, _READERS_DENIED) from exc
 
     async def _commit_status(self, signed: Any) -> Any:
         if not signed.request:
-            raise _GatewayError(
+            raise GatewayError(
                 grpc.StatusCode.INVALID_ARGUMENT, "a commit status request is required"
             )
         try:
             request = gateway_pb2.CommitStatusRequest.FromString(signed.request)
         except DecodeError as exc:
-            raise _GatewayError(
+            raise GatewayError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"invalid status request: {exc}"
             ) from exc
         if not request.identity:
-            raise _GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "no identity provided")
+            raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "no identity provided")
         if not request.channel_id:
-            raise _GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "no channel ID provided")
+            raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "no channel ID provided")
         if not request.transaction_id:
-            raise _GatewayError(
+            raise GatewayError(
                 grpc.StatusCode.INVALID_ARGUMENT, "transaction ID should not be empty"
             )
         self._check_signed(request.identity, request.channel_id, signed.request, signed.signature)
         if request.channel_id != self.channel:
-            raise _GatewayError(grpc.StatusCode.ABORTED, f"channel {request.channel_id} not found")
+            raise GatewayError(grpc.StatusCode.ABORTED, f"channel {request.channel_id} not found")
         tx_id = request.transaction_id
         await self._wait_for(lambda: self.committer.status(tx_id) is not None)
         status = self.committer.status(tx_id)
@@ -819,20 +546,18 @@ class GatewayDouble:
 
     async def _events(self, signed: Any) -> AsyncIterator[Any]:
         if not signed.request:
-            raise _GatewayError(
+            raise GatewayError(
                 grpc.StatusCode.INVALID_ARGUMENT, "a chaincode events request is required"
             )
         try:
             request = gateway_pb2.ChaincodeEventsRequest.FromString(signed.request)
         except DecodeError as exc:
-            raise _GatewayError(
+            raise GatewayError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"invalid chaincode events request: {exc}"
             ) from exc
         self._check_signed(request.identity, request.channel_id, signed.request, signed.signature)
         if request.channel_id != self.channel:
-            raise _GatewayError(
-                grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found"
-            )
+            raise GatewayError(grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found")
         after = request.after_transaction_id
         start = self.committer.block_of(after) if after else None
         if start is None:
@@ -842,7 +567,7 @@ class GatewayDouble:
             elif position in {None, "next_commit"}:
                 start = self.committer.height
             else:
-                raise _GatewayError(
+                raise GatewayError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"invalid start position type: *orderer.SeekPosition_{position.title()}",
                 )
@@ -874,24 +599,6 @@ class GatewayDouble:
                     )
 
 
-def _prepare_transaction(proposal: _Proposal, action: Any) -> Any:
-    """``prepareTransaction`` (submit.go): the unsigned envelope the client signs."""
-    cpp_no_transient = proposal_pb2.ChaincodeProposalPayload(input=proposal.cpp.input)
-    action_payload = transaction_pb2.ChaincodeActionPayload(
-        chaincode_proposal_payload=cpp_no_transient.SerializeToString(), action=action
-    )
-    transaction = transaction_pb2.Transaction(
-        actions=[
-            transaction_pb2.TransactionAction(
-                header=proposal.header.signature_header,
-                payload=action_payload.SerializeToString(),
-            )
-        ]
-    )
-    payload = common_pb2.Payload(header=proposal.header, data=transaction.SerializeToString())
-    return common_pb2.Envelope(payload=payload.SerializeToString())
-
-
 class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     """The ``gateway.Gateway`` service over a :class:`GatewayDouble`."""
 
@@ -911,7 +618,7 @@ class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             double._injected(method, after=False)
             result = await work()
             double._injected(method, after=True)
-        except _GatewayError as error:
+        except GatewayError as error:
             await _abort(context, error)
             return None
         return result
@@ -920,7 +627,7 @@ class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         double = self._double
 
         async def work() -> Any:
-            return await double._evaluate(double._unpack(request.proposed_transaction))
+            return await double.endorsers.evaluate(Endorsers.unpack(request.proposed_transaction))
 
         return await self._call(
             "Evaluate", _proposal_tx_id(request.proposed_transaction), context, work
@@ -930,7 +637,9 @@ class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         double = self._double
 
         async def work() -> Any:
-            prepared = await double._endorse(double._unpack(request.proposed_transaction))
+            prepared = await double.endorsers.endorse(
+                Endorsers.unpack(request.proposed_transaction)
+            )
             return gateway_pb2.EndorseResponse(prepared_transaction=prepared)
 
         return await self._call(
@@ -943,15 +652,15 @@ class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
         async def work() -> Any:
             if not request.HasField("prepared_transaction"):
-                raise _GatewayError(
+                raise GatewayError(
                     grpc.StatusCode.INVALID_ARGUMENT, "a prepared transaction is required"
                 )
             if not envelope.signature:
-                raise _GatewayError(
+                raise GatewayError(
                     grpc.StatusCode.INVALID_ARGUMENT, "prepared transaction must be signed"
                 )
             if request.channel_id != double.channel:
-                raise _GatewayError(
+                raise GatewayError(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"channel {request.channel_id} not found",
                 )
@@ -976,7 +685,7 @@ class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             double._injected("ChaincodeEvents", after=False)
             async for response in double._events(request):
                 yield response
-        except _GatewayError as error:
+        except GatewayError as error:
             await _abort(context, error)
 
 
