@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 from fabric_protos.common import common_pb2
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
@@ -70,6 +71,12 @@ class Member:
 
     msp_id: str
     certificate: x509.Certificate
+
+    @property
+    def role(self) -> str:
+        """Its NodeOU role (``peer``, ``client``, ...): the certificate's organisational unit."""
+        units = self.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        return str(units[0].value) if units else ""
 
 
 class ChannelMsps:
@@ -159,8 +166,9 @@ class _InvalidTxError(Exception):
 class Committer:
     """The channel's ledger and the committing peer's validator.
 
-    ``policy()`` gives how many distinct organisations' endorsements a transaction
-    needs (the chaincode's endorsement policy).
+    ``policy()`` gives how many distinct organisations' peers must have endorsed a
+    transaction (the chaincode's endorsement policy, ``MAJORITY Endorsement`` over
+    ``'OrgN.peer'`` principals): a client's own signature over a response counts for nothing.
     """
 
     def __init__(
@@ -284,7 +292,8 @@ class Committer:
                 )
             except AccessDeniedError:
                 continue
-            orgs.add(member.msp_id)
+            if member.role == "peer":  # the policy names each organisation's peers
+                orgs.add(member.msp_id)
         if len(orgs) < self._policy():
             raise _InvalidTxError(transaction_pb2.ENDORSEMENT_POLICY_FAILURE, tx_id)
 

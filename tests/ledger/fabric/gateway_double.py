@@ -161,6 +161,8 @@ class GatewayDouble:
         self.channel = channel
         self.chaincode = chaincode
         self.batch_size = batch_size
+        """Transactions per block (the orderer's ``BatchSize.MaxMessageCount``)."""
+        self._default_batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.rival = pki.organisations[0].issue("rival@org1.example.com")
         """The identity of the double's own transactions (:meth:`submit_own`)."""
@@ -297,6 +299,7 @@ class GatewayDouble:
             self._compete.clear()
         self.endorsers_required = 1
         self.endorsers_available = len(self.endorsers.peers)
+        self.batch_size = self._default_batch_size
         self.release_commits()
 
     def seen(self, method: str) -> list[str]:

@@ -256,6 +256,7 @@ def test_a_held_block_and_a_competing_transaction_conflict_deterministically(
 ) -> None:
     site = Log.of(log, 3)
     _create(client, site)
+    client.double.batch_size = 2
     client.double.hold_commits()
     first = client.endorse(APPEND, log, site.batch(0, 1))
     second = client.endorse(APPEND, log, site.batch(0, 1))
@@ -263,8 +264,10 @@ def test_a_held_block_and_a_competing_transaction_conflict_deterministically(
     client.submit(*second)
     assert client.double.status(first[0].tx_id) is None  # ordered, not committed
     client.double.release_commits()
-    assert client.status(first[0].tx_id)[0] == transaction_pb2.VALID
-    assert client.status(second[0].tx_id)[0] == transaction_pb2.MVCC_READ_CONFLICT
+    valid, block = client.status(first[0].tx_id)
+    assert valid == transaction_pb2.VALID
+    # One block: the second read the head the first wrote before it in that block.
+    assert client.status(second[0].tx_id) == (transaction_pb2.MVCC_READ_CONFLICT, block)
     # The double commits its own append of 1..2 just before ordering ours of 1..3.
     client.double.compete_next([APPEND.encode(), log.encode(), site.batch(1, 2)])
     proposal, prepared = client.endorse(APPEND, log, site.batch(1, 3))
@@ -301,7 +304,10 @@ def test_a_resubmitted_transaction_is_a_duplicate_and_the_first_status_stays(
     assert "duplicate transaction found" in _details(caught.value)[0].message
 
 
-def test_a_tampered_envelope_fails_the_endorsement_policy(client: Client, log: str) -> None:
+@pytest.mark.parametrize("endorser", ["peer", "client"], ids=["kept", "self-endorsed"])
+def test_a_tampered_envelope_fails_the_endorsement_policy(
+    client: Client, log: str, endorser: str
+) -> None:
     site = Log.of(log, 2)
     _create(client, site)
     proposal, prepared = client.endorse(APPEND, log, site.batch(0, 1))
@@ -315,6 +321,11 @@ def test_a_tampered_envelope_fails_the_endorsement_policy(client: Client, log: s
     cc_action.results = cc_action.results.replace(b"ibx~", b"ibY~")  # other keys written
     response.extension = cc_action.SerializeToString()
     action.action.proposal_response_payload = response.SerializeToString()
+    if endorser == "client":  # the client signs the forged response itself, as a member
+        signer = client.identity.serialized()
+        signature = client.identity.sign(action.action.proposal_response_payload + signer)
+        action.action.endorsements[0].endorser = signer
+        action.action.endorsements[0].signature = signature
     tx.actions[0].payload = action.SerializeToString()
     payload.data = tx.SerializeToString()
     forged = common_pb2.Envelope(payload=payload.SerializeToString())
