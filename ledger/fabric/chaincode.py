@@ -309,6 +309,30 @@ def _handler_class() -> type:
                 raise ShimRequestError(f"{kind}: unexpected reply type {reply.type}")
             return reply
 
+        async def chat_with_peer(self, stream: Any, context: Any) -> None:
+            # The library's loop, except that when the stream ends (the peer went away)
+            # the requests still waiting for its reply fail instead of waiting forever.
+            self.state = states.CREATED
+            self.context = context
+            self.msg_queue_handler = lib.queue.MsgQueueHandler(self)
+            register = shim.ChaincodeMessage(
+                type=shim.ChaincodeMessage.REGISTER, payload=self.chaincode_id.SerializeToString()
+            )
+            register.timestamp.GetCurrentTime()
+            await context.write(register)
+            try:
+                async for message in stream:
+                    self._track_task(self.handle_message(message))
+            finally:
+                for queued in self.msg_queue_handler.tx_queues.values():
+                    for waiting in queued:
+                        if not waiting.future.done():
+                            waiting.future.set_exception(
+                                ShimRequestError("the peer closed the chaincode stream")
+                            )
+                if self._pending_tasks:
+                    await asyncio.gather(*self._pending_tasks, return_exceptions=True)
+
         async def handle_message(self, msg: Any) -> None:
             # The library's version logs a warning for every message.
             if msg.type == shim.ChaincodeMessage.KEEPALIVE:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import logging
 import re
 import select
 import signal
@@ -430,3 +431,52 @@ def test_a_pinned_key_file_is_accepted(tmp_path: Path) -> None:
         client_ca=None,
     )
     assert config.pinned_vkeys == (LEDGER.vkey(),)
+
+
+def test_a_peer_gone_mid_transaction_does_not_leave_the_chaincode_waiting() -> None:
+    """The peer asks for a transaction, the chaincode asks for state, and the stream ends
+    before the reply: the handler fails the waiting request and ends (the library's waits
+    forever)."""
+    from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2
+
+    from ledger.fabric.chaincode import new_handler
+    from tests.ledger.fabric.shim_peer import _InProcess
+
+    message = chaincode_shim_pb2.ChaincodeMessage
+
+    async def scenario() -> None:
+        transport = _InProcess(new_handler(CHAINCODE_ID, new_chaincode()))
+        register = await transport.receive()
+        assert register is not None and register.type == message.REGISTER
+        await transport.send(message(type=message.REGISTERED))
+        await transport.send(message(type=message.READY))
+        args = [wire.HEAD.encode(), LOG.encode()]
+        payload = chaincode_pb2.ChaincodeInput(args=args).SerializeToString()
+        await transport.send(
+            message(type=message.TRANSACTION, payload=payload, txid="t1", channel_id="c")
+        )
+        asked = await transport.receive()
+        assert asked is not None and asked.type == message.GET_STATE
+        await transport.close()  # the stream ends; close() waits for the handler to finish
+
+    asyncio.run(scenario())
+
+
+def test_the_chaincode_library_leaves_the_process_logging_alone() -> None:
+    """Its import calls logging.basicConfig(level=DEBUG) and logs every message: the
+    chaincode module undoes the first and quiets the second."""
+    probe = (
+        "import logging, sys\n"
+        "import ledger.fabric.chaincode as cc\n"
+        "assert 'fabric_chaincode_python' not in sys.modules\n"
+        "cc.new_chaincode()\n"
+        "assert 'fabric_chaincode_python' in sys.modules\n"
+        "root = logging.getLogger()\n"
+        "print(root.level, len(root.handlers), logging.getLogger('asyncio').level,\n"
+        "      logging.getLogger('asyncio').handlers)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(logging.WARNING), "0", str(logging.WARNING), "[]"]
