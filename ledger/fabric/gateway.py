@@ -212,6 +212,10 @@ class GatewayClient:
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # reconnect soon after an outage (gRPC's default waits 1 s, then up to 120 s)
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
@@ -333,7 +337,10 @@ class GatewayClient:
             request = signed_chaincode_events_request(
                 self.identity, channel, chaincode, block, after_tx_id=after
             )
-            stream = self._stub.ChaincodeEvents(request)
+            try:
+                stream = self._stub.ChaincodeEvents(request)
+            except ValueError:  # gRPC: "Cannot invoke RPC on closed channel!"
+                return
             try:
                 for response in stream:
                     failures = 0
@@ -393,12 +400,19 @@ class GatewayClient:
 
         Raises:
             FabricUnavailableError: still failing transiently after the retries.
+            FabricError: the client is closed.
             _GatewayRefusalError: any other gRPC error.
         """
         attempt = 0
         while True:
             try:
                 return call()
+            except ValueError as exc:  # gRPC: "Cannot invoke RPC on closed channel!"
+                if self._closed.is_set():
+                    raise FabricError(
+                        f"the client of the Fabric gateway at {self.endpoint} is closed"
+                    ) from exc
+                raise
             except grpc.RpcError as exc:
                 failure = _Failure.of(exc)
                 self._check_tls(failure, exc)
