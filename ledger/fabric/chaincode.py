@@ -282,6 +282,21 @@ class LedgerHandler:
         raise NotImplementedError
 
 
+class _SerialWrites:
+    """A stream's writing end that sends one message at a time: the library writes from
+    one task per message, and gRPC refuses a write while another is in flight
+    (``GRPC_CALL_ERROR_TOO_MANY_OPERATIONS``), as Fabric's peer serialises its own
+    (``handler.go``: ``serialSend``)."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self._lock = asyncio.Lock()
+
+    async def write(self, message: Any) -> None:
+        async with self._lock:
+            await self._context.write(message)
+
+
 def _handler_class() -> type:
     """The library's ``Handler`` with the ledger's corrections (built once the library loads)."""
     lib = _shim()
@@ -313,13 +328,13 @@ def _handler_class() -> type:
             # The library's loop, except that when the stream ends (the peer went away)
             # the requests still waiting for its reply fail instead of waiting forever.
             self.state = states.CREATED
-            self.context = context
+            self.context = _SerialWrites(context)
             self.msg_queue_handler = lib.queue.MsgQueueHandler(self)
             register = shim.ChaincodeMessage(
                 type=shim.ChaincodeMessage.REGISTER, payload=self.chaincode_id.SerializeToString()
             )
             register.timestamp.GetCurrentTime()
-            await context.write(register)
+            await self.context.write(register)
             try:
                 async for message in stream:
                     self._track_task(self.handle_message(message))

@@ -321,13 +321,22 @@ class _Transport:
 
 
 class _QueueContext:
-    """What the library's ``Handler`` writes to: the gRPC servicer context's ``write``."""
+    """What the library's ``Handler`` writes to: the gRPC servicer context's ``write``,
+    which, like gRPC's, refuses a write while another is in flight."""
 
     def __init__(self, queue: asyncio.Queue[Any]) -> None:
         self._queue = queue
+        self._writing = False
 
     async def write(self, message: Any) -> None:
-        await self._queue.put(message)
+        if self._writing:
+            raise RuntimeError("GRPC_CALL_ERROR_TOO_MANY_OPERATIONS: a write is in flight")
+        self._writing = True
+        try:
+            await asyncio.sleep(0)  # a write takes time: let others overlap it, as on a socket
+            await self._queue.put(message)
+        finally:
+            self._writing = False
 
 
 class _InProcess(_Transport):
