@@ -270,7 +270,13 @@ def test_the_service_registers_with_its_id_and_runs_the_chaincode(service: Servi
         peer = await ShimPeer.dial(service.address, chaincode_id=CHAINCODE_ID)
         try:
             assert peer.registered_id == CHAINCODE_ID
-            await _append_and_refuse(Chain(peer))
+            chain = Chain(peer)
+            await _append_and_refuse(chain)
+            pages = await asyncio.gather(  # concurrent transactions on the one stream
+                *[chain.run(wire.ENTRIES, str(i), "3", commit=False) for i in range(6)]
+            )
+            for i, sim in enumerate(pages):
+                assert wire.EntryPage.from_json(sim.payload).leaves == LEAVES[i : i + 3]
         finally:
             await peer.close()
 
