@@ -359,6 +359,12 @@ class GatewayDouble:
         if self.endorsers.shim is not None:
             await self.endorsers.shim.close()
             self.endorsers.shim = None
+        # Whatever is still running on the loop (cuts, abandoned handlers) ends here.
+        current = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not current]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     async def _serve(self) -> None:
         if self._server is not None:
