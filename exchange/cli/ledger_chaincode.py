@@ -47,6 +47,12 @@ _PACKAGE_TLS_OPTION = typer.Option(
     "--root-cert",
     help="PEM CA of the chaincode service's TLS certificate: the peer then dials over TLS",
 )
+_CLIENT_AUTH_OPTION = typer.Option(
+    False,
+    "--client-auth",
+    help="the service demands the peer's client certificate (its --client-ca); each peer's "
+    "ccaas builder fills in its own key and certificate (client_key, client_cert)",
+)
 _FORCE_OPTION = typer.Option(False, "--force", help="replace the file if it exists")
 
 
@@ -92,6 +98,7 @@ def chaincode_package(  # noqa: PLR0917 -- one parameter per CLI option
     label: str = _LABEL_OPTION,
     out: Path = _OUT_OPTION,
     root_cert: Path | None = _PACKAGE_TLS_OPTION,
+    client_auth: bool = _CLIENT_AUTH_OPTION,
     force: bool = _FORCE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -110,6 +117,7 @@ def chaincode_package(  # noqa: PLR0917 -- one parameter per CLI option
             address=address,
             label=label,
             root_cert=None if root_cert is None else root_cert.read_text(),
+            client_auth=client_auth,
         )
     except (OSError, ValueError) as exc:
         typer.echo(f"ibx: {exc}", err=True)

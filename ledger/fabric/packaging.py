@@ -11,7 +11,8 @@ package id the peer prints is ``LABEL:hex(SHA-256(package bytes))``
 The bytes are deterministic — entries in a fixed order, mode 0644, owner 0,
 modification time 0, gzip without a name or time — so the same options give the
 same package id on every organisation's machine. No key goes into a package:
-it is shared, and installed on every peer.
+with client authentication it holds the ccaas builder's templates, and each
+peer's builder fills in that peer's own client key and certificate.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-__all__ = ["CODE_FILE", "METADATA_FILE", "ChaincodePackage", "build_package", "check_label"]
+__all__ = [
+    "CLIENT_CERT_TEMPLATE",
+    "CLIENT_KEY_TEMPLATE",
+    "CODE_FILE",
+    "METADATA_FILE",
+    "ChaincodePackage",
+    "build_package",
+    "check_label",
+]
 
 METADATA_FILE = "metadata.json"
 """The package's metadata (``persistence.MetadataFile``)."""
@@ -34,6 +43,11 @@ CODE_FILE = "code.tar.gz"
 """The package's code archive (``persistence.CodePackageFile``)."""
 CONNECTION_FILE = "connection.json"
 """What the ccaas builder reads from the code archive."""
+
+CLIENT_KEY_TEMPLATE = "{{.client_key}}"
+"""What the ccaas builder replaces with the peer's TLS client key (a Go template)."""
+CLIENT_CERT_TEMPLATE = "{{.client_cert}}"
+"""What the ccaas builder replaces with the peer's TLS client certificate."""
 
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 """``persistence.LabelRegexp``: ``^[[:alnum:]][[:alnum:]_.+-]*$``."""
@@ -108,22 +122,33 @@ def _tar_gz(files: list[tuple[str, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def build_package(address: str, label: str, root_cert: str | None) -> ChaincodePackage:
+def build_package(
+    address: str, label: str, root_cert: str | None, *, client_auth: bool = False
+) -> ChaincodePackage:
     """The ccaas package of the ledger chaincode listening at ``address``.
 
     ``root_cert``: PEM CA of the service's TLS certificate; the peer then dials over
-    TLS (without a client certificate: no key goes into a package).
+    TLS. ``client_auth``: the service demands the peer's client certificate
+    (``ibx ledger chaincode --client-ca``); the package holds no key, only the ccaas
+    builder's templates ``{{.client_key}}`` and ``{{.client_cert}}``, which each peer
+    fills in from its own ``CHAINCODE_AS_A_SERVICE_BUILDER_CONFIG``.
 
     Raises:
-        ValueError: a label Fabric refuses, an address that is not HOST:PORT, or a root
-            certificate that is not PEM.
+        ValueError: a label Fabric refuses, an address that is not HOST:PORT, a root
+            certificate that is not PEM, or client authentication without TLS.
     """
     check_label(label)
     connection = _template(CONNECTION_FILE)
     connection["address"] = _check_address(address)
+    if client_auth and root_cert is None:
+        raise ValueError("client authentication needs TLS: give the root certificate too")
     if root_cert is not None:
         connection["tls_required"] = True
         connection["root_cert"] = _check_root_cert(root_cert)
+    if client_auth:
+        connection["client_auth_required"] = True
+        connection["client_key"] = CLIENT_KEY_TEMPLATE
+        connection["client_cert"] = CLIENT_CERT_TEMPLATE
     metadata = _template(METADATA_FILE)
     metadata["label"] = label
     code = _tar_gz([(CONNECTION_FILE, _json(connection))])

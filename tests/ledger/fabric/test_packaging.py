@@ -95,6 +95,20 @@ def test_with_a_root_certificate_the_peer_dials_over_tls() -> None:
     assert "client_key" not in connection  # no key ever goes into a package
 
 
+def test_client_authentication_leaves_the_key_to_each_peers_builder() -> None:
+    """The service demands the peer's client certificate; the shared package holds the ccaas
+    builder's templates, never a key (``ccaas_builder/cmd/build``: ``execTempl``)."""
+    pem = _root_cert()
+    _, connection = _open(build_package("127.0.0.1:9999", "ibx-ledger", pem, client_auth=True))
+    assert connection["client_auth_required"] is True
+    assert (connection["client_key"], connection["client_cert"]) == (
+        "{{.client_key}}",
+        "{{.client_cert}}",
+    )
+    with pytest.raises(ValueError, match="needs TLS"):
+        build_package("127.0.0.1:9999", "ibx-ledger", None, client_auth=True)
+
+
 def test_the_same_options_give_the_same_bytes() -> None:
     pem = _root_cert()
     first = build_package("127.0.0.1:9999", "ibx-ledger", pem)
