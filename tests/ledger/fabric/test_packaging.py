@@ -99,7 +99,8 @@ def test_client_authentication_leaves_the_key_to_each_peers_builder() -> None:
     """The service demands the peer's client certificate; the shared package holds the ccaas
     builder's templates, never a key (``ccaas_builder/cmd/build``: ``execTempl``)."""
     pem = _root_cert()
-    _, connection = _open(build_package("127.0.0.1:9999", "ibx-ledger", pem, client_auth=True))
+    package = build_package("127.0.0.1:9999", "ibx-ledger", pem, client_auth=True)
+    _, connection = _open(package.data)
     assert connection["client_auth_required"] is True
     assert (connection["client_key"], connection["client_cert"]) == (
         "{{.client_key}}",
