@@ -91,9 +91,9 @@ METHODS = ("Evaluate", "Endorse", "Submit", "CommitStatus", "ChaincodeEvents")
 """The Gateway's methods (for :meth:`GatewayDouble.fail_next` and :meth:`GatewayDouble.seen`)."""
 
 _READERS_DENIED = (
-    "failed evaluating policy on signed data during check policy [/Channel/Application/Readers]: "
-    "[implicit policy evaluation failed - 0 sub-policies were satisfied, but this policy "
-    "requires 1 of the 'Readers' sub-policies to be satisfied]"
+    "Failed evaluating policy on signed data during check policy on channel [{channel}] with "
+    "policy [/Channel/Application/Readers]: [implicit policy evaluation failed - 0 sub-policies "
+    "were satisfied, but this policy requires 1 of the 'Readers' sub-policies to be satisfied]"
 )
 _WRITERS_DENIED = (
     "implicit policy evaluation failed - 0 sub-policies were satisfied, but this policy "
@@ -523,7 +523,9 @@ class GatewayDouble:
         try:
             self.msps.verify(identity, channel, request, signature)
         except AccessDeniedError as exc:
-            raise GatewayError(grpc.StatusCode.PERMISSION_DENIED, _READERS_DENIED) from exc
+            raise GatewayError(
+                grpc.StatusCode.PERMISSION_DENIED, _READERS_DENIED.format(channel=channel)
+            ) from exc
 
     async def _commit_status(self, signed: Any) -> Any:
         if not signed.request:

@@ -364,6 +364,10 @@ def test_commit_status_and_events_need_a_member_signature(
     with pytest.raises(grpc.RpcError) as caught:
         client.stub.CommitStatus(forged, timeout=10)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert caught.value.details().startswith(  # as a real peer words it
+        "Failed evaluating policy on signed data during check policy on channel "
+        f"[{client.double.channel}] with policy [/Channel/Application/Readers]"
+    )
     events = signed_events_request(
         client.identity, client.double.channel, client.double.chaincode, 0
     )
