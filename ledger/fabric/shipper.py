@@ -394,8 +394,8 @@ class FabricShipper:
         if genesis is None:
             try:
                 genesis = self._channel.create(vkey)
-            except ChaincodeRefusedError as exc:
-                if exc.refusal.code != "exists":
+            except (CommitConflictError, ChaincodeRefusedError) as exc:
+                if isinstance(exc, ChaincodeRefusedError) and exc.refusal.code != "exists":
                     raise
                 genesis = self._channel.genesis()  # created meanwhile by another shipper
         if genesis is None or genesis.vkey != vkey:
