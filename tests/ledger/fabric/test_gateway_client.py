@@ -84,8 +84,17 @@ def channel(fabric_config: ConfigMaker, site: Site) -> Iterator[GatewayChannel]:
         yield GatewayChannel(client, config.channel, config.chaincode, site.log)
 
 
-def test_evaluate_and_submit_round_trip(fabric_config: ConfigMaker, site: Site) -> None:
-    channel = open_channel(fabric_config(), site.log)
+@pytest.fixture
+def target_channel(fabric_target: FabricTarget, site: Site) -> Iterator[GatewayChannel]:
+    """The site's log through the client on the double, then (marked ``fabric``) a real
+    network."""
+    config = fabric_target()
+    with _client(config) as client:
+        yield GatewayChannel(client, config.channel, config.chaincode, site.log)
+
+
+def test_evaluate_and_submit_round_trip(fabric_target: FabricTarget, site: Site) -> None:
+    channel = open_channel(fabric_target(), site.log)
     try:
         assert channel.genesis() is None
         with pytest.raises(ChaincodeRefusedError) as refused:
@@ -191,6 +200,39 @@ def test_an_mvcc_conflict_is_a_commit_conflict(
     assert channel.append(site.grow(1)).size == 3
 
 
+def test_two_shippers_racing_store_the_batch_once(fabric_target: FabricTarget, site: Site) -> None:
+    """Two clients submit the same batch at once: one commits; the other is refused at
+    endorsement (``gap``) or, endorsed on the old head, committed invalid (MVCC)."""
+    config = fabric_target()
+    clients = [_client(config), _client(config)]
+    channels = [GatewayChannel(c, config.channel, config.chaincode, site.log) for c in clients]
+    channels[0].create(site.ledger.vkey())
+    batch = site.grow(3)
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = [None, None]
+
+    def ship(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = channels[i].append(batch).size
+        except (CommitConflictError, ChaincodeRefusedError) as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=ship, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes, key=lambda o: isinstance(o, int))[1] == 3
+    loser = next(o for o in outcomes if not isinstance(o, int))
+    assert isinstance(loser, CommitConflictError) or (
+        isinstance(loser, ChaincodeRefusedError) and loser.refusal.code == "gap"
+    ), loser
+    assert channels[0].entries(0, 10).leaves == batch.leaves
+    for channel in channels:
+        channel.close()
+
+
 def test_too_few_endorsers_names_each_peer(
     channel: GatewayChannel, gateway_double: GatewayDouble, site: Site
 ) -> None:
@@ -215,8 +257,9 @@ def test_too_few_endorsers_names_each_peer(
     [("gap", "gap"), ("root", "root-mismatch"), ("checkpoint", "bad-checkpoint")],
 )
 def test_a_chaincode_refusal_carries_its_code(
-    channel: GatewayChannel, site: Site, attack: str, code: str
+    target_channel: GatewayChannel, site: Site, attack: str, code: str
 ) -> None:
+    channel = target_channel
     channel.create(site.ledger.vkey())
     batch = site.grow(3)
     forged = {
@@ -234,10 +277,11 @@ def test_a_chaincode_refusal_carries_its_code(
 
 
 def test_a_wrong_tls_root_is_refused(
-    fabric_config: ConfigMaker, tmp_path: Path, site: Site
+    fabric_target: FabricTarget, tmp_path: Path, site: Site
 ) -> None:
-    stranger = FabricPki.generate(organisations=1)
-    config = fabric_config(tmp_path / "stranger", tls_root_pem=stranger.tls_ca_pem)
+    stranger = tmp_path / "stranger-tls-root.pem"
+    stranger.write_bytes(FabricPki.generate(organisations=1).tls_ca_pem)
+    config = dataclasses.replace(fabric_target(), tls_root=stranger)
     started = time.monotonic()
     with _client(config) as client:
         channel = GatewayChannel(client, config.channel, config.chaincode, site.log)
@@ -255,15 +299,16 @@ def test_a_wrong_server_name_is_refused(fabric_config: ConfigMaker, site: Site) 
         GatewayChannel(client, config.channel, config.chaincode, site.log).genesis()
 
 
-def test_events_arrive_in_order_from_a_start_block(
-    channel: GatewayChannel, gateway_double: GatewayDouble, site: Site
-) -> None:
-    start = gateway_double.height
-    channel.create(site.ledger.vkey())
+def test_events_arrive_in_order_from_a_start_block(fabric_target: FabricTarget, site: Site) -> None:
+    config = fabric_target()
+    client = _client(config)
+    channel = GatewayChannel(client, config.channel, config.chaincode, site.log)
+    genesis = wire.LogGenesis(site.log, site.ledger.vkey())
+    start = client.submit(
+        config.channel, config.chaincode, [b"CreateLog", site.log.encode(), genesis.to_json()]
+    ).block
     other = Site(FabricTarget.new_log_id("other"))
-    GatewayChannel(
-        channel.client, gateway_double.channel, gateway_double.chaincode, other.log
-    ).create(other.ledger.vkey())
+    GatewayChannel(client, config.channel, config.chaincode, other.log).create(other.ledger.vkey())
     channel.append(site.grow(2))
     channel.append(site.grow(3))
 
@@ -279,10 +324,12 @@ def test_events_arrive_in_order_from_a_start_block(
     assert events[-1].root == site.ledger.root_at(5)
     assert all(len(e.tx_id) == 64 for e in events)
 
-    # a stream that breaks is reopened where it stopped
-    gateway_double.fail_next("ChaincodeEvents", grpc.StatusCode.UNAVAILABLE, times=2)
+    assert blocks[0] == start
+    if fabric_target.double is not None:  # a stream that breaks is reopened where it stopped
+        fabric_target.double.fail_next("ChaincodeEvents", grpc.StatusCode.UNAVAILABLE, times=2)
     later = list(itertools.islice(channel.events(blocks[1]), 2))
     assert [(e.size, e.block) for e in later] == [(2, blocks[1]), (5, blocks[2])]
+    channel.close()
 
 
 def test_the_events_iterator_ends_when_the_client_closes(
