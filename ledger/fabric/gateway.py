@@ -310,7 +310,10 @@ class GatewayClient:
                 f"the Fabric gateway at {self.endpoint} gave no commit status for "
                 f"{tx_id}: {exc.failure.describe()}"
             ) from exc.cause
-        code = transaction_pb2.TxValidationCode.Name(status.result)
+        try:
+            code = transaction_pb2.TxValidationCode.Name(status.result)
+        except ValueError:  # a code newer than these protobufs
+            code = f"code {status.result}"
         block = int(status.block_number)
         if code == "VALID":
             return block
