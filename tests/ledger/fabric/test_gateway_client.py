@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,12 +156,17 @@ def test_a_transient_failure_is_retried_with_the_same_transaction_id(
     method: str,
     code: grpc.StatusCode,
     after: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     channel.create(site.ledger.vkey())
     batch = site.grow(4)
     before = len(gateway_double.seen(method))
     gateway_double.fail_next(method, code, times=2, after=after)
-    head = channel.append(batch)
+    with caplog.at_level(logging.DEBUG, logger="ledger.fabric"):
+        head = channel.append(batch)
+    resends = [r.getMessage() for r in caplog.records if "resending" in r.getMessage()]
+    assert len(resends) == 2
+    assert not any("PRIVATE KEY" in m or "CERTIFICATE" in m for m in caplog.messages)
     assert head.size == 4
     tx_ids = gateway_double.seen(method)[before:]
     assert len(tx_ids) == 3
