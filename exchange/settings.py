@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     ledger_fabric_anchor_seconds: int = Field(
         10, ge=1, le=86_400, description="how often anchor mode anchors a grown head (seconds)"
     )
+    ledger_fabric_timeout_seconds: int = Field(
+        30, ge=1, le=600, description="seconds one Fabric Gateway call may take"
+    )
+    ledger_fabric_retries: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description="resends of a Fabric Gateway call that failed transiently (same transaction)",
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -220,6 +229,8 @@ class Settings(BaseSettings):
             server_name=self.ledger_fabric_server_name or None,
             key_password=None if password is None else password.get_secret_value().encode(),
             batch_size=self.ledger_fabric_batch,
+            timeout=float(self.ledger_fabric_timeout_seconds),
+            retries=self.ledger_fabric_retries,
         )
 
     def resolved_database_url(self) -> str:

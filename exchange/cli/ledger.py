@@ -343,18 +343,18 @@ def verify(  # noqa: PLR0917 -- one parameter per CLI option
 
     context = cli_context(ctx)
     remote = Remote(exchange, ca_bundle, client_cert, client_key)
+    if fabric and is_remote(context, remote):
+        typer.echo(
+            "ibx: ledger verify --fabric reads the data dir's ledger and its channel; it does "
+            "not go with --exchange",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
     if is_remote(context, remote) and pinned_vkey is None and kept is None:
         typer.echo(
             "ibx: ledger verify --exchange needs the verifier key you trust (--vkey FILE, "
             "saved once with ibx ledger vkey) or a checkpoint you kept (--checkpoint FILE): "
             "a key fetched from the exchange being verified proves nothing",
-            err=True,
-        )
-        raise typer.Exit(ExitCode.USAGE)
-    if fabric and is_remote(context, remote):
-        typer.echo(
-            "ibx: ledger verify --fabric reads the data dir's ledger and its channel; it does "
-            "not go with --exchange",
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)

@@ -80,16 +80,17 @@ def compare(
         FabricError: the channel could not be read (unreachable, refused a query).
         LedgerError: the SQL log could not be read.
     """
-    sql_size = ledger.size()
     genesis = channel.genesis()
     if genesis is None:  # nothing shipped yet: all of SQL is lag
-        return FabricComparison(True, mode, sql_size, 0)
+        return FabricComparison(True, mode, ledger.size(), 0)
     if mode is FabricMode.FULL:
         head = channel.head()
         channel_size = head.size
     else:
         anchored = channel.anchor_head()
         channel_size = anchored.size
+    # SQL after the channel: a shipper running meanwhile ships only what SQL already had.
+    sql_size = ledger.size()
     try:
         if genesis.vkey != ledger.vkey():
             raise _DisagreementError(
