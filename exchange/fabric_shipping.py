@@ -143,7 +143,7 @@ class FabricShipping:
                 logger.error("Fabric shipping stopped: %s", error)
             else:
                 logger.warning("Fabric shipping stopped, retrying with backoff: %s", error)
-        return min(MAX_BACKOFF, max(self._period, 2.0 ** min(self._failures, 10)))
+        return min(MAX_BACKOFF, max(self._period, 2.0 ** min(self._failures - 1, 10)))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -549,7 +549,14 @@ async def _serve(config: ChaincodeServiceConfig) -> None:
 
     lib = _shim()
     host, _port = _split_address(config.address)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a taken port is an error
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),  # a taken port is an error
+            # A batch may carry MAX_BATCH_BYTES of leaves: Fabric's limits (100 MiB), not 4 MiB.
+            ("grpc.max_receive_message_length", 100 << 20),
+            ("grpc.max_send_message_length", 100 << 20),
+        ]
+    )
     lib.shim_grpc.add_ChaincodeServicer_to_server(
         _service(config.chaincode_id, new_chaincode(config.pinned_vkeys)), server
     )

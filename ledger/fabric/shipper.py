@@ -300,9 +300,12 @@ class FabricShipper:
         stop = min(sql_size, start + self._batch_size)
         leaves: list[bytes] = []
         size = 0
-        for index, leaf in self._backend.scan_entries(start, stop):
+        rows = list(self._backend.scan_entries(start, stop))  # at most batch_size rows
+        for index, leaf in rows:
             if index != start + len(leaves):
-                raise LedgerIntegrityError("the entry is missing from the SQL log", index=index)
+                raise LedgerIntegrityError(
+                    "the entry is missing from the SQL log", index=start + len(leaves)
+                )
             cost = (len(leaf) + 2) // 3 * 4 + _BATCH_OVERHEAD
             if leaves and size + cost > MAX_BATCH_BYTES:
                 break

@@ -10,20 +10,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from core.db import Database
-from ledger.fabric import FabricConfig, FabricMode
+from ledger.fabric import FabricConfig, FabricMode, LedgerChannel
 from ledger.fabric.gateway import open_channel
 from tests.conftest import initialised
 from tests.in_process import ibx
 from tests.ledger.fabric import conftest as fabric_fixtures
 from tests.ledger.fabric.conftest import FabricTarget
 from tests.ledger.fabric.gateway_double import GatewayDouble, double_fabric_config
-from tests.server import running_exchange
+from tests.server import ExchangeUrl, running_exchange
 
 # The Gateway double's fixtures (tests/ledger/fabric/conftest.py), used here too.
 fabric_pki = fabric_fixtures.fabric_pki
@@ -69,6 +70,11 @@ class Deployment:
         assert code == 0, err
         size: int = json.loads(out)["size"]
         return size
+
+
+def _channel_size(channel: LedgerChannel) -> int:
+    """The channel's size (0 while the log is not created yet)."""
+    return 0 if channel.genesis() is None else channel.head().size
 
 
 @pytest.fixture
@@ -181,20 +187,61 @@ def test_settings_errors_are_one_line_usage_errors(tmp_path: Path) -> None:
     assert remote.returncode == 2 and "--fabric" in remote.stderr
 
 
-def test_serve_ships_on_its_own(tmp_path: Path, gateway_double: GatewayDouble) -> None:
-    deployment = Deployment(tmp_path, gateway_double, FabricMode.FULL)
+@dataclass
+class Served:
+    """``ibx serve`` shipping a deployment's ledger, and a client of its channel."""
+
+    deployment: Deployment
+    base: ExchangeUrl
+    channel: LedgerChannel
+
+    def wait_shipped(self, seconds: float = 20) -> None:
+        """Until the channel holds every SQL entry."""
+        size = self.deployment.sql_size()
+        deadline = time.monotonic() + seconds
+        while _channel_size(self.channel) < size:
+            assert time.monotonic() < deadline, self.base.log()
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, gateway_double: GatewayDouble
+) -> Iterator[Served]:
+    """One real ``ibx serve`` with IBX_LEDGER_FABRIC_MODE=full, for the module."""
+    deployment = Deployment(tmp_path_factory.mktemp("served"), gateway_double, FabricMode.FULL)
     channel = open_channel(deployment.config, deployment.origin)
     try:
         with running_exchange(deployment.data_dir, env=deployment.env) as base:
-            deployment.append(25)
-            size = deployment.sql_size()
-            deadline = time.monotonic() + 20
-            while channel.head().size < size:
-                assert time.monotonic() < deadline, base.log()
-                time.sleep(0.1)
-            code, out, err = deployment.ibx("ledger", "verify", "--fabric")
-            assert code == 0, err
-            assert out.splitlines()[-1].startswith("fabric full: channel size")
-            assert "Traceback" not in base.log()
+            yield Served(deployment, base, channel)
     finally:
         channel.close()
+
+
+def test_serve_ships_on_its_own(served: Served) -> None:
+    served.deployment.append(25)
+    served.wait_shipped()
+    code, out, err = served.deployment.ibx("ledger", "verify", "--fabric")
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("fabric full: channel size")
+    assert "Traceback" not in served.base.log()
+
+
+def test_serve_ships_what_waited_through_an_outage(
+    served: Served, gateway_double: GatewayDouble
+) -> None:
+    gateway_double.stop()  # the entries wait in SQL
+    try:
+        served.deployment.append(10)
+        deadline = time.monotonic() + 10
+        while "Fabric shipping stopped" not in served.base.log():
+            assert time.monotonic() < deadline, served.base.log()
+            time.sleep(0.05)
+    finally:
+        gateway_double.start()
+    served.wait_shipped()
+    log = served.base.log()
+    assert log.count("Fabric shipping stopped") == 1, log  # one line per outage
+    assert "Fabric shipping resumed" in log and "Traceback" not in log
+    code, out, err = served.deployment.ibx("ledger", "verify", "--fabric")
+    assert code == 0 and "(lag 0)" in out, err

@@ -461,13 +461,17 @@ class ShimPeer:
         """
         import grpc
 
+        limits = [  # Fabric's peer allows 100 MiB messages on the chaincode stream
+            ("grpc.max_receive_message_length", 100 << 20),
+            ("grpc.max_send_message_length", 100 << 20),
+        ]
         if root_cert is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = grpc.aio.insecure_channel(address, options=limits)
         else:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=root_cert, private_key=client_key, certificate_chain=client_cert
             )
-            channel = grpc.aio.secure_channel(address, credentials)
+            channel = grpc.aio.secure_channel(address, credentials, options=limits)
         peer = cls(_Grpc(channel), namespace)
         try:
             await peer._handshake(chaincode_id)

@@ -204,6 +204,14 @@ def test_too_few_endorsers_is_reported_and_retried_later(
     assert site.status() == (40, None, 0)
 
 
+def test_batches_are_cut_by_bytes_as_well_as_by_count(site: Site) -> None:
+    big = "x" * 60_000
+    site.ledger.append([Event("demo.blob", "sensor", {"i": i, "blob": big}) for i in range(150)])
+    report = site.shipper(batch_size=1000).ship()
+    assert report.transactions == 2 and report.channel_size == 150  # ~80 kB each in base64
+    assert site.channel_leaves() == site.sql_leaves()
+
+
 def test_anchor_mode_survives_an_outage(site: Site, gateway_double: GatewayDouble) -> None:
     site.append(10)
     anchor = site.shipper(mode=FabricMode.ANCHOR)
