@@ -17,11 +17,11 @@ outage, one line when shipping resumes. The entries wait in SQL meanwhile.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import IO, TYPE_CHECKING
 
 from core.errors import ConfigurationError
+from exchange.data_dir_lock import try_lock
 
 if TYPE_CHECKING:
     from exchange.runtime import Runtime
@@ -156,22 +156,8 @@ class FabricShipping:
         """Take the data dir's shipping lock (non-blocking); True when this process holds it."""
         if self._handle is not None:
             return True
-        path = self._runtime.data_dir / LOCK_FILE
-        try:
-            handle = path.open("ab")
-        except OSError as exc:
-            logger.warning("no Fabric shipping here: cannot open %s: %s", path, exc)
-            return False
-        if os.name == "posix":
-            import fcntl
-
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                return False
-        self._handle = handle
-        return True
+        self._handle = try_lock(self._runtime.data_dir / LOCK_FILE, "Fabric shipping")
+        return self._handle is not None
 
     def stop(self) -> None:
         """Stop shipping (waiting up to :data:`STOP_WAIT` seconds for a pass in flight)

@@ -45,6 +45,7 @@ from core.alerts import Alert
 from core.clock import format_rfc3339, utcnow
 from core.errors import ConfigurationError
 from core.events import Event
+from exchange.data_dir_lock import try_lock
 from exchange.entries import RiskRulesEntry
 
 if TYPE_CHECKING:
@@ -313,22 +314,8 @@ class RiskWatch:
     def _take_lock(self) -> bool:
         if self._handle is not None:
             return True
-        path = self._runtime.data_dir / "risk-watch.lock"
-        try:
-            handle = path.open("ab")
-        except OSError as exc:
-            logger.warning("no risk watch here: cannot open %s: %s", path, exc)
-            return False
-        if os.name == "posix":
-            import fcntl
-
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                return False
-        self._handle = handle
-        return True
+        self._handle = try_lock(self._runtime.data_dir / "risk-watch.lock", "risk watch")
+        return self._handle is not None
 
     async def _begin(self) -> None:
         try:

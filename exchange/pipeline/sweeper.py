@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import IO, TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
+
+from exchange.data_dir_lock import try_lock
 
 if TYPE_CHECKING:
     from exchange.runtime import Runtime
@@ -40,20 +41,9 @@ class PipelineSweeper:
     @classmethod
     def start(cls, runtime: Runtime) -> PipelineSweeper | None:
         """Start sweeping on the running loop if this process takes the lock, else None."""
-        path = runtime.data_dir / "pipeline-sweeper.lock"
-        try:
-            handle = path.open("ab")
-        except OSError as exc:
-            logger.warning("no pipeline sweeper: cannot open %s: %s", path, exc)
+        handle = try_lock(runtime.data_dir / "pipeline-sweeper.lock", "pipeline sweeper")
+        if handle is None:
             return None
-        if os.name == "posix":
-            import fcntl
-
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                return None
         sweeper = cls(runtime, handle)
         sweeper._task = asyncio.get_running_loop().create_task(sweeper._run())
         return sweeper
