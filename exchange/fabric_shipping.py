@@ -138,12 +138,33 @@ class FabricShipping:
 
     def _failed(self, error: str, *, integrity: bool) -> float:
         self._failures += 1
-        if self._failures == 1:  # one line per outage
+        if self._failures == 1:  # one line (and for a disagreement one alert) per outage
             if integrity:
                 logger.error("Fabric shipping stopped: %s", error)
+                self._alert(error)
             else:
                 logger.warning("Fabric shipping stopped, retrying with backoff: %s", error)
         return min(MAX_BACKOFF, max(self._period, 2.0 ** min(self._failures - 1, 10)))
+
+    def _alert(self, error: str) -> None:
+        """Record a critical ``fabric.disagreement`` alert: the channel and the SQL log
+        disagree, or the chaincode refused what the SQL log holds (never for an outage)."""
+        from core.alerts import Alert, Severity
+        from exchange.duty_keys import ALERT_ACTOR
+
+        config = self._runtime.fabric_config
+        where = "" if config is None else f"{config.channel}/{config.chaincode}"
+        alert = Alert(
+            rule="fabric.disagreement",
+            severity=Severity.CRITICAL,
+            subject=f"fabric:{where}",
+            message=error,
+            details={"log": self._runtime.settings.ledger_origin},
+        )
+        try:
+            self._runtime.ledger.record(alert.event(ALERT_ACTOR))
+        except Exception:  # the log line above stands; shipping stays stopped
+            logger.exception("could not record the fabric.disagreement alert")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -245,3 +245,44 @@ def test_serve_ships_what_waited_through_an_outage(
     assert "Fabric shipping resumed" in log and "Traceback" not in log
     code, out, err = served.deployment.ibx("ledger", "verify", "--fabric")
     assert code == 0 and "(lag 0)" in out, err
+
+
+def test_a_channel_that_disagrees_stops_shipping_and_raises_one_critical_alert(
+    tmp_path: Path, deployment: Deployment
+) -> None:
+    """A second deployment re-initialised under the same origin (a new ledger key: the
+    operator replaced the log) meets the first one's log on the channel: shipping stops
+    and a critical ``fabric.disagreement`` alert goes on the ledger, once."""
+    from exchange.fabric_shipping import FabricShipping
+    from exchange.runtime import Runtime
+    from exchange.settings import Settings
+
+    deployment.append(3)
+    assert deployment.ibx("ledger", "ship", "--once")[0] == 0
+    imposter = initialised(tmp_path / "imposter", ledger_origin=deployment.origin)
+    settings = Settings(
+        data_dir=imposter,
+        ledger_origin=deployment.origin,
+        ledger_fabric_mode="full",
+        ledger_fabric_gateway=deployment.config.gateway,
+        ledger_fabric_tls_root=deployment.config.tls_root,
+        ledger_fabric_msp_id=deployment.config.msp_id,
+        ledger_fabric_cert=deployment.config.cert,
+        ledger_fabric_key=deployment.config.key,
+        ledger_fabric_channel=deployment.config.channel,
+        ledger_fabric_chaincode=deployment.config.chaincode,
+        ledger_fabric_retries=1,
+    )
+    runtime = Runtime(settings)
+    try:
+        shipping = FabricShipping(runtime, 1.0)
+        shipping.run_pass()
+        shipping.run_pass()  # the same disagreement again: no second alert
+        alerts = runtime.ledger.find(["audit:alerts"], ["audit.alert"])
+        assert len(alerts) == 1
+        alert = json.loads(runtime.ledger.entry(alerts[0].index).leaf_input)["payload"]
+        assert alert["rule"] == "fabric.disagreement"
+        assert alert["severity"] == "critical"
+        assert "checkpoint key" in alert["message"]
+    finally:
+        runtime.close()
