@@ -201,7 +201,7 @@ class Bench:
         return times
 
     def queries(self, count: int) -> list[float]:
-        """Evaluate ``Head`` of a shipped log ``count`` times: seconds per query."""
+        """Evaluate ``Head`` of a new log ``count`` times: seconds per query."""
         ledger, _, channel = self.fresh("query")
         channel.create(ledger.vkey())
         times = []
