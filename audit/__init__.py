@@ -13,6 +13,7 @@ from audit._export import (
     export_lines,
     write_export,
 )
+from audit._fabric import ExportLog, FabricCheck, check_fabric, with_fabric
 from audit._findings import Finding, VerifyReport
 from audit._invariants import LedgerFacts, check_invariants, derive_facts
 from audit._parse import EntryTypes, ParsedEntry
@@ -31,7 +32,9 @@ __all__ = [
     "EntryTypes",
     "ExportFormatError",
     "ExportHeader",
+    "ExportLog",
     "ExportedEntry",
+    "FabricCheck",
     "Finding",
     "JobTrace",
     "LedgerExport",
@@ -52,11 +55,13 @@ __all__ = [
     "WorkingHours",
     "build_report",
     "check_entries",
+    "check_fabric",
     "check_invariants",
     "derive_facts",
     "export_lines",
     "reconcile",
     "trace_job",
     "verify",
+    "with_fabric",
     "write_export",
 ]

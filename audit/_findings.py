@@ -13,7 +13,8 @@ __all__ = ["Finding", "VerifyReport"]
 @dataclass(frozen=True)
 class Finding:
     """One thing wrong: a stable ``code`` (``tree.root``, ``entry.parse``,
-    ``consent.signature``, ``decision.revoked_consent``...), the ledger index it
+    ``consent.signature``, ``decision.revoked_consent``, ``fabric.entry``...; the Fabric
+    channel's are ``fabric.key|entry|root|ahead|anchor``), the ledger index it
     is about (None: about the log or the export as a whole) and what is wrong, in
     words an auditor can act on."""
 

@@ -25,17 +25,19 @@ import base64
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ledger._checkpoint import Checkpoint, NoteVerifier, SignedNote
 from ledger._compact import CompactRange
-from ledger._ledger import Ledger
 from ledger._merkle import leaf_hash
-from ledger.backends.sql import SqlLedgerBackend
 from ledger.errors import CheckpointError, LedgerError
 from ledger.fabric.channel import LedgerChannel
 from ledger.fabric.config import FabricMode
 from ledger.fabric.wire import MAX_PAGE, AnchorHead, ChannelHead, LogGenesis, WireError
+
+if TYPE_CHECKING:  # the SQL log is one implementation; an auditor's export needs no database
+    from ledger._ledger import Ledger
+    from ledger.backends.sql import SqlLedgerBackend
 
 __all__ = [
     "ChannelState",
@@ -437,18 +439,21 @@ def _compare_anchors(
     bodies: list[Checkpoint] = []
     beyond: Checkpoint | None = None
     after = 0
-    while beyond is None:
+    more = True
+    while more and after < anchored.size:
         page = channel.anchors(after, MAX_PAGE)
-        if not page.checkpoints:
-            break
+        more = bool(page.checkpoints)
         for note in page.checkpoints:
             body = _checked_note(log, note, what, DisagreementKind.ANCHOR)
             if body.size <= after:
                 raise _DisagreementError(
                     DisagreementKind.ANCHOR, f"{what} of size {body.size} is out of order"
                 )
+            if body.size > anchored.size:  # anchored after the head was read
+                more = False
+                break
             if body.size > log_size:  # the ones within the log are compared first
-                beyond = body
+                beyond, more = body, False
                 break
             bodies.append(body)
             after = body.size
