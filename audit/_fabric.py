@@ -10,6 +10,14 @@ the export's ledger key, and every anchored checkpoint verifies and names the
 export's tree. Each disagreement is a :class:`~audit.Finding` with a
 ``fabric.*`` code; a channel behind the export is lag (reported, not a
 finding): the operator may not have shipped the newest entries yet.
+
+A channel ahead of the export is a finding (``fabric.ahead``) only for an
+export read from the exchange just now, after the channel was read: the
+exchange then serves fewer entries than it had already shipped (rolled back or
+cut). An export file is older than the channel whenever anything was
+appended since it was written, so for a file the channel is compared up to
+the export's size and its newer entries are reported (export again to check
+them), not found wrong.
 """
 
 from __future__ import annotations
@@ -109,6 +117,9 @@ class FabricCheck:
     channel_size: int
     export_size: int
     findings: tuple[Finding, ...] = ()
+    live: bool = False
+    """The export was read from the exchange after the channel (a channel ahead is then a
+    finding), not from a file."""
 
     @property
     def ok(self) -> bool:
@@ -120,6 +131,11 @@ class FabricCheck:
         """Export entries not on (or not anchored on) the channel yet."""
         return max(0, self.export_size - self.channel_size)
 
+    @property
+    def newer(self) -> int:
+        """Channel entries (or anchored size) beyond an export file: not checked."""
+        return max(0, self.channel_size - self.export_size) if self.ok else 0
+
     def to_dict(self) -> dict[str, JsonValue]:
         """The ``fabric`` object of ``--json``."""
         return {
@@ -130,6 +146,7 @@ class FabricCheck:
             "channel_size": self.channel_size,
             "export_size": self.export_size,
             "lag": self.lag,
+            "newer": self.newer,
         }
 
     def line(self) -> str:
@@ -139,9 +156,14 @@ class FabricCheck:
                 f"fabric: the channel holds no log {self.log}: nothing shipped yet (lag {self.lag})"
             )
         verdict = "agrees" if self.ok else "disagrees"
+        newer = (
+            f"; the channel holds {self.newer} newer entries: export again to check them"
+            if self.newer
+            else ""
+        )
         return (
             f"fabric {self.mode}: channel size {self.channel_size} of export size "
-            f"{self.export_size} {verdict} (lag {self.lag})"
+            f"{self.export_size} {verdict} (lag {self.lag}{newer})"
         )
 
 
@@ -152,6 +174,7 @@ def check_fabric(
     verifier: NoteVerifier | None,
     mode: FabricMode | None = None,
     state: ChannelState | None = None,
+    live: bool = False,
 ) -> FabricCheck:
     """Compare the export with the channel's copy of its log.
 
@@ -164,6 +187,8 @@ def check_fabric(
             anchored checkpoints and no entries, else full).
         state: the channel's genesis and heads, read before the export was fetched (an
             export fetched from a live exchange may then only be ahead of it).
+        live: the export was fetched from the exchange after ``state`` was read: a channel
+            ahead of it is a finding (for a file it is newer entries, reported).
 
     Raises:
         FabricError: the channel could not be read.
@@ -180,7 +205,7 @@ def check_fabric(
             None,
             "the export's ledger key is no verifier key: the channel's copy could not be compared",
         )
-        return FabricCheck(mode, log, state.genesis is not None, 0, size, (finding,))
+        return FabricCheck(mode, log, state.genesis is not None, 0, size, (finding,), live)
     comparison = compare_log(ExportLog(export, verifier), channel, mode, state)
     return FabricCheck(
         mode,
@@ -188,14 +213,17 @@ def check_fabric(
         state.genesis is not None,
         comparison.channel_size,
         size,
-        _findings(comparison),
+        _findings(comparison, live=live),
+        live,
     )
 
 
-def _findings(comparison: FabricComparison) -> tuple[Finding, ...]:
+def _findings(comparison: FabricComparison, *, live: bool) -> tuple[Finding, ...]:
     found = comparison.disagreement
     if found is None:
         return ()
+    if found.kind is DisagreementKind.AHEAD and not live:
+        return ()  # everything up to the file's size agreed: the rest is newer
     message = f"the Fabric channel: {found.message}; {_HINTS[found.kind]}"
     return (Finding(f"fabric.{found.kind}", found.index, message),)
 

@@ -284,7 +284,12 @@ class _AuditorFabric:
         channel = self.open(export.header.origin)
         return self._read(
             lambda: check_fabric(
-                export, channel, verifier=verifier, mode=self.mode, state=self._state
+                export,
+                channel,
+                verifier=verifier,
+                mode=self.mode,
+                state=self._state,
+                live=self._state is not None,
             )
         )
 

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from audit import ExportHeader, write_export
+from audit import ExportHeader, LedgerExport, check_fabric, write_export
 from core.alerts import Alert, Severity
 from core.clock import utcnow
 from core.db import Database, migrate
 from core.keys import Ed25519Signer
 from ledger import MIGRATIONS, Ledger, LedgerConfig, SqlLedgerBackend
 from ledger.fabric import FabricConfig, FabricMode
+from ledger.fabric.compare import ChannelState
 from ledger.fabric.gateway import open_channel
 from ledger.fabric.shipper import FabricShipper
 from tests.in_process import Done, ibx
@@ -215,6 +216,7 @@ def test_the_channel_agrees_with_the_honest_export_and_lag_is_not_a_finding(worl
         "channel_size": SHIPPED,
         "export_size": SHIPPED + AFTER,
         "lag": AFTER,
+        "newer": 0,
         "channel": world.auditor["IBX_LEDGER_FABRIC_CHANNEL"],
         "chaincode": world.auditor["IBX_LEDGER_FABRIC_CHAINCODE"],
     }
@@ -303,17 +305,48 @@ def test_an_export_under_another_key_is_a_key_finding(world: World) -> None:
     assert _findings(done)[0]["index"] is None
 
 
-def test_a_truncated_export_is_behind_the_channel(world: World) -> None:
+def _truncated(world: World, size: int) -> Path:
+    """The full log's export cut to its first ``size`` entries (no checkpoint line)."""
     lines = world.full_export.read_bytes().splitlines(keepends=True)
     header = json.loads(lines[0])
-    header["tree_size"] = 30
-    cut = [json.dumps(header).encode() + b"\n", *lines[1:31]]  # no checkpoint line
-    truncated = world.path("truncated.jsonl")
-    truncated.write_bytes(b"".join(cut))
-    done = world.verify(truncated, "--json")
-    assert done.returncode == 5
-    assert _fabric_findings(done) == [("fabric.ahead", 30)]
-    assert json.loads(done.stdout)["fabric"]["lag"] == 0
+    header["tree_size"] = size
+    truncated = world.path(f"truncated-{size}.jsonl")
+    truncated.write_bytes(b"".join([json.dumps(header).encode() + b"\n", *lines[1 : 1 + size]]))
+    return truncated
+
+
+def test_an_export_file_older_than_the_channel_is_checked_up_to_its_size(world: World) -> None:
+    done = world.verify(_truncated(world, 30), "--json")
+    assert _fabric_findings(done) == []
+    fabric = json.loads(done.stdout)["fabric"]
+    assert (fabric["ok"], fabric["lag"], fabric["newer"]) == (True, 0, SHIPPED - 30)
+    text = world.verify(_truncated(world, 30))
+    assert text.stdout.splitlines()[-1] == (
+        f"fabric full: channel size {SHIPPED} of export size 30 agrees (lag 0; the channel "
+        f"holds {SHIPPED - 30} newer entries: export again to check them)"
+    )
+    edited = _edit_entry(_truncated(world, 30), world.path("truncated-edited.jsonl"), 3)
+    assert _fabric_findings(world.verify(edited, "--json")) == [("fabric.entry", 3)]
+
+
+def test_an_export_served_now_that_is_behind_the_channel_is_a_finding(
+    world: World, gateway_double: GatewayDouble
+) -> None:
+    """Read live (the channel first, then the exchange's log), fewer entries than already
+    shipped: the exchange rolled its log back or cut it."""
+    config = double_fabric_config(world.path("live-auditor"), gateway_double)
+    channel = open_channel(config, world.full.origin)
+    try:
+        state = ChannelState.read(channel)
+        served = LedgerExport.read(_truncated(world, 30))
+        check = check_fabric(
+            served, channel, verifier=world.full.ledger.verifier, state=state, live=True
+        )
+    finally:
+        channel.close()
+    assert not check.ok and check.newer == 0
+    assert [(f.code, f.index) for f in check.findings] == [("fabric.ahead", 30)]
+    assert "holds 40 entries but the export only 30" in check.findings[0].message
 
 
 # -- the auditor's settings and outages ----------------------------------------------------
