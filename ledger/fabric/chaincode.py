@@ -45,6 +45,7 @@ __all__ = [
     "LedgerChaincode",
     "LedgerHandler",
     "ShimRequestError",
+    "ShimStreamEndedError",
     "ShimWorldState",
     "new_chaincode",
     "new_handler",
@@ -54,6 +55,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _loaded: SimpleNamespace | None = None
+
+STOP_GRACE = 0.25
+"""Seconds a stopping service waits for its (already ended) peer streams to close."""
 
 
 class ChaincodeServiceError(LedgerError):
@@ -66,6 +70,11 @@ class ShimRequestError(LedgerError):
     """The peer answered a state request with an ERROR message."""
 
     title = "chaincode state request failed"
+
+
+class ShimStreamEndedError(ShimRequestError):
+    """A state request's reply cannot come: the peer's stream ended, or the service is
+    stopping (routine, so not logged as an error)."""
 
 
 def _shim() -> SimpleNamespace:
@@ -248,6 +257,9 @@ class LedgerChaincode:
             await state.flush()
         except ContractRefusal as exc:
             return response.error(exc.refusal.message())
+        except ShimStreamEndedError as exc:
+            logger.info("transaction %s abandoned: %s", stub.tx_id, exc)
+            return response.error(f"ibx ledger chaincode: {exc}")
         except LedgerError as exc:
             logger.error("transaction %s failed: %s", stub.tx_id, exc)
             return response.error(f"ibx ledger chaincode: {exc}")
@@ -335,16 +347,18 @@ def _handler_class() -> type:
             )
             register.timestamp.GetCurrentTime()
             await self.context.write(register)
+            reason = "the peer closed the chaincode stream"
             try:
                 async for message in stream:
                     self._track_task(self.handle_message(message))
+            except asyncio.CancelledError:  # the service is stopping (end_streams)
+                reason = "the chaincode service is stopping"
+                raise
             finally:
                 for queued in self.msg_queue_handler.tx_queues.values():
                     for waiting in queued:
                         if not waiting.future.done():
-                            waiting.future.set_exception(
-                                ShimRequestError("the peer closed the chaincode stream")
-                            )
+                            waiting.future.set_exception(ShimStreamEndedError(reason))
                 if self._pending_tasks:
                     await asyncio.gather(*self._pending_tasks, return_exceptions=True)
 
@@ -405,14 +419,36 @@ def new_handler(chaincode_id: str, chaincode: Any) -> Any:
 
 
 def _service(chaincode_id: str, chaincode: Any) -> Any:
-    """The library's ``ChaincodeService`` using :func:`new_handler` for each connection."""
+    """The library's ``ChaincodeService`` using :func:`new_handler` for each connection.
+
+    Its ``end_streams()`` ends every peer stream at once (the RPC returns OK), so that a
+    stopping server has nothing left to cancel: gRPC would wait out the grace period and
+    then log each cancelled ``Connect`` with a ``CancelledError`` traceback.
+    """
     lib = _shim()
 
     class _Service(lib.server.ChaincodeService):  # type: ignore[misc,name-defined]
+        def __init__(self, cc_id: str, cc: Any) -> None:
+            super().__init__(cc_id, cc)
+            self._ending = asyncio.Event()
+
+        def end_streams(self) -> None:
+            self._ending.set()
+
         async def Connect(self, request_iterator: Any, context: Any) -> None:  # noqa: N802 -- gRPC
+            if self._ending.is_set():
+                return
             handler = new_handler(chaincode_id, chaincode)
-            with contextlib.suppress(asyncio.CancelledError):
-                await handler.chat_with_peer(request_iterator, context)
+            chat = asyncio.ensure_future(handler.chat_with_peer(request_iterator, context))
+            ending = asyncio.ensure_future(self._ending.wait())
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({chat, ending}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ending.cancel()
+                chat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await chat
 
     return _Service(chaincode_id, chaincode)
 
@@ -534,9 +570,12 @@ class ChaincodeServiceConfig:
 
 
 def run_service(config: ChaincodeServiceConfig) -> None:
-    """Serve the chaincode until SIGTERM or SIGINT, then stop cleanly.
+    """Serve the chaincode until SIGTERM or SIGINT, then stop promptly and quietly: the
+    peers' streams are ended at once (a transaction still running fails, as when the
+    service dies; the peer retries or times it out) and the server is stopped.
 
-    Prints ``ibx ledger chaincode listening on HOST:PORT (id ...)`` to stderr when ready.
+    Prints ``ibx ledger chaincode listening on HOST:PORT (id ...)`` to stderr when ready,
+    and ``ibx ledger chaincode on HOST:PORT stopped (SIGTERM)`` (or ``SIGINT``) when done.
 
     Raises:
         ChaincodeServiceError: the address cannot be bound.
@@ -557,9 +596,8 @@ async def _serve(config: ChaincodeServiceConfig) -> None:
             ("grpc.max_send_message_length", 100 << 20),
         ]
     )
-    lib.shim_grpc.add_ChaincodeServicer_to_server(
-        _service(config.chaincode_id, new_chaincode(config.pinned_vkeys)), server
-    )
+    service = _service(config.chaincode_id, new_chaincode(config.pinned_vkeys))
+    lib.shim_grpc.add_ChaincodeServicer_to_server(service, server)
     try:
         if config.tls_cert is not None and config.tls_key is not None:
             credentials = grpc.ssl_server_credentials(
@@ -576,9 +614,15 @@ async def _serve(config: ChaincodeServiceConfig) -> None:
         raise ChaincodeServiceError(f"cannot listen on {config.address}")
     await server.start()
     stop = asyncio.Event()
+    received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def stopping(signum: signal.Signals) -> None:
+        received.append(signum)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping, signum)
     print(
         f"ibx ledger chaincode listening on {host}:{port} (id {config.chaincode_id})",
         file=sys.stderr,
@@ -589,4 +633,9 @@ async def _serve(config: ChaincodeServiceConfig) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        await server.stop(grace=1)
+        # End the peers' streams first (a transaction in flight fails; the peer retries it
+        # elsewhere or times it out), so the server's stop has nothing to wait for.
+        service.end_streams()
+        await server.stop(grace=STOP_GRACE)
+    why = received[0].name if received else "stopped"
+    print(f"ibx ledger chaincode on {host}:{port} stopped ({why})", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,10 +232,17 @@ class Service:
     ready: str
 
     def stop(self) -> tuple[int, str]:
-        """SIGTERM, then the exit code and what it wrote after its ready line."""
-        self.process.send_signal(signal.SIGTERM)
+        """SIGTERM (unless it has exited), then the exit code and what it wrote after its
+        ready line."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
         _, rest = self.process.communicate(timeout=10)
         return self.process.returncode, rest
+
+
+_GRPC_CORE_LOG = re.compile(r"[IWE]\d{4} ")
+"""gRPC's C core's own log lines (here: the refused handshake of a peer without a client
+certificate), not the service's."""
 
 
 def _start(*options: str) -> Service:
@@ -262,7 +270,7 @@ def service() -> Iterator[Service]:
     running = _start()
     yield running
     code, rest = running.stop()
-    assert (code, rest) == (0, "")
+    assert (code, rest) == (0, f"ibx ledger chaincode on {running.address} stopped (SIGTERM)\n")
 
 
 def test_the_service_registers_with_its_id_and_runs_the_chaincode(service: Service) -> None:
@@ -346,35 +354,90 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def test_over_mutual_tls_and_sigterm_stops_it_cleanly(pki: dict[str, Path]) -> None:
+async def _transaction_waiting_for_state(
+    address: str, root: bytes, client_cert: bytes, client_key: bytes
+) -> Any:
+    """A raw peer stream that started a Head transaction and holds back the chaincode's
+    GET_STATE reply: a transaction in flight in the service."""
+    import grpc
+    from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2
+
+    from tests.ledger.fabric.shim_peer import _Grpc
+
+    message = chaincode_shim_pb2.ChaincodeMessage
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=client_key, certificate_chain=client_cert
+    )
+    transport = _Grpc(grpc.aio.secure_channel(address, credentials))
+    register = await transport.receive()
+    assert register is not None and register.type == message.REGISTER
+    await transport.send(message(type=message.REGISTERED))
+    await transport.send(message(type=message.READY))
+    payload = chaincode_pb2.ChaincodeInput(args=[wire.HEAD.encode(), LOG.encode()])
+    await transport.send(
+        message(
+            type=message.TRANSACTION,
+            payload=payload.SerializeToString(),
+            txid="in-flight",
+            channel_id="ibx-ledger",
+        )
+    )
+    asked = await transport.receive()
+    assert asked is not None and asked.type == message.GET_STATE
+    return transport
+
+
+def test_over_mutual_tls_and_sigterm_with_peers_connected_stops_at_once_and_quietly(
+    pki: dict[str, Path],
+) -> None:
+    """Fabric's peer keeps its stream open (and may have a transaction running) when the
+    service is stopped: SIGTERM ends the streams at once, exit 0, one line, no traceback."""
     running = _start(
         "--tls-cert", str(pki["server"]), "--tls-key", str(pki["server_key"]),
         "--client-ca", str(pki["ca"]),
     )  # fmt: skip
     root = pki["ca"].read_bytes()
+    cert, key = pki["client"].read_bytes(), pki["client_key"].read_bytes()
+    took: list[float] = []
 
     async def scenario() -> None:
         peer = await ShimPeer.dial(
             running.address,
             chaincode_id=CHAINCODE_ID,
             root_cert=root,
-            client_cert=pki["client"].read_bytes(),
-            client_key=pki["client_key"].read_bytes(),
+            client_cert=cert,
+            client_key=key,
         )
+        in_flight = await _transaction_waiting_for_state(running.address, root, cert, key)
         try:
             chain = Chain(peer)
             assert (await chain.run(wire.HEAD)).message.startswith("ibx-ledger/no-log: ")
             assert (await chain.create()).status == 200
+            with pytest.raises(ShimProtocolError):  # a peer without a client certificate
+                await ShimPeer.dial(running.address, root_cert=root)
+            started = time.monotonic()
+            running.process.send_signal(signal.SIGTERM)
+            answer = await asyncio.wait_for(in_flight.receive(), 5)  # the running one fails
+            assert answer is not None and answer.txid == "in-flight"
+            assert b"the chaincode service is stopping" in answer.payload
+            assert await asyncio.wait_for(in_flight.receive(), 5) is None  # the stream ended
+            with pytest.raises(ShimProtocolError):  # and the dialled peer's too
+                await chain.run(wire.HEAD)
+            while running.process.poll() is None and time.monotonic() - started < 5:
+                await asyncio.sleep(0.01)
+            took.append(time.monotonic() - started)
         finally:
+            await in_flight.close()
             await peer.close()
-        with pytest.raises(ShimProtocolError):  # a peer without a client certificate
-            await ShimPeer.dial(running.address, root_cert=root)
 
     try:
         asyncio.run(scenario())
     finally:
         code, rest = running.stop()
-    assert code == 0 and "Traceback" not in rest, rest  # gRPC may log the refused handshake
+    assert took and took[0] < 1.0, took
+    assert code == 0, rest
+    ours = [line for line in rest.splitlines() if not _GRPC_CORE_LOG.match(line)]
+    assert ours == [f"ibx ledger chaincode on {running.address} stopped (SIGTERM)"], rest
 
 
 # -- the command line ------------------------------------------------------------------------
