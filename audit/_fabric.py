@@ -150,7 +150,8 @@ class FabricCheck:
         }
 
     def line(self) -> str:
-        """``fabric full: channel size S of export size E agrees (lag L)`` (or disagrees)."""
+        """``fabric full: channel size S of export size E agrees (lag L)`` (or disagrees;
+        anchor mode: ``anchored size``)."""
         if not self.created:
             return (
                 f"fabric: the channel holds no log {self.log}: nothing shipped yet (lag {self.lag})"
@@ -161,8 +162,9 @@ class FabricCheck:
             if self.newer
             else ""
         )
+        size = "channel size" if self.mode is FabricMode.FULL else "anchored size"
         return (
-            f"fabric {self.mode}: channel size {self.channel_size} of export size "
+            f"fabric {self.mode}: {size} {self.channel_size} of export size "
             f"{self.export_size} {verdict} (lag {self.lag}{newer})"
         )
 

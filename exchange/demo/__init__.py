@@ -15,6 +15,7 @@ process it starts is stopped when it ends, fails or is interrupted.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import signal
 import sys
@@ -25,6 +26,7 @@ from types import FrameType
 
 from exchange.cli._progress import Progress
 from exchange.demo import audit_acts, setup_acts, use_acts
+from exchange.demo.consortium import Consortium
 from exchange.demo.launcher import check_stop, preload, request_stop, stop_running
 from exchange.demo.narration import LedgerView, Narrator
 from exchange.demo.processes import Background, Cli, DemoError
@@ -72,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(mode=0o700)
     preload()
     say = Narrator()
-    scene = Scene(work, Cli(work, work / "data"), say, LedgerView(work / "data"), Background())
+    consortium = Consortium.from_environment(os.environ)
+    cli = Cli(work, work / "data")
+    if consortium is not None:
+        cli.deployment_env = consortium.operator_env()
+    scene = Scene(work, cli, say, LedgerView(work / "data"), Background(), consortium=consortium)
     previous = {
         signum: signal.signal(signum, _stop)
         for signum in (signal.SIGTERM, signal.SIGINT)
@@ -120,6 +126,17 @@ def _closing(scene: Scene, seconds: float) -> None:
             "the data dir",
             f"{shown(scene.data_dir)}: ibx --data-dir {shown(scene.data_dir)} status "
             "(or ledger verify, identity list, policy list)",
+        ),
+        *(
+            ()
+            if scene.consortium is None
+            else (
+                (
+                    "the Fabric channel",
+                    f"ibx audit verify --export {shown(export)} --fabric "
+                    f"(channel {scene.consortium.channel}, log {scene.consortium.origin})",
+                ),
+            )
         ),
         ("every command run", shown(scene.work / "commands.log")),
         (

@@ -135,6 +135,8 @@ class Cli:
     data_dir: Path
     exchange: str = ""
     ca_bundle: Path | None = None
+    deployment_env: Mapping[str, str] = field(default_factory=dict)
+    """More of the operator's environment: the consortium ledger's settings, when on."""
     _log_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @staticmethod
@@ -143,9 +145,11 @@ class Cli:
         return {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
 
     def operator_env(self) -> dict[str, str]:
-        """The operator's: the deployment's database URL and master key, if the demo got them."""
+        """The operator's: the deployment's database URL and master key, if the demo got them,
+        and :attr:`deployment_env`."""
         env = self.base_env()
         env.update({k: os.environ[k] for k in _SECRET_ENV if os.environ.get(k)})
+        env.update(self.deployment_env)
         return env
 
     def operator(self, *args: str, ok: Sequence[int] = (0,)) -> Ran:

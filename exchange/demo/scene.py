@@ -26,6 +26,7 @@ from exchange.demo.processes import Actor
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from exchange.demo.consortium import Consortium
     from exchange.demo.narration import LedgerView, Narrator
     from exchange.demo.processes import Background, Cli
 
@@ -85,6 +86,8 @@ class Scene:
     """Job ids by the story's label (``he``, ``mpc``, ``psi``, ``after-revocation``)."""
     witnessed: int = 0
     """The size of the last checkpoint the witness cosigned."""
+    consortium: Consortium | None = None
+    """The Fabric channel the exchange ships its log to (None: the consortium ledger is off)."""
 
     @property
     def data_dir(self) -> Path:

@@ -103,6 +103,13 @@ def deploy(scene: Scene) -> None:
     say.fact(
         f"ibx serve: the API on {url}, the edge terminals' mutual-TLS port on {scene.edge_url}"
     )
+    if scene.consortium is not None:
+        fabric = scene.consortium
+        say.fact(
+            f"ibx serve ships the ledger to the consortium's Fabric channel {fabric.channel} "
+            f"(chaincode {fabric.chaincode}, peer {fabric.gateway}, {fabric.mode} mode) as "
+            f"log {fabric.origin}"
+        )
     vkey = cli.operator("ledger", "vkey").stdout.strip()
     scene.ledger_vkey.write_text(vkey + "\n", encoding="utf-8")
     say.fact(f"ledger verifier key {vkey[:40]}… handed out of band (ledger.vkey)")

@@ -141,6 +141,8 @@ def test_the_witness_cosigns_and_the_auditor_verifies_traces_and_reports(told: T
     assert "ibx audit report: .ibx-demo/report.html" in ten
     assert "<svg" in report.read_text(encoding="utf-8")
     assert "ibx audit alerts:" in ten
+    assert "the consortium ledger (a Hyperledger Fabric channel) is off" in ten
+    assert "(docs/fabric.md)" in ten
 
 
 @pytest.mark.slow  # a second run, stopped half-way (about 20 s)
@@ -167,4 +169,52 @@ def test_a_stopped_demo_stops_every_process_it_started(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     assert code == 130
+    assert _processes_under(tmp_path) == []
+
+
+_NETWORK_TO_DEMO = {
+    "IBX_FABRIC_GATEWAY": "IBX_LEDGER_FABRIC_GATEWAY",
+    "IBX_FABRIC_TLS_ROOT": "IBX_LEDGER_FABRIC_TLS_ROOT",
+    "IBX_FABRIC_SERVER_NAME": "IBX_LEDGER_FABRIC_SERVER_NAME",
+    "IBX_FABRIC_MSP_ID": "IBX_LEDGER_FABRIC_MSP_ID",
+    "IBX_FABRIC_CERT": "IBX_LEDGER_FABRIC_CERT",
+    "IBX_FABRIC_KEY": "IBX_LEDGER_FABRIC_KEY",
+    "IBX_FABRIC_CHANNEL": "IBX_LEDGER_FABRIC_CHANNEL",
+    "IBX_FABRIC_CHAINCODE": "IBX_LEDGER_FABRIC_CHAINCODE",
+}
+
+
+@pytest.mark.slow  # a second run of the whole story (about 50 s)
+@pytest.mark.fabric
+@pytest.mark.parametrize("mode", ["full", "anchor"])
+def test_the_demo_ships_to_a_real_fabric_channel_and_the_auditor_checks_it(
+    tmp_path: Path, mode: str
+) -> None:
+    """With ``IBX_LEDGER_FABRIC_*`` (from the network's ``IBX_FABRIC_*``), ``ibx serve``
+    ships the story's ledger and the auditor's export agrees with the channel."""
+    found = {demo: os.environ.get(network, "") for network, demo in _NETWORK_TO_DEMO.items()}
+    if not all(v for k, v in found.items() if k != "IBX_LEDGER_FABRIC_SERVER_NAME"):
+        pytest.skip("no Fabric network: set IBX_FABRIC_* (docs/fabric.md)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
+    env.update({k: v for k, v in found.items() if v})
+    env.update({"IBX_LEDGER_FABRIC_MODE": mode, "IBX_LEDGER_FABRIC_ANCHOR_SECONDS": "2"})
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange.demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    told = Told(tmp_path, done.returncode, done.stdout, done.stderr)
+    assert told.code == 0, told.out[-3000:] + told.err[-3000:]
+    assert re.search(
+        rf"ships the ledger to the consortium's Fabric channel .*{mode} mode\) as log "
+        r"demo-[0-9a-f]{8}\.ibx\.localhost/ledger",
+        told.step(1),
+    )
+    ten = told.step(10)
+    assert re.search(rf"ibx audit verify --fabric .*: fabric {mode}: .* agrees \(lag \d+", ten)
+    assert "the consortium's copy agrees" in ten and "FINDING" not in ten
     assert _processes_under(tmp_path) == []
