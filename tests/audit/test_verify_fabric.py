@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +24,22 @@ from core.alerts import Alert, Severity
 from core.clock import utcnow
 from core.db import Database, migrate
 from core.keys import Ed25519Signer
+from exchange.deployment_ca import ensure_deployment_ca
+from exchange.identities import Role
+from exchange.runtime import Runtime
+from exchange.settings import Settings
 from ledger import MIGRATIONS, Ledger, LedgerConfig, SqlLedgerBackend
 from ledger.fabric import FabricConfig, FabricMode
 from ledger.fabric.compare import ChannelState
 from ledger.fabric.gateway import open_channel
 from ledger.fabric.shipper import FabricShipper
+from tests.conftest import initialised
+from tests.identities import register_all
 from tests.in_process import Done, ibx
 from tests.ledger.fabric import conftest as fabric_fixtures
 from tests.ledger.fabric.conftest import FabricTarget
 from tests.ledger.fabric.gateway_double import GatewayDouble, double_fabric_config
-from tests.server import free_port
+from tests.server import ExchangeUrl, free_port, running_exchange
 
 # The Gateway double's fixtures (tests/ledger/fabric/conftest.py), used here too.
 fabric_pki = fabric_fixtures.fabric_pki
@@ -366,3 +373,60 @@ def test_an_unreachable_peer_is_one_error_line(world: World) -> None:
     assert done.returncode == 1 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1
     assert "could not read the channel" in done.stderr
+
+
+# -- over HTTPS: an exchange that ships on its own ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, gateway_double: GatewayDouble, world: World
+) -> Iterator[tuple[ExchangeUrl, Path]]:
+    """A real ``ibx serve`` shipping its ledger (full mode) to the double, and the
+    auditor's files (token, client certificate, ledger key)."""
+    root = tmp_path_factory.mktemp("fabric-served")
+    origin = FabricTarget.new_log_id("test.ibx/audit-served")
+    data = initialised(root / "data", ledger_origin=origin)
+    files = root / "files"
+    files.mkdir()
+    runtime = Runtime(Settings(data_dir=data))
+    try:
+        made = register_all(runtime, {"aud": (Role.AUDITOR, None)})
+        (files / "aud.token").write_text(made["aud"].token + "\n")
+        (files / "aud.token").chmod(0o600)
+        ensure_deployment_ca(runtime.edge_pki, actor="sysadmin", now=utcnow())
+        runtime.admin_certificates.issue("aud", actor="sysadmin", now=utcnow()).write(files)
+    finally:
+        runtime.close()
+    operator = double_fabric_config(root / "operator", gateway_double)
+    env = {
+        **_auditor_environment(operator),
+        "IBX_LEDGER_FABRIC_MODE": "full",
+        "IBX_LEDGER_ORIGIN": origin,
+    }
+    with running_exchange(data, env=env) as url:
+        channel = open_channel(operator, origin)
+        try:  # until serve's first pass has shipped what init and the registrations wrote
+            deadline = time.monotonic() + 20
+            while channel.genesis() is None or channel.head().size == 0:
+                assert time.monotonic() < deadline, url.log()
+                time.sleep(0.05)
+        finally:
+            channel.close()
+        yield url, files
+
+
+def test_an_export_served_now_agrees_with_the_channel_read_just_before(
+    world: World, served: tuple[ExchangeUrl, Path]
+) -> None:
+    url, files = served
+    done = ibx(
+        "--token-file", str(files / "aud.token"),
+        "audit", "verify", "--fabric", "--json", *url.cli_args(),
+        "--client-cert", str(files / "aud.crt"), "--client-key", str(files / "aud.key"),
+        env=world.auditor,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    fabric = json.loads(done.stdout)["fabric"]
+    assert fabric["ok"] is True and fabric["mode"] == "full"
+    assert 0 < fabric["channel_size"] <= fabric["export_size"] and fabric["newer"] == 0
