@@ -13,12 +13,17 @@ or in the per-peer ``gateway.ErrorDetail``\\ s), too few or disagreeing
 endorsers (:class:`EndorsementError` naming each peer), an MVCC conflict at
 commit (:class:`CommitConflictError`), another invalid commit
 (:class:`TransactionInvalidError`), and a gateway that does not answer
-(:class:`FabricUnavailableError`). Nothing here logs keys or signatures.
+(:class:`FabricUnavailableError`). A peer that has not joined the channel, or
+a chaincode not defined on it, is a :class:`FabricConfigError` at once: the
+peer answers an unknown channel with ``UNAVAILABLE`` ("failed to get config
+for channel [...]"), which is configuration, not an outage, so it is not
+retried. Nothing here logs keys or signatures.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -101,6 +106,31 @@ _TLS_REFUSALS: Final = (
 """gRPC's words (lower case) for a peer certificate the TLS root or server name does not
 verify: not transient, so not retried."""
 
+_NO_CHANNEL: Final = re.compile(r"failed to get config for channel \[(?P<channel>[^\]]*)\]")
+"""The gateway's answer for a channel its peer has not joined (``registry.go``:
+``connectChannelPeers`` and ``config``; UNAVAILABLE on Evaluate, FAILED_PRECONDITION on
+Submit)."""
+_NO_CHAINCODE: Final = (
+    # Evaluate (registry.go: evaluator)
+    re.compile(
+        r"no peers available to evaluate chaincode (?P<chaincode>\S+) in channel (?P<channel>\S+)"
+    ),
+    # Endorse, also for an unknown channel (discovery/endorsement/endorsement.go)
+    re.compile(
+        r"No metadata was found for chaincode (?P<chaincode>\S+) in channel (?P<channel>\S+)"
+    ),
+)
+"""The gateway's answers (FAILED_PRECONDITION) for a chaincode no peer of the channel
+runs: not defined (committed) on the channel, or the channel unknown."""
+_NO_POLICIES: Final = re.compile(
+    r"Failed to get policy manager for channel \[(?P<channel>[^\]]*)\]"
+)
+"""The peer's ACL check's answer (PERMISSION_DENIED, ``core/policy/policy.go``) to a signed
+commit-status or events request for a channel it has not joined."""
+_STILL_RUNNING: Final = "txid: {tx_id}({channel}) exists"
+"""A peer's answer (``core/chaincode/transaction_contexts.go``) to a proposal whose
+transaction id is still executing in the chaincode."""
+
 T = TypeVar("T")
 
 
@@ -144,7 +174,7 @@ class _Failure:
         return cls(code, message or "", _error_details(error))
 
     def refusal(self) -> wire.Refusal | None:
-        for text in (self.message, *(d.message for d in self.details)):
+        for text in self.texts():
             refusal = find_refusal(text)
             if refusal is not None:
                 return refusal
@@ -152,6 +182,14 @@ class _Failure:
 
     def describe(self) -> str:
         return f"{self.code.name}: {self.message}"
+
+    def texts(self) -> tuple[str, ...]:
+        return (self.message, *(d.message for d in self.details))
+
+    def still_running(self, channel: str, tx_id: str) -> bool:
+        """Whether a peer answered that ``tx_id`` is still executing in the chaincode."""
+        running = _STILL_RUNNING.format(tx_id=tx_id, channel=channel)
+        return self.code == grpc.StatusCode.ABORTED and any(running in t for t in self.texts())
 
 
 def _error_details(error: grpc.RpcError) -> tuple[EndorserFailure, ...]:
@@ -229,19 +267,26 @@ class GatewayClient:
     def evaluate(self, channel: str, chaincode: str, args: Sequence[bytes]) -> bytes:
         """Run a query on one peer; its response payload.
 
+        A resent query whose first attempt is still running in the chaincode (the peer
+        answers "txid: ... exists") is not waited for: :class:`FabricUnavailableError`.
+
         Raises:
             ChaincodeRefusedError: the chaincode refused.
             EndorsementError: no peer could run it (with each peer's answer).
-            FabricUnavailableError: the gateway did not answer after the retries.
+            FabricUnavailableError: the gateway did not answer after the retries, or the
+                first attempt of a resent query is still running in the chaincode.
             FabricConfigError: the gateway's TLS certificate does not verify against the
-                TLS root (or the server name).
+                TLS root (or the server name); the gateway's peer has not joined
+                ``channel``, or no peer of it runs ``chaincode``.
             FabricError: the gateway refused the request otherwise.
         """
         proposal = self._propose(channel, chaincode, args)
         request = proposal.evaluate_request()
         try:
             response = self._call(
-                "Evaluate", lambda: self._stub.Evaluate(request, timeout=self.timeout)
+                "Evaluate",
+                lambda: self._stub.Evaluate(request, timeout=self.timeout),
+                proposal=proposal,
             )
         except _GatewayRefusalError as exc:
             raise self._endorse_error("evaluate", proposal, exc.failure) from exc.cause
@@ -257,14 +302,25 @@ class GatewayClient:
     def submit(self, channel: str, chaincode: str, args: Sequence[bytes]) -> Submitted:
         """Endorse, sign, submit a transaction and wait until it is committed valid.
 
+        Every resend is the same signed message (the same transaction id). When a resent
+        Endorse is answered "txid: ... exists", the first attempt is still executing in the
+        chaincode (it outlived the call's deadline): the call gives up with
+        :class:`FabricUnavailableError` rather than wait for it. That is safe: this client
+        never received that attempt's endorsement, so it never signed an envelope for it,
+        and the transaction id can never be ordered; the caller's next try proposes anew
+        (the shipper's next pass re-reads the channel's head, and the chaincode refuses a
+        batch that does not start there, so nothing is lost or stored twice).
+
         Raises:
             ChaincodeRefusedError: the chaincode refused at endorsement.
             EndorsementError: too few endorsers answered, or they disagreed.
             CommitConflictError: committed invalid with an MVCC or phantom read conflict.
             TransactionInvalidError: committed invalid otherwise.
-            FabricUnavailableError: the gateway did not answer after the retries.
+            FabricUnavailableError: the gateway did not answer after the retries, or the
+                first attempt of a resent Endorse is still running in the chaincode.
             FabricConfigError: the gateway's TLS certificate does not verify against the
-                TLS root (or the server name).
+                TLS root (or the server name); the gateway's peer has not joined
+                ``channel``, or no peer of it runs ``chaincode``.
             FabricError: the gateway refused the request otherwise, or assembled another
                 transaction than the one proposed.
         """
@@ -272,7 +328,9 @@ class GatewayClient:
         endorse = proposal.endorse_request()
         try:
             endorsed = self._call(
-                "Endorse", lambda: self._stub.Endorse(endorse, timeout=self.timeout)
+                "Endorse",
+                lambda: self._stub.Endorse(endorse, timeout=self.timeout),
+                proposal=proposal,
             )
         except _GatewayRefusalError as exc:
             raise self._endorse_error("endorse", proposal, exc.failure) from exc.cause
@@ -331,7 +389,7 @@ class GatewayClient:
         Raises:
             FabricUnavailableError: the gateway did not answer after the retries.
             FabricConfigError: the gateway's TLS certificate does not verify against the
-                TLS root (or the server name).
+                TLS root (or the server name), or its peer has not joined ``channel``.
             FabricError: the gateway refused the request.
         """
         block, after = start_block, ""
@@ -362,6 +420,7 @@ class GatewayClient:
                 if self._closed.is_set() or failure.code == grpc.StatusCode.CANCELLED:
                     return
                 self._check_tls(failure, exc)
+                self._check_placement(failure, exc)
                 if failure.code not in TRANSIENT:
                     raise FabricError(
                         f"the Fabric gateway at {self.endpoint} refused the chaincode events "
@@ -398,11 +457,17 @@ class GatewayClient:
     def _pause(self, attempt: int) -> None:
         self._closed.wait(min(self.backoff * (2 ** (attempt - 1)), 5.0))
 
-    def _call(self, what: str, call: Callable[[], T]) -> T:
+    def _call(
+        self, what: str, call: Callable[[], T], *, proposal: SignedProposal | None = None
+    ) -> T:
         """``call()``, resent (the same message) after transient failures.
 
         Raises:
-            FabricUnavailableError: still failing transiently after the retries.
+            FabricUnavailableError: still failing transiently after the retries; or, for a
+                resent ``proposal``, a peer answered that its first attempt is still
+                executing in the chaincode.
+            FabricConfigError: the TLS handshake refused the peer's certificate; the peer
+                has not joined the channel, or no peer of it runs the chaincode.
             FabricError: the client is closed.
             _GatewayRefusalError: any other gRPC error.
         """
@@ -419,6 +484,18 @@ class GatewayClient:
             except grpc.RpcError as exc:
                 failure = _Failure.of(exc)
                 self._check_tls(failure, exc)
+                self._check_placement(failure, exc)
+                if (
+                    attempt
+                    and proposal is not None
+                    and failure.still_running(proposal.channel, proposal.tx_id)
+                ):
+                    raise FabricUnavailableError(
+                        f"the Fabric gateway at {self.endpoint} did not answer: transaction "
+                        f"{proposal.tx_id} ({what}) outlived its deadline and is still running "
+                        "in the chaincode, so the peer refuses it again meanwhile; not waiting "
+                        f"for it ({_describe_details(failure.details) or failure.message})"
+                    ) from exc
                 if failure.code not in TRANSIENT:
                     raise _GatewayRefusalError(failure, exc) from exc
                 attempt += 1
@@ -447,6 +524,38 @@ class GatewayClient:
                 f"the Fabric gateway at {self.endpoint} failed TLS verification against the"
                 f" configured TLS root (or server name): {failure.message}"
             ) from exc
+
+    def _check_placement(self, failure: _Failure, exc: grpc.RpcError) -> None:
+        """Raise when the gateway says its peer has not joined the channel, or that no peer
+        of the channel runs the chaincode: configuration, never an outage (the real peer
+        answers an unknown channel with UNAVAILABLE, which would otherwise be retried).
+
+        Raises:
+            FabricConfigError: it does.
+        """
+        code = failure.code
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
+            found = _NO_CHANNEL.match(failure.message)
+        elif code == grpc.StatusCode.PERMISSION_DENIED:
+            found = _NO_POLICIES.match(failure.message)
+        else:
+            return
+        if found is not None:
+            raise FabricConfigError(
+                f"the Fabric gateway at {self.endpoint} has not joined channel "
+                f"{found['channel']!r} (is the channel name right?): {failure.describe()}"
+            ) from exc
+        if code != grpc.StatusCode.FAILED_PRECONDITION:
+            return
+        for pattern in _NO_CHAINCODE:
+            found = pattern.search(failure.message)
+            if found is not None:
+                raise FabricConfigError(
+                    f"no peer of channel {found['channel']!r} runs chaincode "
+                    f"{found['chaincode']!r}, says the Fabric gateway at {self.endpoint} (are "
+                    "the channel and chaincode names right, has the peer joined the channel, "
+                    f"is the chaincode's definition committed on it?): {failure.describe()}"
+                ) from exc
 
     def _unavailable(self, failure: _Failure) -> FabricUnavailableError:
         return FabricUnavailableError(

@@ -10,6 +10,7 @@ messages and ``ErrorDetail``s) and ``core/endorser`` (``msgvalidation.go``,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +38,15 @@ from tests.ledger.fabric.fabric_pki import Identity
 from tests.ledger.fabric.raw_gateway import compute_tx_id
 from tests.ledger.fabric.shim_peer import ShimPeer, ShimProtocolError, Simulation, World
 
-__all__ = ["Answer", "Endorsers", "GatewayError", "Peer", "Proposal", "prepare_transaction"]
+__all__ = [
+    "Answer",
+    "Endorsers",
+    "GatewayError",
+    "Peer",
+    "Proposal",
+    "no_channel_config",
+    "prepare_transaction",
+]
 
 CHAINCODE_VERSION = "1"
 """The chaincode definition's version (``ChaincodeAction.chaincode_id.version``)."""
@@ -91,10 +100,15 @@ class Peer:
 class Endorsers:
     """The channel's endorsing peers, one per organisation; the first is the Gateway's own.
 
+    A peer refuses a proposal whose transaction id is still executing in the chaincode
+    (a client's resend after its deadline) as a real peer does: ABORTED, "txid: ...
+    exists". An execution outlives the gRPC call that started it.
+
     Attributes:
         required: distinct organisations a transaction's endorsements need (the policy).
         available: how many peers, in order, answer; the rest fail as unreachable peers do.
         shim: the chaincode connection (set once dialled).
+        free: cleared, the chaincode hangs: executions wait until it is set.
     """
 
     def __init__(
@@ -116,6 +130,10 @@ class Endorsers:
         self.required = 1
         self.available = len(self.peers)
         self.shim: ShimPeer | None = None
+        self.free = asyncio.Event()
+        """Clear: the chaincode hangs (executions wait until it is set again)."""
+        self.free.set()
+        self._running: set[tuple[str, str]] = set()
 
     @staticmethod
     def unpack(signed: Any) -> Proposal:
@@ -166,12 +184,34 @@ class Endorsers:
             signed=signed,
         )
 
-    def _plan(self, proposal: Proposal) -> None:
-        """The registry's plan: this channel and chaincode have peers (FailedPrecondition)."""
-        if proposal.channel != self.channel or proposal.chaincode != self.chaincode:
+    def _plan_evaluation(self, proposal: Proposal) -> None:
+        """Evaluate's ``connectChannelPeers`` (an unknown channel: UNAVAILABLE, as a real
+        peer answers) and ``evaluator`` (an unknown chaincode: FAILED_PRECONDITION).
+
+        Raises:
+            GatewayError: as the real Gateway words it (no details).
+        """
+        if proposal.channel != self.channel:
+            raise GatewayError(grpc.StatusCode.UNAVAILABLE, no_channel_config(proposal.channel))
+        if proposal.chaincode != self.chaincode:
             raise GatewayError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"no peers available to evaluate chaincode {proposal.chaincode} "
+                f"in channel {proposal.channel}",
+            )
+
+    def _plan_endorsement(self, proposal: Proposal) -> None:
+        """Endorse's plan from discovery (``endorsementPlan``): an unknown channel or
+        chaincode has no chaincode metadata (FAILED_PRECONDITION, as a real peer answers).
+
+        Raises:
+            GatewayError: as the real Gateway words it (no details).
+        """
+        if proposal.channel != self.channel or proposal.chaincode != self.chaincode:
+            raise GatewayError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "no combination of peers can be derived which satisfy the endorsement "
+                f"policy: No metadata was found for chaincode {proposal.chaincode} "
                 f"in channel {proposal.channel}",
             )
 
@@ -228,16 +268,21 @@ class Endorsers:
         problem = self._validate(proposal)
         if problem is not None:
             return Answer(grpc.StatusCode.FAILED_PRECONDITION, problem)
-        assert self.shim is not None
-        try:
-            # Reads see the committed state as of the start (the World keeps versions).
-            simulation = await self.shim.execute(
-                self.world,
-                channel=proposal.channel,
-                tx_id=proposal.tx_id,
-                args=proposal.args,
-                signed_proposal=proposal.signed,
+        key = (proposal.channel, proposal.tx_id)
+        if key in self._running:  # TransactionContexts.Create: still executing
+            return Answer(
+                grpc.StatusCode.ABORTED,
+                f"error in simulation: failed to execute transaction {proposal.tx_id}: "
+                f"error sending: txid: {proposal.tx_id}({proposal.channel}) exists",
             )
+        # The peer's execution does not end with the client's call: it runs until the
+        # chaincode answers (or the peer's execute timeout), whatever the caller does.
+        self._running.add(key)
+        execution = asyncio.ensure_future(self._execute(proposal))
+        execution.add_done_callback(lambda done: self._running.discard(key))
+        execution.add_done_callback(_retrieve)
+        try:
+            simulation = await asyncio.shield(execution)
         except (ShimProtocolError, ValueError) as exc:
             # The chaincode is gone or hung: a 500 the peer made itself (retried elsewhere).
             return Answer(grpc.StatusCode.ABORTED, f"error in simulation: {exc}")
@@ -249,6 +294,23 @@ class Endorsers:
             # An ERROR message, not a COMPLETED response: the peer's own 500, no payload.
             return Answer(grpc.StatusCode.ABORTED, f"error in simulation: {simulation.message}")
         return self._respond(peer, proposal, simulation)
+
+    async def _execute(self, proposal: Proposal) -> Simulation:
+        """The chaincode's run of ``proposal`` (after :attr:`free` allows it).
+
+        Raises:
+            ShimProtocolError: the chaincode connection ended or timed out.
+        """
+        await self.free.wait()
+        assert self.shim is not None
+        # Reads see the committed state as of the start (the World keeps versions).
+        return await self.shim.execute(
+            self.world,
+            channel=proposal.channel,
+            tx_id=proposal.tx_id,
+            args=proposal.args,
+            signed_proposal=proposal.signed,
+        )
 
     def _respond(self, peer: Peer, proposal: Proposal, simulation: Simulation) -> Answer:
         """``ProcessProposalSuccessfullyOrError`` and the gateway's ``responseStatus``."""
@@ -306,7 +368,7 @@ class Endorsers:
         Raises:
             GatewayError: the peer refused the proposal or the chaincode answered an error.
         """
-        self._plan(proposal)
+        self._plan_evaluation(proposal)
         details = []
         last = grpc.StatusCode.UNAVAILABLE
         for index in range(len(self.peers)):
@@ -341,7 +403,7 @@ class Endorsers:
         Raises:
             GatewayError: the first endorser failed, or too few endorsed alike.
         """
-        self._plan(proposal)
+        self._plan_endorsement(proposal)
         first = await self._process(0, proposal)
         if first.code != grpc.StatusCode.OK:
             raise GatewayError(
@@ -380,6 +442,20 @@ class Endorsers:
             endorsements=[r.endorsement for r in responses],
         )
         return prepare_transaction(proposal, action)
+
+
+def no_channel_config(channel: str) -> str:
+    """The Gateway's message for a channel its peer has not joined (``registry.go``)."""
+    return (
+        f"failed to get config for channel [{channel}]: "
+        f"could not get last config for channel {channel}"
+    )
+
+
+def _retrieve(execution: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned execution's outcome (no "exception never retrieved" noise)."""
+    if not execution.cancelled():
+        execution.exception()
 
 
 def prepare_transaction(proposal: Proposal, action: Any) -> Any:

@@ -22,6 +22,15 @@ committing peer:
   MVCC, duplicates).
 - **CommitStatus** waits for the commit; **ChaincodeEvents** streams the
   chaincode's events of valid transactions from a start block.
+- Another channel or chaincode name is answered as a real peer answers it
+  (checked against one): Evaluate of an unknown channel is UNAVAILABLE "failed to
+  get config for channel [...]", of an unknown chaincode FAILED_PRECONDITION "no
+  peers available to evaluate chaincode ..."; Endorse of either is
+  FAILED_PRECONDITION "no combination of peers can be derived which satisfy the
+  endorsement policy: No metadata was found for chaincode ..."; Submit of an
+  unknown channel FAILED_PRECONDITION "failed to get config ..."; CommitStatus and
+  ChaincodeEvents PERMISSION_DENIED "Failed to get policy manager for channel
+  [...]". An error without details carries no ``grpc-status-details-bin``.
 
 Knobs for tests: :attr:`endorsers_required` (the endorsement policy: distinct
 organisations) and :attr:`endorsers_available` (peers that answer; the rest
@@ -29,6 +38,8 @@ fail as unreachable peers do); :meth:`fail_next` (a gRPC failure before, or
 after, the call did its work); :meth:`hold_commits` / :meth:`release_commits`;
 :meth:`compete_next` (the double commits a transaction of its own just before
 the next submitted one is ordered, to provoke an MVCC conflict);
+:meth:`hold_chaincode` / :meth:`release_chaincode` (a hung chaincode: a resent
+proposal is refused "txid ... exists" while its first attempt still runs);
 :meth:`stop` / :meth:`start` (an outage, on the same port);
 :meth:`seen` (every transaction id each method was called with).
 """
@@ -63,7 +74,7 @@ from tests.ledger.fabric.fabric_committer import (
     Committer,
     TxCode,
 )
-from tests.ledger.fabric.fabric_endorser import Endorsers, GatewayError, Peer
+from tests.ledger.fabric.fabric_endorser import Endorsers, GatewayError, Peer, no_channel_config
 from tests.ledger.fabric.fabric_pki import FabricPki, Identity
 from tests.ledger.fabric.raw_gateway import signed_proposal
 from tests.ledger.fabric.shim_peer import ShimPeer, World
@@ -95,6 +106,8 @@ _READERS_DENIED = (
     "policy [/Channel/Application/Readers]: [implicit policy evaluation failed - 0 sub-policies "
     "were satisfied, but this policy requires 1 of the 'Readers' sub-policies to be satisfied]"
 )
+_NO_POLICIES = "Failed to get policy manager for channel [{channel}]"
+"""The ACL check's answer for a channel the peer has not joined (``core/policy/policy.go``)."""
 _WRITERS_DENIED = (
     "implicit policy evaluation failed - 0 sub-policies were satisfied, but this policy "
     "requires 1 of the 'Writers' sub-policies to be satisfied: permission denied"
@@ -105,7 +118,11 @@ T = TypeVar("T")
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: GatewayError) -> None:
-    """Fail the call as Fabric's ``newRpcError`` does (details in ``grpc-status-details-bin``)."""
+    """Fail the call as Fabric's ``newRpcError`` / ``status.Error`` do: the details in
+    ``grpc-status-details-bin``, and no such trailer when there are none (grpc-go sends
+    it only for a status with details)."""
+    if not error.details:
+        await context.abort(error.code, error.message)
     status = status_pb2.Status(code=error.code.value[0], message=error.message)
     for detail in error.details:
         status.details.add().Pack(detail)
@@ -292,7 +309,8 @@ class GatewayDouble:
             self._faults[method].append(_Fault(code, times, after))
 
     def reset(self) -> None:
-        """Forget the faults and competing transactions, restore the knobs, release commits."""
+        """Forget the faults and competing transactions, restore the knobs, release commits
+        and the chaincode."""
         with self._guard:
             for faults in self._faults.values():
                 faults.clear()
@@ -301,6 +319,23 @@ class GatewayDouble:
         self.endorsers_available = len(self.endorsers.peers)
         self.batch_size = self._default_batch_size
         self.release_commits()
+        self.release_chaincode()
+
+    def hold_chaincode(self) -> None:
+        """Make the chaincode hang: proposals wait before they reach it (and keep their
+        transaction ids executing, as on a real peer) until :meth:`release_chaincode`."""
+        self._run(self._set_free(False))
+
+    def release_chaincode(self) -> None:
+        """Let the held proposals run (their callers may be long gone)."""
+        if self._loop is not None:
+            self._run(self._set_free(True))
+
+    async def _set_free(self, free: bool) -> None:
+        if free:
+            self.endorsers.free.set()
+        else:
+            self.endorsers.free.clear()
 
     def seen(self, method: str) -> list[str]:
         """The transaction ids ``method`` was called with, in order (retries included)."""
@@ -520,6 +555,16 @@ class GatewayDouble:
     def _check_signed(
         self, identity: bytes, channel: str, request: bytes, signature: bytes
     ) -> None:
+        """The Gateway's ``CheckACL`` (the channel's Readers) on a signed request.
+
+        Raises:
+            GatewayError: PERMISSION_DENIED: an unknown channel (no policy manager) or a
+                signature the channel's MSPs do not accept.
+        """
+        if channel != self.channel:
+            raise GatewayError(
+                grpc.StatusCode.PERMISSION_DENIED, _NO_POLICIES.format(channel=channel)
+            )
         try:
             self.msps.verify(identity, channel, request, signature)
         except AccessDeniedError as exc:
@@ -547,8 +592,6 @@ class GatewayDouble:
                 grpc.StatusCode.INVALID_ARGUMENT, "transaction ID should not be empty"
             )
         self._check_signed(request.identity, request.channel_id, signed.request, signed.signature)
-        if request.channel_id != self.channel:
-            raise GatewayError(grpc.StatusCode.ABORTED, f"channel {request.channel_id} not found")
         tx_id = request.transaction_id
         await self._wait_for(lambda: self.committer.status(tx_id) is not None)
         status = self.committer.status(tx_id)
@@ -567,8 +610,6 @@ class GatewayDouble:
                 grpc.StatusCode.INVALID_ARGUMENT, f"invalid chaincode events request: {exc}"
             ) from exc
         self._check_signed(request.identity, request.channel_id, signed.request, signed.signature)
-        if request.channel_id != self.channel:
-            raise GatewayError(grpc.StatusCode.NOT_FOUND, f"channel {request.channel_id} not found")
         after = request.after_transaction_id
         start = self.committer.block_of(after) if after else None
         if start is None:
@@ -670,10 +711,9 @@ class _Servicer(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                 raise GatewayError(
                     grpc.StatusCode.INVALID_ARGUMENT, "prepared transaction must be signed"
                 )
-            if request.channel_id != double.channel:
+            if request.channel_id != double.channel:  # registry.orderers -> config
                 raise GatewayError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"channel {request.channel_id} not found",
+                    grpc.StatusCode.FAILED_PRECONDITION, no_channel_config(request.channel_id)
                 )
             double._check_envelope(envelope)
             await double._order(envelope.SerializeToString())

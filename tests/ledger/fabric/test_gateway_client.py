@@ -296,6 +296,78 @@ def test_a_wrong_tls_root_is_refused(
     assert time.monotonic() - started < 5  # refused, not retried as an outage
 
 
+def test_a_wrong_channel_name_is_a_config_error_at_once(
+    fabric_target: FabricTarget, site: Site
+) -> None:
+    """A real peer answers a channel it has not joined with UNAVAILABLE ("failed to get
+    config for channel [...]"): a configuration error, named, not retried as an outage."""
+    name = FabricTarget.new_log_id("nosuch")
+    config = fabric_target(channel=name)
+    double = fabric_target.double
+    evaluated = len(double.seen("Evaluate")) if double else 0
+    started = time.monotonic()
+    with _client(config, retries=5, backoff=0.5) as client:  # retried, it would take > 15 s
+        channel = GatewayChannel(client, config.channel, config.chaincode, site.log)
+        with pytest.raises(FabricConfigError) as info:
+            channel.genesis()
+        assert f"has not joined channel {name!r} (is the channel name right?)" in str(info.value)
+        assert f"UNAVAILABLE: failed to get config for channel [{name}]" in str(info.value)
+        with pytest.raises(FabricConfigError, match=f"no peer of channel {name!r} runs"):
+            channel.create(site.ledger.vkey())
+        with pytest.raises(FabricConfigError, match=f"has not joined channel {name!r}"):
+            next(iter(channel.events(0)))
+    assert time.monotonic() - started < 3
+    if double is not None:
+        assert len(double.seen("Evaluate")) == evaluated + 1  # asked once
+
+
+def test_an_unknown_chaincode_is_a_config_error(fabric_target: FabricTarget, site: Site) -> None:
+    name = FabricTarget.new_log_id("nosuchcc")
+    config = fabric_target(chaincode=name)
+    with _client(config) as client:
+        channel = GatewayChannel(client, config.channel, config.chaincode, site.log)
+        runs = f"no peer of channel {config.channel!r} runs chaincode {name!r}"
+        with pytest.raises(FabricConfigError, match=runs) as evaluating:
+            channel.genesis()
+        assert f"no peers available to evaluate chaincode {name}" in str(evaluating.value)
+        with pytest.raises(FabricConfigError, match=runs) as endorsing:
+            channel.create(site.ledger.vkey())
+        assert f"No metadata was found for chaincode {name}" in str(endorsing.value)
+
+
+def test_a_resend_while_the_first_attempt_still_runs_gives_up_unavailable(
+    fabric_config: ConfigMaker, gateway_double: GatewayDouble, site: Site
+) -> None:
+    """The call's deadline passes while the chaincode still runs the proposal; the resend
+    (same transaction id) is refused "txid ... exists". The client gives up at once
+    (unavailable) instead of waiting: the tx id was never signed for ordering, and the next
+    try proposes anew, stored once."""
+    config = fabric_config()
+    with _client(config) as client:
+        channel = GatewayChannel(client, config.channel, config.chaincode, site.log)
+        channel.create(site.ledger.vkey())
+    batch = site.grow(3)
+    endorsed, submitted = len(gateway_double.seen("Endorse")), len(gateway_double.seen("Submit"))
+    gateway_double.hold_chaincode()
+    with _client(config, timeout=0.3, retries=3) as client:
+        channel = GatewayChannel(client, config.channel, config.chaincode, site.log)
+        started = time.monotonic()
+        with pytest.raises(FabricUnavailableError, match="still running in the chaincode"):
+            channel.append(batch)
+        with pytest.raises(FabricUnavailableError, match=r"\(Evaluate\) outlived its deadline"):
+            channel.head()
+        assert time.monotonic() - started < 3
+    tx_ids = gateway_double.seen("Endorse")[endorsed:]
+    assert len(tx_ids) == 2 and len(set(tx_ids)) == 1  # sent, resent once, given up
+    assert gateway_double.seen("Submit")[submitted:] == []
+    gateway_double.release_chaincode()
+    with _client(config) as client:  # the shipper's next pass
+        channel = GatewayChannel(client, config.channel, config.chaincode, site.log)
+        assert channel.append(batch).size == 3
+        assert channel.entries(0, 100).leaves == batch.leaves
+    assert gateway_double.status(tx_ids[0]) is None  # the abandoned one never ordered
+
+
 def test_a_wrong_server_name_is_refused(fabric_config: ConfigMaker, site: Site) -> None:
     config = fabric_config(server_name="peer0.org9.example.com")
     with (

@@ -4,9 +4,11 @@ what a Fabric peer checks, orders and validates as Fabric does, and survives an 
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -19,6 +21,12 @@ from grpc_status import rpc_status
 from core.events import Event
 from core.keys import Ed25519Signer
 from ledger import Ledger, LedgerConfig, MemoryLedgerBackend
+from ledger.fabric.config import FabricConfig
+from ledger.fabric.identity import FabricIdentity
+from ledger.fabric.proposal import PreparedTransaction
+from ledger.fabric.proposal import signed_chaincode_events_request as ledger_events_request
+from ledger.fabric.proposal import signed_commit_status_request as ledger_commit_status_request
+from ledger.fabric.proposal import signed_proposal as ledger_signed_proposal
 from ledger.fabric.wire import (
     APPEND,
     CREATE_LOG,
@@ -28,6 +36,7 @@ from ledger.fabric.wire import (
     ChannelHead,
     LogGenesis,
 )
+from tests.ledger.fabric.conftest import FabricTarget
 from tests.ledger.fabric.fabric_pki import FabricPki, Identity, Organisation
 from tests.ledger.fabric.gateway_double import GatewayDouble
 from tests.ledger.fabric.raw_gateway import (
@@ -418,3 +427,163 @@ def test_stop_and_start_on_the_same_port_loses_nothing(
     client.submit(proposal, prepared, wait=True)  # the same transaction, after the outage
     assert client.status(proposal.tx_id)[0] == transaction_pb2.VALID
     assert ChannelHead.from_json(client.evaluate(HEAD, log)).size == 2
+
+
+# -- names a peer does not know, and a resent proposal still executing -----------------------
+
+
+def _gateway_stub(config: FabricConfig) -> tuple[Any, Any]:
+    options = []
+    if config.server_name:
+        options.append(("grpc.ssl_target_name_override", config.server_name))
+    connection = grpc.secure_channel(
+        config.gateway,
+        grpc.ssl_channel_credentials(root_certificates=config.tls_root.read_bytes()),
+        options=options,
+    )
+    return connection, gateway_pb2_grpc.GatewayStub(connection)
+
+
+def _refusal(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str, bool]:
+    """What a refused call answered: code, message, and whether it sent the
+    ``grpc-status-details-bin`` trailer."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    error = caught.value
+    trailer = any(key == "grpc-status-details-bin" for key, _ in error.trailing_metadata() or ())
+    return error.code(), error.details(), trailer
+
+
+def test_unknown_channel_and_chaincode_are_answered_as_a_real_peer_answers(
+    fabric_target: FabricTarget,
+) -> None:
+    """The exact codes and messages of a real peer (``internal/pkg/gateway``, checked on a
+    real network with ``-m fabric``), and no details trailer: an unknown channel is
+    UNAVAILABLE on Evaluate, which a client must not take for an outage."""
+    config = fabric_target()
+    identity = FabricIdentity.from_files(config.cert, config.key, config.msp_id)
+    channel, chaincode = config.channel, config.chaincode
+    no_channel, no_chaincode = f"nosuch-{uuid.uuid4().hex[:8]}", f"nosuchcc-{uuid.uuid4().hex[:8]}"
+    connection, stub = _gateway_stub(config)
+
+    def proposal(on_channel: str, named: str, *args: bytes) -> Any:
+        return ledger_signed_proposal(
+            identity, on_channel, named, [HEAD.encode(), b"x/y", *args], now=datetime.now(UTC)
+        )
+
+    no_config = (
+        f"failed to get config for channel [{no_channel}]: "
+        f"could not get last config for channel {no_channel}"
+    )
+    no_plan = "no combination of peers can be derived which satisfy the endorsement policy: "
+    try:
+        expected = {
+            "evaluate-channel": (grpc.StatusCode.UNAVAILABLE, no_config),
+            "endorse-channel": (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{no_plan}No metadata was found for chaincode {chaincode} in channel {no_channel}",
+            ),
+            "evaluate-chaincode": (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"no peers available to evaluate chaincode {no_chaincode} in channel {channel}",
+            ),
+            "endorse-chaincode": (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{no_plan}No metadata was found for chaincode {no_chaincode} in channel {channel}",
+            ),
+            "submit-channel": (grpc.StatusCode.FAILED_PRECONDITION, no_config),
+            "status-channel": (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Failed to get policy manager for channel [{no_channel}]",
+            ),
+            "events-channel": (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Failed to get policy manager for channel [{no_channel}]",
+            ),
+        }
+        # A signed envelope to submit to an unknown channel: endorsed on the real one,
+        # never ordered (a fresh log's creation).
+        site = Log.of(fabric_target.new_log_id("double"), 0)
+        create = ledger_signed_proposal(
+            identity, channel, chaincode, [CREATE_LOG.encode(), site.id.encode(), site.genesis()],
+            now=datetime.now(UTC),
+        )  # fmt: skip
+        endorsed = stub.Endorse(create.endorse_request(), timeout=10)
+        submit = PreparedTransaction.check(endorsed.prepared_transaction, create).submit_request(
+            identity
+        )
+        submit.channel_id = no_channel
+        status = ledger_commit_status_request(identity, no_channel, create.tx_id)
+        events = ledger_events_request(identity, no_channel, chaincode, 0)
+        calls = {
+            "evaluate-channel": lambda: stub.Evaluate(
+                proposal(no_channel, chaincode).evaluate_request(), timeout=10
+            ),
+            "endorse-channel": lambda: stub.Endorse(
+                proposal(no_channel, chaincode).endorse_request(), timeout=10
+            ),
+            "evaluate-chaincode": lambda: stub.Evaluate(
+                proposal(channel, no_chaincode).evaluate_request(), timeout=10
+            ),
+            "endorse-chaincode": lambda: stub.Endorse(
+                proposal(channel, no_chaincode).endorse_request(), timeout=10
+            ),
+            "submit-channel": lambda: stub.Submit(submit, timeout=10),
+            "status-channel": lambda: stub.CommitStatus(status, timeout=10),
+            "events-channel": lambda: next(iter(stub.ChaincodeEvents(events, timeout=10))),
+        }
+        answered = {case: _refusal(call) for case, call in calls.items()}
+    finally:
+        connection.close()
+    assert answered == {case: (*answer, False) for case, answer in expected.items()}
+    if fabric_target.double is not None:
+        assert fabric_target.double.status(create.tx_id) is None  # never ordered
+
+
+def test_a_resent_proposal_still_executing_is_refused_as_existing(client: Client, log: str) -> None:
+    """A real peer keeps running a proposal whose caller gave up (its deadline passed) and
+    refuses the same transaction id meanwhile ("txid: ... exists"); once it has finished,
+    the same proposal runs again (it was never ordered)."""
+    double = client.double
+    _create(client, Log.of(log, 0))
+    query = client.proposal(HEAD, log)
+    site = Log.of(f"{log}-2", 0)
+    creation = client.proposal(CREATE_LOG, site.id, site.genesis())
+    double.hold_chaincode()
+    for call, request in (
+        (client.stub.Evaluate, evaluate_request(query)),
+        (client.stub.Endorse, endorse_request(creation)),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            call(request, timeout=0.2)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    answers = []
+    for call, request, proposal in (
+        (client.stub.Evaluate, evaluate_request(query), query),
+        (client.stub.Endorse, endorse_request(creation), creation),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            call(request, timeout=10)
+        (detail,) = _details(caught.value)
+        assert detail.message == (
+            f"error in simulation: failed to execute transaction {proposal.tx_id}: "
+            f"error sending: txid: {proposal.tx_id}({double.channel}) exists"
+        )
+        answers.append((caught.value.code(), caught.value.details()))
+    see = "see attached details for more info"
+    assert answers == [
+        (grpc.StatusCode.ABORTED, f"failed to evaluate transaction, {see}"),
+        (grpc.StatusCode.ABORTED, f"failed to endorse transaction, {see}"),
+    ]
+    double.release_chaincode()
+    deadline = time.monotonic() + 10
+    while True:  # the held executions finish; then the same proposals run again
+        try:
+            head = client.stub.Evaluate(evaluate_request(query), timeout=10)
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert ChannelHead.from_json(head.result.payload).size == 0
+    client.stub.Endorse(endorse_request(creation), timeout=10)
+    assert double.status(creation.tx_id) is None
