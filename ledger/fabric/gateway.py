@@ -652,9 +652,10 @@ class GatewayChannel:
         return _parse(LogGenesis.from_json, self._submit(wire.CREATE_LOG, genesis.to_json()))
 
     def head(self) -> ChannelHead:
-        """Full mode's head (size 0 before the first batch).
+        """Full mode's head (size 0 before the first batch of a created log).
 
         Raises:
+            ChaincodeRefusedError: ``no-log``: the log was never created.
             FabricError: the query failed, or its answer is malformed.
         """
         return _parse(ChannelHead.from_json, self._evaluate(wire.HEAD))
@@ -680,9 +681,10 @@ class GatewayChannel:
         return _parse(ChannelHead.from_json, self._submit(wire.APPEND, batch.to_json()))
 
     def anchor_head(self) -> AnchorHead:
-        """Anchor mode's head (size 0 before the first anchor).
+        """Anchor mode's head (size 0 before the first anchor of a created log).
 
         Raises:
+            ChaincodeRefusedError: ``no-log``: the log was never created.
             FabricError: the query failed, or its answer is malformed.
         """
         return _parse(AnchorHead.from_json, self._evaluate(wire.ANCHOR_HEAD))

@@ -63,22 +63,40 @@ __all__ = [
 # origin, :func:`check_log_id`), the first argument of every function.
 CREATE_LOG: Final = "CreateLog"
 """Submit. Arguments: log id, :class:`LogGenesis`. Records the log's checkpoint verifier
-key; idempotent for the same key, refused (``exists``) for another. Result: the genesis."""
+key: the genesis must name this log and carry a C2SP Ed25519 verifier key whose key name
+is the log id (``bad-request``), one of the keys this organisation's service pins if it
+pins any (``not-pinned``). Idempotent for the same key (no write, no event), refused
+(``exists``) for another. Result: the genesis as stored (the key normalised)."""
 GENESIS: Final = "Genesis"
 """Evaluate. Argument: log id. Result: :class:`LogGenesis` (refused ``no-log`` if none)."""
 APPEND: Final = "AppendEntries"
-"""Submit. Arguments: log id, :class:`AppendBatch`. Result: the new :class:`ChannelHead`."""
+"""Submit. Arguments: log id, :class:`AppendBatch`. Refused: ``bad-request`` (a malformed
+batch, checked before the log's existence; no entries; a leaf that is not a ledger entry
+whose index is its position), ``no-log``, ``too-large`` (over :data:`MAX_BATCH_ENTRIES` or
+:data:`MAX_BATCH_BYTES`), ``gap`` (not starting at the channel's size), ``root-mismatch``,
+``bad-checkpoint``. Result: the new :class:`ChannelHead` (keeping the latest checkpoint)."""
 ANCHOR: Final = "AnchorCheckpoint"
-"""Submit. Arguments: log id, :class:`AnchorRequest`. Result: the new :class:`AnchorHead`."""
+"""Submit. Arguments: log id, :class:`AnchorRequest`. Refused: ``bad-request``, ``no-log``,
+``bad-checkpoint`` (not signed by the log's key, or another origin), ``not-newer`` (not
+beyond the anchored size; the same size again too), ``inconsistent`` (the proof from the
+anchored checkpoint fails; the first anchor must carry an empty proof). Result: the new
+:class:`AnchorHead`."""
 HEAD: Final = "Head"
-"""Evaluate. Argument: log id. Result: :class:`ChannelHead` (size 0 before the first batch)."""
+"""Evaluate. Argument: log id. Result: :class:`ChannelHead`. Refused ``no-log`` for a log
+never created (an unknown log id never reads as an empty log); a created log's head is
+size 0 (the empty tree's root, no frontier, no checkpoint) until its first batch."""
 ENTRIES: Final = "Entries"
-"""Evaluate. Arguments: log id, start, count (decimal). Result: :class:`EntryPage`."""
+"""Evaluate. Arguments: log id, start, count (decimal, at most 19 digits: ``bad-request``;
+count 0..:data:`MAX_PAGE`: ``too-large``). Result: :class:`EntryPage`, the stored leaf
+inputs from ``start``, fewer than ``count`` (or none) at the log's end. Refused ``no-log``
+for a log never created."""
 ANCHOR_HEAD: Final = "AnchorHead"
-"""Evaluate. Argument: log id. Result: :class:`AnchorHead` (size 0 before the first anchor)."""
+"""Evaluate. Argument: log id. Result: :class:`AnchorHead`. Refused ``no-log`` for a log
+never created; a created log's anchor head is size 0 until its first anchor."""
 ANCHORS: Final = "Anchors"
-"""Evaluate. Arguments: log id, after (a tree size), count. Result: :class:`AnchorPage`, the
-anchored checkpoints of size greater than ``after``, in size order."""
+"""Evaluate. Arguments: log id, after (a tree size), count (decimal, as :data:`ENTRIES`).
+Result: :class:`AnchorPage`, at most ``count`` anchored checkpoints of size greater than
+``after``, in size order. Refused ``no-log`` for a log never created."""
 
 # -- events ----------------------------------------------------------------------------
 EVENT_CREATED: Final = "ibx.ledger.created"
@@ -150,15 +168,19 @@ class WireError(LedgerError):
 class Refusal:
     """The chaincode refused a transaction: a stable code and the reason.
 
-    Codes: ``bad-request`` (malformed document or log id), ``no-log`` (no
-    :data:`CREATE_LOG` yet), ``exists`` (the log exists with another key),
-    ``not-pinned`` (this organisation's chaincode service pins other ledger
-    keys), ``gap`` (the batch does not
-    start at the channel's size), ``too-large``, ``root-mismatch`` (the
-    recomputed root is not the one the batch claims), ``bad-checkpoint`` (not
-    signed by the ledger key the organisation pinned, another origin, or not
-    this tree), ``not-newer`` (an anchor not beyond the last one),
-    ``inconsistent`` (the consistency proof from the last anchor fails).
+    Codes: ``bad-request`` (an unknown function, another argument count, a
+    malformed document, log id or decimal, an empty batch, a leaf that is not a
+    ledger entry at its position), ``no-log`` (no :data:`CREATE_LOG` yet: every
+    other function, queries included), ``exists`` (the log exists with another
+    key), ``not-pinned`` (this organisation's chaincode service pins other
+    ledger keys), ``gap`` (the batch does not start at the channel's size),
+    ``too-large`` (a batch over :data:`MAX_BATCH_ENTRIES` entries or
+    :data:`MAX_BATCH_BYTES` bytes, a page over :data:`MAX_PAGE`),
+    ``root-mismatch`` (the recomputed root is not the one the batch claims),
+    ``bad-checkpoint`` (not signed by the log's key from its genesis, another
+    origin, or not this tree), ``not-newer`` (an anchor not beyond the last
+    one), ``inconsistent`` (the consistency proof from the last anchor fails,
+    or the first anchor carries one).
     """
 
     code: str
@@ -378,7 +400,8 @@ class ChannelHead:
 
 @dataclass(frozen=True)
 class EntryPage:
-    """Leaf inputs from ``start``, in index order (at most :data:`MAX_PAGE`)."""
+    """Leaf inputs from ``start``, in index order (at most :data:`MAX_PAGE`; it ends at
+    the first index the channel does not hold)."""
 
     start: int
     leaves: tuple[bytes, ...]
@@ -408,7 +431,7 @@ class EntryPage:
 @dataclass(frozen=True)
 class AnchorRequest:
     """A signed checkpoint note and the RFC 9162 consistency proof from the channel's
-    last anchored checkpoint to it (empty for the first anchor or the same size)."""
+    last anchored checkpoint to it (empty for the first anchor)."""
 
     checkpoint: str
     proof: tuple[bytes, ...]
@@ -433,7 +456,8 @@ class AnchorRequest:
 
 @dataclass(frozen=True)
 class AnchorHead:
-    """Anchor mode's head: the last anchored checkpoint (size 0 and ``""`` before any)."""
+    """Anchor mode's head: the last anchored checkpoint (size 0, the empty tree's root and
+    ``""`` before any)."""
 
     size: int
     root: bytes
