@@ -186,7 +186,8 @@ def check_fabric(
         verifier: the ledger key the export was verified with (the pinned one, else the
             export's); None: the export's key is no key, and the channel is not compared.
         mode: what the operator ships; None: as the channel shows (anchor when it holds
-            anchored checkpoints and no entries, else full).
+            anchored checkpoints and no entries, else full, and then its anchors, if any,
+            are checked too).
         state: the channel's genesis and heads, read before the export was fetched (an
             export fetched from a live exchange may then only be ahead of it).
         live: the export was fetched from the exchange after ``state`` was read: a channel
@@ -195,6 +196,7 @@ def check_fabric(
     Raises:
         FabricError: the channel could not be read.
     """
+    explicit = mode is not None
     if state is None:
         state = ChannelState.read(channel, mode)
     if mode is None:
@@ -208,15 +210,33 @@ def check_fabric(
             "the export's ledger key is no verifier key: the channel's copy could not be compared",
         )
         return FabricCheck(mode, log, state.genesis is not None, 0, size, (finding,), live)
-    comparison = compare_log(ExportLog(export, verifier), channel, mode, state)
+    exported = ExportLog(export, verifier)
+    comparison = compare_log(exported, channel, mode, state)
+    findings = _findings(comparison, live=live)
+    if _also_anchored(state, mode, asked=explicit):
+        # entries and anchors both on the channel: the anchors are the operator's
+        # commitments too, and nothing on the channel ties them to the entries
+        seen = {(f.code, f.index) for f in findings}
+        anchors = _findings(compare_log(exported, channel, FabricMode.ANCHOR, state), live=live)
+        findings += tuple(f for f in anchors if (f.code, f.index) not in seen)
     return FabricCheck(
         mode,
         log,
         state.genesis is not None,
         comparison.channel_size,
         size,
-        _findings(comparison, live=live),
+        findings,
         live,
+    )
+
+
+def _also_anchored(state: ChannelState, mode: FabricMode, *, asked: bool) -> bool:
+    """Whether a full-mode comparison the channel chose should check its anchors too."""
+    return (
+        not asked
+        and mode is FabricMode.FULL
+        and state.anchored is not None
+        and state.anchored.size > 0
     )
 
 

@@ -154,6 +154,7 @@ def world(
     full = _operator_log(directory, "full", FabricTarget.new_log_id("test.ibx/audit-full"))
     full.append(SHIPPED)
     _ship(full, operator, FabricMode.FULL)
+    _ship(full, operator, FabricMode.ANCHOR)  # its signed head witnessed too
     full.append(AFTER)
     anchored = _operator_log(directory, "anchor", FabricTarget.new_log_id("test.ibx/audit-anchor"))
     anchored.append(20)
@@ -256,7 +257,7 @@ def test_an_entry_edited_after_shipping_is_named_by_its_index(world: World) -> N
     edited = _edit_entry(world.full_export, world.path("edited.jsonl"), 7)
     done = world.verify(edited, "--json")
     assert done.returncode == 5, done.stderr
-    assert _fabric_findings(done) == [("fabric.entry", 7)]
+    assert _fabric_findings(done) == [("fabric.anchor", None), ("fabric.entry", 7)]
     text = world.verify(edited)
     assert text.returncode == 5
     assert any(
@@ -289,14 +290,17 @@ def test_an_export_of_a_rewritten_log_is_found_in_both_modes(world: World) -> No
             rewritten.db.dispose()
         done = world.verify(export, "--json")
         assert done.returncode == 5, done.stderr
-        assert [f["code"] for f in _findings(done)] == [
-            "fabric.entry" if name == "full" else "fabric.anchor"
-        ], _findings(done)  # the export itself verifies: only the channel tells
-        found = _findings(done)[0]
-        if name == "full":
-            assert found["index"] == 0 and "entry 0 differs" in str(found["message"])
+        found = _findings(done)  # the export itself verifies: only the channel tells
+        if name == "full":  # its entries, and the anchor of its signed head
+            assert [(f["code"], f["index"]) for f in found] == [
+                ("fabric.anchor", None),
+                ("fabric.entry", 0),
+            ]
+            assert "entry 0 differs" in str(found[1]["message"])
+            assert f"the anchored checkpoint of size {SHIPPED} has root" in str(found[0]["message"])
         else:
-            assert "the anchored checkpoint of size 20 has root" in str(found["message"])
+            assert [f["code"] for f in found] == ["fabric.anchor"]
+            assert "the anchored checkpoint of size 20 has root" in str(found[0]["message"])
 
 
 def test_an_export_under_another_key_is_a_key_finding(world: World) -> None:
