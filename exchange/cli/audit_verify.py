@@ -130,8 +130,7 @@ def verify(  # noqa: PLR0917 -- one parameter per CLI option
 
     Or --exchange URL: the ledger is fetched now, as your identity (an auditor or witness).
 
-    With --fabric: also compare it with the consortium's Fabric channel, through your own
-    organisation's peer and Fabric identity (IBX_LEDGER_FABRIC_*).
+    With --fabric: also compare it with the Fabric channel, as your own Fabric identity.
     """
     from audit import verify as run_verify
 
