@@ -323,6 +323,7 @@ def _handler_class() -> type:
         def __init__(self, cc_id: str, cc: Any) -> None:
             base.__init__(self, cc_id, cc)
             self.write_batch_size = 0
+            self.cancelled_because = "the peer closed the chaincode stream"
 
         async def ask_peer(self, message: Any, kind: str) -> Any:
             future = asyncio.get_running_loop().create_future()
@@ -351,8 +352,8 @@ def _handler_class() -> type:
             try:
                 async for message in stream:
                     self._track_task(self.handle_message(message))
-            except asyncio.CancelledError:  # the service is stopping (end_streams)
-                reason = "the chaincode service is stopping"
+            except asyncio.CancelledError:  # the service is stopping, or the call was cancelled
+                reason = self.cancelled_because
                 raise
             finally:
                 for queued in self.msg_queue_handler.tx_queues.values():
@@ -446,6 +447,8 @@ def _service(chaincode_id: str, chaincode: Any) -> Any:
                     await asyncio.wait({chat, ending}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 ending.cancel()
+                if self._ending.is_set():
+                    handler.cancelled_because = "the chaincode service is stopping"
                 chat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await chat
