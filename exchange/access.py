@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADMIN_ROLES",
+    "CONSOLE",
     "PUBLIC",
     "ROUTES",
     "Access",
@@ -73,6 +74,10 @@ class Access:
 
 
 PUBLIC = Access((), "public")
+
+CONSOLE = Access((), "console")
+"""The web console's pages (``/console/...``): no token at this layer — they hold a
+session and reach data only through this API with its token (exchange/console/api.py)."""
 
 
 def _one(action: str, kind: str, *, write: bool = False, param: str | None = None) -> Access:

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.access_log import RequestContext
 from exchange.auth import enforce_access
+from exchange.console import install_console
 from exchange.errors import install_problem_handlers, problem
 from exchange.fabric_shipping import FabricShipping, check_fabric_settings
 from exchange.idempotency import Idempotency, IdempotencyStore
@@ -195,6 +196,7 @@ def create_app(
         app.include_router(router)
     app.include_router(audit_routes.router)
     app.include_router(alert_routes.router)
+    install_console(app, rt.console_sessions)  # /console: pages that call this API
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

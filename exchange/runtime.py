@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import policies
     from exchange.admin_certs import AdminCertificates
     from exchange.auth_lockout import AuthFailureGuard
+    from exchange.console_sessions import ConsoleSessions
     from exchange.duty_keys import LedgerDutyKeys
     from exchange.identities import IdentityRegistry
     from exchange.pipeline.service import Pipeline
@@ -250,6 +251,17 @@ class Runtime:
             self.identities,
             self.edge_pki,
             lifetime=timedelta(days=self.settings.admin_cert_days),
+        )
+
+    @cached_property
+    def console_sessions(self) -> ConsoleSessions:
+        """The web console's signed-in browsers (docs/console.md)."""
+        from exchange.console_sessions import ConsoleSessions
+
+        return ConsoleSessions(
+            self,
+            idle=timedelta(seconds=self.settings.console_idle_seconds),
+            lifetime=timedelta(hours=self.settings.console_session_hours),
         )
 
     @cached_property

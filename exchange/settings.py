@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         "world-writable); default <data_dir>/risk.toml if present, else the shipped defaults",
     )
 
+    console_idle_seconds: int = Field(
+        1800, ge=1, le=86_400, description="the web console signs a browser out after this idle"
+    )
+    console_session_hours: int = Field(
+        8, ge=1, le=168, description="the longest a web console session lasts"
+    )
     ledger_fabric_mode: Literal["off", "full", "anchor"] = Field(
         "off",
         description="ship the ledger to a Hyperledger Fabric channel: every entry (full) or "
