@@ -50,7 +50,8 @@ class LedgerChannel(Protocol):
         ...
 
     def head(self) -> ChannelHead:
-        """Full mode's head (size 0 before the first batch)."""
+        """Full mode's head (size 0 before the first batch; refused ``no-log`` before
+        :meth:`create`)."""
         ...
 
     def entries(self, start: int, count: int) -> EntryPage:
@@ -70,7 +71,8 @@ class LedgerChannel(Protocol):
         ...
 
     def anchor_head(self) -> AnchorHead:
-        """Anchor mode's head (size 0 before the first anchor)."""
+        """Anchor mode's head (size 0 before the first anchor; refused ``no-log`` before
+        :meth:`create`)."""
         ...
 
     def anchors(self, after: int, count: int) -> AnchorPage:
