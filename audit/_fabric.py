@@ -51,6 +51,7 @@ _HINTS: Final[Mapping[DisagreementKind, str]] = {
     DisagreementKind.AHEAD: "the channel holds more than the export: entries were cut from "
     "the export, or it is older than the channel (export again)",
     DisagreementKind.ANCHOR: "a checkpoint the consortium witnessed is not in the export's history",
+    DisagreementKind.ROLLBACK: "the channel's state was rolled back",
 }
 
 

@@ -179,13 +179,45 @@ def fabric_comparison(runtime: Runtime) -> FabricComparison:
     except FabricError as exc:
         raise _fail(str(exc), ExitCode.USAGE) from exc
     try:
-        return compare(runtime.ledger, ledger.SqlLedgerBackend(runtime.db), channel, config.mode)
+        verdict = compare(runtime.ledger, ledger.SqlLedgerBackend(runtime.db), channel, config.mode)
     except FabricError as exc:
         raise _fail(
             f"ledger verify --fabric could not read the channel: {exc}", ExitCode.ERROR
         ) from exc
     finally:
         channel.close()
+    return _rolled_back(runtime, config, verdict)
+
+
+def _rolled_back(
+    runtime: Runtime, config: FabricConfig, verdict: FabricComparison
+) -> FabricComparison:
+    """The verdict, failed if the channel is smaller than this deployment's shipper last
+    saw it committed (a rollback of the channel's state: a comparison alone reads it as
+    lag)."""
+    from dataclasses import replace
+
+    from ledger.fabric.compare import Disagreement, DisagreementKind
+    from ledger.fabric.outbox import FabricOutbox, OutboxKey
+
+    if not verdict.ok:
+        return verdict
+    key = OutboxKey(
+        config.channel, config.chaincode, runtime.settings.ledger_origin, str(config.mode)
+    )
+    seen = FabricOutbox(runtime.db).status(key)
+    if seen is None or verdict.channel_size >= seen.shipped_size:
+        return verdict
+    return replace(
+        verdict,
+        ok=False,
+        disagreement=Disagreement(
+            DisagreementKind.ROLLBACK,
+            f"the channel's log {key.log} is at size {verdict.channel_size} but held "
+            f"{seen.shipped_size} when this deployment last saw it committed: the channel's "
+            f"state was rolled back",
+        ),
+    )
 
 
 def fabric_line(comparison: FabricComparison) -> str:

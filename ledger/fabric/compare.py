@@ -153,6 +153,8 @@ class DisagreementKind(StrEnum):
     """The channel holds (or anchors) more than the log."""
     ANCHOR = "anchor"
     """An anchored checkpoint does not verify, is out of order, or names another root."""
+    ROLLBACK = "rollback"
+    """The channel is smaller than the operator's deployment last saw it committed."""
 
 
 @dataclass(frozen=True)

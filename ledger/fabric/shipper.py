@@ -275,6 +275,7 @@ class FabricShipper:
         """
         head = self._channel.head()
         log = self._channel.log
+        self._not_rolled_back(head.size, "holds", "entries")
         if head.size > sql_size:  # another shipper may have shipped what we have not seen
             sql_size = self._ledger.size()
         if head.size > sql_size:
@@ -355,6 +356,7 @@ class FabricShipper:
         """
         anchored = self._channel.anchor_head()
         log = self._channel.log
+        self._not_rolled_back(anchored.size, "anchors", "entries")
         if anchored.size > sql_size:  # another shipper may have anchored a newer head
             sql_size = self._ledger.size()
         if anchored.size > sql_size:
@@ -380,6 +382,24 @@ class FabricShipper:
                 f"anchored root {_b64(anchored.root)}, SQL root {_b64(root)}; nothing anchored"
             )
         return anchored
+
+    def _not_rolled_back(self, size: int, verb: str, what: str) -> None:
+        """Refuse a channel smaller than this deployment last saw it committed: its state
+        was rolled back (a colluding majority of endorsers can rewrite world state; the
+        progress row remembers how far the channel had got).
+
+        Raises:
+            LedgerIntegrityError: it was.
+        """
+        if self._outbox is None:
+            return
+        seen = self._outbox.outbox.status(self._outbox.key)
+        if seen is not None and size < seen.shipped_size:
+            raise LedgerIntegrityError(
+                f"the channel's log {self._channel.log} {verb} {size} {what} but it held "
+                f"{seen.shipped_size} when this deployment last saw it committed: the "
+                f"channel's state was rolled back; nothing shipped"
+            )
 
     # -- the log and the progress row -----------------------------------------------------
 

@@ -343,29 +343,30 @@ def test_a_head_rewritten_to_another_tree_is_found_and_refused(consortium: Conso
     assert consortium.ship().returncode == 0
 
 
-def test_a_head_rolled_back_to_an_earlier_genuine_one_reads_as_lag_and_is_shipped_again(
+def test_a_head_rolled_back_to_an_earlier_genuine_one_is_refused_by_the_deployment_that_saw_it(
     consortium: Consortium,
 ) -> None:
-    """What a colluding majority *can* do unnoticed by a comparison: put back an earlier
-    head they once endorsed (its own signed checkpoint, entries beyond it left as they
-    are). Every check sees a channel behind, i.e. lag; the shipper ships the same entries
-    again, and the channel is whole. (The rollback stays in every peer's blocks.)"""
+    """A colluding majority puts back an earlier head they once endorsed (its own signed
+    checkpoint, entries beyond it left as they are). A comparison alone sees a channel
+    behind — lag, and so does the auditor's export check — but the operator's deployment
+    remembers how far the channel had got: ``verify --fabric`` fails naming the rollback
+    and the shipper refuses to ship on top."""
     size = consortium.head().size
     earlier = consortium.earlier
     with consortium.colluding({head_key(consortium.origin): earlier.to_json()}):
         done = consortium.verify()
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines()[-1] == (
-            f"fabric full: channel size {earlier.size} agrees (lag {size - earlier.size})"
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert (
+            f"is at size {earlier.size} but held {size} when this deployment last saw it"
+            in done.stderr
         )
         audit = consortium.audit("--json")
         assert audit.returncode == 0, audit.stdout
         assert json.loads(audit.stdout)["fabric"]["channel_size"] == earlier.size
-        shipped = consortium.ship()
-        assert shipped.returncode == 0, shipped.stderr
-        assert shipped.stdout.startswith(f"shipped {size - earlier.size} entries")
-        assert consortium.head().size == size
-        assert consortium.verify().returncode == 0
+        refused = _refused(consortium)
+        assert f"held {size} when this deployment last saw it committed" in refused
+    assert consortium.head().size == size
+    assert consortium.verify().returncode == 0
 
 
 # -- an anchored checkpoint --------------------------------------------------------------------
