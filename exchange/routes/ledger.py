@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -62,7 +64,7 @@ from exchange.schemas.ledger import (
 from exchange.schemas.witness import CheckpointPage, CosignatureAccepted, ForkRecorded, ForkReport
 from ledger import Checkpoint, CheckpointError, LedgerEntry
 
-__all__ = ["PARTY_KEYS", "concerns", "router"]
+__all__ = ["PARTY_KEYS", "EntryFilter", "concerns", "router"]
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -306,9 +308,25 @@ def vkey(runtime: Runtime = Depends(get_runtime)) -> Response:  # noqa: B008
 
 
 @router.get("/entries", response_class=Response, responses=_ENTRIES_RESPONSES)
-def entries(
+def entries(  # noqa: PLR0917 -- one parameter per query parameter
     start: int = Query(0, ge=0, le=_MAX_INDEX, description="index of the first entry"),
     limit: int = Query(100, ge=1, le=1000, description="entries to scan from start"),
+    entry_type: str | None = Query(
+        None,
+        alias="type",
+        max_length=200,
+        description="list only entries of this type (``policy.approve``); a value ending "
+        "in ``.`` is a prefix (``policy.``: every policy step)",
+    ),
+    actor: str | None = Query(
+        None, max_length=200, description="list only entries whose actor is this identity"
+    ),
+    since: datetime | None = Query(  # noqa: B008
+        None, description="list only entries at or after this time (RFC 3339; UTC if no offset)"
+    ),
+    until: datetime | None = Query(  # noqa: B008
+        None, description="list only entries before this time (RFC 3339; UTC if no offset)"
+    ),
     grant: Grant = Depends(granted),  # noqa: B008
     runtime: Runtime = Depends(get_runtime),  # noqa: B008
 ) -> Response:
@@ -319,7 +337,9 @@ def entries(
     verifier hashes it, ``SHA-256(0x00 || entry)``); ``next`` is the ``start``
     of the following page, null when the page reaches the end of the log. With
     ``scope`` ``own`` the page lists only the entries of the range that concern
-    the caller (``next`` is unchanged).
+    the caller (``next`` is unchanged). ``type``, ``actor``, ``since`` and
+    ``until`` likewise list only the entries of the scanned range that match
+    all of them (``next`` is unchanged: page on to find more).
 
     Raises:
         TreeSizeError: ``start`` is beyond the log (400).
@@ -329,6 +349,9 @@ def entries(
     shown: Iterable[LedgerEntry] = rows
     if grant.own_only:
         shown = [row for row in rows if concerns(row, grant.identity.name)]
+    if entry_type is not None or actor is not None or since is not None or until is not None:
+        wanted = EntryFilter(entry_type, actor, _utc(since), _utc(until))
+        shown = [row for row in shown if wanted.matches(row)]
     more = end < runtime.ledger.size()
     body = (
         b'{"entries":['
@@ -383,6 +406,39 @@ def consistency(
     """
     proof = runtime.ledger.consistency_proof(first, second)
     return ConsistencyProofPublic(first=proof.first, second=proof.second, hashes=_b64(proof.hashes))
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """What ``GET /v1/ledger/entries`` lists of a scanned range: every given test holds."""
+
+    entry_type: str | None = None
+    """The type, or a prefix when it ends in ``.``."""
+    actor: str | None = None
+    since: datetime | None = None
+    """Inclusive."""
+    until: datetime | None = None
+    """Exclusive."""
+
+    def matches(self, entry: LedgerEntry) -> bool:
+        """Whether ``entry`` passes every test given."""
+        if self.entry_type is not None:
+            if self.entry_type.endswith("."):
+                if not entry.type.startswith(self.entry_type):
+                    return False
+            elif entry.type != self.entry_type:
+                return False
+        if self.actor is not None and entry.actor != self.actor:
+            return False
+        if self.since is not None and entry.time < self.since:
+            return False
+        return self.until is None or entry.time < self.until
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def concerns(entry: LedgerEntry, name: str) -> bool:
