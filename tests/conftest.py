@@ -6,12 +6,16 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from core.db import Database
 from exchange.runtime import MIGRATION_BRANCHES, Runtime
 from exchange.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.demo_world import DemoRun
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTORS = SHARED / "vectors"
@@ -214,3 +218,13 @@ def postgres_url(postgres_server: str) -> str:
     ) as con:
         con.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql+psycopg://ibx@{postgres_server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """``make demo``'s story, run once for the whole session (about 35 s): what it printed
+    and left (``tests/demo_world.py``). Read it; never change its files (the console's
+    world serves a copy). ``IBX_TEST_DEMO_DIR`` reuses a kept run (local iteration only)."""
+    from tests.demo_world import demo_run_in
+
+    return demo_run_in(tmp_path_factory.mktemp("demo"))

@@ -27,9 +27,19 @@ from exchange.demo.scene import OFFICERS, Plant
 from policies import BASELINE_PACK
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from exchange.demo.cluster import PlantProfile
     from exchange.demo.scene import Scene
 
-__all__ = ["deploy", "edge_readings", "officers_and_policy", "plants_join", "witness_round"]
+__all__ = [
+    "agent_argv",
+    "deploy",
+    "edge_readings",
+    "officers_and_policy",
+    "plants_join",
+    "witness_round",
+]
 
 _OFFICER_LINE = re.compile(r"^officer\s+(\S+)\s+key\s+(\S+).*\btoken\s+(\S+)\s*$")
 _CONSENT = (
@@ -368,34 +378,47 @@ def _join(scene: Scene, plant: Plant) -> None:
     plant.consent_index = int(granted["ledger_index"])
 
 
-def _start_agent(scene: Scene, plant: Plant) -> None:
-    cli, home = scene.cli, plant.actor.home
-    if plant.edge:
-        source = ["--source", "edge", "--edge-ca", str(cli.ca_bundle)]
-    elif plant.profile.sqlite:
+def agent_argv(
+    profile: PlantProfile, home: Path, *, exchange: str, ca_bundle: Path, ledger_vkey: Path
+) -> list[str]:
+    """``ibx ARGV`` of the plant's agent, its files in ``home`` (the demo's, or a copy of
+    its work dir: ``make console`` and the console tests start the same agents)."""
+    if profile is EDGE_PLANT:
+        source = ["--source", "edge", "--edge-ca", str(ca_bundle)]
+    elif profile.sqlite:
         source = ["--source", f"sqlite:///{home / 'monthly.db'}", "--table", "monthly"]
     else:
         source = ["--source", str(home / "monthly.csv")]
-    argv = [
+    return [
         "--token-file",
-        str(plant.actor.token_file),
+        str(home / "token"),
         "agent",
         "--exchange",
-        cli.exchange,
+        exchange,
         "--ca-bundle",
-        str(cli.ca_bundle),
+        str(ca_bundle),
         "--enterprise",
-        plant.name,
+        profile.name,
         "--key",
-        str(plant.key_file),
+        str(home / "consent.key"),
         *source,
         "--ledger-vkey",
-        str(scene.ledger_vkey),
+        str(ledger_vkey),
         "--state",
         str(home / "agent-state"),
         "--poll",
         "5",
     ]
+
+
+def _start_agent(scene: Scene, plant: Plant) -> None:
+    cli, home = scene.cli, plant.actor.home
+    if cli.ca_bundle is None:
+        raise DemoError("no exchange yet: step 1 starts it")
+    argv = agent_argv(
+        plant.profile, home, exchange=cli.exchange, ca_bundle=cli.ca_bundle,
+        ledger_vkey=scene.ledger_vkey,
+    )  # fmt: skip
     plant.agent = scene.background.start(
         f"ibx agent {plant.name}", argv, env=cli.base_env(), log=home / "agent.log", cwd=home
     )

@@ -1,8 +1,10 @@
 """`make demo`: the lithium-battery cluster's story runs to the end, as told, and cleans up.
 
-The story runs once for the module (``python -m exchange.demo`` in a fresh
-directory that already holds a stale ``.ibx-demo``); each test reads what it
-printed, the files it left, and the processes it did not leave.
+The story runs once for the whole test session (``python -m exchange.demo`` in
+a fresh directory that already holds a stale ``.ibx-demo``, stdin not a
+terminal: the ``demo_run`` fixture, shared with the console's tests, which
+serve a copy of its files); each test reads what it printed, the files it
+left, and the processes it did not leave.
 """
 
 from __future__ import annotations
@@ -12,26 +14,14 @@ import re
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.demo_world import DemoRun
 
-@dataclass(frozen=True)
-class Told:
-    """One run of the demo: where, its exit code and what it printed."""
-
-    cwd: Path
-    code: int
-    out: str
-    err: str
-
-    def step(self, number: int) -> str:
-        """The lines of step ``number`` (from its heading to the next one)."""
-        found = re.search(rf"^== {number}\. .*?(?=^== |\Z)", self.out, re.M | re.S)
-        assert found, f"no step {number} in:\n{self.out[-2000:]}"
-        return found.group(0)
+Told = DemoRun
+"""One run of the demo (:class:`tests.demo_world.DemoRun`)."""
 
 
 def _processes_under(path: Path) -> list[str]:
@@ -50,20 +40,9 @@ def _processes_under(path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def told(tmp_path_factory: pytest.TempPathFactory) -> Told:
-    cwd = tmp_path_factory.mktemp("demo")
-    (cwd / ".ibx-demo" / "data").mkdir(parents=True)
-    (cwd / ".ibx-demo" / "stale-from-an-earlier-run").write_text("x")
-    done = subprocess.run(
-        [sys.executable, "-m", "exchange.demo"],
-        cwd=cwd,
-        env={k: v for k, v in os.environ.items() if not k.startswith("IBX_")},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    return Told(cwd, done.returncode, done.stdout, done.stderr)
+def told(demo_run: DemoRun) -> Told:
+    """The session's one run of the story (``demo_run``, tests/demo_world.py)."""
+    return demo_run
 
 
 def test_the_story_runs_to_the_end_and_leaves_nothing_running(told: Told) -> None:
