@@ -293,7 +293,7 @@ def test_the_openapi_document_describes_the_page_and_the_proofs(deployment: Depl
     assert page["example"]["next"] == 4
     assert {"401", "403"} <= set(get["responses"])
     params = {p["name"] for p in get["parameters"]}
-    assert params == {"start", "limit"}
+    assert params == {"start", "limit", "type", "actor", "since", "until"}
     for path in ("/v1/ledger/proof/inclusion", "/v1/ledger/proof/consistency"):
         assert (
             "schema"
