@@ -133,6 +133,8 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("GET", "/v1/policies"): _one("policy_read", "policy"),
     ("POST", "/v1/policies"): _one("policy_propose", "policy", write=True),
     ("GET", "/v1/policies/{ref}"): _one("policy_read", "policy", param="ref"),
+    ("GET", "/v1/policies/{ref}/source"): _one("policy_read", "policy", param="ref"),
+    ("GET", "/v1/policies/{ref}/report"): _one("policy_read", "policy", param="ref"),
     ("POST", "/v1/policies/{ref}/test"): _one("policy_test", "policy", write=True, param="ref"),
     ("POST", "/v1/policies/{ref}/diff"): _one("policy_test", "policy", param="ref"),
     ("POST", "/v1/policies/{ref}/approve"): _one(

@@ -277,6 +277,8 @@ class PolicyVersion:
     activated_by: str | None = None
     activated_at: datetime | None = None
     summary: Mapping[str, int] = field(default_factory=dict)
+    tested_at: datetime | None = None
+    approved_at: datetime | None = None
 
 
 @dataclass(frozen=True)

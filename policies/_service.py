@@ -457,6 +457,18 @@ class PolicyDecisionPoint:
             content["lines"] = [str(line).split(", ") for line in lines]
         return PolicySource.from_dict(content)
 
+    def test_report(self, ref: str) -> dict[str, JsonValue] | None:
+        """A version's last stored test report (``TestReport.to_dict()``), None if never tested.
+
+        Raises:
+            PolicyNotFoundError: no such version.
+        """
+        row = self._resolve(ref)
+        if row.test_report is None:
+            return None
+        report: dict[str, JsonValue] = json.loads(row.test_report)
+        return report
+
     def _resolve(self, ref: str) -> VersionRow:
         ref = ref.strip().lower()
         if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref):

@@ -88,6 +88,8 @@ class VersionRow(Base):
             activated_by=self.activated_by,
             activated_at=parse_rfc3339(self.activated_at) if self.activated_at else None,
             summary={str(k): int(v) for k, v in summary.items()},
+            tested_at=parse_rfc3339(self.tested_at) if self.tested_at else None,
+            approved_at=parse_rfc3339(self.approved_at) if self.approved_at else None,
         )
 
 

@@ -32,8 +32,10 @@ from exchange.schemas.policies import (
     DiffPublic,
     DiffRowPublic,
     PolicyProposal,
+    PolicySourcePublic,
     PolicyStepCreate,
     PolicyVersionPublic,
+    StoredTestReportPublic,
     TestReportPublic,
 )
 from policies import Officer, PolicyInputError, PolicySource, SampleRequest, Subject
@@ -127,6 +129,43 @@ def show(
 ) -> PolicyVersionPublic:
     """One version by its hash or a prefix of 8+ hex digits."""
     return PolicyVersionPublic.from_version(runtime.policy.get(ref))
+
+
+@router.get(
+    "/v1/policies/{ref}/source",
+    response_model=PolicySourcePublic,
+    responses=_problems(400, 401, 403, 404),
+)
+def source(
+    ref: str = REF,
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+    _grant: Grant = Depends(granted),  # noqa: B008
+) -> PolicySourcePublic:
+    """One version's content: its Casbin model and lines, Rego modules, data and sample
+    requests (what ``POST /v1/policies`` stored; its hash is the version's)."""
+    content = runtime.policy.source(ref)
+    return PolicySourcePublic.model_validate({**content.to_dict(), "hash": content.hash})
+
+
+@router.get(
+    "/v1/policies/{ref}/report",
+    response_model=StoredTestReportPublic,
+    responses=_problems(400, 401, 403, 404),
+)
+def report(
+    ref: str = REF,
+    runtime: Runtime = Depends(get_runtime),  # noqa: B008
+    _grant: Grant = Depends(granted),  # noqa: B008
+) -> StoredTestReportPublic:
+    """One version's last test report (``report`` null if never tested), who ran it, when."""
+    version = runtime.policy.get(ref)
+    stored = runtime.policy.test_report(version.hash)
+    return StoredTestReportPublic(
+        hash=version.hash,
+        tested_by=version.tested_by,
+        tested_at=format_rfc3339(version.tested_at) if version.tested_at else None,
+        report=TestReportPublic.model_validate(stored) if stored is not None else None,
+    )
 
 
 @router.post(

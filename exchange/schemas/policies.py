@@ -22,9 +22,11 @@ __all__ = [
     "DiffPublic",
     "DiffRowPublic",
     "PolicyProposal",
+    "PolicySourcePublic",
     "PolicySourceUpload",
     "PolicyStepCreate",
     "PolicyVersionPublic",
+    "StoredTestReportPublic",
     "TestReportPublic",
     "TestResultPublic",
 ]
@@ -94,6 +96,8 @@ class PolicyVersionPublic(BaseModel):
     activated_by: str | None
     activated_at: str | None
     summary: dict[str, int]
+    tested_at: str | None = None
+    approved_at: str | None = None
 
     @classmethod
     def from_version(cls, version: PolicyVersion) -> PolicyVersionPublic:
@@ -109,12 +113,23 @@ class PolicyVersionPublic(BaseModel):
             activated_by=version.activated_by,
             activated_at=format_rfc3339(version.activated_at) if version.activated_at else None,
             summary=dict(version.summary),
+            tested_at=format_rfc3339(version.tested_at) if version.tested_at else None,
+            approved_at=format_rfc3339(version.approved_at) if version.approved_at else None,
         )
 
     def to_dict(self) -> dict[str, JsonValue]:
         """The JSON object (``policy list --json`` prints these)."""
         value: dict[str, JsonValue] = self.model_dump(mode="json")
         return value
+
+
+class PolicySourcePublic(PolicySourceUpload):
+    """``GET /v1/policies/{ref}/source``: a stored version's content (its Casbin lines read
+    back from their table) and its hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hash: str
 
 
 class TestResultPublic(BaseModel):
@@ -148,6 +163,18 @@ class TestReportPublic(BaseModel):
         """The JSON object (``policy test --json`` prints it)."""
         value: dict[str, JsonValue] = self.model_dump(mode="json")
         return value
+
+
+class StoredTestReportPublic(BaseModel):
+    """``GET /v1/policies/{ref}/report``: the version's last test run, who ran it and when."""
+
+    __test__ = False  # not a pytest class
+    model_config = ConfigDict(frozen=True)
+
+    hash: str
+    tested_by: str | None
+    tested_at: str | None
+    report: TestReportPublic | None = Field(..., description="null: never tested")
 
 
 class DecisionPublic(BaseModel):
