@@ -43,6 +43,7 @@ from exchange.identities import Identity, Role
 from exchange.pipeline.entries import DenialEntry
 from exchange.pipeline.errors import InvalidComputeRequestError, RequestRefusedError
 from exchange.pipeline.jobs import JobState, JobView, move_event
+from exchange.pipeline.preview import Covered, NotCovered, PolicyCheck, RequestPreview
 from exchange.pipeline.request import ComputeRequest, EngineName, InvalidRequestError
 from exchange.pipeline.statements import (
     DECISION_EVENT,
@@ -52,7 +53,7 @@ from exchange.pipeline.statements import (
     new_job_id,
 )
 from exchange.pipeline.tables import JobRow, ParticipantRow
-from policies import ReleaseTerms, Subject
+from policies import Decision, ReleaseTerms, Subject
 
 try:
     import fcntl
@@ -83,6 +84,20 @@ class _Verdict:
 
     policy_version: str
     minimum: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A request resolved ahead of the write lock (:meth:`Authorizer._plan`)."""
+
+    datasets: list[Dataset]
+    engine: EngineName
+    terms: ReleaseTerms
+    consent_request: ConsentRequest
+    by_id: dict[str, Dataset]
+    judge: Callable[..., _Verdict]
+    ahead: CoverageReport
+    min_of_classes: int
 
 
 @dataclass(frozen=True)
@@ -453,16 +468,21 @@ class Authorizer:
         except Exception as exc:
             logger.error("could not record the refusal of %s's request: %s", requester.name, exc)
 
-    def _authorize(
+    def _plan(
         self,
         requester: Identity,
         request: ComputeRequest,
         *,
-        now: datetime | None,
         check_engine: Callable[[EngineName], object] | None,
-        authz: Event | None,
-        start: StartAtOnce | None,
-    ) -> Callable[[Session], Authorization]:
+    ) -> _Plan:
+        """Everything ahead of the write lock: the data, the engine, the consents checked.
+
+        Raises:
+            InvalidComputeRequestError: as :meth:`authorize`.
+            EngineUnavailableError: as :meth:`authorize`.
+            UnknownDatasetError: as :meth:`authorize`.
+            RequestRefusedError: an industry with no dataset holding the fields.
+        """
         runtime = self._runtime
         datasets = self._datasets(request)
         classes = sorted({d.classification.value for d in datasets}, key=_STRICTNESS.__getitem__)
@@ -484,11 +504,11 @@ class Authorizer:
             datasets=tuple(d.dataset_id for d in datasets),
             fields=request.fields,
         )
-        job_id = new_job_id()
         first_of_class: dict[str, str] = {}
         for dataset in datasets:
             first_of_class.setdefault(dataset.classification.value, dataset.dataset_id)
         by_id = {d.dataset_id: d for d in datasets}
+        min_of_classes = max(t.min_cohort for t in terms_of.values())
         judge = functools.partial(
             self._judge,
             requester,
@@ -496,12 +516,95 @@ class Authorizer:
             engine=engine,
             first_of_class=first_of_class,
             terms=terms,
-            min_of_classes=max(t.min_cohort for t in terms_of.values()),
+            min_of_classes=min_of_classes,
         )
+        # Ahead of the lock: the consent check (receipts verified, or known verified).
+        ahead = runtime.consents.check_ahead(consent_request, datasets=by_id)
+        return _Plan(datasets, engine, terms, consent_request, by_id, judge, ahead, min_of_classes)
+
+    def preview(
+        self,
+        requester: Identity,
+        request: ComputeRequest,
+        *,
+        check_engine: Callable[[EngineName], object] | None = None,
+    ) -> RequestPreview:
+        """What :meth:`authorize` would decide for ``request`` now, and why; nothing recorded.
+
+        The same steps as a submission up to the write lock (the data, the engine,
+        the consent check, the policy at the cohort the consents give, the
+        minimum cohort), so a refusal here carries the very reason and detail the
+        submission's 403 would. Nothing is written: no decision, no consent use,
+        no denial entry, no job; no agent hears of it. (A consent revoked or used
+        up between a preview and a submission is seen by the submission.)
+
+        Raises:
+            InvalidComputeRequestError: as :meth:`authorize`.
+            EngineUnavailableError: as :meth:`authorize`.
+            UnknownDatasetError: as :meth:`authorize`.
+        """
+        try:
+            plan = self._plan(requester, request, check_engine=check_engine)
+        except RequestRefusedError as exc:  # an industry without a dataset holding the fields
+            return RequestPreview.refused_early(exc.reason, str(exc))
+        chosen = plan.ahead.chosen()
+        trace: list[tuple[str, str, Decision]] = []
+        refusal: RequestRefusedError | None = None
+        verdict: _Verdict | None = None
+        try:
+            verdict = plan.judge(plan.ahead, chosen, trace=trace)
+        except RequestRefusedError as exc:
+            refusal = exc
+        minimum, consent_minimums = _minimum(plan.min_of_classes, chosen)
+        dataset_of = {d.owner: d.dataset_id for d in plan.datasets}
+        return RequestPreview(
+            allowed=refusal is None,
+            reason=None if refusal is None else refusal.reason,
+            detail=None if refusal is None else str(refusal),
+            engine=plan.engine.value,
+            classification=plan.terms.classification,
+            policy_version=verdict.policy_version if verdict is not None else None,
+            policy=tuple(
+                PolicyCheck(classification, dataset_id, d.allow, d.reasons, d.version)
+                for classification, dataset_id, d in trace
+            ),
+            cohort=len(chosen),
+            min_cohort=minimum,
+            policy_min_cohort=plan.min_of_classes,
+            consent_min_cohorts=tuple(consent_minimums),
+            covered=tuple(
+                Covered(owner, dataset_of[owner], r.consent_id, r.signed.receipt.min_cohort)
+                for owner, r in sorted(chosen.items())
+            ),
+            left_out=tuple(
+                NotCovered(o.owner, dataset_of.get(o.owner), o.reason)
+                for o in _left_out(plan.ahead, chosen)
+            ),
+        )
+
+    def _authorize(
+        self,
+        requester: Identity,
+        request: ComputeRequest,
+        *,
+        now: datetime | None,
+        check_engine: Callable[[EngineName], object] | None,
+        authz: Event | None,
+        start: StartAtOnce | None,
+    ) -> Callable[[Session], Authorization]:
+        runtime = self._runtime
+        plan = self._plan(requester, request, check_engine=check_engine)
+        datasets, engine, terms, judge, ahead = (
+            plan.datasets,
+            plan.engine,
+            plan.terms,
+            plan.judge,
+            plan.ahead,
+        )
+        consent_request, by_id = plan.consent_request, plan.by_id
         consents = runtime.consents
-        # Ahead of the lock: the consent check (receipts verified, or known verified) and
-        # the policy decision at the cohort it gives. A refusal here is final.
-        ahead = consents.check_ahead(consent_request, datasets=by_id)
+        job_id = new_job_id()
+        # The policy decision at the cohort the consents give. A refusal here is final.
         planned = judge(ahead, ahead.chosen())
 
         def unit(session: Session) -> Authorization:
@@ -547,8 +650,12 @@ class Authorizer:
         first_of_class: dict[str, str],
         terms: ReleaseTerms,
         min_of_classes: int,
+        trace: list[tuple[str, str, Decision]] | None = None,
     ) -> _Verdict:
         """The policy's decision at the cohort ``chosen`` gives, and the minimum cohort.
+
+        ``trace``, when given, receives each policy decision asked (classification,
+        dataset id, decision), the denying one last.
 
         Raises:
             RequestRefusedError: the policy denies, or the cohort is below the minimum.
@@ -572,6 +679,8 @@ class Authorizer:
                     "cohort": cohort,
                 },
             )
+            if trace is not None:
+                trace.append((classification, dataset_id, decision))
             if not decision.allow:
                 raise RequestRefusedError(
                     f"the policy denies {requester.name} {request.operation.value} on "
@@ -579,10 +688,7 @@ class Authorizer:
                     reason="policy",
                 )
             version = version or decision.version
-        consent_minimums = sorted(
-            {r.signed.receipt.min_cohort for r in chosen.values()}, reverse=True
-        )
-        minimum = max([min_of_classes, *consent_minimums])
+        minimum, consent_minimums = _minimum(min_of_classes, chosen)
         if cohort < minimum:
             raise RequestRefusedError(
                 _cohort_refusal(cohort, minimum, terms, min_of_classes, consent_minimums)
@@ -696,6 +802,13 @@ class Authorizer:
                 session=session,
             )
         return Authorization(record, terms, recorded.index, collect_until, stamp, state)
+
+
+def _minimum(min_of_classes: int, chosen: dict[str, ConsentRecord]) -> tuple[int, list[int]]:
+    """The minimum cohort (the strictest of the policy's and the chosen consents') and the
+    consents' own minimums, largest first."""
+    consent_minimums = sorted({r.signed.receipt.min_cohort for r in chosen.values()}, reverse=True)
+    return max([min_of_classes, *consent_minimums]), consent_minimums
 
 
 def _cohort_refusal(

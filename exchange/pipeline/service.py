@@ -52,6 +52,7 @@ from exchange.pipeline.jobs import (
     JobStore,
     JobView,
 )
+from exchange.pipeline.preview import RequestPreview
 from exchange.pipeline.release import job_context
 from exchange.pipeline.request import ComputeRequest, EngineName
 from exchange.pipeline.signal import TaskSignal
@@ -204,6 +205,17 @@ class Pipeline:
             raise
         authorization.log()
         return self._opened(authorization)
+
+    def preview(self, requester: Identity, request: ComputeRequest) -> RequestPreview:
+        """What :meth:`submit` would decide for ``request`` now, and why; nothing recorded
+        (:meth:`Authorizer.preview`).
+
+        Raises:
+            InvalidComputeRequestError: as :meth:`submit`.
+            EngineUnavailableError: as :meth:`submit`.
+            UnknownDatasetError: as :meth:`submit`.
+        """
+        return self.authorizer.preview(requester, request, check_engine=self.engine)
 
     async def record_alone_async(self, event: Event) -> None:
         """Record ``event`` (a refused request's ``authz.decision``) in the next group.

@@ -73,6 +73,42 @@ async def submit_request(
     )
 
 
+@router.post(
+    "/v1/requests/preview",
+    responses={
+        **_UNAUTHENTICATED,
+        **_DENIED,
+        404: {"description": "a named dataset is not registered"},
+        422: {"description": "a malformed request, or an engine that cannot compute it"},
+        501: {"description": "the engine is not available on this exchange"},
+    },
+)
+async def preview_request(
+    body: dict[str, Any] = Body(..., description="a ComputeRequest (docs/pipeline.md)"),  # noqa: B008
+    grant: Grant = Depends(granted),  # noqa: B008
+    runtime: Runtime = Depends(current_runtime),  # noqa: B008
+) -> dict[str, Any]:
+    """What ``POST /v1/requests`` would decide for this request now, and why; nothing recorded.
+
+    The same steps as a submission ahead of its decision (the data, the engine, the
+    consent check, the policy at the cohort the consents give, the minimum cohort):
+    ``allowed``, or the submission's refusal (``reason``, ``detail``), with the policy
+    decisions, the owners covered and left out, and the cohort against its minimum.
+    Nothing reaches the ledger, the consents' use counts or any agent.
+
+    Raises:
+        InvalidComputeRequestError: a malformed request (422).
+        UnknownDatasetError: a named dataset is not registered (404).
+        EngineUnavailableError: the engine is not installed (501).
+    """
+    try:
+        request = ComputeRequest.from_dict(body)
+    except InvalidRequestError as exc:
+        raise InvalidComputeRequestError(str(exc)) from exc
+    preview = await run_in_threadpool(runtime.pipeline.preview, grant.identity, request)
+    return preview.to_dict()
+
+
 @router.get("/v1/jobs", responses={**_UNAUTHENTICATED, **_DENIED})
 async def list_jobs(
     cursor: str | None = CURSOR,
