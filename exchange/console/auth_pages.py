@@ -13,6 +13,7 @@ from exchange.console.web import (
     DUTY_OF_ROLE,
     SESSION_COOKIE,
     LoginRequired,
+    check_csrf,
     current_user,
     labels_for,
     peer_certificate,
@@ -125,7 +126,9 @@ async def login(
 
 @router.post("/console/logout")
 async def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-    """End the session (the form carries its CSRF token; a stale one just goes to sign-in)."""
+    """End the session. Signing out changes state like any form: without this session's
+    CSRF token (or from another origin) it is refused and the session goes on; without a
+    live session there is nothing to end, and the browser goes to the sign-in page."""
     from starlette.concurrency import run_in_threadpool
 
     session_id = request.cookies.get(SESSION_COOKIE)
@@ -133,7 +136,8 @@ async def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = 
     session = await run_in_threadpool(
         store.resume, session_id, certificate=peer_certificate(request)
     )
-    if session is not None and hmac.compare_digest(csrf.encode(), session.csrf.encode()):
+    if session is not None:
+        await check_csrf(request, session.csrf)  # CsrfRefused: the 403 page, nothing ended
         await run_in_threadpool(store.close, session_id)
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")

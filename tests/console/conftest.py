@@ -46,7 +46,7 @@ The fixtures (engineers K, L, M, N build their duty's flow on them)::
   running, ``asyncio.run`` fails in this thread, so **a console test must not
   call ``asyncio.run``** (use ``console_world.url.client()`` or ``ibx``).
 
-``console_page(actor, *, lang="zh", sign_in=True)`` → a Playwright ``Page``
+``console_page(actor, *, lang="zh", sign_in=True, certificate=True)`` → a Playwright ``Page``
   A new browser context (HTTPS errors ignored: the deployment CA is not the
   system's; an administrator's client certificate offered for the exchange's
   origin; locale ``zh-CN`` or ``en-US``, hence ``Accept-Language``), with a
@@ -54,7 +54,9 @@ The fixtures (engineers K, L, M, N build their duty's flow on them)::
   origin** (``console_page.elsewhere``; the fixture fails the test if any
   was made), signed in through the real sign-in form and landed on the
   duty's home. ``actor=None`` (or ``sign_in=False``) gives a page that has not
-  signed in. ``console_page.context(page)`` is its ``BrowserContext``
+  signed in; ``certificate=False`` an administrator's browser without their
+  client certificate; ``console_page.sign_in(page, actor, expect_home=False)``
+  submits the form again. ``console_page.context(page)`` is its ``BrowserContext``
   (cookies, a second page). Every context is closed at the test's end.
   Screenshots for ``docs/console/``: ``page.screenshot(path=...)``.
 """
@@ -140,12 +142,19 @@ class ConsolePages:
         self._context_of: dict[int, BrowserContext] = {}
 
     def __call__(
-        self, actor: WorldActor | None = None, *, lang: str = "zh", sign_in: bool = True
+        self,
+        actor: WorldActor | None = None,
+        *,
+        lang: str = "zh",
+        sign_in: bool = True,
+        certificate: bool = True,
     ) -> Page:
         """A page in a new context; signed in as ``actor`` (on their duty's home) unless
-        ``actor`` is None or ``sign_in`` is False (then on the sign-in page)."""
-        options: dict[str, Any] = {"ignore_https_errors": True, "locale": LOCALES[lang]}
-        if actor is not None and actor.client_cert and actor.client_key:
+        ``actor`` is None or ``sign_in`` is False (then on the sign-in page). ``lang``:
+        ``zh``, ``en`` or any browser locale (``fr-FR``); ``certificate=False``: an
+        administrator's browser without their client certificate."""
+        options: dict[str, Any] = {"ignore_https_errors": True, "locale": LOCALES.get(lang, lang)}
+        if certificate and actor is not None and actor.client_cert and actor.client_key:
             options["client_certificates"] = [
                 {
                     "origin": self.origin,
