@@ -125,10 +125,18 @@ ROUTES: Mapping[tuple[str, str], Access] = {
         "revoke_consent", "consent", write=True, param="consent_id"
     ),
     ("GET", "/v1/usage"): _read("usage_read_all", "usage_read_own", "consent"),
+    # drafts to sign in a browser (nothing recorded: the signed statement goes to the routes above)
+    ("POST", "/v1/consents/drafts"): _one("grant_consent", "consent"),
+    ("POST", "/v1/consents/{consent_id}/revocation/draft"): _one(
+        "revoke_consent", "consent", param="consent_id"
+    ),
     ("PUT", "/v1/me/consent-key"): _one("consent_key_register", "consent", write=True),
     # edge: an enterprise's bootstrap tokens and sealed readings
     ("POST", "/v1/edge/tokens"): _one("edge_token_create", "edge", write=True),
     ("GET", "/v1/edge/readings"): _one("reading_pull", "reading"),
+    # an enterprise's own devices: edge certificates, its agent's last poll (an index row)
+    ("GET", "/v1/edge/devices"): _one("devices_read_own", "edge"),
+    ("GET", "/v1/agent/contact"): _one("devices_read_own", "edge"),
     # policy: four eyes
     ("GET", "/v1/policies"): _one("policy_read", "policy"),
     ("POST", "/v1/policies"): _one("policy_propose", "policy", write=True),
@@ -163,8 +171,6 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("POST", "/v1/requests"): Access(
         (("request_submit", Scope.ALL),), "job", write=True, records_allow=True
     ),
-    # what a submission would be decided now (nothing recorded; as POST /v1/consents/check)
-    ("POST", "/v1/requests/preview"): _one("request_submit", "job"),
     ("GET", "/v1/jobs"): _read("job_read_all", "job_read_own", "job"),
     ("GET", "/v1/jobs/{job_id}"): _read("job_read_all", "job_read_own", "job", param="job_id"),
     ("POST", "/v1/jobs/{job_id}/cancel"): _one("job_cancel", "job", write=True, param="job_id"),

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import mpc
     import policies
     from exchange.admin_certs import AdminCertificates
+    from exchange.agent_contacts import AgentContacts
     from exchange.auth_lockout import AuthFailureGuard
     from exchange.console_sessions import ConsoleSessions
     from exchange.duty_keys import LedgerDutyKeys
@@ -356,6 +357,13 @@ class Runtime:
             origin=self.settings.ledger_origin,
             activations=LedgerActivations(self.ledger),  # the active row must match the ledger
         )
+
+    @cached_property
+    def agent_contacts(self) -> AgentContacts:
+        """When each enterprise's data agent last polled (an index row, not a signed fact)."""
+        from exchange.agent_contacts import AgentContacts
+
+        return AgentContacts(self.db)
 
     @cached_property
     def pipeline(self) -> Pipeline:

@@ -6,9 +6,11 @@ from fastapi import APIRouter
 
 from exchange.routes import (
     agent,
+    consent_drafts,
     consents,
     datasets,
     edge,
+    enterprise_devices,
     identities,
     ledger,
     me,
@@ -23,6 +25,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     me.router,
     identities.router,
     datasets.router,
+    consent_drafts.router,
     consents.router,
     policies.router,
     ledger.router,
@@ -30,5 +33,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     edge.enterprise_router,
     requests.router,
     agent.router,
+    enterprise_devices.router,
 )
 """Every router of the API app (the edge listener serves its own, device routes only)."""

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from consent.errors import ConsentNotFoundError
 from core.canonical import JsonValue
+from core.clock import utcnow
 from exchange.access import Grant
 from exchange.auth import current_runtime, granted
 from exchange.error_table import ForbiddenError
@@ -116,6 +117,7 @@ async def agent_tasks(
     """The caller's open tasks, waiting up to ``wait`` seconds for one to appear."""
     pipeline = runtime.pipeline
     enterprise = grant.identity.name
+    await run_in_threadpool(runtime.agent_contacts.touch, enterprise, now=utcnow())
     until = time.monotonic() + wait
     look = pipeline.desk.tasks  # the first look is always a full one
     while True:
