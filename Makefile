@@ -12,7 +12,7 @@ STAMP     := $(VENV)/.installed-product
 DEV_STAMP := $(VENV)/.installed-dev
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install install-dev demo test test-slow lint format bench clean
+.PHONY: install install-dev demo console test test-slow lint format bench clean
 
 $(STAMP): pyproject.toml
 	@echo "ibx: installing the product into $(VENV); the first install takes a few minutes (TenSEAL, MPyC, OpenDP, ...)"
@@ -32,6 +32,10 @@ install-dev: $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m exchange.demo
+
+# the web console on the world `make demo` left in .ibx-demo (its URL, the sign-in lines; Ctrl-C stops it)
+console: $(STAMP)
+	$(BIN)/python -m exchange.demo console
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from exchange.cli._progress import Progress
-from exchange.demo import audit_acts, setup_acts, use_acts
+from exchange.demo import audit_acts, console, setup_acts, use_acts
 from exchange.demo.consortium import Consortium
 from exchange.demo.launcher import check_stop, preload, request_stop, stop_running
 from exchange.demo.narration import LedgerView, Narrator
@@ -87,17 +87,25 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress.for_stderr()  # on a terminal: which step runs, and for how long
     started = time.perf_counter()
     number = 0
+    serving = False
     try:
         for number, (title, step) in enumerate(STEPS, start=1):
             check_stop()
             say.step(number, title)
             with progress.working(f"step {number}/{len(STEPS)}"):
                 step(scene)
+        if _on_terminal():  # a reader at the keyboard: the console stays open for them
+            serving = True
+            _closing(scene, time.perf_counter() - started, serving=True)
+            console.wait_until_stopped(scene.background)
     except DemoError as exc:
         print(f"demo: step {number} failed: {exc}", file=sys.stderr)
         print(f"demo: the logs are in {work} (serve.log, plants/*/agent.log)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if serving:
+            print("demo: stopped; the exchange and the agents are stopped", file=sys.stderr)
+            return 0
         print("demo: interrupted; its processes are stopped", file=sys.stderr)
         return 130
     finally:
@@ -106,14 +114,35 @@ def main(argv: list[str] | None = None) -> int:
         scene.ledger.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    _closing(scene, time.perf_counter() - started)
+    _closing(scene, time.perf_counter() - started, serving=False)
     return 0
 
 
-def _closing(scene: Scene, seconds: float) -> None:
+def _on_terminal() -> bool:
+    """Whether a person runs the demo (stdin is a terminal), not a test or CI."""
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _closing(scene: Scene, seconds: float, *, serving: bool) -> None:
     say, shown = scene.say, scene.shown
     export = scene.auditor.home / "ledger-export.jsonl"
-    say.say(f"\n== demo finished in {seconds:.1f} s; every process it started is stopped")
+    if serving:
+        say.say(
+            f"\n== demo finished in {seconds:.1f} s; the exchange and the plants' agents keep "
+            "running for the console (Ctrl-C stops them all)"
+        )
+    else:
+        say.say(f"\n== demo finished in {seconds:.1f} s; every process it started is stopped")
+    say.say("The same story in a browser, the web console (docs/console.md):")
+    for line in console.sign_in_lines(scene.work, scene.cli.exchange, shown):
+        say.say(line)
+    if not serving:
+        say.say(
+            f"  {'serve it again':<22}make console (serves {shown(scene.data_dir)} on the same URL)"
+        )
     say.say("What to look at next:")
     for label, text in (
         ("the audit report", f"{shown(scene.report)} (open it in a browser: nothing is fetched)"),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +124,142 @@ def test_the_witness_cosigns_and_the_auditor_verifies_traces_and_reports(told: T
     assert "ibx audit alerts:" in ten
     assert "the consortium ledger (a Hyperledger Fabric channel) is off" in ten
     assert "(docs/fabric.md)" in ten
+
+
+def test_the_end_prints_the_console_url_and_who_signs_in_with_what(told: Told) -> None:
+    """Not on a terminal (stdin here is not one), the demo stops as before and says how the
+    console is served again; each duty's sign-in line carries the token, administrators'
+    their client certificate and a PKCS#12 file that opens with the printed passphrase."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    work = told.cwd / ".ibx-demo"
+    end = told.out[told.out.index("== demo finished in") :]
+    url = (work / "console.url").read_text().strip()
+    assert re.fullmatch(r"https://127\.0\.0\.1:\d+", url)
+    assert f"{url}/console" in end and ".ibx-demo/ca-bundle.pem" in end
+    assert "make console (serves .ibx-demo/data on the same URL)" in end
+    for duty, name, token_file in (
+        ("security officer", "officer-wang", work / "officers/officer-wang/token"),
+        ("security officer", "officer-li", work / "officers/officer-li/token"),
+        ("auditor", "auditor-zhao", work / "auditor/token"),
+        ("enterprise", "qingchuan-lineng", work / "plants/qingchuan-lineng/token"),
+        ("sub-brain", "sb-lithium-battery", work / "sub-brain/token"),
+    ):
+        token = token_file.read_text().strip()
+        assert re.search(rf"^    {duty} +{name} +{re.escape(token)}$", end, re.M), end
+    assert "witness-qiu" not in end.split("What to look at next:")[0]  # no console pages
+    passphrase = re.search(r"passphrase (\S+)$", end, re.M)
+    assert passphrase
+    for home, name in (("officers/officer-wang", "officer-wang"), ("auditor", "auditor-zhao")):
+        p12 = work / home / f"{name}.p12"
+        assert f".ibx-demo/{home}/{name}.p12" in end and p12.stat().st_mode & 0o077 == 0
+        bundle = pkcs12.load_pkcs12(p12.read_bytes(), passphrase.group(1).encode())
+        assert bundle.key is not None and bundle.cert is not None
+
+
+def test_make_console_serves_the_demos_world_again_until_stopped(
+    told: Told, tmp_path: Path
+) -> None:
+    """``make console`` (``python -m exchange.demo console``) on a copy of the run: the same
+    sign-in lines, a console a printed token signs in to, the plants' agents; SIGINT stops
+    everything."""
+    import shutil
+
+    import httpx
+
+    shutil.copytree(told.cwd / ".ibx-demo", tmp_path / ".ibx-demo", symlinks=True)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    (tmp_path / ".ibx-demo" / "console.url").write_text(f"https://127.0.0.1:{port}\n")
+    with (
+        taken,
+        subprocess.Popen(
+            [sys.executable, "-m", "exchange.demo", "console"],
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("IBX_")},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc,
+    ):
+        assert proc.stdout is not None and proc.stderr is not None
+        lines: list[str] = []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("Ctrl-C stops"):
+                    break
+            said = "".join(lines)
+            served = re.search(
+                r"^ibx serve: (https://127\.0\.0\.1:(\d+)) on .ibx-demo/data, 5 ", said, re.M
+            )
+            assert served and served.group(2) != str(port), said  # the demo's port was taken
+            url = served.group(1)
+            token = re.search(r"^    enterprise +qingchuan-lineng +(\S+)$", said, re.M)
+            assert token and f"{url}/console" in said
+            ca = tmp_path / ".ibx-demo" / "ca-bundle.pem"
+            with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=ca)) as web:
+                form = web.get("/console/login")
+                csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+                assert form.status_code == 200 and csrf
+                signed = web.post(
+                    "/console/login", data={"token": token.group(1), "login_csrf": csrf.group(1)}
+                )
+                assert signed.status_code == 303
+                assert signed.headers["location"] == "/console/enterprise"
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert code == 0
+    assert _processes_under(tmp_path) == []
+
+
+@pytest.mark.slow  # a second run of the whole story (about 40 s)
+def test_on_a_terminal_the_demo_keeps_the_console_open_until_ctrl_c(tmp_path: Path) -> None:
+    """stdin a terminal (a person ran ``make demo``): at the end the exchange keeps serving
+    the printed console URL; Ctrl-C (SIGINT) stops it and the agents, exit 0."""
+    import pty
+
+    import httpx
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "exchange.demo"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IBX_")},
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        os.close(follower)
+        assert proc.stdout is not None
+        said: list[str] = []
+        try:
+            for line in proc.stdout:
+                said.append(line)
+                if line.startswith("What to look at next:"):
+                    break
+            text = "".join(said)
+            assert "keep running for the console (Ctrl-C stops them all)" in text, text[-2000:]
+            url = (tmp_path / ".ibx-demo" / "console.url").read_text().strip()
+            assert f"{url}/console" in text and "make console" not in text
+            ca = ssl.create_default_context(cafile=tmp_path / ".ibx-demo" / "ca-bundle.pem")
+            assert httpx.get(f"{url}/console/login", verify=ca).status_code == 200
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            os.close(leader)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert code == 0
+    assert _processes_under(tmp_path) == []
 
 
 @pytest.mark.slow  # a second run, stopped half-way (about 20 s)
