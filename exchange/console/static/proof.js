@@ -110,7 +110,11 @@
   }
 
   async function parseVkey(vkey) {
-    const parts = vkey.trim().split("+");
+    // name+hexid+base64: the name has no "+", the base64 key may (split at the first two only)
+    const text = vkey.trim();
+    const first = text.indexOf("+");
+    const second = first < 0 ? -1 : text.indexOf("+", first + 1);
+    const parts = second < 0 ? [] : [text.slice(0, first), text.slice(first + 1, second), text.slice(second + 1)];
     if (parts.length !== 3 || parts[1].length !== 8) throw new Error("not name+hexid+key");
     const raw = fromBase64(parts[2]);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error("not an Ed25519 (type 0x01) key");
