@@ -16,7 +16,14 @@ The fixtures (engineers K, L, M, N build their duty's flow on them)::
   session: the ``demo_run`` fixture), served by a real ``ibx serve`` over TLS,
   with the agents of the four plants whose consent stands running on the
   copy (so a sub-brain's request submitted in the browser computes; call
-  :func:`tests.demo_world.wait_for_agents` first if you need them up).
+  :func:`tests.demo_world.wait_for_agents` first if you need them up; they
+  take some seconds to start). What the story released stands: the HE mean
+  of ``kwh_per_kwh`` over five plants and of ``yield_pct`` over four, so the
+  disclosure guard refuses a four-plant mean of ``kwh_per_kwh`` (it would
+  solve the revoked plant's value); a mean of ``energy_mwh``,
+  ``output_gwh`` or ``cells_million`` over the four consenting plants
+  (``--industry lithium-battery --engine he --reduce mean``) is released
+  (checked: 4 participants, 4 contributions).
 
   - ``console_world.url``: the base URL (``https://127.0.0.1:PORT``, a str;
     ``.url.ca_bundle`` / ``console_world.ca_bundle``: the CA that trusts it;
