@@ -1,0 +1,135 @@
+"""The industry sub-brain's pages in a real browser against a real ``ibx serve``.
+
+The lithium-battery sub-brain searches the catalog for a field, ticks two
+plants' datasets and opens the request form with them; the preview says the
+request would be refused — two plants are below the minimum cohort of 3 — and
+why. It switches to every plant of its industry: the preview now allows it,
+names the four consents that cover it and the plant left out (its consent
+revoked in the demo's step 8). It submits, waits on the job's page (the page
+reloads itself while the job is live; bounded) until the plants' agents have
+computed it, and reads the result: the quartiles drawn as a box in an inline
+SVG, the numbers, and the result's hash checked against the ledger.
+
+The request is an MPC benchmark of ``cells_million``, a field no other test of
+the shared world computes on (the release guard's differencing check compares
+results on the same field).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+    from tests.console.conftest import ConsolePages
+    from tests.demo_world import LiveWorld
+
+FIELD = "cells_million"
+INDUSTRY = "lithium-battery"
+CONSENTING = ("lanjiang-cells", "qingchuan-lineng", "xinghe-storage", "yunling-power")
+REVOKED = "shimen-battery"
+JOB_WAIT_MS = 120_000
+
+
+def _preview(page: Page) -> None:
+    with page.expect_navigation():
+        page.click("#preview-button")
+
+
+def test_the_subbrain_previews_submits_and_reads_its_result(
+    console_world: LiveWorld, console_page: ConsolePages
+) -> None:
+    from playwright.sync_api import expect
+
+    subbrain = console_world.actors["sb-lithium-battery"]
+    base = f"{console_world.url}/console/subbrain"
+    page = console_page(subbrain, lang="en")
+
+    # the catalog: every plant's monthly figures hold the field; the recipes do not
+    page.click("nav.duty-nav a[href='/console/subbrain/catalog']")
+    page.fill("#field", FIELD)
+    page.fill("#industry", INDUSTRY)
+    with page.expect_navigation():
+        page.click("#search")
+    rows = page.locator("tr[data-dataset]")
+    found = sorted(r.get_attribute("data-dataset") or "" for r in rows.all())
+    assert found == sorted(f"{p}.monthly" for p in (*CONSENTING, REVOKED))
+    for chosen in CONSENTING[:2]:
+        page.check(f"tr[data-dataset='{chosen}.monthly'] input[name=dataset]")
+    with page.expect_navigation():
+        page.click("#request-chosen")
+
+    # the form holds the two datasets and the field
+    assert page.is_checked("#by-datasets")
+    assert page.input_value("#datasets").split() == [f"{p}.monthly" for p in CONSENTING[:2]]
+    assert page.input_value("#fields") == FIELD
+    page.select_option("#operation", "percentile_rank")
+    page.click("details.sb-more summary")
+    page.fill("#bound", "1000")
+    page.fill("#deadline_seconds", "90")
+    assert "--dataset lanjiang-cells.monthly" in page.inner_text("#cli")
+
+    # two plants: refused for the cohort, and the page says why
+    _preview(page)
+    preview = page.locator("#preview")
+    expect(preview).to_have_attribute("data-allowed", "false")
+    expect(preview).to_have_attribute("data-reason", "cohort")
+    assert "below the minimum of 3" in page.inner_text("#why")
+    expect(page.locator("#cohort")).to_have_attribute("data-cohort", "0")
+    expect(page.locator("#cohort")).to_have_attribute("data-minimum", "3")
+    expect(page.locator("#left-out tr[data-why=min_cohort]")).to_have_count(2)
+    assert page.input_value("#operation") == "percentile_rank", "the form is kept as it was"
+    assert page.input_value("#bound") == "1000"
+
+    # every plant of the industry: allowed, four consents, the revoked plant left out
+    page.check("#by-industry")
+    assert page.input_value("#industry") == INDUSTRY
+    _preview(page)
+    expect(preview).to_have_attribute("data-allowed", "true")
+    expect(page.locator("#cohort")).to_have_attribute("data-cohort", "4")
+    covered = sorted(
+        r.get_attribute("data-owner") or "" for r in page.locator("#covered tr[data-owner]").all()
+    )
+    assert covered == sorted(CONSENTING)
+    expect(page.locator(f"#left-out tr[data-owner={REVOKED}]")).to_have_attribute(
+        "data-why", "revoked"
+    )
+    assert "allowed by 'p, subbrain, lithium-battery, dataset, compute, allow'" in page.inner_text(
+        ".sb-policy"
+    )
+    assert f"--industry {INDUSTRY}" in page.inner_text("#cli")
+
+    # submit: the job's page, which reloads itself until the agents have computed it (the
+    # agents started with the world; a job waits for them, up to its deadline)
+    with page.expect_navigation(
+        url=re.compile(rf"{re.escape(base)}/jobs/job_[0-9a-f]{{32}}\?new=1")
+    ):
+        page.click("#submit-button")
+    job_id = page.url.rsplit("/", 1)[1].split("?")[0]
+    expect(page.locator("#submitted")).to_be_visible()
+    job = page.locator("#job")
+    expect(job).to_have_attribute(
+        "data-state", re.compile("^(released|refused|failed|cancelled)$"), timeout=JOB_WAIT_MS
+    )
+    assert job.get_attribute("data-state") == "released", page.inner_text("#job")
+
+    # the result: quartiles as a box, the numbers, the hash as on the ledger
+    with console_world.url.client(subbrain.token) as api:
+        result = api.get(f"/v1/results/{job_id}").json()
+    figure = page.locator("#result figure[data-chart=box]")
+    expect(figure).to_be_visible()
+    assert figure.locator("svg rect.sb-box").count() == 1
+    assert figure.locator("svg line.sb-median").count() == 1
+    median = f"{result['values']['median'][0]:.6g}"
+    assert median in page.inner_text("#values")
+    assert page.inner_text("#result-hash").strip() == result["result_sha256"]
+    expect(page.locator("#hash-check")).to_have_attribute("data-ok", "true")
+    assert f"#{result['result_index']}" in page.inner_text("#hash-check")
+
+    # the jobs list shows it released; in Chinese by default
+    zh = console_page(subbrain)
+    zh.goto(f"{base}/jobs")
+    row = zh.locator(f"tr[data-job={job_id}]")
+    expect(row.locator("[data-state]")).to_have_text("已发布")
