@@ -20,6 +20,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
@@ -133,3 +137,144 @@ def test_the_subbrain_previews_submits_and_reads_its_result(
     zh.goto(f"{base}/jobs")
     row = zh.locator(f"tr[data-job={job_id}]")
     expect(row.locator("[data-state]")).to_have_text("已发布")
+
+
+# --- the pieces, without a browser ------------------------------------------------------------
+
+
+def test_the_forms_choices_are_the_pipelines() -> None:
+    from consent import Operation, Purpose
+    from exchange.console.subbrain_form import OPERATIONS, PURPOSES
+
+    assert sorted(PURPOSES) == sorted(p.value for p in Purpose)
+    assert sorted(OPERATIONS) == sorted(o.value for o in Operation)
+
+
+def test_the_form_makes_a_request_the_pipeline_accepts() -> None:
+    from exchange.console.subbrain_form import RequestForm
+    from exchange.pipeline.request import ComputeRequest
+
+    form = RequestForm.from_form(
+        {
+            "by": "datasets",
+            "datasets": "a.x, b.x\nc.x",
+            "purpose": "benchmarking",
+            "operation": "histogram",
+            "fields": "kwh_per_kwh",
+            "bins": "0, 10，50",
+            "epsilon": "0.5",
+            "bound": "100",
+            "deadline_seconds": "60",
+            "csrf": "not a field of the request",
+        }
+    )
+    body = form.body()
+    request = ComputeRequest.from_dict(body)
+    assert request.datasets == ("a.x", "b.x", "c.x")
+    assert request.parameters.bins == (0.0, 10.0, 50.0)
+    assert request.parameters.epsilon == 0.5
+    assert form.cli() == (
+        "ibx request submit --purpose benchmarking --operation histogram --field kwh_per_kwh "
+        "--dataset a.x --dataset b.x --dataset c.x --bound 100 --bins 0,10,50 --epsilon 0.5 "
+        "--deadline 60"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        ({"by": "datasets", "datasets": " "}, "subbrain.form_no_datasets"),
+        ({"by": "industry", "industry": ""}, "subbrain.form_no_industry"),
+        ({"industry": "x", "bound": "lots"}, "subbrain.form_not_a_number"),
+        ({"industry": "x", "epsilon": "nan"}, "subbrain.form_not_a_number"),
+        ({"industry": "x", "length": "1.5"}, "subbrain.form_not_an_integer"),
+    ],
+    ids=["no-datasets", "no-industry", "bound", "epsilon-nan", "length"],
+)
+def test_a_form_that_makes_no_request_says_which_field(fields: dict[str, str], key: str) -> None:
+    from exchange.console.subbrain_form import FormError, RequestForm
+
+    with pytest.raises(FormError) as error:
+        RequestForm.from_form(fields).body()
+    assert error.value.key == key
+
+
+def test_a_shell_cannot_be_smuggled_into_the_cli_line() -> None:
+    from exchange.console.subbrain_form import RequestForm
+
+    line = RequestForm(industry="x; rm -rf /", fields="a$(id)").cli()
+    assert "'x; rm -rf /'" in line
+    assert "'a$(id)'" in line
+
+
+CHARTS = {
+    "quartiles": ("quantiles", {"median": [5.0], "quartiles": [3.0, 5.0, 9.0]}, 0, "box"),
+    "ranks": ("percentile_rank", {"median": [5.0], "quartiles": [3.0, 5.0, 9.0]}, 0, "box"),
+    "min-max": ("min_max", {"min": [1.0], "max": [4.0]}, 0, "range"),
+    "variance": ("variance", {"means": [2.0, 3.0], "variances": [1.0, 4.0]}, 0, "interval"),
+    "histogram": ("histogram", {"counts": [3, None, 5]}, 0, "bars"),
+    "regression": ("regression", {"coefficients": [1.5, -0.2]}, 0, "bars"),
+    "slots": ("mean", {"mean": [1.0, 2.0, 3.0]}, 0, "bars"),
+    "psi": ("set_intersection_size", {"size": [7]}, 4, "sets"),
+    "one-mean": ("mean", {"mean": [34.7]}, 0, None),
+    "dominance": ("dominance_check", {"sum": [10.0]}, 0, None),
+    "suppressed-quartiles": ("quantiles", {"median": [None], "quartiles": [None] * 3}, 0, None),
+}
+
+
+@pytest.mark.parametrize(("operation", "values", "cohort", "kind"), CHARTS.values(), ids=CHARTS)
+def test_a_chart_where_it_reads_better_than_numbers(
+    operation: str, values: dict[str, list[float | None]], cohort: int, kind: str | None
+) -> None:
+    from exchange.console.subbrain_charts import chart_for
+
+    chart = chart_for(operation, values, cohort=cohort, bins=(0, 1, 2, 3))
+    assert (chart.kind if chart else None) == kind
+    if chart is not None:
+        for shape in chart.shapes:  # inside the drawing
+            assert 0 <= shape.x <= chart.width and 0 <= shape.y <= chart.height, shape
+
+
+def test_the_box_spans_the_quartiles_with_the_median_inside() -> None:
+    from exchange.console.subbrain_charts import chart_for
+
+    chart = chart_for("quantiles", {"quartiles": [30.0, 34.1, 39.6]})
+    assert chart is not None
+    [box] = [s for s in chart.shapes if s.cls == "sb-box"]
+    [median] = [s for s in chart.shapes if s.cls == "sb-median"]
+    assert box.x < median.x < box.x + box.w
+    assert {"Q1 30", "34.1", "Q3 39.6"} <= {s.text for s in chart.shapes}
+
+
+def test_a_suppressed_bin_is_marked_not_drawn_as_zero() -> None:
+    from exchange.console.subbrain_charts import chart_for
+
+    chart = chart_for("histogram", {"counts": [3, None, 5]}, bins=(0, 10, 20, 30))
+    assert chart is not None
+    assert len([s for s in chart.shapes if s.cls == "sb-suppressed"]) == 1
+    assert len([s for s in chart.shapes if s.cls.startswith("sb-bar")]) == 2
+    assert {"0–10", "10–20", "20–30"} <= {s.text for s in chart.shapes}
+
+
+def test_the_psi_sets_are_one_circle_an_enterprise() -> None:
+    from exchange.console.subbrain_charts import chart_for
+
+    chart = chart_for("set_intersection_size", {"size": [2]}, cohort=4)
+    assert chart is not None
+    assert len([s for s in chart.shapes if s.cls.startswith("sb-set ")]) == 4
+    assert [s.text for s in chart.shapes if s.tag == "text"] == ["2"]
+
+
+@given(
+    st.floats(-1e9, 1e9, allow_nan=False),
+    st.floats(0, 1e9, allow_nan=False),
+)
+def test_ticks_cover_the_values_in_order(low: float, span: float) -> None:
+    from exchange.console.subbrain_charts import nice_ticks
+
+    high = low + span
+    ticks = nice_ticks(low, high)
+    assert ticks == sorted(ticks)
+    assert ticks[0] <= low + 1e-6 * max(1.0, abs(low))
+    assert ticks[-1] >= high - 1e-6 * max(1.0, abs(high))
+    assert 2 <= len(ticks) <= 12
