@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 
 from core.clock import parse_rfc3339
-from exchange.console.api import ConsoleApi
+from exchange.console.api import ApiRefusal, ConsoleApi
 from exchange.console.web import ConsoleUser, duty_form_user, duty_user
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "OfficerForm",
     "all_versions",
     "cli_command",
+    "not_a_version",
     "short",
     "when",
 ]
@@ -73,3 +75,14 @@ def cli_command(request: Request, *words: str) -> str:
     return " ".join(
         ("ibx", *words, "--key", "KEYFILE", "--exchange", base, "--client-cert", "CERT.pem")
     )
+
+
+_REF = re.compile(r"[0-9a-f]{8,64}")
+
+
+def not_a_version(ref: str) -> ApiRefusal | None:
+    """A 404 for a reference that is not a version hash or a prefix of 8+ hex digits (so no
+    other text reaches an API path), else None."""
+    if _REF.fullmatch(ref):
+        return None
+    return ApiRefusal(404, "not found", f"{ref[:80]!r} is not a policy version", None)

@@ -114,15 +114,47 @@ class DiffLine:
     """One row of a side-by-side diff: each side's line number and text (None: no line)."""
 
     kind: str
-    """``same``, ``del`` (left only), ``add`` (right only) or ``change``."""
+    """``same``, ``del`` (left only), ``add`` (right only), ``change``, or ``skip``: a run of
+    unchanged lines left out (``left_no``/``right_no`` its first lines, ``left`` its length)."""
     left_no: int | None
     left: str | None
     right_no: int | None
     right: str | None
 
 
-def side_by_side(left: Sequence[str], right: Sequence[str]) -> list[DiffLine]:
-    """Rows pairing ``left`` and ``right`` line by line, changed lines marked."""
+def side_by_side(
+    left: Sequence[str], right: Sequence[str], *, context: int | None = None
+) -> list[DiffLine]:
+    """Rows pairing ``left`` and ``right`` line by line, changed lines marked; with
+    ``context``, unchanged runs longer than that many lines around a change are folded
+    into one ``skip`` row."""
+    rows = _pair(left, right)
+    return rows if context is None else _fold(rows, context)
+
+
+def _fold(rows: list[DiffLine], context: int) -> list[DiffLine]:
+    near = [False] * len(rows)
+    for index, row in enumerate(rows):
+        if row.kind != "same":
+            for k in range(max(0, index - context), min(len(rows), index + context + 1)):
+                near[k] = True
+    folded: list[DiffLine] = []
+    index = 0
+    while index < len(rows):
+        if near[index] or rows[index].kind != "same":
+            folded.append(rows[index])
+            index += 1
+            continue
+        end = index
+        while end < len(rows) and not near[end]:
+            end += 1
+        first = rows[index]
+        folded.append(DiffLine("skip", first.left_no, str(end - index), first.right_no, None))
+        index = end
+    return folded
+
+
+def _pair(left: Sequence[str], right: Sequence[str]) -> list[DiffLine]:
     rows: list[DiffLine] = []
     matcher = difflib.SequenceMatcher(a=list(left), b=list(right), autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():

@@ -31,6 +31,7 @@ from exchange.console.officer_context import (
     OfficerForm,
     all_versions,
     cli_command,
+    not_a_version,
     short,
 )
 from exchange.console.officer_pack import PackError, csv_text, pack_from_form, pack_hash
@@ -68,7 +69,7 @@ async def take_step(
     signature: Annotated[str, Form(max_length=400)] = "",
 ) -> Response:
     """Send the signed ``policy.<step>`` on the version; back to its page."""
-    if step not in STEPS:
+    if step not in STEPS or not_a_version(ref) is not None:
         return await version_page(request, user, ref)
     try:
         body = duty_body(statement_b64, signature)
@@ -122,6 +123,8 @@ async def propose_page(
             (v["hash"] for v in versions if v["state"] == "active"),
             versions[0]["hash"] if versions else None,
         )
+        if chosen and (unknown := not_a_version(chosen)) is not None:
+            raise unknown
         source = await user.api.get(f"/v1/policies/{chosen}/source") if chosen else None
     except ApiRefusal as refusal:
         return refusal_page(request, user, refusal)

@@ -20,9 +20,11 @@ from fastapi.responses import Response
 from exchange.console.api import ApiRefusal
 from exchange.console.officer_context import (
     PREFIX,
+    STEPS,
     Officer,
     all_versions,
     cli_command,
+    not_a_version,
     short,
     when,
 )
@@ -33,6 +35,9 @@ from exchange.console.web import ConsoleUser, refusal_page, render
 __all__ = ["router", "version_page"]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+_CONTEXT = 3
+"""Unchanged lines shown around each change in a diff (longer runs are folded)."""
 
 
 @router.get("")
@@ -85,6 +90,8 @@ async def version_page(
     done: str | None = None,
 ) -> Response:
     """One version's page (also answered after a step, with the API's refusal if any)."""
+    if (unknown := not_a_version(ref)) is not None:
+        return refusal_page(request, user, unknown)
     try:
         version = await user.api.get(f"/v1/policies/{ref}")
         full = version["hash"]
@@ -131,7 +138,8 @@ async def version_page(
 @router.get("/versions/{ref}")
 async def version(request: Request, user: Officer, ref: str, done: str | None = None) -> Response:
     """One version: content, test report, and the next signed steps."""
-    return await version_page(request, user, ref, done=done)
+    shown = done if done in ("propose", *STEPS) else None
+    return await version_page(request, user, ref, done=shown)
 
 
 def _texts(source: dict[str, Any]) -> dict[str, list[str]]:
@@ -162,6 +170,9 @@ async def diff(
             request, user, "officer/diff.html", versions=list(reversed(listing)), a=a or active,
             b=b or newest, files=None, rows=None, active=active, short=short,
         )  # fmt: skip
+    for ref in (a, b):
+        if (unknown := not_a_version(ref)) is not None:
+            return refusal_page(request, user, unknown)
     try:
         left = await user.api.get(f"/v1/policies/{a}/source")
         right = await user.api.get(f"/v1/policies/{b}/source")
@@ -171,8 +182,8 @@ async def diff(
     old, new = _texts(left), _texts(right)
     files = []
     for name in [*old, *(n for n in new if n not in old)]:
-        rows = side_by_side(old.get(name, []), new.get(name, []))
-        files.append((name, rows, any(row.kind != "same" for row in rows)))
+        rows = side_by_side(old.get(name, []), new.get(name, []), context=_CONTEXT)
+        files.append((name, rows, any(row.kind not in ("same", "skip") for row in rows)))
     return render(
         request,
         user,

@@ -6,7 +6,8 @@ page says so), then with his own; he tests it and finds approve and activate
 disabled for himself, with the reason. Officer 李 (officer-li) compares it with
 the active version side by side, approves and activates it, each step signed
 in her browser with her key file; the version shows active, and the decision
-playground answers under it.
+playground answers under it. A version whose sample request expects the wrong
+answer fails its test, and the page names the failing case.
 
 The new version adds one deny line nobody in the demo's world is affected by
 (a sysadmin may not take part in an MPC for intelligent equipment), so the
@@ -153,3 +154,22 @@ def test_officers_propose_test_approve_and_activate_with_their_own_keys(
     with page_li.expect_navigation():
         page_li.click("form.officer-playground button[type=submit]")
     assert page_li.locator("[data-decision]").get_attribute("data-decision") == "deny"
+
+    # a version whose sample request expects the wrong answer: its test names the failing case
+    page_li.goto(f"{base}/propose")
+    requests = page_li.locator("#pack-requests")
+    flipped = requests.input_value().replace('"expect": "allow"', '"expect": "deny"', 1)
+    assert flipped != requests.input_value()
+    requests.evaluate("(area, text) => { area.value = text; }", flipped)  # fill() types 30 KB
+    with page_li.expect_navigation():
+        page_li.click("button[data-review]")
+    form = page_li.locator("form[data-sign]")
+    form.locator("input[data-sign-key]").set_input_files(str(li.key_file))
+    with page_li.expect_navigation():
+        form.locator("button[data-step=propose]").click()
+    _sign_step(page_li, "test", str(li.key_file))
+    assert page_li.locator("[data-report-passed]").get_attribute("data-report-passed") == "no"
+    failing = page_li.locator("[data-failing] li")
+    assert failing.count() == 1
+    assert "subbrain computes a mean over core data under MPC" in failing.inner_text()
+    assert page_li.locator("h1 [data-state]").get_attribute("data-state") == "proposed"
