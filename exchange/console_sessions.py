@@ -130,13 +130,13 @@ class ConsoleSessions:
             guard.failed(source, now=at)
             raise
         role = str(identity.role)
+        if role not in CONSOLE_ROLES:  # first: a witness needs no certificate to learn this
+            raise AuthError(f"the console has no pages for the {role} role; use the CLI")
         if role in ADMIN_ROLES and not self._second_factor(certificate, identity):
             raise SecondFactorRequiredError(
                 "administrators sign in with their client certificate too "
                 "(ibx identity cert issues it); none valid was presented"
             )
-        if role not in CONSOLE_ROLES:
-            raise AuthError(f"the console has no pages for the {role} role; use the CLI")
         session_id = secrets.token_urlsafe(32)
         stamp = format_rfc3339(at)
         row = _SessionRow(

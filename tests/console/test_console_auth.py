@@ -109,6 +109,9 @@ def test_a_wrong_token_is_refused_and_a_sign_in_posted_from_elsewhere_too(
     page.click("form[action='/console/login'] button[type=submit]")
     page.wait_for_load_state("load")
     assert page.inner_text("[role=alert]").startswith("Sign-in refused:")
+    console_page.sign_in(page, console_world.actors["witness-qiu"], expect_home=False)
+    assert "the console has no pages for the witness role" in page.inner_text("[role=alert]")
+    assert not [c for c in console_page.context(page).cookies() if c["name"] == SESSION_COOKIE]
     # a login form posted by another site: no double-submit cookie of this origin
     plant = console_world.actors["qingchuan-lineng"]
     with httpx.Client(verify=console_world.url.verify()) as client:
