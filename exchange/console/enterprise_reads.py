@@ -84,6 +84,11 @@ class UsageRow:
     engine: str
     ledger_index: int
 
+    @property
+    def job(self) -> str:
+        """The job: its own id, else the decision's (the pipeline names a job by its decision)."""
+        return self.job_id or self.decision_id
+
 
 async def usage_rows(api: ConsoleApi) -> list[UsageRow]:
     """Every use of the caller's data, newest first (``GET /v1/usage``).

@@ -29,5 +29,5 @@ async def usage(request: Request, user: User) -> Response:
     """The usage chart (uses per week by requester) and the list, newest first."""
     rows = await usage_rows(user.api)
     chart = usage_chart((r.time, r.requester) for r in rows if r.kind == "decision")
-    jobs = len({r.job_id for r in rows if r.job_id})
+    jobs = len({r.job for r in rows})
     return render(request, user, "enterprise/usage.html", rows=rows, chart=chart, jobs=jobs)
