@@ -9,6 +9,8 @@ CSP holds). Nothing here draws in the browser.
 * quartiles (``quantiles``, ``percentile_rank``): a box from Q1 to Q3 with the median;
 * ``min_max``: the range on an axis;
 * ``variance``: each slot's mean with ±1 standard deviation;
+* a differentially private single mean or sum: the value with the 95 % range of
+  the noise added to it;
 * ``mean``/``sum``/``count`` over several slots, ``histogram`` counts and
   ``regression`` coefficients: bars from zero (a suppressed bin marked, not drawn);
 * ``set_intersection_size``: the cohort's sets as overlapping circles, the match
@@ -24,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-__all__ = ["Chart", "Shape", "chart_for", "nice_ticks"]
+__all__ = ["Chart", "Shape", "chart_for", "laplace_95", "nice_ticks"]
 
 WIDTH: Final = 560
 _LEFT: Final = 56
@@ -71,10 +73,13 @@ def chart_for(
     *,
     cohort: int = 0,
     bins: Sequence[float] = (),
+    noise: float | None = None,
 ) -> Chart | None:
     """The chart for a result of ``operation``, or None where the numbers read better.
 
-    ``bins`` (the request's histogram edges) label a histogram's bars.
+    ``bins`` (the request's histogram edges) label a histogram's bars. ``noise``: for a
+    differentially private mean or sum, the half-width of the 95 % range of the noise
+    added (:func:`laplace_95`); the single value is drawn with that interval.
     """
     if operation in ("quantiles", "percentile_rank") and _numbers(values.get("quartiles")):
         quartiles = _numbers(values.get("quartiles"))
@@ -87,7 +92,12 @@ def chart_for(
     if operation == "variance":
         means, variances = values.get("means") or [], values.get("variances") or []
         if means and len(means) == len(variances):
-            return _intervals(means, variances)
+            pairs = [
+                (i, float(m), math.sqrt(max(float(v), 0.0)))
+                for i, (m, v) in enumerate(zip(means, variances, strict=True))
+                if m is not None and v is not None
+            ]
+            return _intervals(pairs, "subbrain.chart_interval") if pairs else None
     if operation == "histogram" and values.get("counts"):
         counts = list(values["counts"])
         return _bars(counts, _bin_labels(bins, len(counts)), "subbrain.chart_histogram")
@@ -99,6 +109,8 @@ def chart_for(
         slots = list(values.get(operation) or [])
         if len(slots) > 1:
             return _bars(slots, [str(i + 1) for i in range(len(slots))], "subbrain.chart_slots")
+        if len(slots) == 1 and slots[0] is not None and noise is not None and noise > 0:
+            return _intervals([(0, float(slots[0]), noise)], "subbrain.chart_noise")
     if operation == "set_intersection_size":
         size = _numbers(values.get("size"))
         if size and cohort > 0:
@@ -112,20 +124,23 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
         return [0.0]
     if high < low:
         low, high = high, low
-    if high == low:
-        pad = abs(low) * 0.1 or 1.0
-        low, high = low - pad, high + pad
+    least = max(max(abs(low), abs(high)) * 1e-6, 1e-9)  # a span the floats can still tick
+    if high - low < least:
+        middle = (low + high) / 2
+        pad = max(abs(middle) * 0.1 or 1.0, least)
+        low, high = middle - pad, middle + pad
     raw = (high - low) / max(count - 1, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.floor(low / step) * step
+    first = math.floor(low / step)
     ticks = []
-    value = first
-    while value <= high + step * 1e-9:
+    n = 0
+    while n < 4 * count:
+        value = (first + n) * step
         ticks.append(round(value, 12))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(value, 12))
+        if value >= high - step * 1e-9:
+            break
+        n += 1
     return ticks
 
 
@@ -191,14 +206,14 @@ def _range(low: float, high: float) -> Chart:
     return Chart("range", 100, "subbrain.chart_range", (*shapes, *axis.shapes(y + 24)))
 
 
-def _intervals(means: Sequence[float | None], variances: Sequence[float | None]) -> Chart:
-    pairs = [
-        (i, float(m), math.sqrt(max(float(v), 0.0)))
-        for i, (m, v) in enumerate(zip(means, variances, strict=True))
-        if m is not None and v is not None
-    ]
-    if not pairs:
-        return Chart("interval", 40, "subbrain.chart_interval")
+def laplace_95(sensitivity: float, epsilon: float) -> float:
+    """The half-width of the range holding 95 % of Laplace noise of scale
+    ``sensitivity / epsilon`` (P(|X| > t) = exp(-t / scale), so t = scale · ln 20)."""
+    return sensitivity / epsilon * math.log(20)
+
+
+def _intervals(pairs: Sequence[tuple[int, float, float]], caption: str) -> Chart:
+    """Each (slot, centre, half-width) as a point with whiskers."""
     low = min(m - s for _, m, s in pairs)
     high = max(m + s for _, m, s in pairs)
     axis = _Axis(low, high)
@@ -216,9 +231,7 @@ def _intervals(means: Sequence[float | None], variances: Sequence[float | None])
             Shape("text", "sb-value", x=axis.x(mean), y=y - 9, text=f"{fmt(mean)} ± {fmt(sd)}"),
         ]
     axis_y = 24 + len(pairs) * row
-    return Chart(
-        "interval", int(axis_y + 30), "subbrain.chart_interval", (*shapes, *axis.shapes(axis_y))
-    )
+    return Chart("interval", int(axis_y + 30), caption, (*shapes, *axis.shapes(axis_y)))
 
 
 def _bars(values: Sequence[float | None], labels: Sequence[str], caption: str) -> Chart:

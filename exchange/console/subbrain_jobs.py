@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from core.canonical import canonical_sha256
 from core.errors import CanonicalJsonError
 from exchange.console.api import ApiRefusal
-from exchange.console.subbrain_charts import chart_for
+from exchange.console.subbrain_charts import chart_for, laplace_95
 from exchange.console.web import ConsoleUser, duty_form_user, duty_user, render
 
 __all__ = ["LIVE", "latest", "router"]
@@ -94,6 +94,7 @@ async def job(request: Request, user: User, job_id: JobId, new: int = 0) -> Resp
             result.get("values") or {},
             cohort=int(result.get("cohort") or 0),
             bins=[float(b) for b in bins],
+            noise=_noise(result, asked),
         )
     return render(
         request,
@@ -138,6 +139,27 @@ async def _entry(user: ConsoleUser, index: object) -> dict[str, Any] | None:
             payload = item.get("entry", {}).get("payload")
             return payload if isinstance(payload, dict) else None
     return None
+
+
+def _noise(result: dict[str, Any], asked: dict[str, Any]) -> float | None:
+    """For a differentially private mean or sum: the 95 % half-width of the Laplace noise the
+    release step added (sensitivity 2·bound, over the cohort for a mean, times the values per
+    enterprise on HE; docs/pipeline.md), else None."""
+    epsilon = result.get("epsilon")
+    operation = result.get("operation")
+    if not isinstance(epsilon, int | float) or epsilon <= 0 or operation not in ("mean", "sum"):
+        return None
+    parameters = asked.get("parameters") or {}
+    try:
+        bound = float(parameters.get("bound") or 0)
+        length = int(parameters.get("length") or 1) if result.get("engine") == "he" else 1
+        cohort = int(result.get("cohort") or 0)
+    except (TypeError, ValueError):
+        return None
+    if bound <= 0 or cohort <= 0:
+        return None
+    sensitivity = 2 * bound * length / (cohort if operation == "mean" else 1)
+    return laplace_95(sensitivity, float(epsilon))
 
 
 def _hash_check(result: dict[str, Any], recorded: dict[str, Any] | None) -> dict[str, Any]:

@@ -278,3 +278,27 @@ def test_ticks_cover_the_values_in_order(low: float, span: float) -> None:
     assert ticks[0] <= low + 1e-6 * max(1.0, abs(low))
     assert ticks[-1] >= high - 1e-6 * max(1.0, abs(high))
     assert 2 <= len(ticks) <= 12
+
+
+def test_a_private_mean_is_drawn_with_its_noise_range() -> None:
+    from exchange.console.subbrain_charts import chart_for, laplace_95
+
+    half = laplace_95(2 * 100 / 4, 1.0)
+    chart = chart_for("mean", {"mean": [34.7]}, cohort=4, noise=half)
+    assert chart is not None
+    assert chart.kind == "interval"
+    assert chart.caption == "subbrain.chart_noise"
+    assert f"34.7 ± {half:.4g}" in {s.text for s in chart.shapes}
+
+
+def test_the_noise_range_holds_95_percent_of_the_release_steps_noise() -> None:
+    """The range the chart draws, against the very measurement the release step samples."""
+    from exchange.console.subbrain_charts import laplace_95
+    from mpc import DpMechanism, DpPolicy
+    from mpc._dp_release import _measurement
+
+    sensitivity, epsilon, draws = 50.0, 0.5, 4000
+    measurement = _measurement(DpPolicy(DpMechanism.LAPLACE, epsilon), sensitivity, draws)
+    noise = measurement([0.0] * draws)
+    inside = sum(abs(x) <= laplace_95(sensitivity, epsilon) for x in noise) / draws
+    assert 0.93 <= inside <= 0.97
