@@ -132,6 +132,22 @@ def test_the_subbrain_previews_submits_and_reads_its_result(
     expect(page.locator("#hash-check")).to_have_attribute("data-ok", "true")
     assert f"#{result['result_index']}" in page.inner_text("#hash-check")
 
+    # a submission forged without the form's CSRF token is refused, and no job is made
+    with console_world.url.client(subbrain.token) as api:
+        before = len(api.get("/v1/jobs", params={"limit": 100}).json()["items"])
+    forged = page.evaluate(
+        """() => fetch('/console/subbrain/request', {method: 'POST',
+             headers: {'content-type': 'application/x-www-form-urlencoded'},
+             body: 'by=industry&industry=lithium-battery&purpose=benchmarking'
+                   + '&operation=percentile_rank&fields=cells_million'}).then(r => r.status)"""
+    )
+    assert forged == 403
+    with console_world.url.client(subbrain.token) as api:
+        assert len(api.get("/v1/jobs", params={"limit": 100}).json()["items"]) == before
+    # a job that is not its own (or none) is a 404 page, as the API answers
+    missing = page.goto(f"{base}/jobs/job_{'0' * 32}")
+    assert missing is not None and missing.status == 404
+
     # the jobs list shows it released; in Chinese by default
     zh = console_page(subbrain)
     zh.goto(f"{base}/jobs")
