@@ -3,10 +3,11 @@
 Officer 王 (officer-wang) proposes a new policy version in the browser, first
 signing with the wrong key file (李's: the exchange refuses the duty and the
 page says so), then with his own; he tests it and finds approve and activate
-disabled for himself, with the reason. Officer 李 (officer-li) compares it with
-the active version side by side, approves and activates it, each step signed
-in her browser with her key file; the version shows active, and the decision
-playground answers under it. A version whose sample request expects the wrong
+disabled for himself, with the reason; posting a signed approval anyway, he
+gets the API's four-eyes refusal on the page. Officer 李 (officer-li) compares
+it with the active version side by side, approves and activates it, each step
+signed in her browser with her key file; the version shows active, and the
+decision playground answers under it. A version whose sample request expects the wrong
 answer fails its test, and the page names the failing case.
 
 The new version adds one deny line nobody in the demo's world is affected by
@@ -16,6 +17,7 @@ other duties' tests, sharing the world, decide as before.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
     from tests.console.conftest import ConsolePages
-    from tests.demo_world import LiveWorld
+    from tests.demo_world import LiveWorld, WorldActor
 
 NEW_LINE = "p, sysadmin, intelligent-equipment, dataset, mpc_participate, deny"
 
@@ -34,6 +36,24 @@ def _sign_step(page: Page, step: str, key_file: str) -> None:
     card.locator("input[data-sign-key]").set_input_files(key_file)
     with page.expect_navigation():
         card.locator(f"button[data-step={step}]").click()
+
+
+def _signed_form(world: LiveWorld, officer: WorldActor, step: str, version: str) -> dict[str, str]:
+    """The ``statement`` and ``signature`` fields of a signing form, signed here with
+    ``officer``'s key file (what ``static/sign.js`` would post)."""
+    from core.clock import utcnow
+    from core.duty import Duty
+    from exchange.cli._duties import load_signer
+
+    assert officer.key_file is not None
+    with world.url.client() as client:
+        origin = client.get("/v1/ledger/checkpoint").text.split("\n", 1)[0]
+    duty = Duty(origin, officer.name, f"policy.{step}", version, utcnow(), {})
+    signed = duty.sign(load_signer(officer.key_file))
+    return {
+        "statement": base64.b64encode(duty.signed_bytes()).decode(),
+        "signature": base64.b64encode(signed.signature).decode(),
+    }
 
 
 def test_officers_propose_test_approve_and_activate_with_their_own_keys(
@@ -100,6 +120,18 @@ def test_officers_propose_test_approve_and_activate_with_their_own_keys(
         f"ibx policy approve {new_hash} --key KEYFILE"
         in page.locator("[data-cli=approve]").inner_text()
     )
+
+    # he posts a signed approval anyway (no page offers it): the API refuses, the page says so
+    refused_page = page.request.post(
+        f"{base}/versions/{new_hash}/approve",
+        form={
+            "csrf": page.locator("input[name=csrf]").first.input_value(),
+            **_signed_form(console_world, wang, "approve", new_hash),
+        },
+    )
+    assert refused_page.status == 403
+    assert "four-eyes rule violated" in refused_page.text()
+    assert "officer-wang proposed version" in refused_page.text()
 
     # 李 (in English): the diff against the active version, side by side, with decisions
     page_li = console_page(li, lang="en")
