@@ -59,7 +59,8 @@ def route_access(request: Request) -> Access:
     """
     route = request.scope.get("route")
     path = getattr(route, "path_format", None)  # "/x/{rest}", not "/x/{rest:path}"
-    if path is not None and (path == "/console" or path.startswith("/console/")):
+    served = str(request.scope.get("path", ""))  # a nested router's route knows only its tail
+    if path is not None and (served == "/console" or served.startswith("/console/")):
         # The console's pages sign in by session and call this API with the session's
         # token for everything they show or change (exchange/console/api.py): each of
         # those calls passes this table.

@@ -119,6 +119,8 @@ def _app_rules(app: Any) -> set[tuple[str, str]]:
     rules = set()
     for route in routes:
         path = getattr(route, "path_format", None)
+        if path is not None and path.startswith("/console"):
+            continue  # the web console's pages: one rule by prefix (test_console_routes...)
         for method in getattr(route, "methods", None) or ():
             if method != "HEAD" and path is not None:
                 rules.add((method, path))
@@ -302,3 +304,19 @@ def test_public_routes_answer_without_a_token(
     assert answer.status_code != 500, answer.text
     if answer.status_code >= 400:
         assert answer.headers["content-type"] == PROBLEM
+
+
+def test_console_pages_get_the_console_rule_and_never_an_api_one(app: Any) -> None:
+    """Every page of the web console is under /console and gets the console's rule (its
+    pages reach data only through this API with the session's token); no API route is
+    under /console."""
+    from starlette.requests import Request
+
+    from exchange.access import CONSOLE
+    from exchange.auth import route_access
+
+    assert not any(path.startswith("/console") for _, path in ROUTES)
+    for path in ("/console", "/console/officer", "/console/enterprise/consents"):
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [], "app": app}
+        scope["route"] = type("R", (), {"path_format": "/consents"})()  # a nested router's tail
+        assert route_access(Request(scope)) is CONSOLE
