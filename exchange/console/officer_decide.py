@@ -36,7 +36,7 @@ async def decide(  # noqa: PLR0917 -- one parameter a form field
     subject: str = Query("", max_length=200),
     action: str = Query("", max_length=200),
     resource: str = Query("", max_length=400),
-    context: str = Query("", max_length=20_000),
+    context: str | None = Query(None, max_length=20_000),
     at: str = Query("", max_length=64),
 ) -> Response:
     """The form; with a subject, action and resource, the active policy's answer."""
@@ -45,7 +45,8 @@ async def decide(  # noqa: PLR0917 -- one parameter a form field
         "subject": subject,
         "action": action,
         "resource": resource,
-        "context": context or _EXAMPLE_CONTEXT,
+        # an empty form shows an example; a question shows the context it was asked with
+        "context": context if context is not None else "{}" if subject else _EXAMPLE_CONTEXT,
         "at": at,
     }
     decision: dict[str, Any] | None = None
