@@ -833,10 +833,13 @@ def _left_out(report: CoverageReport, chosen: dict[str, ConsentRecord]) -> tuple
         if owner in chosen:
             continue
         refusals = report.refusals.get(owner, ())
-        if refusals:
-            reason = f"{refusals[0].reason}: {refusals[0].error}"
-        else:  # covered, but its consent demands a larger cohort than the job has
+        if report.covering.get(owner):  # covered, but its consent demands a larger cohort
+            # (any other consent of the owner's refused, e.g. revoked, is not why it is out)
             reason = "min_cohort: its consent requires a larger cohort than this job has"
+        elif refusals:
+            reason = f"{refusals[0].reason}: {refusals[0].error}"
+        else:
+            reason = f"no_consent: {owner} has no consent for this request"
         out.append(LeftOut(owner, reason[:500]))
     return tuple(out)
 

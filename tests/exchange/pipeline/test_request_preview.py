@@ -193,3 +193,22 @@ def test_only_a_requester_may_preview(world: World, who: str) -> None:
         client.post("/v1/requests/preview", _body({"datasets": _datasets()}))
     assert refused.value.status in (401, 403)
     assert "request_submit" in str(refused.value) or refused.value.status == 401
+
+
+def test_an_owner_left_out_for_the_cohort_is_not_said_to_be_out_for_another_consent(
+    world: World,
+) -> None:
+    """e1 holds a consent that covers the request but demands a cohort of 5, and another
+    it revoked: it is out for the cohort, in the preview and in the decision alike."""
+    _demanding_consent(world)
+    world.consent("e1")
+    world.revoke("e1")  # its newest consent, revoked; the demanding one still covers
+    body = _body({"datasets": _datasets()})
+    with world.client("sb-lb") as client:
+        preview = client.post("/v1/requests/preview", body)
+        [left] = preview["left_out"]
+        assert left["owner"] == "e1"
+        assert left["reason"].startswith("min_cohort")
+        view = client.post("/v1/requests", body)
+    decision = world.runtime.ledger.entries(view["decision_index"], 1)[0].payload
+    assert [o["reason"].split(":")[0] for o in decision["left_out"]] == ["min_cohort"]
