@@ -171,6 +171,8 @@ ROUTES: Mapping[tuple[str, str], Access] = {
     ("POST", "/v1/requests"): Access(
         (("request_submit", Scope.ALL),), "job", write=True, records_allow=True
     ),
+    # what a submission would be decided now (nothing recorded; as POST /v1/consents/check)
+    ("POST", "/v1/requests/preview"): _one("request_submit", "job"),
     ("GET", "/v1/jobs"): _read("job_read_all", "job_read_own", "job"),
     ("GET", "/v1/jobs/{job_id}"): _read("job_read_all", "job_read_own", "job", param="job_id"),
     ("POST", "/v1/jobs/{job_id}/cancel"): _one("job_cancel", "job", write=True, param="job_id"),
