@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.console.conftest import ConsolePages
-from tests.demo_world import LiveWorld, WorldActor, wait_for_agents
+from tests.demo_world import LiveWorld, WorldActor
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -209,7 +209,6 @@ def test_screenshots(console_world: LiveWorld, console_page: ConsolePages) -> No
     """Shoot every page of :data:`SHOTS` into ``docs/console/``."""
     fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
     assert fonts.stdout.strip(), "no CJK font: apt-get install fonts-noto-cjk"
-    wait_for_agents(console_world)
     OUT.mkdir(parents=True, exist_ok=True)
     for shot in SHOTS:
         actor = console_world.actors[shot.actor] if shot.actor else None
