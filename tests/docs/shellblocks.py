@@ -30,7 +30,10 @@ other ``IBX_*`` variable from the caller, copies of the checkout's files
 the test names as the document's inputs (the README reads ``policies/``),
 the venv's ``bin`` first on ``PATH`` and unbuffered Python output (so lines
 come in the order a terminal shows them). Nothing runs that the document
-does not show.
+does not show, except one interpreter with the product imported that each
+``ibx`` command is forked from (``tests/docs/zygote.py``: the same entry point,
+argv, environment, directory and standard streams, in a process of its own;
+it saves the suite most of a second of imports per command).
 """
 
 from __future__ import annotations
@@ -43,11 +46,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.docs import zygote
 
 PROMPT = "$ "
 ELLIPSIS = "…"
@@ -304,11 +310,16 @@ def run_commands(commands: list[Command], tmp: Path) -> list[Command]:
     work.mkdir(exist_ok=True)
     run.mkdir()
     ports = _ports(commands)
+    env = environment(work)
+    sockets = Path(tempfile.mkdtemp(prefix="ibx-doc-"))  # short: a socket path has 107 bytes
+    socket_path = sockets / "ibx.sock"
+    zygote.stand_in(run / "bin", socket_path)
+    env["PATH"] = f"{run / 'bin'}{os.pathsep}{env['PATH']}"
     with (run / "bash.log").open("wb") as log:
         bash = subprocess.Popen(
             ["bash", "--noprofile", "--norc"],
             cwd=work,
-            env=environment(work),
+            env=env,
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -316,6 +327,8 @@ def run_commands(commands: list[Command], tmp: Path) -> list[Command]:
         )
     assert bash.stdin is not None
     try:
+        if any("ibx" in command.text for command in commands):
+            bash.stdin.write(zygote.start_command(socket_path, run / "zygote.log").encode())
         bash.stdin.write(b"set -o pipefail\n__ibx_status() { return $1; }\n__rc=0\n")
         for index, command in enumerate(commands):
             text = _substitute(command.text, ports)
@@ -350,7 +363,10 @@ def run_commands(commands: list[Command], tmp: Path) -> list[Command]:
                     f"{command.where}: `{text}` printed other than the doc shows; {differs}"
                 )
     finally:
-        _end(bash)
+        try:
+            _end(bash)
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
     return commands
 
 

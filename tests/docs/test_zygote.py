@@ -1,0 +1,101 @@
+"""``ibx`` forked from the preloaded interpreter acts as the console script does.
+
+Same exit code, standard output and standard error, from the same working
+directory and environment (a relative ``IBX_DATA_DIR``); a command's death by
+a signal is the stand-in's; a background job gets the real console script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.docs import zygote
+
+
+@pytest.fixture(scope="module")
+def preloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """A running preloaded interpreter: (its stand-in ``ibx``, its log)."""
+    folder = tmp_path_factory.mktemp("zygote")
+    socket_path, log = folder / "z.sock", folder / "zygote.log"
+    stand_in = zygote.stand_in(folder / "bin", socket_path)
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, zygote.__file__, str(socket_path)], stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not socket_path.exists():
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the preloaded interpreter never listened"
+            time.sleep(0.05)
+        yield stand_in, log
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _run(ibx: Path, cwd: Path, *argv: str, env: dict[str, str]) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [str(ibx), *argv],
+        cwd=cwd,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("IBX_")}, **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (("no-such-command",), {}),
+        (("identity", "list"), {"IBX_DATA_DIR": "relative/.ibx"}),
+    ],
+    ids=["usage-error", "relative-data-dir"],
+)
+def test_a_forked_command_prints_and_exits_as_the_console_script(
+    preloaded: tuple[Path, Path], tmp_path: Path, argv: tuple[str, ...], env: dict[str, str]
+) -> None:
+    stand_in, log = preloaded
+    forked = _run(stand_in, tmp_path, *argv, env=env)
+    assert forked == _run(zygote.real_ibx(), tmp_path, *argv, env=env)
+    assert forked[0] != 0 and forked[2].startswith(("ibx: ", "Usage: ibx"))
+    assert f"ibx {' '.join(argv)}: status {forked[0] << 8}," in log.read_text()
+
+
+def test_a_signal_reaches_the_command_and_its_death_is_the_stand_ins(
+    preloaded: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGTERM to the stand-in ends the forked command; the stand-in dies of SIGTERM."""
+    stand_in, log = preloaded
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)  # the command blocks opening it for reading
+    waiting = subprocess.Popen(
+        [str(stand_in), "audit", "verify", "--export", str(fifo), "--ledger-vkey", str(fifo)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "ibx audit verify" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        waiting.send_signal(signal.SIGTERM)
+        assert waiting.wait(timeout=60) == -signal.SIGTERM
+        assert f"status {signal.SIGTERM.value}," in log.read_text().split("audit verify")[-1]
+    finally:
+        with contextlib.suppress(OSError):  # a command still blocked on the FIFO: let it go
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))

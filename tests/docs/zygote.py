@@ -1,0 +1,280 @@
+"""``ibx`` for a document's shell without re-importing the product on every command.
+
+A document's tour runs some eighty ``ibx`` commands, and a new interpreter
+spends most of a second of CPU importing the API, the database layer and the
+cryptography before each of them does anything. :func:`install` starts, in the
+document's own shell (its environment, its session), one interpreter that has
+imported them (``python zygote.py SOCKET``), and puts an ``ibx`` first on the
+shell's ``PATH`` that asks it for a fork: the forked process takes the
+command's argv, working directory, environment, signal dispositions and
+standard input, output and error (passed over a Unix socket), then runs
+``exchange.cli.main`` as the console script does and exits as it would; the
+stand-in exits with its status (or dies of its signal) and forwards SIGTERM,
+SIGINT and SIGHUP to it.
+
+What each command does, prints and exits with is that of the real ``ibx``:
+the same entry point, in a process of its own, with nothing run before it
+but imports (no module of the product reads the environment at import;
+``mpyc``, which parses ``sys.argv`` on import, and the numerical engines are
+not preloaded, so each command imports them afresh). A command the shell runs
+in the background (a server: ``ibx serve ... &``) and any ``ibx serve`` run
+the real console script, as does every command when the preloaded
+interpreter is not (yet) listening.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import TypedDict
+
+PRELOAD = (
+    "exchange.runtime",
+    "exchange.identities",
+    "exchange.client",
+    "exchange.cli._api_client",
+    "exchange.cli._profiles",
+    "httpx",
+    "sqlalchemy.orm",
+    "sqlalchemy.dialects.sqlite",
+    "ledger",
+    "ledger.backends.sql",
+    "alembic.command",
+    "pydantic_settings",
+    "cryptography.x509",
+    "nacl.signing",
+)
+"""What every command imports; never ``mpyc`` (its import parses ``sys.argv``)."""
+
+NEVER_PRELOADED = ("mpyc", "tenseal", "opendp")
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+DISPOSITIONS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+"""Signals whose disposition (ignored or not) the command inherits from its stand-in."""
+
+STAND_IN = '''\
+#!{python} -IS
+"""ibx for a document's shell: a fork of a preloaded interpreter (tests/docs/zygote.py)."""
+import json, os, signal, socket, sys
+
+SOCKET, REAL = {socket!r}, {real!r}
+
+
+def real():
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.execv(REAL, [REAL, *sys.argv[1:]])
+
+
+def forward(signum, _frame):
+    os.kill(pid, signum)
+
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or "serve" in sys.argv[1:]:
+    real()  # a background job (a server) or a server: the real console script
+signal.pthread_sigmask(signal.SIG_BLOCK, {forwarded!r})  # held until the command runs
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    conn.connect(SOCKET)
+except OSError:
+    real()
+ignored = [int(s) for s in {dispositions!r} if signal.getsignal(s) is signal.SIG_IGN]
+request = json.dumps(
+    {{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ), "ignored": ignored}}
+).encode() + b"\\n"
+sent = socket.send_fds(conn, [request], [0, 1, 2])
+conn.sendall(request[sent:])
+answer = conn.makefile("rb")
+first = answer.readline()
+if not first:
+    sys.exit("ibx (tests/docs/zygote.py): the preloaded interpreter did not run the command")
+pid = int(first)
+for signum in {forwarded!r}:
+    signal.signal(signum, forward)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {forwarded!r})
+last = answer.readline()
+if not last:
+    sys.exit("ibx (tests/docs/zygote.py): the preloaded interpreter lost the command")
+status = int(last)
+if os.WIFSIGNALED(status):
+    dead = os.WTERMSIG(status)
+    signal.signal(dead, signal.SIG_DFL)
+    os.kill(os.getpid(), dead)
+sys.exit(os.waitstatus_to_exitcode(status))
+'''
+
+
+def real_ibx() -> Path:
+    """The venv's ``ibx`` console script."""
+    return Path(sys.executable).parent / "ibx"
+
+
+def stand_in(folder: Path, socket_path: Path) -> Path:
+    """Write the ``ibx`` stand-in into ``folder`` (to put first on ``PATH``); returns it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ibx"
+    path.write_text(
+        STAND_IN.format(
+            python=sys.executable,
+            socket=str(socket_path),
+            real=str(real_ibx()),
+            dispositions=tuple(int(s) for s in DISPOSITIONS),
+            forwarded=tuple(int(s) for s in FORWARDED),
+        ),
+        encoding="utf-8",
+    )
+    path.chmod(0o755)
+    return path
+
+
+def start_command(socket_path: Path, log: Path) -> str:
+    """The shell line that starts the preloaded interpreter as a background job."""
+    return f"{sys.executable} {Path(__file__).resolve()} {socket_path} >{log} 2>&1 &\n"
+
+
+# --- the preloaded interpreter (``python zygote.py SOCKET``) --------------------------------
+
+
+def _preload() -> None:
+    """Import what commands import, as ``exchange.cli.main`` would (httpx's own command
+    line kept out first, as ``main`` does)."""
+    import importlib
+
+    import exchange.cli
+
+    exchange.cli._skip_httpx_command_line()
+    for name in PRELOAD:
+        importlib.import_module(name)
+    leaked = [m for m in sys.modules if m.split(".")[0] in NEVER_PRELOADED]
+    if leaked:
+        raise RuntimeError(f"the preload imported {leaked[:3]}: they must load per command")
+    gc.collect()
+    gc.freeze()  # the forks share these objects' pages: no collection walks (copies) them
+
+
+class Request(TypedDict):
+    """What the stand-in sends, besides its standard input, output and error."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    ignored: list[int]
+
+
+def _receive(conn: socket.socket) -> tuple[Request, list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 3)
+    while not data.endswith(b"\n"):
+        more = conn.recv(1 << 16)
+        if not more:
+            raise ConnectionError("the stand-in went away")
+        data += more
+    request: Request = json.loads(data)
+    return request, fds
+
+
+def _standard_streams() -> None:
+    """New ``sys.stdin``/``stdout``/``stderr`` on fds 0-2, made as the interpreter makes them
+    at start-up (buffering, line buffering on a terminal and for stderr, errors)."""
+    buffered = not os.environ.get("PYTHONUNBUFFERED")  # the console script has no -u
+    streams = []
+    for fd, mode, old in ((0, "rb", sys.stdin), (1, "wb", sys.stdout), (2, "wb", sys.stderr)):
+        writing = mode == "wb"
+        binary = open(fd, mode, buffering=-1 if buffered or not writing else 0, closefd=False)  # noqa: SIM115
+        streams.append(
+            io.TextIOWrapper(
+                binary,
+                encoding=old.encoding,
+                errors=old.errors,
+                newline="\n",
+                line_buffering=buffered and (os.isatty(fd) or fd == 2),
+                write_through=not buffered,
+            )
+        )
+    for name, stream in zip(("stdin", "stdout", "stderr"), streams, strict=True):
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+
+
+def _run(request: Request, fds: list[int]) -> None:
+    """In the forked command: become the command's process, then run ``ibx``."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    ignored = set(request["ignored"])
+    for signum in DISPOSITIONS:
+        if signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+        elif signum == signal.SIGINT:
+            signal.signal(signum, signal.default_int_handler)
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    _standard_streams()
+    script = real_ibx()
+    sys.argv = [str(script), *request["argv"]]
+    sys.path[0] = str(script.parent)
+    from exchange.cli import main
+
+    sys.exit(main())  # type: ignore[func-returns-value]
+
+
+def _serve_one(conn: socket.socket) -> None:
+    """In a fork of the preloaded interpreter: fork the command, report its pid and status."""
+    request, fds = _receive(conn)
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        _run(request, fds)
+        return
+    for fd in fds:
+        os.close(fd)
+    conn.sendall(f"{pid}\n".encode())
+    argv = " ".join(request["argv"])
+    print(f"{pid} ibx {argv}: started", file=sys.stderr, flush=True)
+    _, status, usage = os.wait4(pid, 0)
+    print(
+        f"{pid} ibx {argv}: status {status}, CPU {usage.ru_utime:.2f} s user "
+        f"{usage.ru_stime:.2f} s system",
+        file=sys.stderr,
+        flush=True,
+    )
+    conn.sendall(f"{status}\n".encode())
+    conn.close()
+    os._exit(0)
+
+
+def serve(socket_path: Path) -> None:
+    """Preload, listen on ``socket_path`` and fork a command per connection, until killed."""
+    _preload()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    temporary = socket_path.with_name(socket_path.name + ".new")
+    listener.bind(str(temporary))
+    listener.listen(64)
+    temporary.rename(socket_path)  # the stand-in connects only once this listens
+    sys.stdout.flush()
+    sys.stderr.flush()
+    while True:
+        conn, _ = listener.accept()
+        while True:  # the finished per-command forks
+            try:
+                reaped, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if reaped == 0:
+                break
+        if os.fork() == 0:
+            listener.close()
+            _serve_one(conn)  # the command's fork returns here only to run it
+            return
+        conn.close()
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]))
