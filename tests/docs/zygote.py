@@ -10,7 +10,7 @@ command's argv, working directory, environment, signal dispositions and
 standard input, output and error (passed over a Unix socket), then runs
 ``exchange.cli.main`` as the console script does and exits as it would; the
 stand-in exits with its status (or dies of its signal) and forwards SIGTERM,
-SIGINT and SIGHUP to it.
+SIGINT and SIGHUP to it; a stand-in killed (SIGKILL) takes its command with it.
 
 What each command does, prints and exits with is that of the real ``ibx``:
 the same entry point, in a process of its own, with nothing run before it
@@ -24,10 +24,12 @@ interpreter is not (yet) listening.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -238,6 +240,10 @@ def _serve_one(conn: socket.socket) -> None:
     conn.sendall(f"{pid}\n".encode())
     argv = " ".join(request["argv"])
     print(f"{pid} ibx {argv}: started", file=sys.stderr, flush=True)
+    ended = os.pidfd_open(pid)
+    ready, _, _ = select.select([conn.fileno(), ended], [], [])
+    if ended not in ready:  # the stand-in died (SIGKILL): so does its command
+        os.kill(pid, signal.SIGKILL)
     _, status, usage = os.wait4(pid, 0)
     print(
         f"{pid} ibx {argv}: status {status}, CPU {usage.ru_utime:.2f} s user "
@@ -245,7 +251,8 @@ def _serve_one(conn: socket.socket) -> None:
         file=sys.stderr,
         flush=True,
     )
-    conn.sendall(f"{status}\n".encode())
+    with contextlib.suppress(OSError):  # a stand-in killed is not there to read it
+        conn.sendall(f"{status}\n".encode())
     conn.close()
     os._exit(0)
 
