@@ -2,7 +2,10 @@
 
 Signing in presents the identity's bearer token (administrators also their
 client certificate, the second factor). The console keeps the token for the
-session, **encrypted under the master key**, and calls the HTTPS API with it
+session, **encrypted twice: under a key derived from the session id (which only the
+browser holds; the table keeps its hash) and under the master key**, so neither the
+database nor the database with the master key opens a live session's token; it calls
+the HTTPS API with it
 for every page (:mod:`exchange.console.api`): the console can do nothing the
 token could not. The browser holds only a random session id in a
 ``__Host-`` cookie (HttpOnly, Secure, SameSite=Strict); the table keys the
@@ -42,6 +45,7 @@ __all__ = ["ConsoleSession", "ConsoleSessions", "SecondFactorRequiredError"]
 
 _TOKEN_AAD = b"ibx/console/session-token/v1"
 _CSRF_LABEL = b"ibx/console/csrf/v1"
+_SEAL_LABEL = b"ibx/console/session-seal/v1"
 
 CONSOLE_ROLES = frozenset({"security_officer", "auditor", "enterprise", "subbrain"})
 """The identities that have pages in the console (docs/console.md)."""
@@ -94,6 +98,24 @@ def _csrf(session_id: str) -> str:
     return hmac.new(session_id.encode(), _CSRF_LABEL, hashlib.sha256).hexdigest()
 
 
+def _session_key(session_id: str) -> bytes:
+    """The key only the cookie's holder can derive (the table keeps the id's hash)."""
+    return hmac.new(session_id.encode(), _SEAL_LABEL, hashlib.sha256).digest()
+
+
+def _seal(session_id: str, plaintext: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(_session_key(session_id)).encrypt(nonce, plaintext, _SEAL_LABEL)
+
+
+def _open(session_id: str, sealed: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(_session_key(session_id)).decrypt(sealed[:12], sealed[12:], _SEAL_LABEL)
+
+
 def _fingerprint(der: bytes | None) -> bytes | None:
     return None if der is None else hashlib.sha256(der).digest()
 
@@ -144,7 +166,7 @@ class ConsoleSessions:
             identity=identity.name,
             role=role,
             token=self._runtime.master_key.encrypt(
-                token.strip().encode(), aad=_TOKEN_AAD + _id_hash(session_id)
+                _seal(session_id, token.strip().encode()), aad=_TOKEN_AAD + _id_hash(session_id)
             ),
             certificate=_fingerprint(certificate) if role in ADMIN_ROLES else None,
             created_at=stamp,
@@ -153,7 +175,12 @@ class ConsoleSessions:
         )
         with self._runtime.db.write() as s:
             s.add(row)
-            s.execute(delete(_SessionRow).where(_SessionRow.expires_at < stamp))
+            idle_since = format_rfc3339(at - self.idle)
+            s.execute(
+                delete(_SessionRow).where(
+                    (_SessionRow.expires_at < stamp) | (_SessionRow.last_seen < idle_since)
+                )
+            )
         return ConsoleSession(session_id, identity.name, role, token.strip(), _csrf(session_id))
 
     def _second_factor(self, certificate: bytes | None, identity: Identity) -> bool:
@@ -186,7 +213,8 @@ class ConsoleSessions:
             ):
                 return None
             row.last_seen = format_rfc3339(at)
-            token = self._runtime.master_key.decrypt(row.token, aad=_TOKEN_AAD + key).decode()
+            sealed = self._runtime.master_key.decrypt(row.token, aad=_TOKEN_AAD + key)
+            token = _open(session_id, sealed).decode()
             return ConsoleSession(session_id, row.identity, row.role, token, _csrf(session_id))
 
     def close(self, session_id: str | None) -> None:
