@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from tests.conftest import initialised
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Runtime:
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
     made = Runtime(Settings(data_dir=initialised(tmp_path / "data")))
-    yield made  # type: ignore[misc]
+    yield made
     made.close()
 
 
