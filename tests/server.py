@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from tests import zygote
+
 CA_BUNDLE_NAME = "ca-bundle.pem"  # exchange.deployment_ca.CA_BUNDLE_NAME, without importing it
 
 
@@ -93,6 +95,7 @@ def running_exchange(
     env: dict[str, str] | None = None,
     tls: bool = True,
     ca_bundle: Path | None = None,
+    fork: bool = True,
 ) -> Iterator[ExchangeUrl]:
     """Run ``ibx --data-dir DIR serve --init`` until the block ends; yields the base URL.
 
@@ -100,6 +103,11 @@ def running_exchange(
     deployment CA (created on first start), verified with its bundle in the data
     dir, or with ``ca_bundle`` (e.g. for ``--tls-cert``); ``tls=False`` passes
     ``--plain-http``. The server's stderr goes to a file (:meth:`ExchangeUrl.log`).
+
+    The server is forked from the test process's preloaded interpreter
+    (:func:`tests.zygote.shared`: the real entry point and process, without a
+    new interpreter's seconds of imports); ``fork=False`` starts a new
+    interpreter (``python -m exchange.cli``), for a test of a fresh start.
 
     Every test runs from 127.0.0.1, so the failed-authentication lockout is set
     out of reach (:data:`TEST_AUTH_LIMITS`) unless ``env`` sets it: a test of
@@ -110,11 +118,10 @@ def running_exchange(
     log_dir = Path(tempfile.mkdtemp(prefix="ibx-serve-"))
     log_path = log_dir / "stderr.log"
     log_file = log_path.open("wb")
+    ibx = zygote.shared() if fork else None
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "exchange.cli",
+            *([str(ibx)] if ibx else [sys.executable, "-m", "exchange.cli"]),
             "--data-dir",
             str(data_dir),
             "serve",

@@ -31,7 +31,7 @@ the test names as the document's inputs (the README reads ``policies/``),
 the venv's ``bin`` first on ``PATH`` and unbuffered Python output (so lines
 come in the order a terminal shows them). Nothing runs that the document
 does not show, except one interpreter with the product imported that each
-``ibx`` command is forked from (``tests/docs/zygote.py``: the same entry point,
+``ibx`` command is forked from (``tests/zygote.py``: the same entry point,
 argv, environment, directory and standard streams, in a process of its own;
 it saves the suite most of a second of imports per command).
 """
@@ -53,7 +53,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.docs import zygote
+from tests import zygote
 
 PROMPT = "$ "
 ELLIPSIS = "…"

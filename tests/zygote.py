@@ -1,12 +1,12 @@
-"""``ibx`` for a document's shell without re-importing the product on every command.
+"""``ibx`` processes for tests without re-importing the product in each of them.
 
-A document's tour runs some eighty ``ibx`` commands, and a new interpreter
-spends most of a second of CPU importing the API, the database layer and the
-cryptography before each of them does anything. :func:`install` starts, in the
-document's own shell (its environment, its session), one interpreter that has
-imported them (``python zygote.py SOCKET``), and puts an ``ibx`` first on the
-shell's ``PATH`` that asks it for a fork: the forked process takes the
-command's argv, working directory, environment, signal dispositions and
+A new interpreter spends one to three seconds of CPU importing the API, the
+database layer, the engines and the cryptography before ``ibx`` does
+anything, and the suite starts hundreds of them: a document's eighty commands,
+a real ``ibx serve`` per test module. The preloaded interpreter
+(``python tests/zygote.py SOCKET``) imports them once; the stand-in ``ibx``
+script (:func:`stand_in`) asks it for a fork: the forked process takes the
+stand-in's argv, working directory, environment, signal dispositions and
 standard input, output and error (passed over a Unix socket), then runs
 ``exchange.cli.main`` as the console script does and exits as it would; the
 stand-in exits with its status (or dies of its signal) and forwards SIGTERM,
@@ -14,25 +14,34 @@ SIGINT and SIGHUP to it; a stand-in killed (SIGKILL) takes its command with it.
 
 What each command does, prints and exits with is that of the real ``ibx``:
 the same entry point, in a process of its own, with nothing run before it
-but imports (no module of the product reads the environment at import;
-``mpyc``, which parses ``sys.argv`` on import, and the numerical engines are
-not preloaded, so each command imports them afresh). A command the shell runs
-in the background (a server: ``ibx serve ... &``) and any ``ibx serve`` run
-the real console script, as does every command when the preloaded
-interpreter is not (yet) listening.
+but imports (no module of the product reads the environment at import,
+``tests/exchange/test_settings.py`` checks it; ``mpyc``, whose runtime parses
+``sys.argv`` on import, is never preloaded). Where the preloaded interpreter
+is not listening (not started, not ready yet, gone) the stand-in runs the
+real console script. A test whose subject is a fresh interpreter (what it
+imports, how it starts) starts ``ibx`` itself, not through this.
+
+Users: ``tests/docs/shellblocks.py`` (every ``ibx`` of a document, its server
+included) and ``tests/server.py`` (``running_exchange``: :func:`shared`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import io
 import json
 import os
 import select
+import shlex
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import TypedDict
 
@@ -42,6 +51,9 @@ PRELOAD = (
     "exchange.client",
     "exchange.cli._api_client",
     "exchange.cli._profiles",
+    "exchange.cli.serve",
+    "exchange.app",
+    "uvicorn",
     "httpx",
     "sqlalchemy.orm",
     "sqlalchemy.dialects.sqlite",
@@ -52,9 +64,9 @@ PRELOAD = (
     "cryptography.x509",
     "nacl.signing",
 )
-"""What every command imports; never ``mpyc`` (its import parses ``sys.argv``)."""
+"""What commands and the server import; never ``mpyc`` (its runtime parses ``sys.argv``)."""
 
-NEVER_PRELOADED = ("mpyc", "tenseal", "opendp")
+NEVER_PRELOADED = ("mpyc",)
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 DISPOSITIONS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
@@ -62,7 +74,7 @@ DISPOSITIONS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
 
 STAND_IN = '''\
 #!{python} -IS
-"""ibx for a document's shell: a fork of a preloaded interpreter (tests/docs/zygote.py)."""
+"""ibx for tests: a fork of a preloaded interpreter (tests/zygote.py)."""
 import json, os, signal, socket, sys
 
 SOCKET, REAL = {socket!r}, {real!r}
@@ -77,8 +89,6 @@ def forward(signum, _frame):
     os.kill(pid, signum)
 
 
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or "serve" in sys.argv[1:]:
-    real()  # a background job (a server) or a server: the real console script
 signal.pthread_sigmask(signal.SIG_BLOCK, {forwarded!r})  # held until the command runs
 conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 try:
@@ -94,14 +104,14 @@ conn.sendall(request[sent:])
 answer = conn.makefile("rb")
 first = answer.readline()
 if not first:
-    sys.exit("ibx (tests/docs/zygote.py): the preloaded interpreter did not run the command")
+    sys.exit("ibx (tests/zygote.py): the preloaded interpreter did not run the command")
 pid = int(first)
 for signum in {forwarded!r}:
     signal.signal(signum, forward)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {forwarded!r})
 last = answer.readline()
 if not last:
-    sys.exit("ibx (tests/docs/zygote.py): the preloaded interpreter lost the command")
+    sys.exit("ibx (tests/zygote.py): the preloaded interpreter lost the command")
 status = int(last)
 if os.WIFSIGNALED(status):
     dead = os.WTERMSIG(status)
@@ -134,9 +144,44 @@ def stand_in(folder: Path, socket_path: Path) -> Path:
     return path
 
 
+def argv(socket_path: Path) -> list[str]:
+    """The command that starts a preloaded interpreter listening on ``socket_path``."""
+    return [sys.executable, str(Path(__file__).resolve()), str(socket_path)]
+
+
 def start_command(socket_path: Path, log: Path) -> str:
     """The shell line that starts the preloaded interpreter as a background job."""
-    return f"{sys.executable} {Path(__file__).resolve()} {socket_path} >{log} 2>&1 &\n"
+    return f"{shlex.join(argv(socket_path))} >{shlex.quote(str(log))} 2>&1 &\n"
+
+
+_SHARED: list[Path | None] = []
+
+
+def shared() -> Path | None:
+    """This test process's stand-in ``ibx``, its preloaded interpreter started on first use
+    (and waited for: a server would spend that time importing) and killed at exit; None
+    when it cannot start (callers then run the console script)."""
+    if _SHARED:
+        return _SHARED[0]
+    folder = Path(tempfile.mkdtemp(prefix="ibx-zygote-"))
+    socket_path = folder / "ibx.sock"
+    log = (folder / "zygote.log").open("wb")
+    process = subprocess.Popen(
+        argv(socket_path), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+
+    def stop() -> None:
+        process.kill()
+        process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(stop)
+    deadline = time.monotonic() + 120
+    while not socket_path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _SHARED.append(stand_in(folder / "bin", socket_path) if socket_path.exists() else None)
+    return _SHARED[0]
 
 
 # --- the preloaded interpreter (``python zygote.py SOCKET``) --------------------------------
@@ -284,4 +329,5 @@ def serve(socket_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    sys.path[0] = str(real_ibx().parent)  # as the console script's: not this folder
     serve(Path(sys.argv[1]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs import zygote
+from tests import zygote
 
 
 @pytest.fixture(scope="module")
