@@ -14,11 +14,13 @@ import pytest
 from consent import BadConsentSignatureError, InvalidConsentError, verify_offline
 from core.keys import Ed25519Signer
 from tests.consent.conftest import ORIGIN, World
+from tests.in_process import Done, ibx
 
 IBX = [sys.executable, "-m", "exchange.cli"]
 
 
-def _verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _verify_process(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``ibx consent verify`` in a new interpreter of its own: nothing but the file."""
     return subprocess.run(
         [*IBX, "consent", "verify", str(path), *extra],
         capture_output=True,
@@ -26,6 +28,12 @@ def _verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=120,
     )
+
+
+def _verify(path: Path, *extra: str) -> Done:
+    """``ibx consent verify`` through its entry point in this process (exit codes and the
+    one-line errors included): the subject is the verdict, not the process."""
+    return ibx("consent", "verify", str(path), *extra)
 
 
 def _write(tmp_path: Path, name: str, document: Mapping[str, object]) -> Path:
@@ -39,7 +47,7 @@ def test_a_genuine_receipt_and_revocation_verify_offline(world: World, tmp_path:
     record = world.grant("cells-a")
     key = world.keys["cells-a"].public_key.to_base64()
     receipt = _write(tmp_path, "r.json", record.signed.to_dict())
-    done = _verify(receipt, "--public-key", key, "--origin", ORIGIN)
+    done = _verify_process(receipt, "--public-key", key, "--origin", ORIGIN)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"ok receipt {record.consent_id} by cells-a for {ORIGIN}")
     assert "signed by the trusted key" in done.stdout
@@ -49,8 +57,8 @@ def test_a_genuine_receipt_and_revocation_verify_offline(world: World, tmp_path:
     assert unpinned.returncode == 0 and "(not pinned)" in unpinned.stdout
 
     revocation = _write(tmp_path, "v.json", world.revocation(record).to_dict())
-    done = _verify(revocation, "--public-key", key)
-    assert done.returncode == 0 and done.stdout.startswith("ok revocation ")
+    revoked = _verify(revocation, "--public-key", key)
+    assert revoked.returncode == 0 and revoked.stdout.startswith("ok revocation ")
 
 
 def test_an_edited_receipt_fails(world: World, tmp_path: Path) -> None:
