@@ -118,10 +118,9 @@ def running_exchange(
     log_dir = Path(tempfile.mkdtemp(prefix="ibx-serve-"))
     log_path = log_dir / "stderr.log"
     log_file = log_path.open("wb")
-    ibx = zygote.shared() if fork else None
     proc = subprocess.Popen(
         [
-            *([str(ibx)] if ibx else [sys.executable, "-m", "exchange.cli"]),
+            *(zygote.ibx_argv() if fork else [sys.executable, "-m", "exchange.cli"]),
             "--data-dir",
             str(data_dir),
             "serve",

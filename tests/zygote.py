@@ -184,6 +184,16 @@ def shared() -> Path | None:
     return _SHARED[0]
 
 
+def ibx_argv() -> list[str]:
+    """How a test runs ``ibx`` as a process of its own when its subject is what the process
+    does (output, exit code, argv, environment, signals), not a new interpreter's start:
+    the stand-in of :func:`shared`, or ``python -m exchange.cli`` without it. Not for a
+    test of what the process imports, nor of its process group (the forked command is in
+    the preloaded interpreter's)."""
+    ibx = shared()
+    return [str(ibx)] if ibx else [sys.executable, "-m", "exchange.cli"]
+
+
 # --- the preloaded interpreter (``python zygote.py SOCKET``) --------------------------------
 
 

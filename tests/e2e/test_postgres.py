@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.in_process import ibx as in_process
+from tests.zygote import ibx_argv
 
 pytestmark = pytest.mark.postgres
 
@@ -38,7 +39,7 @@ def test_cli_ledger_and_identities_on_postgresql(tmp_path: Path, postgres_url: s
 
     def ibx(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "exchange.cli", "--data-dir", str(tmp_path / "d"), *args],
+            [*ibx_argv(), "--data-dir", str(tmp_path / "d"), *args],
             input=stdin,
             env=env,
             capture_output=True,

@@ -40,6 +40,7 @@ from tests.conftest import initialised
 from tests.identities import bootstrap, register
 from tests.ledger.reference import mth
 from tests.server import ExchangeUrl, running_exchange
+from tests.zygote import ibx_argv
 
 LB = "lithium-battery"
 
@@ -101,7 +102,7 @@ def ibx_process(*args: str) -> Done:
     """Run ``python -m exchange.cli ARGS`` as a separate process, without IBX_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
     done = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", *args],
+        [*ibx_argv(), *args],
         capture_output=True,
         text=True,
         env=env,

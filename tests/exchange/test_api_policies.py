@@ -38,6 +38,7 @@ from policies import BASELINE_PACK, POLICY_STEPS, PolicySource, Subject, sign_po
 from tests.conftest import initialised
 from tests.identities import admin_signer, register, register_all, sign_duty, write_key_file
 from tests.server import ExchangeUrl, running_exchange
+from tests.zygote import ibx_argv
 
 FOUR_EYES = "policies.errors.FourEyesError"
 LOCKOUT = "policies.errors.PolicyLockoutError"
@@ -616,7 +617,7 @@ def _process(
     """The real ``ibx`` in its own process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
     done = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", *_argv(world, args, who, remote, cert=cert)],
+        [*ibx_argv(), *_argv(world, args, who, remote, cert=cert)],
         env=env,
         capture_output=True,
         text=True,

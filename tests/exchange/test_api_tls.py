@@ -12,7 +12,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
@@ -30,6 +29,7 @@ from exchange.error_table import ExitCode
 from tests.conftest import initialised
 from tests.in_process import ibx
 from tests.server import ExchangeUrl, free_port, running_exchange
+from tests.zygote import ibx_argv
 
 _TLS11, _TLS12 = 0x0302, 0x0303
 _ALERT, _HANDSHAKE = 0x15, 0x16
@@ -38,7 +38,7 @@ _PROTOCOL_VERSION_ALERT = 70
 
 def _ibx(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exchange.cli", *args],
+        [*ibx_argv(), *args],
         capture_output=True,
         text=True,
         check=False,

@@ -45,6 +45,7 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.in_process import Done, ibx
 from tests.server import running_exchange
+from tests.zygote import ibx_argv
 
 ORIGIN = "backup.test.ibx.localhost/ledger"
 
@@ -59,7 +60,7 @@ def _env(**extra: str) -> dict[str, str]:
 def _process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``ibx`` in its own process (the snapshots under load)."""
     return subprocess.run(
-        [sys.executable, "-m", "exchange.cli", *args],
+        [*ibx_argv(), *args],
         env=env if env is not None else _env(),
         capture_output=True,
         text=True,

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from importlib.metadata import version
 
 import pytest
 
-IBX = [sys.executable, "-m", "exchange.cli"]
+from tests.zygote import ibx_argv
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*IBX, *args],
+        [*ibx_argv(), *args],
         capture_output=True,
         text=True,
         check=False,

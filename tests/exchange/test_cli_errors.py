@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,12 +19,13 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
 from tests.in_process import ibx
+from tests.zygote import ibx_argv
 
 
 def _ibx(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
     return subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(data_dir), *args],
+        [*ibx_argv(), "--data-dir", str(data_dir), *args],
         input=stdin,
         env=env,
         capture_output=True,

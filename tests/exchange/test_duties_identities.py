@@ -12,7 +12,6 @@ from __future__ import annotations
 import sqlite3
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from tests.identities import (
     sign_duty,
     write_key_file,
 )
+from tests.zygote import ibx_argv
 
 runner = CliRunner()
 
@@ -534,7 +534,7 @@ def test_a_certificate_never_overwrites_an_officers_signing_key(tmp_path: Path) 
     """``ibx init`` names an officer's signing key ``NAME.key``, as a client certificate's TLS
     key is named: ``identity cert --out`` into that directory is refused, the key kept."""
     data = tmp_path / "data"
-    ibx = [sys.executable, "-m", "exchange.cli", "--data-dir", str(data)]
+    ibx = [*ibx_argv(), "--data-dir", str(data)]
     subprocess.run([*ibx, "init"], capture_output=True, check=True, timeout=120)
     keys = data / "bootstrap"
     before = (keys / "officer-1.key").read_bytes()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,7 @@ from exchange.error_table import (
 )
 from tests.conftest import initialised
 from tests.in_process import ibx
-
-IBX = [sys.executable, "-m", "exchange.cli"]
+from tests.zygote import ibx_argv
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.path for r in RULES])
@@ -66,7 +64,9 @@ def test_exit_codes_follow_the_status_table(name, exc, status, code) -> None:
 
 
 def _ibx(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IBX, *args], capture_output=True, text=True, check=False, timeout=120)
+    return subprocess.run(
+        [*ibx_argv(), *args], capture_output=True, text=True, check=False, timeout=120
+    )
 
 
 def test_a_root_option_after_the_command_says_where_it_belongs(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_a_root_option_after_the_command_says_where_it_belongs(tmp_path: Path) -
 def test_an_invalid_setting_names_its_variable_without_library_links(tmp_path: Path) -> None:
     data = initialised(tmp_path / "data")
     done = subprocess.run(
-        [*IBX, "--data-dir", str(data), "ledger", "vkey"],
+        [*ibx_argv(), "--data-dir", str(data), "ledger", "vkey"],
         capture_output=True,
         text=True,
         check=False,

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exchange.datadir import RECORD_NAME
 from tests.in_process import Done, ibx
-
-IBX = [sys.executable, "-m", "exchange.cli"]
+from tests.zygote import ibx_argv
 
 
 def _ibx(data: Path, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> Done:
@@ -24,7 +22,7 @@ def _process(data: Path, *args: str, env: dict[str, str] | None = None, stdin: s
     """``ibx`` in its own process: what a fresh process reads from the data dir."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
     return subprocess.run(
-        [*IBX, "--data-dir", str(data), *args],
+        [*ibx_argv(), "--data-dir", str(data), *args],
         input=stdin,
         capture_output=True,
         text=True,

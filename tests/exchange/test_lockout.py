@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from tests.conftest import initialised
 from tests.server import ExchangeUrl, running_exchange
+from tests.zygote import ibx_argv
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 LOCKOUT_EVENT = "identity.auth_lockout"
@@ -177,7 +177,7 @@ def test_a_locked_out_address_gets_429_until_the_lockout_ends(served: Served) ->
     events = _lockouts(served.runtime)
     assert len(events) == 1 and events[0]["source"] == "127.0.0.1"
     cli = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "me", *served.base.cli_args()],
+        [*ibx_argv(), "me", *served.base.cli_args()],
         capture_output=True,
         text=True,
         check=False,

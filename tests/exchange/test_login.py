@@ -6,7 +6,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,12 @@ from tests.conftest import initialised
 from tests.identities import register
 from tests.in_process import ibx
 from tests.server import running_exchange
-
-IBX = [sys.executable, "-m", "exchange.cli"]
+from tests.zygote import ibx_argv
 
 
 def _ibx(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*IBX, *args],
+        [*ibx_argv(), *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -31,6 +31,7 @@ from tests.conftest import initialised
 from tests.identities import admin_signer, write_key_file
 from tests.identities import bootstrap as bootstrap_officers
 from tests.in_process import Done, ibx
+from tests.zygote import ibx_argv
 
 runner = CliRunner()
 ORIGIN = "output.ibx.localhost/ledger"
@@ -129,7 +130,7 @@ class World:
         env = {k: v for k, v in os.environ.items() if k != "IBX_TOKEN"}
         env["IBX_LEDGER_ORIGIN"] = ORIGIN
         return subprocess.run(
-            [sys.executable, "-m", "exchange.cli", "--data-dir", str(self.data_dir), *args],
+            [*ibx_argv(), "--data-dir", str(self.data_dir), *args],
             env=env,
             capture_output=True,
             text=True,

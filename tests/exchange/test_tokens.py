@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +26,7 @@ from exchange.settings import Settings
 from tests.conftest import initialised
 from tests.in_process import Done, ibx
 from tests.server import ExchangeUrl, running_exchange
+from tests.zygote import ibx_argv
 
 
 def _ibx(*args: str, env: dict[str, str] | None = None) -> Done:
@@ -141,7 +141,7 @@ def test_ibx_me_without_a_token_says_how_to_give_one_in_both_modes(served: Serve
     """No request is sent without a token: the same one line and exit 4, local or remote."""
     env = {k: v for k, v in os.environ.items() if k not in ("IBX_TOKEN", "IBX_PROFILE")}
     local = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(served.data), "me"],
+        [*ibx_argv(), "--data-dir", str(served.data), "me"],
         capture_output=True,
         text=True,
         check=False,
@@ -149,7 +149,7 @@ def test_ibx_me_without_a_token_says_how_to_give_one_in_both_modes(served: Serve
         env=env,
     )
     remote = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "me", *served.base.cli_args()],
+        [*ibx_argv(), "me", *served.base.cli_args()],
         capture_output=True,
         text=True,
         check=False,

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.in_process import Done, ibx
-
-IBX = [sys.executable, "-m", "exchange.cli"]
+from tests.zygote import ibx_argv
 
 
 def _process(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``ibx`` in its own process, as an auditor runs it."""
     return subprocess.run(
-        [*IBX, "--data-dir", str(data_dir), *args],
+        [*ibx_argv(), "--data-dir", str(data_dir), *args],
         capture_output=True,
         text=True,
         timeout=60,

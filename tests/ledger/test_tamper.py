@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from core.events import Event, RecordedEvent
 from core.keys import Ed25519Signer
 from ledger import MIGRATIONS, Ledger, SqlLedgerBackend
 from tests.in_process import Done, ibx
+from tests.zygote import ibx_argv
 
-IBX = [sys.executable, "-m", "exchange.cli"]
 N = 12
 B = 2
 """`ibx init` records its two bootstrap officers first: the readings start at index B."""
@@ -31,7 +30,7 @@ B = 2
 def _process(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``ibx`` in its own process, as the operator runs it."""
     return subprocess.run(
-        [*IBX, "--data-dir", str(data_dir), *args],
+        [*ibx_argv(), "--data-dir", str(data_dir), *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.conftest import initialised
 from tests.identities import register_all, write_key_file
 from tests.in_process import Done, ibx
 from tests.server import ExchangeUrl, running_exchange
+from tests.zygote import ibx_argv
 
 runner = CliRunner()
 
@@ -69,7 +69,7 @@ class Cli:
         """The real ``ibx`` in its own process, as a user runs it."""
         env = {k: v for k, v in os.environ.items() if k not in ("IBX_TOKEN", "IBX_OPA_URL")}
         return subprocess.run(
-            [sys.executable, "-m", "exchange.cli", "--data-dir", str(self.data_dir), *args],
+            [*ibx_argv(), "--data-dir", str(self.data_dir), *args],
             env=env,
             capture_output=True,
             text=True,
