@@ -57,30 +57,26 @@ def install_console(app: FastAPI, sessions: Any) -> None:
 
     @app.exception_handler(NotYourDuty)
     async def _duty(request: Request, _exc: NotYourDuty) -> Response:
-        t = labels_for(request)
-        return render(
-            request,
-            None,
-            "error.html",
-            status_code=403,
-            title=t("refused_title"),
-            detail=t("not_your_duty"),
-            code="duty",
-        )
+        return _forbidden(request, "not_your_duty", "duty")
 
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, _exc: CsrfRefused) -> Response:
-        t = labels_for(request)
-        return render(
-            request,
-            None,
-            "error.html",
-            status_code=403,
-            title=t("refused_title"),
-            detail=t("csrf_refused"),
-            code="csrf",
-        )
+        return _forbidden(request, "csrf_refused", "csrf")
 
     @app.exception_handler(ApiRefusal)
     async def _refused(request: Request, exc: ApiRefusal) -> Response:
         return refusal_page(request, None, exc)
+
+
+def _forbidden(request: Request, detail_key: str, code: str) -> Response:
+    """The 403 page for a refusal the console itself makes (another duty's page, CSRF)."""
+    t = labels_for(request)
+    return render(
+        request,
+        None,
+        "error.html",
+        status_code=403,
+        title=t("refused_title"),
+        detail=t(detail_key),
+        code=code,
+    )
