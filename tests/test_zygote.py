@@ -104,3 +104,27 @@ def test_a_signal_to_the_stand_in_ends_the_command(
     finally:
         with contextlib.suppress(OSError):  # a command still blocked on the FIFO: let it go
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_command_killed_through_start_is_gone_when_kill_returns(tmp_path: Path) -> None:
+    """:func:`tests.zygote.kill` returns only once the forked command itself has ended, as
+    ``Popen.kill(); wait()`` would for a process of its own (a test restarting a server on
+    its port, or an agent on its state, relies on it)."""
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    process, pid = zygote.start(
+        ["audit", "verify", "--export", str(fifo), "--ledger-vkey", str(fifo)],
+        tmp_path / "command.pid",
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert pid is not None and pid != process.pid  # a fork, not the stand-in
+        os.kill(pid, 0)  # running, blocked on the FIFO
+        zygote.kill(process, pid)
+        assert process.returncode == -signal.SIGKILL
+        zygote.wait_ended(pid, timeout=0)  # already gone: no wait at all
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))

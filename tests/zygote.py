@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 PRELOAD = (
     "exchange.runtime",
@@ -72,16 +72,30 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 DISPOSITIONS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
 """Signals whose disposition (ignored or not) the command inherits from its stand-in."""
 
+PIDFILE_VARIABLE = "ZYGOTE_PIDFILE"
+"""Set in a stand-in's environment (and taken out of its command's), the file the stand-in
+writes its command's pid to: for a test that must know the command is gone after a SIGKILL
+(:func:`command_pid`, :func:`wait_ended`)."""
+
 STAND_IN = '''\
 #!{python} -IS
 """ibx for tests: a fork of a preloaded interpreter (tests/zygote.py)."""
 import json, os, signal, socket, sys
 
 SOCKET, REAL = {socket!r}, {real!r}
+PIDFILE = os.environ.pop({pidfile_variable!r}, None)  # for the test, never for ibx
+
+
+def record(pid):
+    if PIDFILE:
+        with open(PIDFILE + ".new", "w") as out:
+            out.write(str(pid))
+        os.rename(PIDFILE + ".new", PIDFILE)
 
 
 def real():
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    record(os.getpid())
     os.execv(REAL, [REAL, *sys.argv[1:]])
 
 
@@ -106,6 +120,7 @@ first = answer.readline()
 if not first:
     sys.exit("ibx (tests/zygote.py): the preloaded interpreter did not run the command")
 pid = int(first)
+record(pid)
 for signum in {forwarded!r}:
     signal.signal(signum, forward)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {forwarded!r})
@@ -137,6 +152,7 @@ def stand_in(folder: Path, socket_path: Path) -> Path:
             real=str(real_ibx()),
             dispositions=tuple(int(s) for s in DISPOSITIONS),
             forwarded=tuple(int(s) for s in FORWARDED),
+            pidfile_variable=PIDFILE_VARIABLE,
         ),
         encoding="utf-8",
     )
@@ -192,6 +208,66 @@ def ibx_argv() -> list[str]:
     the preloaded interpreter's)."""
     ibx = shared()
     return [str(ibx)] if ibx else [sys.executable, "-m", "exchange.cli"]
+
+
+def command_pid(
+    pidfile: Path, stand_in: subprocess.Popen[bytes], timeout: float = 60
+) -> int | None:
+    """The pid of the command that ``stand_in`` (started with :data:`PIDFILE_VARIABLE` set to
+    ``pidfile``) runs: its fork, or the stand-in itself where it ran the console script;
+    None if the stand-in ended first.
+
+    Raises:
+        TimeoutError: the stand-in neither ran its command nor ended within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while not pidfile.exists():
+        if stand_in.poll() is not None:
+            return None
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stand-in {stand_in.pid}: no command started in {timeout} s")
+        time.sleep(0.005)
+    return int(pidfile.read_text())
+
+
+def wait_ended(pid: int, timeout: float = 30) -> None:
+    """Return once process ``pid`` (a forked command, not a child of this process) is gone.
+
+    Raises:
+        TimeoutError: it still runs after ``timeout`` seconds.
+    """
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([handle], [], [], timeout)
+    finally:
+        os.close(handle)
+    if not ready:
+        raise TimeoutError(f"process {pid} still runs {timeout} s after its stand-in ended")
+
+
+def start(
+    args: list[str], pidfile: Path, *, env: dict[str, str], **popen: Any
+) -> tuple[subprocess.Popen[bytes], int | None]:
+    """``ibx ARGS`` as a process of its own (:func:`ibx_argv`) that a test may SIGKILL:
+    its stand-in and the pid of the command (:func:`command_pid`, for :func:`kill`)."""
+    ibx = shared()
+    if ibx is None:  # a new interpreter: the process is the command
+        return subprocess.Popen([*ibx_argv(), *args], env=env, **popen), None
+    pidfile.unlink(missing_ok=True)
+    process = subprocess.Popen([ibx, *args], env={**env, PIDFILE_VARIABLE: str(pidfile)}, **popen)
+    return process, command_pid(pidfile, process)
+
+
+def kill(process: subprocess.Popen[bytes], pid: int | None) -> None:
+    """SIGKILL ``process`` (a stand-in from :func:`start`); return once its command is gone
+    too, as a killed process of its own would be."""
+    process.kill()
+    process.wait()
+    if pid is not None:
+        wait_ended(pid)
 
 
 # --- the preloaded interpreter (``python zygote.py SOCKET``) --------------------------------

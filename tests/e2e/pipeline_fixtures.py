@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import os
-import signal
 import sqlite3
 import ssl
 import subprocess
@@ -38,6 +37,7 @@ from exchange.error_table import RemoteRefusalError
 from exchange.identities import Role
 from exchange.runtime import Runtime
 from exchange.settings import Settings
+from tests import zygote
 from tests.conftest import initialised
 from tests.server import CA_BUNDLE_NAME, TEST_AUTH_LIMITS, ExchangeUrl, free_port
 
@@ -175,13 +175,15 @@ class ServerProcess:
             f"https://127.0.0.1:{self.port}", data_dir.resolve() / CA_BUNDLE_NAME, self.log_path
         )
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
 
     def start(self, timeout: float = 60) -> None:
         """Start and wait until ``/healthz`` answers."""
         log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "exchange.cli", "--data-dir", str(self.data_dir), "serve",
+        self._proc, self._pid = zygote.start(
+            ["--data-dir", str(self.data_dir), "serve",
              "--init", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.log_path.with_name("serve.pid"),
             stdout=subprocess.DEVNULL,
             stderr=log,
             env={**os.environ, **TEST_AUTH_LIMITS},
@@ -205,8 +207,7 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL: no shutdown, no cleanup (a crash)."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+            zygote.kill(self._proc, self._pid)
 
     def stop(self, grace: float = 15) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds."""
@@ -216,8 +217,7 @@ class ServerProcess:
         try:
             self._proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+            zygote.kill(self._proc, self._pid)
 
 
 class AgentProcess:
@@ -234,11 +234,12 @@ class AgentProcess:
         self.state = enterprise.home / "agent-state"
         self.log_path = enterprise.home / "agent.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
 
     def argv(self, *more: str) -> list[str]:
         e = self.enterprise
         return [
-            sys.executable, "-m", "exchange.cli", "--token-file", str(e.token_file), "agent",
+            "--token-file", str(e.token_file), "agent",
             *self.url.cli_args(), "--enterprise", e.name, "--key", str(e.key_file),
             *e.source_args, "--ledger-vkey", str(self.vkey),
             "--state", str(self.state), "--poll", "5", *self.extra, *more,
@@ -249,8 +250,13 @@ class AgentProcess:
             return
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
-        self._proc = subprocess.Popen(
-            self.argv(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.enterprise.home
+        self._proc, self._pid = zygote.start(
+            self.argv(),
+            self.enterprise.home / "agent.pid",
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.enterprise.home,
         )
         log.close()
 
@@ -261,8 +267,7 @@ class AgentProcess:
     def kill(self) -> None:
         """SIGKILL (a crash: no clean shutdown)."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
-            self._proc.wait()
+            zygote.kill(self._proc, self._pid)
 
     def signal_stop(self) -> None:
         """SIGTERM without waiting (:meth:`stop` waits)."""
@@ -278,8 +283,7 @@ class AgentProcess:
             try:
                 self._proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+                zygote.kill(self._proc, self._pid)
         return self._proc.returncode
 
     def log(self) -> str:
