@@ -47,6 +47,7 @@ from edge_tls import (
 from exchange.cli import app
 from exchange.edge_server import edge_server_config
 from tests.edge_tls.conftest import Pki, RunningServer, client_context, make_pki
+from tests.zygote import ibx_argv
 
 runner = CliRunner()
 
@@ -165,7 +166,7 @@ def served(pki: Pki) -> Iterator[str]:
     """A real ``ibx serve --edge-port`` process; yields its edge URL."""
     port, edge_port = _free_port(), _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(pki.runtime.settings.data_dir),
+        [*ibx_argv(), "--data-dir", str(pki.runtime.settings.data_dir),
          "serve", "--port", str(port), "--edge-port", str(edge_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -205,7 +206,7 @@ class Daemon:
 
     def __init__(self, directory: Path, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exchange.cli", "edge", "renew", "--daemon",
+            [*ibx_argv(), "edge", "renew", "--daemon",
              "--dir", str(directory), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -380,7 +381,7 @@ def test_an_expired_certificate_exits_at_once_saying_to_enrol_again(
         key, issued.certificate, server=served, device="kiln-old", ca_pem=pki.ca_bundle.read_bytes()
     )
     done = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "edge", "renew", "--daemon",
+        [*ibx_argv(), "edge", "renew", "--daemon",
          "--dir", str(credentials.directory)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

@@ -6,14 +6,13 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 from cryptography import x509
 
 from tests.edge_tls.conftest import Pki, client_context
+from tests.zygote import ibx_argv
 
 
 def _free_port() -> int:
@@ -26,9 +25,8 @@ def _free_port() -> int:
 def test_serve_runs_http_and_edge_tls_together(pki: Pki) -> None:
     port, edge_port = _free_port(), _free_port()
     data_dir = str(pki.runtime.settings.data_dir)
-    ibx = Path(sys.executable).parent / "ibx"
     process = subprocess.Popen(
-        [str(ibx), "--data-dir", data_dir, "serve", "--port", str(port),
+        [*ibx_argv(), "--data-dir", data_dir, "serve", "--port", str(port),
          "--edge-port", str(edge_port), "--edge-name", "edge.factory.example"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

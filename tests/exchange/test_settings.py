@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from exchange.settings import Settings
 from tests.conftest import initialised
+from tests.zygote import ibx_argv
 
 
 def test_prod_requires_an_explicit_master_key(tmp_path: Path) -> None:
@@ -69,9 +70,7 @@ def test_mpc_run_works_with_a_relative_data_dir(tmp_path: Path) -> None:
     (tmp_path / "values.json").write_text(json.dumps({f"p{i}": 40.0 + i for i in range(5)}))
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "exchange.cli",
+            *ibx_argv(),
             "mpc",
             "run",
             "--input",
