@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from exchange.runtime import Runtime
 from exchange.settings import Settings
 from ledger import NoteVerifier
 from tests.conftest import initialised
+from tests.zygote import ibx_argv
 
 ORIGIN = "agent-it.ibx.localhost/ledger"
 LB = "lithium-battery"
@@ -243,7 +243,7 @@ def test_ibx_agent_once_as_a_process(deployment: Deployment) -> None:
     env["IBX_TOKEN"] = deployment.firms[0].token
     first, *rest = deployment.firms
     done = subprocess.run(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(data_dir), "agent",
+        [*ibx_argv(), "--data-dir", str(data_dir), "agent",
          "--enterprise", first.name, "--key", str(first.home / "consent.key"),
          "--source", str(first.csv), "--ledger-vkey", str(first.home / "ledger.vkey"),
          "--state", str(first.home / "state"), "--once"],

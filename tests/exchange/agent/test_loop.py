@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from exchange.settings import Settings
 from ledger import NoteVerifier
 from tests.conftest import initialised
 from tests.server import free_port
+from tests.zygote import ibx_argv
 
 
 def test_an_unreachable_exchange_is_one_line_per_outage_and_the_agent_keeps_trying(
@@ -66,7 +66,7 @@ def test_ibx_agent_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBX_")}
     env["IBX_TOKEN"] = token
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exchange.cli", "--data-dir", str(data_dir), "agent",
+        [*ibx_argv(), "--data-dir", str(data_dir), "agent",
          "--enterprise", "plant-a", "--key", str(tmp_path / "consent.key"),
          "--source", str(tmp_path / "plant.csv"), "--ledger-vkey", str(tmp_path / "ledger.vkey"),
          "--poll", "20"],
