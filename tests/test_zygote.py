@@ -20,6 +20,10 @@ import pytest
 
 from tests import zygote
 
+pytestmark = pytest.mark.skipif(
+    not zygote.supported(), reason="no pidfd here: every ibx is a new interpreter"
+)
+
 
 @pytest.fixture(scope="module")
 def preloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:

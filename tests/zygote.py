@@ -170,6 +170,18 @@ def start_command(socket_path: Path, log: Path) -> str:
     return f"{shlex.join(argv(socket_path))} >{shlex.quote(str(log))} 2>&1 &\n"
 
 
+def supported() -> bool:
+    """Whether this system can run the preloaded interpreter (Linux 5.3's pidfd, fds passed
+    over a Unix socket); without it every ``ibx`` is a new interpreter, as before."""
+    if not hasattr(os, "pidfd_open") or not hasattr(socket, "send_fds"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
 _SHARED: list[Path | None] = []
 
 
@@ -179,6 +191,9 @@ def shared() -> Path | None:
     when it cannot start (callers then run the console script)."""
     if _SHARED:
         return _SHARED[0]
+    if not supported():
+        _SHARED.append(None)
+        return None
     folder = Path(tempfile.mkdtemp(prefix="ibx-zygote-"))
     socket_path = folder / "ibx.sock"
     log = (folder / "zygote.log").open("wb")

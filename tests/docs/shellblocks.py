@@ -327,7 +327,7 @@ def run_commands(commands: list[Command], tmp: Path) -> list[Command]:
         )
     assert bash.stdin is not None
     try:
-        if any("ibx" in command.text for command in commands):
+        if zygote.supported() and any("ibx" in command.text for command in commands):
             bash.stdin.write(zygote.start_command(socket_path, run / "zygote.log").encode())
         bash.stdin.write(b"set -o pipefail\n__ibx_status() { return $1; }\n__rc=0\n")
         for index, command in enumerate(commands):
