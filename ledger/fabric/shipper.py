@@ -273,9 +273,10 @@ class FabricShipper:
         Raises:
             LedgerIntegrityError: the channel is ahead of SQL, or its root differs.
         """
+        seen = self._seen_size()  # read before the head: a shipper racing us only raises it
         head = self._channel.head()
         log = self._channel.log
-        self._not_rolled_back(head.size, "holds", "entries")
+        self._not_rolled_back(seen, head.size, "holds", "entries")
         if head.size > sql_size:  # another shipper may have shipped what we have not seen
             sql_size = self._ledger.size()
         if head.size > sql_size:
@@ -354,9 +355,10 @@ class FabricShipper:
             LedgerIntegrityError: the anchored checkpoint is beyond SQL, not this
                 ledger's, or has another root than SQL's at its size.
         """
+        seen = self._seen_size()  # read before the head: a shipper racing us only raises it
         anchored = self._channel.anchor_head()
         log = self._channel.log
-        self._not_rolled_back(anchored.size, "anchors", "entries")
+        self._not_rolled_back(seen, anchored.size, "anchors", "entries")
         if anchored.size > sql_size:  # another shipper may have anchored a newer head
             sql_size = self._ledger.size()
         if anchored.size > sql_size:
@@ -383,7 +385,14 @@ class FabricShipper:
             )
         return anchored
 
-    def _not_rolled_back(self, size: int, verb: str, what: str) -> None:
+    def _seen_size(self) -> int:
+        """The channel size this deployment last saw committed (0 without a progress row)."""
+        if self._outbox is None:
+            return 0
+        status = self._outbox.outbox.status(self._outbox.key)
+        return 0 if status is None else status.shipped_size
+
+    def _not_rolled_back(self, seen: int, size: int, verb: str, what: str) -> None:
         """Refuse a channel smaller than this deployment last saw it committed: its state
         was rolled back (a colluding majority of endorsers can rewrite world state; the
         progress row remembers how far the channel had got).
@@ -391,13 +400,10 @@ class FabricShipper:
         Raises:
             LedgerIntegrityError: it was.
         """
-        if self._outbox is None:
-            return
-        seen = self._outbox.outbox.status(self._outbox.key)
-        if seen is not None and size < seen.shipped_size:
+        if size < seen:
             raise LedgerIntegrityError(
                 f"the channel's log {self._channel.log} {verb} {size} {what} but it held "
-                f"{seen.shipped_size} when this deployment last saw it committed: the "
+                f"{seen} when this deployment last saw it committed: the "
                 f"channel's state was rolled back; nothing shipped"
             )
 
